@@ -1,0 +1,108 @@
+"""The one network definition shared by train, sample and evaluate.
+
+Embedding -> ``num_layers`` recurrent layers (LSTM, GRU or plain RNN) with
+dropout between them -> Dense to vocabulary logits.  Recurrent state is passed
+in and out explicitly, so training can carry it across batches (truncated
+BPTT) and sampling can step one symbol at a time at any batch size.
+
+The recurrent layers keep Keras' default activations and use no recurrent
+dropout, which keeps them eligible for the cuDNN kernels on a GPU; the weights
+are the same either way, so a GPU-trained model loads and samples on a CPU.
+"""
+
+from charrnn.backend import tensorflow
+
+CELLS = ("lstm", "gru", "rnn")
+
+# The model arguments a run stores and resume/sample rebuild the model from.
+MODEL_DEFAULTS = {
+    "cell": "lstm",
+    "num_layers": 2,
+    "rnn_size": 128,
+    "embedding_size": 64,
+    "dropout": 0.0,
+}
+
+
+def build_model(vocab_size: int, cell="lstm", num_layers=2, rnn_size=128,
+                embedding_size=64, dropout=0.0):
+    """Return a built :class:`CharRNN` (weights created) for ``vocab_size`` symbols."""
+    tf = tensorflow()
+    model = _model_class()(vocab_size, cell=cell, num_layers=num_layers,
+                           rnn_size=rnn_size, embedding_size=embedding_size,
+                           dropout=dropout)
+    model(tf.zeros((1, 1), tf.int32))  # create the weights
+    return model
+
+
+_CLASS = None
+
+
+def _model_class():
+    # Defined lazily so that importing this module does not import TensorFlow.
+    global _CLASS
+    if _CLASS is not None:
+        return _CLASS
+    tf = tensorflow()
+    import keras
+
+    layer_types = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU,
+                   "rnn": keras.layers.SimpleRNN}
+
+    class CharRNN(keras.Model):
+        def __init__(self, vocab_size, cell="lstm", num_layers=2, rnn_size=128,
+                     embedding_size=64, dropout=0.0, **kwargs):
+            super().__init__(**kwargs)
+            if cell not in layer_types:
+                raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+            self.vocab_size = int(vocab_size)
+            self.cell = cell
+            self.num_layers = int(num_layers)
+            self.rnn_size = int(rnn_size)
+            self.embedding_size = int(embedding_size)
+            self.dropout_rate = float(dropout)
+            self.embedding = keras.layers.Embedding(vocab_size, embedding_size, name="embedding")
+            self.rnns = [
+                layer_types[cell](rnn_size, return_sequences=True, return_state=True,
+                                  name=f"{cell}_{i}")
+                for i in range(num_layers)
+            ]
+            self.drop = keras.layers.Dropout(dropout) if dropout > 0 else None
+            self.dense = keras.layers.Dense(vocab_size, name="logits")
+
+        @property
+        def states_per_layer(self):
+            return 2 if self.cell == "lstm" else 1
+
+        def initial_state(self, batch_size, dtype=tf.float32):
+            """Zero state: a flat list, ``states_per_layer`` tensors per layer."""
+            return [tf.zeros((batch_size, self.rnn_size), dtype)
+                    for _ in range(self.num_layers * self.states_per_layer)]
+
+        def call(self, inputs, states=None, return_state=False, training=False):
+            x = self.embedding(inputs, training=training)
+            k = self.states_per_layer
+            new_states = []
+            for i, rnn in enumerate(self.rnns):
+                init = None if states is None else list(states[i * k:(i + 1) * k])
+                x, *layer_states = rnn(x, initial_state=init, training=training)
+                new_states.extend(layer_states)
+                if self.drop is not None:
+                    x = self.drop(x, training=training)
+            logits = self.dense(x, training=training)
+            if return_state:
+                return logits, new_states
+            return logits
+
+        def get_config(self):
+            return model_args(self)
+
+    _CLASS = CharRNN
+    return CharRNN
+
+
+def model_args(model) -> dict:
+    """The arguments that rebuild ``model`` with :func:`build_model`."""
+    return {"vocab_size": model.vocab_size, "cell": model.cell,
+            "num_layers": model.num_layers, "rnn_size": model.rnn_size,
+            "embedding_size": model.embedding_size, "dropout": model.dropout_rate}
