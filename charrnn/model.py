@@ -67,8 +67,14 @@ def _model_class():
                                   name=f"{cell}_{i}")
                 for i in range(num_layers)
             ]
+            # Keras 3 keeps the list in a TrackedList, which tf.train.Checkpoint
+            # does not follow (keras-team/keras#18398): without one attribute per
+            # layer a checkpoint silently drops every recurrent weight.
+            for i, rnn in enumerate(self.rnns):
+                setattr(self, f"{cell}_{i}", rnn)
             self.drop = keras.layers.Dropout(dropout) if dropout > 0 else None
-            self.dense = keras.layers.Dense(vocab_size, name="logits")
+            # float32 logits (hence loss) also under a mixed precision policy.
+            self.dense = keras.layers.Dense(vocab_size, name="logits", dtype="float32")
 
         @property
         def states_per_layer(self):
@@ -86,7 +92,8 @@ def _model_class():
             for i, rnn in enumerate(self.rnns):
                 init = None if states is None else list(states[i * k:(i + 1) * k])
                 x, *layer_states = rnn(x, initial_state=init, training=training)
-                new_states.extend(layer_states)
+                # float32 out whatever the compute dtype, so carried state keeps one dtype
+                new_states.extend(tf.cast(s, tf.float32) for s in layer_states)
                 if self.drop is not None:
                     x = self.drop(x, training=training)
             logits = self.dense(x, training=training)

@@ -1,0 +1,299 @@
+"""`charrnn train` through the real CLI on tiny real datasets and tiny models."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from charrnn.cli import cli
+
+TINY = """\
+model: {cell: lstm, num_layers: 1, rnn_size: 16, embedding_size: 8, dropout: 0.0}
+train: {batch_size: 8, seq_length: 16, learning_rate: 0.01, warmup_steps: 0, max_epochs: 100,
+        eval_every: 10, save_every: 10, log_every: 5, keep_checkpoints: 2, seed: 1,
+        sample_length: 20}
+"""
+SCALARS = {"train/loss", "val/loss", "val/bpc", "lr", "grad_norm", "chars_per_s"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def ok(result):
+    assert result.exit_code == 0, result.stderr + repr(result.exception)
+    return result
+
+
+def error_line(result):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("Error: ") and "Traceback" not in result.output, result.stderr
+    return lines[-1]
+
+
+def metrics(out):
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def checkpoint_values(prefix):
+    from charrnn.backend import tensorflow
+
+    reader = tensorflow().train.load_checkpoint(str(prefix))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name != "_CHECKPOINTABLE_OBJECT_GRAPH" and "save_counter" not in name}
+
+
+@pytest.fixture(scope="module")
+def lstm_run(tiny, english_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "lstm"
+    result = ok(run("train", "--config", tiny, "--data", english_data, "--out", out,
+                    "--max-steps", 30, "--set", "model.rnn_size=32"))
+    return out, result
+
+
+def test_short_lstm_run_writes_a_complete_run_directory(lstm_run, english_data):
+    out, result = lstm_run
+    for name in ("config.yaml", "model.json", "vocab.json", "dataset_meta.json", "metrics.jsonl",
+                 "checkpoints/checkpoint", "best/checkpoint"):
+        assert (out / name).is_file(), name
+    assert result.stdout == ""  # progress and summaries go to stderr only
+    assert "parameters" in result.stderr and "batches of 8x16" in result.stderr
+    assert json.loads((out / "vocab.json").read_text()) == \
+        json.loads((english_data / "vocab.json").read_text())
+    model = json.loads((out / "model.json").read_text())
+    assert model["cell"] == "lstm" and model["rnn_size"] == 32
+
+    lines = metrics(out)
+    assert [r["step"] for r in lines] == [5, 10, 15, 20, 25, 30]
+    for r in lines:
+        assert {"step", "epoch", "loss", "lr", "grad_norm", "chars_per_s"} <= set(r)
+    evals = [r for r in lines if "val_loss" in r]
+    assert [r["step"] for r in evals] == [10, 20, 30]
+    for r in evals:
+        assert r["val_bpc"] == pytest.approx(r["val_loss"] / math.log(2))
+    vocab_size = model["vocab_size"]
+    assert lines[-1]["loss"] < lines[0]["loss"] < math.log(vocab_size) + 0.5
+    assert evals[-1]["val_loss"] < math.log(vocab_size)
+
+
+def test_load_run_restores_the_trained_weights(lstm_run, english_data):
+    from charrnn.backend import tensorflow
+    from charrnn.runs import find_latest_run, load_run
+
+    tf = tensorflow()
+    out, _ = lstm_run
+    assert find_latest_run(out.parent) == str(out)
+    run_ = load_run(out, "latest")
+    assert run_.step == 30 and run_.config["train"]["max_steps"] == 30
+    # The best checkpoint holds exactly the weights whose validation loss was logged.
+    from charrnn.data import load_dataset
+    from charrnn.train import evaluate_loss
+
+    best = load_run(out)
+    logged = {r["step"]: r["val_loss"] for r in metrics(out) if "val_loss" in r}
+    assert best.step == min(logged, key=logged.get)
+    val = load_dataset(english_data).split("val")
+    assert evaluate_loss(best.model, val, 8, 16) == pytest.approx(logged[best.step], rel=1e-5)
+    assert evaluate_loss(run_.model, val, 8, 16) == pytest.approx(logged[30], rel=1e-5)
+    ids = run_.vocab.encode("We hold these truths to be self-evident, that all men are")
+    logits = run_.model(tf.constant(ids[None, :-1]))
+    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.constant(ids[None, 1:]), logits=logits))
+    assert float(loss) < math.log(len(run_.vocab)) - 0.3
+
+
+def test_run_lookup_errors_say_what_to_do(lstm_run, tmp_path):
+    import shutil
+
+    from charrnn.errors import CharrnnError
+    from charrnn.runs import find_latest_run, load_run
+
+    out, _ = lstm_run
+    with pytest.raises(CharrnnError, match="not a charrnn run"):
+        load_run(tmp_path)
+    with pytest.raises(CharrnnError, match="no training run found.*charrnn train"):
+        find_latest_run(tmp_path)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("model.json", "vocab.json", "config.yaml"):
+        shutil.copy(out / name, bare / name)
+    with pytest.raises(CharrnnError, match="no checkpoint yet.*--resume"):
+        load_run(bare)
+    with pytest.raises(CharrnnError, match="not found"):
+        load_run(out, str(out / "checkpoints" / "ckpt-999"))
+    assert load_run(out, str(out / "checkpoints" / "ckpt-20")).step == 20
+    assert load_run(out, str(out / "best")).step == load_run(out).step
+
+
+def test_tensorboard_reader_finds_scalars_sample_and_config(lstm_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    out, _ = lstm_run
+    acc = EventAccumulator(str(out / "logs"), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
+    assert SCALARS <= tags, tags
+    assert {"sample", "config", "_hparams_/session_start_info"} <= tags
+    losses = acc.Tensors("val/loss")
+    assert [e.step for e in losses] == [10, 20, 30]
+    jsonl = {r["step"]: r["val_loss"] for r in metrics(out) if "val_loss" in r}
+    for e in losses:
+        assert float(make_ndarray(e.tensor_proto)) == pytest.approx(jsonl[e.step], rel=1e-6)
+    sample = make_ndarray(acc.Tensors("sample")[-1].tensor_proto).item().decode()
+    assert len(sample) == 20
+
+
+def test_gru_on_jamo_reports_bits_per_original_character(tiny, korean_data, tmp_path):
+    out = tmp_path / "gru"
+    ok(run("train", "--config", tiny, "--data", korean_data, "--out", out, "--max-steps", 10,
+           "--set", "model.cell=gru", "--set", "model.num_layers=2",
+           "--set", "train.jit_compile=true",  # the XLA path
+           "--logdir", tmp_path / "tb"))
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert not (out / "logs").exists()
+    assert json.loads((out / "model.json").read_text())["cell"] == "gru"
+    meta = json.loads((korean_data / "meta.json").read_text())
+    ratio = meta["splits"]["val"]["symbols"] / meta["splits"]["val"]["chars"]
+    assert ratio > 1.5  # jamo: several symbols per syllable
+    last = metrics(out)[-1]
+    assert last["val_bpc_char"] == pytest.approx(last["val_bpc"] * ratio)
+
+
+def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tiny, english_data, tmp_path):
+    # 10 batches per epoch, so the resume at step 12 lands mid-epoch and both halves
+    # cross an epoch boundary (state reset); dropout exercises the restored RNG.
+    common = ["--config", tiny, "--data", english_data, "--seed", 7,
+              "--set", "train.batch_size=16", "--set", "train.seq_length=32",
+              "--set", "model.dropout=0.3", "--set", "model.num_layers=2",
+              "--set", "train.log_every=2", "--set", "train.eval_every=6",
+              "--set", "train.save_every=100", "--set", "train.decay_every=7"]
+    ok(run("train", *common, "--out", tmp_path / "whole", "--max-steps", 24))
+    half = ok(run("train", *common, "--out", tmp_path / "split", "--max-steps", 12))
+    assert "batches of 16x32 per epoch" in half.stderr
+    ok(run("train", "--resume", "--out", tmp_path / "split", "--max-steps", 24))
+
+    whole, split = metrics(tmp_path / "whole"), metrics(tmp_path / "split")
+    assert [r["step"] for r in whole] == [r["step"] for r in split] == list(range(2, 25, 2))
+    for a, b in zip(whole, split):
+        for key in ("loss", "grad_norm", "lr", "val_loss", "epoch"):
+            if key in a or key in b:
+                assert f"{a[key]:.4g}" == f"{b[key]:.4g}", (a, b)
+    # Everything else in the final checkpoints matches too: weights, Adam slots,
+    # carried state, step/epoch/position, dropout RNG.
+    from charrnn.runs import latest_checkpoint
+
+    va = checkpoint_values(latest_checkpoint(tmp_path / "whole"))
+    vb = checkpoint_values(latest_checkpoint(tmp_path / "split"))
+    assert va.keys() == vb.keys()
+    assert any(k.startswith("optimizer/_variables/") for k in va)
+    assert any(k.startswith("rng/") for k in va) and any(k.startswith("state/") for k in va)
+    for k in va:
+        np.testing.assert_allclose(va[k], vb[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    assert int(va["step/.ATTRIBUTES/VARIABLE_VALUE"]) == 24
+    assert int(va["epoch/.ATTRIBUTES/VARIABLE_VALUE"]) == 2
+    assert int(va["position/.ATTRIBUTES/VARIABLE_VALUE"]) == 4
+
+
+def test_resume_refuses_changed_architecture_vocabulary_or_batch_shape(
+        lstm_run, korean_data, tmp_path):
+    out, _ = lstm_run
+    before = (out / "metrics.jsonl").read_text()
+    assert "different architecture" in error_line(
+        run("train", "--resume", "--out", out, "--set", "model.rnn_size=64"))
+    assert "different vocabulary" in error_line(
+        run("train", "--resume", "--out", out, "--data", korean_data))
+    assert "train.batch_size" in error_line(
+        run("train", "--resume", "--out", out, "--set", "train.batch_size=4"))
+    line = error_line(run("train", "--config", out / "config.yaml", "--out", out))
+    assert "already holds a training run" in line and "--resume" in line
+    assert (out / "metrics.jsonl").read_text() == before
+    # Already at max_steps: nothing to do, and nothing changes.
+    result = ok(run("train", "--resume", "--out", out))
+    assert "nothing to do" in result.stderr
+
+
+def test_init_from_copies_weights_when_the_vocabulary_matches(
+        lstm_run, tiny, english_data, korean_data, tmp_path):
+    from charrnn.runs import load_run
+
+    src, _ = lstm_run
+    out = tmp_path / "finetune"
+    ok(run("train", "--config", tiny, "--data", english_data, "--out", out, "--init-from", src,
+           "--set", "model.rnn_size=32", "--max-steps", 1, "--set", "train.learning_rate=1e-12"))
+    new, old = load_run(out, "latest"), load_run(src)
+    assert new.step == 1
+    for a, b in zip(new.model.weights, old.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    assert "vocabulary" in error_line(run(
+        "train", "--config", tiny, "--data", korean_data, "--out", tmp_path / "ko",
+        "--init-from", src, "--set", "model.rnn_size=32"))
+    assert "architecture differs" in error_line(run(
+        "train", "--config", tiny, "--data", english_data, "--out", tmp_path / "big",
+        "--init-from", src, "--set", "model.rnn_size=48"))
+
+
+def test_diverging_run_stops_with_a_clear_error_and_keeps_a_good_checkpoint(
+        tiny, english_data, tmp_path):
+    from charrnn.runs import latest_checkpoint, load_run
+
+    out = tmp_path / "nan"
+    result = run("train", "--config", tiny, "--data", english_data, "--out", out,
+                 "--set", "train.learning_rate=1e38", "--set", "train.warmup_steps=1000",
+                 "--set", "train.save_every=2", "--max-steps", 1000)
+    line = error_line(result)
+    assert "diverged" in line and "learning_rate" in line and "grad_clip" in line
+    kept = latest_checkpoint(out)
+    assert kept is not None and kept in line
+    restored = load_run(out, "latest")
+    assert all(np.isfinite(w.numpy()).all() for w in restored.model.weights)
+    # Lines logged after the kept checkpoint are dropped when the run continues from it
+    # with a saner learning rate.
+    assert metrics(out)[-1]["step"] > restored.step
+    ok(run("train", "--resume", "--out", out, "--set", "train.learning_rate=0.01",
+           "--max-steps", restored.step + 2, "--set", "train.log_every=1"))
+    steps = [r["step"] for r in metrics(out)]
+    assert steps == sorted(set(steps)) and steps[-1] == restored.step + 2
+
+
+def test_ctrl_c_saves_and_exits_130_then_resumes(tiny, english_data, tmp_path):
+    out = tmp_path / "sigint"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "train", "--config", str(tiny), "--data",
+         str(english_data), "--out", str(out), "--max-steps", "1000000",
+         "--set", "train.log_every=1", "--set", "train.eval_every=100000",
+         "--set", "train.save_every=100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stdout == ""
+    assert f"charrnn train --resume --out {out}" in stderr
+    assert "Traceback" not in stderr
+    from charrnn.runs import checkpoint_step, latest_checkpoint
+
+    step = checkpoint_step(latest_checkpoint(out))
+    assert step >= 1 and metrics(out)[-1]["step"] == step
+    ok(run("train", "--resume", "--out", out, "--max-steps", step + 3))
+    assert metrics(out)[-1]["step"] == step + 3
