@@ -18,6 +18,15 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except CharrnnError as e:
             raise click.ClickException(str(e)) from None
+        except BrokenPipeError:
+            # `charrnn sample | head`: the reader went away, which is not an error.
+            # (Click itself would turn it into exit status 1.)  Point stdout at
+            # /dev/null so the interpreter's final flush stays quiet.
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            ctx.exit(0)
 
 
 def info(message: str = "", **kwargs) -> None:
@@ -41,11 +50,239 @@ def cli(verbose):
 
 # --- prepare / dump ----------------------------------------------------------
 
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def _prepare_summary(s: dict) -> None:
+    for i in s["inputs"]:
+        conf = "given by --encoding" if i["confidence"] is None else f"confidence {i['confidence']:.2f}"
+        name = "standard input" if i["path"] == "-" else i["path"]
+        info(f"Read {name}: {_size(i['bytes'])}, {i['encoding']} ({conf})")
+    jamo = "on" if s["jamo"]["applied"] else "off"
+    unk = f", {s['unk_replaced']:,} rare symbols -> unknown" if s["unk_replaced"] else ""
+    info(f"{s['chars']:,} characters -> {s['symbols']:,} symbols (jamo {jamo}, "
+         f"newlines {s['newlines']}); vocabulary {s['vocab_size']} symbols{unk}")
+    sp = s["splits"]
+    info("Split (contiguous): " + ", ".join(f"{k} {sp[k]['symbols']:,}" for k in sp) + " symbols")
+    info(f"Wrote {s['out']} ({s['dtype']})")
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("-o", "--out", type=click.Path(), help="Dataset directory to write [default: data/<input name>, data/stdin for -].")
+@click.option("--include", multiple=True, metavar="GLOB", help="For directory inputs: only files whose name or relative path matches (repeatable, e.g. --include '*.c' --include '*.h'); files are taken in sorted order.")
+@click.option("--encoding", help="Decode every input with this codec instead of detecting it (e.g. utf-8, cp949, utf-16).")
+@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Undecodable bytes: stop with an error naming the offset, or replace them with U+FFFD.")
+@click.option("--keep-newlines", is_flag=True, help="Keep CRLF and lone CR as they are (by default both become LF).")
+@click.option("--jamo", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="Split Hangul syllables into conjoining jamo (lossless; a much smaller vocabulary). auto: on when syllables are at least 10% of the characters.")
+@click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True, help="Map symbols seen fewer times to one unknown symbol (U+FFFD).")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True, help="Share of the characters for validation: the contiguous part after train.")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="Share of the characters for test: the contiguous tail.")
+@click.option("--force", is_flag=True, help="Replace an existing dataset directory (only once the new one is complete).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr (warnings still show).")
+def prepare(inputs, out, include, encoding, errors, keep_newlines, jamo, min_count, val_fraction,
+            test_fraction, force, as_json, quiet):
+    """Turn text files, directories or - (stdin) into a dataset for training.
+
+    Each file's encoding is detected (chardet; BOMs honoured) and reported; CRLF
+    and lone CR become LF unless --keep-newlines; inputs are concatenated as they
+    are. The dataset directory gets vocab.json, meta.json and train/val/test.npy.
+
+    \b
+    charrnn prepare data/shakespeare.txt
+    cat *.c | charrnn prepare - -o data/linux
+    charrnn prepare src/ --include '*.c' --include '*.h' -o data/c
+    """
+    from charrnn.data import prepare as prepare_dataset
+
+    summary = prepare_dataset(
+        inputs, out, include=include, encoding=encoding, errors=errors,
+        newlines="keep" if keep_newlines else "lf", jamo=jamo, min_count=min_count,
+        val_fraction=val_fraction, test_fraction=test_fraction, force=force,
+        progress=not quiet and sys.stderr.isatty(), on_warning=lambda m: info(f"Warning: {m}"))
+    if not quiet:
+        _prepare_summary(summary)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(summary, ensure_ascii=False))
+
+
+@cli.command()
+@click.argument("data_dir", type=click.Path())
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="all", show_default=True, help="Which part to write; all = train, val, test in order.")
+def dump(data_dir, split):
+    """Write a dataset's stored text to stdout exactly (UTF-8, Hangul recomposed)."""
+    from charrnn.data import iter_dump, load_dataset
+
+    out = click.get_binary_stream("stdout")
+    for text in iter_dump(load_dataset(data_dir), split):
+        out.write(text.encode("utf-8", "surrogatepass"))
+    out.flush()
+
+
 
 # --- train -------------------------------------------------------------------
 
+from charrnn.distribute import STRATEGIES  # noqa: E402 (a tuple; no TensorFlow)
+
+
+@cli.command()
+@click.option("-c", "--config", "config_name", metavar="NAME|PATH", help="YAML config: a file, or a shipped config (linux, shakespeare, korean, quick; .yaml optional).")
+@click.option("--data", type=click.Path(), help="Prepared dataset directory (sets data).")
+@click.option("-o", "--out", type=click.Path(), help="Run directory to write (sets train.out).")
+@click.option("--max-time", metavar="DURATION", help="Stop after this much training in this invocation: seconds or e.g. 90s, 10m, 2h (sets train.max_time).")
+@click.option("--max-steps", type=int, help="Stop at this global step (sets train.max_steps).")
+@click.option("--max-epochs", type=int, help="Stop after this many epochs (sets train.max_epochs).")
+@click.option("--seed", type=int, help="Random seed for the initial weights and dropout (sets train.seed).")
+@click.option("--logdir", type=click.Path(), help="TensorBoard log directory [default: <out>/logs] (sets train.logdir).")
+@click.option("--strategy", type=click.Choice(STRATEGIES), help="tf.distribute strategy: auto (multiworker when TF_CONFIG names a cluster, mirrored with >1 GPU, else default), default (one device), mirrored (all GPUs here), multiworker (sets train.strategy).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint (its config.yaml is the base config).")
+@click.option("--init-from", type=click.Path(), metavar="RUN", help="Start from the weights of another run (same vocabulary and architecture); optimizer and step start fresh.")
+@click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override any config value, e.g. --set train.batch_size=32 --set model.cell=gru (repeatable).")
+@click.pass_context
+def train(ctx, config_name, data, out, max_time, max_steps, max_epochs, seed, logdir, strategy,
+          resume, init_from, sets):
+    """Train a model on a prepared dataset; checkpoints, metrics and logs go to the run directory.
+
+    \b
+    charrnn train --config quick.yaml
+    charrnn train --config linux.yaml --data data/linux --max-time 2h
+    charrnn train --resume --out runs/linux
+    """
+    from charrnn import config as configmod
+    from charrnn import train as trainmod
+
+    if resume and init_from:
+        raise click.UsageError("--resume and --init-from exclude each other")
+    flags = {"data": data, "train.out": out, "train.max_time": max_time,
+             "train.max_steps": max_steps, "train.max_epochs": max_epochs, "train.seed": seed,
+             "train.logdir": logdir, "train.strategy": strategy}
+    cfg = configmod.resolve(config_name, sets, flags, resume)
+    result = trainmod.train(cfg, resume=resume, init_from=init_from, log=info)
+    if result.status == "interrupted":
+        ctx.exit(128 + (result.signal or 2))
+
 
 # --- sample / evaluate -------------------------------------------------------
+
+def _run_dir(run_dir):
+    if run_dir:
+        return run_dir
+    from charrnn.runs import find_latest_run
+
+    run_dir = find_latest_run("runs")
+    info(f"Using the most recent run: {run_dir}")
+    return run_dir
+
+
+@cli.command()
+@click.argument("run_dir", required=False, type=click.Path())
+@click.option("-n", "--length", type=click.IntRange(min=0), default=1000, show_default=True, help="Characters to generate per sample, counted in original characters (a Hangul syllable is one, not its jamo); the prime is not counted.")
+@click.option("--prime", default="", help="Text to start from: fed through the model to set its state, then echoed.")
+@click.option("--prime-file", type=click.Path(allow_dash=True), help="Read the prime from this file (- for stdin), decoded like `charrnn prepare` does.")
+@click.option("-t", "--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Sharpness: below 1 safer, above 1 wilder; 0 always takes the most likely symbol (greedy).")
+@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="Sample only among the K most likely symbols (0: all).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Nucleus sampling: only among the most likely symbols that together hold this much probability (1: all).")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed: the same seed and options give the same text [default: a fresh one, shown with -v].")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Generate N samples as one batch; each is printed whole, separated by --separator.")
+@click.option("--separator", default=None, help="Text between samples with --num-samples [default: a blank line, 16 dashes, a blank line].")
+@click.option("--stop", help="End a sample just after this string appears in the generated text (it is printed).")
+@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
+@click.option("--no-prime-echo", is_flag=True, help="Do not print the prime before the generated text.")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error", show_default=True, help="Prime characters the model never saw: stop with an error naming them, or leave them out.")
+@click.option("--encoding", help="Encoding of --prime-file (default: detected).")
+def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, num_samples,
+           separator, stop, checkpoint, no_prime_echo, unknown, encoding):
+    """Generate text from a trained run (default: the most recent under ./runs).
+
+    Only the text goes to stdout, streamed as it is generated; Hangul jamo runs
+    print whole syllables. Same --seed and options, same text.
+
+    \b
+    charrnn sample --prime "/* " -n 2000
+    charrnn sample runs/shakespeare -t 0.7 --top-p 0.9 --seed 1 --stop $'\\n\\n'
+    charrnn sample --num-samples 4 -n 200 | less
+    """
+    # The first characters come from NumPy while TensorFlow imports on the other core;
+    # a multi-threaded BLAS fighting that import for 2 cores is 10-80x slower per step.
+    # (Only effective before NumPy is imported, which is the case in a fresh process.)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from charrnn import sample as sampling
+
+    if prime and prime_file:
+        raise click.UsageError("give --prime or --prime-file, not both")
+    run_dir = _run_dir(run_dir)
+    loaded = sampling.load(run_dir, checkpoint)
+    if prime_file:
+        from charrnn.text import read_text
+
+        prime, _ = read_text(prime_file, encoding=encoding,
+                             newlines=loaded.meta.get("newlines", "lf"),
+                             on_warning=lambda m: info(f"Warning: {m}"))
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+    if click.get_current_context().find_root().params.get("verbose"):
+        info(f"Checkpoint {loaded.checkpoint}; seed {seed}")
+    options = sampling.Options(temperature, top_k, top_p, seed)
+    out = click.get_text_stream("stdout")
+    sampling.write_samples(
+        out, loaded, prime=prime, length=length, num_samples=num_samples, options=options,
+        stop=stop, echo_prime=not no_prime_echo, unknown=unknown,
+        separator=sampling.SEPARATOR if separator is None else separator,
+        on_warning=lambda m: info(f"Warning: {m}"))
+    if out.isatty():
+        out.write("\n")  # keep the shell prompt off the last line
+        out.flush()
+
+
+def _evaluate_report(r: dict) -> None:
+    for f in r["files"] + ([dict(r["total"], path="total")] if len(r["files"]) > 1 else []):
+        oov = f" ({f['oov_chars']:,} outside the vocabulary, left out)" if f["oov_chars"] else ""
+        if f["oov_chars"] and r["unk"]:
+            oov = f" ({f['oov_chars']:,} outside the vocabulary, scored as unknown)"
+        info(f"{f['path']}: {f['chars']:,} chars{oov}, {f['symbols']:,} symbols: "
+             f"loss {f['loss_nats']:.4f} nats/symbol, {f['bits_per_symbol']:.4f} bits/symbol"
+             f", {f['bits_per_char']:.4f} bits/char")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
+@click.option("--encoding", help="Decode the files with this codec instead of detecting it.")
+@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Undecodable bytes: stop with an error, or replace them with U+FFFD.")
+@click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece starts from a fresh state); 1 scores it as one sequence [default: one per 1024 symbols, at most 64].")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on stdout.")
+def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json):
+    """Score text files (- for stdin) with a trained run: loss per symbol and per character.
+
+    The text goes through prepare's pipeline (encoding detection, the run's
+    newline policy, jamo). Reports nats/symbol, bits/symbol and bits per original
+    character (fair between jamo and syllable models), and characters outside
+    the vocabulary.
+
+    \b
+    charrnn evaluate runs/shakespeare held_out.txt
+    charrnn evaluate runs/ko-jamo test.txt --json | jq .total.bits_per_char
+    """
+    from charrnn.evaluate import evaluate as score
+    from charrnn.runs import load_run
+
+    run = load_run(run_dir, checkpoint)
+    result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
+                   on_warning=lambda m: info(f"Warning: {m}"))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        _evaluate_report(result)
 
 
 def main(argv=None) -> int:
@@ -63,11 +300,3 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         info("Interrupted.")
         return 130
-    except BrokenPipeError:
-        # `charrnn sample | head`: the reader went away; that is not an error.
-        # Point stdout at /dev/null so the interpreter's final flush is quiet.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from charrnn.distribute import PRECISIONS, STRATEGIES
 from charrnn.errors import CharrnnError
 from charrnn.model import CELLS
 
@@ -40,6 +41,9 @@ DEFAULTS = {
         "jit_compile": False,       # XLA-compile the steps (measured slower on CPU for LSTMs)
         "out": "runs/linux",
         "logdir": None,             # TensorBoard logs; default: <out>/logs
+        "strategy": "auto",         # tf.distribute: auto, default, mirrored, multiworker
+        "precision": "auto",        # auto (bfloat16 on CPUs that have it), float32,
+                                    # mixed_bfloat16, mixed_float16
     },
 }
 
@@ -55,7 +59,8 @@ TYPES = {
         "max_epochs": "int?", "max_steps": "int?", "max_time": "duration?",
         "eval_every": "int", "save_every": "int", "keep_checkpoints": "int",
         "log_every": "int", "sample_length": "int", "seed": "int?", "deterministic": "bool",
-        "jit_compile": "bool", "out": "str", "logdir": "str?",
+        "jit_compile": "bool", "out": "str", "logdir": "str?", "strategy": "str",
+        "precision": "str",
     },
 }
 
@@ -78,6 +83,8 @@ CHECKS = {
     "train.keep_checkpoints": _POSITIVE, "train.log_every": _POSITIVE,
     "train.sample_length": (lambda v: v >= 0, "must be >= 0"),
     "train.out": (lambda v: v.strip() != "", "must not be empty"),
+    "train.strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
+    "train.precision": (lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
     "data": (lambda v: v.strip() != "", "must not be empty"),
 }
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import runs
+from charrnn import distribute, runs
 from charrnn.config import to_yaml
 from charrnn.errors import CharrnnError
 
@@ -129,6 +129,10 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
     t = config["train"]
     out = Path(t["out"])
     B, T = t["batch_size"], t["seq_length"]
+    # Multi-worker: only the chief writes `out`; the others write a temporary copy
+    # (removed at the end) and restore from the chief's checkpoints.
+    role = distribute.worker_role(t["strategy"])
+    wout = distribute.write_path(out, role)
 
     # --- dataset: memory-mapped ids --------------------------------------------------
     ds = load_dataset(config["data"])
@@ -151,27 +155,35 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
     _check_run_dir(out, resume, margs, vocab, t)
     if init_from:
         _check_init_from(init_from, margs, vocab)
-    out.mkdir(parents=True, exist_ok=True)
-    runs.write_text_atomic(out / runs.CONFIG_FILE, to_yaml(config))
-    runs.write_json_atomic(out / runs.VOCAB_FILE, vocab.to_json())
-    runs.write_json_atomic(out / runs.META_FILE, ds.meta)
+    distribute.discard(wout, role)  # left behind by a worker that died
+    wout.mkdir(parents=True, exist_ok=True)
+    runs.write_text_atomic(wout / runs.CONFIG_FILE, to_yaml(config))
+    runs.write_json_atomic(wout / runs.VOCAB_FILE, vocab.to_json())
+    runs.write_json_atomic(wout / runs.META_FILE, ds.meta)
 
     # --- TensorFlow: determinism, seeds -------------------------------------------------
     tf = tensorflow()
     import keras
 
+    strategy = distribute.make_strategy(t["strategy"])  # before any TF op
+    replicas = strategy.num_replicas_in_sync
+    distribute.replica_batch(strategy, B)
+    precision = distribute.resolve_precision(t["precision"])
     if t["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     if t["seed"] is not None:
         keras.utils.set_random_seed(t["seed"])
-    jit = t["jit_compile"] and not tf.config.list_physical_devices("GPU")  # cuDNN is not XLA-able
+    jit = (t["jit_compile"] and not tf.config.list_physical_devices("GPU")  # cuDNN is not XLA-able
+           and replicas == 1)  # XLA around strategy.run's collectives is not for CPUs
 
     # --- model and optimizer --------------------------------------------------------
-    model = build_model(**margs)
-    runs.write_json_atomic(out / runs.MODEL_FILE, model_args(model))
+    with distribute.precision(precision), strategy.scope():
+        model = build_model(**margs)
+        optimizer = distribute.wrap_optimizer(
+            keras.optimizers.Adam(learning_rate=t["learning_rate"]), precision)
+        optimizer.build(model.trainable_variables)  # create the slots now so restore fills them
+    runs.write_json_atomic(wout / runs.MODEL_FILE, model_args(model))
     params = model.count_params()
-    optimizer = keras.optimizers.Adam(learning_rate=t["learning_rate"])
-    optimizer.build(model.trainable_variables)   # create the slots now so restore fills them
     if init_from:
         src = runs.resolve_checkpoint(init_from, "best")
         runs.restore_weights(model, src)
@@ -185,47 +197,57 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
     rng = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, state=state, rng=rng,
                                best_val_loss=best_var, **counters)
-    manager = tf.train.CheckpointManager(ckpt, str(out / runs.CHECKPOINTS_DIR),
+    manager = tf.train.CheckpointManager(ckpt, str(wout / runs.CHECKPOINTS_DIR),
                                          max_to_keep=t["keep_checkpoints"])
-    best_manager = tf.train.CheckpointManager(ckpt, str(out / runs.BEST_DIR), max_to_keep=1)
+    best_manager = tf.train.CheckpointManager(ckpt, str(wout / runs.BEST_DIR), max_to_keep=1)
     if resume:
-        status = ckpt.restore(manager.latest_checkpoint)
+        latest = tf.train.latest_checkpoint(str(out / runs.CHECKPOINTS_DIR))  # the chief's
+        status = ckpt.restore(latest)
         try:
             status.assert_existing_objects_matched()
         except AssertionError as e:
-            raise CharrnnError(f"checkpoint {manager.latest_checkpoint} does not match this "
+            raise CharrnnError(f"checkpoint {latest} does not match this "
                                f"model/optimizer ({runs._first_line(e)}); start a new run "
                                "with another --out") from None
-        log(f"resuming {out} from {manager.latest_checkpoint}")
+        log(f"resuming {out} from {latest}")
     step, epoch, position = (int(counters[k].numpy()) for k in ("step", "epoch", "position"))
     best = float(best_var.numpy())
-    _trim_metrics(out / runs.METRICS_FILE, step)
+    _trim_metrics(wout / runs.METRICS_FILE, step)
 
     log(f"data {config['data']}: {len(vocab)} symbols; train {len(train_ids):,}, "
         f"val {len(val_ids):,} symbols; {bpe:,} batches of {B}x{T} per epoch")
     m = config["model"]
     log(f"model: {m['num_layers']}x{m['rnn_size']} {m['cell']}, embedding {m['embedding_size']}, "
         f"{params:,} parameters; XLA {'on' if jit else 'off'}")
+    log(f"strategy {type(strategy).__name__}: {replicas} replica{'s' * (replicas > 1)}"
+        f"{f' on {role.num_workers} workers' if role.num_workers > 1 else ''}; "
+        f"precision {precision}")
 
     # --- compiled steps -----------------------------------------------------------------
     variables = model.trainable_variables
     clip = t["grad_clip"]
 
-    @tf.function(jit_compile=jit)
-    def train_step(x, y):
+    scale = distribute.loss_scale(optimizer)  # float16 only
+
+    def replica_step(x, y, states):
         with tf.GradientTape() as tape:
-            logits, new_state = model(x, states=[s.read_value() for s in state],
-                                      return_state=True, training=True)
-            loss = tf.reduce_mean(
-                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        grads = tape.gradient(loss, variables)
-        norm = tf.linalg.global_norm(grads)  # before clipping: what we report
-        if clip:
-            grads, _ = tf.clip_by_global_norm(grads, clip, use_norm=norm)
+            logits, new_state = model(x, states=states, return_state=True, training=True)
+            # This replica's tokens over the GLOBAL count: the replicas' sum is the
+            # global mean, so loss and gradient mean what they mean on one device.
+            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=y, logits=logits)) / (B * T)
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, variables)
+        # norm: before clipping, of the whole batch's gradient; what we report
+        grads, norm = distribute.reduce_and_clip(grads, clip, scale)
         optimizer.apply_gradients(zip(grads, variables))
-        for s, n in zip(state, new_state):
-            s.assign(n)
-        return loss, norm
+        return loss, norm, new_state
+
+    @tf.function(jit_compile=jit)
+    def train_step(x, y, states):
+        loss, norm, new_state = strategy.run(replica_step, args=(x, y, states))
+        return (strategy.reduce("SUM", loss, axis=None), strategy.reduce("MEAN", norm, axis=None),
+                new_state)
 
     eval_step = make_eval_step(model, jit)
 
@@ -233,11 +255,11 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
         return evaluate_loss(model, val_ids, B, T, eval_step)
 
     # --- logging sinks ------------------------------------------------------------------
-    logdir = Path(t["logdir"]) if t["logdir"] else out / "logs"
+    logdir = Path(t["logdir"]) if t["logdir"] and role.chief else wout / "logs"
     writer = tf.summary.create_file_writer(str(logdir))
     if step == 0:
         _write_hparams(tf, writer, config)
-    metrics = open(out / runs.METRICS_FILE, "a", encoding="utf-8")
+    metrics = open(wout / runs.METRICS_FILE, "a", encoding="utf-8")
     symbols_per_char = _symbols_per_char(ds.meta) if vocab.jamo else None
     progress = _Progress(log, step, total_steps)
 
@@ -262,6 +284,8 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
         for k, v in (("step", step), ("epoch", epoch), ("position", position)):
             counters[k].assign(v)
         best_var.assign(best)
+        for v, s in zip(state, distribute.gather_streams(strategy, states)):
+            v.assign(s)  # the whole batch's carried state, whatever the replica count
         return which.save(checkpoint_number=step)
 
     def stop_reason():
@@ -277,36 +301,47 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
     started = time.monotonic()
     if stop_reason():
         _restore_handlers(old_handlers)
+        writer.close()
+        metrics.close()
+        distribute.discard(wout, role)
         log(f"nothing to do: run {out} is at step {step} and {stop_reason()}; raise "
             "--max-steps / train.max_epochs to train further")
         return TrainResult(str(out), step, "nothing-to-do", best_val_loss=_finite(best))
     last_save = None
     val_loss = None
-    acc = {"loss": 0.0, "norm": 0.0, "n": 0, "time": 0.0}
+    acc = {"loss": 0.0, "norm": 0.0, "n": 0, "time": 0.0, "skipped": 0}
+    states = distribute.distribute_streams(strategy, [s.numpy() for s in state])
     try:
         while True:
             # one training step
             if position == 0:
-                for s in state:
-                    s.assign(tf.zeros_like(s))
+                states = distribute.distribute_streams(strategy, model.initial_state(B))
             tick = time.perf_counter()
             lr = learning_rate(t, step, bpe, total_steps)
             optimizer.learning_rate = lr
-            x, y = batches.batch(position)
-            loss, norm = train_step(x, y)
+            xy = distribute.distribute_streams(strategy, batches.batch(position))
+            loss, norm, states = train_step(*xy, states)
             loss, norm = float(loss), float(norm)
             acc["time"] += time.perf_counter() - tick
-            if not (math.isfinite(loss) and math.isfinite(norm)):
+            # float16: an overflowing loss scale gives an infinite norm; Keras skips
+            # that update and halves the scale, so it is not divergence.
+            skipped = scale is not None and not math.isfinite(norm)
+            if not (math.isfinite(loss) and (math.isfinite(norm) or skipped)):
                 raise CharrnnError(_nan_message(loss, norm, step, t, out, last_save, manager))
             step, position = step + 1, position + 1
             if position == bpe:
                 epoch, position = epoch + 1, 0
             acc["loss"] += loss
-            acc["norm"] += norm
+            acc["norm"] += 0.0 if skipped else norm
+            acc["skipped"] += skipped
             acc["n"] += 1
             progress.update(step, loss, lr)
 
             reason = stop_reason() or (stop["signal"] and "interrupted")
+            if role.num_workers > 1:  # all workers leave at the same step
+                code = distribute.agree_max(strategy, 2 if reason == "interrupted" else
+                                            1 if reason else 0)
+                reason = [None, reason or "another worker reached max_time", "interrupted"][code]
             do_eval = step % t["eval_every"] == 0 or (reason and reason != "interrupted")
 
             # evaluate, log, save
@@ -314,11 +349,13 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
             if do_eval or step % t["log_every"] == 0 or reason:
                 record = {"step": step, "epoch": round(epoch + position / bpe, 4),
                           "loss": acc["loss"] / acc["n"], "lr": lr,
-                          "grad_norm": acc["norm"] / acc["n"],
+                          "grad_norm": acc["norm"] / max(1, acc["n"] - acc["skipped"]),
                           "chars_per_s": acc["n"] * B * T / max(acc["time"], 1e-9)}
-                acc = {"loss": 0.0, "norm": 0.0, "n": 0, "time": 0.0}
+                acc = {"loss": 0.0, "norm": 0.0, "n": 0, "time": 0.0, "skipped": 0}
             if do_eval:
                 val_loss = evaluate()
+                if val_loss is not None and role.num_workers > 1:
+                    val_loss = distribute.agree_mean(strategy, val_loss)  # one "best" decision
                 if val_loss is not None:
                     record.update(val_loss=val_loss, val_bpc=val_loss / LN2)
                     if symbols_per_char:  # bits per original character
@@ -327,7 +364,8 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
                     if val_loss < best:
                         best = val_loss
                         save(best_manager)
-                    sample = _preview(model, vocab, t["sample_length"], step)
+                    sample = _preview(model, vocab, t["sample_length"], step) if role.chief \
+                        else None
                 else:
                     sample = None
             if record is not None:
@@ -340,11 +378,19 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
                 last_save = step
             if reason:
                 break
+    except tf.errors.OpError as e:
+        if role.num_workers == 1:
+            raise
+        # A peer died or left: its collectives fail here within seconds.
+        raise CharrnnError(f"the cluster lost a worker ({type(e).__name__} in a collective "
+                           f"op); the chief's checkpoints in {out} are intact: restart every "
+                           f"worker with `charrnn train --resume --out {out}`") from None
     finally:
         _restore_handlers(old_handlers)
         progress.close()
         metrics.close()
         writer.close()
+        distribute.discard(wout, role)
 
     if reason == "interrupted":
         log(f"interrupted at step {step}; checkpoint saved in {out / runs.CHECKPOINTS_DIR}. "

@@ -1,0 +1,295 @@
+"""Benchmark training throughput of `charrnn train` against what a user would write instead.
+
+Side by side in one run, on the same machine, the same data and the same model shapes:
+
+  charrnn  a real `charrnn train` child process (the shipped defaults, --set for the shape);
+           its plain progress lines on stderr (one per train.log_every steps) are timestamped
+           as they arrive, and chars/s = log_every * batch * seq / (time between two lines).
+  keras    plain Keras 3: Sequential(Embedding, LSTM x L, Dense), compile(Adam with
+           global_clipnorm, sparse CE from logits), model.fit on a tf.data pipeline of
+           (x, y) windows; one epoch per timed window.
+  torch    PyTorch nn.LSTM of the same shape, Adam, clip_grad_norm_, hidden state carried
+           (detached) across batches -- the classic char-rnn loop.
+
+Each reference runs in its own process; the three are run interleaved (charrnn keras torch,
+charrnn keras torch, ...) for --rounds rounds so slow phases of a shared machine hit all of
+them alike.  Within a process the first window (compilation, warm-up) is dropped, and for
+charrnn also the last (it includes the final validation).  Reported: the median chars/s over
+all timed windows of all rounds, and the ratios charrnn/keras and charrnn/torch.
+
+--memory also trains charrnn on a small and a 30x larger prepared corpus and compares the
+children's peak RSS (ru_maxrss): the ids are memory-mapped, so it must not grow with the corpus.
+
+    python benchmarks/bench_train.py                      # both shapes, 3 rounds (~15 min)
+    python benchmarks/bench_train.py --shapes small --rounds 1 --only keras,torch
+    python benchmarks/bench_train.py --memory --shapes none
+
+torch is only a benchmark reference (`pip install torch`), never a charrnn dependency.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(ROOT, "data", "shakespeare.txt")  # ~470 KB, 65 symbols
+
+# name: (num_layers, rnn_size, batch_size, seq_length, steps per timed window)
+SHAPES = {
+    "small": (2, 128, 64, 100, 30),
+    "large": (3, 512, 50, 50, 5),
+}
+EMBEDDING = 64
+LEARNING_RATE = 0.002
+GRAD_CLIP = 5.0
+REFERENCES = ("charrnn", "charrnn-bf16", "keras", "torch")
+
+
+# --- the workers (each runs in its own process) -----------------------------------------
+
+def load_ids(dataset):
+    """The prepared train split and vocabulary size (charrnn's own format, memory-mapped)."""
+    import numpy as np
+
+    with open(os.path.join(dataset, "vocab.json"), encoding="utf-8") as f:
+        vocab = len(json.load(f)["symbols"])
+    ids = np.load(os.path.join(dataset, "train.npy"), mmap_mode="r", allow_pickle=False)
+    return np.asarray(ids, dtype=np.int32), vocab
+
+
+def worker_keras(dataset, L, H, B, T, steps, windows):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import tensorflow as tf
+
+    ids, V = load_ids(dataset)
+    n = (len(ids) - 1) // T
+    x = ids[:n * T].reshape(n, T)
+    y = ids[1:n * T + 1].reshape(n, T)
+    data = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n, seed=0)
+            .batch(B, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE))
+    model = keras.Sequential(
+        [keras.Input((T,), dtype="int32"), keras.layers.Embedding(V, EMBEDDING)]
+        + [keras.layers.LSTM(H, return_sequences=True) for _ in range(L)]
+        + [keras.layers.Dense(V)])
+    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE, global_clipnorm=GRAD_CLIP),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    times = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t0)
+
+    model.fit(data, epochs=windows + 1, steps_per_epoch=steps, callbacks=[Clock()], verbose=0)
+    return [steps * B * T / s for s in times[1:]]
+
+
+def worker_torch(dataset, L, H, B, T, steps, windows):
+    import numpy as np
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    ids, V = load_ids(dataset)
+
+    class CharLSTM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(V, EMBEDDING)
+            self.lstm = nn.LSTM(EMBEDDING, H, num_layers=L, batch_first=True)
+            self.out = nn.Linear(H, V)
+
+        def forward(self, x, hidden):
+            y, hidden = self.lstm(self.embedding(x), hidden)
+            return self.out(y), hidden
+
+    model = CharLSTM()
+    opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    loss_fn = nn.CrossEntropyLoss()
+    # B contiguous streams, consecutive batches continue them (truncated BPTT).
+    per = (len(ids) - 1) // B
+    streams = np.stack([ids[b * per:(b + 1) * per + 1] for b in range(B)])
+    nb = (per - 1) // T
+    hidden = None
+    rates = []
+    k = 0
+    for w in range(windows + 1):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            if k % nb == 0:
+                hidden = None
+            chunk = torch.from_numpy(streams[:, (k % nb) * T:(k % nb + 1) * T + 1].astype(np.int64))
+            x, y = chunk[:, :-1], chunk[:, 1:]
+            logits, hidden = model(x, hidden)
+            hidden = tuple(h.detach() for h in hidden)
+            loss = loss_fn(logits.reshape(-1, V), y.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+            opt.step()
+            k += 1
+        loss.item()
+        rates.append(steps * B * T / (time.perf_counter() - t0))
+    return rates[1:]
+
+
+def worker_charrnn(dataset, L, H, B, T, steps, windows, workdir=None, precision="float32"):
+    """Run the real CLI and time its progress lines; returns (rates, peak RSS of the child)."""
+    out = tempfile.mkdtemp(prefix="run-", dir=workdir)
+    sets = {"model.cell": "lstm", "model.num_layers": L, "model.rnn_size": H,
+            "model.embedding_size": EMBEDDING, "model.dropout": 0.0,
+            "train.batch_size": B, "train.seq_length": T, "train.learning_rate": LEARNING_RATE,
+            "train.grad_clip": GRAD_CLIP, "train.max_epochs": "null",
+            "train.max_steps": (windows + 2) * steps, "train.log_every": steps,
+            "train.eval_every": 10 ** 9, "train.save_every": 10 ** 9, "train.sample_length": 0,
+            "train.precision": precision}
+    cmd = [sys.executable, "-m", "charrnn", "train", "--data", dataset, "--out", os.path.join(out, "r")]
+    for k, v in sets.items():
+        cmd += ["--set", f"{k}={v}"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            cwd=ROOT)
+    stamps, lines = [], []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("step "):
+            stamps.append(time.perf_counter())
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.wait()
+    if os.waitstatus_to_exitcode(status) != 0 or len(stamps) < 3:
+        sys.exit("charrnn train failed:\n" + "".join(lines[-20:]))
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])][:-1]  # drop the window with the final eval
+    return [steps * B * T / g for g in gaps], usage.ru_maxrss * 1024
+
+
+WORKERS = {"keras": worker_keras, "torch": worker_torch}
+
+
+# --- the driver -------------------------------------------------------------------------
+
+def prepare(text_path, out):
+    subprocess.run([sys.executable, "-m", "charrnn", "prepare", text_path, "-o", out, "-q"],
+                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    return out
+
+
+def run_reference(name, dataset, shape, windows, workdir):
+    L, H, B, T, steps = SHAPES[shape]
+    if name.startswith("charrnn"):
+        precision = "mixed_bfloat16" if name == "charrnn-bf16" else "float32"
+        rates, _ = worker_charrnn(dataset, L, H, B, T, steps, windows, workdir, precision)
+        return rates
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--dataset", dataset,
+           "--shapes", shape, "--windows", str(windows)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if res.returncode != 0:
+        sys.exit(f"{name} worker failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def versions():
+    out = {}
+    for mod in ("tensorflow", "keras", "torch"):
+        res = subprocess.run([sys.executable, "-c", f"import {mod}; print({mod}.__version__)"],
+                             capture_output=True, text=True, env={**os.environ,
+                                                                  "TF_CPP_MIN_LOG_LEVEL": "3"})
+        out[mod] = res.stdout.strip() or "not installed"
+    return out
+
+
+def memory_check(workdir, windows=1):
+    """Peak RSS of `charrnn train` on a corpus and on one 30x larger."""
+    blob = open(CORPUS, "rb").read()
+    results = {}
+    for factor in (1, 30):
+        text = os.path.join(workdir, f"corpus{factor}.txt")
+        with open(text, "wb") as f:
+            for _ in range(factor):
+                f.write(blob)
+        ds = prepare(text, os.path.join(workdir, f"mem{factor}"))
+        L, H, B, T, steps = SHAPES["small"]
+        _, rss = worker_charrnn(ds, L, H, B, T, steps, windows, workdir)
+        results[factor] = {"corpus_bytes": len(blob) * factor, "peak_rss": rss}
+    return results
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", default="small,large",
+                   help="comma-separated: small (2x128, batch 64, seq 100), "
+                        "large (3x512, batch 50, seq 50), or none")
+    p.add_argument("--only", default=",".join(REFERENCES), help="which references to run")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    p.add_argument("--windows", type=int, default=3, help="timed windows per process")
+    p.add_argument("--memory", action="store_true", help="also check peak RSS vs corpus size")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--dataset", help=argparse.SUPPRESS)
+    a = p.parse_args()
+
+    if a.worker:
+        L, H, B, T, steps = SHAPES[a.shapes]
+        print(json.dumps(WORKERS[a.worker](a.dataset, L, H, B, T, steps, a.windows)))
+        return
+
+    shapes = [s for s in a.shapes.split(",") if s and s != "none"]
+    only = [r for r in REFERENCES if r in a.only.split(",")]
+    report = {"machine": machine(), "versions": versions(), "shapes": {}}
+    print(f"# {report['machine']}; " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+          flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        dataset = prepare(CORPUS, os.path.join(tmp, "data"))
+        for shape in shapes:
+            rates = {r: [] for r in only}
+            for rnd in range(a.rounds):
+                for r in only:
+                    got = run_reference(r, dataset, shape, a.windows, tmp)
+                    rates[r] += got
+                    print(f"{shape} round {rnd + 1} {r}: " + " ".join(f"{x:,.0f}" for x in got),
+                          file=sys.stderr, flush=True)
+            med = {r: statistics.median(v) for r, v in rates.items()}
+            report["shapes"][shape] = {"shape": SHAPES[shape][:4], "median": med, "rates": rates}
+        if a.memory:
+            report["memory"] = memory_check(tmp)
+
+    ours = [r for r in only if r.startswith("charrnn")]
+    refs = [r for r in only if not r.startswith("charrnn")]
+    ratios = [(o, r) for o in ours for r in refs]
+    print("\n| shape | " + " | ".join(f"{r} chars/s" for r in only)
+          + "".join(f" | {o}/{r}" for o, r in ratios) + " |")
+    print("|---" * (len(only) + len(ratios) + 1) + "|")
+    for shape, res in report["shapes"].items():
+        L, H, B, T = res["shape"]
+        med = res["median"]
+        print(f"| {L}x{H}, batch {B}, seq {T} | " + " | ".join(f"{med[r]:,.0f}" for r in only)
+              + "".join(f" | {med[o] / med[r]:.2f}x" for o, r in ratios) + " |")
+    if "memory" in report:
+        for factor, m in report["memory"].items():
+            print(f"memory: corpus {m['corpus_bytes'] / 1e6:,.1f} MB -> charrnn train peak RSS "
+                  f"{m['peak_rss'] / 2 ** 20:,.0f} MiB")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Scaling out on this CPU machine: MirroredStrategy over two logical CPUs, a real
+two-process MultiWorkerMirroredStrategy cluster on 127.0.0.1, and mixed precision.
+
+Runs that need the CPU split into logical devices, or TF_CONFIG, run `charrnn
+train` in subprocesses (devices are fixed once TensorFlow starts).  Every model
+is tiny (2x16 LSTM, batch 8, 30 steps) so the module stays well under a minute
+of CPU per run.
+"""
+
+import json
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from charrnn import distribute
+from charrnn.cli import main
+
+WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly "
+         "hex each jovial king of pack my box with five dozen liquor jugs").split()
+STEPS = 30
+TRAIN = [
+    "--set", "model.cell=lstm", "--set", "model.num_layers=2", "--set", "model.rnn_size=16",
+    "--set", "model.embedding_size=8", "--set", "model.dropout=0.0",
+    "--set", "train.batch_size=8", "--set", "train.seq_length=16",
+    # a clip this low is active on most steps: replicas must clip the summed gradient
+    "--set", "train.learning_rate=0.03", "--set", "train.grad_clip=0.2",
+    "--set", "train.eval_every=10",
+    "--set", "train.save_every=10", "--set", "train.log_every=10",
+    "--set", "train.sample_length=0", "--set", "train.seed=0",
+    "--set", "train.jit_compile=false", "--set", "train.max_epochs=null",
+    "--set", "train.precision=float32",  # auto would pick bfloat16 on a CPU that has it
+]
+# Same data and seed: the sums differ only in float order, so the losses agree far
+# more closely than this; a wrong loss average, gradient sum or state split is off
+# by several per cent.
+MIRRORED_RTOL = 1e-4
+# 16-bit compute, float32 weights/logits/loss: measured within 4e-4 nats of float32
+# after 30 steps on this model; lost loss scaling or float16 logits drift far more.
+MIXED_ATOL = 0.02
+LIMIT_S = 240  # the most a subprocess run may take before the test kills it
+
+
+def _env(**extra):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env.pop("TF_CONFIG", None)
+    env.pop(distribute.CPU_DEVICES_ENV, None)
+    env.update(extra)
+    return env
+
+
+def _train_cmd(data, out, *args, steps=STEPS):
+    return [sys.executable, "-m", "charrnn", "train", "--data", str(data), "--out", str(out),
+            *TRAIN, "--set", f"train.max_steps={steps}", *args]
+
+
+def _run(cmd, env):
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LIMIT_S)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+def _val(run, step):
+    return next(r["val_loss"] for r in _metrics(run) if r["step"] == step and "val_loss" in r)
+
+
+@pytest.fixture(scope="session")
+def dist_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dist")
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) for _ in range(700)]
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    data = root / "data"
+    assert main(["prepare", str(corpus), "-o", str(data), "--val-fraction", "0.1", "-q"]) == 0
+    return data
+
+
+@pytest.fixture(scope="session")
+def reference_run(dist_data, tmp_path_factory):
+    """Single device, float32, the default strategy: what the others must match."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    _run(_train_cmd(dist_data, out, "--strategy", "default"), _env())
+    return out
+
+
+# --- roles and paths (TF_CONFIG parsing; no TensorFlow) -----------------------------------
+
+def _tf_config(monkeypatch, task_type, index, chief=False):
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    if chief:
+        cluster["chief"] = ["127.0.0.1:3"]
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": cluster, "task": {"type": task_type, "index": index}}))
+
+
+def test_worker_zero_is_chief_without_a_chief_task(monkeypatch, tmp_path):
+    _tf_config(monkeypatch, "worker", 0)
+    role = distribute.worker_role("auto")
+    assert role.chief and role.num_workers == 2
+    assert distribute.write_path(tmp_path / "run", role) == tmp_path / "run"
+    _tf_config(monkeypatch, "worker", 1)
+    role = distribute.worker_role("auto")
+    assert not role.chief
+    temp = distribute.write_path(tmp_path / "run", role)
+    assert temp == tmp_path / ".workertemp_1" / "run"
+    temp.mkdir(parents=True)
+    distribute.discard(temp, role)
+    assert not temp.parent.exists()
+
+
+def test_chief_task_outranks_worker_zero(monkeypatch):
+    _tf_config(monkeypatch, "worker", 0, chief=True)
+    assert not distribute.worker_role("multiworker").chief
+    _tf_config(monkeypatch, "chief", 0, chief=True)
+    role = distribute.worker_role("multiworker")
+    assert role.chief and role.num_workers == 3
+    # single-machine strategies ignore TF_CONFIG: always the chief
+    _tf_config(monkeypatch, "worker", 1)
+    assert distribute.worker_role("mirrored").chief
+
+
+def test_bad_tf_config_is_one_clear_error(dist_data, tmp_path):
+    one = '"cluster": {"worker": ["a:1"]}'
+    for value, words in (("{not json", "TF_CONFIG is not valid JSON"),
+                         ("{" + one + ', "task": {"type": "ps", "index": 0}}',
+                          "not a chief or worker"),
+                         ("{" + one + ', "task": {"type": "worker", "index": 3}}',
+                          "index 3 is not in")):
+        p = subprocess.run(_train_cmd(dist_data, tmp_path / "bad"), env=_env(TF_CONFIG=value),
+                           capture_output=True, text=True, timeout=LIMIT_S)
+        assert p.returncode == 1, p.stderr
+        assert words in p.stderr and "Traceback" not in p.stderr
+        assert p.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
+def test_multiworker_without_tf_config_and_odd_batch(dist_data, tmp_path):
+    p = subprocess.run(_train_cmd(dist_data, tmp_path / "a", "--strategy", "multiworker"),
+                       env=_env(), capture_output=True, text=True, timeout=LIMIT_S)
+    assert p.returncode == 1 and "needs TF_CONFIG" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run(_train_cmd(dist_data, tmp_path / "b", "--strategy", "mirrored",
+                                  "--set", "train.batch_size=5"),
+                       env=_env(**{distribute.CPU_DEVICES_ENV: "2"}),
+                       capture_output=True, text=True, timeout=LIMIT_S)
+    assert p.returncode == 1 and "does not split evenly among 2 replicas" in p.stderr
+    assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+# --- MirroredStrategy over two logical CPUs ------------------------------------------------
+
+def test_mirrored_two_cpus_matches_default(dist_data, reference_run, tmp_path):
+    out = tmp_path / "mirrored"
+    p = _run(_train_cmd(dist_data, out, "--strategy", "mirrored"),
+             _env(**{distribute.CPU_DEVICES_ENV: "2"}))
+    assert "2 replicas" in p.stderr
+    for step in (10, 20, STEPS):
+        ref, got = _val(reference_run, step), _val(out, step)
+        assert math.isclose(got, ref, rel_tol=MIRRORED_RTOL), (step, got, ref)
+    train_ref = [r["loss"] for r in _metrics(reference_run)]
+    train_got = [r["loss"] for r in _metrics(out)]
+    assert train_got == pytest.approx(train_ref, rel=MIRRORED_RTOL)
+    assert _val(out, STEPS) < _metrics(out)[0]["loss"]  # it learned something
+
+
+# --- a real two-process MultiWorkerMirroredStrategy cluster --------------------------------
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _cluster(cmd, limit=LIMIT_S):
+    """Run ``cmd`` as worker 0 (the chief) and worker 1; kill both if either hangs."""
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    procs = []
+    try:
+        for i in range(2):
+            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
+            procs.append(subprocess.Popen(cmd, env=_env(TF_CONFIG=json.dumps(tf_config)),
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True))
+        deadline = time.monotonic() + limit
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            results.append((p.returncode, err))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_two_worker_cluster_trains_checkpoints_and_resumes(dist_data, reference_run, tmp_path):
+    out = tmp_path / "runs" / "cluster"
+    results = _cluster(_train_cmd(dist_data, out, steps=20))
+    for rc, err in results:
+        assert rc == 0, err[-3000:]
+    assert "2 replicas" in results[0][1]
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("ckpt-*.index"))
+    assert ckpts == ["ckpt-10.index", "ckpt-20.index"]
+    # only the chief wrote; the worker's temporary copies are gone
+    assert not list((tmp_path / "runs").glob(".workertemp_*"))
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cluster"]
+
+    results = _cluster(_train_cmd(dist_data, out, "--resume", steps=STEPS))
+    for rc, err in results:
+        assert rc == 0, err[-3000:]
+    assert "resuming" in results[0][1]
+    assert (out / "checkpoints" / f"ckpt-{STEPS}.index").exists()
+    assert not list((tmp_path / "runs").glob(".workertemp_*"))
+    # two workers, stopped and resumed, end where one process that never stopped ends
+    for step in (10, 20, STEPS):
+        assert math.isclose(_val(out, step), _val(reference_run, step), rel_tol=MIRRORED_RTOL)
+
+
+def test_a_dead_worker_leaves_the_chiefs_checkpoints_intact(dist_data, tmp_path):
+    from charrnn import runs
+
+    out = tmp_path / "runs" / "cluster"
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    cmd = _train_cmd(dist_data, out, "--set", "train.save_every=5", steps=10 ** 6)
+    procs = [subprocess.Popen(cmd, env=_env(TF_CONFIG=json.dumps(
+        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        deadline = time.monotonic() + LIMIT_S
+        while not (out / "checkpoints" / "checkpoint").exists():
+            assert time.monotonic() < deadline and procs[0].poll() is None, "no checkpoint"
+            time.sleep(0.2)
+        procs[1].kill()  # worker 1 dies mid-run, without any chance to clean up
+        _, err = procs[0].communicate(timeout=LIMIT_S)
+        assert procs[0].returncode == 1
+        assert "Error: the cluster lost a worker" in err and "--resume" in err
+        assert "Traceback" not in err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    run = runs.load_run(out, checkpoint="latest")  # the chief's last checkpoint loads
+    assert run.step >= 5 and run.step % 5 == 0
+    assert (tmp_path / "runs" / ".workertemp_1").exists()  # what the dead worker left
+    # a restarted cluster resumes from it and clears the dead worker's leftovers
+    for rc, err in _cluster(_train_cmd(dist_data, out, "--resume", steps=run.step + 5)):
+        assert rc == 0, err[-3000:]
+    assert (out / "checkpoints" / f"ckpt-{run.step + 5}.index").exists()
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cluster"]
+
+
+# --- mixed precision ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_is_finite_and_close_to_float32(dist_data, reference_run, tmp_path,
+                                                          precision):
+    out = tmp_path / precision
+    assert main(["train", "--data", str(dist_data), "--out", str(out), *TRAIN,
+                 "--set", f"train.max_steps={STEPS}", "--strategy", "default",
+                 "--set", f"train.precision={precision}"]) == 0
+    vals = {step: (_val(out, step), _val(reference_run, step)) for step in (10, 20, STEPS)}
+    for step, (got, ref) in vals.items():
+        assert math.isfinite(got)
+        assert abs(got - ref) < MIXED_ATOL, (step, got, ref)
+    assert any(got != ref for got, ref in vals.values())  # it really computed in 16 bits
+    assert all(math.isfinite(r["loss"]) for r in _metrics(out))
+    # the policy does not leak into whatever this process builds next
+    import keras
+
+    assert keras.mixed_precision.global_policy().name == "float32"

@@ -1,0 +1,56 @@
+"""The CPU-fused LSTM path computes what Keras' LSTM layer computes, gradients included."""
+
+import numpy as np
+import pytest
+
+from charrnn.backend import tensorflow
+from charrnn.model import build_model
+
+
+def _loss_and_grads(model, x, y, states):
+    tf = tensorflow()
+    with tf.GradientTape() as tape:
+        logits, new_states = model(x, states=states, return_state=True, training=True)
+        # the final state feeds the loss too, so its gradient path is checked as well
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)) \
+            + 0.1 * tf.reduce_sum(new_states[-1]) + 0.1 * tf.reduce_sum(new_states[-2])
+    grads = tape.gradient(loss, model.trainable_variables)
+    return loss, new_states, [tf.convert_to_tensor(g) for g in grads]
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
+def test_fused_matches_keras_layer(graph):
+    tf = tensorflow()
+    model = build_model(17, "lstm", num_layers=2, rnn_size=12, embedding_size=5)
+    assert model.fused  # this suite runs on CPUs
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.integers(0, 17, (3, 9)), tf.int32)
+    y = tf.constant(rng.integers(0, 17, (3, 9)), tf.int32)
+    states = [tf.constant(rng.normal(size=(3, 12)) * 2, tf.float32) for _ in range(4)]
+    fn = tf.function(_loss_and_grads) if graph else _loss_and_grads
+
+    fused = fn(model, x, y, states)
+    model.fused = False
+    keras = (tf.function(_loss_and_grads) if graph else _loss_and_grads)(model, x, y, states)
+
+    assert abs(float(fused[0]) - float(keras[0])) < 1e-5
+    for a, b in zip(fused[1], keras[1]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    for var, a, b in zip(model.trainable_variables, fused[2], keras[2]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, rtol=1e-4, err_msg=var.path)
+
+
+def test_fused_bfloat16_close_to_float32():
+    tf = tensorflow()
+    from charrnn.fused_lstm import lstm_sequence
+
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(size=(6, 2, 4)), tf.float32)
+    k, u = (tf.constant(rng.normal(size=s) * 0.3, tf.float32) for s in ((4, 32), (8, 32)))
+    b = tf.zeros(32)
+    h0 = c0 = tf.zeros((2, 8))
+    full = lstm_sequence(x, k, u, b, h0, c0, "float32")[0].numpy()
+    half = lstm_sequence(x, k, u, b, h0, c0, "bfloat16")[0]
+    assert half.dtype == tf.float32  # only matmul operands are rounded
+    np.testing.assert_allclose(half.numpy(), full, atol=3e-2)
+    assert not np.allclose(half.numpy(), full, atol=1e-7)  # bfloat16 really was used
