@@ -9,6 +9,7 @@ import sys
 import click
 
 from charrnn import __version__, backend
+from charrnn.distribute import STRATEGIES
 from charrnn.errors import CharrnnError
 
 
@@ -126,10 +127,7 @@ def dump(data_dir, split):
     out.flush()
 
 
-
 # --- train -------------------------------------------------------------------
-
-from charrnn.distribute import STRATEGIES  # noqa: E402 (a tuple; no TensorFlow)
 
 
 @cli.command()

@@ -122,7 +122,11 @@ def _model_class():
                 new_states += [h, c]
                 if self.drop is not None:
                     x = self.drop(x, training=training)
-            logits = tf.transpose(self.dense(x, training=training), [1, 0, 2])
+            # Dense on 2-D rows: a plain matmul (on 3-D input Keras uses a slower einsum)
+            shape = tf.shape(x)
+            logits = self.dense(tf.reshape(x, [-1, self.rnn_size]), training=training)
+            logits = tf.reshape(logits, [shape[0], shape[1], self.vocab_size])
+            logits = tf.transpose(logits, [1, 0, 2])
             return (logits, new_states) if return_state else logits
 
         def get_config(self):

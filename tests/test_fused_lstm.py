@@ -54,3 +54,23 @@ def test_fused_bfloat16_close_to_float32():
     assert half.dtype == tf.float32  # only matmul operands are rounded
     np.testing.assert_allclose(half.numpy(), full, atol=3e-2)
     assert not np.allclose(half.numpy(), full, atol=1e-7)  # bfloat16 really was used
+
+
+def test_fused_under_mixed_bfloat16_policy():
+    """Under Keras' mixed_bfloat16 policy the layer's weights arrive as bfloat16; the fused path
+    still returns float32 state and float32 gradients close to the float32 ones."""
+    tf = tensorflow()
+    from charrnn.distribute import precision
+
+    with precision("mixed_bfloat16"):
+        model = build_model(11, "lstm", num_layers=2, rnn_size=8, embedding_size=4)
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.integers(0, 11, (2, 5)), tf.int32)
+    y = tf.constant(rng.integers(0, 11, (2, 5)), tf.int32)
+    states = model.initial_state(2)
+    loss, new_states, grads = _loss_and_grads(model, x, y, states)
+    assert all(s.dtype == tf.float32 for s in new_states)
+    assert all(g.dtype == tf.float32 and np.isfinite(g.numpy()).all() for g in grads)
+    model.fused = False
+    ref = _loss_and_grads(model, x, y, states)
+    assert abs(float(loss) - float(ref[0])) < 0.05
