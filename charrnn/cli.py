@@ -121,7 +121,7 @@ def dump(data_dir, split):
     """Write a dataset's stored text to stdout exactly (UTF-8, Hangul recomposed)."""
     from charrnn.data import iter_dump, load_dataset
 
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     for text in iter_dump(load_dataset(data_dir), split):
         out.write(text.encode("utf-8", "surrogatepass"))
     out.flush()
@@ -228,7 +228,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if click.get_current_context().find_root().params.get("verbose"):
         info(f"Checkpoint {loaded.checkpoint}; seed {seed}")
     options = sampling.Options(temperature, top_k, top_p, seed)
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     sampling.write_samples(
         out, loaded, prime=prime, length=length, num_samples=num_samples, options=options,
         stop=stop, echo_prime=not no_prime_echo, unknown=unknown,
