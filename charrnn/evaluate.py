@@ -85,15 +85,11 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
     else left out), oov_distinct, scored_chars, symbols, predictions (symbols - 1),
     loss_nats (per prediction), bits_per_symbol, bits_per_char (per scored char).
     """
-    from pathlib import Path
-
     from charrnn import runs
     from charrnn.text import read_text
 
     vocab = run.vocab
-    meta_path = Path(run.path) / runs.META_FILE
-    meta = runs.read_json(meta_path) if meta_path.is_file() else {}
-    newlines = meta.get("newlines", "lf")
+    newlines = runs.read_dataset_meta(run.path).get("newlines", "lf")
     step = make_step(run.model)
     results = []
     sums = dict.fromkeys(("chars", "oov_chars", "scored_chars", "symbols", "predictions"), 0)

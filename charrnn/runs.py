@@ -8,6 +8,7 @@ sample from it is inside, so it can be copied elsewhere on its own.
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,13 +58,26 @@ def is_run(path) -> bool:
     return (Path(path) / MODEL_FILE).is_file()
 
 
+def checkpoint_in(folder):
+    """The newest checkpoint prefix in ``folder``, or None.
+
+    Reads the ``checkpoint`` state file that tf.train.CheckpointManager keeps, as
+    tf.train.latest_checkpoint does, but without importing TensorFlow (the sampler
+    prints its first characters before TensorFlow has loaded).
+    """
+    state = Path(folder) / "checkpoint"
+    if not state.is_file():
+        return None
+    m = re.search(r'^model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', state.read_text("utf-8"), re.M)
+    if m and "\\" in m.group(1):  # an escaped name: leave the parsing to TensorFlow
+        return _tf().train.latest_checkpoint(str(folder))
+    prefix = Path(folder) / m.group(1) if m else None  # an absolute path stays as is
+    return str(prefix) if prefix and Path(f"{prefix}.index").is_file() else None
+
+
 def latest_checkpoint(run_path, which="latest"):
     """Path prefix of the newest checkpoint in ``checkpoints/`` or ``best/``, or None."""
-    tf = _tf()
-    folder = Path(run_path) / (BEST_DIR if which == "best" else CHECKPOINTS_DIR)
-    if not folder.is_dir():
-        return None
-    return tf.train.latest_checkpoint(str(folder))
+    return checkpoint_in(Path(run_path) / (BEST_DIR if which == "best" else CHECKPOINTS_DIR))
 
 
 def _run_time(path: Path) -> float:
@@ -115,6 +129,23 @@ def read_model_args(run_path) -> dict:
     return read_json(path)
 
 
+def read_config(run_path) -> dict:
+    """The run's resolved config.yaml ({} if missing)."""
+    path = Path(run_path) / CONFIG_FILE
+    if not path.is_file():
+        return {}
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def read_dataset_meta(run_path) -> dict:
+    """The dataset's meta.json as the run saved it ({} if missing)."""
+    path = Path(run_path) / META_FILE
+    return read_json(path) if path.is_file() else {}
+
+
 def resolve_checkpoint(run_path, checkpoint="best") -> str:
     """``best`` (falling back to the latest when no evaluation was saved yet), ``latest``,
     or an explicit checkpoint prefix / directory."""
@@ -128,7 +159,7 @@ def resolve_checkpoint(run_path, checkpoint="best") -> str:
         return ckpt
     path = Path(checkpoint)
     if path.is_dir():
-        ckpt = _tf().train.latest_checkpoint(str(path))
+        ckpt = checkpoint_in(path)
         if ckpt is None:
             raise CharrnnError(f"{checkpoint} holds no checkpoint; pass a checkpoint such as "
                                f"{Path(run_path) / CHECKPOINTS_DIR / 'ckpt-1000'}")
@@ -160,12 +191,7 @@ def load_run(path, checkpoint="best") -> Run:
     if len(vocab) != args["vocab_size"]:
         raise CharrnnError(f"{path}: vocab.json has {len(vocab)} symbols but model.json says "
                            f"{args['vocab_size']}; the run directory is inconsistent")
-    config = {}
-    if (Path(path) / CONFIG_FILE).exists():
-        import yaml
-
-        with open(Path(path) / CONFIG_FILE, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
+    config = read_config(path)
     model = build_model(**args)
     restore_weights(model, ckpt)
     return Run(path=path, model=model, vocab=vocab, config=config,

@@ -493,33 +493,6 @@ class Sampler:
 
 # --- loading a run --------------------------------------------------------------------
 
-def _checkpoint_prefix(run_path, checkpoint):
-    """The checkpoint prefix for "best"/"latest"/PATH, read from the ``checkpoint``
-    state file without TensorFlow; None when that is not straightforward."""
-    import re
-    from pathlib import Path
-
-    from charrnn import runs
-
-    def from_dir(folder):
-        state = Path(folder) / "checkpoint"
-        if not state.is_file():
-            return None
-        m = re.search(r'^model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', state.read_text("utf-8"), re.M)
-        if not m or "\\" in m.group(1):
-            return None
-        prefix = Path(folder) / m.group(1)  # an absolute path stays as is
-        return str(prefix) if Path(f"{prefix}.index").is_file() else None
-
-    if checkpoint == "best":
-        return from_dir(Path(run_path) / runs.BEST_DIR) or from_dir(Path(run_path) / runs.CHECKPOINTS_DIR)
-    if checkpoint == "latest":
-        return from_dir(Path(run_path) / runs.CHECKPOINTS_DIR)
-    if Path(checkpoint).is_dir():
-        return from_dir(checkpoint)
-    return str(checkpoint) if Path(f"{checkpoint}.index").is_file() else None
-
-
 @dataclass
 class Loaded:
     weights: Weights
@@ -538,15 +511,12 @@ def load(run_path, checkpoint="best") -> Loaded:
 
     args = runs.read_model_args(run_path)
     vocab = Vocab.load(Path(run_path) / runs.VOCAB_FILE)
-    meta_path = Path(run_path) / runs.META_FILE
-    meta = runs.read_json(meta_path) if meta_path.is_file() else {}
-    prefix = _checkpoint_prefix(run_path, checkpoint)
-    weights = None
-    if prefix is not None:
-        try:
-            weights = weights_from_checkpoint(prefix, args)
-        except (OSError, KeyError, ValueError, IndexError):
-            weights = None
+    meta = runs.read_dataset_meta(run_path)
+    try:
+        prefix = runs.resolve_checkpoint(run_path, checkpoint)
+        weights = weights_from_checkpoint(prefix, args)
+    except (CharrnnError, OSError, KeyError, ValueError, IndexError):
+        weights = None  # load_run below says what is wrong, or reads it through TensorFlow
     if weights is None or weights.vocab_size != len(vocab) or weights.units != args["rnn_size"]:
         run = runs.load_run(run_path, checkpoint)  # the TensorFlow way, with its checks and errors
         weights, prefix = weights_from_model(run.model), run.checkpoint

@@ -201,7 +201,7 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
                                          max_to_keep=t["keep_checkpoints"])
     best_manager = tf.train.CheckpointManager(ckpt, str(wout / runs.BEST_DIR), max_to_keep=1)
     if resume:
-        latest = tf.train.latest_checkpoint(str(out / runs.CHECKPOINTS_DIR))  # the chief's
+        latest = runs.latest_checkpoint(out)  # the chief's
         status = ckpt.restore(latest)
         try:
             status.assert_existing_objects_matched()
@@ -424,10 +424,7 @@ def _check_run_dir(out: Path, resume, margs, vocab, t):
         raise CharrnnError(f"cannot resume {out} with a different architecture ({diff}); "
                            "resume with the run's own model settings or start a new run "
                            "with another --out")
-    import yaml
-
-    with open(out / runs.CONFIG_FILE, encoding="utf-8") as f:
-        old_train = (yaml.safe_load(f) or {}).get("train", {})
+    old_train = runs.read_config(out).get("train", {})
     for key in ("batch_size", "seq_length"):
         if old_train.get(key) not in (None, t[key]):
             raise CharrnnError(f"cannot resume {out} with train.{key} {t[key]} (the run used "
