@@ -20,6 +20,7 @@ TensorFlow's own engine does the work; this module only picks and wires it:
   collectives), but only the chief writes the real run directory; the others
   write to a temporary sibling that is removed, so a worker that dies cannot
   corrupt the chief's checkpoints.  Everyone restores from the chief's.
+- :func:`set_intra_op_threads`: how many threads one op may use (``train.intra_op_threads``).
 - :func:`set_precision` / :func:`wrap_optimizer`: Keras mixed precision with
   float32 variables, logits and loss (the model's logits layer is float32);
   float16 gets dynamic loss scaling.
@@ -123,6 +124,50 @@ def make_strategy(name: str = "auto"):
     except RuntimeError as e:  # e.g. created after TensorFlow already ran ops
         raise CharrnnError(f"cannot start MultiWorkerMirroredStrategy ({e}); it must be created "
                            "before TensorFlow runs anything") from None
+
+
+# Largest recurrent matmul of one time step (batch x rnn_size x gates * rnn_size
+# multiply-adds) for which auto uses one thread per op; see intra_op_threads.
+SMALL_STEP_MACS = 32 * 2**20
+_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what this process may use (containers, taskset)
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def intra_op_threads(setting, batch_size: int, rnn_size: int, cell: str) -> int:
+    """The intra-op thread count ``train.intra_op_threads`` stands for (0: TF's default).
+
+    auto: 1 on a CPU-only machine of at most 2 cores when one time step's recurrent
+    matmul is small (<= SMALL_STEP_MACS): such a step is thousands of small ops, and
+    splitting each across the cores costs more than it saves, while with one thread
+    per op the two cores run independent ops side by side.  Measured with the real
+    `charrnn train` (median of 12 log windows, runs interleaved): 1.06x at 2x128 and
+    2x256 LSTM (batch 64, seq 100), but 0.96x at 3x512 (batch 50: 52M multiply-adds a
+    step), hence the bound; not measured on more cores, so TensorFlow's default there.
+    """
+    if setting != "auto":
+        return setting
+    if tensorflow().config.list_physical_devices("GPU") or cpu_count() > 2:
+        return 0
+    small = batch_size * rnn_size * _GATES[cell] * rnn_size <= SMALL_STEP_MACS
+    return 1 if small else 0
+
+
+def set_intra_op_threads(n: int) -> int:
+    """Use ``n`` intra-op threads (0: TF's default) if TensorFlow has not started yet;
+    returns the count in effect (0: TF's default)."""
+    threading = tensorflow().config.threading
+    if n and threading.get_intra_op_parallelism_threads() != n:
+        try:
+            threading.set_intra_op_parallelism_threads(n)
+        except RuntimeError:  # already initialised (a second run in one process): keep it
+            pass
+    return threading.get_intra_op_parallelism_threads()
 
 
 # --- who writes what -------------------------------------------------------------------

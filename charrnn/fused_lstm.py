@@ -49,26 +49,28 @@ def _layer(tf, cdt, x, K, U, b, h0, c0):
     # leaves idle (1.07-1.16x the whole train step at 2x128, 1.04x at 3x512).
     xc, Kc = tf.cast(x, cdt), tf.cast(K, cdt)
 
-    def array():
-        return tf.TensorArray(tf.float32, size=T)
+    def array(size=T):  # read more than once in the backward pass (eagerly too)
+        return tf.TensorArray(tf.float32, size=size, clear_after_read=False)
 
-    def step(t, h, c, hs, cs, zs):
+    def step(t, h, c, hs, zs, cs):
         z = (mm(xc[t], Kc) + b) + mm(h, Uc)
         zi, zf, zg, zo = tf.split(z, 4, axis=1)
         c = tf.sigmoid(zf) * c + tf.sigmoid(zi) * tf.tanh(zg)
         h = tf.sigmoid(zo) * tf.tanh(c)
-        return t + 1, h, c, hs.write(t, h), cs.write(t, c), zs.write(t, z)
+        return t + 1, h, c, hs.write(t, h), zs.write(t, z), cs.write(t + 1, c)
 
-    _, hT, cT, hs, cs, zs = tf.while_loop(
-        lambda t, *_: t < T, step, (tf.constant(0), h0, c0, array(), array(), array()),
+    # Kept for the backward pass: the pre-activations z and the cell states (cs[t] before
+    # step t, cs[t + 1] after it), read back in place from the TensorArrays. Storing less and
+    # recomputing the gates costs less than writing and copying more (measured).
+    _, hT, cT, hs, zs, cs = tf.while_loop(
+        lambda t, *_: t < T, step, (tf.constant(0), h0, c0, array(), array(), array(T + 1).write(0, c0)),
         parallel_iterations=2)
-    hs, cs, zs = hs.stack(), cs.stack(), zs.stack()
+    hs = hs.stack()
 
     def grad(dhs, dhT, dcT):
         dhs = tf.zeros_like(hs) if dhs is None else dhs
         dhT = tf.zeros_like(h0) if dhT is None else dhT
         dcT = tf.zeros_like(c0) if dcT is None else dcT
-        c_prev = tf.concat([c0[None], cs[:-1]], 0)
         Ut = tf.transpose(Uc)  # once: a transpose_b matmul in the loop is much slower
 
         def back(t, dh_next, dc_next, dzs):
@@ -78,24 +80,29 @@ def _layer(tf, cdt, x, K, U, b, h0, c0):
             # here, the executor runs them ahead (parallel_iterations) on the core the serial
             # dz @ U^T chain leaves idle -- 1.09-1.14x the whole train step at 2x128 vs computing
             # them over [T, B, 4H] before the loop (benchmarks/bench_train.py's shape).
-            zi, zf, zg, zo = tf.split(zs[t], 4, axis=1)
+            zi, zf, zg, zo = tf.split(zs.read(t), 4, axis=1)
             i, f, g, o = tf.sigmoid(zi), tf.sigmoid(zf), tf.tanh(zg), tf.sigmoid(zo)
-            tc = tf.tanh(cs[t])
-            coef = tf.concat([g * i * (1.0 - i), c_prev[t] * f * (1.0 - f), i * (1.0 - g * g),
+            tc = tf.tanh(cs.read(t + 1))
+            coef = tf.concat([g * i * (1.0 - i), cs.read(t) * f * (1.0 - f), i * (1.0 - g * g),
                               tc * o * (1.0 - o)], 1)
             dh = dhs[t] + dh_next
             dc = dc_next + dh * (o * (1.0 - tc * tc))
-            dz = tf.concat([dc, dc, dc, dh], 1) * coef
-            return t, mm(dz, Ut), dc * f, dzs.write(t, dz)
+            # dz in the matmul dtype: what the loop's matmul and the weight gradients read
+            dz = tf.cast(tf.concat([dc, dc, dc, dh], 1) * coef, cdt)
+            return t, tf.cast(tf.matmul(dz, Ut), tf.float32), dc * f, dzs.write(t, dz)
 
         _, dh0, dc0, dzs = tf.while_loop(
-            lambda t, *_: t > 0, back, (T, dhT, dcT, array()), parallel_iterations=2)
+            lambda t, *_: t > 0, back, (T, dhT, dcT, tf.TensorArray(cdt, size=T)),
+            parallel_iterations=2)
         # The weight gradients: one large matmul each over all T*B rows.
-        dz = tf.cast(tf.reshape(dzs.stack(), [T * B, H4]), cdt)
-        h_prev = tf.reshape(tf.concat([h0[None], hs[:-1]], 0), [T * B, -1])
+        dzs = dzs.stack()
+        dz = tf.reshape(dzs, [T * B, H4])
         dx = tf.reshape(mm(dz, K, transpose_b=True), [T, B, I])
         dK = mm(x2, dz, transpose_a=True)
-        dU = mm(h_prev, dz, transpose_a=True)
+        # h_{t-1}^T dz_t summed over t, without copying hs into a shifted [h0, hs[:-1]]
+        dU = mm(h0, dzs[0], transpose_a=True) + mm(
+            tf.reshape(hs[:-1], [(T - 1) * B, -1]), tf.reshape(dzs[1:], [(T - 1) * B, H4]),
+            transpose_a=True)
         db = tf.reshape(mm(tf.ones([1, T * B]), dz), [H4])  # a matmul beats reduce_sum here
         return dx, dK, dU, db, dh0, dc0
 

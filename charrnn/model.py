@@ -109,7 +109,8 @@ def _model_class():
         def _call_fused(self, inputs, states, return_state, training):
             from charrnn.fused_lstm import lstm_sequence
 
-            x = tf.transpose(self.embedding(inputs, training=training), [1, 0, 2])  # time-major
+            # time-major: transposing the ids is cheaper than the embeddings and their gradient
+            x = self.embedding(tf.transpose(inputs), training=training)
             if states is None:
                 states = self.initial_state(tf.shape(inputs)[0])
             new_states = []

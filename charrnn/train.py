@@ -165,6 +165,8 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
     tf = tensorflow()
     import keras
 
+    threads = distribute.set_intra_op_threads(distribute.intra_op_threads(  # before any TF op
+        t["intra_op_threads"], B, config["model"]["rnn_size"], config["model"]["cell"]))
     strategy = distribute.make_strategy(t["strategy"])  # before any TF op
     replicas = strategy.num_replicas_in_sync
     distribute.replica_batch(strategy, B)
@@ -221,7 +223,7 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
         f"{params:,} parameters; XLA {'on' if jit else 'off'}")
     log(f"strategy {type(strategy).__name__}: {replicas} replica{'s' * (replicas > 1)}"
         f"{f' on {role.num_workers} workers' if role.num_workers > 1 else ''}; "
-        f"precision {precision}")
+        f"precision {precision}; {threads or 'default'} intra-op thread{'s' * (threads != 1)}")
 
     # --- compiled steps -----------------------------------------------------------------
     variables = model.trainable_variables

@@ -93,6 +93,8 @@ def test_duration_parts_add_up(h, m, s):
     ("train: {max_time: soon}\n", ["train.max_time", "10m"]),
     ("train: {decay_every: weekly}\n", ["train.decay_every"]),
     ("train: {deterministic: maybe}\n", ["train.deterministic", "true or false"]),
+    ("train: {intra_op_threads: many}\n", ["train.intra_op_threads", "'auto' or an integer"]),
+    ("train: {intra_op_threads: -1}\n", ["train.intra_op_threads", "auto or >= 0"]),
     ("train: [1, 2]\n", ["train must be a mapping"]),
     ("train: {batch_size: 8\n", ["not valid YAML"]),
 ])

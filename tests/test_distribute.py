@@ -284,3 +284,16 @@ def test_mixed_precision_is_finite_and_close_to_float32(dist_data, reference_run
     import keras
 
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+# --- threads ----------------------------------------------------------------------------------
+
+def test_intra_op_threads_auto_is_one_only_for_small_steps_on_small_cpus(monkeypatch):
+    monkeypatch.setattr(distribute, "cpu_count", lambda: 2)
+    assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 1   # 4M multiply-adds
+    assert distribute.intra_op_threads("auto", 64, 256, "lstm") == 1   # 16M
+    assert distribute.intra_op_threads("auto", 50, 512, "lstm") == 0   # 52M: TF's default
+    assert distribute.intra_op_threads("auto", 50, 512, "rnn") == 1    # one gate: 13M
+    assert distribute.intra_op_threads(3, 64, 128, "lstm") == 3        # explicit wins
+    monkeypatch.setattr(distribute, "cpu_count", lambda: 16)
+    assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 0   # not measured there

@@ -109,8 +109,10 @@ def test_load_run_restores_the_trained_weights(lstm_run, english_data):
     logged = {r["step"]: r["val_loss"] for r in metrics(out) if "val_loss" in r}
     assert best.step == min(logged, key=logged.get)
     val = load_dataset(english_data).split("val")
-    assert evaluate_loss(best.model, val, 8, 16) == pytest.approx(logged[best.step], rel=1e-5)
-    assert evaluate_loss(run_.model, val, 8, 16) == pytest.approx(logged[30], rel=1e-5)
+    # Logged with the run's matmul precision (auto: bfloat16 on CPUs that have it), evaluated in
+    # float32: they agree to ~1e-5, checkpoints 10 steps apart differ by > 1e-3.
+    assert evaluate_loss(best.model, val, 8, 16) == pytest.approx(logged[best.step], rel=1e-4)
+    assert evaluate_loss(run_.model, val, 8, 16) == pytest.approx(logged[30], rel=1e-4)
     ids = run_.vocab.encode("We hold these truths to be self-evident, that all men are")
     logits = run_.model(tf.constant(ids[None, :-1]))
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -279,7 +281,7 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tiny, english_data, tmp_path):
         [sys.executable, "-m", "charrnn", "train", "--config", str(tiny), "--data",
          str(english_data), "--out", str(out), "--max-steps", "1000000",
          "--set", "train.log_every=1", "--set", "train.eval_every=100000",
-         "--set", "train.save_every=100000"],
+         "--set", "train.save_every=100000", "--set", "train.intra_op_threads=1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
     while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
@@ -291,6 +293,7 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tiny, english_data, tmp_path):
     assert stdout == ""
     assert f"charrnn train --resume --out {out}" in stderr
     assert "Traceback" not in stderr
+    assert "; 1 intra-op thread\n" in stderr  # a fresh process takes the setting
     from charrnn.runs import checkpoint_step, latest_checkpoint
 
     step = checkpoint_step(latest_checkpoint(out))
