@@ -12,6 +12,8 @@ Side by side in one run, on the same machine, the same data and the same model s
            (x, y) windows; one epoch per timed window.
   torch    PyTorch nn.LSTM of the same shape, Adam, clip_grad_norm_, hidden state carried
            (detached) across batches -- the classic char-rnn loop.
+  keras-1thread  (only with --only) the keras reference with TF_NUM_INTRAOP_THREADS=1, the
+           setting charrnn's train.intra_op_threads auto picks for small models on 2 cores.
 
 Each reference runs in its own process; the three are run interleaved (charrnn keras torch,
 charrnn keras torch, ...) for --rounds rounds so slow phases of a shared machine hit all of
@@ -51,7 +53,8 @@ SHAPES = {
 EMBEDDING = 64
 LEARNING_RATE = 0.002
 GRAD_CLIP = 5.0
-REFERENCES = ("charrnn", "charrnn-fp32", "keras", "torch")
+REFERENCES = ("charrnn", "charrnn-fp32", "keras", "torch", "keras-1thread")
+DEFAULT_REFERENCES = REFERENCES[:4]
 
 
 # --- the workers (each runs in its own process) -----------------------------------------
@@ -192,9 +195,12 @@ def run_reference(name, dataset, shape, windows, workdir):
         precision = "float32" if name == "charrnn-fp32" else None
         rates, _ = worker_charrnn(dataset, L, H, B, T, steps, windows, workdir, precision)
         return rates
+    env = dict(os.environ)
+    if name == "keras-1thread":  # the thread setting charrnn picks for small models on 2 cores
+        name, env["TF_NUM_INTRAOP_THREADS"] = "keras", "1"
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--dataset", dataset,
            "--shapes", shape, "--windows", str(windows)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if res.returncode != 0:
         sys.exit(f"{name} worker failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -241,7 +247,8 @@ def main():
     p.add_argument("--shapes", default="small,large",
                    help="comma-separated: small (2x128, batch 64, seq 100), "
                         "large (3x512, batch 50, seq 50), or none")
-    p.add_argument("--only", default=",".join(REFERENCES), help="which references to run")
+    p.add_argument("--only", default=",".join(DEFAULT_REFERENCES),
+                   help=f"which references to run, of {', '.join(REFERENCES)}")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--windows", type=int, default=3, help="timed windows per process")
     p.add_argument("--memory", action="store_true", help="also check peak RSS vs corpus size")

@@ -21,13 +21,13 @@ surrogates, round-trips exactly.
 import codecs
 import hashlib
 import json
-import os
 import sys
 import unicodedata
 
 import numpy as np
 
 from charrnn.errors import CharrnnError
+from charrnn.runs import write_json_atomic
 
 CHUNK_BYTES = 1 << 22  # read 4 MiB at a time: big enough for NumPy, small enough for RAM
 SAMPLE_BYTES = 1 << 16  # what chardet looks at
@@ -408,11 +408,7 @@ class Vocab:
         return cls.from_json(d, str(path))
 
     def save(self, path):
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f, ensure_ascii=False)
-            f.write("\n")
-        os.replace(tmp, path)
+        write_json_atomic(path, self.to_json())
 
     # -- encode
     def _ids(self, cps):
