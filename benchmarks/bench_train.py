@@ -28,6 +28,7 @@ its own batch x (seq + 1) ids, so it must not grow with the corpus.
     python benchmarks/bench_train.py                      # both shapes, 3 rounds (~15 min)
     python benchmarks/bench_train.py --shapes small --rounds 1 --only keras,torch
     python benchmarks/bench_train.py --memory --shapes none
+    python benchmarks/bench_train.py --cell gru           # the same with GRU layers everywhere
 
 torch is only a benchmark reference (`pip install torch`), never a charrnn dependency.
 """
@@ -69,7 +70,7 @@ def load_ids(dataset):
     return np.asarray(ids, dtype=np.int32), vocab
 
 
-def worker_keras(dataset, L, H, B, T, steps, windows):
+def worker_keras(dataset, L, H, B, T, steps, windows, cell="lstm"):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
@@ -82,7 +83,8 @@ def worker_keras(dataset, L, H, B, T, steps, windows):
             .batch(B, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE))
     model = keras.Sequential(
         [keras.Input((T,), dtype="int32"), keras.layers.Embedding(V, EMBEDDING)]
-        + [keras.layers.LSTM(H, return_sequences=True) for _ in range(L)]
+        + [{"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell](H, return_sequences=True)
+           for _ in range(L)]
         + [keras.layers.Dense(V)])
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE, global_clipnorm=GRAD_CLIP),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -100,7 +102,7 @@ def worker_keras(dataset, L, H, B, T, steps, windows):
     return [steps * B * T / s for s in times[1:]]
 
 
-def worker_torch(dataset, L, H, B, T, steps, windows):
+def worker_torch(dataset, L, H, B, T, steps, windows, cell="lstm"):
     import numpy as np
     import torch
     from torch import nn
@@ -108,18 +110,19 @@ def worker_torch(dataset, L, H, B, T, steps, windows):
     torch.manual_seed(0)
     ids, V = load_ids(dataset)
 
-    class CharLSTM(nn.Module):
+    class CharRNN(nn.Module):
         def __init__(self):
             super().__init__()
             self.embedding = nn.Embedding(V, EMBEDDING)
-            self.lstm = nn.LSTM(EMBEDDING, H, num_layers=L, batch_first=True)
+            self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](EMBEDDING, H, num_layers=L,
+                                                              batch_first=True)
             self.out = nn.Linear(H, V)
 
         def forward(self, x, hidden):
-            y, hidden = self.lstm(self.embedding(x), hidden)
+            y, hidden = self.rnn(self.embedding(x), hidden)
             return self.out(y), hidden
 
-    model = CharLSTM()
+    model = CharRNN()
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     loss_fn = nn.CrossEntropyLoss()
     # B contiguous streams, consecutive batches continue them (truncated BPTT).
@@ -137,7 +140,7 @@ def worker_torch(dataset, L, H, B, T, steps, windows):
             chunk = torch.from_numpy(streams[:, (k % nb) * T:(k % nb + 1) * T + 1].astype(np.int64))
             x, y = chunk[:, :-1], chunk[:, 1:]
             logits, hidden = model(x, hidden)
-            hidden = tuple(h.detach() for h in hidden)
+            hidden = hidden.detach() if cell == "gru" else tuple(h.detach() for h in hidden)
             loss = loss_fn(logits.reshape(-1, V), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -149,10 +152,11 @@ def worker_torch(dataset, L, H, B, T, steps, windows):
     return rates[1:]
 
 
-def worker_charrnn(dataset, L, H, B, T, steps, windows, workdir=None, precision=None):
+def worker_charrnn(dataset, L, H, B, T, steps, windows, cell="lstm", workdir=None,
+                   precision=None):
     """Run the real CLI and time its progress lines; returns (rates, peak RSS of the child)."""
     out = tempfile.mkdtemp(prefix="run-", dir=workdir)
-    sets = {"model.cell": "lstm", "model.num_layers": L, "model.rnn_size": H,
+    sets = {"model.cell": cell, "model.num_layers": L, "model.rnn_size": H,
             "model.embedding_size": EMBEDDING, "model.dropout": 0.0,
             "train.batch_size": B, "train.seq_length": T, "train.learning_rate": LEARNING_RATE,
             "train.grad_clip": GRAD_CLIP, "train.max_epochs": "null",
@@ -189,17 +193,17 @@ def prepare(text_path, out):
     return out
 
 
-def run_reference(name, dataset, shape, windows, workdir):
+def run_reference(name, dataset, shape, windows, workdir, cell):
     L, H, B, T, steps = SHAPES[shape]
     if name.startswith("charrnn"):
         precision = "float32" if name == "charrnn-fp32" else None
-        rates, _ = worker_charrnn(dataset, L, H, B, T, steps, windows, workdir, precision)
+        rates, _ = worker_charrnn(dataset, L, H, B, T, steps, windows, cell, workdir, precision)
         return rates
     env = dict(os.environ)
     if name == "keras-1thread":  # the thread setting charrnn picks for small models on 2 cores
         name, env["TF_NUM_INTRAOP_THREADS"] = "keras", "1"
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--dataset", dataset,
-           "--shapes", shape, "--windows", str(windows)]
+           "--shapes", shape, "--windows", str(windows), "--cell", cell]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if res.returncode != 0:
         sys.exit(f"{name} worker failed:\n{res.stderr[-3000:]}")
@@ -237,7 +241,7 @@ def memory_check(workdir, windows=1):
                 f.write(blob)
         ds = prepare(text, os.path.join(workdir, f"mem{factor}"))
         L, H, B, T, steps = SHAPES["small"]
-        _, rss = worker_charrnn(ds, L, H, B, T, steps, windows, workdir)
+        _, rss = worker_charrnn(ds, L, H, B, T, steps, windows, workdir=workdir)
         results[factor] = {"corpus_bytes": len(blob) * factor, "peak_rss": rss}
     return results
 
@@ -249,6 +253,7 @@ def main():
                         "large (3x512, batch 50, seq 50), or none")
     p.add_argument("--only", default=",".join(DEFAULT_REFERENCES),
                    help=f"which references to run, of {', '.join(REFERENCES)}")
+    p.add_argument("--cell", default="lstm", choices=("lstm", "gru"), help="the recurrent cell")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--windows", type=int, default=3, help="timed windows per process")
     p.add_argument("--memory", action="store_true", help="also check peak RSS vs corpus size")
@@ -259,12 +264,12 @@ def main():
 
     if a.worker:
         L, H, B, T, steps = SHAPES[a.shapes]
-        print(json.dumps(WORKERS[a.worker](a.dataset, L, H, B, T, steps, a.windows)))
+        print(json.dumps(WORKERS[a.worker](a.dataset, L, H, B, T, steps, a.windows, a.cell)))
         return
 
     shapes = [s for s in a.shapes.split(",") if s and s != "none"]
     only = [r for r in REFERENCES if r in a.only.split(",")]
-    report = {"machine": machine(), "versions": versions(), "shapes": {}}
+    report = {"machine": machine(), "versions": versions(), "cell": a.cell, "shapes": {}}
     print(f"# {report['machine']}; " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
           flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
@@ -273,7 +278,7 @@ def main():
             rates = {r: [] for r in only}
             for rnd in range(a.rounds):
                 for r in only:
-                    got = run_reference(r, dataset, shape, a.windows, tmp)
+                    got = run_reference(r, dataset, shape, a.windows, tmp, a.cell)
                     rates[r] += got
                     print(f"{shape} round {rnd + 1} {r}: " + " ".join(f"{x:,.0f}" for x in got),
                           file=sys.stderr, flush=True)
@@ -291,7 +296,7 @@ def main():
     for shape, res in report["shapes"].items():
         L, H, B, T = res["shape"]
         med = res["median"]
-        print(f"| {L}x{H}, batch {B}, seq {T} | " + " | ".join(f"{med[r]:,.0f}" for r in only)
+        print(f"| {L}x{H} {a.cell}, batch {B}, seq {T} | " + " | ".join(f"{med[r]:,.0f}" for r in only)
               + "".join(f" | {med[o] / med[r]:.2f}x" for o, r in ratios) + " |")
     if "memory" in report:
         for factor, m in report["memory"].items():

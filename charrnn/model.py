@@ -75,9 +75,9 @@ def _model_class():
             self.drop = keras.layers.Dropout(dropout) if dropout > 0 else None
             # float32 logits (hence loss) also under a mixed precision policy.
             self.dense = keras.layers.Dense(vocab_size, name="logits", dtype="float32")
-            # On CPUs run the LSTM layers' own weights through charrnn.fused_lstm (about 2x
-            # faster to train, see benchmarks/); GPUs keep Keras' cuDNN kernels.
-            self.fused = cell == "lstm" and not tf.config.list_physical_devices("GPU")
+            # On CPUs run the LSTM/GRU layers' own weights through charrnn.fused_rnn (about
+            # 2x faster to train, see benchmarks/); GPUs keep Keras' cuDNN kernels.
+            self.fused = cell in ("lstm", "gru") and not tf.config.list_physical_devices("GPU")
 
         @property
         def states_per_layer(self):
@@ -107,20 +107,22 @@ def _model_class():
             return logits
 
         def _call_fused(self, inputs, states, return_state, training):
-            from charrnn.fused_lstm import lstm_sequence
+            from charrnn.fused_rnn import gru_sequence, lstm_sequence
 
             # time-major: transposing the ids is cheaper than the embeddings and their gradient
             x = self.embedding(tf.transpose(inputs), training=training)
             if states is None:
                 states = self.initial_state(tf.shape(inputs)[0])
+            run = lstm_sequence if self.cell == "lstm" else gru_sequence
+            k = self.states_per_layer
             new_states = []
             for i, rnn in enumerate(self.rnns):
                 if not rnn.built:
                     rnn.build((None, None, x.shape[-1]))
                 cell = rnn.cell
-                x, h, c = lstm_sequence(x, cell.kernel, cell.recurrent_kernel, cell.bias,
-                                        states[2 * i], states[2 * i + 1], rnn.compute_dtype)
-                new_states += [h, c]
+                x, *layer_states = run(x, cell.kernel, cell.recurrent_kernel, cell.bias,
+                                       *states[i * k:(i + 1) * k], rnn.compute_dtype)
+                new_states += layer_states
                 if self.drop is not None:
                     x = self.drop(x, training=training)
             # Dense on 2-D rows: a plain matmul (on 3-D input Keras uses a slower einsum)

@@ -397,8 +397,8 @@ def test_ctrl_c_ends_cleanly(english_run):
     assert p.stdout.read(100)  # it is running
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
-    assert p.returncode == 130
-    assert b"Traceback" not in err and len(err.decode().strip().splitlines()) == 1
+    assert p.returncode == 130, err
+    assert b"Traceback" not in err and len(err.decode().strip().splitlines()) == 1, err
 
 
 def test_long_sample_streams_without_tensorflow_chatter(english_run):
