@@ -35,6 +35,10 @@ def info(message: str = "", **kwargs) -> None:
     click.echo(message, err=True, **kwargs)
 
 
+def warn(message: str) -> None:
+    info(f"Warning: {message}")
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="charrnn")
 @click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow's own log messages and extra detail.")
@@ -105,7 +109,7 @@ def prepare(inputs, out, include, encoding, errors, keep_newlines, jamo, min_cou
         inputs, out, include=include, encoding=encoding, errors=errors,
         newlines="keep" if keep_newlines else "lf", jamo=jamo, min_count=min_count,
         val_fraction=val_fraction, test_fraction=test_fraction, force=force,
-        progress=not quiet and sys.stderr.isatty(), on_warning=lambda m: info(f"Warning: {m}"))
+        progress=not quiet and sys.stderr.isatty(), on_warning=warn)
     if not quiet:
         _prepare_summary(summary)
     if as_json:
@@ -222,7 +226,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
 
         prime, _ = read_text(prime_file, encoding=encoding,
                              newlines=loaded.meta.get("newlines", "lf"),
-                             on_warning=lambda m: info(f"Warning: {m}"))
+                             on_warning=warn)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
     if click.get_current_context().find_root().params.get("verbose"):
@@ -233,7 +237,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
         out, loaded, prime=prime, length=length, num_samples=num_samples, options=options,
         stop=stop, echo_prime=not no_prime_echo, unknown=unknown,
         separator=sampling.SEPARATOR if separator is None else separator,
-        on_warning=lambda m: info(f"Warning: {m}"))
+        on_warning=warn)
     if out.isatty():
         out.write("\n")  # keep the shell prompt off the last line
         out.flush()
@@ -274,7 +278,7 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json):
 
     run = load_run(run_dir, checkpoint)
     result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
-                   on_warning=lambda m: info(f"Warning: {m}"))
+                   on_warning=warn)
     if as_json:
         import json
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from charrnn import __version__
 from charrnn.errors import CharrnnError
+from charrnn.runs import write_json_atomic
 from charrnn.text import (MAX_CP, N_SYLLABLES, S_BASE, UNK, Vocab, _extra_table, decompose_cps,
                           extra_symbols, iter_text, jamo_counts)
 
@@ -307,9 +308,7 @@ def _write(tmp, files, *, jamo, min_count, val_fraction, test_fraction, progress
         "splits": {s: {"symbols": int(n), "chars": int(m)}
                    for s, n, m in zip(SPLITS, split_syms, split_chars)},
     }
-    with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    write_json_atomic(os.path.join(tmp, "meta.json"), meta)
     return meta, vocab
 
 

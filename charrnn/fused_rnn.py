@@ -70,9 +70,6 @@ def _lstm(tf, cdt, mm, x, K, U, b, h0, c0):
     # leaves idle (1.07-1.16x the whole train step at 2x128, 1.04x at 3x512).
     xc, Kc = tf.cast(x, cdt), tf.cast(K, cdt)
 
-    def array(size=T):
-        return _saved(tf, size)
-
     def step(t, h, c, hs, zs, cs):
         z = (mm(xc[t], Kc) + b) + mm(h, Uc)
         zi, zf, zg, zo = tf.split(z, 4, axis=1)
@@ -86,7 +83,7 @@ def _lstm(tf, cdt, mm, x, K, U, b, h0, c0):
     # gates and states, a shifted copy of hs and a cast of dz cost 1.09x the layer's time).
     _, hT, cT, hs, zs, cs = tf.while_loop(
         lambda t, *_: t < T, step,
-        (tf.constant(0), h0, c0, array(), array(), array(T + 1).write(0, c0)),
+        (tf.constant(0), h0, c0, _saved(tf, T), _saved(tf, T), _saved(tf, T + 1).write(0, c0)),
         parallel_iterations=2)
     hs = hs.stack()
 
@@ -142,9 +139,6 @@ def _gru(tf, cdt, mm, x, K, U, b, h0):
     xc, Kc, Uc = tf.cast(x, cdt), tf.cast(K, cdt), tf.cast(U, cdt)
     bx, bh = b[0], b[1]
 
-    def array(size=T):
-        return _saved(tf, size)
-
     def step(t, h, hs, xzs, hzs):
         xz = mm(xc[t], Kc) + bx
         hz = mm(h, Uc) + bh
@@ -158,7 +152,8 @@ def _gru(tf, cdt, mm, x, K, U, b, h0):
     # hs[t] is the state before step t, hs[t + 1] after it; the backward pass recomputes the
     # gates from the two projections (as the LSTM does from its pre-activations).
     _, hT, hs, xzs, hzs = tf.while_loop(
-        lambda t, *_: t < T, step, (tf.constant(0), h0, array(T + 1).write(0, h0), array(), array()),
+        lambda t, *_: t < T, step,
+        (tf.constant(0), h0, _saved(tf, T + 1).write(0, h0), _saved(tf, T), _saved(tf, T)),
         parallel_iterations=2)
     h_all = hs.stack()
 

@@ -256,6 +256,23 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
     def evaluate():
         return evaluate_loss(model, val_ids, B, T, eval_step)
 
+    # --- when to stop; maybe before the first step -------------------------------------
+    def stop_reason():
+        if t["max_steps"] and step >= t["max_steps"]:
+            return f"reached max_steps {t['max_steps']}"
+        if t["max_epochs"] and epoch >= t["max_epochs"]:
+            return f"reached max_epochs {t['max_epochs']}"
+        if t["max_time"] and time.monotonic() - started >= t["max_time"]:
+            return f"reached max_time {t['max_time']:g}s"
+        return None
+
+    started = time.monotonic()
+    if stop_reason():
+        distribute.discard(wout, role)
+        log(f"nothing to do: run {out} is at step {step} and {stop_reason()}; raise "
+            "--max-steps / train.max_epochs to train further")
+        return TrainResult(str(out), step, "nothing-to-do", best_val_loss=_finite(best))
+
     # --- logging sinks ------------------------------------------------------------------
     logdir = Path(t["logdir"]) if t["logdir"] and role.chief else wout / "logs"
     writer = tf.summary.create_file_writer(str(logdir))
@@ -290,28 +307,14 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
             v.assign(s)  # the whole batch's carried state, whatever the replica count
         return which.save(checkpoint_number=step)
 
-    def stop_reason():
-        if t["max_steps"] and step >= t["max_steps"]:
-            return f"reached max_steps {t['max_steps']}"
-        if t["max_epochs"] and epoch >= t["max_epochs"]:
-            return f"reached max_epochs {t['max_epochs']}"
-        if t["max_time"] and time.monotonic() - started >= t["max_time"]:
-            return f"reached max_time {t['max_time']:g}s"
-        return None
-
     # --- the loop -----------------------------------------------------------------------
-    started = time.monotonic()
-    if stop_reason():
-        _restore_handlers(old_handlers)
-        writer.close()
-        metrics.close()
-        distribute.discard(wout, role)
-        log(f"nothing to do: run {out} is at step {step} and {stop_reason()}; raise "
-            "--max-steps / train.max_epochs to train further")
-        return TrainResult(str(out), step, "nothing-to-do", best_val_loss=_finite(best))
     last_save = None
     val_loss = None
-    acc = {"loss": 0.0, "norm": 0.0, "n": 0, "time": 0.0, "skipped": 0}
+
+    def fresh_acc():  # sums over the steps since the last log line
+        return {"loss": 0.0, "norm": 0.0, "n": 0, "time": 0.0, "skipped": 0}
+
+    acc = fresh_acc()
     states = distribute.distribute_streams(strategy, [s.numpy() for s in state])
     try:
         while True:
@@ -353,7 +356,7 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
                           "loss": acc["loss"] / acc["n"], "lr": lr,
                           "grad_norm": acc["norm"] / max(1, acc["n"] - acc["skipped"]),
                           "chars_per_s": acc["n"] * B * T / max(acc["time"], 1e-9)}
-                acc = {"loss": 0.0, "norm": 0.0, "n": 0, "time": 0.0, "skipped": 0}
+                acc = fresh_acc()
             if do_eval:
                 val_loss = evaluate()
                 if val_loss is not None and role.num_workers > 1:
@@ -374,7 +377,7 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
                 _summaries(tf, writer, record, sample if do_eval else None)
-                progress.record(record, epoch)
+                progress.record(record)
             if step % t["save_every"] == 0 or reason:
                 save()
                 last_save = step
@@ -562,7 +565,7 @@ class _Progress:
             self.bar.set_postfix(self.post, refresh=False)
         self.last = step
 
-    def record(self, r, epoch):
+    def record(self, r):
         total = f"/{self.total}" if self.total else ""
         line = (f"step {r['step']}{total} epoch {r['epoch']:.2f} loss {r['loss']:.4f} "
                 f"lr {r['lr']:.2e} grad {r['grad_norm']:.2f} {r['chars_per_s']:,.0f} chars/s")
