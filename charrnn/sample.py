@@ -18,7 +18,6 @@ the options -- never on timing or chunk sizes.
 """
 
 import os
-import threading
 import time
 from dataclasses import dataclass
 
@@ -28,7 +27,8 @@ from charrnn.errors import CharrnnError
 from charrnn.tfcheckpoint import object_paths, read_checkpoint
 
 CHUNK = 1024          # most steps one XLA call runs (the compiled buffer size)
-NUMPY_WORK = 3e8      # multiply-adds the NumPy engine does before XLA takes over
+NUMPY_STEPS_ENV = "CHARRNN_TEST_NUMPY_STEPS"  # test hook: NumPy's share of the steps
+NUMPY_COVER = 4.0     # seconds of estimated NumPy work before XLA takes over (numpy_steps_for)
 
 
 # --- weights --------------------------------------------------------------------
@@ -291,23 +291,155 @@ def _seed_mix(seed):
 # --- the engines -------------------------------------------------------------------
 
 class _NumpyEngine:
+    """The step loop in NumPy, tuned for small batches: at batch 1 a step costs its
+    number of NumPy calls, not its arithmetic, so LSTM layers run a fused step on
+    preallocated buffers (``_FusedLSTM``) and plain temperature sampling skips the
+    generic ``_choose``.  GRU and simple RNN layers use the shared ``_cell_step``."""
+
     def __init__(self, w: Weights, opt: Options, batch: int):
         self.w, self.opt = w, opt
-        self.mix = np.uint32(_seed_mix(opt.seed))
+        self.mix = int(_seed_mix(opt.seed))
         self.lanes = np.arange(batch, dtype=np.uint32)
+        self.fused = _FusedLSTM(w, batch) if w.cell == "lstm" else None
+        self.plain = opt.temperature > 0 and not opt.top_k and opt.top_p >= 1
+        self.cdf = np.empty((batch, w.vocab_size), np.float32)
 
     def run(self, tok, states, t0, forced):
         """Run ``forced.shape[1]`` steps; forced[b, i] >= 0 replaces the sampled id."""
-        out = np.empty(forced.shape, np.int32)
-        ops = _NumpyOps
+        fused = self.fused
+        if fused is not None:
+            fused.load(states)
         with np.errstate(over="ignore", under="ignore"):
-            for i in range(forced.shape[1]):
-                logits, states = _cell_step(ops, self.w, tok, states)
-                u = _uniform(ops, self.mix, np.array([t0 + i], np.uint32), self.lanes)
-                choice = _choose(ops, self.opt, logits, u)
-                tok = np.where(forced[:, i] >= 0, forced[:, i], choice).astype(np.int32)
-                out[:, i] = tok
+            if fused is not None and self.plain and len(self.lanes) == 1:
+                out, tok = self._run_one(int(tok[0]), t0, forced[0])
+            else:
+                out, tok, states = self._run_batch(np.array(tok, np.int32), states, t0, forced)
+        if fused is not None:
+            states = fused.save()
         return out, tok, states
+
+    def _run_batch(self, tok, states, t0, forced):
+        out = np.empty(forced.shape, np.int32)
+        ops, w, opt, fused = _NumpyOps, self.w, self.opt, self.fused
+        for i in range(forced.shape[1]):
+            if fused is not None:
+                logits = fused.step(tok)
+            else:
+                logits, states = _cell_step(ops, w, tok, states)
+            u = _uniform_np(self.mix, t0 + i, self.lanes)
+            choice = self._sample(logits, u) if self.plain else _choose(ops, opt, logits, u)
+            f = forced[:, i]
+            tok = np.where(f >= 0, f, choice).astype(np.int32)
+            out[:, i] = tok
+        return out, tok, states
+
+    def _run_one(self, tok, t0, forced):
+        """Batch 1, LSTM, temperature only: the hot loop with as few NumPy calls as
+        possible (the same arithmetic as ``_sample``)."""
+        step, cdf = self.fused.step, self.cdf[0]
+        inv_t, last, mix = 1.0 / self.opt.temperature, cdf.shape[0] - 1, self.mix
+        exp, dot, maximum, cumsum = np.exp, np.dot, np.maximum.reduce, np.cumsum
+        out = forced.tolist()
+        for i, f in enumerate(out):
+            z = step(tok)[0]
+            if f >= 0:
+                tok = f
+                continue
+            z *= inv_t
+            z -= maximum(z)
+            exp(z, out=z)
+            cumsum(z, out=cdf)
+            u = np.float32((_hash_int(_hash_int(((t0 + i) & 0xFFFFFFFF) ^ mix)) >> 8) * (1.0 / (1 << 24)))
+            tok = out[i] = min(int(cdf.searchsorted(u * cdf[last], "right")), last)
+        return np.array([out], np.int32), np.array([tok], np.int32)
+
+    def _sample(self, logits, u):
+        """``_choose`` without top-k/top-p, the same arithmetic on buffers."""
+        z = np.multiply(logits, 1.0 / self.opt.temperature, out=logits)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        cdf = np.cumsum(z, axis=1, dtype=np.float32, out=self.cdf)
+        j = np.sum(cdf <= (u * cdf[:, -1])[:, None], axis=1, dtype=np.int32)
+        return np.minimum(j, cdf.shape[1] - 1)
+
+
+def _uniform_np(mix, t, lanes):
+    """``_uniform`` for NumPy with the per-step part in Python integers (one step)."""
+    h = _hash_int((t & 0xFFFFFFFF) ^ mix)
+    if len(lanes) == 1:
+        return np.array([(_hash_int(h) >> 8) * (1.0 / (1 << 24))], np.float32)
+    x = _hash(_NumpyOps, np.uint32(h) + lanes * np.uint32(0x9E3779B9))
+    return (x >> 8).astype(np.float32) * np.float32(1.0 / (1 << 24))
+
+
+def _hash_int(x):
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
+    x = ((x ^ (x >> 15)) * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+class _FusedLSTM:
+    """LSTM layers on preallocated buffers.  The columns are reordered to i, f, o, c
+    and the sigmoid gates' columns halved, so one tanh covers all four gates:
+    sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, the formula ``_NumpyOps`` uses (halving
+    is exact in floating point).  Layer j > 0 keeps [input, h] in one buffer, so its
+    two matmuls are one, and layer j - 1 writes its output straight into it."""
+
+    def __init__(self, w: Weights, batch):
+        H = w.units
+        order = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]  # i f c o -> i f o c
+        scale = np.r_[np.full(3 * H, 0.5, np.float32), np.ones(H, np.float32)]
+        fix = lambda a: np.ascontiguousarray(a[..., order] * scale, np.float32)  # noqa: E731
+        self.table = fix(w.table)
+        self.kernels = [fix(lay["U"] if i == 0 else lay["WU"]) for i, lay in enumerate(w.layers)]
+        self.biases = [None if i == 0 else fix(lay["b"]) for i, lay in enumerate(w.layers)]
+        self.dense, self.dense_b = w.dense, w.dense_b
+        n = len(w.layers)
+        self.xh = [None] + [np.zeros((batch, 2 * H), np.float32) for _ in range(n - 1)]
+        self.h = [np.zeros((batch, H), np.float32)] + [xh[:, H:] for xh in self.xh[1:]]
+        self.c = [np.zeros((batch, H), np.float32) for _ in range(n)]
+        self.a = np.empty((batch, 4 * H), np.float32)
+        self.tmp = np.empty((batch, H), np.float32)
+        self.logits = np.empty((batch, w.vocab_size), np.float32)
+        self.H = H
+
+    def load(self, states):
+        for i in range(len(self.h)):
+            self.h[i][...] = states[2 * i]
+            self.c[i][...] = states[2 * i + 1]
+        for i in range(1, len(self.h)):
+            self.xh[i][:, :self.H] = self.h[i - 1]
+
+    def save(self):
+        return [x.copy() for i in range(len(self.h)) for x in (self.h[i], self.c[i])]
+
+    def step(self, tok):
+        H, a, tmp, dot, tanh, multiply = self.H, self.a, self.tmp, np.dot, np.tanh, np.multiply
+        n = len(self.kernels)
+        for i in range(n):
+            if i == 0:
+                dot(self.h[0], self.kernels[0], out=a)
+                a += self.table[tok]
+            else:
+                dot(self.xh[i], self.kernels[i], out=a)
+                a += self.biases[i]
+            tanh(a, out=a)
+            sig = a[:, :3 * H]
+            sig *= 0.5
+            sig += 0.5
+            cand = a[:, 3 * H:]
+            cand *= a[:, :H]              # i * tanh(c~)
+            c = self.c[i]
+            c *= a[:, H:2 * H]            # f * c
+            c += cand
+            tanh(c, out=tmp)
+            h = self.h[i]
+            multiply(a[:, 2 * H:3 * H], tmp, out=h)  # o * tanh(c)
+            if i + 1 < n:
+                self.xh[i + 1][:, :H] = h
+        logits = dot(h, self.dense, out=self.logits)
+        logits += self.dense_b
+        return logits
 
 
 class _XLAEngine:
@@ -376,26 +508,18 @@ class _XLAEngine:
 
 # --- the sampler ------------------------------------------------------------------
 
-def _keep_stderr():
-    """Point sys.stderr at a copy of file descriptor 2.
-
-    charrnn.backend hides TensorFlow's import chatter by pointing fd 2 at
-    /dev/null while it imports; with the import in a background thread, the main
-    thread's own messages ("Interrupted.", errors) would vanish with it."""
-    import sys
-
-    if "tensorflow" in sys.modules or getattr(sys.stderr, "_charrnn_kept", False):
-        return
-    try:
-        if sys.stderr.fileno() != 2:
-            return
-        sys.stderr.flush()
-        kept = open(os.dup(2), "w", encoding=sys.stderr.encoding,
-                    errors=sys.stderr.errors, buffering=1)
-    except (AttributeError, OSError, ValueError):  # not a real fd (captured by a test)
-        return
-    kept._charrnn_kept = True
-    sys.stderr = kept
+def numpy_steps_for(w: Weights, batch=1):
+    """How many steps the NumPy engine runs before XLA takes over: enough to cover
+    TensorFlow's usual start-up in the child process (import and compile; measured
+    on the 2-core test machine: as long as ~80,000 NumPy steps of a 2x128 LSTM)
+    from an estimate of NumPy's time per step for this shape (a fixed cost per step
+    and per layer -- NumPy calls -- plus the multiply-adds).  Both scale with the
+    machine alike, so the cover in steps is roughly machine-independent; it is never
+    measured at run time, or the text would depend on timing."""
+    seconds = 12e-6 + 8e-6 * len(w.layers) + 0.15e-9 * w.macs_per_step() * batch
+    if w.cell != "lstm" or batch > 1:
+        seconds += 15e-6 * len(w.layers)  # the generic step: more NumPy calls
+    return int(max(64, min(200_000, NUMPY_COVER / seconds)))
 
 
 class Sampler:
@@ -405,7 +529,8 @@ class Sampler:
     ``n`` sampled ids of every stream as an int32 array (batch, n).  With the same
     seed and options the ids are the same however the calls are split.
 
-    ``engine``: "auto" (NumPy for the first steps, then XLA), "numpy" or "xla".
+    ``engine``: "auto" (NumPy for the first ``numpy_steps`` steps, then XLA in a child
+    process), "numpy" or "xla" (in this process).  Call ``close()`` when done.
     """
 
     def __init__(self, weights: Weights, batch=1, options=Options(), start_id=0,
@@ -420,39 +545,33 @@ class Sampler:
         self.pending = np.zeros(0, np.int32)  # primed ids not yet fed
         self.primed = False
         if numpy_steps is None:
-            numpy_steps = int(NUMPY_WORK / (weights.macs_per_step() * self.batch))
-            numpy_steps = max(64, min(4096, numpy_steps))
+            # The test hook moves the handover to where a test can afford to reach it.
+            hook = os.environ.get(NUMPY_STEPS_ENV)
+            numpy_steps = int(hook) if hook else numpy_steps_for(weights, self.batch)
         self.numpy_steps = {"auto": numpy_steps, "numpy": float("inf"), "xla": 0}[engine]
         self._np = _NumpyEngine(weights, options, self.batch) if engine != "xla" else None
         self._xla = None
-        self._xla_error = None
-        self._thread = None
 
-    # -- the XLA engine is built (TensorFlow imported, loop compiled) in the background
     def start_compiling(self):
-        """Start importing TensorFlow and compiling the loop in a background thread."""
-        if self._xla is None and self._thread is None and self.engine != "numpy":
-            _keep_stderr()
-            self._thread = threading.Thread(target=self._build_xla, daemon=True)
-            self._thread.start()
+        """Start TensorFlow's import and the compile (a child process in "auto" mode)."""
+        if self._xla is None and self.engine == "auto":
+            from charrnn import backend
+            from charrnn.xla_process import XLAProcess
 
-    def _build_xla(self):
-        try:
-            engine = _XLAEngine(self.w, self.opt, self.batch)
-            engine.warm_up()
-            self._xla = engine
-        except BaseException as e:  # reported by the thread that needs it
-            self._xla_error = e
+            self._xla = XLAProcess(self.w, self.opt, self.batch, verbose=backend._verbose)
 
     def _xla_engine(self):
         if self._xla is None:
-            if self._thread is None:
-                self._build_xla()
+            if self.engine == "auto":
+                self.start_compiling()
             else:
-                self._thread.join()
-            if self._xla_error is not None:
-                raise self._xla_error
+                self._xla = _XLAEngine(self.w, self.opt, self.batch)
         return self._xla
+
+    def close(self):
+        """End the child process, if any (the sampler cannot generate after this)."""
+        if self._xla is not None and hasattr(self._xla, "close"):
+            self._xla.close()
 
     # -- feeding and generating
     def prime(self, ids):
@@ -479,10 +598,12 @@ class Sampler:
                 m = min(forced.shape[1] - i, self.numpy_steps - self.t)
                 engine = self._np
             else:
-                m = min(forced.shape[1] - i, CHUNK)
+                # The child process runs any number of steps per call; in this process
+                # one call is at most CHUNK steps (the compiled buffer size).
+                m = forced.shape[1] - i if self.engine == "auto" else min(forced.shape[1] - i, CHUNK)
                 engine = self._xla_engine()
             out, self.tok, self.states = engine.run(self.tok, self.states, self.t, forced[:, i:i + m])
-            if engine is self._xla:
+            if isinstance(engine, _XLAEngine):
                 self.tok, self.states = self.tok.numpy(), [s.numpy() for s in self.states]
             outs.append(out)
             self.t += m
@@ -588,10 +709,18 @@ def write_samples(out, loaded: Loaded, prime="", length=1000, num_samples=1,
     sampler.prime(ids)
     meta = loaded.meta
     per_char = (meta.get("symbols") or 1) / (meta.get("chars") or 1) if vocab.jamo else 1.0
-    # Will NumPy's share of the steps run out?  Then TensorFlow imports and compiles in
-    # the background -- from after the first chunk on, since its import holds the GIL
-    # for long stretches and would hold up the first characters.
-    compile_soon = len(ids) + length * per_char * 1.2 + 16 > sampler.numpy_steps
+    # Will NumPy's share of the steps run out?  Then TensorFlow imports and compiles
+    # in a child process from the start, on the other core.
+    if len(ids) + length * per_char * 1.2 + 16 > sampler.numpy_steps:
+        sampler.start_compiling()
+    try:
+        return _write(out, sampler, vocab, ids, length, num_samples, stop, echo_prime,
+                      separator, per_char)
+    finally:
+        sampler.close()
+
+
+def _write(out, sampler, vocab, ids, length, num_samples, stop, echo_prime, separator, per_char):
     streams = [_Stream(vocab, length, stop) for _ in range(num_samples)]
     shown_prime = ""
     if echo_prime:
@@ -617,8 +746,6 @@ def write_samples(out, loaded: Loaded, prime="", length=1000, num_samples=1,
         out.flush()
         if all(s.done for s in streams):
             break
-        if compile_soon and sampler.t > 0:
-            sampler.start_compiling()
         most_left = max(s.left for s in streams if not s.done)
         ask = max(1, min(n, int(most_left * per_char) + 1))
         t = time.perf_counter()
