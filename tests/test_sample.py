@@ -408,3 +408,69 @@ def test_long_sample_streams_without_tensorflow_chatter(english_run):
                        capture_output=True, timeout=300)
     assert p.returncode == 0 and p.stderr == b""
     assert len(p.stdout.decode("utf-8")) == 20002
+
+
+# --- the handover from NumPy to XLA (in a child process) --------------------------------
+
+def cli_sample(run_dir, n, env_extra, *args):
+    """A real `charrnn sample` process; the test hooks in the environment."""
+    env = dict(os.environ, **env_extra)
+    p = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(run_dir), "-n", str(n),
+                        "--seed", "3", "--prime", "We ", *args], capture_output=True, env=env,
+                       timeout=300)
+    assert p.returncode == 0 and p.stderr == b"", p.stderr.decode()
+    return p.stdout.decode("utf-8")
+
+
+def test_handover_is_a_function_of_the_step_only(english_run):
+    """NumPy hands over to XLA at step 400 whether TensorFlow is ready long before
+    (no delay) or long after (3 s): the text is the same, and -n k is a prefix of -n N
+    on either side of the handover."""
+    hook = {S.NUMPY_STEPS_ENV: "400"}
+    ready = cli_sample(english_run, 3000, hook)
+    late = cli_sample(english_run, 3000, dict(hook, CHARRNN_TEST_XLA_DELAY="3"))
+    assert late == ready and len(ready) == 3 + 3000
+    assert cli_sample(english_run, 1000, dict(hook, CHARRNN_TEST_XLA_DELAY="1")) == ready[:3 + 1000]
+    assert cli_sample(english_run, 200, hook) == ready[:3 + 200]  # NumPy only: no child at all
+    # where the handover falls changes the text (the engines are not bit-identical
+    # over thousands of steps), which is why it is fixed by the step, not the clock
+    assert cli_sample(english_run, 3000, {S.NUMPY_STEPS_ENV: "401"})[:404] == ready[:404]
+
+
+def test_child_process_continues_exactly(english_run):
+    """The child process's ids equal NumPy then the in-process XLA engine from the
+    same state: the state crosses the pipe intact, with and without a prime, in
+    batches."""
+    w = S.load(english_run).weights
+    opt = S.Options(temperature=0.9, top_k=20, seed=5)
+    auto = S.Sampler(w, 3, opt, numpy_steps=150)
+    auto.prime([4, 5, 6])
+    try:
+        got = np.concatenate([auto.generate(k) for k in (100, 200, 1500)], axis=1)
+    finally:
+        auto.close()
+    np_ = S.Sampler(w, 3, opt, engine="numpy")
+    np_.prime([4, 5, 6])
+    head = np_.generate(148)  # + 2 prime steps = step 150
+    xla = S._XLAEngine(w, opt, 3)
+    a, tok, states = xla.run(np_.tok, np_.states, 150, np.full((3, 1024), -1, np.int32))
+    b, _, _ = xla.run(tok.numpy(), [s.numpy() for s in states], 1174, np.full((3, 628), -1, np.int32))
+    want = np.concatenate([head, a, b], axis=1)
+    assert want.shape == got.shape
+    np.testing.assert_array_equal(got[:, :want.shape[1]], want)
+
+
+def test_fused_numpy_step_matches_the_shared_step(english_run):
+    """The fused LSTM step gives the shared _cell_step's logits and states."""
+    w = S.load(english_run).weights
+    rng = np.random.default_rng(1)
+    states = [rng.normal(0, 0.5, (2, w.units)).astype(np.float32) for _ in range(4)]
+    fused = S._FusedLSTM(w, 2)
+    fused.load(states)
+    ref = states
+    for tok in ([1, 2], [3, 4], [0, 5]):
+        tok = np.array(tok, np.int32)
+        logits, ref = S._cell_step(S._NumpyOps, w, tok, ref)
+        np.testing.assert_allclose(fused.step(tok), logits, atol=1e-5)
+    for a, b in zip(fused.save(), ref):
+        np.testing.assert_allclose(a, b, atol=1e-6)
