@@ -199,8 +199,9 @@ def _run_dir(run_dir):
 @click.option("--no-prime-echo", is_flag=True, help="Do not print the prime before the generated text.")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error", show_default=True, help="Prime characters the model never saw: stop with an error naming them, or leave them out.")
 @click.option("--encoding", help="Encoding of --prime-file (default: detected).")
+@click.option("-i", "--interactive", is_flag=True, help="Write together with the model in the terminal: type text, let it write (Tab: -n characters, default 40; Ctrl-N: a line), see its top next symbols; the final text goes to stdout.")
 def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, num_samples,
-           separator, stop, checkpoint, no_prime_echo, unknown, encoding):
+           separator, stop, checkpoint, no_prime_echo, unknown, encoding, interactive):
     """Generate text from a trained run (default: the most recent under ./runs).
 
     Only the text goes to stdout, streamed as it is generated; Hangul jamo runs
@@ -232,6 +233,9 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if click.get_current_context().find_root().params.get("verbose"):
         info(f"Checkpoint {loaded.checkpoint}; seed {seed}")
     options = sampling.Options(temperature, top_k, top_p, seed)
+    if interactive:
+        _interactive(run_dir, loaded, options, prime, length, num_samples, stop)
+        return
     out = sys.stdout
     sampling.write_samples(
         out, loaded, prime=prime, length=length, num_samples=num_samples, options=options,
@@ -241,6 +245,23 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if out.isatty():
         out.write("\n")  # keep the shell prompt off the last line
         out.flush()
+
+
+def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
+    from click.core import ParameterSource
+
+    from charrnn import interactive
+
+    if num_samples != 1 or stop:
+        raise click.UsageError("-i writes one text: no --num-samples or --stop")
+    given = click.get_current_context().get_parameter_source("length") != ParameterSource.DEFAULT
+    session = interactive.Session(loaded.weights, loaded.vocab, options,
+                                  k=max(1, length) if given else 40)
+    if prime and session.type(prime):
+        warn("prime characters outside the vocabulary were left out")
+    text = interactive.run(session, title=f"charrnn {os.path.basename(os.path.normpath(run_dir))}")
+    sys.stdout.write(text + ("\n" if sys.stdout.isatty() else ""))
+    sys.stdout.flush()
 
 
 def _evaluate_report(r: dict) -> None:
