@@ -711,7 +711,8 @@ def write_samples(out, loaded: Loaded, prime="", length=1000, num_samples=1,
     per_char = (meta.get("symbols") or 1) / (meta.get("chars") or 1) if vocab.jamo else 1.0
     # Will NumPy's share of the steps run out?  Then TensorFlow imports and compiles
     # in a child process from the start, on the other core.
-    if len(ids) + length * per_char * 1.2 + 16 > sampler.numpy_steps:
+    # (The jamo per character is the corpus' average: allow 20% more.)
+    if len(ids) + length * per_char * (1.2 if vocab.jamo else 1) + 16 > sampler.numpy_steps:
         sampler.start_compiling()
     try:
         return _write(out, sampler, vocab, ids, length, num_samples, stop, echo_prime,
