@@ -28,7 +28,7 @@ from charrnn.tfcheckpoint import object_paths, read_checkpoint
 
 CHUNK = 1024          # most steps one XLA call runs (the compiled buffer size)
 NUMPY_STEPS_ENV = "CHARRNN_TEST_NUMPY_STEPS"  # test hook: NumPy's share of the steps
-NUMPY_COVER = 4.0     # seconds of estimated NumPy work before XLA takes over (numpy_steps_for)
+NUMPY_COVER = 5.0     # seconds of estimated NumPy work before XLA takes over (numpy_steps_for)
 
 
 # --- weights --------------------------------------------------------------------
@@ -334,23 +334,26 @@ class _NumpyEngine:
         return out, tok, states
 
     def _run_one(self, tok, t0, forced):
-        """Batch 1, LSTM, temperature only: the hot loop with as few NumPy calls as
-        possible (the same arithmetic as ``_sample``)."""
-        step, cdf = self.fused.step, self.cdf[0]
-        inv_t, last, mix = 1.0 / self.opt.temperature, cdf.shape[0] - 1, self.mix
-        exp, dot, maximum, cumsum = np.exp, np.dot, np.maximum.reduce, np.cumsum
+        """Batch 1, LSTM, temperature only: the hot loop with as few NumPy calls per
+        step as possible.  Inverse-CDF sampling as in ``_choose``, in log space: the
+        running log-sum-exp of the logits is one ufunc call (and never overflows, so
+        no max is subtracted); the uniforms of all steps are hashed at once."""
+        step, cum = self.fused.step, self.cdf[0]
+        inv_t, last = 1.0 / self.opt.temperature, cum.shape[0] - 1
+        acc = np.logaddexp.accumulate
+        t = (np.arange(len(forced), dtype=np.int64) + t0).astype(np.uint32)
+        with np.errstate(divide="ignore"):  # log(0) = -inf: the first symbol, as in _choose
+            log_u = np.log(_uniform(_NumpyOps, np.uint32(self.mix), t, np.uint32(0))).tolist()
         out = forced.tolist()
         for i, f in enumerate(out):
             z = step(tok)[0]
             if f >= 0:
                 tok = f
                 continue
-            z *= inv_t
-            z -= maximum(z)
-            exp(z, out=z)
-            cumsum(z, out=cdf)
-            u = np.float32((_hash_int(_hash_int(((t0 + i) & 0xFFFFFFFF) ^ mix)) >> 8) * (1.0 / (1 << 24)))
-            tok = out[i] = min(int(cdf.searchsorted(u * cdf[last], "right")), last)
+            if inv_t != 1.0:  # (x * 1.0 is x)
+                z *= inv_t
+            acc(z, out=cum)
+            tok = out[i] = min(int(cum.searchsorted(np.float32(log_u[i] + cum[last]), "right")), last)
         return np.array([out], np.int32), np.array([tok], np.int32)
 
     def _sample(self, logits, u):
@@ -402,6 +405,14 @@ class _FusedLSTM:
         self.tmp = np.empty((batch, H), np.float32)
         self.logits = np.empty((batch, w.vocab_size), np.float32)
         self.H = H
+        # Per layer, every view the step uses, made once (slicing costs as much as a
+        # small ufunc call at batch 1): (input, kernel, bias, sigmoid part, i, f, o,
+        # candidate, c, h, where the next layer reads h or None).
+        a = self.a
+        self.plan = [((self.h[0] if i == 0 else self.xh[i]), self.kernels[i], self.biases[i],
+                      a[:, :3 * H], a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:],
+                      self.c[i], self.h[i], self.xh[i + 1][:, :H] if i + 1 < n else None)
+                     for i in range(n)]
 
     def load(self, states):
         for i in range(len(self.h)):
@@ -414,31 +425,23 @@ class _FusedLSTM:
         return [x.copy() for i in range(len(self.h)) for x in (self.h[i], self.c[i])]
 
     def step(self, tok):
-        H, a, tmp, dot, tanh, multiply = self.H, self.a, self.tmp, np.dot, np.tanh, np.multiply
-        n = len(self.kernels)
-        for i in range(n):
-            if i == 0:
-                dot(self.h[0], self.kernels[0], out=a)
-                a += self.table[tok]
-            else:
-                dot(self.xh[i], self.kernels[i], out=a)
-                a += self.biases[i]
+        a, tmp, table = self.a, self.tmp, self.table
+        dot, tanh, multiply, add = np.dot, np.tanh, np.multiply, np.add
+        for x, k, b, sig, ig, fg, og, cand, c, h, nxt in self.plan:
+            dot(x, k, out=a)
+            add(a, table[tok] if b is None else b, out=a)
             tanh(a, out=a)
-            sig = a[:, :3 * H]
-            sig *= 0.5
-            sig += 0.5
-            cand = a[:, 3 * H:]
-            cand *= a[:, :H]              # i * tanh(c~)
-            c = self.c[i]
-            c *= a[:, H:2 * H]            # f * c
-            c += cand
+            multiply(sig, 0.5, out=sig)
+            add(sig, 0.5, out=sig)
+            multiply(cand, ig, out=cand)      # i * tanh(c~)
+            multiply(c, fg, out=c)            # f * c
+            add(c, cand, out=c)
             tanh(c, out=tmp)
-            h = self.h[i]
-            multiply(a[:, 2 * H:3 * H], tmp, out=h)  # o * tanh(c)
-            if i + 1 < n:
-                self.xh[i + 1][:, :H] = h
+            multiply(og, tmp, out=h)          # o * tanh(c)
+            if nxt is not None:
+                nxt[...] = h
         logits = dot(h, self.dense, out=self.logits)
-        logits += self.dense_b
+        add(logits, self.dense_b, out=logits)
         return logits
 
 
@@ -511,7 +514,7 @@ class _XLAEngine:
 def numpy_steps_for(w: Weights, batch=1):
     """How many steps the NumPy engine runs before XLA takes over: enough to cover
     TensorFlow's usual start-up in the child process (import and compile; measured
-    on the 2-core test machine: as long as ~80,000 NumPy steps of a 2x128 LSTM)
+    on the 2-core test machine: as long as 60,000-100,000 NumPy steps of a 2x128 LSTM)
     from an estimate of NumPy's time per step for this shape (a fixed cost per step
     and per layer -- NumPy calls -- plus the multiply-adds).  Both scale with the
     machine alike, so the cover in steps is roughly machine-independent; it is never
