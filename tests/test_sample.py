@@ -402,10 +402,12 @@ def test_ctrl_c_ends_cleanly(english_run):
 
 
 def test_long_sample_streams_without_tensorflow_chatter(english_run):
-    """20,000 characters: TensorFlow imports and compiles (in the background), yet
-    stderr stays empty and stdout has exactly the text."""
+    """20,000 characters with XLA taking over at step 2000: TensorFlow imports and
+    compiles (in a child process), yet stderr stays empty and stdout has exactly the
+    text."""
     p = subprocess.run(["charrnn", "sample", str(english_run), "-n", "20000", "--prime", "We"],
-                       capture_output=True, timeout=300)
+                       capture_output=True, timeout=300,
+                       env=dict(os.environ, **{S.NUMPY_STEPS_ENV: "2000"}))
     assert p.returncode == 0 and p.stderr == b""
     assert len(p.stdout.decode("utf-8")) == 20002
 
