@@ -36,7 +36,10 @@ def timed_sample(tree, run, n):
     env = dict(os.environ, PYTHONPATH=str(tree))
     cmd = [sys.executable, "-m", "charrnn", "sample", str(run), "-n", str(n), "--seed", "1"]
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    # cwd: `python -m` puts the working directory first on sys.path, ahead of
+    # PYTHONPATH, so running from a charrnn checkout would import that one.
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                         cwd=Path(run).parent)
     fd, stamps, chunks = p.stdout.fileno(), [], []
     while True:
         data = os.read(fd, 1 << 16)
@@ -81,6 +84,11 @@ def main():
         load = os.getloadavg()[0]
         print(f"# 2x128 LSTM, {os.cpu_count()} CPUs, load average {load:.1f} at the start; "
               f"steady XLA rate {rate:,.0f} chars/s; medians of {a.repeats}\n")
+        for name, tree in trees.items():  # each process imports its own tree's charrnn
+            where = subprocess.run([sys.executable, "-c", "import charrnn; print(charrnn.__file__)"],
+                                   env=dict(os.environ, PYTHONPATH=str(tree)), cwd=tmp,
+                                   capture_output=True, text=True, check=True).stdout
+            assert where.startswith(str(tree)), (name, where)
         rows = []
         for n in lengths:
             res = {name: [] for name in trees}

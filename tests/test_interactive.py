@@ -162,7 +162,8 @@ def test_jamo_syllables(korean_run):
 
 def test_stdout_redirected_gets_only_the_final_text(english_run, tmp_path):
     out = tmp_path / "out.txt"
-    cmd = f"{shlex.quote(sys.executable)} -m charrnn sample {shlex.quote(str(english_run))} -i --seed 4 > {shlex.quote(str(out))}"
+    q = shlex.quote
+    cmd = f"{q(sys.executable)} -m charrnn sample {q(str(english_run))} -i --seed 4 > {q(str(out))}"
     c = pexpect.spawn("bash", ["-c", cmd], env=dict(os.environ), dimensions=(ROWS, COLS),
                       encoding="utf-8", timeout=120)
     screen(c)
