@@ -8,13 +8,14 @@ that returns a chunk of symbols per call and carries the state to the next
 call.  The chunk length is a tensor (at most ``CHUNK`` steps), so one
 compilation serves every chunk.
 
-Two engines run the same step: NumPy for the first few hundred steps, which
-needs no TensorFlow at all (the weights can be read straight from the
-checkpoint files), so the first characters print while TensorFlow is still
-importing and compiling in a background thread; then XLA for the rest.  They
-use the same algorithm and the same counter-based random numbers, and the
-switch happens at a fixed step, so the output depends only on the seed and
-the options -- never on timing or chunk sizes.
+Two engines run the same step: NumPy for the first steps (as many as cover
+TensorFlow's usual start-up, from the model's shape), which needs no TensorFlow
+at all (the weights can be read straight from the checkpoint files), so text
+streams while a child process (charrnn.xla_process) imports TensorFlow and
+compiles on the other core; then XLA for the rest.  They use the same algorithm
+and the same counter-based random numbers, and the switch happens at a fixed
+step, so the output depends only on the seed and the options -- never on timing
+or chunk sizes.
 """
 
 import os
