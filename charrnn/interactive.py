@@ -23,7 +23,8 @@ from dataclasses import replace
 import numpy as np
 
 from charrnn.errors import CharrnnError
-from charrnn.sample import Options, _cell_step, _NumpyEngine, _NumpyOps, start_id
+from charrnn.numpy_engine import NumpyEngine
+from charrnn.sample import Options, _cell_step, _NumpyOps, start_id
 
 TAB, NEXT_LINE, UNDO, UNDO2, RESET, QUIT, ESC = "\t", "\x0e", "\x7f", "\x08", "\x12", "\x04", "\x1b"
 KEYS = "Tab write k · ^N write a line · ⌫ undo · ^R reset · Esc :command · ^D done"
@@ -42,7 +43,7 @@ class Session:
         self.start = start_id(vocab)  # the text starts after a newline, like an unprimed sample
         self.history = []
         self._set_empty()
-        self._engine = _NumpyEngine(weights, options, 1)
+        self._engine = NumpyEngine(weights, options, 1)
 
     def _set_empty(self):
         self.ids = []
@@ -164,7 +165,7 @@ class Session:
             except CharrnnError as e:
                 return str(e).replace("--", "").replace("_", "-")
             self.opt = opt
-            self._engine = _NumpyEngine(self.w, opt, 1)
+            self._engine = NumpyEngine(self.w, opt, 1)
         return f"{_PRETTY[field]} {value:g}"
 
 

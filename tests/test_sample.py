@@ -464,10 +464,12 @@ def test_child_process_continues_exactly(english_run):
 
 def test_fused_numpy_step_matches_the_shared_step(english_run):
     """The fused LSTM step gives the shared _cell_step's logits and states."""
+    from charrnn.numpy_engine import _FusedLSTM
+
     w = S.load(english_run).weights
     rng = np.random.default_rng(1)
     states = [rng.normal(0, 0.5, (2, w.units)).astype(np.float32) for _ in range(4)]
-    fused = S._FusedLSTM(w, 2)
+    fused = _FusedLSTM(w, 2)
     fused.load(states)
     ref = states
     for tok in ([1, 2], [3, 4], [0, 5]):
