@@ -13,7 +13,7 @@ total time, first byte, and the longest gap between two writes.
 
 Call overhead = total time - N / steady rate, where the steady rate is that of the
 compiled XLA loop once it is going (the same loop in both trees), measured here at
-batch 1 in this process.  Medians over the repeats.
+batch 1 in this process just before each pair of runs.  Medians over the repeats.
 """
 
 import argparse
@@ -54,18 +54,20 @@ def timed_sample(tree, run, n):
     return total, stamps[0] - t0, max(gaps, default=0.0), b"".join(chunks)
 
 
-def steady_rate(run, steps=100_000):
-    from charrnn import sample as S
+class SteadyRate:
+    """The compiled loop's rate once it is going, in this process; measured again
+    before every pair of runs, since a shared machine's load changes by the minute."""
 
-    w = S.load(run).weights
-    s = S.Sampler(w, 1, S.Options(1.0, seed=1), engine="xla")
-    s.generate(1)
-    rates = []
-    for _ in range(3):
+    def __init__(self, run):
+        from charrnn import sample as S
+
+        self.s = S.Sampler(S.load(run).weights, 1, S.Options(1.0, seed=1), engine="xla")
+        self.s.generate(1)
+
+    def __call__(self, steps=30_000):
         t = time.perf_counter()
-        s.generate(steps)
-        rates.append(steps / (time.perf_counter() - t))
-    return statistics.median(rates)
+        self.s.generate(steps)
+        return steps / (time.perf_counter() - t)
 
 
 def main():
@@ -80,10 +82,10 @@ def main():
         from bench_sample import make_run
 
         run = make_run(Path(tmp), 2, 128)
-        rate = steady_rate(run)
+        steady = SteadyRate(run)
         load = os.getloadavg()[0]
         print(f"# 2x128 LSTM, {os.cpu_count()} CPUs, load average {load:.1f} at the start; "
-              f"steady XLA rate {rate:,.0f} chars/s; medians of {a.repeats}\n")
+              f"medians of {a.repeats}\n")
         for name, tree in trees.items():  # each process imports its own tree's charrnn
             where = subprocess.run([sys.executable, "-c", "import charrnn; print(charrnn.__file__)"],
                                    env=dict(os.environ, PYTHONPATH=str(tree)), cwd=tmp,
@@ -95,21 +97,26 @@ def main():
             outs = {}
             for name, tree in trees.items():  # warm-up
                 outs[name] = timed_sample(tree, run, n)[3]
+            rates = []
             for _ in range(a.repeats):
+                rate = steady()
+                rates.append(rate)
                 for name, tree in trees.items():
                     total, first, gap, out = timed_sample(tree, run, n)
                     assert out == outs[name], f"{name}: the text changed between runs"
-                    res[name].append((total, first, gap))
-                    print(f"  -n {n} {name}: total {total:.2f} s, first byte {first:.2f} s, "
-                          f"longest gap {gap:.2f} s", file=sys.stderr)
+                    res[name].append((total, total - n / rate, first, gap))
+                    print(f"  -n {n} {name}: total {total:.2f} s, overhead {total - n / rate:.2f} s "
+                          f"(steady {rate:,.0f}/s), first byte {first:.2f} s, longest gap {gap:.2f} s",
+                          file=sys.stderr)
             for name in trees:
-                total, first, gap = (statistics.median(x) for x in zip(*res[name]))
-                rows.append((n, name, total, total - n / rate, first, gap))
+                total, over, first, gap = (statistics.median(x) for x in zip(*res[name]))
+                rows.append((n, name, total, over, first, gap, statistics.median(rates)))
         print(f"# load average {os.getloadavg()[0]:.1f} at the end\n")
-    print("| -n | tree | total | call overhead | first byte | longest gap between writes |")
-    print("|---|---|---|---|---|---|")
-    for n, name, total, over, first, gap in rows:
-        print(f"| {n:,} | {name} | {total:.2f} s | {over:.2f} s | {first:.2f} s | {gap:.2f} s |")
+    print("| -n | tree | total | call overhead | first byte | longest gap between writes | steady rate |")
+    print("|---|---|---|---|---|---|---|")
+    for n, name, total, over, first, gap, rate in rows:
+        print(f"| {n:,} | {name} | {total:.2f} s | {over:.2f} s | {first:.2f} s | {gap:.2f} s "
+              f"| {rate:,.0f}/s |")
     for n in lengths:
         ref, new = (next(r for r in rows if r[0] == n and r[1] == name) for name in trees)
         print(f"\n-n {n:,}: overhead {new[3] / ref[3]:.2f}x the reference's, "
