@@ -119,8 +119,10 @@ class _FusedLSTM:
         fix = lambda a: np.ascontiguousarray(a[..., order] * scale, np.float32)  # noqa: E731
         self.table = fix(w.table)
         self.kernels = [fix(lay["U"] if i == 0 else lay["WU"]) for i, lay in enumerate(w.layers)]
-        self.biases = [None if i == 0 else fix(lay["b"]) for i, lay in enumerate(w.layers)]
-        self.dense, self.dense_b = w.dense, w.dense_b
+        # 2-D operands throughout: NumPy adds a (1, n) row faster than it broadcasts (n,).
+        self.rows = [self.table[i:i + 1] for i in range(len(self.table))]
+        self.biases = [None if i == 0 else fix(lay["b"])[None] for i, lay in enumerate(w.layers)]
+        self.dense, self.dense_b = w.dense, w.dense_b[None]
         n = len(w.layers)
         self.xh = [None] + [np.zeros((batch, 2 * H), np.float32) for _ in range(n - 1)]
         self.h = [np.zeros((batch, H), np.float32)] + [xh[:, H:] for xh in self.xh[1:]]
@@ -153,7 +155,10 @@ class _FusedLSTM:
         dot, tanh, multiply, add = np.dot, np.tanh, np.multiply, np.add
         for x, k, b, sig, ig, fg, og, cand, c, h, nxt in self.plan:
             dot(x, k, out=a)
-            add(a, table[tok] if b is None else b, out=a)
+            if b is not None:
+                add(a, b, out=a)
+            else:  # an id (batch 1) or an array of ids
+                add(a, self.rows[tok] if isinstance(tok, int) else table[tok], out=a)
             tanh(a, out=a)
             multiply(sig, 0.5, out=sig)
             add(sig, 0.5, out=sig)
