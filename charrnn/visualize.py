@@ -1,0 +1,266 @@
+"""`charrnn visualize`: what the model expected at every character, and what its cells track.
+
+The text goes through the run's own pipeline (prepare's decoding and newline
+policy, the vocabulary, jamo) and the model reads it in one continuous pass from
+the zero state, the NumPy step of charrnn.sample (no TensorFlow), recording the
+logits and every layer's h (and c for an LSTM) after each symbol.  The scoring
+is `charrnn evaluate --streams 1`'s: the first symbol is context only, and
+characters outside the vocabulary are scored as the unknown symbol when the
+vocabulary has one (prepare --min-count > 1) and otherwise left out (shown
+greyed, not scored).  All maths happens here; the page only renders the data.
+
+The data is one JSON object (format charrnn-visualize/1).  Activations are
+stored 8-bit per unit (linear between the unit's min and max over the text,
+unit-major, base64) -- every unit when that fits ACTIVATION_BUDGET bytes, else
+the units ranked at the top for some feature plus those asked for.
+"""
+
+import base64
+import json
+import math
+import re
+from importlib import resources
+
+import numpy as np
+
+from charrnn import features as feat
+from charrnn.errors import CharrnnError
+from charrnn.text import ESC, UNK, _extra_table, recompose, to_cps
+
+FORMAT = "charrnn-visualize/1"
+TOP = 5                          # predictions shown per character
+ACTIVATION_BUDGET = 3_000_000    # bytes of 8-bit activations stored before choosing units
+TOP_UNITS = 10                   # units listed per feature
+WORST_LINES = 10
+OOV_RULE = ("characters outside the vocabulary are scored as the unknown symbol U+FFFD when "
+            "the vocabulary has one, and otherwise left out (not scored, shown greyed)")
+
+
+# --- running the model -----------------------------------------------------------
+
+def run_states(weights, ids):
+    """Feed ``ids`` from the zero state: (logits (n, vocab), states (n, units_total)),
+    row i after reading ids[i]; states are each layer's h then c (LSTM), layer by layer."""
+    from charrnn.sample import _cell_step, _NumpyOps
+
+    n = len(ids)
+    k = weights.states_per_layer
+    size = weights.units
+    states = [np.zeros((1, size), np.float32) for _ in range(len(weights.layers) * k)]
+    logits = np.empty((n, weights.vocab_size), np.float32)
+    acts = np.empty((n, len(states) * size), np.float32)
+    tok = np.zeros(1, np.int32)
+    with np.errstate(over="ignore", under="ignore"):
+        for i in range(n):
+            tok[0] = ids[i]
+            out, states = _cell_step(_NumpyOps, weights, tok, states)
+            logits[i] = out[0]
+            for j, s in enumerate(states):
+                acts[i, j * size:(j + 1) * size] = s[0]
+    return logits, acts
+
+
+def unit_groups(weights):
+    kinds = ("h", "c") if weights.cell == "lstm" else ("h",)
+    groups, first = [], 0
+    for layer in range(len(weights.layers)):
+        for kind in kinds:
+            groups.append({"layer": layer + 1, "kind": kind, "size": weights.units, "first": first})
+            first += weights.units
+    return groups
+
+
+def unit_name(groups, u):
+    g = next(g for g in groups if g["first"] <= u < g["first"] + g["size"])
+    return f"layer {g['layer']} {g['kind']} {u - g['first']}"
+
+
+# --- text -> symbols ----------------------------------------------------------------
+
+def encode_text(vocab, text):
+    """(ids, symbols per character, distinct out-of-vocabulary characters) under OOV_RULE."""
+    bad = vocab.unknown_chars(text)
+    use_unk = vocab.unk_id is not None
+    cps = to_cps(text.translate({ord(c): UNK for c in bad}) if use_unk else text)
+    per_char = np.ones(len(cps), np.int64)
+    if vocab.jamo:
+        small = cps <= ESC
+        per_char[small] += _extra_table()[cps[small]]
+    if bad and not use_unk:
+        per_char[np.isin(cps, to_cps("".join(bad)))] = 0
+        text = text.translate({ord(c): None for c in bad})
+    ids = vocab.encode(text, unknown="unk" if use_unk else "skip")
+    if int(per_char.sum()) != len(ids):  # a broken invariant, not a user error
+        raise AssertionError(f"{per_char.sum()} symbols expected, {len(ids)} encoded")
+    return ids, per_char, "".join(bad)
+
+
+def _shown(sym):
+    return {"\n": "\u21b5", " ": "\u2423", "\t": "\u21e5", UNK: "\ufffd"}.get(sym, sym)
+
+
+def _candidates(vocab, ids, top_ids, first_of_char):
+    """Jamo models: each candidate composed with the syllable pending before it
+    (the jamo of the same character already read), as the reader would see it."""
+    syms = vocab.symbols
+    out = []
+    for i in range(len(ids)):
+        pending = "".join(syms[j] for j in ids[first_of_char[i]:i])
+        out.append([_shown(recompose(pending + syms[c])) if pending else _shown(recompose(syms[c]))
+                    for c in top_ids[i]])
+    return out
+
+
+# --- the analysis -----------------------------------------------------------------
+
+def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name="",
+            on_info=None, on_warning=None) -> dict:
+    """Everything the page shows, as one JSON-ready dict (see the module doc)."""
+    vocab, w = loaded.vocab, loaded.weights
+    if max_chars and len(text) > max_chars:
+        if on_info:
+            on_info(f"Using the first {max_chars:,} of {len(text):,} characters (--max-chars)")
+        text = text[:max_chars]
+    ids, per_char, oov = encode_text(vocab, text)
+    if len(ids) < 2:
+        raise CharrnnError(f"the text has {len(ids)} symbol(s) the model can read; visualize needs "
+                           "at least 2 (the first one is only context)")
+    if oov and on_warning:
+        how = "scored as the unknown symbol" if vocab.unk_id is not None else "left out"
+        on_warning(f"{len(oov)} character(s) outside the vocabulary ({oov[:20]!r}) are {how}")
+    groups = unit_groups(w)
+    total_units = groups[-1]["first"] + groups[-1]["size"]
+    for u in units:
+        if not 0 <= u < total_units:
+            raise CharrnnError(f"unit {u} does not exist; this model has units 0-{total_units - 1} "
+                               f"({len(w.layers)} layers x {len(groups) // len(w.layers)} x {w.units})")
+
+    logits, acts = run_states(w, ids)
+    logp = logits[:-1].astype(np.float64)
+    logp -= logp.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    actual = logp[np.arange(len(ids) - 1), ids[1:]]
+    nats = np.concatenate([[0.0], -actual])  # symbol 0 is context only
+    rank = np.concatenate([[0], 1 + (logp > actual[:, None]).sum(axis=1)])
+    order = np.argsort(-logp, axis=1, kind="stable")[:, :TOP]
+    top_p = np.exp(np.take_along_axis(logp, order, axis=1))
+    top_ids = np.concatenate([np.zeros((1, order.shape[1]), np.int64), order])
+    top_p = np.concatenate([np.zeros((1, order.shape[1])), top_p])
+
+    # characters <- symbols
+    ends = np.cumsum(per_char)
+    starts = ends - per_char
+    sym_nats = np.concatenate([[0.0], np.cumsum(nats)])
+    char_nats = sym_nats[ends] - sym_nats[starts]
+    scored = (per_char > 0) & (ends > 1)  # the first symbol is context only
+    first_of_char = np.repeat(starts, per_char)
+
+    # features per symbol: a character's features hold for each of its symbols
+    char_f = feat.char_features(text)
+    sym_f = {k: np.repeat(v, per_char) for k, v in char_f.items()}
+    if vocab.jamo:
+        sym_f["jamo_position"] = feat.jamo_position(vocab.code_points[ids])
+    ranking = feat.rank_units(acts, sym_f, top=TOP_UNITS)
+
+    symbols = {
+        "ids": ids.tolist(),
+        "bits": [round(float(x) / math.log(2), 6) for x in nats],
+        "p": [round(float(math.exp(-x)), 6) for x in nats],
+        "rank": rank.tolist(),
+        "top_ids": top_ids.tolist(),
+        "top_p": np.round(top_p, 6).tolist(),
+    }
+    if vocab.jamo:
+        symbols["cand"] = _candidates(vocab, ids, top_ids, first_of_char)
+    stored = _stored_units(acts, ranking, units, all_units)
+    total_nats = float(nats.sum())
+    n_pred = len(ids) - 1
+    bps = total_nats / n_pred / math.log(2)
+    summary = {
+        "total_nats": total_nats, "total_bits": total_nats / math.log(2), "predictions": n_pred,
+        "symbols": len(ids), "chars": len(text), "scored_chars": int((per_char > 0).sum()),
+        "bits_per_symbol": bps, "bits_per_char": bps * len(ids) / int((per_char > 0).sum()),
+    }
+    summary["lines"], summary["worst_lines"] = _lines(text, char_nats, scored)
+    return {
+        "format": FORMAT, "run": run_name, "checkpoint": str(loaded.checkpoint),
+        "cell": w.cell, "layers": len(w.layers), "units": w.units, "jamo": vocab.jamo,
+        "text": text, "cut": len(text), "oov": oov, "oov_rule": OOV_RULE,
+        "vocab": [_shown(s) for s in vocab.symbols],
+        "char_symbols": per_char.tolist(),
+        "char_bits": [round(float(b) / math.log(2), 6) if s else None
+                      for b, s in zip(char_nats, scored)],
+        "summary": summary, "symbols": symbols, "unit_groups": groups,
+        "features": {name: dict(r, label=feat.LABELS[name],
+                                top=[{"unit": u, "name": unit_name(groups, u), "r": round(c, 4)}
+                                     for u, c in r["top"]])
+                     for name, r in ranking.items()},
+        "activations": _quantise(acts, stored),
+    }
+
+
+def _lines(text, char_nats, scored):
+    lines, start = [], 0
+    for end in [m.end() for m in re.finditer("\n", text)] + [len(text)]:
+        if end > start:
+            n = int(scored[start:end].sum())
+            bits = float(char_nats[start:end][scored[start:end]].sum()) / math.log(2)
+            lines.append({"start": start, "end": end, "chars": n,
+                          "bits_per_char": round(bits / n, 4) if n else None})
+        start = end
+    ok = [i for i, ln in enumerate(lines) if ln["chars"] >= 3]
+    worst = sorted(ok, key=lambda i: -lines[i]["bits_per_char"])[:WORST_LINES]
+    return lines, worst
+
+
+def _stored_units(acts, ranking, asked, all_units):
+    n, total = acts.shape
+    if all_units or n * total <= ACTIVATION_BUDGET:
+        return list(range(total))
+    keep = {u for r in ranking.values() for u, _ in r["top"]} | set(asked)
+    return sorted(keep)
+
+
+def _quantise(acts, stored):
+    a = acts[:, stored].T  # (units, steps): one unit's values are one slice on the page
+    lo = a.min(axis=1) if a.size else np.zeros(0)
+    hi = a.max(axis=1) if a.size else np.zeros(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    q = np.rint((a - lo[:, None]) / span[:, None] * 255).astype(np.uint8)
+    return {"encoding": "uint8, value = lo + q / 255 * (hi - lo), unit-major, base64",
+            "steps": int(acts.shape[0]), "stored": [int(u) for u in stored],
+            "lo": [float(x) for x in lo], "hi": [float(x) for x in hi],
+            "data": base64.b64encode(q.tobytes()).decode("ascii")}
+
+
+# --- output ------------------------------------------------------------------------
+
+_UNSAFE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+
+
+def script_json(data) -> str:
+    """JSON that is safe inside <script type="application/json">: no '</script>', no
+    HTML-significant characters, no U+2028/9 (JavaScript line breaks), no lone
+    surrogates (not encodable as UTF-8) -- all as \\u escapes, which JSON.parse undoes."""
+    s = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
+
+
+def template(name) -> str:
+    return resources.files("charrnn").joinpath("web", name).read_text("utf-8")
+
+
+def fill(page: str, **parts) -> str:
+    """Replace the ``/*NAME*/`` markers in one pass (so inserted text is never searched
+    for markers); the values are inserted verbatim and must already be safe."""
+    missing = [k for k in parts if f"/*{k}*/" not in page]
+    if missing:
+        raise AssertionError(f"template has no marker for {missing}")
+    return re.sub(r"/\*([A-Z_]+)\*/", lambda m: parts.get(m.group(1), m.group()), page)
+
+
+def page_html(data, title="") -> str:
+    import html
+
+    return fill(template("visualize.html"), TITLE=html.escape(title or "charrnn visualize"),
+                DATA=script_json(data))
