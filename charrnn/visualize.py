@@ -264,3 +264,28 @@ def page_html(data, title="") -> str:
 
     return fill(template("visualize.html"), TITLE=html.escape(title or "charrnn visualize"),
                 DATA=script_json(data))
+
+
+def visualize(run_dir, path, *, out=None, as_json=False, checkpoint="best", max_chars=5000,
+              units=(), all_units=False, encoding=None, errors="strict", on_info=None,
+              on_warning=None):
+    """Read ``path`` (``-``: stdin) through the run's pipeline, analyse it and write the
+    page (or with ``as_json`` the data) to ``out``; returns (text written, data).  With
+    ``out`` None the caller prints the returned text (JSON to stdout)."""
+    from pathlib import Path
+
+    from charrnn import runs
+    from charrnn.sample import load
+    from charrnn.text import read_text
+
+    loaded = load(run_dir, checkpoint)
+    text, _ = read_text(path, encoding=encoding, errors=errors,
+                        newlines=loaded.meta.get("newlines", "lf"), on_warning=on_warning)
+    name = Path(str(run_dir)).resolve().name
+    data = analyse(loaded, text, max_chars=max_chars, units=units, all_units=all_units,
+                   run_name=name, on_info=on_info, on_warning=on_warning)
+    body = json.dumps(data, ensure_ascii=False) if as_json else \
+        page_html(data, f"{name} \u00b7 charrnn visualize")
+    if out is not None:
+        runs.write_text_atomic(out, body)
+    return body, data
