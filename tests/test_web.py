@@ -43,7 +43,7 @@ def _greedy_path(run_dir, prime_ids):
         path.append(tok)
         logits, states = model(np.array([[tok]], np.int32), states=states, return_state=True,
                                training=False)
-    ids = list(prime_ids) + path
+    ids = [int(i) for i in prime_ids] + path
     return ids, model(np.asarray(ids, np.int32)[None], training=False).numpy()[0]
 
 
