@@ -319,6 +319,7 @@ def visualize(run_dir, text_file, out, max_chars, as_json, checkpoint, units, al
     charrnn visualize runs/shakespeare data/shakespeare.txt -o shakespeare.html
     charrnn visualize runs/linux kernel.c --json > kernel.json
     """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # step-by-step matvecs: threads only fight
     from charrnn.visualize import visualize as make_page
 
     if out is None and not as_json:

@@ -2,7 +2,7 @@
 
 The text goes through the run's own pipeline (prepare's decoding and newline
 policy, the vocabulary, jamo) and the model reads it in one continuous pass from
-the zero state, the NumPy step of charrnn.sample (no TensorFlow), recording the
+the zero state, in NumPy (charrnn.sample's cell math, no TensorFlow), recording the
 logits and every layer's h (and c for an LSTM) after each symbol.  The scoring
 is `charrnn evaluate --streams 1`'s: the first symbol is context only, and
 characters outside the vocabulary are scored as the unknown symbol when the
@@ -38,26 +38,53 @@ OOV_RULE = ("characters outside the vocabulary are scored as the unknown symbol 
 
 # --- running the model -----------------------------------------------------------
 
+def _sigmoid(x):
+    return np.float32(0.5) * (np.tanh(np.float32(0.5) * x) + np.float32(1))  # as charrnn.sample
+
+
 def run_states(weights, ids):
     """Feed ``ids`` from the zero state: (logits (n, vocab), states (n, units_total)),
-    row i after reading ids[i]; states are each layer's h then c (LSTM), layer by layer."""
-    from charrnn.sample import _cell_step, _NumpyOps
+    row i after reading ids[i]; states are each layer's h then c (LSTM), layer by layer.
 
-    n = len(ids)
-    k = weights.states_per_layer
-    size = weights.units
-    states = [np.zeros((1, size), np.float32) for _ in range(len(weights.layers) * k)]
-    logits = np.empty((n, weights.vocab_size), np.float32)
-    acts = np.empty((n, len(states) * size), np.float32)
-    tok = np.zeros(1, np.int32)
+    The math of charrnn.sample._cell_step (Keras gate orders: LSTM i, f, c, o; GRU z, r, h
+    with reset_after), but swept a layer at a time: a layer's input projection for the
+    whole text is one matrix product, and only its recurrent matrix is used step by step,
+    so it stays in the CPU cache (3x512: ~10x faster than stepping all layers together).
+    """
+    w, n, size = weights, len(ids), weights.units
+    acts, x = [], None
     with np.errstate(over="ignore", under="ignore"):
-        for i in range(n):
-            tok[0] = ids[i]
-            out, states = _cell_step(_NumpyOps, weights, tok, states)
-            logits[i] = out[0]
-            for j, s in enumerate(states):
-                acts[i, j * size:(j + 1) * size] = s[0]
-    return logits, acts
+        for i, layer in enumerate(w.layers):
+            xz = w.table[ids] if i == 0 else x @ layer["W"] + layer["b"]  # (n, gates)
+            hs = _sweep(w.cell, xz, layer, size)
+            acts += hs
+            x = hs[0]
+        logits = x @ w.dense + w.dense_b
+    return logits, np.concatenate(acts, axis=1)
+
+
+def _sweep(cell, xz, layer, size):
+    """One layer over the whole text: [h (n, size)] (+ [c] for an LSTM)."""
+    n, u = len(xz), layer["U"]
+    h, c = np.zeros(size, np.float32), np.zeros(size, np.float32)
+    hs = np.empty((n, size), np.float32)
+    cs = np.empty((n, size), np.float32) if cell == "lstm" else None
+    for t in range(n):
+        if cell == "lstm":
+            a = xz[t] + h @ u
+            g = _sigmoid(a)  # one call for all gates (the cell candidate's part goes unused)
+            c = g[size:2 * size] * c + g[:size] * np.tanh(a[2 * size:3 * size])
+            h = g[3 * size:] * np.tanh(c)
+            cs[t] = c
+        elif cell == "gru":
+            hz = h @ u + layer["br"]
+            z = _sigmoid(xz[t, :size] + hz[:size])
+            r = _sigmoid(xz[t, size:2 * size] + hz[size:2 * size])
+            h = z * h + (1 - z) * np.tanh(xz[t, 2 * size:] + r * hz[2 * size:])
+        else:
+            h = np.tanh(xz[t] + h @ u)
+        hs[t] = h
+    return [hs] if cs is None else [hs, cs]
 
 
 def unit_groups(weights):
@@ -278,7 +305,7 @@ def visualize(run_dir, path, *, out=None, as_json=False, checkpoint="best", max_
     from charrnn.sample import load
     from charrnn.text import read_text
 
-    loaded = load(run_dir, checkpoint)
+    loaded = load(run_dir, checkpoint, on_warning=on_warning)
     text, _ = read_text(path, encoding=encoding, errors=errors,
                         newlines=loaded.meta.get("newlines", "lf"), on_warning=on_warning)
     name = Path(str(run_dir)).resolve().name
