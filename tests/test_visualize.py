@@ -263,3 +263,19 @@ def test_hostile_text_renders_as_text_and_runs_nothing(driver, tmp_path):
     assert driver.execute_script("return window.pwned") is None
     assert driver.title.startswith("x</title>")
     browser.assert_offline(driver, url)
+
+
+def test_large_models_keep_top_units_and_those_asked_for(english_run, tmp_path, monkeypatch):
+    from charrnn import visualize
+
+    monkeypatch.setattr(visualize, "ACTIVATION_BUDGET", 1000)  # as if the model were large
+    path = tmp_path / "t.txt"
+    path.write_text(ENGLISH[:800], encoding="utf-8")
+    data = json.loads(ok(run("visualize", english_run, path, "--json", "--units", "5,77")).stdout)
+    stored = data["activations"]["stored"]
+    top = {t["unit"] for f in data["features"].values() for t in f["top"]}
+    assert set(stored) == top | {5, 77} and len(stored) < 128
+    q = np.frombuffer(__import__("base64").b64decode(data["activations"]["data"]), np.uint8)
+    assert q.size == len(stored) * data["activations"]["steps"] == len(stored) * data["summary"]["symbols"]
+    everything = json.loads(ok(run("visualize", english_run, path, "--json", "--all-units")).stdout)
+    assert everything["activations"]["stored"] == list(range(128))
