@@ -26,6 +26,7 @@ import numpy as np
 from charrnn import features as feat
 from charrnn.errors import CharrnnError
 from charrnn.text import ESC, UNK, _extra_table, recompose, to_cps
+from charrnn.webexport import short_checkpoint
 
 FORMAT = "charrnn-visualize/1"
 TOP = 5                          # predictions shown per character
@@ -210,7 +211,7 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
     }
     summary["lines"], summary["worst_lines"] = _lines(text, char_nats, scored)
     return {
-        "format": FORMAT, "run": run_name, "checkpoint": str(loaded.checkpoint),
+        "format": FORMAT, "run": run_name, "checkpoint": short_checkpoint(loaded),
         "cell": w.cell, "layers": len(w.layers), "units": w.units, "jamo": vocab.jamo,
         "text": text, "cut": len(text), "oov": oov, "oov_rule": OOV_RULE,
         "vocab": [_shown(s) for s in vocab.symbols],

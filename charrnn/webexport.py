@@ -34,6 +34,13 @@ def _arrays(w):
     return out
 
 
+def short_checkpoint(loaded) -> str:
+    """``best/ckpt-1200``: what a reader needs, without the local path (pages get shared)."""
+    from pathlib import Path
+
+    return "/".join(Path(str(loaded.checkpoint)).parts[-2:])
+
+
 def page_data(loaded) -> dict:
     from charrnn.sample import start_id
 
@@ -48,7 +55,7 @@ def page_data(loaded) -> dict:
     return {
         "format": FORMAT, "cell": w.cell, "layers": len(w.layers), "units": w.units,
         "vocab": vocab.symbols, "jamo": JAMO_SCHEME if vocab.jamo else None,
-        "unk": vocab.unk_id, "start_id": start_id(vocab), "checkpoint": str(loaded.checkpoint),
+        "unk": vocab.unk_id, "start_id": start_id(vocab), "checkpoint": short_checkpoint(loaded),
         "arrays": index, "weights": base64.b64encode(b"".join(parts)).decode("ascii"),
     }
 
