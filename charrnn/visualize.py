@@ -141,6 +141,28 @@ def _candidates(vocab, ids, top_ids, first_of_char):
 
 # --- the analysis -----------------------------------------------------------------
 
+def predictions(logits, ids):
+    """Per symbol: nats (0 for symbol 0, which is context only) and the page's table of
+    its probability, rank and the TOP most likely symbols at its position."""
+    logp = logits[:-1].astype(np.float64)
+    logp -= logp.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    actual = logp[np.arange(len(ids) - 1), ids[1:]]
+    nats = np.concatenate([[0.0], -actual])
+    rank = np.concatenate([[0], 1 + (logp > actual[:, None]).sum(axis=1)])
+    order = np.argsort(-logp, axis=1, kind="stable")[:, :TOP]
+    top_p = np.exp(np.take_along_axis(logp, order, axis=1))
+    pad = np.zeros((1, order.shape[1]))
+    return nats, {
+        "ids": ids.tolist(),
+        "bits": [round(float(x) / math.log(2), 6) for x in nats],
+        "p": [round(float(math.exp(-x)), 6) for x in nats],
+        "rank": rank.tolist(),
+        "top_ids": np.concatenate([pad.astype(np.int64), order]).tolist(),
+        "top_p": np.round(np.concatenate([pad, top_p]), 6).tolist(),
+    }
+
+
 def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name="",
             on_info=None, on_warning=None) -> dict:
     """Everything the page shows, as one JSON-ready dict (see the module doc)."""
@@ -149,6 +171,7 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
         if on_info:
             on_info(f"Using the first {max_chars:,} of {len(text):,} characters (--max-chars)")
         text = text[:max_chars]
+    full = len(text)
     ids, per_char, oov = encode_text(vocab, text)
     if len(ids) < 2:
         raise CharrnnError(f"the text has {len(ids)} symbol(s) the model can read; visualize needs "
@@ -164,16 +187,7 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
                                f"({len(w.layers)} layers x {len(groups) // len(w.layers)} x {w.units})")
 
     logits, acts = run_states(w, ids)
-    logp = logits[:-1].astype(np.float64)
-    logp -= logp.max(axis=1, keepdims=True)
-    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
-    actual = logp[np.arange(len(ids) - 1), ids[1:]]
-    nats = np.concatenate([[0.0], -actual])  # symbol 0 is context only
-    rank = np.concatenate([[0], 1 + (logp > actual[:, None]).sum(axis=1)])
-    order = np.argsort(-logp, axis=1, kind="stable")[:, :TOP]
-    top_p = np.exp(np.take_along_axis(logp, order, axis=1))
-    top_ids = np.concatenate([np.zeros((1, order.shape[1]), np.int64), order])
-    top_p = np.concatenate([np.zeros((1, order.shape[1])), top_p])
+    nats, symbols = predictions(logits, ids)
 
     # characters <- symbols
     ends = np.cumsum(per_char)
@@ -190,16 +204,8 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
         sym_f["jamo_position"] = feat.jamo_position(vocab.code_points[ids])
     ranking = feat.rank_units(acts, sym_f, top=TOP_UNITS)
 
-    symbols = {
-        "ids": ids.tolist(),
-        "bits": [round(float(x) / math.log(2), 6) for x in nats],
-        "p": [round(float(math.exp(-x)), 6) for x in nats],
-        "rank": rank.tolist(),
-        "top_ids": top_ids.tolist(),
-        "top_p": np.round(top_p, 6).tolist(),
-    }
     if vocab.jamo:
-        symbols["cand"] = _candidates(vocab, ids, top_ids, first_of_char)
+        symbols["cand"] = _candidates(vocab, ids, symbols["top_ids"], first_of_char)
     stored = _stored_units(acts, ranking, units, all_units)
     total_nats = float(nats.sum())
     n_pred = len(ids) - 1
@@ -213,7 +219,7 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
     return {
         "format": FORMAT, "run": run_name, "checkpoint": short_checkpoint(loaded),
         "cell": w.cell, "layers": len(w.layers), "units": w.units, "jamo": vocab.jamo,
-        "text": text, "cut": len(text), "oov": oov, "oov_rule": OOV_RULE,
+        "text": text, "text_chars": full, "oov": oov, "oov_rule": OOV_RULE,
         "vocab": [_shown(s) for s in vocab.symbols],
         "char_symbols": per_char.tolist(),
         "char_bits": [round(float(b) / math.log(2), 6) if s else None
