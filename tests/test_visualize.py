@@ -137,11 +137,16 @@ def _backgrounds(driver):
         "return Array.from(document.querySelectorAll('#text span'), s => s.style.background)")
 
 
+_models = {}  # run -> Keras model, restored once per test session
+
+
 def _model_probs(run_dir, ids):
     """Softmax of the Keras model's logits for every position (from the TF checkpoint)."""
     from charrnn.runs import load_run
 
-    model = load_run(run_dir).model
+    if run_dir not in _models:
+        _models[run_dir] = load_run(run_dir).model
+    model = _models[run_dir]
     logits = model(np.asarray(ids, np.int32)[None], training=False).numpy()[0].astype(np.float64)
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     return p / p.sum(axis=1, keepdims=True)

@@ -30,20 +30,17 @@ def _write(run_dir, tmp_path):
     return loaded, out
 
 
-def _greedy_path(run_dir, prime_ids):
-    """charrnn's greedy continuation (TF model, one step at a time) and its teacher-forced
-    logits over prime + path."""
+def _greedy_path(loaded, run_dir, prime_ids):
+    """charrnn's greedy continuation (`charrnn sample -t 0`'s sampler) and the TF-restored
+    model's teacher-forced logits over prime + path."""
     from charrnn.runs import load_run
+    from charrnn.sample import Options, Sampler, start_id
 
+    sampler = Sampler(loaded.weights, 1, Options(temperature=0), start_id=start_id(loaded.vocab),
+                      engine="numpy")
+    sampler.prime(prime_ids)
+    ids = [int(i) for i in prime_ids] + [int(i) for i in sampler.generate(STEPS)[0]]
     model = load_run(run_dir).model
-    logits, states = model(np.asarray(prime_ids, np.int32)[None], return_state=True, training=False)
-    path = []
-    for _ in range(STEPS):
-        tok = int(np.argmax(logits.numpy()[0, -1]))
-        path.append(tok)
-        logits, states = model(np.array([[tok]], np.int32), states=states, return_state=True,
-                               training=False)
-    ids = [int(i) for i in prime_ids] + path
     return ids, model(np.asarray(ids, np.int32)[None], training=False).numpy()[0]
 
 
@@ -53,7 +50,7 @@ def _check_teacher_forced(driver, run_dir, prime, tmp_path):
     browser.assert_offline(driver, url)
     prime_ids = loaded.vocab.encode(prime)
     assert driver.execute_script("return window.charrnn.encode(arguments[0])", prime) == prime_ids.tolist()
-    ids, expected = _greedy_path(run_dir, prime_ids)
+    ids, expected = _greedy_path(loaded, run_dir, prime_ids)
     got = np.array(driver.execute_script("return window.charrnn.logits(arguments[0])", ids))
     assert got.shape == expected.shape == (len(ids), len(loaded.vocab))
     np.testing.assert_array_less(np.abs(got - expected), 1e-4 + 1e-4 * np.abs(expected))
