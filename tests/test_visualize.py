@@ -134,7 +134,7 @@ def _page(run_dir, text, tmp_path, name, *args):
 
 def _backgrounds(driver):
     return driver.execute_script(
-        "return Array.from(document.querySelectorAll('#text span'), s => s.style.background)")
+        "return Array.from(document.querySelectorAll('#text span'), s => getComputedStyle(s).background)")
 
 
 _models = {}  # run -> Keras model, restored once per test session
