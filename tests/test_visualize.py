@@ -82,7 +82,7 @@ def test_features_of_code():
     assert f["in_comment"][at("x =")] == 0 and f["in_comment"][at("}")] == 0
 
 
-def _random_loaded(symbols, cell="lstm", layers=2, units=128, jamo=False, seed=0):
+def _random_loaded(symbols, cell="lstm", layers=2, units=128, jamo=False, seed=0, scale=0.3):
     from charrnn.sample import Loaded, make_weights
     from charrnn.text import Vocab
 
@@ -90,7 +90,7 @@ def _random_loaded(symbols, cell="lstm", layers=2, units=128, jamo=False, seed=0
     v, e = len(symbols), 16
     g = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * units
     bias = (2, g) if cell == "gru" else (g,)
-    f = lambda *s: rng.normal(scale=0.3, size=s).astype(np.float32)  # noqa: E731
+    f = lambda *s: rng.normal(scale=scale, size=s).astype(np.float32)  # noqa: E731
     w = make_weights(cell, f(v, e), [f(e if i == 0 else units, g) for i in range(layers)],
                      [f(units, g) for _ in range(layers)], [f(*bias) for _ in range(layers)],
                      f(units, v), f(v))

@@ -95,3 +95,32 @@ def test_web_page_jamo_model_prints_syllables(korean_run, driver, tmp_path):
     assert syllables >= 20
     assert not any("\u1100" <= c <= "\u11ff" for c in text)  # no loose conjoining jamo
     browser.assert_offline(driver, driver.current_url)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_web_page_every_cell_matches_the_numpy_step(cell, driver, tmp_path):
+    """Wider random models (3x96, every cell type, incl. the plain RNN no test run trains)
+    against charrnn.sample's NumPy step, with the same tolerance."""
+    from charrnn.sample import _cell_step, _NumpyOps
+    from charrnn.webexport import write_page
+    from test_visualize import _random_loaded
+
+    # weights small enough that the net is not chaotic (else any rounding difference grows
+    # without bound and no two float32 implementations agree after a few dozen steps)
+    loaded = _random_loaded(set("abcdefgh ijklmnop\n.,"), cell=cell, layers=3, units=96, seed=3,
+                            scale=0.08 if cell == "rnn" else 0.3)
+    page = tmp_path / f"{cell}.html"
+    write_page(loaded, page)
+    url = browser.open_page(driver, page)
+    ids = np.random.default_rng(0).integers(0, len(loaded.vocab), size=120).tolist()
+    got = np.array(driver.execute_script("return window.charrnn.logits(arguments[0])", ids))
+    w = loaded.weights
+    states = [np.zeros((1, w.units), np.float32) for _ in range(len(w.layers) * w.states_per_layer)]
+    expected = []
+    for t in ids:
+        logits, states = _cell_step(_NumpyOps, w, np.array([t], np.int32), states)
+        expected.append(logits[0])
+    expected = np.array(expected, np.float64)
+    assert np.abs(expected - expected.mean(axis=0)).mean() > 1e-2  # the input matters
+    np.testing.assert_array_less(np.abs(got - expected), 1e-4 + 1e-4 * np.abs(expected))
+    browser.assert_offline(driver, url)
