@@ -284,3 +284,13 @@ def test_large_models_keep_top_units_and_those_asked_for(english_run, tmp_path, 
     assert q.size == len(stored) * data["activations"]["steps"] == len(stored) * data["summary"]["symbols"]
     everything = json.loads(ok(run("visualize", english_run, path, "--json", "--all-units")).stdout)
     assert everything["activations"]["stored"] == list(range(128))
+
+
+def test_script_json_is_inert_inside_a_script_element():
+    from charrnn.visualize import script_json
+
+    data = {"t": "</script><!-- <script> & \u2028\u2029 \ud800 '\"", "k<>": [1.5, None]}
+    s = script_json(data)
+    assert not any(c in s for c in "<>&\u2028\u2029\ud800")
+    assert s.encode("utf-8")  # no lone surrogate left to fail the page's encoding
+    assert json.loads(s) == data
