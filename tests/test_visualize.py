@@ -294,3 +294,16 @@ def test_script_json_is_inert_inside_a_script_element():
     assert not any(c in s for c in "<>&\u2028\u2029\ud800")
     assert s.encode("utf-8")  # no lone surrogate left to fail the page's encoding
     assert json.loads(s) == data
+
+
+def test_json_to_a_file_and_the_page_to_another(english_run, tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text(ENGLISH[:300], encoding="utf-8")
+    r = ok(run("visualize", english_run, path, "--json", "-o", tmp_path / "d.json"))
+    assert r.stdout == "" and "Wrote" in r.stderr
+    data = json.loads((tmp_path / "d.json").read_text("utf-8"))
+    assert data["format"] == "charrnn-visualize/1" and data["text"] == ENGLISH[:300]
+    ok(run("visualize", english_run, path, "-o", tmp_path / "p.html"))
+    page = (tmp_path / "p.html").read_text("utf-8")
+    assert page.startswith("<!doctype html>") and '<script type="application/json" id="data">' in page
+    assert "http://" not in page and "https://" not in page  # nothing to fetch

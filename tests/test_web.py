@@ -27,6 +27,8 @@ def _write(run_dir, tmp_path):
     out = tmp_path / "page.html"
     size = write_page(loaded, out)
     assert size == out.stat().st_size
+    page = out.read_text("utf-8")
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
     return loaded, out
 
 
