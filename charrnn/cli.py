@@ -3,7 +3,6 @@
 stdout carries data (samples, dumps, --json); everything for humans goes to stderr.
 """
 
-import math
 import os
 import sys
 
@@ -245,12 +244,9 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
 
 
 def _evaluate_report(r: dict) -> None:
-    esc = r["scoring"]["p_escape"]
-    how = ("its -log2 P(unknown) + log2 |class|" if esc is None else
-           f"{-math.log2(esc):.1f} + log2 |class| bits each")
     for f in r["files"] + ([dict(r["total"], path="total")] if len(r["files"]) > 1 else []):
-        oov = f" ({f['oov_chars']:,} outside the vocabulary, charged {how})" \
-            if f["oov_chars"] else ""
+        oov = (f" ({f['oov_chars']:,} outside the vocabulary, charged {f['oov_bits']:,.1f} "
+               "bits)" if f["oov_chars"] else "")
         line = (f"{f['path']}: {f['chars']:,} chars{oov}, {f['symbols']:,} symbols: "
                 f"loss {_num(f['loss_nats'])} nats/symbol, {_num(f['bits_per_symbol'])} "
                 f"bits/symbol, {_num(f['bits_per_char'])} bits/char")

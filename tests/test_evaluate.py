@@ -183,7 +183,7 @@ def test_outside_the_vocabulary_is_charged(english, english_run, tmp_path):
     assert human.stdout == ""
     assert human.stderr == (
         f"{tmp_path / 'odd.txt'}: {len(odd):,} chars (3 outside the vocabulary, charged "
-        f"{escape:.1f} + log2 |class| bits each), {len(text):,} symbols: loss "
+        f"{charge:.1f} bits), {len(text):,} symbols: loss "
         f"{f['loss_nats']:.4f} nats/symbol, {f['bits_per_symbol']:.4f} bits/symbol, "
         f"{f['bits_per_char']:.4f} bits/char ({f['bits_per_char_in_vocab']:.4f} without the "
         "outside characters)\n")
@@ -216,7 +216,7 @@ def test_unknown_symbol_pays_its_probability_and_the_class(unk_run, tmp_path):
     assert f["predictions"] == len(inside)
     assert f["loss_nats"] == pytest.approx(nll[inside - 1].mean() * LOG2, rel=1e-5)
     human = ok(run("evaluate", unk_run, tmp_path / "u.txt"))
-    assert "outside the vocabulary, charged its -log2 P(unknown) + log2 |class|" in human.stderr
+    assert f"7 outside the vocabulary, charged {charge:.1f} bits)" in human.stderr
 
 
 def test_jamo_and_syllable_characters_alike(korean, korean_run, tmp_path):
