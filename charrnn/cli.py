@@ -280,7 +280,7 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
     \b
     charrnn evaluate runs/shakespeare held_out.txt
     charrnn evaluate runs/ko-jamo test.txt --json | jq .total.bits_per_char
-    charrnn evaluate runs/logs app.log --per-line | jq -s 'sort_by(-.bits_per_char)[:10]'
+    charrnn evaluate runs/logs app.log --per-line | jq -s 'sort_by(.bits_per_char) | reverse | .[:10]'
     """
     import json
 

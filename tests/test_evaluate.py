@@ -253,6 +253,8 @@ def test_per_line_scores(english, english_run, tmp_path):
         list(range(1, len(text.splitlines()) + 1))
     assert [x["text"] + "\n" for x in a] == text.splitlines(keepends=True)
     assert [x["chars"] for x in a] == [len(x) for x in text.splitlines(keepends=True)]
+    assert set(b[0]) == {"path", "line", "text", "chars", "bits", "bits_per_char", "oov_chars",
+                         "worst_char", "worst_column", "worst_prob", "worst_bits"}
     assert [(x["text"], x["chars"]) for x in b] == [("Four score and seven", 21),
                                                     ("years ago", 9)]
     for f, mine in zip(whole["files"], (a, b)):
