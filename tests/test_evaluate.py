@@ -236,6 +236,25 @@ def test_jamo_and_syllable_characters_alike(korean, korean_run, tmp_path):
     assert f["loss_nats"] == pytest.approx(g["loss_nats"], rel=1e-5)  # the model read the same
     assert f["bits_per_char"] * (len(text) - 1) == pytest.approx(
         g["bits_per_char"] * (len(rest) - 1) + f["oov_bits"], rel=1e-5)
+    # per line: a character's bits are its jamo's (mapped back by hand) or its charge
+    lines, _ = per_line(korean_run, tmp_path / "k.txt", "--streams", 1)
+    assert sum(x["bits"] for x in lines) == pytest.approx(f["nats"] / LOG2, rel=1e-9)
+    ids = korean.vocab.encode(text, unknown="skip")
+    nll = np.concatenate([[np.nan], hand_nats(korean.model, ids)]) / LOG2
+    char_bits, at = [], 0
+    for ch in text:
+        n = len(korean.vocab.encode(ch, unknown="skip"))
+        char_bits.append(nll[at:at + n].sum() if n else {"닼": math.log2(11172)}.get(
+            ch, math.log2(OTHER_BMP)) + escape)
+        at += n
+    start = 0
+    for x in lines[1:4]:
+        start = text.index(x["text"] + "\n", start)
+        mine = char_bits[start:start + x["chars"]]
+        assert x["bits"] == pytest.approx(sum(mine), rel=1e-5)
+        assert x["worst_bits"] == pytest.approx(max(mine), rel=1e-5)
+        assert x["worst_char"] == text[start + int(np.argmax(mine))]
+    assert any(x["worst_char"] == "닼" for x in lines)
 
 
 def test_per_line_scores(english, english_run, tmp_path):
