@@ -76,11 +76,10 @@ def make_eval_step(model, jit=False):
     return scoring.make_step(model, jit)
 
 
-def evaluate_loss(model, ids, batch_size, seq_length, eval_step=None):
+def evaluate_loss(model, ids, eval_step=None):
     """Mean loss in nats/symbol over all of ``ids`` under charrnn.scoring's definition
     (pieces side by side with warm-up, the first symbol context only), so validation
-    and `charrnn evaluate` mean the same thing; None when there is nothing to predict.
-    ``batch_size`` and ``seq_length`` do not change the figure (kept for the callers)."""
+    and `charrnn evaluate` mean the same thing; None when there is nothing to predict."""
     from charrnn import scoring
 
     return scoring.mean_nats(model, ids, step=eval_step or make_eval_step(model))
@@ -342,7 +341,7 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
                 record = acc.record(step, round(epoch + position / bpe, 4), lr, B * t["seq_length"])
                 sample = None
                 if do_eval:
-                    val_loss = evaluate_loss(s.model, val_ids, B, t["seq_length"], s.eval_step)
+                    val_loss = evaluate_loss(s.model, val_ids, s.eval_step)
                     if val_loss is not None and role.num_workers > 1:
                         val_loss = distribute.agree_mean(strategy, val_loss)  # one "best"
                     if val_loss is not None:
