@@ -4,10 +4,10 @@ The text goes through the run's own pipeline (prepare's decoding and newline
 policy, the vocabulary, jamo) and the model reads it in one continuous pass from
 the zero state, in NumPy (charrnn.sample's cell math, no TensorFlow), recording the
 logits and every layer's h (and c for an LSTM) after each symbol.  The scoring
-is `charrnn evaluate --streams 1`'s: the first symbol is context only, and
-characters outside the vocabulary are scored as the unknown symbol when the
-vocabulary has one (prepare --min-count > 1) and otherwise left out (shown
-greyed, not scored).  All maths happens here; the page only renders the data.
+is charrnn.scoring's, the one definition `charrnn evaluate` uses (its per-symbol
+nats come from this pass): the first character is context only, and characters
+outside the vocabulary are charged -log2 P(escape) + log2 |class| bits.  All
+maths happens here; the page only renders the data.
 
 The data is one JSON object (format charrnn-visualize/1).  Activations are
 stored 8-bit per unit (linear between the unit's min and max over the text,
@@ -25,7 +25,7 @@ import numpy as np
 
 from charrnn import features as feat
 from charrnn.errors import CharrnnError
-from charrnn.text import ESC, UNK, _extra_table, recompose, to_cps
+from charrnn.text import UNK, recompose
 from charrnn.webexport import short_checkpoint
 
 FORMAT = "charrnn-visualize/1"
@@ -33,8 +33,8 @@ TOP = 5                          # predictions shown per character
 ACTIVATION_BUDGET = 3_000_000    # bytes of 8-bit activations stored before choosing units
 TOP_UNITS = 10                   # units listed per feature
 WORST_LINES = 10
-OOV_RULE = ("characters outside the vocabulary are scored as the unknown symbol U+FFFD when "
-            "the vocabulary has one, and otherwise left out (not scored, shown greyed)")
+OOV_RULE = ("characters outside the vocabulary are charged -log2 P(escape) + log2 |class| bits "
+            "(charrnn.scoring: the README's \"How a text is scored\")")
 
 
 # --- running the model -----------------------------------------------------------
@@ -105,24 +105,6 @@ def unit_name(groups, u):
 
 # --- text -> symbols ----------------------------------------------------------------
 
-def encode_text(vocab, text):
-    """(ids, symbols per character, distinct out-of-vocabulary characters) under OOV_RULE."""
-    bad = vocab.unknown_chars(text)
-    use_unk = vocab.unk_id is not None
-    cps = to_cps(text.translate({ord(c): UNK for c in bad}) if use_unk else text)
-    per_char = np.ones(len(cps), np.int64)
-    if vocab.jamo:
-        small = cps <= ESC
-        per_char[small] += _extra_table()[cps[small]]
-    if bad and not use_unk:
-        per_char[np.isin(cps, to_cps("".join(bad)))] = 0
-        text = text.translate({ord(c): None for c in bad})
-    ids = vocab.encode(text, unknown="unk" if use_unk else "skip")
-    if int(per_char.sum()) != len(ids):  # a broken invariant, not a user error
-        raise AssertionError(f"{per_char.sum()} symbols expected, {len(ids)} encoded")
-    return ids, per_char, "".join(bad)
-
-
 def _shown(sym):
     return {"\n": "\u21b5", " ": "\u2423", "\t": "\u21e5", UNK: "\ufffd"}.get(sym, sym)
 
@@ -142,21 +124,22 @@ def _candidates(vocab, ids, top_ids, first_of_char):
 # --- the analysis -----------------------------------------------------------------
 
 def predictions(logits, ids):
-    """Per symbol: nats (0 for symbol 0, which is context only) and the page's table of
-    its probability, rank and the TOP most likely symbols at its position."""
+    """Per symbol: nats (NaN for symbol 0, which nothing predicts), as scoring.symbol_nats
+    gives them, and the page's table of its probability, rank and the TOP most likely
+    symbols at its position."""
     logp = logits[:-1].astype(np.float64)
     logp -= logp.max(axis=1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
     actual = logp[np.arange(len(ids) - 1), ids[1:]]
-    nats = np.concatenate([[0.0], -actual])
+    nats = np.concatenate([[np.nan], -actual])
     rank = np.concatenate([[0], 1 + (logp > actual[:, None]).sum(axis=1)])
     order = np.argsort(-logp, axis=1, kind="stable")[:, :TOP]
     top_p = np.exp(np.take_along_axis(logp, order, axis=1))
     pad = np.zeros((1, order.shape[1]))
     return nats, {
         "ids": ids.tolist(),
-        "bits": [round(float(x) / math.log(2), 6) for x in nats],
-        "p": [round(float(math.exp(-x)), 6) for x in nats],
+        "bits": [None if math.isnan(x) else round(float(x) / math.log(2), 6) for x in nats],
+        "p": [None if math.isnan(x) else round(float(math.exp(-x)), 6) for x in nats],
         "rank": rank.tolist(),
         "top_ids": np.concatenate([pad.astype(np.int64), order]).tolist(),
         "top_p": np.round(np.concatenate([pad, top_p]), 6).tolist(),
@@ -166,19 +149,14 @@ def predictions(logits, ids):
 def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name="",
             on_info=None, on_warning=None) -> dict:
     """Everything the page shows, as one JSON-ready dict (see the module doc)."""
+    from charrnn import scoring
+
     vocab, w = loaded.vocab, loaded.weights
-    if max_chars and len(text) > max_chars:
-        if on_info:
-            on_info(f"Using the first {max_chars:,} of {len(text):,} characters (--max-chars)")
-        text = text[:max_chars]
     full = len(text)
-    ids, per_char, oov = encode_text(vocab, text)
-    if len(ids) < 2:
-        raise CharrnnError(f"the text has {len(ids)} symbol(s) the model can read; visualize needs "
-                           "at least 2 (the first one is only context)")
-    if oov and on_warning:
-        how = "scored as the unknown symbol" if vocab.unk_id is not None else "left out"
-        on_warning(f"{len(oov)} character(s) outside the vocabulary ({oov[:20]!r}) are {how}")
+    if max_chars and full > max_chars:
+        if on_info:
+            on_info(f"Using the first {max_chars:,} of {full:,} characters (--max-chars)")
+        text = text[:max_chars]
     groups = unit_groups(w)
     total_units = groups[-1]["first"] + groups[-1]["size"]
     for u in units:
@@ -186,59 +164,60 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
             raise CharrnnError(f"unit {u} does not exist; this model has units 0-{total_units - 1} "
                                f"({len(w.layers)} layers x {len(groups) // len(w.layers)} x {w.units})")
 
-    logits, acts = run_states(w, ids)
-    nats, symbols = predictions(logits, ids)
+    run = {}
 
-    # characters <- symbols
-    ends = np.cumsum(per_char)
-    starts = ends - per_char
-    sym_nats = np.concatenate([[0.0], np.cumsum(nats)])
-    char_nats = sym_nats[ends] - sym_nats[starts]
-    scored = (per_char > 0) & (ends > 1)  # the first symbol is context only
-    first_of_char = np.repeat(starts, per_char)
+    def nats_of(ids):  # the model pass, inside the one scoring definition
+        run["logits"], run["acts"] = run_states(w, ids)
+        nats, run["symbols"] = predictions(run["logits"], ids)
+        return nats
+
+    sc = scoring.score_text(None, vocab, text, nats_of=nats_of)
+    ids, acts, symbols = sc.ids, run["acts"], run["symbols"]
+    context = np.isnan(sc.symbol_nats)
+    for key in ("bits", "p"):  # context symbols are not scored
+        symbols[key] = [None if c else x for x, c in zip(symbols[key], context)]
+    per_char = np.bincount(sc.symbol_char, minlength=len(text))
+    oov = "".join(dict.fromkeys(ch for ch, o in zip(text, sc.oov) if o))
+    if oov and on_warning:
+        on_warning(f"{len(oov)} character(s) outside the vocabulary ({oov[:20]!r}) are charged "
+                   "as the scoring definition says (README: How a text is scored)")
 
     # features per symbol: a character's features hold for each of its symbols
-    char_f = feat.char_features(text)
-    sym_f = {k: np.repeat(v, per_char) for k, v in char_f.items()}
+    sym_f = {k: np.repeat(v, per_char) for k, v in feat.char_features(text).items()}
     if vocab.jamo:
         sym_f["jamo_position"] = feat.jamo_position(vocab.code_points[ids])
     ranking = feat.rank_units(acts, sym_f, top=TOP_UNITS)
-
     if vocab.jamo:
+        first_of_char = np.repeat(np.cumsum(per_char) - per_char, per_char)
         symbols["cand"] = _candidates(vocab, ids, symbols["top_ids"], first_of_char)
-    stored = _stored_units(acts, ranking, units, all_units)
-    total_nats = float(nats.sum())
-    n_pred = len(ids) - 1
-    bps = total_nats / n_pred / math.log(2)
-    summary = {
-        "total_nats": total_nats, "total_bits": total_nats / math.log(2), "predictions": n_pred,
-        "symbols": len(ids), "chars": len(text), "scored_chars": int((per_char > 0).sum()),
-        "bits_per_symbol": bps, "bits_per_char": bps * len(ids) / int((per_char > 0).sum()),
-    }
-    summary["lines"], summary["worst_lines"] = _lines(text, char_nats, scored)
+    summary = sc.figures()
+    summary["lines"], summary["worst_lines"] = _lines(text, sc.char_nats)
     return {
         "format": FORMAT, "run": run_name, "checkpoint": short_checkpoint(loaded),
         "cell": w.cell, "layers": len(w.layers), "units": w.units, "jamo": vocab.jamo,
         "text": text, "text_chars": full, "oov": oov, "oov_rule": OOV_RULE,
         "vocab": [_shown(s) for s in vocab.symbols],
         "char_symbols": per_char.tolist(),
-        "char_bits": [round(float(b) / math.log(2), 6) if s else None
-                      for b, s in zip(char_nats, scored)],
+        "char_bits": [None if math.isnan(b) else round(float(b) / math.log(2), 6)
+                      for b in sc.char_nats],
         "summary": summary, "symbols": symbols, "unit_groups": groups,
         "features": {name: dict(r, label=feat.LABELS[name],
                                 top=[{"unit": u, "name": unit_name(groups, u), "r": round(c, 4)}
                                      for u, c in r["top"]])
                      for name, r in ranking.items()},
-        "activations": _quantise(acts, stored),
+        "activations": _quantise(acts, _stored_units(acts, ranking, units, all_units)),
     }
 
 
-def _lines(text, char_nats, scored):
+def _lines(text, char_nats):
+    """Per line (its newline included): start, end, scored chars, bits/char; and the
+    most surprising lines (at least 3 scored characters)."""
+    scored = ~np.isnan(char_nats)
     lines, start = [], 0
     for end in [m.end() for m in re.finditer("\n", text)] + [len(text)]:
         if end > start:
             n = int(scored[start:end].sum())
-            bits = float(char_nats[start:end][scored[start:end]].sum()) / math.log(2)
+            bits = float(np.nansum(char_nats[start:end])) / math.log(2)
             lines.append({"start": start, "end": end, "chars": n,
                           "bits_per_char": round(bits / n, 4) if n else None})
         start = end

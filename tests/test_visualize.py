@@ -36,9 +36,10 @@ def test_surprise_sums_to_evaluate_streams_1(which, request, tmp_path):
     data = json.loads(ok(run("visualize", run_dir, path, "--json", "--max-chars", 0)).stdout)
     ev = json.loads(ok(run("evaluate", run_dir, path, "--streams", 1, "--json")).stdout)["total"]
     nats = sum(b for b in data["char_bits"] if b is not None) * math.log(2)
-    expected = ev["loss_nats"] * ev["predictions"]
+    expected = ev["nats"]  # OOV charge included
     assert nats == pytest.approx(expected, rel=1e-5)
-    assert data["summary"]["total_nats"] == pytest.approx(expected, rel=1e-5)
+    assert data["summary"]["nats"] == pytest.approx(expected, rel=1e-5)
+    assert data["summary"]["oov_bits"] == pytest.approx(ev["oov_bits"], rel=1e-5) and ev["oov_bits"] > 0
     assert data["summary"]["bits_per_char"] == pytest.approx(ev["bits_per_char"], rel=1e-5)
     assert data["summary"]["predictions"] == ev["predictions"]
     assert "\u263a" in data["oov"]
@@ -114,7 +115,7 @@ def test_bad_input_is_one_error_line(english_run, tmp_path):
     assert "Traceback" not in r.output and not (tmp_path / "p.html").exists()
     path.write_text("\u263a", encoding="utf-8")
     r = run("visualize", english_run, path)
-    assert r.exit_code != 0 and "Error: the text has 0 symbol(s)" in r.output
+    assert r.exit_code != 0 and "Error: the text has 1 character(s) of which the model can read 0" in r.output
 
 
 # --- the page in a browser ------------------------------------------------------------------
@@ -157,11 +158,11 @@ def _check_hover(driver, run_dir, text, char_index):
     from selenium.webdriver import ActionChains
     from selenium.webdriver.common.by import By
 
-    from charrnn.visualize import encode_text
     from charrnn.sample import load
 
     vocab = load(run_dir).vocab
-    ids, per_char, _ = encode_text(vocab, text)
+    ids = vocab.encode(text)  # (texts without characters outside the vocabulary)
+    per_char = np.array([len(vocab.encode(c)) for c in text])
     probs = _model_probs(run_dir, ids)
     span = driver.find_elements(By.CSS_SELECTOR, "#text span")[char_index]
     ActionChains(driver).move_to_element(span).perform()
