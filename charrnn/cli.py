@@ -138,7 +138,7 @@ def dump(data_dir, split):
 @click.option("-c", "--config", "config_name", metavar="NAME|PATH", help="YAML config: a file, or a shipped config (linux, shakespeare, korean, quick; .yaml optional).")
 @click.option("--data", type=click.Path(), help="Prepared dataset directory (sets data).")
 @click.option("-o", "--out", type=click.Path(), help="Run directory to write (sets train.out).")
-@click.option("--max-time", metavar="DURATION", help="Stop after this much training in this invocation: seconds or e.g. 90s, 10m, 2h (sets train.max_time).")
+@click.option("--max-time", metavar="DURATION", help="Train for this long, counted across --resume: seconds or e.g. 90s, 10m, 2h. The run times its first steps and plans its step count (where the LR schedule ends) to fit (sets train.max_time).")
 @click.option("--max-steps", type=int, help="Stop at this global step (sets train.max_steps).")
 @click.option("--max-epochs", type=int, help="Stop after this many epochs (sets train.max_epochs).")
 @click.option("--seed", type=int, help="Random seed for the initial weights and dropout (sets train.seed).")
@@ -146,10 +146,11 @@ def dump(data_dir, split):
 @click.option("--strategy", type=click.Choice(STRATEGIES), help="tf.distribute strategy: auto (multiworker when TF_CONFIG names a cluster, mirrored with >1 GPU, else default), default (one device), mirrored (all GPUs here), multiworker (sets train.strategy).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint (its config.yaml is the base config).")
 @click.option("--init-from", type=click.Path(), metavar="RUN", help="Start from the weights of another run (same vocabulary and architecture); optimizer and step start fresh.")
+@click.option("--force", is_flag=True, help="Start over: delete the run already in --out (its checkpoints, metrics and logs) and train a new one.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override any config value, e.g. --set train.batch_size=32 --set model.cell=gru (repeatable).")
 @click.pass_context
 def train(ctx, config_name, data, out, max_time, max_steps, max_epochs, seed, logdir, strategy,
-          resume, init_from, sets):
+          resume, init_from, force, sets):
     """Train a model on a prepared dataset; checkpoints, metrics and logs go to the run directory.
 
     \b
@@ -160,13 +161,14 @@ def train(ctx, config_name, data, out, max_time, max_steps, max_epochs, seed, lo
     from charrnn import config as configmod
     from charrnn import train as trainmod
 
-    if resume and init_from:
-        raise click.UsageError("--resume and --init-from exclude each other")
+    if resume and (init_from or force):
+        raise click.UsageError(f"--resume and {'--init-from' if init_from else '--force'} "
+                               "exclude each other")
     flags = {"data": data, "train.out": out, "train.max_time": max_time,
              "train.max_steps": max_steps, "train.max_epochs": max_epochs, "train.seed": seed,
              "train.logdir": logdir, "train.strategy": strategy}
     cfg = configmod.resolve(config_name, sets, flags, resume)
-    result = trainmod.train(cfg, resume=resume, init_from=init_from, log=info)
+    result = trainmod.train(cfg, resume=resume, init_from=init_from, force=force, log=info)
     if result.status == "interrupted":
         ctx.exit(128 + (result.signal or 2))
 
@@ -221,7 +223,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if prime and prime_file:
         raise click.UsageError("give --prime or --prime-file, not both")
     run_dir = _run_dir(run_dir)
-    loaded = sampling.load(run_dir, checkpoint)
+    loaded = sampling.load(run_dir, checkpoint, on_warning=warn)
     if prime_file:
         from charrnn.text import read_text
 
@@ -266,12 +268,18 @@ def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
 
 def _evaluate_report(r: dict) -> None:
     for f in r["files"] + ([dict(r["total"], path="total")] if len(r["files"]) > 1 else []):
-        oov = f" ({f['oov_chars']:,} outside the vocabulary, left out)" if f["oov_chars"] else ""
-        if f["oov_chars"] and r["unk"]:
-            oov = f" ({f['oov_chars']:,} outside the vocabulary, scored as unknown)"
-        info(f"{f['path']}: {f['chars']:,} chars{oov}, {f['symbols']:,} symbols: "
-             f"loss {f['loss_nats']:.4f} nats/symbol, {f['bits_per_symbol']:.4f} bits/symbol"
-             f", {f['bits_per_char']:.4f} bits/char")
+        oov = (f" ({f['oov_chars']:,} outside the vocabulary, charged {f['oov_bits']:,.1f} "
+               "bits)" if f["oov_chars"] else "")
+        line = (f"{f['path']}: {f['chars']:,} chars{oov}, {f['symbols']:,} symbols: "
+                f"loss {_num(f['loss_nats'])} nats/symbol, {_num(f['bits_per_symbol'])} "
+                f"bits/symbol, {_num(f['bits_per_char'])} bits/char")
+        if f["oov_chars"]:
+            line += f" ({_num(f['bits_per_char_in_vocab'])} without the outside characters)"
+        info(line)
+
+
+def _num(x):
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 @cli.command()
@@ -280,32 +288,87 @@ def _evaluate_report(r: dict) -> None:
 @click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
 @click.option("--encoding", help="Decode the files with this codec instead of detecting it.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Undecodable bytes: stop with an error, or replace them with U+FFFD.")
-@click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece starts from a fresh state); 1 scores it as one sequence [default: one per 1024 symbols, at most 64].")
+@click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece after the first reads the 256 symbols before it as unscored warm-up); 1 scores it in one pass [default: one per 1024 symbols, at most 64].")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on stdout.")
-def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json):
+@click.option("--per-line", is_flag=True, help="Print one JSON object per input line on stdout (path, line, text, chars, bits, bits_per_char, the most surprising character); the figures go to stderr.")
+def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per_line):
     """Score text files (- for stdin) with a trained run: loss per symbol and per character.
 
     The text goes through prepare's pipeline (encoding detection, the run's
     newline policy, jamo). Reports nats/symbol, bits/symbol and bits per original
-    character (fair between jamo and syllable models), and characters outside
-    the vocabulary.
+    character (fair between jamo and syllable models); characters outside the
+    vocabulary are charged -log2 P(escape) + log2 |class| bits (README: Sampling
+    and evaluating) and the figures are also given without them.
 
     \b
     charrnn evaluate runs/shakespeare held_out.txt
     charrnn evaluate runs/ko-jamo test.txt --json | jq .total.bits_per_char
+    charrnn evaluate runs/logs app.log --per-line | jq -s 'sort_by(.bits_per_char) | reverse | .[:10]'
     """
+    import json
+
     from charrnn.evaluate import evaluate as score
+    from charrnn.evaluate import per_line as lines_of
     from charrnn.runs import load_run
 
-    run = load_run(run_dir, checkpoint)
-    result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
-                   on_warning=warn)
-    if as_json:
-        import json
+    if as_json and per_line:
+        raise click.UsageError("give --json or --per-line, not both")
+    run = load_run(run_dir, checkpoint, on_warning=warn)
 
+    def on_file(path, scored):
+        for line in lines_of(path, scored):
+            click.echo(json.dumps(line, ensure_ascii=False))
+
+    result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
+                   on_warning=warn, on_file=on_file if per_line else None)
+    if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
     else:
         _evaluate_report(result)
+
+
+# --- visualize ---------------------------------------------------------------
+
+
+def _units(value):
+    try:
+        return tuple(int(u) for u in value.replace(",", " ").split()) if value else ()
+    except ValueError:
+        raise click.BadParameter("give unit numbers, e.g. 12,300") from None
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("text_file", type=click.Path(allow_dash=True), metavar="TEXT")
+@click.option("-o", "--out", type=click.Path(), help="File to write [default: visualize.html; with --json, standard output].")
+@click.option("--max-chars", type=click.IntRange(min=0), default=5000, show_default=True, help="Use only the first N characters of the text (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Write the page's data as one JSON object instead of the page (to -o, or stdout).")
+@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
+@click.option("--units", metavar="N,N,...", help="Also store these units' activations (numbers as shown on the page) when the page keeps only the top-ranked ones.")
+@click.option("--all-units", is_flag=True, help="Store every unit's activations, however large the page gets.")
+@click.option("--encoding", help="Decode the text with this codec instead of detecting it.")
+def visualize(run_dir, text_file, out, max_chars, as_json, checkpoint, units, all_units, encoding):
+    """Write one self-contained HTML page showing how surprised the model is at every
+    character of TEXT (- for stdin), and which cells track quotes, brackets, lines...
+
+    Open the page in any browser (it works from file://, fetches nothing).
+
+    \b
+    charrnn visualize runs/shakespeare data/shakespeare.txt -o shakespeare.html
+    charrnn visualize runs/linux kernel.c --json > kernel.json
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # step-by-step matvecs: threads only fight
+    from charrnn.visualize import visualize as make_page
+
+    if out is None and not as_json:
+        out = "visualize.html"
+    body, _ = make_page(run_dir, text_file, out=out, as_json=as_json, checkpoint=checkpoint,
+                        max_chars=max_chars, units=_units(units), all_units=all_units,
+                        encoding=encoding, on_info=info, on_warning=warn)
+    if out is None:
+        click.echo(body)
+    else:
+        info(f"Wrote {out} ({_size(len(body.encode('utf-8')))})")
 
 
 def main(argv=None) -> int:

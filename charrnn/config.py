@@ -33,11 +33,14 @@ DEFAULTS = {
         "warmup_steps": 0,          # linear warm-up from 0 over this many steps
         "grad_clip": 5.0,           # global-norm clipping; null turns it off
         "max_epochs": 50, "max_steps": None, "max_time": None,
+        "planned_steps": None,      # the step a time budget plans the run to end at (plan.py);
+                                    # null: measured from max_time
         "eval_every": 500, "save_every": 500, "keep_checkpoints": 5,
         "log_every": 50,            # steps between metrics.jsonl / TensorBoard lines
         "sample_length": 200,       # length of the TensorBoard text sample at each eval
         "seed": 0,
-        "deterministic": True,      # TensorFlow op determinism (exact resume)
+        "deterministic": "auto",    # TensorFlow op determinism (exact resume); auto: on
+                                    # without a GPU, off with one (see distribute.py)
         "jit_compile": False,       # XLA-compile the steps (measured slower on CPU for LSTMs)
         "out": "runs/linux",
         "logdir": None,             # TensorBoard logs; default: <out>/logs
@@ -49,7 +52,8 @@ DEFAULTS = {
     },
 }
 
-# Types: "int", "float", "str", "bool", "duration", "decay", "auto_int" ("auto" or an int);
+# Types: "int", "float", "str", "bool", "duration", "decay", "auto_int" ("auto" or an int),
+# "auto_bool" ("auto" or a bool);
 # "?" suffix = null allowed.
 TYPES = {
     "data": "str",
@@ -60,8 +64,9 @@ TYPES = {
         "decay_rate": "float", "decay_every": "decay", "lr_schedule": "str",
         "final_lr_fraction": "float", "warmup_steps": "int", "grad_clip": "float?",
         "max_epochs": "int?", "max_steps": "int?", "max_time": "duration?",
+        "planned_steps": "int?",
         "eval_every": "int", "save_every": "int", "keep_checkpoints": "int",
-        "log_every": "int", "sample_length": "int", "seed": "int?", "deterministic": "bool",
+        "log_every": "int", "sample_length": "int", "seed": "int?", "deterministic": "auto_bool",
         "jit_compile": "bool", "out": "str", "logdir": "str?", "strategy": "str",
         "precision": "str", "intra_op_threads": "auto_int",
     },
@@ -82,7 +87,8 @@ CHECKS = {
     "train.final_lr_fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     "train.warmup_steps": (lambda v: v >= 0, "must be >= 0"),
     "train.grad_clip": _POSITIVE, "train.max_epochs": _POSITIVE, "train.max_steps": _POSITIVE,
-    "train.max_time": _POSITIVE, "train.eval_every": _POSITIVE, "train.save_every": _POSITIVE,
+    "train.max_time": _POSITIVE, "train.planned_steps": _POSITIVE,
+    "train.eval_every": _POSITIVE, "train.save_every": _POSITIVE,
     "train.keep_checkpoints": _POSITIVE, "train.log_every": _POSITIVE,
     "train.sample_length": (lambda v: v >= 0, "must be >= 0"),
     "train.out": (lambda v: v.strip() != "", "must not be empty"),
@@ -240,6 +246,10 @@ def _coerce(kind, value):
         except ValueError:
             raise ValueError(f"must be seconds or a duration such as 90s, 10m, 2h; "
                              f"got {value!r}") from None
+    if kind == "auto_bool":
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"must be auto, true or false, got {value!r}")
     if kind in ("decay", "auto_int"):
         word, number = ("epoch", "a number of steps") if kind == "decay" else ("auto", "an integer")
         if value == word or (isinstance(value, int) and not isinstance(value, bool)):
