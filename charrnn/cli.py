@@ -287,6 +287,46 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json):
         _evaluate_report(result)
 
 
+# --- export ------------------------------------------------------------------
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("-o", "--out", type=click.Path(), help="File to write: .safetensors, .onnx or .tflite (the format follows the extension unless --format is given).")
+@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx", "tflite", "web"]), help="Output format [default: from OUT's extension].")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object on stdout.")
+def export(run_dir, out, checkpoint, fmt, as_json):
+    """Write a trained model as one portable file, checked against the run first.
+
+    \b
+    safetensors  float32 weights + vocabulary and settings (NumPy, PyTorch, JAX, ...)
+    onnx         one step (ids, state...) -> (logits, state...), for onnxruntime
+    tflite       the same step for LiteRT / TensorFlow Lite, builtin ops only
+
+    Each file is run before it is kept and must reproduce the logits of the model
+    TensorFlow restores from the checkpoint. ONNX and TFLite need
+    `pip install 'charrnn[export]'`.
+
+    \b
+    charrnn export runs/shakespeare -o shakespeare.safetensors
+    charrnn export runs/shakespeare -o shakespeare.onnx --checkpoint latest
+    """
+    from charrnn import export as exporting
+
+    if not out:
+        raise click.UsageError("give the file to write with -o, e.g. -o model.safetensors")
+    result = exporting.export(run_dir, out, checkpoint=checkpoint, fmt=fmt)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        check = result.get("check")
+        checked = (f"; reproduces the model over {check['steps']} steps (largest logit error "
+                   f"{check['max_abs_error']:.2g})") if check else ""
+        info(f"Wrote {result['out']} ({result['format']}, {_size(result['bytes'])}){checked}")
+
+
 def main(argv=None) -> int:
     """Console-script entry point; returns the exit status."""
     try:

@@ -503,11 +503,16 @@ class Loaded:
 
 def load(run_path, checkpoint="best") -> Loaded:
     """Weights, vocabulary and dataset meta of a run, without importing TensorFlow
-    when the checkpoint can be read directly."""
+    when the checkpoint can be read directly.  ``run_path`` may also be a
+    .safetensors weights file (charrnn.weightsfile): a model in one file."""
     from pathlib import Path
 
-    from charrnn import runs
+    from charrnn import runs, weightsfile
     from charrnn.text import Vocab
+
+    if weightsfile.is_weights_file(run_path):
+        wf = weightsfile.read(run_path)
+        return Loaded(weightsfile.sample_weights(wf), wf.vocab, wf.dataset_meta, str(run_path))
 
     args = runs.read_model_args(run_path)
     vocab = Vocab.load(Path(run_path) / runs.VOCAB_FILE)
