@@ -75,7 +75,9 @@ def reference(run, steps=CHECK_STEPS):
             if t + 1 >= len(ids):
                 ids.append(int(np.argmax(logits[0])))
     ids = np.array(ids, np.int32)
-    return ids, run.model(tf.constant(ids[None])).numpy()[0].astype(np.float64)
+    # in a graph: eagerly, the recurrent loop runs op by op (seconds for 200 steps)
+    logits = tf.function(lambda x: run.model(x))(tf.constant(ids[None]))
+    return ids, logits.numpy()[0].astype(np.float64)
 
 
 def teacher_forced(step, ids, n_states, units):

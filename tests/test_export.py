@@ -51,6 +51,7 @@ def within(ref, got):
 def models(english_run, gru_run, korean_run, tmp_path_factory):
     """Each tiny model exported once to every format through the CLI, with the reference:
     the greedy path and the Keras logits along it (batch 2: the path and its reverse)."""
+    from charrnn.backend import tensorflow
     from charrnn.runs import load_run
 
     out = tmp_path_factory.mktemp("exports")
@@ -66,7 +67,7 @@ def models(english_run, gru_run, korean_run, tmp_path_factory):
         r = load_run(path)
         ids, _ = E.reference(r)
         batch = np.stack([ids, ids[::-1]])
-        ref = r.model(batch).numpy()
+        ref = tensorflow().function(lambda x: r.model(x))(batch).numpy()
         result[name] = {"run": path, "files": files, "ids": batch, "ref": ref,
                         "args": r.model_args, "vocab": r.vocab}
     return result
