@@ -146,10 +146,11 @@ def dump(data_dir, split):
 @click.option("--strategy", type=click.Choice(STRATEGIES), help="tf.distribute strategy: auto (multiworker when TF_CONFIG names a cluster, mirrored with >1 GPU, else default), default (one device), mirrored (all GPUs here), multiworker (sets train.strategy).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint (its config.yaml is the base config).")
 @click.option("--init-from", type=click.Path(), metavar="RUN", help="Start from the weights of another run (same vocabulary and architecture); optimizer and step start fresh.")
+@click.option("--force", is_flag=True, help="Start over: delete the run already in --out (its checkpoints, metrics and logs) and train a new one.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override any config value, e.g. --set train.batch_size=32 --set model.cell=gru (repeatable).")
 @click.pass_context
 def train(ctx, config_name, data, out, max_time, max_steps, max_epochs, seed, logdir, strategy,
-          resume, init_from, sets):
+          resume, init_from, force, sets):
     """Train a model on a prepared dataset; checkpoints, metrics and logs go to the run directory.
 
     \b
@@ -160,13 +161,14 @@ def train(ctx, config_name, data, out, max_time, max_steps, max_epochs, seed, lo
     from charrnn import config as configmod
     from charrnn import train as trainmod
 
-    if resume and init_from:
-        raise click.UsageError("--resume and --init-from exclude each other")
+    if resume and (init_from or force):
+        raise click.UsageError(f"--resume and {'--init-from' if init_from else '--force'} "
+                               "exclude each other")
     flags = {"data": data, "train.out": out, "train.max_time": max_time,
              "train.max_steps": max_steps, "train.max_epochs": max_epochs, "train.seed": seed,
              "train.logdir": logdir, "train.strategy": strategy}
     cfg = configmod.resolve(config_name, sets, flags, resume)
-    result = trainmod.train(cfg, resume=resume, init_from=init_from, log=info)
+    result = trainmod.train(cfg, resume=resume, init_from=init_from, force=force, log=info)
     if result.status == "interrupted":
         ctx.exit(128 + (result.signal or 2))
 
@@ -220,7 +222,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if prime and prime_file:
         raise click.UsageError("give --prime or --prime-file, not both")
     run_dir = _run_dir(run_dir)
-    loaded = sampling.load(run_dir, checkpoint)
+    loaded = sampling.load(run_dir, checkpoint, on_warning=warn)
     if prime_file:
         from charrnn.text import read_text
 
@@ -276,7 +278,7 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json):
     from charrnn.evaluate import evaluate as score
     from charrnn.runs import load_run
 
-    run = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint, on_warning=warn)
     result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
                    on_warning=warn)
     if as_json:
@@ -291,7 +293,7 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("-o", "--out", type=click.Path(), help="File to write: .safetensors, .onnx or .tflite (the format follows the extension unless --format is given).")
+@click.option("-o", "--out", type=click.Path(), help="File to write: .safetensors, .onnx or .tflite (the format follows the extension unless --format is given) [default: add the missing weights files to RUN's checkpoints].")
 @click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
 @click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx", "tflite", "web"]), help="Output format [default: from OUT's extension].")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object on stdout.")
@@ -305,7 +307,9 @@ def export(run_dir, out, checkpoint, fmt, as_json):
 
     Each file is run before it is kept and must reproduce the logits of the model
     TensorFlow restores from the checkpoint. ONNX and TFLite need
-    `pip install 'charrnn[export]'`.
+    `pip install 'charrnn[export]'`. Without -o: add the weights.safetensors file to
+    every kept checkpoint of RUN that lacks one (runs trained by an older charrnn),
+    so `charrnn sample` starts without waiting for TensorFlow.
 
     \b
     charrnn export runs/shakespeare -o shakespeare.safetensors
@@ -314,7 +318,14 @@ def export(run_dir, out, checkpoint, fmt, as_json):
     from charrnn import export as exporting
 
     if not out:
-        raise click.UsageError("give the file to write with -o, e.g. -o model.safetensors")
+        result = exporting.add_weights(run_dir, on_info=None if as_json else info)
+        if as_json:
+            import json
+
+            click.echo(json.dumps(result, ensure_ascii=False))
+        elif not result["added"]:
+            info(f"Every checkpoint of {run_dir} has its weights file already")
+        return
     result = exporting.export(run_dir, out, checkpoint=checkpoint, fmt=fmt)
     if as_json:
         import json

@@ -271,6 +271,60 @@ def _dataset_meta(run):
     return run.meta if run.meta is not None else runs.read_dataset_meta(run.path)
 
 
+def add_weights(run_path, on_info=None) -> dict:
+    """Give every kept checkpoint of run ``run_path`` (checkpoints/ and best/) that lacks
+    one its portable weights file, each checked like an export before its manifest lists
+    it.  Returns {"run", "added": [paths], "present": n}."""
+    from charrnn import checkpoints, runs
+    from charrnn.model import build_model
+    from charrnn.text import Vocab
+
+    if weightsfile.is_weights_file(run_path):
+        raise CharrnnError(f"{run_path} is already a weights file; give a run directory")
+    args = runs.read_model_args(run_path)
+    vocab = Vocab.load(Path(run_path) / runs.VOCAB_FILE)
+    dataset_meta = runs.read_dataset_meta(run_path)
+    found = [ck for d in (runs.CHECKPOINTS_DIR, runs.BEST_DIR)
+             for ck in checkpoints.list_in(Path(run_path) / d)]
+    if not found:
+        raise CharrnnError(f"run {run_path} has no checkpoint yet; train it first")
+    model, added, present = None, [], 0
+    for ck in found:
+        try:
+            checkpoints.verify(ck, need=[])
+            if weightsfile.read_beside(ck, args, vocab) is not None:
+                present += 1
+                continue
+            model = model or build_model(**args)
+            runs.restore_weights(model, ck.prefix)
+        except (checkpoints.Damaged, FileNotFoundError) as e:
+            if on_info:
+                on_info(f"skipped {ck.name}: {e}")  # damaged, or rotated away meanwhile
+            continue
+        run = runs.Run(path=str(run_path), model=model, vocab=vocab, config={}, step=ck.step,
+                       checkpoint=ck.name, model_args=args, meta=dataset_meta)
+        val_loss = (ck.manifest or {}).get("val_loss")
+        meta = weightsfile.metadata_for(args, vocab, dataset_meta, ck.step, val_loss)
+        ids, ref = reference(run)
+
+        def check(path):
+            compare(ref, teacher_forced(numpy_step(path, args), ids, _n_states(args),
+                                        args["rnn_size"]), "safetensors")
+
+        try:
+            added.append(str(weightsfile.add_to_checkpoint(
+                ck, weightsfile.tensors_from_model(model), meta, check)))
+        except FileNotFoundError:
+            continue
+        if on_info:
+            on_info(f"Added {added[-1]}")
+    return {"run": str(run_path), "added": added, "present": present}
+
+
+def _n_states(args):
+    return (2 if args["cell"] == "lstm" else 1) * args["num_layers"]
+
+
 def export(run_path, out, checkpoint="best", fmt=None) -> dict:
     """Write the model of ``run_path`` (a run directory or a weights file) to ``out``
     in ``fmt`` (default: from the extension), verified first.  Returns what was written."""
@@ -301,9 +355,8 @@ def export(run_path, out, checkpoint="best", fmt=None) -> dict:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        k = 2 if run.model_args["cell"] == "lstm" else 1
-        got = teacher_forced(make_step(tmp, run.model_args), ids,
-                             k * run.model_args["num_layers"], run.model_args["rnn_size"])
+        got = teacher_forced(make_step(tmp, run.model_args), ids, _n_states(run.model_args),
+                             run.model_args["rnn_size"])
         check = compare(ref, got, fmt)
         os.replace(tmp, out)
     finally:

@@ -9,8 +9,8 @@ call.  The chunk length is a tensor (at most ``CHUNK`` steps), so one
 compilation serves every chunk.
 
 Two engines run the same step: NumPy for the first few hundred steps, which
-needs no TensorFlow at all (the weights can be read straight from the
-checkpoint files), so the first characters print while TensorFlow is still
+needs no TensorFlow at all (the weights come from the checkpoint's portable
+weights.safetensors, see charrnn.weightsfile), so the first characters print while TensorFlow is still
 importing and compiling in a background thread; then XLA for the rest.  They
 use the same algorithm and the same counter-based random numbers, and the
 switch happens at a fixed step, so the output depends only on the seed and
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.errors import CharrnnError
-from charrnn.tfcheckpoint import object_paths, read_checkpoint
 
 CHUNK = 1024          # most steps one XLA call runs (the compiled buffer size)
 NUMPY_WORK = 3e8      # multiply-adds the NumPy engine does before XLA takes over
@@ -92,19 +91,6 @@ def weights_from_model(model) -> Weights:
                         [c.recurrent_kernel.numpy() for c in cells],
                         [c.bias.numpy() for c in cells],
                         model.dense.kernel.numpy(), model.dense.bias.numpy())
-
-
-def weights_from_checkpoint(prefix, args) -> Weights:
-    """Weights of a charrnn.model checkpoint (saved as tf.train.Checkpoint(model=...))."""
-    t = read_checkpoint(prefix)
-    paths = object_paths(t["_CHECKPOINTABLE_OBJECT_GRAPH"])
-    get = lambda name: t[paths(f"model/{name}")]  # noqa: E731
-    n, cell = args["num_layers"], args["cell"]
-    return make_weights(cell, get("embedding/_embeddings"),
-                        [get(f"{cell}_{i}/cell/kernel") for i in range(n)],
-                        [get(f"{cell}_{i}/cell/recurrent_kernel") for i in range(n)],
-                        [get(f"{cell}_{i}/cell/bias") for i in range(n)],
-                        get("dense/_kernel"), get("dense/bias"))
 
 
 # --- the step, written once for both engines -------------------------------------
@@ -501,13 +487,15 @@ class Loaded:
     checkpoint: str      # the checkpoint prefix the weights came from
 
 
-def load(run_path, checkpoint="best") -> Loaded:
+def load(run_path, checkpoint="best", on_warning=None) -> Loaded:
     """Weights, vocabulary and dataset meta of a run, without importing TensorFlow
-    when the checkpoint can be read directly.  ``run_path`` may also be a
-    .safetensors weights file (charrnn.weightsfile): a model in one file."""
+    when the checkpoint can be read directly.  A damaged checkpoint falls back to the
+    newest intact one (charrnn.checkpoints decides), saying so through ``on_warning``.
+    ``run_path`` may also be a .safetensors weights file (charrnn.weightsfile): a model
+    in one file."""
     from pathlib import Path
 
-    from charrnn import runs, weightsfile
+    from charrnn import checkpoints, runs, weightsfile
     from charrnn.text import Vocab
 
     if weightsfile.is_weights_file(run_path):
@@ -517,15 +505,27 @@ def load(run_path, checkpoint="best") -> Loaded:
     args = runs.read_model_args(run_path)
     vocab = Vocab.load(Path(run_path) / runs.VOCAB_FILE)
     meta = runs.read_dataset_meta(run_path)
-    try:
-        prefix = runs.resolve_checkpoint(run_path, checkpoint)
-        weights = weights_from_checkpoint(prefix, args)
-    except (CharrnnError, OSError, KeyError, ValueError, IndexError):
-        weights = None  # load_run below says what is wrong, or reads it through TensorFlow
-    if weights is None or weights.vocab_size != len(vocab) or weights.units != args["rnn_size"]:
-        run = runs.load_run(run_path, checkpoint)  # the TensorFlow way, with its checks and errors
-        weights, prefix = weights_from_model(run.model), run.checkpoint
-    return Loaded(weights, vocab, meta, prefix)
+    missing = []
+
+    def read(ck):
+        # The checkpoint's portable weights file (its crc32 checked against the manifest
+        # by checkpoints.load); without one, TensorFlow restores the bundle.
+        wf = weightsfile.read_beside(ck, args, vocab)
+        if wf is not None:
+            return weightsfile.sample_weights(wf)
+        missing.append(ck)
+        from charrnn.model import build_model
+
+        model = build_model(**args)
+        runs.restore_weights(model, ck.prefix)
+        return weights_from_model(model)
+
+    weights, ck = checkpoints.load(run_path, checkpoint, read, need=[weightsfile.CHECKPOINT_FILE],
+                                   on_warning=on_warning)
+    if missing and on_warning:
+        on_warning(f"checkpoint {ck.name} has no portable weights file, so TensorFlow had to "
+                   f"load first; add them to the run with `charrnn export {run_path}`")
+    return Loaded(weights, vocab, meta, ck.name)
 
 
 # --- text in, text out ------------------------------------------------------------------

@@ -39,8 +39,8 @@ import numpy as np
 from charrnn.errors import CharrnnError
 
 FORMAT = "charrnn-weights"
+CHECKPOINT_FILE = "weights.safetensors"  # inside each checkpoint directory, in its manifest
 FORMAT_VERSION = "1"
-SUFFIX = ".safetensors"
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 GATE_ORDER = {"lstm": "i,f,c,o", "gru": "z,r,h (reset_after)", "rnn": "h"}
 MODEL_KEYS = ("vocab_size", "cell", "num_layers", "rnn_size", "embedding_size")
@@ -328,3 +328,73 @@ def load_run(path):
     assign_to_model(model, wf.tensors)
     return Run(path=str(path), model=model, vocab=wf.vocab, config={}, step=wf.step,
                checkpoint=str(path), model_args=dict(wf.model_args), meta=wf.dataset_meta)
+
+
+# --- beside the checkpoints of a run ------------------------------------------------------
+# Every checkpoint training keeps holds CHECKPOINT_FILE, listed in its manifest and removed
+# with it (charrnn.checkpoints).  A checkpoint of the old layout (ckpt-N.index + data, no
+# directory) gets ckpt-N.safetensors beside it from `charrnn export RUN`.
+
+def checkpoint_path(ck):
+    """Where checkpoint ``ck`` (charrnn.checkpoints.Checkpoint) keeps its weights file."""
+    return ck.dir / CHECKPOINT_FILE if ck.dir is not None else Path(f"{ck.prefix}.safetensors")
+
+
+def read_beside(ck, args, vocab):
+    """The weights file of checkpoint ``ck`` if it has a usable one that fits the run's
+    model arguments and vocabulary, else None."""
+    path = ck.file(CHECKPOINT_FILE) if ck.dir is not None else checkpoint_path(ck)
+    if path is None or not path.is_file():
+        return None
+    wf = read(path)
+    same = all(wf.model_args[k] == args.get(k) for k in MODEL_KEYS)
+    if not same or wf.vocab.symbols != vocab.symbols or wf.vocab.jamo != vocab.jamo:
+        return None  # not this run's: TensorFlow reads the checkpoint itself
+    return wf
+
+
+def checkpoint_extra(model, vocab, dataset_meta, tstate):
+    """The ``extra`` hook of charrnn.checkpoints.save for training: writes CHECKPOINT_FILE
+    into the checkpoint being assembled, from the model's current weights.  The step is
+    the one TrainState just stored; a best/ checkpoint records its validation loss."""
+    from charrnn.model import model_args
+
+    def extra(tmpdir):
+        tmpdir = Path(tmpdir)
+        step = int(tstate.counters["step"].numpy())
+        val_loss = float(tstate.best.numpy()) if tmpdir.parent.name == "best" else None
+        meta = metadata_for(model_args(model), vocab, dataset_meta, step, val_loss)
+        write(tmpdir / CHECKPOINT_FILE, tensors_from_model(model), meta)
+
+    return extra
+
+
+def add_to_checkpoint(ck, tensors, metadata, check=None) -> Path:
+    """Add a weights file to an existing checkpoint: the file is renamed into place first,
+    then the manifest that lists it replaces the old one, so a crash in between leaves an
+    unlisted file (ignored, overwritten next time), never a listed file that is missing."""
+    import zlib
+
+    path = checkpoint_path(ck)
+    write(path, tensors, metadata)
+    try:
+        if check is not None:
+            check(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if ck.dir is None:
+        return path
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    manifest = dict(ck.manifest)
+    manifest["files"] = dict(manifest["files"], **{CHECKPOINT_FILE: {
+        "size": path.stat().st_size, "crc32": f"{crc:08x}"}})
+    from charrnn.checkpoints import MANIFEST
+    from charrnn.runs import write_text_atomic
+
+    write_text_atomic(ck.dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    ck.manifest = manifest
+    return path
