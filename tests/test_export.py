@@ -337,3 +337,111 @@ def test_export_usage_errors(models, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1 and "pip install 'charrnn[export]'" in p.stderr, p.stderr
     assert p.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
+
+
+# --- the weights file of every kept checkpoint -------------------------------------------
+
+def test_every_kept_checkpoint_has_its_weights_file(english_run):
+    """Training wrote weights.safetensors into each checkpoint it kept, in the manifest;
+    rotation took the others away with their checkpoints."""
+    from charrnn import checkpoints
+    from charrnn.runs import load_run
+
+    kept = [ck for d in ("checkpoints", "best") for ck in checkpoints.list_in(english_run / d)]
+    assert len(kept) >= 2 and not any(ck.legacy for ck in kept)
+    assert len(checkpoints.list_in(english_run / "best")) == 1  # best was saved more than once
+    for ck in kept:
+        checkpoints.verify(ck, need="all")  # size and crc32 of every file, this one included
+        path = ck.file("weights.safetensors")
+        assert path is not None, ck.name
+        wf = W.read(path)
+        assert wf.step == ck.step == ck.manifest["step"]
+        if ck.dir.parent.name == "best":
+            assert wf.val_loss == pytest.approx(ck.manifest["val_loss"])
+        model = load_run(english_run, str(ck.dir)).model
+        for k, a in W.tensors_from_model(model).items():
+            np.testing.assert_array_equal(wf.tensors[k], a)
+    files = sorted(p.parent for p in english_run.rglob("*.safetensors"))
+    assert files == sorted(ck.dir for ck in kept)  # none left behind by rotation
+
+
+def _strip_weights(run_dir):
+    """Make ``run_dir`` look like a run of the charrnn before weights files."""
+    for manifest in run_dir.glob("*/ckpt-*/manifest.json"):
+        m = json.loads(manifest.read_text())
+        m["files"].pop("weights.safetensors")
+        manifest.write_text(json.dumps(m))
+        (manifest.parent / "weights.safetensors").unlink()
+
+
+def _snapshot(run_dir):
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*")}
+
+
+def test_a_run_without_weights_files(english_run, tmp_path):
+    """Samples through TensorFlow, the same text, saying once how to add the files and
+    writing nothing; `charrnn export RUN` adds them (checked, in the manifests)."""
+    import shutil
+
+    from charrnn import checkpoints
+
+    old = tmp_path / "old"
+    shutil.copytree(english_run, old)
+    _strip_weights(old)
+    before = _snapshot(old)
+    args = ("-n", 60, "--seed", 2, "--prime", "We")
+    want = ok(run("sample", english_run, *args))
+    assert want.stderr == ""
+    got = ok(run("sample", old, *args))
+    assert got.stdout == want.stdout
+    assert got.stderr.count("\n") == 1 and f"charrnn export {old}" in got.stderr
+    assert _snapshot(old) == before  # never writes into the run unasked
+
+    info = json.loads(ok(run("export", old, "--json")).stdout)
+    kept = [ck for d in ("checkpoints", "best") for ck in checkpoints.list_in(old / d)]
+    assert sorted(info["added"]) == sorted(str(ck.dir / "weights.safetensors") for ck in kept)
+    for ck in kept:
+        checkpoints.verify(ck, need="all")
+        assert ck.file("weights.safetensors") is not None
+    again = ok(run("sample", old, *args))
+    assert again.stdout == want.stdout and again.stderr == ""
+    assert json.loads(ok(run("export", old, "--json")).stdout)["added"] == []
+
+
+def test_a_killed_save_leaves_no_complete_looking_weights_file(english_data, tmp_path):
+    """SIGKILL a run that saves every step: every checkpoint directory that exists is
+    whole (its weights file in its manifest, checksums right); what a killed save left is
+    in a temporary directory the readers never look at."""
+    import signal
+    import time
+
+    from charrnn import checkpoints
+
+    out = tmp_path / "run"
+    sets = ["model.num_layers=1", "model.rnn_size=16", "model.embedding_size=8",
+            "train.batch_size=8", "train.seq_length=16", "train.save_every=1",
+            "train.eval_every=1000", "train.log_every=1000", "train.keep_checkpoints=2"]
+    p = subprocess.Popen([sys.executable, "-m", "charrnn", "train", "--data", str(english_data),
+                          "--out", str(out), "--max-steps", "100000",
+                          *[a for s in sets for a in ("--set", s)]],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and checkpoints.step_of(out) in (None, 1, 2, 3):
+            time.sleep(0.05)
+        time.sleep(0.37)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    folder = out / "checkpoints"
+    kept = checkpoints.list_in(folder)
+    assert kept, "no checkpoint was written before the kill"
+    for ck in kept:
+        checkpoints.verify(ck, need="all")
+        assert W.read(ck.file("weights.safetensors")).step == ck.step
+    for leftover in folder.glob(".tmp-ckpt-*"):  # a save the kill interrupted, if it hit one
+        assert leftover.name not in {ck.dir.name for ck in kept}
+        weights = leftover / "weights.safetensors"
+        if weights.exists():  # under its final name only once written whole
+            W.read(weights)
+    ok(run("sample", out, "-n", 20, "--checkpoint", "latest"))
