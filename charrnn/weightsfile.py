@@ -170,7 +170,18 @@ def write_run_weights(path, run) -> None:
 
 
 def run_val_loss(run):
-    """The validation loss logged at the run's restored step, or None."""
+    """The validation loss of the run's restored checkpoint (its manifest, else the one
+    logged at its step), or None."""
+    if is_weights_file(run.path):
+        return read(run.path).val_loss
+    manifest = Path(run.checkpoint) / "manifest.json"
+    if manifest.is_file():
+        try:
+            loss = json.loads(manifest.read_text("utf-8")).get("val_loss")
+            if isinstance(loss, (int, float)):
+                return loss
+        except ValueError:
+            pass
     path = Path(run.path) / "metrics.jsonl"
     if not path.is_file():
         return None
