@@ -326,7 +326,7 @@ def export(run_dir, out, checkpoint, fmt, as_json):
         elif not result["added"]:
             info(f"Every checkpoint of {run_dir} has its weights file already")
         return
-    result = exporting.export(run_dir, out, checkpoint=checkpoint, fmt=fmt)
+    result = exporting.export(run_dir, out, checkpoint=checkpoint, fmt=fmt, on_warning=warn)
     if as_json:
         import json
 

@@ -325,7 +325,7 @@ def _n_states(args):
     return (2 if args["cell"] == "lstm" else 1) * args["num_layers"]
 
 
-def export(run_path, out, checkpoint="best", fmt=None) -> dict:
+def export(run_path, out, checkpoint="best", fmt=None, on_warning=None) -> dict:
     """Write the model of ``run_path`` (a run directory or a weights file) to ``out``
     in ``fmt`` (default: from the extension), verified first.  Returns what was written."""
     from charrnn import runs
@@ -339,14 +339,14 @@ def export(run_path, out, checkpoint="best", fmt=None) -> dict:
     if fmt == "web":
         from charrnn import sample, webexport
 
-        webexport.write_page(sample.load(str(run_path), checkpoint), out)
-        return {"out": str(out), "format": fmt, "bytes": out.stat().st_size}
+        size = webexport.write_page(sample.load(str(run_path), checkpoint, on_warning=on_warning), out)
+        return {"out": str(out), "format": fmt, "bytes": size}
     if fmt in ("onnx", "tflite"):  # say what is missing before the slow part
         _need("onnx" if fmt == "onnx" else "ai_edge_litert.interpreter")
         if fmt == "onnx":
             _need("onnxruntime")
     t0 = time.perf_counter()
-    run = runs.load_run(run_path, checkpoint)
+    run = runs.load_run(run_path, checkpoint, on_warning=on_warning)
     data, make_step = _encode(fmt, run)
     ids, ref = reference(run)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=f".tmp{out.suffix}", dir=out.parent)
