@@ -222,7 +222,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if prime and prime_file:
         raise click.UsageError("give --prime or --prime-file, not both")
     run_dir = _run_dir(run_dir)
-    loaded = sampling.load(run_dir, checkpoint, on_warning=warn)
+    loaded = sampling.load(run_dir, checkpoint, on_warning=warn, on_note=info)
     if prime_file:
         from charrnn.text import read_text
 
