@@ -32,9 +32,10 @@ VOCAB = 100
 
 
 def charrnn(code, *args, **kw):
+    # cwd "/": `python -m` puts the working directory first on sys.path, ahead of PYTHONPATH
     env = dict(os.environ, PYTHONPATH=str(code))
     return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], env=env,
-                          check=True, **kw)
+                          check=True, cwd="/", **kw)
 
 
 def make_run(code, root, layers, units):
@@ -54,7 +55,7 @@ def first_char(code, target):
     env = dict(os.environ, PYTHONPATH=str(code))
     t = time.perf_counter()
     p = subprocess.Popen([sys.executable, "-m", "charrnn", "sample", str(target), "-n", "200",
-                          "--seed", "1", "--no-prime-echo"], env=env,
+                          "--seed", "1", "--no-prime-echo"], env=env, cwd="/",
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     p.stdout.read(1)
     first = time.perf_counter() - t
@@ -69,6 +70,11 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="repeats per figure (medians)")
     a = ap.parse_args()
     ref = Path(a.ref).resolve()
+    for code in (ref, HERE):  # each side imports its own charrnn
+        out = subprocess.run([sys.executable, "-c", "import charrnn; print(charrnn.__file__)"],
+                             env=dict(os.environ, PYTHONPATH=str(code)), cwd="/",
+                             capture_output=True, text=True, check=True).stdout
+        assert out.startswith(str(code)), (code, out)
     print(f"# export benchmark: {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at the start, repeats {a.repeats} (medians)\n")
     with tempfile.TemporaryDirectory() as tmp:
