@@ -332,6 +332,9 @@ def export(run_dir, out, checkpoint, fmt, as_json):
     charrnn export runs/shakespeare -o shakespeare.safetensors
     charrnn export runs/shakespeare -o shakespeare.onnx --checkpoint latest
     """
+    # The check steps NumPy at batch 1 (GEMVs): a multi-threaded BLAS is 10-20x slower at
+    # that on 2 cores (measured).  Effective before NumPy is imported, as in a fresh process.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from charrnn import export as exporting
 
     if not out:
