@@ -114,7 +114,9 @@ def korean_run(tmp_path_factory, korean_data):
     return _train(tmp_path_factory, "korean_run", korean_data)
 
 
+# --- a GRU run (visualize/web helper) --------------------------------------------------
+
 @pytest.fixture(scope="session")
 def gru_run(tmp_path_factory, english_data):
-    """A 2x32 GRU run trained for 80 steps on english_data (export-helper)."""
-    return _train(tmp_path_factory, "gru_run", english_data, "model.cell=gru", steps=80)
+    """A 2x32 GRU run trained for 150 steps on english_data."""
+    return _train(tmp_path_factory, "gru_run", english_data, "model.cell=gru")
