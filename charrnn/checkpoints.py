@@ -368,7 +368,8 @@ def _remove(ck: Checkpoint) -> None:
     """Remove everything that belonged to ``ck``."""
     _verified.pop(ck.name, None)
     if ck.dir is None:
-        for p in _legacy_files(ck.prefix):
+        # with the weights file `charrnn export RUN` may have put beside it
+        for p in [*_legacy_files(ck.prefix), Path(f"{ck.prefix}.safetensors")]:
             p.unlink(missing_ok=True)
         return
     trash = ck.dir.parent / f".trash-{ck.dir.name}-{os.getpid()}"

@@ -27,7 +27,8 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
     from charrnn.text import read_text
 
     vocab = run.vocab
-    newlines = runs.read_dataset_meta(run.path).get("newlines", "lf")
+    meta = run.meta if run.meta is not None else runs.read_dataset_meta(run.path)
+    newlines = meta.get("newlines", "lf")
     step = scoring.make_step(run.model)
     results = []
     sums = dict.fromkeys(_SUMMED, 0)

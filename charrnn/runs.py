@@ -184,6 +184,7 @@ class Run:
     step: int              # training step of the restored checkpoint
     checkpoint: str        # the checkpoint path prefix that was restored
     model_args: dict = field(default_factory=dict)
+    meta: dict = None      # dataset meta when it does not come from the run directory
 
 
 def read_model_args(run_path) -> dict:
@@ -214,9 +215,15 @@ def read_dataset_meta(run_path) -> dict:
 def load_run(path, checkpoint="best", on_warning=None) -> Run:
     """Rebuild the model of run ``path`` and restore its weights from ``checkpoint``
     ("best", "latest", or a checkpoint path); a damaged checkpoint falls back to the
-    newest intact one (see charrnn.checkpoints), saying so through ``on_warning``."""
+    newest intact one (see charrnn.checkpoints), saying so through ``on_warning``.
+    ``path`` may also be a .safetensors weights file (charrnn.weightsfile), which holds
+    one set of weights."""
+    from charrnn import weightsfile
     from charrnn.model import build_model
     from charrnn.text import Vocab
+
+    if weightsfile.is_weights_file(path):
+        return weightsfile.load_run(path)
 
     path = str(path)
     args = read_model_args(path)

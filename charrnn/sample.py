@@ -10,12 +10,12 @@ compilation serves every chunk.
 
 Two engines run the same step: NumPy for the first steps (as many as cover
 TensorFlow's usual start-up, from the model's shape), which needs no TensorFlow
-at all (the weights can be read straight from the checkpoint files), so text
-streams while a child process (charrnn.xla_process) imports TensorFlow and
-compiles on the other core; then XLA for the rest.  They use the same algorithm
-and the same counter-based random numbers, and the switch happens at a fixed
-step, so the output depends only on the seed and the options -- never on timing
-or chunk sizes.
+at all (the weights come from the checkpoint's portable weights.safetensors, see
+charrnn.weightsfile), so text streams while a child process (charrnn.xla_process)
+imports TensorFlow and compiles on the other core; then XLA for the rest.  They
+use the same algorithm and the same counter-based random numbers, and the switch
+happens at a fixed step, so the output depends only on the seed and the options
+-- never on timing or chunk sizes.
 """
 
 import os
@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.errors import CharrnnError
-from charrnn.tfcheckpoint import object_paths, read_checkpoint
 
 CHUNK = 1024          # most steps one XLA call runs (the compiled buffer size)
 NUMPY_STEPS_ENV = "CHARRNN_TEST_NUMPY_STEPS"  # test hook: NumPy's share of the steps
@@ -93,19 +92,6 @@ def weights_from_model(model) -> Weights:
                         [c.recurrent_kernel.numpy() for c in cells],
                         [c.bias.numpy() for c in cells],
                         model.dense.kernel.numpy(), model.dense.bias.numpy())
-
-
-def weights_from_checkpoint(prefix, args) -> Weights:
-    """Weights of a charrnn.model checkpoint (saved as tf.train.Checkpoint(model=...))."""
-    t = read_checkpoint(prefix)
-    paths = object_paths(t["_CHECKPOINTABLE_OBJECT_GRAPH"])
-    get = lambda name: t[paths(f"model/{name}")]  # noqa: E731
-    n, cell = args["num_layers"], args["cell"]
-    return make_weights(cell, get("embedding/_embeddings"),
-                        [get(f"{cell}_{i}/cell/kernel") for i in range(n)],
-                        [get(f"{cell}_{i}/cell/recurrent_kernel") for i in range(n)],
-                        [get(f"{cell}_{i}/cell/bias") for i in range(n)],
-                        get("dense/_kernel"), get("dense/bias"))
 
 
 # --- the step, written once for both engines -------------------------------------
@@ -473,35 +459,46 @@ class Loaded:
     checkpoint: str      # the checkpoint prefix the weights came from
 
 
-def load(run_path, checkpoint="best", on_warning=None) -> Loaded:
+def load(run_path, checkpoint="best", on_warning=None, on_note=None) -> Loaded:
     """Weights, vocabulary and dataset meta of a run, without importing TensorFlow
     when the checkpoint can be read directly.  A damaged checkpoint falls back to the
-    newest intact one (charrnn.checkpoints decides), saying so through ``on_warning``."""
+    newest intact one (charrnn.checkpoints decides), saying so through ``on_warning``.
+    ``run_path`` may also be a .safetensors weights file (charrnn.weightsfile): a model
+    in one file.  ``on_note`` hears, once, how to speed up a run that has no weights files."""
     from pathlib import Path
 
-    from charrnn import checkpoints, runs
+    from charrnn import checkpoints, runs, weightsfile
     from charrnn.text import Vocab
+
+    if weightsfile.is_weights_file(run_path):
+        wf = weightsfile.read(run_path)
+        return Loaded(weightsfile.sample_weights(wf), wf.vocab, wf.dataset_meta, str(run_path))
 
     args = runs.read_model_args(run_path)
     vocab = Vocab.load(Path(run_path) / runs.VOCAB_FILE)
     meta = runs.read_dataset_meta(run_path)
+    missing = []
 
     def read(ck):
-        try:
-            weights = weights_from_checkpoint(ck.prefix, args)
-            if weights.vocab_size == len(vocab) and weights.units == args["rnn_size"]:
-                return weights
-        except (OSError, KeyError, ValueError, IndexError):
-            pass
-        # The TensorFlow way, with its own checks: a damaged bundle raises what
-        # checkpoints.is_damage recognises, a misfit a CharrnnError.
+        # The checkpoint's portable weights file (checked against the manifest by
+        # checkpoints.load); without one, TensorFlow restores the bundle.
+        wf = weightsfile.read_beside(ck, args, vocab)
+        if wf is not None:
+            return weightsfile.sample_weights(wf)
+        missing.append(ck)
         from charrnn.model import build_model
 
         model = build_model(**args)
         runs.restore_weights(model, ck.prefix)
         return weights_from_model(model)
 
-    weights, ck = checkpoints.load(run_path, checkpoint, read, on_warning=on_warning)
+    # need="all": a checkpoint whose TF bundle is damaged is passed over here as in
+    # train and evaluate, though its weights file alone would do (crc32 of a 3x512
+    # checkpoint: tens of milliseconds)
+    weights, ck = checkpoints.load(run_path, checkpoint, read, need="all", on_warning=on_warning)
+    if missing and on_note:
+        on_note(f"Note: checkpoint {ck.name} has no portable weights file, so TensorFlow had "
+                f"to load first; add them to the run with `charrnn export {run_path}`")
     return Loaded(weights, vocab, meta, ck.name)
 
 

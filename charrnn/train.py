@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import checkpoints, distribute, runs
+from charrnn import checkpoints, distribute, runs, weightsfile
 from charrnn.config import to_yaml
 from charrnn.errors import CharrnnError
 from charrnn.plan import Budget
@@ -144,6 +144,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
 
         # --- TensorFlow, model, optimizer, checkpoint ------------------------------------
         s = _setup(config, margs, wout, out, log)
+        s.tstate.extra = weightsfile.checkpoint_extra(s.model, ds.vocab, ds.meta, s.tstate)
         if resume:
             ck = s.tstate.restore(on_warning=_warn(log))
             log(f"resuming {out} from {ck.name}")

@@ -1,0 +1,411 @@
+"""A model as one portable file: float32 weights and metadata in the .safetensors format.
+
+A .safetensors file is an 8-byte little-endian header length, a JSON header
+(names, dtypes, shapes, offsets, and a ``__metadata__`` map of strings), then raw
+little-endian arrays: no code, no pickle, readable from NumPy, PyTorch, JAX, Rust
+and JavaScript.  Nothing in the reader executes data; every name, shape, dtype
+and metadata field is checked against the model arguments before use.
+
+Tensors (Keras layout, float32; G = 4 for lstm, 3 for gru, 1 for rnn; H = rnn_size):
+
+  embedding                   (vocab_size, embedding_size)
+  layers.<i>.kernel           (input size, G*H)   input size: embedding_size for i = 0, else H
+  layers.<i>.recurrent_kernel (H, G*H)
+  layers.<i>.bias             (G*H,); gru: (2, 3H) = [input bias, recurrent bias]
+  logits.kernel               (H, vocab_size)
+  logits.bias                 (vocab_size,)
+
+Gate order along G*H: lstm i, f, c, o (input, forget, cell candidate, output);
+gru z, r, h (update, reset, candidate) with reset_after=True, i.e.
+h' = z * h + (1 - z) * tanh(x W_h + b_h + r * (h U_h + br_h)); rnn: h' = tanh(x W + h U + b).
+
+Metadata (all strings; JSON where nested): format ("charrnn-weights"), format_version
+("1"), charrnn_version, cell, gate_order, model (JSON: the arguments of
+charrnn.model.build_model), vocab (JSON list: the symbols in id order), vocab_counts
+(JSON list), unknown (the unknown symbol, "" when there is none), jamo (the jamo scheme
+the symbols use, "" when off), newlines ("lf" or "keep": how text was normalised),
+symbols_per_char (decimal), step, val_loss ("" when unknown).
+"""
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.errors import CharrnnError
+
+FORMAT = "charrnn-weights"
+CHECKPOINT_FILE = "weights.safetensors"  # inside each checkpoint directory, in its manifest
+FORMAT_VERSION = "1"
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+GATE_ORDER = {"lstm": "i,f,c,o", "gru": "z,r,h (reset_after)", "rnn": "h"}
+MODEL_KEYS = ("vocab_size", "cell", "num_layers", "rnn_size", "embedding_size")
+
+
+@dataclass
+class WeightsFile:
+    """What a .safetensors file holds: arrays under the names above, and the metadata decoded."""
+    path: str
+    tensors: dict          # name -> float32 array
+    model_args: dict       # charrnn.model.build_model arguments
+    vocab: object          # charrnn.text.Vocab
+    newlines: str          # "lf" or "keep"
+    symbols_per_char: float
+    step: int
+    val_loss: object       # float or None
+    metadata: dict         # the raw string metadata
+
+    @property
+    def dataset_meta(self) -> dict:
+        """The part of a dataset's meta.json that sampling and evaluation read
+        (they use symbols / chars, so the ratio stands in for the counts)."""
+        return {"newlines": self.newlines, "chars": 1, "symbols": self.symbols_per_char}
+
+
+def is_weights_file(path) -> bool:
+    """True when ``path`` names a file (not a run directory): read it as a weights file."""
+    return path is not None and str(path) != "-" and Path(path).is_file()
+
+
+def expected_shapes(args) -> dict:
+    """Tensor name -> shape for model arguments ``args``."""
+    v, e, h, n = (int(args[k]) for k in ("vocab_size", "embedding_size", "rnn_size", "num_layers"))
+    g = GATES[args["cell"]] * h
+    shapes = {"embedding": (v, e), "logits.kernel": (h, v), "logits.bias": (v,)}
+    for i in range(n):
+        shapes[f"layers.{i}.kernel"] = (e if i == 0 else h, g)
+        shapes[f"layers.{i}.recurrent_kernel"] = (h, g)
+        shapes[f"layers.{i}.bias"] = (2, g) if args["cell"] == "gru" else (g,)
+    return shapes
+
+
+# --- from a Keras model, into a Keras model ----------------------------------------------
+
+def tensors_from_model(model) -> dict:
+    """The arrays of a built charrnn.model CharRNN under the file's names."""
+    t = {"embedding": model.embedding.embeddings.numpy()}
+    for i, rnn in enumerate(model.rnns):
+        t[f"layers.{i}.kernel"] = rnn.cell.kernel.numpy()
+        t[f"layers.{i}.recurrent_kernel"] = rnn.cell.recurrent_kernel.numpy()
+        t[f"layers.{i}.bias"] = rnn.cell.bias.numpy()
+    t["logits.kernel"] = model.dense.kernel.numpy()
+    t["logits.bias"] = model.dense.bias.numpy()
+    return {k: np.ascontiguousarray(v, np.float32) for k, v in t.items()}
+
+
+def assign_to_model(model, tensors: dict) -> None:
+    """Load the file's arrays into a built CharRNN of the same architecture (for
+    ``train --init-from``, evaluate); shapes are checked first."""
+    from charrnn.model import model_args
+
+    want = expected_shapes(model_args(model))
+    bad = [k for k in want if k not in tensors or tuple(tensors[k].shape) != want[k]]
+    if bad or set(tensors) != set(want):
+        raise CharrnnError(f"the weights file does not fit this model ({', '.join(bad) or 'extra tensors'}); "
+                           "use the same model settings as the model that wrote it")
+    model.embedding.embeddings.assign(tensors["embedding"])
+    for i, rnn in enumerate(model.rnns):
+        rnn.cell.kernel.assign(tensors[f"layers.{i}.kernel"])
+        rnn.cell.recurrent_kernel.assign(tensors[f"layers.{i}.recurrent_kernel"])
+        rnn.cell.bias.assign(tensors[f"layers.{i}.bias"])
+    model.dense.kernel.assign(tensors["logits.kernel"])
+    model.dense.bias.assign(tensors["logits.bias"])
+
+
+# --- writing -------------------------------------------------------------------------------
+
+def metadata_for(args, vocab, dataset_meta=None, step=0, val_loss=None) -> dict:
+    from charrnn import __version__
+    from charrnn.text import JAMO_SCHEME
+
+    dataset_meta = dataset_meta or {}
+    chars, symbols = dataset_meta.get("chars"), dataset_meta.get("symbols")
+    per_char = symbols / chars if chars and symbols else 1.0
+    unk = vocab.symbols[vocab.unk_id] if vocab.unk_id is not None else ""
+    ok_loss = val_loss is not None and math.isfinite(float(val_loss))
+    model = {k: args[k] for k in MODEL_KEYS}
+    model["dropout"] = float(args.get("dropout", 0.0))
+    return {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "charrnn_version": __version__,
+        "cell": args["cell"], "gate_order": GATE_ORDER[args["cell"]],
+        "model": json.dumps(model, sort_keys=True),
+        "vocab": json.dumps(vocab.symbols, ensure_ascii=False),
+        "vocab_counts": json.dumps([int(c) for c in vocab.counts]),
+        "unknown": unk, "jamo": JAMO_SCHEME if vocab.jamo else "",
+        "newlines": dataset_meta.get("newlines", "lf"), "symbols_per_char": repr(float(per_char)),
+        "step": str(int(step)), "val_loss": repr(float(val_loss)) if ok_loss else "",
+    }
+
+
+def write(path, tensors: dict, metadata: dict) -> None:
+    """Write a weights file atomically (a temporary name in the same directory, then rename)."""
+    from safetensors.numpy import save
+
+    path = Path(path)
+    data = save({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, metadata)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_run_weights(path, run) -> None:
+    """Write the weights of a loaded run (charrnn.runs.Run) to ``path``."""
+    from charrnn import runs
+
+    meta = metadata_for(run.model_args, run.vocab, runs.read_dataset_meta(run.path),
+                        run.step, run_val_loss(run))
+    write(path, tensors_from_model(run.model), meta)
+
+
+def run_val_loss(run):
+    """The validation loss of the run's restored checkpoint (its manifest, else the one
+    logged at its step), or None."""
+    if is_weights_file(run.path):
+        return read(run.path).val_loss
+    manifest = Path(run.checkpoint) / "manifest.json"
+    if manifest.is_file():
+        try:
+            loss = json.loads(manifest.read_text("utf-8")).get("val_loss")
+            if isinstance(loss, (int, float)):
+                return loss
+        except ValueError:
+            pass
+    path = Path(run.path) / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    loss = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and rec.get("step") == run.step and rec.get("val_loss") is not None:
+            loss = rec["val_loss"]
+    return loss
+
+
+# --- reading --------------------------------------------------------------------------------
+
+def _bad(path, why):
+    return CharrnnError(f"{path} is not a usable charrnn weights file: {why}; export it again "
+                        "with `charrnn export RUN -o model.safetensors`")
+
+
+def _json(path, meta, key, kind):
+    try:
+        value = json.loads(meta[key])
+    except (KeyError, ValueError, TypeError):
+        raise _bad(path, f"metadata {key!r} is missing or not JSON") from None
+    if not isinstance(value, kind):
+        raise _bad(path, f"metadata {key!r} is not a {kind.__name__}")
+    return value
+
+
+def _model_args(path, meta):
+    from charrnn.model import CELLS
+
+    args = _json(path, meta, "model", dict)
+    for k in MODEL_KEYS:
+        if k not in args:
+            raise _bad(path, f"metadata 'model' lacks {k!r}")
+    if args["cell"] not in CELLS or args["cell"] != meta.get("cell"):
+        raise _bad(path, f"unknown or inconsistent cell {args['cell']!r}")
+    for k in ("vocab_size", "num_layers", "rnn_size", "embedding_size"):
+        if not isinstance(args[k], int) or isinstance(args[k], bool) or not 0 < args[k] < 1 << 24:
+            raise _bad(path, f"model {k} is {args[k]!r}")
+    dropout = args.get("dropout", 0.0)
+    args["dropout"] = float(dropout) if isinstance(dropout, (int, float)) else 0.0
+    return args
+
+
+def _vocab(path, meta, size):
+    from charrnn.text import JAMO_SCHEME, Vocab
+
+    symbols = _json(path, meta, "vocab", list)
+    counts = _json(path, meta, "vocab_counts", list) if "vocab_counts" in meta else None
+    if len(symbols) != size:
+        raise _bad(path, f"the vocabulary has {len(symbols)} symbols but the weights are for {size}")
+    if not all(isinstance(s, str) and len(s) == 1 for s in symbols):
+        raise _bad(path, "the vocabulary holds something other than single characters")
+    if counts is not None and (len(counts) != size or not all(isinstance(c, int) for c in counts)):
+        raise _bad(path, "vocab_counts does not match the vocabulary")
+    unk = meta.get("unknown", "")
+    if unk and unk not in symbols:
+        raise _bad(path, f"the unknown symbol {unk!r} is not in the vocabulary")
+    jamo = meta.get("jamo", "")
+    if jamo not in ("", JAMO_SCHEME):
+        raise _bad(path, f"jamo scheme {jamo!r} is unknown to this charrnn (knows {JAMO_SCHEME}); "
+                         "upgrade charrnn")
+    try:
+        return Vocab(symbols, counts, symbols.index(unk) if unk else None, bool(jamo))
+    except CharrnnError:
+        raise _bad(path, "the vocabulary is not sorted and unique") from None
+
+
+def _open(path):
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if len(head) < 8 or int.from_bytes(head, "little") + 8 > size:
+            raise _bad(path, "the header length does not fit the file (truncated or not .safetensors)")
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            specs = {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()}
+        return meta, specs
+    except SafetensorError as e:
+        raise _bad(path, f"bad header ({str(e).splitlines()[0][:160]})") from None
+    except OSError as e:
+        raise CharrnnError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def read(path) -> WeightsFile:
+    """Read and check a weights file; any problem is one CharrnnError."""
+    from safetensors import SafetensorError, safe_open
+
+    meta, specs = _open(path)
+    if meta.get("format") != FORMAT:
+        raise _bad(path, f"its metadata does not say format {FORMAT!r}")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CharrnnError(f"{path} is a charrnn weights file of format version "
+                           f"{meta.get('format_version')!r}; this charrnn reads version "
+                           f"{FORMAT_VERSION}: upgrade charrnn")
+    args = _model_args(path, meta)
+    want = expected_shapes(args)
+    missing = sorted(set(want) - set(specs))
+    extra = sorted(set(specs) - set(want))
+    if missing or extra:
+        raise _bad(path, "missing tensor(s) " + ", ".join(missing) if missing
+                   else "unexpected tensor(s) " + ", ".join(extra[:5]))
+    for k, shape in want.items():
+        if specs[k] != ("F32", shape):
+            raise _bad(path, f"tensor {k} is {specs[k][0]} {list(specs[k][1])}, expected F32 {list(shape)}")
+    vocab = _vocab(path, meta, args["vocab_size"])
+    if meta.get("newlines", "lf") not in ("lf", "keep"):
+        raise _bad(path, f"newline policy {meta.get('newlines')!r}")
+    try:
+        per_char = float(meta.get("symbols_per_char") or 1.0)
+        step = int(meta.get("step") or 0)
+        val_loss = float(meta["val_loss"]) if meta.get("val_loss") else None
+    except ValueError:
+        raise _bad(path, "step, val_loss or symbols_per_char is not a number") from None
+    if not 0 < per_char < 100:
+        raise _bad(path, f"symbols_per_char {per_char}")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            tensors = {k: np.ascontiguousarray(f.get_tensor(k), np.float32) for k in want}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise _bad(path, f"cannot read its arrays ({str(e).splitlines()[0][:160]})") from None
+    for k, a in tensors.items():
+        if not np.isfinite(a).all():
+            raise _bad(path, f"tensor {k} holds NaN or infinite values")
+    return WeightsFile(str(path), tensors, args, vocab, meta.get("newlines", "lf"), per_char,
+                       step, val_loss, dict(meta))
+
+
+def sample_weights(wf: WeightsFile):
+    """charrnn.sample.Weights for the NumPy / XLA sampling engines."""
+    from charrnn.sample import make_weights
+
+    t, n = wf.tensors, wf.model_args["num_layers"]
+    return make_weights(wf.model_args["cell"], t["embedding"],
+                        [t[f"layers.{i}.kernel"] for i in range(n)],
+                        [t[f"layers.{i}.recurrent_kernel"] for i in range(n)],
+                        [t[f"layers.{i}.bias"] for i in range(n)],
+                        t["logits.kernel"], t["logits.bias"])
+
+
+def load_run(path):
+    """A charrnn.runs.Run built from a weights file alone (TensorFlow, Keras model)."""
+    from charrnn.model import build_model
+    from charrnn.runs import Run
+
+    wf = read(path)
+    model = build_model(**wf.model_args)
+    assign_to_model(model, wf.tensors)
+    return Run(path=str(path), model=model, vocab=wf.vocab, config={}, step=wf.step,
+               checkpoint=str(path), model_args=dict(wf.model_args), meta=wf.dataset_meta)
+
+
+# --- beside the checkpoints of a run ------------------------------------------------------
+# Every checkpoint training keeps holds CHECKPOINT_FILE, listed in its manifest and removed
+# with it (charrnn.checkpoints).  A checkpoint of the old layout (ckpt-N.index + data, no
+# directory) gets ckpt-N.safetensors beside it from `charrnn export RUN`.
+
+def checkpoint_path(ck):
+    """Where checkpoint ``ck`` (charrnn.checkpoints.Checkpoint) keeps its weights file."""
+    return ck.dir / CHECKPOINT_FILE if ck.dir is not None else Path(f"{ck.prefix}.safetensors")
+
+
+def read_beside(ck, args, vocab):
+    """The weights file of checkpoint ``ck`` if it has a usable one that fits the run's
+    model arguments and vocabulary, else None."""
+    path = ck.file(CHECKPOINT_FILE) if ck.dir is not None else checkpoint_path(ck)
+    if path is None or not path.is_file():
+        return None
+    wf = read(path)
+    same = all(wf.model_args[k] == args.get(k) for k in MODEL_KEYS)
+    if not same or wf.vocab.symbols != vocab.symbols or wf.vocab.jamo != vocab.jamo:
+        return None  # not this run's: TensorFlow reads the checkpoint itself
+    return wf
+
+
+def checkpoint_extra(model, vocab, dataset_meta, tstate):
+    """The ``extra`` hook of charrnn.checkpoints.save for training: writes CHECKPOINT_FILE
+    into the checkpoint being assembled, from the model's current weights.  The step is
+    the one TrainState just stored; a best/ checkpoint records its validation loss."""
+    from charrnn.model import model_args
+
+    def extra(tmpdir):
+        tmpdir = Path(tmpdir)
+        step = int(tstate.counters["step"].numpy())
+        val_loss = float(tstate.best.numpy()) if tmpdir.parent.name == "best" else None
+        meta = metadata_for(model_args(model), vocab, dataset_meta, step, val_loss)
+        write(tmpdir / CHECKPOINT_FILE, tensors_from_model(model), meta)
+
+    return extra
+
+
+def add_to_checkpoint(ck, tensors, metadata, check=None) -> Path:
+    """Add a weights file to an existing checkpoint: the file is renamed into place first,
+    then the manifest that lists it replaces the old one, so a crash in between leaves an
+    unlisted file (ignored, overwritten next time), never a listed file that is missing."""
+    import zlib
+
+    path = checkpoint_path(ck)
+    write(path, tensors, metadata)
+    try:
+        if check is not None:
+            check(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    if ck.dir is None:
+        return path
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    manifest = dict(ck.manifest)
+    manifest["files"] = dict(manifest["files"], **{CHECKPOINT_FILE: {
+        "size": path.stat().st_size, "crc32": f"{crc:08x}"}})
+    from charrnn.checkpoints import MANIFEST
+    from charrnn.runs import write_text_atomic
+
+    write_text_atomic(ck.dir / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    ck.manifest = manifest
+    return path
