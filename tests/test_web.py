@@ -20,13 +20,13 @@ def driver():
 
 
 def _write(run_dir, tmp_path):
+    """The page through the real CLI: `charrnn export RUN --format web -o page.html`."""
+    from charrnn.cli import main
     from charrnn.sample import load
-    from charrnn.webexport import write_page
 
-    loaded = load(run_dir)
     out = tmp_path / "page.html"
-    size = write_page(loaded, out)
-    assert size == out.stat().st_size
+    assert main(["export", str(run_dir), "--format", "web", "-o", str(out)]) == 0
+    loaded = load(run_dir)
     page = out.read_text("utf-8")
     assert "http://" not in page and "https://" not in page  # nothing to fetch
     return loaded, out
