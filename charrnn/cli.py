@@ -69,8 +69,10 @@ def _prepare_summary(s: dict) -> None:
         info(f"Read {name}: {_size(i['bytes'])}, {i['encoding']} ({conf})")
     jamo = "on" if s["jamo"]["applied"] else "off"
     unk = f", {s['unk_replaced']:,} rare symbols -> unknown" if s["unk_replaced"] else ""
+    base = s.get("vocab_from")
+    base = f" ({base['symbols']} from {base['path']}, {base['added']} new)" if base else ""
     info(f"{s['chars']:,} characters -> {s['symbols']:,} symbols (jamo {jamo}, "
-         f"newlines {s['newlines']}); vocabulary {s['vocab_size']} symbols{unk}")
+         f"newlines {s['newlines']}); vocabulary {s['vocab_size']} symbols{base}{unk}")
     sp = s["splits"]
     info("Split (contiguous): " + ", ".join(f"{k} {sp[k]['symbols']:,}" for k in sp) + " symbols")
     info(f"Wrote {s['out']} ({s['dtype']})")
@@ -90,8 +92,9 @@ def _prepare_summary(s: dict) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing dataset directory (only once the new one is complete).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr (warnings still show).")
+@click.option("--vocab-from", type=click.Path(), metavar="RUN", help="Keep this run's vocabulary with its ids and add the new text's other characters after them, so `train --init-from RUN` keeps the old alphabet; jamo and newline policy follow the run.")
 def prepare(inputs, out, include, encoding, errors, keep_newlines, jamo, min_count, val_fraction,
-            test_fraction, force, as_json, quiet):
+            test_fraction, force, as_json, quiet, vocab_from):
     """Turn text files, directories or - (stdin) into a dataset for training.
 
     Each file's encoding is detected (chardet; BOMs honoured) and reported; CRLF
@@ -109,7 +112,7 @@ def prepare(inputs, out, include, encoding, errors, keep_newlines, jamo, min_cou
         inputs, out, include=include, encoding=encoding, errors=errors,
         newlines="keep" if keep_newlines else "lf", jamo=jamo, min_count=min_count,
         val_fraction=val_fraction, test_fraction=test_fraction, force=force,
-        progress=not quiet and sys.stderr.isatty(), on_warning=warn)
+        progress=not quiet and sys.stderr.isatty(), on_warning=warn, vocab_from=vocab_from)
     if not quiet:
         _prepare_summary(summary)
     if as_json:

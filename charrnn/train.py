@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import distribute, runs
+from charrnn import distribute, finetune, runs
 from charrnn.config import to_yaml
 from charrnn.errors import CharrnnError
 
@@ -154,7 +154,7 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
     margs = {"vocab_size": len(vocab), **config["model"]}
     _check_run_dir(out, resume, margs, vocab, t)
     if init_from:
-        _check_init_from(init_from, margs, vocab)
+        source = finetune.check(init_from, margs, vocab, ds.meta)
     distribute.discard(wout, role)  # left behind by a worker that died
     wout.mkdir(parents=True, exist_ok=True)
     runs.write_text_atomic(wout / runs.CONFIG_FILE, to_yaml(config))
@@ -187,9 +187,7 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
     runs.write_json_atomic(wout / runs.MODEL_FILE, model_args(model))
     params = model.count_params()
     if init_from:
-        src = runs.resolve_checkpoint(init_from, "best")
-        runs.restore_weights(model, src)
-        log(f"initialised weights from {src}")
+        finetune.restore(model, source, vocab, log)
 
     # --- checkpoint: everything the next step depends on ----------------------------------
     state = [tf.Variable(s, trainable=False) for s in model.initial_state(B)]

@@ -1,0 +1,113 @@
+"""`charrnn train --init-from RUN`: start from another run's weights, mapped by symbol.
+
+The source may have been trained on another alphabet.  Symbols both vocabularies
+hold keep their embedding row, output-layer column and bias entry; symbols only
+the new data has keep the new model's own initialisation (from train.seed);
+symbols only the source has are dropped.  Every other weight is copied as it
+is, so the architecture (all model settings but the vocabulary size and
+dropout), the jamo scheme and the newline policy must match: otherwise the same
+id would mean different things to the recurrent layers.
+
+`charrnn prepare --vocab-from RUN` (charrnn.data) keeps the source's symbols and
+ids, so nothing is dropped and a small new corpus does not cost the old alphabet.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from charrnn import runs
+from charrnn.errors import CharrnnError
+from charrnn.text import Vocab
+
+IGNORED = ("vocab_size", "dropout")  # may differ between source and fine-tuned model
+
+
+@dataclass
+class Source:
+    path: str
+    model_args: dict
+    vocab: Vocab
+    checkpoint: str  # the TF prefix to restore
+
+
+def check(src, margs: dict, vocab: Vocab, meta: dict) -> Source:
+    """Check that run ``src`` can initialise a model with ``margs`` on data with
+    ``vocab`` and dataset ``meta``; raises one CharrnnError naming the difference."""
+    what = f"--init-from {src}"
+    if str(src).endswith(".safetensors"):
+        # The export issue adds charrnn/weightsfile.py; wire it up here once it lands.
+        raise CharrnnError(f"{what}: starting from a .safetensors file is not supported by this "
+                           "charrnn yet; pass the run directory it was exported from")
+    old = runs.read_model_args(src)
+    old_vocab = Vocab.from_json(runs.read_json(Path(src) / runs.VOCAB_FILE), f"{src}/vocab.json")
+    if len(old_vocab) != old.get("vocab_size"):
+        raise CharrnnError(f"{src}: vocab.json has {len(old_vocab)} symbols but model.json says "
+                           f"{old.get('vocab_size')}; the run directory is inconsistent")
+    keys = [k for k in margs if k not in IGNORED]
+    arch = [f"{k} {old.get(k)} (source) vs {margs[k]}" for k in keys if old.get(k) != margs[k]]
+    data = []
+    if old_vocab.jamo != vocab.jamo:
+        data.append(f"jamo {'on' if old_vocab.jamo else 'off'} (source) vs "
+                    f"{'on' if vocab.jamo else 'off'}")
+    old_nl = runs.read_dataset_meta(src).get("newlines", "lf")
+    if old_nl != meta.get("newlines", "lf"):
+        data.append(f"newlines {old_nl} (source) vs {meta.get('newlines', 'lf')}")
+    problems, fixes = [], []
+    if arch:
+        problems.append(f"the architecture differs ({', '.join(arch)})")
+        fixes.append("use the source run's model settings")
+    if data:
+        problems.append(f"the data was prepared differently ({', '.join(data)})")
+        fixes.append(f"prepare the new text with `charrnn prepare --vocab-from {src}`, which "
+                     "takes the run's jamo and newline settings")
+    if problems:
+        raise CharrnnError(f"{what}: {' and '.join(problems)}; {' and '.join(fixes)}")
+    return Source(str(src), old, old_vocab, runs.resolve_checkpoint(src, "best"))
+
+
+def symbol_map(old: Vocab, new: Vocab):
+    """``(old ids, new ids)`` of the shared symbols, in new-id order."""
+    ids, ok = old._ids(new.code_points)
+    return ids[ok].astype(np.int64), np.flatnonzero(ok)
+
+
+def restore(model, source: Source, vocab: Vocab, log) -> None:
+    """Fill ``model`` (built for ``vocab``) from ``source``'s best checkpoint."""
+    ckpt = source.checkpoint
+    if source.vocab.symbols == vocab.symbols:
+        runs.restore_weights(model, ckpt)
+        log(f"initialised weights from {ckpt} (same vocabulary)")
+        return
+    from charrnn.model import build_model
+
+    src_model = build_model(**{**source.model_args, "dropout": 0.0})
+    runs.restore_weights(src_model, ckpt)
+    old_ids, new_ids = symbol_map(source.vocab, vocab)
+    copy_weights(src_model, model, old_ids, new_ids)
+    shared = len(new_ids)
+    log(f"initialised weights from {ckpt}: {shared} symbols shared (weights kept), "
+        f"{len(vocab) - shared} new (fresh weights), {len(source.vocab) - shared} dropped "
+        "(not in this data)")
+
+
+def copy_weights(src_model, model, old_ids, new_ids) -> None:
+    """Copy every weight of ``src_model`` into ``model``; the vocabulary-sized ones
+    only at the shared symbols (embedding rows, output kernel columns, bias entries)."""
+    by_symbol = {id(model.embedding.embeddings): 0, id(model.dense.kernel): 1,
+                 id(model.dense.bias): 0}  # which axis is the vocabulary
+    pairs = list(zip(src_model.trainable_weights, model.trainable_weights, strict=True))
+    for a, b in pairs:
+        value = a.numpy()
+        axis = by_symbol.get(id(b))
+        if axis is not None:
+            fresh = b.numpy()
+            index = [slice(None)] * fresh.ndim
+            src_index = list(index)
+            index[axis], src_index[axis] = new_ids, old_ids
+            fresh[tuple(index)] = value[tuple(src_index)]
+            value = fresh
+        if value.shape != tuple(b.shape):  # would mean a bug in check(), never bad input
+            raise RuntimeError(f"internal error: {a.path} {value.shape} vs {b.path} {b.shape}")
+        b.assign(value)
