@@ -149,10 +149,11 @@ def dump(data_dir, split):
 @click.option("--strategy", type=click.Choice(STRATEGIES), help="tf.distribute strategy: auto (multiworker when TF_CONFIG names a cluster, mirrored with >1 GPU, else default), default (one device), mirrored (all GPUs here), multiworker (sets train.strategy).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint (its config.yaml is the base config).")
 @click.option("--init-from", type=click.Path(), metavar="RUN", help="Start from the weights of another run (same vocabulary and architecture); optimizer and step start fresh.")
+@click.option("--force", is_flag=True, help="Start over: delete the run already in --out (its checkpoints, metrics and logs) and train a new one.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override any config value, e.g. --set train.batch_size=32 --set model.cell=gru (repeatable).")
 @click.pass_context
 def train(ctx, config_name, data, out, max_time, max_steps, max_epochs, seed, logdir, strategy,
-          resume, init_from, sets):
+          resume, init_from, force, sets):
     """Train a model on a prepared dataset; checkpoints, metrics and logs go to the run directory.
 
     \b
@@ -163,13 +164,14 @@ def train(ctx, config_name, data, out, max_time, max_steps, max_epochs, seed, lo
     from charrnn import config as configmod
     from charrnn import train as trainmod
 
-    if resume and init_from:
-        raise click.UsageError("--resume and --init-from exclude each other")
+    if resume and (init_from or force):
+        raise click.UsageError(f"--resume and {'--init-from' if init_from else '--force'} "
+                               "exclude each other")
     flags = {"data": data, "train.out": out, "train.max_time": max_time,
              "train.max_steps": max_steps, "train.max_epochs": max_epochs, "train.seed": seed,
              "train.logdir": logdir, "train.strategy": strategy}
     cfg = configmod.resolve(config_name, sets, flags, resume)
-    result = trainmod.train(cfg, resume=resume, init_from=init_from, log=info)
+    result = trainmod.train(cfg, resume=resume, init_from=init_from, force=force, log=info)
     if result.status == "interrupted":
         ctx.exit(128 + (result.signal or 2))
 
@@ -223,7 +225,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if prime and prime_file:
         raise click.UsageError("give --prime or --prime-file, not both")
     run_dir = _run_dir(run_dir)
-    loaded = sampling.load(run_dir, checkpoint)
+    loaded = sampling.load(run_dir, checkpoint, on_warning=warn)
     if prime_file:
         from charrnn.text import read_text
 
@@ -279,7 +281,7 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json):
     from charrnn.evaluate import evaluate as score
     from charrnn.runs import load_run
 
-    run = load_run(run_dir, checkpoint)
+    run = load_run(run_dir, checkpoint, on_warning=warn)
     result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
                    on_warning=warn)
     if as_json:

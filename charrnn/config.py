@@ -37,7 +37,8 @@ DEFAULTS = {
         "log_every": 50,            # steps between metrics.jsonl / TensorBoard lines
         "sample_length": 200,       # length of the TensorBoard text sample at each eval
         "seed": 0,
-        "deterministic": True,      # TensorFlow op determinism (exact resume)
+        "deterministic": "auto",    # TensorFlow op determinism (exact resume); auto: on
+                                    # without a GPU, off with one (see distribute.py)
         "jit_compile": False,       # XLA-compile the steps (measured slower on CPU for LSTMs)
         "out": "runs/linux",
         "logdir": None,             # TensorBoard logs; default: <out>/logs
@@ -49,7 +50,8 @@ DEFAULTS = {
     },
 }
 
-# Types: "int", "float", "str", "bool", "duration", "decay", "auto_int" ("auto" or an int);
+# Types: "int", "float", "str", "bool", "duration", "decay", "auto_int" ("auto" or an int),
+# "auto_bool" ("auto" or a bool);
 # "?" suffix = null allowed.
 TYPES = {
     "data": "str",
@@ -61,7 +63,7 @@ TYPES = {
         "final_lr_fraction": "float", "warmup_steps": "int", "grad_clip": "float?",
         "max_epochs": "int?", "max_steps": "int?", "max_time": "duration?",
         "eval_every": "int", "save_every": "int", "keep_checkpoints": "int",
-        "log_every": "int", "sample_length": "int", "seed": "int?", "deterministic": "bool",
+        "log_every": "int", "sample_length": "int", "seed": "int?", "deterministic": "auto_bool",
         "jit_compile": "bool", "out": "str", "logdir": "str?", "strategy": "str",
         "precision": "str", "intra_op_threads": "auto_int",
     },
@@ -240,6 +242,10 @@ def _coerce(kind, value):
         except ValueError:
             raise ValueError(f"must be seconds or a duration such as 90s, 10m, 2h; "
                              f"got {value!r}") from None
+    if kind == "auto_bool":
+        if value == "auto" or isinstance(value, bool):
+            return value
+        raise ValueError(f"must be auto, true or false, got {value!r}")
     if kind in ("decay", "auto_int"):
         word, number = ("epoch", "a number of steps") if kind == "decay" else ("auto", "an integer")
         if value == word or (isinstance(value, int) and not isinstance(value, bool)):

@@ -311,6 +311,20 @@ def agree_mean(strategy, value: float) -> float:
     return float(strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None))
 
 
+# --- determinism ----------------------------------------------------------------------
+
+def resolve_deterministic(setting, gpus=None) -> tuple:
+    """(on?, why) for ``train.deterministic``.  auto: on where no GPU is visible (exact
+    resume is tested there); off with a GPU, where cuDNN's RNN kernels and the embedding
+    gradient may have no deterministic implementation and no test here ran on one.
+    ``gpus``: the visible GPU list (default: ask TensorFlow; tests pass a fake one)."""
+    if setting != "auto":
+        return bool(setting), "set in the config"
+    if gpus is None:
+        gpus = tensorflow().config.list_physical_devices("GPU")
+    return (False, "auto: a GPU is visible") if gpus else (True, "auto: no GPU")
+
+
 # --- precision ------------------------------------------------------------------------
 
 def resolve_precision(name: str = "auto") -> str:

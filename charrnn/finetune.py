@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import runs
+from charrnn import checkpoints, runs
 from charrnn.errors import CharrnnError
 from charrnn.text import Vocab
 
@@ -29,7 +29,6 @@ class Source:
     path: str
     model_args: dict
     vocab: Vocab
-    checkpoint: str  # the TF prefix to restore
 
 
 def check(src, margs: dict, vocab: Vocab, meta: dict) -> Source:
@@ -64,7 +63,10 @@ def check(src, margs: dict, vocab: Vocab, meta: dict) -> Source:
                      "takes the run's jamo and newline settings")
     if problems:
         raise CharrnnError(f"{what}: {' and '.join(problems)}; {' and '.join(fixes)}")
-    return Source(str(src), old, old_vocab, runs.resolve_checkpoint(src, "best"))
+    if checkpoints.step_of(src, "best") is None:
+        raise CharrnnError(f"{what}: run {src} has no checkpoint yet; train it longer or "
+                           f"continue it with `charrnn train --resume --out {src}`")
+    return Source(str(src), old, old_vocab)
 
 
 def symbol_map(old: Vocab, new: Vocab):
@@ -73,21 +75,22 @@ def symbol_map(old: Vocab, new: Vocab):
     return ids[ok].astype(np.int64), np.flatnonzero(ok)
 
 
-def restore(model, source: Source, vocab: Vocab, log) -> None:
+def restore(model, source: Source, vocab: Vocab, log, on_warning=None) -> None:
     """Fill ``model`` (built for ``vocab``) from ``source``'s best checkpoint."""
-    ckpt = source.checkpoint
-    if source.vocab.symbols == vocab.symbols:
-        runs.restore_weights(model, ckpt)
-        log(f"initialised weights from {ckpt} (same vocabulary)")
-        return
     from charrnn.model import build_model
 
-    src_model = build_model(**{**source.model_args, "dropout": 0.0})
-    runs.restore_weights(src_model, ckpt)
+    same = source.vocab.symbols == vocab.symbols
+    target = model if same else build_model(**{**source.model_args, "dropout": 0.0})
+    _, ck = checkpoints.load(source.path, "best",
+                             lambda ck: runs.restore_weights(target, ck.prefix),
+                             on_warning=on_warning)
+    if same:
+        log(f"initialised weights from {ck.name} (same vocabulary)")
+        return
     old_ids, new_ids = symbol_map(source.vocab, vocab)
-    copy_weights(src_model, model, old_ids, new_ids)
+    copy_weights(target, model, old_ids, new_ids)
     shared = len(new_ids)
-    log(f"initialised weights from {ckpt}: {shared} symbols shared (weights kept), "
+    log(f"initialised weights from {ck.name}: {shared} symbols shared (weights kept), "
         f"{len(vocab) - shared} new (fresh weights), {len(source.vocab) - shared} dropped "
         "(not in this data)")
 

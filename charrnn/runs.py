@@ -8,11 +8,12 @@ sample from it is inside, so it can be copied elsewhere on its own.
 
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from charrnn import checkpoints
+from charrnn.checkpoints import BEST_DIR, CHECKPOINTS_DIR
 from charrnn.errors import CharrnnError
 
 MODEL_FILE = "model.json"
@@ -20,8 +21,6 @@ CONFIG_FILE = "config.yaml"
 VOCAB_FILE = "vocab.json"
 META_FILE = "dataset_meta.json"
 METRICS_FILE = "metrics.jsonl"
-CHECKPOINTS_DIR = "checkpoints"
-BEST_DIR = "best"
 
 
 # --- atomic writes -------------------------------------------------------------
@@ -52,38 +51,101 @@ def read_json(path) -> dict:
         raise CharrnnError(f"cannot read {path}: {e}") from None
 
 
+# --- one writer per run directory ------------------------------------------------------
+
+LOCK_FILE = "train.lock"
+
+
+class RunLock:
+    """An exclusive OS lock (flock) on a run directory, held by one `charrnn train` for its
+    whole life.  The kernel drops it when the process ends, however it ends, so `kill -9`
+    never leaves a stale lock; the lock file only tells who holds it (PID and host)."""
+
+    def __init__(self, path, enabled=True):
+        self.path, self.enabled, self.fd = Path(path), enabled, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return self
+        import fcntl
+        import socket
+        import time
+
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            # no O_TRUNC: the holder's PID stays readable until we hold the lock
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise CharrnnError(f"cannot write the run directory {self.path}: {e.strerror}; "
+                               "choose another --out or fix its permissions") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 4096).decode("utf-8", "replace")
+            os.close(fd)
+            raise CharrnnError(_locked_message(self.path, holder, e)) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing the last descriptor releases the lock
+            self.fd = None
+
+
+def _locked_message(path, holder, e) -> str:
+    import errno
+
+    if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+        return (f"cannot lock the run directory {path} ({e.strerror}): its file system does "
+                "not support locks; use a local directory for --out")
+    try:
+        h = json.loads(holder)
+        who = f"pid {h['pid']} on host {h['host']}, started {h['started']}"
+    except (ValueError, KeyError, TypeError):
+        who = "a process whose PID is not recorded yet"
+    return (f"run {path} is being trained by another process ({who}); two trainings would "
+            f"write the same checkpoints. Wait for it to finish or stop it, then continue with "
+            f"`charrnn train --resume --out {path}`")
+
+
+RUN_FILES = (CONFIG_FILE, MODEL_FILE, VOCAB_FILE, META_FILE, METRICS_FILE)
+RUN_DIRS = (CHECKPOINTS_DIR, BEST_DIR, "logs")
+
+
+def clear_run(path) -> None:
+    """Delete a run's files (train --force), leaving anything else in the directory."""
+    import shutil
+
+    for name in RUN_DIRS:
+        shutil.rmtree(Path(path) / name, ignore_errors=True)
+    for name in RUN_FILES:
+        (Path(path) / name).unlink(missing_ok=True)
+
+
+def has_checkpoint(path) -> bool:
+    return any(checkpoints.list_in(Path(path) / d) for d in (CHECKPOINTS_DIR, BEST_DIR))
+
+
 # --- finding runs -----------------------------------------------------------------
 
 def is_run(path) -> bool:
     return (Path(path) / MODEL_FILE).is_file()
 
 
-def checkpoint_in(folder):
-    """The newest checkpoint prefix in ``folder``, or None.
-
-    Reads the ``checkpoint`` state file that tf.train.CheckpointManager keeps, as
-    tf.train.latest_checkpoint does, but without importing TensorFlow (the sampler
-    prints its first characters before TensorFlow has loaded).
-    """
-    state = Path(folder) / "checkpoint"
-    if not state.is_file():
-        return None
-    m = re.search(r'^model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', state.read_text("utf-8"), re.M)
-    if m and "\\" in m.group(1):  # an escaped name: leave the parsing to TensorFlow
-        return _tf().train.latest_checkpoint(str(folder))
-    prefix = Path(folder) / m.group(1) if m else None  # an absolute path stays as is
-    return str(prefix) if prefix and Path(f"{prefix}.index").is_file() else None
-
-
 def latest_checkpoint(run_path, which="latest"):
-    """Path prefix of the newest checkpoint in ``checkpoints/`` or ``best/``, or None."""
-    return checkpoint_in(Path(run_path) / (BEST_DIR if which == "best" else CHECKPOINTS_DIR))
+    """Prefix of the newest checkpoint in ``checkpoints/`` or ``best/`` (not verified), or None."""
+    found = checkpoints.list_in(Path(run_path) / (BEST_DIR if which == "best" else CHECKPOINTS_DIR))
+    return found[0].prefix if found else None
 
 
 def _run_time(path: Path) -> float:
-    # The newest checkpoint index file tells when a run last made progress.
-    stamps = [p.stat().st_mtime for p in (path / CHECKPOINTS_DIR / "checkpoint",
-                                          path / METRICS_FILE, path / MODEL_FILE) if p.exists()]
+    # A new checkpoint (renamed into checkpoints/) tells when a run last made progress.
+    stamps = [p.stat().st_mtime for p in (path / CHECKPOINTS_DIR, path / METRICS_FILE,
+                                          path / MODEL_FILE) if p.exists()]
     return max(stamps)
 
 
@@ -146,66 +208,37 @@ def read_dataset_meta(run_path) -> dict:
     return read_json(path) if path.is_file() else {}
 
 
-def resolve_checkpoint(run_path, checkpoint="best") -> str:
-    """``best`` (falling back to the latest when no evaluation was saved yet), ``latest``,
-    or an explicit checkpoint prefix / directory."""
-    if checkpoint in ("best", "latest"):
-        ckpt = latest_checkpoint(run_path, checkpoint)
-        if ckpt is None and checkpoint == "best":
-            ckpt = latest_checkpoint(run_path, "latest")
-        if ckpt is None:
-            raise CharrnnError(f"run {run_path} has no checkpoint yet; train it longer or "
-                               f"continue it with `charrnn train --resume --out {run_path}`")
-        return ckpt
-    path = Path(checkpoint)
-    if path.is_dir():
-        ckpt = checkpoint_in(path)
-        if ckpt is None:
-            raise CharrnnError(f"{checkpoint} holds no checkpoint; pass a checkpoint such as "
-                               f"{Path(run_path) / CHECKPOINTS_DIR / 'ckpt-1000'}")
-        return ckpt
-    if not Path(str(checkpoint) + ".index").exists():
-        raise CharrnnError(f"checkpoint {checkpoint} not found; use best, latest, or a "
-                           f"prefix such as {Path(run_path) / CHECKPOINTS_DIR / 'ckpt-1000'}")
-    return str(checkpoint)
-
-
-def checkpoint_step(ckpt: str) -> int:
-    reader = _tf().train.load_checkpoint(ckpt)
-    try:
-        return int(reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE"))
-    except Exception:  # a checkpoint written by something else: step unknown
-        return 0
-
-
-def load_run(path, checkpoint="best") -> Run:
+def load_run(path, checkpoint="best", on_warning=None) -> Run:
     """Rebuild the model of run ``path`` and restore its weights from ``checkpoint``
-    ("best", "latest", or a checkpoint path)."""
+    ("best", "latest", or a checkpoint path); a damaged checkpoint falls back to the
+    newest intact one (see charrnn.checkpoints), saying so through ``on_warning``."""
     from charrnn.model import build_model
     from charrnn.text import Vocab
 
     path = str(path)
     args = read_model_args(path)
-    ckpt = resolve_checkpoint(path, checkpoint)
     vocab = Vocab.load(Path(path) / VOCAB_FILE)
     if len(vocab) != args["vocab_size"]:
         raise CharrnnError(f"{path}: vocab.json has {len(vocab)} symbols but model.json says "
                            f"{args['vocab_size']}; the run directory is inconsistent")
     config = read_config(path)
     model = build_model(**args)
-    restore_weights(model, ckpt)
+    _, ck = checkpoints.load(path, checkpoint, lambda ck: restore_weights(model, ck.prefix),
+                             on_warning=on_warning)
     return Run(path=path, model=model, vocab=vocab, config=config,
-               step=checkpoint_step(ckpt), checkpoint=ckpt, model_args=args)
+               step=ck.step, checkpoint=ck.name, model_args=args)
 
 
 def restore_weights(model, ckpt: str) -> None:
     """Restore only the model's weights (key "model") from a training checkpoint."""
     tf = _tf()
     try:
-        status = tf.train.Checkpoint(model=model).restore(ckpt)
+        status = tf.train.Checkpoint(model=model).read(ckpt)
         status.expect_partial()  # optimizer, step, carried state: not needed here
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as e:
+        if checkpoints.is_damage(e):
+            raise  # the caller falls back to another checkpoint
         raise CharrnnError(f"checkpoint {ckpt} does not fit this model ({_first_line(e)}); "
                            "was model.json edited or the checkpoint taken from another run?"
                            ) from None

@@ -501,26 +501,36 @@ class Loaded:
     checkpoint: str      # the checkpoint prefix the weights came from
 
 
-def load(run_path, checkpoint="best") -> Loaded:
+def load(run_path, checkpoint="best", on_warning=None) -> Loaded:
     """Weights, vocabulary and dataset meta of a run, without importing TensorFlow
-    when the checkpoint can be read directly."""
+    when the checkpoint can be read directly.  A damaged checkpoint falls back to the
+    newest intact one (charrnn.checkpoints decides), saying so through ``on_warning``."""
     from pathlib import Path
 
-    from charrnn import runs
+    from charrnn import checkpoints, runs
     from charrnn.text import Vocab
 
     args = runs.read_model_args(run_path)
     vocab = Vocab.load(Path(run_path) / runs.VOCAB_FILE)
     meta = runs.read_dataset_meta(run_path)
-    try:
-        prefix = runs.resolve_checkpoint(run_path, checkpoint)
-        weights = weights_from_checkpoint(prefix, args)
-    except (CharrnnError, OSError, KeyError, ValueError, IndexError):
-        weights = None  # load_run below says what is wrong, or reads it through TensorFlow
-    if weights is None or weights.vocab_size != len(vocab) or weights.units != args["rnn_size"]:
-        run = runs.load_run(run_path, checkpoint)  # the TensorFlow way, with its checks and errors
-        weights, prefix = weights_from_model(run.model), run.checkpoint
-    return Loaded(weights, vocab, meta, prefix)
+
+    def read(ck):
+        try:
+            weights = weights_from_checkpoint(ck.prefix, args)
+            if weights.vocab_size == len(vocab) and weights.units == args["rnn_size"]:
+                return weights
+        except (OSError, KeyError, ValueError, IndexError):
+            pass
+        # The TensorFlow way, with its own checks: a damaged bundle raises what
+        # checkpoints.is_damage recognises, a misfit a CharrnnError.
+        from charrnn.model import build_model
+
+        model = build_model(**args)
+        runs.restore_weights(model, ck.prefix)
+        return weights_from_model(model)
+
+    weights, ck = checkpoints.load(run_path, checkpoint, read, on_warning=on_warning)
+    return Loaded(weights, vocab, meta, ck.name)
 
 
 # --- text in, text out ------------------------------------------------------------------

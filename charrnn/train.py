@@ -22,9 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import distribute, finetune, runs
+from charrnn import checkpoints, distribute, finetune, runs
 from charrnn.config import to_yaml
 from charrnn.errors import CharrnnError
+from charrnn.trainlog import Sinks, _preview
+from charrnn.trainstate import TrainState
 
 LN2 = math.log(2.0)
 
@@ -115,119 +117,122 @@ def learning_rate(t: dict, step: int, batches_per_epoch: int, total_steps) -> fl
 
 # --- the whole training run ----------------------------------------------------------
 
-def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
+def train(config: dict, resume=False, init_from=None, force=False, log=None) -> TrainResult:
     """Train (or continue) the run described by the resolved ``config``.
 
-    ``log(str)`` receives human progress lines (default: stderr).
-    Raises CharrnnError for anything the user must fix.
+    ``force`` deletes the run already in ``train.out`` first.  ``log(str)`` receives
+    human progress lines (default: stderr).  Raises CharrnnError for anything the
+    user must fix.
     """
-    from charrnn.backend import tensorflow
     from charrnn.data import load_dataset
-    from charrnn.model import build_model, model_args
+    from charrnn.model import model_args
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     t = config["train"]
     out = Path(t["out"])
-    B, T = t["batch_size"], t["seq_length"]
-    # Multi-worker: only the chief writes `out`; the others write a temporary copy
-    # (removed at the end) and restore from the chief's checkpoints.
+    # Multi-worker: only the chief writes `out` and holds its lock; the others write a
+    # temporary copy (removed at the end) and restore from the chief's checkpoints.
     role = distribute.worker_role(t["strategy"])
     wout = distribute.write_path(out, role)
 
     # --- dataset: memory-mapped ids --------------------------------------------------
     ds = load_dataset(config["data"])
-    vocab = ds.vocab
-    train_ids, val_ids = ds.split("train"), ds.split("val")
-    batches = Streams(train_ids, B, T)
+    batches = Streams(ds.split("train"), t["batch_size"], t["seq_length"])
     if batches.batches < 1:
         raise CharrnnError(
-            f"the train split of {config['data']} has {len(train_ids):,} symbols, too few for "
-            f"batch_size x seq_length = {B} x {T}; lower train.batch_size or train.seq_length")
-    bpe = batches.batches
-    total_steps = min(s for s in (t["max_steps"], t["max_epochs"] and t["max_epochs"] * bpe,
-                                  float("inf")) if s)
-    if t["lr_schedule"] == "cosine" and total_steps == float("inf"):
-        raise CharrnnError("train.lr_schedule cosine needs train.max_steps or train.max_epochs "
-                           "to know where the schedule ends")
+            f"the train split of {config['data']} has {len(ds.split('train')):,} symbols, too "
+            f"few for batch_size x seq_length = {t['batch_size']} x {t['seq_length']}; lower "
+            "train.batch_size or train.seq_length")
 
-    # --- run directory -----------------------------------------------------------------
-    margs = {"vocab_size": len(vocab), **config["model"]}
-    _check_run_dir(out, resume, margs, vocab, t)
-    if init_from:
-        source = finetune.check(init_from, margs, vocab, ds.meta)
-    distribute.discard(wout, role)  # left behind by a worker that died
-    wout.mkdir(parents=True, exist_ok=True)
-    runs.write_text_atomic(wout / runs.CONFIG_FILE, to_yaml(config))
-    runs.write_json_atomic(wout / runs.VOCAB_FILE, vocab.to_json())
-    runs.write_json_atomic(wout / runs.META_FILE, ds.meta)
+    # --- run directory: one writer, checked before anything is written ----------------
+    margs = {"vocab_size": len(ds.vocab), **config["model"]}
+    with runs.RunLock(out, enabled=role.chief):
+        if force and role.chief:
+            runs.clear_run(out)
+        _check_run_dir(out, resume, margs, ds.vocab, t)
+        if init_from:
+            source = finetune.check(init_from, margs, ds.vocab, ds.meta)
+        distribute.discard(wout, role)  # left behind by a worker that died
+        wout.mkdir(parents=True, exist_ok=True)
+        for folder in (runs.CHECKPOINTS_DIR, runs.BEST_DIR):
+            checkpoints.clean_leftovers(wout / folder)  # of a save that was killed
 
-    # --- TensorFlow: determinism, seeds -------------------------------------------------
+        # --- TensorFlow, model, optimizer, checkpoint ------------------------------------
+        s = _setup(config, margs, wout, out, log)
+        s.tstate.check_writable()
+        runs.write_text_atomic(wout / runs.CONFIG_FILE, to_yaml(config))
+        runs.write_json_atomic(wout / runs.VOCAB_FILE, ds.vocab.to_json())
+        runs.write_json_atomic(wout / runs.META_FILE, ds.meta)
+        runs.write_json_atomic(wout / runs.MODEL_FILE, model_args(s.model))
+        if init_from:
+            finetune.restore(s.model, source, ds.vocab, log, on_warning=_warn(log))
+        if resume:
+            ck = s.tstate.restore(on_warning=_warn(log))
+            log(f"resuming {out} from {ck.name}")
+        _trim_metrics(wout / runs.METRICS_FILE, s.tstate.values()[0])
+        _describe(log, config, ds, batches, s, role)
+        return _loop(config, s, ds, batches, role, wout, out, log)
+
+
+def _warn(log):
+    return lambda message: log(f"Warning: {message}")
+
+
+@dataclass
+class _Setup:
+    tf: object
+    model: object
+    optimizer: object
+    strategy: object
+    tstate: object
+    train_step: object
+    eval_step: object
+    scale: object         # the float16 loss scale (None otherwise)
+    notes: str            # what is in effect, for the start-up line
+
+
+def _setup(config, margs, wout, out, log) -> _Setup:
+    """TensorFlow (threads, strategy, precision, determinism, seeds), the model, the
+    optimizer, the training state and the compiled steps."""
+    from charrnn.backend import tensorflow
+    from charrnn.model import build_model
+
+    t, m = config["train"], config["model"]
+    B, T = t["batch_size"], t["seq_length"]
     tf = tensorflow()
     import keras
 
     threads = distribute.set_intra_op_threads(distribute.intra_op_threads(  # before any TF op
-        t["intra_op_threads"], B, config["model"]["rnn_size"], config["model"]["cell"]))
+        t["intra_op_threads"], B, m["rnn_size"], m["cell"]))
     strategy = distribute.make_strategy(t["strategy"])  # before any TF op
     replicas = strategy.num_replicas_in_sync
     distribute.replica_batch(strategy, B)
     precision = distribute.resolve_precision(t["precision"])
-    if t["deterministic"]:
+    deterministic, why = distribute.resolve_deterministic(t["deterministic"])
+    if deterministic:
         tf.config.experimental.enable_op_determinism()
     if t["seed"] is not None:
         keras.utils.set_random_seed(t["seed"])
     jit = (t["jit_compile"] and not tf.config.list_physical_devices("GPU")  # cuDNN is not XLA-able
            and replicas == 1)  # XLA around strategy.run's collectives is not for CPUs
-
-    # --- model and optimizer --------------------------------------------------------
     with distribute.precision(precision), strategy.scope():
         model = build_model(**margs)
         optimizer = distribute.wrap_optimizer(
             keras.optimizers.Adam(learning_rate=t["learning_rate"]), precision)
         optimizer.build(model.trainable_variables)  # create the slots now so restore fills them
-    runs.write_json_atomic(wout / runs.MODEL_FILE, model_args(model))
-    params = model.count_params()
-    if init_from:
-        finetune.restore(model, source, vocab, log)
-
-    # --- checkpoint: everything the next step depends on ----------------------------------
-    state = [tf.Variable(s, trainable=False) for s in model.initial_state(B)]
-    counters = {k: tf.Variable(0, dtype=tf.int64, trainable=False)
-                for k in ("step", "epoch", "position")}
-    best_var = tf.Variable(float("inf"), dtype=tf.float64, trainable=False)
-    rng = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, state=state, rng=rng,
-                               best_val_loss=best_var, **counters)
-    manager = tf.train.CheckpointManager(ckpt, str(wout / runs.CHECKPOINTS_DIR),
-                                         max_to_keep=t["keep_checkpoints"])
-    best_manager = tf.train.CheckpointManager(ckpt, str(wout / runs.BEST_DIR), max_to_keep=1)
-    if resume:
-        latest = runs.latest_checkpoint(out)  # the chief's
-        status = ckpt.restore(latest)
-        try:
-            status.assert_existing_objects_matched()
-        except AssertionError as e:
-            raise CharrnnError(f"checkpoint {latest} does not match this "
-                               f"model/optimizer ({runs._first_line(e)}); start a new run "
-                               "with another --out") from None
-        log(f"resuming {out} from {latest}")
-    step, epoch, position = (int(counters[k].numpy()) for k in ("step", "epoch", "position"))
-    best = float(best_var.numpy())
-    _trim_metrics(wout / runs.METRICS_FILE, step)
-
-    log(f"data {config['data']}: {len(vocab)} symbols; train {len(train_ids):,}, "
-        f"val {len(val_ids):,} symbols; {bpe:,} batches of {B}x{T} per epoch")
-    m = config["model"]
-    log(f"model: {m['num_layers']}x{m['rnn_size']} {m['cell']}, embedding {m['embedding_size']}, "
-        f"{params:,} parameters; XLA {'on' if jit else 'off'}")
-    log(f"strategy {type(strategy).__name__}: {replicas} replica{'s' * (replicas > 1)}"
-        f"{f' on {role.num_workers} workers' if role.num_workers > 1 else ''}; "
-        f"precision {precision}; {threads or 'default'} intra-op thread{'s' * (threads != 1)}")
-
-    # --- compiled steps -----------------------------------------------------------------
-    variables = model.trainable_variables
-    clip = t["grad_clip"]
-
+    tstate = TrainState(tf, model, optimizer, B, out, wout, t["keep_checkpoints"])
     scale = distribute.loss_scale(optimizer)  # float16 only
+    train_step = _make_train_step(tf, model, optimizer, strategy, B * T, t["grad_clip"], scale,
+                                  jit)
+    notes = (f"XLA {'on' if jit else 'off'}; determinism {'on' if deterministic else 'off'} "
+             f"({why}); precision {precision}; "
+             f"{threads or 'default'} intra-op thread{'s' * (threads != 1)}")
+    return _Setup(tf, model, optimizer, strategy, tstate, train_step,
+                  make_eval_step(model, jit), scale, notes)
+
+
+def _make_train_step(tf, model, optimizer, strategy, tokens, clip, scale, jit):
+    variables = model.trainable_variables
 
     def replica_step(x, y, states):
         with tf.GradientTape() as tape:
@@ -235,7 +240,7 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
             # This replica's tokens over the GLOBAL count: the replicas' sum is the
             # global mean, so loss and gradient mean what they mean on one device.
             loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=y, logits=logits)) / (B * T)
+                labels=y, logits=logits)) / tokens
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         # norm: before clipping, of the whole batch's gradient; what we report
@@ -249,10 +254,28 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
         return (strategy.reduce("SUM", loss, axis=None), strategy.reduce("MEAN", norm, axis=None),
                 new_state)
 
-    eval_step = make_eval_step(model, jit)
+    return train_step
 
-    def evaluate():
-        return evaluate_loss(model, val_ids, B, T, eval_step)
+
+def _describe(log, config, ds, batches, s, role):
+    t, m = config["train"], config["model"]
+    replicas = s.strategy.num_replicas_in_sync
+    log(f"data {config['data']}: {len(ds.vocab)} symbols; train {len(ds.split('train')):,}, "
+        f"val {len(ds.split('val')):,} symbols; {batches.batches:,} batches of "
+        f"{t['batch_size']}x{t['seq_length']} per epoch")
+    log(f"model: {m['num_layers']}x{m['rnn_size']} {m['cell']}, embedding {m['embedding_size']}, "
+        f"{s.model.count_params():,} parameters")
+    log(f"strategy {type(s.strategy).__name__}: {replicas} replica{'s' * (replicas > 1)}"
+        f"{f' on {role.num_workers} workers' if role.num_workers > 1 else ''}; {s.notes}")
+
+
+def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
+    """Train until a limit, Ctrl-C or an error: log, evaluate, save."""
+    tf, t, strategy, tstate = s.tf, config["train"], s.strategy, s.tstate
+    B, bpe = t["batch_size"], batches.batches
+    total_steps = _total_steps(t, bpe)
+    val_ids = ds.split("val")
+    step, epoch, position, best = tstate.values()
 
     # --- when to stop; maybe before the first step -------------------------------------
     def stop_reason():
@@ -271,76 +294,47 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
             "--max-steps / train.max_epochs to train further")
         return TrainResult(str(out), step, "nothing-to-do", best_val_loss=_finite(best))
 
-    # --- logging sinks ------------------------------------------------------------------
+    # --- logging sinks; Ctrl-C finishes the current step -----------------------------------
     logdir = Path(t["logdir"]) if t["logdir"] and role.chief else wout / "logs"
-    writer = tf.summary.create_file_writer(str(logdir))
-    if step == 0:
-        _write_hparams(tf, writer, config)
-    metrics = open(wout / runs.METRICS_FILE, "a", encoding="utf-8")
-    symbols_per_char = _symbols_per_char(ds.meta) if vocab.jamo else None
-    progress = _Progress(log, step, total_steps)
+    sinks = Sinks(tf, wout, logdir, config, step, total_steps, log, tstate.write_error)
+    stop = _StopOnSignal(sinks.progress.write)
+    symbols_per_char = _symbols_per_char(ds.meta) if ds.vocab.jamo else None
 
-    # --- stop on Ctrl-C after the current step -------------------------------------------
-    stop = {"signal": None}
-
-    def on_signal(signum, frame):
-        if stop["signal"] is not None:          # a second Ctrl-C: give up at once
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            raise KeyboardInterrupt
-        stop["signal"] = signum
-        progress.write("interrupt: finishing the current step and saving (Ctrl-C again to abort)")
-
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def save(which=manager):
+    def save(kind="latest", val_loss=None):
         # A finite loss can still come with an update that overflowed the weights:
         # never let such weights replace the last good checkpoint.
-        if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables):
-            raise CharrnnError(_nan_message(0.0, 0.0, step - 1, t, out,
-                                            last_save, manager))
-        for k, v in (("step", step), ("epoch", epoch), ("position", position)):
-            counters[k].assign(v)
-        best_var.assign(best)
-        for v, s in zip(state, distribute.gather_streams(strategy, states)):
-            v.assign(s)  # the whole batch's carried state, whatever the replica count
-        return which.save(checkpoint_number=step)
+        if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in s.model.trainable_variables):
+            raise CharrnnError(_nan_message(0.0, 0.0, step - 1, t, out, tstate.last))
+        tstate.save(kind, step, epoch, position, best,
+                    distribute.gather_streams(strategy, states), val_loss)
 
     # --- the loop -----------------------------------------------------------------------
-    last_save = None
-    val_loss = None
-
-    def fresh_acc():  # sums over the steps since the last log line
-        return {"loss": 0.0, "norm": 0.0, "n": 0, "time": 0.0, "skipped": 0}
-
-    acc = fresh_acc()
-    states = distribute.distribute_streams(strategy, [s.numpy() for s in state])
+    val_loss, reason = None, None
+    acc = _Accumulator()
+    states = distribute.distribute_streams(strategy, [v.numpy() for v in tstate.state])
     try:
         while True:
             # one training step
             if position == 0:
-                states = distribute.distribute_streams(strategy, model.initial_state(B))
+                states = distribute.distribute_streams(strategy, s.model.initial_state(B))
             tick = time.perf_counter()
             lr = learning_rate(t, step, bpe, total_steps)
-            optimizer.learning_rate = lr
+            s.optimizer.learning_rate = lr
             xy = distribute.distribute_streams(strategy, batches.batch(position))
-            loss, norm, states = train_step(*xy, states)
+            loss, norm, states = s.train_step(*xy, states)
             loss, norm = float(loss), float(norm)
-            acc["time"] += time.perf_counter() - tick
             # float16: an overflowing loss scale gives an infinite norm; Keras skips
             # that update and halves the scale, so it is not divergence.
-            skipped = scale is not None and not math.isfinite(norm)
+            skipped = s.scale is not None and not math.isfinite(norm)
             if not (math.isfinite(loss) and (math.isfinite(norm) or skipped)):
-                raise CharrnnError(_nan_message(loss, norm, step, t, out, last_save, manager))
+                raise CharrnnError(_nan_message(loss, norm, step, t, out, tstate.last))
             step, position = step + 1, position + 1
             if position == bpe:
                 epoch, position = epoch + 1, 0
-            acc["loss"] += loss
-            acc["norm"] += 0.0 if skipped else norm
-            acc["skipped"] += skipped
-            acc["n"] += 1
-            progress.update(step, loss, lr)
+            acc.add(loss, norm, skipped, time.perf_counter() - tick)
+            sinks.progress.update(step, loss, lr)
 
-            reason = stop_reason() or (stop["signal"] and "interrupted")
+            reason = stop_reason() or (stop.signal and "interrupted")
             if role.num_workers > 1:  # all workers leave at the same step
                 code = distribute.agree_max(strategy, 2 if reason == "interrupted" else
                                             1 if reason else 0)
@@ -348,37 +342,23 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
             do_eval = step % t["eval_every"] == 0 or (reason and reason != "interrupted")
 
             # evaluate, log, save
-            record = None
             if do_eval or step % t["log_every"] == 0 or reason:
-                record = {"step": step, "epoch": round(epoch + position / bpe, 4),
-                          "loss": acc["loss"] / acc["n"], "lr": lr,
-                          "grad_norm": acc["norm"] / max(1, acc["n"] - acc["skipped"]),
-                          "chars_per_s": acc["n"] * B * T / max(acc["time"], 1e-9)}
-                acc = fresh_acc()
-            if do_eval:
-                val_loss = evaluate()
-                if val_loss is not None and role.num_workers > 1:
-                    val_loss = distribute.agree_mean(strategy, val_loss)  # one "best" decision
-                if val_loss is not None:
-                    record.update(val_loss=val_loss, val_bpc=val_loss / LN2)
-                    if symbols_per_char:  # bits per original character
-                        record["val_bpc_char"] = val_loss / LN2 * symbols_per_char
-                    record["best"] = val_loss < best
-                    if val_loss < best:
-                        best = val_loss
-                        save(best_manager)
-                    sample = _preview(model, vocab, t["sample_length"], step) if role.chief \
-                        else None
-                else:
-                    sample = None
-            if record is not None:
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
-                _summaries(tf, writer, record, sample if do_eval else None)
-                progress.record(record)
+                record = acc.record(step, round(epoch + position / bpe, 4), lr, B * t["seq_length"])
+                sample = None
+                if do_eval:
+                    val_loss = evaluate_loss(s.model, val_ids, B, t["seq_length"], s.eval_step)
+                    if val_loss is not None and role.num_workers > 1:
+                        val_loss = distribute.agree_mean(strategy, val_loss)  # one "best"
+                    if val_loss is not None:
+                        _add_val(record, val_loss, best, symbols_per_char)
+                        if val_loss < best:
+                            best = val_loss
+                            save("best", val_loss)
+                        sample = _preview(s.model, ds.vocab, t["sample_length"], step) \
+                            if role.chief else None
+                sinks.record(record, sample)
             if step % t["save_every"] == 0 or reason:
                 save()
-                last_save = step
             if reason:
                 break
     except tf.errors.OpError as e:
@@ -389,17 +369,14 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
                            f"op); the chief's checkpoints in {out} are intact: restart every "
                            f"worker with `charrnn train --resume --out {out}`") from None
     finally:
-        _restore_handlers(old_handlers)
-        progress.close()
-        metrics.close()
-        writer.close()
+        stop.restore()
+        sinks.close()
         distribute.discard(wout, role)
 
     if reason == "interrupted":
         log(f"interrupted at step {step}; checkpoint saved in {out / runs.CHECKPOINTS_DIR}. "
             f"Resume with: charrnn train --resume --out {out}")
-        return TrainResult(str(out), step, "interrupted", val_loss, _finite(best),
-                           stop["signal"])
+        return TrainResult(str(out), step, "interrupted", val_loss, _finite(best), stop.signal)
     summary = f"done at step {step} ({reason})"
     if val_loss is not None:
         summary += f"; val loss {val_loss:.4f} nats ({val_loss / LN2:.3f} bits)/symbol"
@@ -407,14 +384,71 @@ def train(config: dict, resume=False, init_from=None, log=None) -> TrainResult:
     return TrainResult(str(out), step, "done", val_loss, _finite(best))
 
 
+def _total_steps(t, bpe):
+    total = min(s for s in (t["max_steps"], t["max_epochs"] and t["max_epochs"] * bpe,
+                            float("inf")) if s)
+    if t["lr_schedule"] == "cosine" and total == float("inf"):
+        raise CharrnnError("train.lr_schedule cosine needs train.max_steps or train.max_epochs "
+                           "to know where the schedule ends")
+    return total
+
+
+def _add_val(record, val_loss, best, symbols_per_char):
+    record.update(val_loss=val_loss, val_bpc=val_loss / LN2, best=val_loss < best)
+    if symbols_per_char:  # bits per original character
+        record["val_bpc_char"] = val_loss / LN2 * symbols_per_char
+
+
+class _Accumulator:
+    """Sums over the steps since the last log line."""
+
+    def __init__(self):
+        self.loss = self.norm = self.time = 0.0
+        self.n = self.skipped = 0
+
+    def add(self, loss, norm, skipped, seconds):
+        self.loss += loss
+        self.norm += 0.0 if skipped else norm
+        self.skipped += skipped
+        self.n += 1
+        self.time += seconds
+
+    def record(self, step, epoch, lr, tokens_per_step) -> dict:
+        r = {"step": step, "epoch": epoch, "loss": self.loss / self.n, "lr": lr,
+             "grad_norm": self.norm / max(1, self.n - self.skipped),
+             "chars_per_s": self.n * tokens_per_step / max(self.time, 1e-9)}
+        self.__init__()
+        return r
+
+
+class _StopOnSignal:
+    """Ctrl-C / SIGTERM: finish the current step, save, stop; a second Ctrl-C aborts."""
+
+    def __init__(self, say):
+        self.signal, self.say = None, say
+        self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:          # a second Ctrl-C: give up at once
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.say("interrupt: finishing the current step and saving (Ctrl-C again to abort)")
+
+    def restore(self):
+        for s, h in self.old.items():
+            signal.signal(s, h)
+
+
 # --- helpers ------------------------------------------------------------------------
 
 def _check_run_dir(out: Path, resume, margs, vocab, t):
-    has_ckpt = (out / runs.CHECKPOINTS_DIR / "checkpoint").exists()
+    has_ckpt = runs.has_checkpoint(out)
     if not resume:
         if has_ckpt:
             raise CharrnnError(f"{out} already holds a training run; continue it with "
-                               f"`charrnn train --resume --out {out}` or choose another --out")
+                               f"`charrnn train --resume --out {out}`, start it over with "
+                               "--force, or choose another --out")
         return
     if not has_ckpt:
         raise CharrnnError(f"nothing to resume in {out}: no checkpoint there; train without "
@@ -467,11 +501,10 @@ def _trim_metrics(path: Path, step: int):
         runs.write_text_atomic(path, "".join(kept))
 
 
-def _nan_message(loss, norm, step, t, out, last_save, manager):
+def _nan_message(loss, norm, step, t, out, kept):
     what = (f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
             if not math.isfinite(norm) else "the weights overflowed")
-    kept = manager.latest_checkpoint
-    keep = (f"the last good checkpoint {kept} is kept; after changing the setting continue with "
+    keep = (f"the last good checkpoint {kept.name} is kept; after changing the setting continue with "
             f"`charrnn train --resume --out {out} --set train.learning_rate=...`"
             if kept else "no checkpoint was saved yet")
     return (f"training diverged at step {step + 1}: {what}. Lower train.learning_rate "
@@ -488,103 +521,3 @@ def _symbols_per_char(meta):
 
 def _finite(x):
     return x if x is not None and math.isfinite(x) else None
-
-
-def _restore_handlers(handlers):
-    for s, h in handlers.items():
-        signal.signal(s, h)
-
-
-def _preview(model, vocab, length, step):
-    """A short temperature-0.8 sample for TensorBoard, drawn with the sampler's own
-    counter-based RNG (seeded by the step), so it takes nothing from the training RNG."""
-    if length <= 0:
-        return None
-    from charrnn.sample import Options, Sampler, start_id, weights_from_model
-
-    with np.errstate(all="ignore"):  # a model about to diverge may overflow: still a preview
-        sampler = Sampler(weights_from_model(model), 1, Options(temperature=0.8, seed=step),
-                          start_id(vocab), engine="numpy")
-        return vocab.decode(sampler.generate(length)[0])
-
-
-def _write_hparams(tf, writer, config):
-    flat = {"data": config["data"]}
-    for section in ("model", "train"):
-        for k, v in config[section].items():
-            if isinstance(v, (bool, int, float, str)):
-                flat[f"{section}.{k}"] = v
-    with writer.as_default():
-        tf.summary.text("config", "```\n" + to_yaml(config) + "```", step=0)
-        try:
-            from tensorboard.plugins.hparams import api as hp
-
-            hp.hparams(flat)
-        except Exception:  # hparams plugin unavailable: the text summary above remains
-            pass
-
-
-def _summaries(tf, writer, record, sample):
-    step = record["step"]
-    with writer.as_default():
-        tf.summary.scalar("train/loss", record["loss"], step=step)
-        tf.summary.scalar("lr", record["lr"], step=step)
-        tf.summary.scalar("grad_norm", record["grad_norm"], step=step)
-        tf.summary.scalar("chars_per_s", record["chars_per_s"], step=step)
-        if "val_loss" in record:
-            tf.summary.scalar("val/loss", record["val_loss"], step=step)
-            tf.summary.scalar("val/bpc", record["val_bpc"], step=step)
-            if "val_bpc_char" in record:
-                tf.summary.scalar("val/bpc_char", record["val_bpc_char"], step=step)
-        if sample:
-            tf.summary.text("sample", sample, step=step)
-    writer.flush()
-
-
-class _Progress:
-    """tqdm bar on a terminal; otherwise a plain line per log/eval event."""
-
-    def __init__(self, log, step, total):
-        self.log = log
-        self.bar = None
-        self.total = None if total == float("inf") else int(total)
-        self.post = {}  # step loss, val loss, lr, chars/s shown beside the bar
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, initial=step, unit="step", file=sys.stderr,
-                            dynamic_ncols=True, leave=True)
-        self.last = step
-
-    def update(self, step, loss, lr):
-        if self.bar is not None:
-            self.bar.update(step - self.last)
-            self.post.update(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
-            self.bar.set_postfix(self.post, refresh=False)
-        self.last = step
-
-    def record(self, r):
-        total = f"/{self.total}" if self.total else ""
-        line = (f"step {r['step']}{total} epoch {r['epoch']:.2f} loss {r['loss']:.4f} "
-                f"lr {r['lr']:.2e} grad {r['grad_norm']:.2f} {r['chars_per_s']:,.0f} chars/s")
-        if "val_loss" in r:
-            line += f" | val {r['val_loss']:.4f} ({r['val_bpc']:.3f} bits)"
-        if self.bar is None:
-            self.log(line)
-            return
-        # On a terminal the bar carries the numbers; evaluations also leave a line above it.
-        if "val_loss" in r:
-            self.post["val"] = f"{r['val_loss']:.3f}"
-            self.bar.write(line, file=sys.stderr)
-        self.post["chars/s"] = f"{r['chars_per_s']:,.0f}"
-        self.bar.set_postfix(self.post)
-
-    def write(self, message):
-        if self.bar is not None:
-            self.bar.write(message, file=sys.stderr)
-        else:
-            self.log(message)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
