@@ -190,4 +190,4 @@ def test_init_from_refuses_a_different_architecture_or_data_policy(
     line = error_line(run("train", "--data", keep, "--out", tmp_path / "c",
                           "--init-from", english_run, *sum((["--set", s] for s in MODEL), [])))
     assert "newlines lf (source) vs keep" in line and "--vocab-from" in line
-    assert not any((tmp_path / x).exists() for x in "abc")
+    assert not any((tmp_path / x / "model.json").exists() for x in "abc")  # refused up front
