@@ -148,7 +148,7 @@ def dump(data_dir, split):
 @click.option("--logdir", type=click.Path(), help="TensorBoard log directory [default: <out>/logs] (sets train.logdir).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), help="tf.distribute strategy: auto (multiworker when TF_CONFIG names a cluster, mirrored with >1 GPU, else default), default (one device), mirrored (all GPUs here), multiworker (sets train.strategy).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint (its config.yaml is the base config).")
-@click.option("--init-from", type=click.Path(), metavar="RUN", help="Start from the weights of another run (same vocabulary and architecture); optimizer and step start fresh.")
+@click.option("--init-from", type=click.Path(), metavar="RUN", help="Start from the weights of another run (same architecture, jamo scheme and newline policy); weights are mapped by symbol, so the vocabulary may differ (see prepare --vocab-from); optimizer and step start fresh.")
 @click.option("--force", is_flag=True, help="Start over: delete the run already in --out (its checkpoints, metrics and logs) and train a new one.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override any config value, e.g. --set train.batch_size=32 --set model.cell=gru (repeatable).")
 @click.pass_context
