@@ -29,44 +29,61 @@ class Source:
     path: str
     model_args: dict
     vocab: Vocab
+    newlines: str
+    load: object  # load(model): fill a model built with model_args; returns what it read
 
 
-def check(src, margs: dict, vocab: Vocab, meta: dict) -> Source:
-    """Check that run ``src`` can initialise a model with ``margs`` on data with
-    ``vocab`` and dataset ``meta``; raises one CharrnnError naming the difference."""
+def open_source(src, on_warning=None) -> Source:
+    """A run directory's model arguments, vocabulary and newline policy, and a loader
+    for its best checkpoint."""
     what = f"--init-from {src}"
     if str(src).endswith(".safetensors"):
         # The export issue adds charrnn/weightsfile.py; wire it up here once it lands.
         raise CharrnnError(f"{what}: starting from a .safetensors file is not supported by this "
                            "charrnn yet; pass the run directory it was exported from")
-    old = runs.read_model_args(src)
-    old_vocab = Vocab.from_json(runs.read_json(Path(src) / runs.VOCAB_FILE), f"{src}/vocab.json")
-    if len(old_vocab) != old.get("vocab_size"):
-        raise CharrnnError(f"{src}: vocab.json has {len(old_vocab)} symbols but model.json says "
-                           f"{old.get('vocab_size')}; the run directory is inconsistent")
+    args = runs.read_model_args(src)
+    vocab = Vocab.from_json(runs.read_json(Path(src) / runs.VOCAB_FILE), f"{src}/vocab.json")
+    if len(vocab) != args.get("vocab_size"):
+        raise CharrnnError(f"{src}: vocab.json has {len(vocab)} symbols but model.json says "
+                           f"{args.get('vocab_size')}; the run directory is inconsistent")
+    if checkpoints.step_of(src, "best") is None:
+        raise CharrnnError(f"{what}: run {src} has no checkpoint yet; train it longer or "
+                           f"continue it with `charrnn train --resume --out {src}`")
+
+    def load(model):
+        _, ck = checkpoints.load(src, "best", lambda ck: runs.restore_weights(model, ck.prefix),
+                                 on_warning=on_warning)
+        return ck.name
+
+    newlines = runs.read_dataset_meta(src).get("newlines", "lf")
+    return Source(str(src), args, vocab, newlines, load)
+
+
+def check(src, margs: dict, vocab: Vocab, meta: dict, on_warning=None) -> Source:
+    """Check that run ``src`` can initialise a model with ``margs`` on data with
+    ``vocab`` and dataset ``meta``; raises one CharrnnError naming the differences."""
+    source = open_source(src, on_warning)
+    old, old_vocab = source.model_args, source.vocab
     keys = [k for k in margs if k not in IGNORED]
     arch = [f"{k} {old.get(k)} (source) vs {margs[k]}" for k in keys if old.get(k) != margs[k]]
     data = []
     if old_vocab.jamo != vocab.jamo:
         data.append(f"jamo {'on' if old_vocab.jamo else 'off'} (source) vs "
                     f"{'on' if vocab.jamo else 'off'}")
-    old_nl = runs.read_dataset_meta(src).get("newlines", "lf")
-    if old_nl != meta.get("newlines", "lf"):
-        data.append(f"newlines {old_nl} (source) vs {meta.get('newlines', 'lf')}")
+    if source.newlines != meta.get("newlines", "lf"):
+        data.append(f"newlines {source.newlines} (source) vs {meta.get('newlines', 'lf')}")
     problems, fixes = [], []
     if arch:
         problems.append(f"the architecture differs ({', '.join(arch)})")
-        fixes.append("use the source run's model settings")
+        fixes.append("use the source's model settings")
     if data:
         problems.append(f"the data was prepared differently ({', '.join(data)})")
         fixes.append(f"prepare the new text with `charrnn prepare --vocab-from {src}`, which "
-                     "takes the run's jamo and newline settings")
+                     "takes the source's jamo and newline settings")
     if problems:
-        raise CharrnnError(f"{what}: {' and '.join(problems)}; {' and '.join(fixes)}")
-    if checkpoints.step_of(src, "best") is None:
-        raise CharrnnError(f"{what}: run {src} has no checkpoint yet; train it longer or "
-                           f"continue it with `charrnn train --resume --out {src}`")
-    return Source(str(src), old, old_vocab)
+        raise CharrnnError(f"--init-from {src}: {' and '.join(problems)}; "
+                           f"{' and '.join(fixes)}")
+    return source
 
 
 def symbol_map(old: Vocab, new: Vocab):
@@ -75,22 +92,20 @@ def symbol_map(old: Vocab, new: Vocab):
     return ids[ok].astype(np.int64), np.flatnonzero(ok)
 
 
-def restore(model, source: Source, vocab: Vocab, log, on_warning=None) -> None:
-    """Fill ``model`` (built for ``vocab``) from ``source``'s best checkpoint."""
+def restore(model, source: Source, vocab: Vocab, log) -> None:
+    """Fill ``model`` (built for ``vocab``) from ``source``."""
     from charrnn.model import build_model
 
     same = source.vocab.symbols == vocab.symbols
     target = model if same else build_model(**{**source.model_args, "dropout": 0.0})
-    _, ck = checkpoints.load(source.path, "best",
-                             lambda ck: runs.restore_weights(target, ck.prefix),
-                             on_warning=on_warning)
+    name = source.load(target)
     if same:
-        log(f"initialised weights from {ck.name} (same vocabulary)")
+        log(f"initialised weights from {name} (same vocabulary)")
         return
     old_ids, new_ids = symbol_map(source.vocab, vocab)
     copy_weights(target, model, old_ids, new_ids)
     shared = len(new_ids)
-    log(f"initialised weights from {ck.name}: {shared} symbols shared (weights kept), "
+    log(f"initialised weights from {name}: {shared} symbols shared (weights kept), "
         f"{len(vocab) - shared} new (fresh weights), {len(source.vocab) - shared} dropped "
         "(not in this data)")
 

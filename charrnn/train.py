@@ -151,7 +151,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
             runs.clear_run(out)
         _check_run_dir(out, resume, margs, ds.vocab, t)
         if init_from:
-            source = finetune.check(init_from, margs, ds.vocab, ds.meta)
+            source = finetune.check(init_from, margs, ds.vocab, ds.meta, _warn(log))
         distribute.discard(wout, role)  # left behind by a worker that died
         wout.mkdir(parents=True, exist_ok=True)
         for folder in (runs.CHECKPOINTS_DIR, runs.BEST_DIR):
@@ -165,7 +165,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
         runs.write_json_atomic(wout / runs.META_FILE, ds.meta)
         runs.write_json_atomic(wout / runs.MODEL_FILE, model_args(s.model))
         if init_from:
-            finetune.restore(s.model, source, ds.vocab, log, on_warning=_warn(log))
+            finetune.restore(s.model, source, ds.vocab, log)
         if resume:
             ck = s.tstate.restore(on_warning=_warn(log))
             log(f"resuming {out} from {ck.name}")
