@@ -157,7 +157,9 @@ def test_vocab_from_keeps_the_old_alphabet(english_run, english_data, french, tm
     assert report["total"]["oov_chars"] == 0
 
 
-def test_prepare_vocab_from_min_count_and_settings(english_run, french, tmp_path):
+def test_prepare_vocab_from_min_count_and_settings(english_run, english_data, french, tmp_path):
+    ok(run("prepare", french, "-o", tmp_path / "ds", "--vocab-from", english_data, "-q"))
+    assert symbols(tmp_path / "ds")[:len(symbols(english_data))] == symbols(english_data)
     data = tmp_path / "rare"
     ok(run("prepare", french, "-o", data, "--vocab-from", english_run, "--min-count", 10, "-q"))
     old, new = symbols(english_run), json.loads((data / "vocab.json").read_text("utf-8"))
