@@ -278,16 +278,23 @@ def _extend_vocab(counts, base, min_count):
 
 
 def base_vocab(run, jamo, newlines):
-    """The vocabulary of run (or dataset) ``run`` for ``prepare --vocab-from``, after
-    checking that the jamo and newline settings agree with it."""
-    if not os.path.isfile(os.path.join(run, "vocab.json")):
+    """The vocabulary of run (or dataset, or weights file) ``run`` for ``prepare
+    --vocab-from``, after checking that the jamo and newline settings agree with it."""
+    if os.path.isfile(run):  # a .safetensors weights file written by `charrnn export`
+        from charrnn.finetune import weights_file_module
+
+        wf = weights_file_module(f"--vocab-from {run}").read(run)
+        base, old_nl = wf.vocab, wf.newlines
+    elif os.path.isfile(os.path.join(run, "vocab.json")):
+        base = Vocab.load(os.path.join(run, "vocab.json"))
+        dataset_meta = os.path.join(run, "meta.json")  # when ``run`` is a dataset
+        meta = read_dataset_meta(run) or (read_json(dataset_meta)
+                                          if os.path.isfile(dataset_meta) else {})
+        old_nl = meta.get("newlines", "lf")
+    else:
         raise CharrnnError(f"--vocab-from {run}: no vocab.json there; pass the directory of a "
-                           "`charrnn train` run (or of a prepared dataset)")
-    base = Vocab.load(os.path.join(run, "vocab.json"))
-    dataset_meta = os.path.join(run, "meta.json")  # when ``run`` is a dataset
-    meta = read_dataset_meta(run) or (read_json(dataset_meta) if os.path.isfile(dataset_meta)
-                                      else {})
-    old_nl = meta.get("newlines", "lf")
+                           "`charrnn train` run (or of a prepared dataset), or a .safetensors "
+                           "file from `charrnn export`")
     if old_nl != newlines:
         fix = "pass --keep-newlines" if old_nl == "keep" else "leave out --keep-newlines"
         raise CharrnnError(f"--vocab-from {run}: its data was prepared with newlines {old_nl}, "

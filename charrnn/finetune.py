@@ -34,13 +34,18 @@ class Source:
 
 
 def open_source(src, on_warning=None) -> Source:
-    """A run directory's model arguments, vocabulary and newline policy, and a loader
-    for its best checkpoint."""
+    """The model arguments, vocabulary and newline policy of a run directory or a
+    .safetensors weights file, and a loader for its (best) weights."""
     what = f"--init-from {src}"
-    if str(src).endswith(".safetensors"):
-        # The export issue adds charrnn/weightsfile.py; wire it up here once it lands.
-        raise CharrnnError(f"{what}: starting from a .safetensors file is not supported by this "
-                           "charrnn yet; pass the run directory it was exported from")
+    if Path(src).is_file():  # a .safetensors weights file written by `charrnn export`
+        wfile = weights_file_module(what)
+        wf = wfile.read(src)
+
+        def load_file(model):
+            wfile.assign_to_model(model, wf.tensors)
+            return str(src)
+
+        return Source(str(src), wf.model_args, wf.vocab, wf.newlines, load_file)
     args = runs.read_model_args(src)
     vocab = Vocab.from_json(runs.read_json(Path(src) / runs.VOCAB_FILE), f"{src}/vocab.json")
     if len(vocab) != args.get("vocab_size"):
@@ -57,6 +62,16 @@ def open_source(src, on_warning=None) -> Source:
 
     newlines = runs.read_dataset_meta(src).get("newlines", "lf")
     return Source(str(src), args, vocab, newlines, load)
+
+
+def weights_file_module(what):
+    """charrnn.weightsfile, the .safetensors reader of `charrnn export`."""
+    try:
+        from charrnn import weightsfile
+    except ImportError:  # a build without `charrnn export`
+        raise CharrnnError(f"{what}: this charrnn cannot read weights files; pass the run "
+                           "directory instead") from None
+    return weightsfile
 
 
 def check(src, margs: dict, vocab: Vocab, meta: dict, on_warning=None) -> Source:

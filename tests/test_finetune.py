@@ -193,3 +193,26 @@ def test_init_from_refuses_a_different_architecture_or_data_policy(
                           "--init-from", english_run, *sum((["--set", s] for s in MODEL), [])))
     assert "newlines lf (source) vs keep" in line and "--vocab-from" in line
     assert not any((tmp_path / x / "model.json").exists() for x in "abc")  # refused up front
+
+
+def test_init_from_and_vocab_from_a_safetensors_file(english_run, french, french_data, tmp_path):
+    """From the portable weights file of `charrnn export` (the export issue) instead of a run."""
+    bad = error_line(run("train", "--data", french_data, "--out", tmp_path / "x",
+                         "--init-from", french, *sum((["--set", s] for s in MODEL), [])))
+    assert "weights file" in bad  # a file that is no weights file: one clear error
+    pytest.importorskip("charrnn.weightsfile")
+    wfile = tmp_path / "en.safetensors"
+    ok(run("export", english_run, "-o", wfile))
+    data = tmp_path / "fr+en"
+    ok(run("prepare", french, "-o", data, "--val-fraction", "0.1", "--vocab-from", wfile, "-q"))
+    old = symbols(english_run)
+    assert symbols(data)[:len(old)] == old
+    out = tmp_path / "init"
+    result = train(data, out, "train.learning_rate=1e-12", steps=1, init_from=wfile)
+    assert f"initialised weights from {wfile}: {len(old)} symbols shared" in result.stderr
+    src, init = weights(english_run), weights(out, "latest")
+    for key in ("emb", "bias"):
+        np.testing.assert_allclose(init[key][:len(old)], src[key], atol=1e-6)
+    np.testing.assert_allclose(init["kernel"][:, :len(old)], src["kernel"], atol=1e-6)
+    for a, b in zip(init["rnn"], src["rnn"], strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
