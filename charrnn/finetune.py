@@ -4,9 +4,9 @@ The source may have been trained on another alphabet.  Symbols both vocabularies
 hold keep their embedding row, output-layer column and bias entry; symbols only
 the new data has keep the new model's own initialisation (from train.seed);
 symbols only the source has are dropped.  Every other weight is copied as it
-is, so the architecture (all model settings but the vocabulary size and
-dropout), the jamo scheme and the newline policy must match: otherwise the same
-id would mean different things to the recurrent layers.
+is, so the architecture must match (all model settings but the vocabulary size
+and dropout), and so must the jamo scheme and the newline policy: otherwise a
+shared symbol would stand for something else in the new data.
 
 `charrnn prepare --vocab-from RUN` (charrnn.data) keeps the source's symbols and
 ids, so nothing is dropped and a small new corpus does not cost the old alphabet.
@@ -111,14 +111,12 @@ def restore(model, source: Source, vocab: Vocab, log) -> None:
     """Fill ``model`` (built for ``vocab``) from ``source``."""
     from charrnn.model import build_model
 
-    same = source.vocab.symbols == vocab.symbols
-    target = model if same else build_model(**{**source.model_args, "dropout": 0.0})
-    name = source.load(target)
-    if same:
-        log(f"initialised weights from {name} (same vocabulary)")
-        return
+    # Read into a model of the source's own shape, then copy: the same code for any
+    # vocabulary, and the dropout setting (which owns a random generator) may differ.
+    src_model = build_model(**{**source.model_args, "dropout": 0.0})
+    name = source.load(src_model)
     old_ids, new_ids = symbol_map(source.vocab, vocab)
-    copy_weights(target, model, old_ids, new_ids)
+    copy_weights(src_model, model, old_ids, new_ids)
     shared = len(new_ids)
     log(f"initialised weights from {name}: {shared} symbols shared (weights kept), "
         f"{len(vocab) - shared} new (fresh weights), {len(source.vocab) - shared} dropped "

@@ -134,7 +134,8 @@ def test_vocab_from_keeps_the_old_alphabet(english_run, english_data, french, tm
     assert ok(run("dump", data)).stdout == FRENCH * 3  # ids decode through the new order
 
     out = tmp_path / "tuned"
-    result = train(data, out, "train.learning_rate=0.01", steps=60, init_from=english_run)
+    result = train(data, out, "train.learning_rate=0.01", "model.dropout=0.1", steps=60,
+                   init_from=english_run)  # dropout may differ from the source's
     assert f"{len(old)} symbols shared (weights kept), {len(added)} new (fresh weights), " \
            "0 dropped" in result.stderr
     # Training proceeds, and the model writes the new characters.
