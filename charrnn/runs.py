@@ -84,10 +84,13 @@ class RunLock:
             holder = os.read(fd, 4096).decode("utf-8", "replace")
             os.close(fd)
             raise CharrnnError(_locked_message(self.path, holder, e)) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
         self.fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        except OSError:
+            pass  # a full disk: the lock holds all the same; the start-up checks report it
         return self
 
     def __exit__(self, *exc):

@@ -369,9 +369,9 @@ def test_default_run_is_the_most_recent(english_run, korean_run, tmp_path, monke
 
 def test_checkpoint_option(english_run):
     a = ok(run("sample", english_run, "-n", 20, "-t", 0, "--checkpoint", "latest")).stdout
-    ckpts = (english_run / "checkpoints").glob("ckpt-*.index")
-    path = str(max(ckpts, key=lambda p: int(p.name[5:-6])))[:-len(".index")]
+    path = max((english_run / "checkpoints").glob("ckpt-*"), key=lambda p: int(p.name[5:]))
     assert ok(run("sample", english_run, "-n", 20, "-t", 0, "--checkpoint", path)).stdout == a
+    assert ok(run("sample", english_run, "-n", 20, "-t", 0, "--checkpoint", path / "tf")).stdout == a
     r = run("sample", english_run, "--checkpoint", english_run / "nope")
     assert r.exit_code == 1 and r.stderr.startswith("Error: ")
 
