@@ -128,8 +128,7 @@ def copy_weights(src_model, model, old_ids, new_ids) -> None:
     only at the shared symbols (embedding rows, output kernel columns, bias entries)."""
     by_symbol = {id(model.embedding.embeddings): 0, id(model.dense.kernel): 1,
                  id(model.dense.bias): 0}  # which axis is the vocabulary
-    pairs = list(zip(src_model.trainable_weights, model.trainable_weights, strict=True))
-    for a, b in pairs:
+    for a, b in zip(src_model.trainable_weights, model.trainable_weights, strict=True):
         value = a.numpy()
         axis = by_symbol.get(id(b))
         if axis is not None:
