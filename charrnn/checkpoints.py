@@ -286,11 +286,12 @@ def _fsync_dir(path) -> None:
         os.close(fd)
 
 
-def save(tf_checkpoint, folder, step, keep, *, extra=None, val_loss=None) -> Checkpoint:
+def save(tf_checkpoint, folder, step, keep, *, extra=None, val_loss=None, info=None) -> Checkpoint:
     """Write ``tf_checkpoint`` (a tf.train.Checkpoint) as ``folder/ckpt-<step>/``, then keep
     only the newest ``keep`` intact checkpoints in ``folder``.
 
     ``extra(tmpdir)`` may write more files into the checkpoint; they join its manifest.
+    ``info``: JSON-able training facts kept in the manifest under "train" (the time plan).
     On any failure nothing is left behind and the checkpoints already there are untouched.
     """
     folder = Path(folder)
@@ -311,6 +312,8 @@ def save(tf_checkpoint, folder, step, keep, *, extra=None, val_loss=None) -> Che
             else:  # TensorFlow's own temporary folder: never part of a checkpoint
                 shutil.rmtree(p)
         manifest = {"format": FORMAT, "step": int(step), "val_loss": val_loss, "files": files}
+        if info is not None:
+            manifest["train"] = info
         with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
             f.write(json.dumps(manifest, indent=1) + "\n")
             f.flush()

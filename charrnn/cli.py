@@ -141,7 +141,7 @@ def dump(data_dir, split):
 @click.option("-c", "--config", "config_name", metavar="NAME|PATH", help="YAML config: a file, or a shipped config (linux, shakespeare, korean, quick; .yaml optional).")
 @click.option("--data", type=click.Path(), help="Prepared dataset directory (sets data).")
 @click.option("-o", "--out", type=click.Path(), help="Run directory to write (sets train.out).")
-@click.option("--max-time", metavar="DURATION", help="Stop after this much training in this invocation: seconds or e.g. 90s, 10m, 2h (sets train.max_time).")
+@click.option("--max-time", metavar="DURATION", help="Train for this long, counted across --resume: seconds or e.g. 90s, 10m, 2h. The run times its first steps and plans its step count (where the LR schedule ends) to fit (sets train.max_time).")
 @click.option("--max-steps", type=int, help="Stop at this global step (sets train.max_steps).")
 @click.option("--max-epochs", type=int, help="Stop after this many epochs (sets train.max_epochs).")
 @click.option("--seed", type=int, help="Random seed for the initial weights and dropout (sets train.seed).")

@@ -33,6 +33,8 @@ DEFAULTS = {
         "warmup_steps": 0,          # linear warm-up from 0 over this many steps
         "grad_clip": 5.0,           # global-norm clipping; null turns it off
         "max_epochs": 50, "max_steps": None, "max_time": None,
+        "planned_steps": None,      # the step a time budget plans the run to end at (plan.py);
+                                    # null: measured from max_time
         "eval_every": 500, "save_every": 500, "keep_checkpoints": 5,
         "log_every": 50,            # steps between metrics.jsonl / TensorBoard lines
         "sample_length": 200,       # length of the TensorBoard text sample at each eval
@@ -62,6 +64,7 @@ TYPES = {
         "decay_rate": "float", "decay_every": "decay", "lr_schedule": "str",
         "final_lr_fraction": "float", "warmup_steps": "int", "grad_clip": "float?",
         "max_epochs": "int?", "max_steps": "int?", "max_time": "duration?",
+        "planned_steps": "int?",
         "eval_every": "int", "save_every": "int", "keep_checkpoints": "int",
         "log_every": "int", "sample_length": "int", "seed": "int?", "deterministic": "auto_bool",
         "jit_compile": "bool", "out": "str", "logdir": "str?", "strategy": "str",
@@ -84,7 +87,8 @@ CHECKS = {
     "train.final_lr_fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     "train.warmup_steps": (lambda v: v >= 0, "must be >= 0"),
     "train.grad_clip": _POSITIVE, "train.max_epochs": _POSITIVE, "train.max_steps": _POSITIVE,
-    "train.max_time": _POSITIVE, "train.eval_every": _POSITIVE, "train.save_every": _POSITIVE,
+    "train.max_time": _POSITIVE, "train.planned_steps": _POSITIVE,
+    "train.eval_every": _POSITIVE, "train.save_every": _POSITIVE,
     "train.keep_checkpoints": _POSITIVE, "train.log_every": _POSITIVE,
     "train.sample_length": (lambda v: v >= 0, "must be >= 0"),
     "train.out": (lambda v: v.strip() != "", "must not be empty"),

@@ -25,6 +25,7 @@ import numpy as np
 from charrnn import checkpoints, distribute, finetune, runs
 from charrnn.config import to_yaml
 from charrnn.errors import CharrnnError
+from charrnn.plan import Budget
 from charrnn.trainlog import Sinks, _preview
 from charrnn.trainstate import TrainState
 
@@ -102,9 +103,10 @@ def evaluate_loss(model, ids, batch_size, seq_length, eval_step=None):
 
 
 def learning_rate(t: dict, step: int, batches_per_epoch: int, total_steps) -> float:
-    """The LR for ``step``: a pure function of the step, so resuming restores it exactly."""
+    """The LR for ``step``: a pure function of the step (and of the plan, see plan.py),
+    so resuming restores it exactly.  ``total_steps`` None: not planned yet (start value)."""
     if t["lr_schedule"] == "cosine":
-        progress = min(1.0, step / max(1, total_steps))
+        progress = 0.0 if total_steps is None else min(1.0, step / max(1, total_steps))
         end = t["final_lr_fraction"]
         factor = end + (1 - end) * 0.5 * (1 + math.cos(math.pi * progress))
     else:
@@ -159,17 +161,20 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
 
         # --- TensorFlow, model, optimizer, checkpoint ------------------------------------
         s = _setup(config, margs, wout, out, log)
-        s.tstate.check_writable()
-        runs.write_text_atomic(wout / runs.CONFIG_FILE, to_yaml(config))
-        runs.write_json_atomic(wout / runs.VOCAB_FILE, ds.vocab.to_json())
-        runs.write_json_atomic(wout / runs.META_FILE, ds.meta)
-        runs.write_json_atomic(wout / runs.MODEL_FILE, model_args(s.model))
-        if init_from:
-            finetune.restore(s.model, source, ds.vocab, log)
         if resume:
             ck = s.tstate.restore(on_warning=_warn(log))
             log(f"resuming {out} from {ck.name}")
-        _trim_metrics(wout / runs.METRICS_FILE, s.tstate.values()[0])
+        s.tstate.check_writable()
+        try:
+            runs.write_text_atomic(wout / runs.CONFIG_FILE, to_yaml(config))
+            runs.write_json_atomic(wout / runs.VOCAB_FILE, ds.vocab.to_json())
+            runs.write_json_atomic(wout / runs.META_FILE, ds.meta)
+            runs.write_json_atomic(wout / runs.MODEL_FILE, model_args(s.model))
+            _trim_metrics(wout / runs.METRICS_FILE, s.tstate.values()[0])
+        except OSError as e:
+            raise s.tstate.write_error("the run files in", wout, e) from None
+        if init_from:
+            finetune.restore(s.model, source, ds.vocab, log)
         _describe(log, config, ds, batches, s, role)
         return _loop(config, s, ds, batches, role, wout, out, log)
 
@@ -273,9 +278,10 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
     """Train until a limit, Ctrl-C or an error: log, evaluate, save."""
     tf, t, strategy, tstate = s.tf, config["train"], s.strategy, s.tstate
     B, bpe = t["batch_size"], batches.batches
-    total_steps = _total_steps(t, bpe)
     val_ids = ds.split("val")
     step, epoch, position, best = tstate.values()
+    saved = (tstate.last.manifest or {}).get("train") if tstate.last else None
+    budget = Budget(t, _step_limit(t, bpe), step, saved, B * t["seq_length"], len(val_ids))
 
     # --- when to stop; maybe before the first step -------------------------------------
     def stop_reason():
@@ -283,20 +289,21 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
             return f"reached max_steps {t['max_steps']}"
         if t["max_epochs"] and epoch >= t["max_epochs"]:
             return f"reached max_epochs {t['max_epochs']}"
-        if t["max_time"] and time.monotonic() - started >= t["max_time"]:
-            return f"reached max_time {t['max_time']:g}s"
-        return None
+        return budget.stop_reason(step)
 
-    started = time.monotonic()
     if stop_reason():
         distribute.discard(wout, role)
         log(f"nothing to do: run {out} is at step {step} and {stop_reason()}; raise "
-            "--max-steps / train.max_epochs to train further")
+            "--max-steps / train.max_epochs (or --max-time, for a planned run) to train further")
         return TrainResult(str(out), step, "nothing-to-do", best_val_loss=_finite(best))
+
+    def agree(n):  # every worker keeps the same plan
+        return distribute.agree_max(strategy, n)
 
     # --- logging sinks; Ctrl-C finishes the current step -----------------------------------
     logdir = Path(t["logdir"]) if t["logdir"] and role.chief else wout / "logs"
-    sinks = Sinks(tf, wout, logdir, config, step, total_steps, log, tstate.write_error)
+    sinks = Sinks(tf, wout, logdir, config, step, budget.total_steps() or budget.limit, log,
+                  tstate.write_error)
     stop = _StopOnSignal(sinks.progress.write)
     symbols_per_char = _symbols_per_char(ds.meta) if ds.vocab.jamo else None
 
@@ -306,7 +313,7 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
         if not all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in s.model.trainable_variables):
             raise CharrnnError(_nan_message(0.0, 0.0, step - 1, t, out, tstate.last))
         tstate.save(kind, step, epoch, position, best,
-                    distribute.gather_streams(strategy, states), val_loss)
+                    distribute.gather_streams(strategy, states), val_loss, budget.record())
 
     # --- the loop -----------------------------------------------------------------------
     val_loss, reason = None, None
@@ -318,7 +325,7 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
             if position == 0:
                 states = distribute.distribute_streams(strategy, s.model.initial_state(B))
             tick = time.perf_counter()
-            lr = learning_rate(t, step, bpe, total_steps)
+            lr = learning_rate(t, step, bpe, budget.total_steps())
             s.optimizer.learning_rate = lr
             xy = distribute.distribute_streams(strategy, batches.batch(position))
             loss, norm, states = s.train_step(*xy, states)
@@ -332,6 +339,8 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
             if position == bpe:
                 epoch, position = epoch + 1, 0
             acc.add(loss, norm, skipped, time.perf_counter() - tick)
+            budget.after_step(step, sinks.progress.write, agree if role.num_workers > 1 else None)
+            budget.check_pace(step, sinks.progress.write)
             sinks.progress.update(step, loss, lr)
 
             reason = stop_reason() or (stop.signal and "interrupted")
@@ -384,13 +393,15 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
     return TrainResult(str(out), step, "done", val_loss, _finite(best))
 
 
-def _total_steps(t, bpe):
-    total = min(s for s in (t["max_steps"], t["max_epochs"] and t["max_epochs"] * bpe,
+def _step_limit(t, bpe):
+    """The step at which max_steps / max_epochs end the run (inf: neither is set)."""
+    limit = min(s for s in (t["max_steps"], t["max_epochs"] and t["max_epochs"] * bpe,
                             float("inf")) if s)
-    if t["lr_schedule"] == "cosine" and total == float("inf"):
-        raise CharrnnError("train.lr_schedule cosine needs train.max_steps or train.max_epochs "
-                           "to know where the schedule ends")
-    return total
+    if t["lr_schedule"] == "cosine" and limit == float("inf") and not (
+            t["max_time"] or t["planned_steps"]):
+        raise CharrnnError("train.lr_schedule cosine needs train.max_steps, train.max_epochs or "
+                           "train.max_time to know where the schedule ends")
+    return limit
 
 
 def _add_val(record, val_loss, best, symbols_per_char):

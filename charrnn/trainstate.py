@@ -80,9 +80,9 @@ class TrainState:
         probe = folder if folder.exists() else folder.parent
         free = shutil.disk_usage(probe).free
         if free < self.need * 1.1 + 64_000:
-            raise self.write_error("a checkpoint in", folder, "not enough free space")
+            raise self.write_error("the next checkpoint in", folder, "not enough free space")
 
-    def save(self, kind, step, epoch, position, best, states, val_loss=None):
+    def save(self, kind, step, epoch, position, best, states, val_loss=None, info=None):
         """Save into checkpoints/ (kind "latest") or best/ ("best")."""
         folder = self.wout / (runs.BEST_DIR if kind == "best" else runs.CHECKPOINTS_DIR)
         self.check_space(folder)
@@ -94,7 +94,7 @@ class TrainState:
         keep = 1 if kind == "best" else self.keep
         try:
             ck = checkpoints.save(self.ckpt, folder, step, keep, val_loss=val_loss,
-                                  extra=self.extra)
+                                  extra=self.extra, info=info)
         except (OSError, self.tf.errors.OpError) as e:
             raise self.write_error("checkpoint", folder / f"ckpt-{step}", e) from None
         self.need = max(self.need, ck.size())
@@ -110,8 +110,8 @@ class TrainState:
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         free = shutil.disk_usage(probe).free
-        msg = (f"could not write {what} {path}: {reason} (a checkpoint of this model needs "
-               f"about {_mb(self.need)}; {_mb(free)} free there). ")
+        msg = (f"could not write {what} {path}: {reason} (a checkpoint of this model "
+               f"needs about {_mb(self.need)}; {_mb(free)} free there). ")
         if self.last is not None:
             msg += (f"The last good checkpoint {self.last.name} (step {self.last.step}) is "
                     f"intact: free some space, then continue with "

@@ -307,3 +307,52 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tiny, english_data, tmp_path):
     assert step >= 1 and metrics(out)[-1]["step"] == step
     ok(run("train", "--resume", "--out", out, "--max-steps", step + 3))
     assert metrics(out)[-1]["step"] == step + 3
+
+
+# --- time-planned training ----------------------------------------------------------------
+
+def test_a_planned_run_ends_its_schedule_at_the_plan_and_resumes_exactly(
+        tiny, english_data, tmp_path):
+    from charrnn.checkpoints import list_in
+
+    common = ["--config", tiny, "--data", english_data, "--seed", 3,
+              "--set", "train.lr_schedule=cosine", "--set", "train.final_lr_fraction=0.1",
+              "--set", "train.planned_steps=12", "--set", "train.log_every=1",
+              "--set", "train.eval_every=4", "--set", "train.save_every=100"]
+    whole = ok(run("train", *common, "--out", tmp_path / "whole"))
+    assert "reached the planned step 12" in whole.stderr
+    ok(run("train", *common, "--out", tmp_path / "split", "--max-steps", 5))
+    ok(run("train", "--resume", "--out", tmp_path / "split", "--max-steps", 100))
+    a, b = metrics(tmp_path / "whole"), metrics(tmp_path / "split")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 13))
+    for x, y in zip(a, b):  # (the split run also evaluated where it stopped, at step 5)
+        for key in ("loss", "lr", "val_loss"):
+            if key in x and key in y:
+                assert f"{x[key]:.4g}" == f"{y[key]:.4g}", (x, y)
+    # cosine from 0.01 down to 0.1 x 0.01, ending at the plan: the last step's LR
+    assert a[-1]["lr"] == pytest.approx(0.001 + 0.009 * 0.5 * (1 + math.cos(math.pi * 11 / 12)))
+    manifest = json.loads((list_in(tmp_path / "whole" / "checkpoints")[0].dir
+                           / "manifest.json").read_text())
+    assert manifest["train"]["plan"]["steps"] == 12
+
+
+def test_max_time_plans_the_step_count_and_keeps_the_plan_on_resume(tiny, english_data, tmp_path):
+    from charrnn.checkpoints import list_in
+
+    out = tmp_path / "timed"
+    args = ["--config", tiny, "--data", english_data, "--out", out, "--max-time", "6s",
+            "--set", "train.lr_schedule=cosine", "--set", "train.eval_every=1000",
+            "--set", "train.save_every=1000", "--set", "train.log_every=1000"]
+    first = ok(run("train", *args))
+    line = next(ln for ln in first.stderr.splitlines() if ln.startswith("planned "))
+    planned = int(line.split()[1].replace(",", ""))
+    assert "max_time 6s" in line and planned >= 21
+    assert f"reached the planned step {planned}" in first.stderr
+    ck = list_in(out / "checkpoints")[0]
+    assert ck.step == planned and json.loads((ck.dir / "manifest.json").read_text())[
+        "train"]["plan"] == {"steps": planned, "budget": 6.0, "step_time": pytest.approx(
+            float(line.split("(")[1].split()[0]), rel=1e-2)}
+    # the same budget: the plan stands, nothing to do; a larger one plans again
+    assert "nothing to do" in ok(run("train", "--resume", "--out", out)).stderr
+    more = ok(run("train", "--resume", "--out", out, "--max-time", "12s"))
+    assert "planned " in more.stderr and list_in(out / "checkpoints")[0].step > planned

@@ -1,0 +1,101 @@
+"""Time-planned training: a time budget becomes a step count the LR schedule ends with.
+
+When ``train.max_time`` is set, the run times its first steps, fixes its total step count
+(the budget left over the measured time per step, evaluations included, but never past
+``max_steps`` / ``max_epochs``) and stops exactly there.  The plan is stored with every
+checkpoint, so a resumed run keeps it and equals an uninterrupted one: for planned runs
+``max_time`` is the training time of the whole run, across resumes.  Resuming with a
+different ``max_time`` plans again for what is left of the new budget.
+``train.planned_steps`` gives the plan directly (no timing; what tests use).
+
+If the machine slows down mid-run, the run still stops at its planned step, later than
+the budget (it says so once when that is foreseeable); at twice the budget it stops with
+a checkpoint, and ``--resume`` goes on with the same plan.
+"""
+
+import time
+
+MEASURE = 20        # steps timed for the plan, after the first (compiling) step
+SLACK = 2.0         # stop anyway at this multiple of the budget
+
+
+class Budget:
+    def __init__(self, t, limit, step, saved=None, tokens_per_step=1, val_tokens=0):
+        """``limit``: the step at which max_steps / max_epochs end the run (inf: none);
+        ``saved``: the "train" record of the checkpoint resumed from (or None)."""
+        saved = saved or {}
+        self.max_time, self.limit = t["max_time"], limit
+        self.elapsed = float(saved.get("elapsed", 0.0))  # training seconds before this start
+        self.started = time.monotonic()
+        plan = saved.get("plan") or {}
+        self.planned = t["planned_steps"]
+        if self.planned is None and plan.get("budget") == self.max_time:
+            self.planned = plan.get("steps")
+        self.step_time = plan.get("step_time")
+        # evaluations cost about a third of a training step per val token (forward only)
+        self.eval_share = val_tokens / tokens_per_step / 3 / max(1, t["eval_every"])
+        self.first, self.timed_from, self.warned = step, None, False
+
+    @property
+    def planning(self) -> bool:
+        return self.planned is None and bool(self.max_time)
+
+    def total_steps(self):
+        """Where the LR schedule ends: the plan; while still measuring, None (the
+        schedule holds its starting value, so the plan can come in at any step)."""
+        if self.planned is not None:
+            return self.planned
+        return None if self.max_time else self.limit
+
+    def seconds(self) -> float:
+        return self.elapsed + time.monotonic() - self.started
+
+    def after_step(self, step, log, agree=None):
+        """Call after each step; plans once enough steps are timed.  ``agree(n)``: the
+        largest n over all workers (multi-worker runs keep one plan)."""
+        if not self.planning:
+            return
+        if step == self.first + 1:          # the first step compiles: time from here
+            self.timed_from = (step, time.monotonic())
+            return
+        if self.timed_from and step - self.timed_from[0] >= MEASURE:
+            per = (time.monotonic() - self.timed_from[1]) / (step - self.timed_from[0])
+            self.step_time = per * (1 + self.eval_share)
+            left = max(0.0, self.max_time - self.seconds())
+            self.planned = min(self.limit, step + int(left / self.step_time))
+            if agree is not None:
+                self.planned = agree(self.planned)
+            log(f"planned {self.planned:,} steps for max_time {self.max_time:g}s "
+                f"({self.step_time:.3f} s/step measured over {MEASURE} steps, evaluations "
+                "included); the LR schedule ends there")
+
+    def stop_reason(self, step):
+        if self.planned is not None and step >= self.planned:
+            return f"reached the planned step {self.planned}"
+        if not self.max_time:
+            return None
+        spent = self.seconds()
+        if self.planned is None and spent >= self.max_time:
+            return f"reached max_time {self.max_time:g}s"
+        if spent >= SLACK * self.max_time:
+            return (f"reached {SLACK:g}x max_time before the planned step {self.planned} (the "
+                    "machine slowed down); --resume continues the plan")
+        return None
+
+    def check_pace(self, step, log):
+        """Say once when the plan will clearly overrun its budget."""
+        if self.planned is None or self.warned or not self.max_time or step <= self.first:
+            return
+        per = (time.monotonic() - self.started) / (step - self.first)
+        eta = self.seconds() + per * (self.planned - step)
+        if step - self.first >= MEASURE and eta > 1.25 * self.max_time:
+            self.warned = True
+            log(f"Warning: this machine is slower now than when the run was planned; it will "
+                f"reach its planned step {self.planned} after about {eta / 60:.0f} min instead "
+                f"of {self.max_time / 60:.0f}")
+
+    def record(self) -> dict:
+        """What a checkpoint stores of the plan."""
+        plan = None if self.planned is None else {
+            "steps": self.planned, "budget": self.max_time, "step_time": self.step_time}
+        return {"plan": plan, "elapsed": self.seconds()}
