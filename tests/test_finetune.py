@@ -179,6 +179,16 @@ def test_prepare_vocab_from_min_count_and_settings(english_run, english_data, fr
     assert not any((tmp_path / x).exists() for x in "abc")
 
 
+def test_prepare_vocab_from_a_jamo_vocabulary(korean_data, tmp_path):
+    src = Path(__file__).resolve().parent.parent / "data" / "korean_constitution.txt"
+    text = src.read_text(encoding="utf-8").replace("\r\n", "\n")
+    ok(run("prepare", src, "-o", tmp_path / "ko", "--vocab-from", korean_data, "-q"))
+    old, new = symbols(korean_data), symbols(tmp_path / "ko")
+    assert new[:len(old)] == old and len(new) > len(old)  # more jamo and punctuation
+    assert all(len(c) == 1 and not "\uac00" <= c <= "\ud7a3" for c in new)  # still jamo
+    assert ok(run("dump", tmp_path / "ko")).stdout == text
+
+
 def test_init_from_refuses_a_different_architecture_or_data_policy(
         english_run, french, french_data, korean_data, tmp_path):
     line = error_line(run("train", "--data", french_data, "--out", tmp_path / "a",
