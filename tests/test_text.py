@@ -174,3 +174,23 @@ def test_info_and_detection(tmp_path):
     assert T.detect_encoding(b"plain ascii\n")[0] == "utf-8"  # ascii means utf-8
     with pytest.raises(CharrnnError, match="binary"):
         T.detect_encoding(b"\x7fELF\x02\x01\x01" + bytes(range(256)) * 4)
+
+
+def test_every_hangul_syllable_splits_and_recombines_as_hangul_jamo_says():
+    """hangul-jamo, an independent implementation, as the reference for all 11,172
+    syllables: it names (lead, vowel, final) in compatibility jamo; ours are the
+    conjoining jamo at the same indices, and both put the syllable back together."""
+    import hangul_jamo as hj
+
+    from charrnn.text import decompose, recompose
+
+    syllables = [chr(c) for c in range(0xAC00, 0xD7A4)]
+    assert len(syllables) == hj.NUMBER_OF_SYLLABLES == 11172
+    for s in syllables:
+        lead, vowel, final = hj.decompose_syllable(s)
+        want = (chr(0x1100 + hj.LEADING_CONSONANTS.index(lead))
+                + chr(0x1161 + hj.VOWELS.index(vowel))
+                + (chr(0x11A7 + hj.TRAILING_CONSONANTS.index(final)) if final else ""))
+        assert decompose(s) == want, s
+        assert recompose(want) == s == hj.compose_jamo_characters(lead, vowel, final)
+    assert recompose(decompose("".join(syllables))) == "".join(syllables)
