@@ -250,12 +250,18 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
 
 def _evaluate_report(r: dict) -> None:
     for f in r["files"] + ([dict(r["total"], path="total")] if len(r["files"]) > 1 else []):
-        oov = f" ({f['oov_chars']:,} outside the vocabulary, left out)" if f["oov_chars"] else ""
-        if f["oov_chars"] and r["unk"]:
-            oov = f" ({f['oov_chars']:,} outside the vocabulary, scored as unknown)"
-        info(f"{f['path']}: {f['chars']:,} chars{oov}, {f['symbols']:,} symbols: "
-             f"loss {f['loss_nats']:.4f} nats/symbol, {f['bits_per_symbol']:.4f} bits/symbol"
-             f", {f['bits_per_char']:.4f} bits/char")
+        oov = (f" ({f['oov_chars']:,} outside the vocabulary, charged {f['oov_bits']:,.1f} "
+               "bits)" if f["oov_chars"] else "")
+        line = (f"{f['path']}: {f['chars']:,} chars{oov}, {f['symbols']:,} symbols: "
+                f"loss {_num(f['loss_nats'])} nats/symbol, {_num(f['bits_per_symbol'])} "
+                f"bits/symbol, {_num(f['bits_per_char'])} bits/char")
+        if f["oov_chars"]:
+            line += f" ({_num(f['bits_per_char_in_vocab'])} without the outside characters)"
+        info(line)
+
+
+def _num(x):
+    return "n/a" if x is None else f"{x:.4f}"
 
 
 @cli.command()
@@ -264,29 +270,40 @@ def _evaluate_report(r: dict) -> None:
 @click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
 @click.option("--encoding", help="Decode the files with this codec instead of detecting it.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Undecodable bytes: stop with an error, or replace them with U+FFFD.")
-@click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece starts from a fresh state); 1 scores it as one sequence [default: one per 1024 symbols, at most 64].")
+@click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece after the first reads the 256 symbols before it as unscored warm-up); 1 scores it in one pass [default: one per 1024 symbols, at most 64].")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on stdout.")
-def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json):
+@click.option("--per-line", is_flag=True, help="Print one JSON object per input line on stdout (path, line, text, chars, bits, bits_per_char, the most surprising character); the figures go to stderr.")
+def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per_line):
     """Score text files (- for stdin) with a trained run: loss per symbol and per character.
 
     The text goes through prepare's pipeline (encoding detection, the run's
     newline policy, jamo). Reports nats/symbol, bits/symbol and bits per original
-    character (fair between jamo and syllable models), and characters outside
-    the vocabulary.
+    character (fair between jamo and syllable models); characters outside the
+    vocabulary are charged -log2 P(escape) + log2 |class| bits (README: Sampling
+    and evaluating) and the figures are also given without them.
 
     \b
     charrnn evaluate runs/shakespeare held_out.txt
     charrnn evaluate runs/ko-jamo test.txt --json | jq .total.bits_per_char
+    charrnn evaluate runs/logs app.log --per-line | jq -s 'sort_by(.bits_per_char) | reverse | .[:10]'
     """
+    import json
+
     from charrnn.evaluate import evaluate as score
+    from charrnn.evaluate import per_line as lines_of
     from charrnn.runs import load_run
 
+    if as_json and per_line:
+        raise click.UsageError("give --json or --per-line, not both")
     run = load_run(run_dir, checkpoint, on_warning=warn)
-    result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
-                   on_warning=warn)
-    if as_json:
-        import json
 
+    def on_file(path, scored):
+        for line in lines_of(path, scored):
+            click.echo(json.dumps(line, ensure_ascii=False))
+
+    result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
+                   on_warning=warn, on_file=on_file if per_line else None)
+    if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
     else:
         _evaluate_report(result)

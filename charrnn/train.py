@@ -69,37 +69,20 @@ class Streams:
 
 
 def make_eval_step(model, jit=False):
-    """A compiled (x, y, states) -> (summed loss in nats, new states) for ``model``."""
-    from charrnn.backend import tensorflow
+    """The compiled scoring step for ``model`` (charrnn.scoring.make_step), built once
+    per run and reused by every validation."""
+    from charrnn import scoring
 
-    tf = tensorflow()
-
-    @tf.function(jit_compile=jit)
-    def eval_step(x, y, states):
-        logits, new_state = model(x, states=states, return_state=True, training=False)
-        loss = tf.reduce_sum(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits))
-        return loss, new_state
-
-    return eval_step
+    return scoring.make_step(model, jit)
 
 
-def evaluate_loss(model, ids, batch_size, seq_length, eval_step=None):
-    """Mean loss in nats/symbol over all of ``ids`` (the whole split, cut into at most
-    ``batch_size`` streams, state carried across ``seq_length`` chunks); None when
-    there is nothing to predict."""
-    if len(ids) < 2:
-        return None
-    eval_step = eval_step or make_eval_step(model)
-    streams = Streams(ids, max(1, min(batch_size, (len(ids) - 1) // seq_length)), seq_length)
-    states = model.initial_state(streams.batch_size)
-    total, count = 0.0, 0
-    for start in range(0, streams.length, seq_length):
-        x, y = streams.columns(start, min(start + seq_length, streams.length))
-        loss, states = eval_step(x, y, states)
-        total += float(loss)
-        count += y.size
-    return total / count
+def evaluate_loss(model, ids, eval_step=None):
+    """Mean loss in nats/symbol over all of ``ids`` under charrnn.scoring's definition
+    (pieces side by side with warm-up, the first symbol context only), so validation
+    and `charrnn evaluate` mean the same thing; None when there is nothing to predict."""
+    from charrnn import scoring
+
+    return scoring.mean_nats(model, ids, step=eval_step or make_eval_step(model))
 
 
 def learning_rate(t: dict, step: int, batches_per_epoch: int, total_steps) -> float:
@@ -355,7 +338,7 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
                 record = acc.record(step, round(epoch + position / bpe, 4), lr, B * t["seq_length"])
                 sample = None
                 if do_eval:
-                    val_loss = evaluate_loss(s.model, val_ids, B, t["seq_length"], s.eval_step)
+                    val_loss = evaluate_loss(s.model, val_ids, s.eval_step)
                     if val_loss is not None and role.num_workers > 1:
                         val_loss = distribute.agree_mean(strategy, val_loss)  # one "best"
                     if val_loss is not None:

@@ -214,8 +214,8 @@ def test_two_worker_cluster_trains_checkpoints_and_resumes(dist_data, reference_
     for rc, err in results:
         assert rc == 0, err[-3000:]
     assert "2 replicas" in results[0][1]
-    ckpts = sorted(p.name for p in (out / "checkpoints").glob("ckpt-*.index"))
-    assert ckpts == ["ckpt-10.index", "ckpt-20.index"]
+    ckpts = sorted(p.parent.name for p in (out / "checkpoints").glob("ckpt-*/manifest.json"))
+    assert ckpts == ["ckpt-10", "ckpt-20"]
     # only the chief wrote; the worker's temporary copies are gone
     assert not list((tmp_path / "runs").glob(".workertemp_*"))
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cluster"]
@@ -224,7 +224,7 @@ def test_two_worker_cluster_trains_checkpoints_and_resumes(dist_data, reference_
     for rc, err in results:
         assert rc == 0, err[-3000:]
     assert "resuming" in results[0][1]
-    assert (out / "checkpoints" / f"ckpt-{STEPS}.index").exists()
+    assert (out / "checkpoints" / f"ckpt-{STEPS}" / "manifest.json").exists()
     assert not list((tmp_path / "runs").glob(".workertemp_*"))
     # two workers, stopped and resumed, end where one process that never stopped ends
     for step in (10, 20, STEPS):
@@ -242,7 +242,7 @@ def test_a_dead_worker_leaves_the_chiefs_checkpoints_intact(dist_data, tmp_path)
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
     try:
         deadline = time.monotonic() + LIMIT_S
-        while not (out / "checkpoints" / "checkpoint").exists():
+        while not list((out / "checkpoints").glob("ckpt-*/manifest.json")):
             assert time.monotonic() < deadline and procs[0].poll() is None, "no checkpoint"
             time.sleep(0.2)
         procs[1].kill()  # worker 1 dies mid-run, without any chance to clean up
@@ -261,7 +261,7 @@ def test_a_dead_worker_leaves_the_chiefs_checkpoints_intact(dist_data, tmp_path)
     # a restarted cluster resumes from it and clears the dead worker's leftovers
     for rc, err in _cluster(_train_cmd(dist_data, out, "--resume", steps=run.step + 5)):
         assert rc == 0, err[-3000:]
-    assert (out / "checkpoints" / f"ckpt-{run.step + 5}.index").exists()
+    assert (out / "checkpoints" / f"ckpt-{run.step + 5}" / "manifest.json").exists()
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cluster"]
 
 

@@ -1,8 +1,11 @@
 """`charrnn evaluate` through the real CLI, checked against a hand computation with the
-Keras model and NumPy log-softmax."""
+Keras model and NumPy log-softmax, under the scoring definition of charrnn/scoring.py:
+state carried (pieces read 256 symbols of warm-up first), the first character context
+only, characters outside the vocabulary charged -log2 P(escape) + log2 |class|."""
 
 import json
 import math
+import random
 
 import numpy as np
 import pytest
@@ -11,6 +14,9 @@ from click.testing import CliRunner
 from charrnn.cli import cli
 
 from conftest import ENGLISH, KOREAN
+
+LOG2 = math.log(2)
+OTHER_BMP = 65536 - 2048 - 11172 - 20992  # U+0800..U+FFFF without syllables and ideographs
 
 
 def run(*args, input=None):
@@ -24,6 +30,11 @@ def ok(result):
 
 def evaluate_json(*args):
     return json.loads(ok(run("evaluate", *args, "--json")).stdout)
+
+
+def per_line(*args):
+    r = ok(run("evaluate", *args, "--per-line"))
+    return [json.loads(line) for line in r.stdout.splitlines()], r
 
 
 @pytest.fixture(scope="module")
@@ -40,72 +51,261 @@ def korean(korean_run):
     return load_run(korean_run)
 
 
-def hand_nats(model, ids, streams=1):
-    """Sum of -log p(ids[t+1] | ids[..t]) over every prediction, the text cut into
-    ``streams`` contiguous pieces each read from the zero state, as evaluate documents."""
+@pytest.fixture(scope="module")
+def unk_run(tmp_path_factory):
+    """A run whose vocabulary has the unknown symbol: prepared with --min-count 3, so the
+    8 characters seen twice in ENGLISH * 2 (M z S ; x O D ') are read as U+FFFD."""
+    from charrnn.cli import main
+
+    root = tmp_path_factory.mktemp("unk")
+    (root / "en.txt").write_text(ENGLISH * 2, encoding="utf-8")
+    assert main(["prepare", str(root / "en.txt"), "-o", str(root / "data"), "-q",
+                 "--min-count", "3", "--val-fraction", "0.1"]) == 0
+    sets = ["model.num_layers=1", "model.rnn_size=32", "model.embedding_size=16",
+            "train.batch_size=16", "train.seq_length=32", "train.learning_rate=0.01",
+            "train.eval_every=30", "train.save_every=30", "train.log_every=30"]
+    assert main(["train", "--data", str(root / "data"), "--out", str(root / "run"),
+                 "--max-steps", "30", *[a for s in sets for a in ("--set", s)]]) == 0
+    return root / "run"
+
+
+def hand_nats(model, ids, pieces=1, warmup=256):
+    """-ln p(ids[t] | ids[..t]) for every target t >= 1 (index t-1 of the result), from the
+    plain Keras forward pass: ``pieces`` contiguous pieces, each after the first reading
+    ``warmup`` symbols before it from the zero state, unscored."""
     from charrnn.backend import tensorflow
 
     tf = tensorflow()
-    forward = tf.function(lambda x: model(x))  # the plain Keras forward pass, traced (eager is slow)
+    forward = tf.function(lambda x: model(x))  # traced (eager is slow)
     m = len(ids) - 1
-    per = -(-m // streams)
-    total = 0.0
-    for lo in range(0, m, per):
-        hi = min(m, lo + per)
-        logits = forward(tf.constant(ids[None, lo:hi])).numpy()[0].astype(np.float64)
+    per = -(-m // pieces)
+    out = np.full(m, np.nan)
+    for a in range(1, m + 1, per):  # targets a .. e-1
+        e = min(m + 1, a + per)
+        s = max(0, a - 1 - warmup)
+        logits = forward(tf.constant(ids[None, s:e - 1])).numpy()[0].astype(np.float64)
         logp = logits - logits.max(-1, keepdims=True)
         logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
-        total -= logp[np.arange(hi - lo), ids[lo + 1:hi + 1]].sum()
-    return total
+        nll = -logp[np.arange(e - 1 - s), ids[s + 1:e]]
+        out[a - 1:e - 1] = nll[a - 1 - s:]
+    assert not np.isnan(out).any()
+    return out
 
 
 def test_figures_match_a_hand_computation(english, english_run, tmp_path):
     text = ENGLISH[:3000]  # > one 256-symbol window: the state is carried across windows
     (tmp_path / "held.txt").write_text(text, encoding="utf-8")
     ids = english.vocab.encode(text)
+    loss = {}
     for streams in (1, 3):
         r = evaluate_json(english_run, tmp_path / "held.txt", "--streams", streams)
         f = r["files"][0]
-        want = hand_nats(english.model, ids, streams) / (len(ids) - 1)
+        want = loss[streams] = hand_nats(english.model, ids, streams).mean()
         assert f["predictions"] == len(ids) - 1 and f["symbols"] == len(ids) == len(text)
+        assert f["scored_chars"] == len(text) - 1 and f["oov_chars"] == 0 and f["oov_bits"] == 0
         assert f["loss_nats"] == pytest.approx(want, rel=1e-5)
-        assert f["bits_per_symbol"] == pytest.approx(want / math.log(2), rel=1e-5)
+        assert f["bits_per_symbol"] == pytest.approx(want / LOG2, rel=1e-5)
         assert f["bits_per_char"] == pytest.approx(f["bits_per_symbol"])  # one symbol per char
-        assert f["oov_chars"] == 0 and r["total"]["loss_nats"] == f["loss_nats"]
-    # the default (one stream per 1,024 symbols) is close to reading it whole
-    default = evaluate_json(english_run, tmp_path / "held.txt")["files"][0]["loss_nats"]
-    assert default == pytest.approx(hand_nats(english.model, ids) / (len(ids) - 1), rel=0.05)
+        assert f["bits_per_char_in_vocab"] == pytest.approx(f["bits_per_char"])
+        assert r["total"]["loss_nats"] == f["loss_nats"]
+        assert r["scoring"] == {"pieces": streams, "warmup": 256, "escape": "witten-bell",
+                                "p_escape": pytest.approx(49 / (len(ENGLISH) * 2 + 49))}
+    # Pieces with warm-up agree closely with one pass; pieces read from a cold state do not.
+    cold = hand_nats(english.model, ids, 3, warmup=0).mean()
+    assert loss[3] == pytest.approx(loss[1], rel=1e-3)
+    assert abs(loss[3] - loss[1]) < abs(cold - loss[1]) / 3
+    # the default (one piece per 1,024 symbols: 2 here)
+    default = evaluate_json(english_run, tmp_path / "held.txt")
+    assert default["scoring"]["pieces"] == "auto"
+    assert default["total"]["loss_nats"] == pytest.approx(hand_nats(english.model, ids, 2).mean(),
+                                                          rel=1e-5)
+
+
+def test_validation_is_the_same_definition(english_run, english_data, tmp_path):
+    """The last logged validation loss is what `charrnn evaluate` says of the val split."""
+    val = ok(run("dump", english_data, "--split", "val")).stdout
+    (tmp_path / "val.txt").write_text(val, encoding="utf-8")
+    f = evaluate_json(english_run, tmp_path / "val.txt", "--checkpoint", "latest")["total"]
+    logged = [json.loads(x) for x in (english_run / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in logged if "val_loss" in r][-1]
+    assert last["step"] == 150 and f["predictions"] == len(val) - 1
+    assert f["loss_nats"] == pytest.approx(last["val_loss"], rel=1e-4)
 
 
 def test_jamo_bits_per_character(korean, korean_run, tmp_path):
-    """A jamo model is scored per symbol (jamo) and per original character (syllable)."""
+    """A jamo model is scored per symbol (jamo) and per original character (syllable);
+    all the jamo of the first syllable are context."""
     text = KOREAN
     (tmp_path / "ko.txt").write_text(text, encoding="utf-8")
     (tmp_path / "ko949.txt").write_bytes(text.replace("\n", "\r\n").encode("cp949"))
     ids = korean.vocab.encode(text)
     assert len(ids) > len(text) * 1.5  # really split into jamo
+    first = len(korean.vocab.encode(text[0]))
+    assert first == 2  # 제 = ㅈ ㅔ
     f = evaluate_json(korean_run, tmp_path / "ko.txt", "--streams", 1)["files"][0]
     assert f["chars"] == len(text) and f["symbols"] == len(ids)
-    loss = hand_nats(korean.model, ids) / (len(ids) - 1)
-    assert f["loss_nats"] == pytest.approx(loss, rel=1e-5)
-    assert f["bits_per_char"] == pytest.approx(loss / math.log(2) * len(ids) / len(text), rel=1e-5)
+    assert f["predictions"] == len(ids) - first and f["scored_chars"] == len(text) - 1
+    nats = hand_nats(korean.model, ids)[first - 1:].sum()
+    assert f["loss_nats"] == pytest.approx(nats / (len(ids) - first), rel=1e-5)
+    assert f["bits_per_char"] == pytest.approx(nats / LOG2 / (len(text) - 1), rel=1e-5)
     # same pipeline as prepare: cp949 detected, CRLF -> LF, same figures
     g = evaluate_json(korean_run, tmp_path / "ko949.txt", "--streams", 1)["files"][0]
     assert g["encoding"] == "cp949" and g["chars"] == f["chars"]
     assert g["loss_nats"] == pytest.approx(f["loss_nats"], rel=1e-9)
 
 
-def test_characters_outside_the_vocabulary(english, english_run, tmp_path):
+def witten_bell_bits(vocab):
+    return math.log2((sum(vocab.counts) + len(vocab)) / len(vocab))
+
+
+def test_outside_the_vocabulary_is_charged(english, english_run, tmp_path):
+    """No unknown symbol: left out of what the model reads, charged
+    log2((N + V) / V) + log2 |class| bits each (Witten-Bell escape, uniform in the class)."""
     text = ENGLISH[:1000]
-    odd = text[:300] + "∑∑☃" + text[300:]
+    odd = text[:300] + "∑∑é" + text[300:]
     (tmp_path / "odd.txt").write_text(odd, encoding="utf-8")
     f = evaluate_json(english_run, tmp_path / "odd.txt", "--streams", 1)["files"][0]
-    assert f["oov_chars"] == 3 and f["oov_distinct"] == "∑☃"
-    assert f["chars"] == len(odd) and f["scored_chars"] == len(text)
-    ids = english.vocab.encode(text)  # no unknown symbol in this vocabulary: left out
-    assert f["loss_nats"] == pytest.approx(hand_nats(english.model, ids) / (len(ids) - 1), rel=1e-5)
-    human = ok(run("evaluate", english_run, tmp_path / "odd.txt"))
-    assert human.stdout == "" and "3 outside the vocabulary" in human.stderr
+    assert f["oov_chars"] == 3 and f["oov_distinct"] == "∑é"
+    assert f["chars"] == len(odd) and f["scored_chars"] == len(odd) - 1
+    assert f["in_vocab_chars"] == len(text) - 1 and f["symbols"] == len(text)
+    ids = english.vocab.encode(text)
+    bits = hand_nats(english.model, ids).sum() / LOG2
+    escape = math.log2((len(ENGLISH) * 2 + 49) / 49)  # 49 symbols in 2 x ENGLISH
+    assert escape == pytest.approx(witten_bell_bits(english.vocab))
+    charge = 3 * escape + 2 * math.log2(OTHER_BMP) + math.log2(1920)  # ∑ U+2211, é U+00E9
+    assert f["oov_bits"] == pytest.approx(charge, rel=1e-9)
+    assert f["bits_per_char_in_vocab"] == pytest.approx(bits / (len(text) - 1), rel=1e-5)
+    assert f["bits_per_char"] == pytest.approx((bits + charge) / (len(odd) - 1), rel=1e-5)
+    assert f["bits_per_symbol"] == pytest.approx(bits / (len(text) - 1), rel=1e-5)
+    human = ok(run("evaluate", english_run, tmp_path / "odd.txt", "--streams", 1))
+    assert human.stdout == ""
+    assert human.stderr == (
+        f"{tmp_path / 'odd.txt'}: {len(odd):,} chars (3 outside the vocabulary, charged "
+        f"{charge:.1f} bits), {len(text):,} symbols: loss "
+        f"{f['loss_nats']:.4f} nats/symbol, {f['bits_per_symbol']:.4f} bits/symbol, "
+        f"{f['bits_per_char']:.4f} bits/char ({f['bits_per_char_in_vocab']:.4f} without the "
+        "outside characters)\n")
+
+
+def test_unknown_symbol_pays_its_probability_and_the_class(unk_run, tmp_path):
+    """With an unknown symbol, an outside character is read as it: the model's own
+    -log2 P(unknown) at that position plus log2 |class|."""
+    from charrnn.runs import load_run
+
+    model = load_run(unk_run)
+    vocab = model.vocab
+    assert vocab.unk_id is not None and vocab.unknown_chars("Mz∑") == list("Mz∑")
+    text = ENGLISH[1700:2300] + "∑" + ENGLISH[2300:2800]  # ' M z S ; x read as U+FFFD
+    (tmp_path / "u.txt").write_text(text, encoding="utf-8")
+    r = evaluate_json(unk_run, tmp_path / "u.txt", "--streams", 1)
+    f = r["files"][0]
+    assert r["unk"] and r["scoring"]["escape"] == "unknown symbol"
+    ids = vocab.encode(text, unknown="unk")
+    unk = np.flatnonzero(ids == vocab.unk_id)
+    nll = hand_nats(model.model, ids) / LOG2  # target t at index t - 1
+    classes = {"∑": OTHER_BMP}
+    charge = sum(nll[t - 1] + math.log2(classes.get(text[t], 128)) for t in unk)
+    assert f["oov_chars"] == len(unk) == 7 and f["symbols"] == len(text)
+    assert f["oov_bits"] == pytest.approx(charge, rel=1e-5)
+    assert f["bits_per_char"] == pytest.approx((nll.sum() + 7 * len(unk)
+                                                + math.log2(OTHER_BMP / 128)) / (len(text) - 1),
+                                               rel=1e-5)
+    inside = np.setdiff1d(np.arange(1, len(ids)), unk)
+    assert f["predictions"] == len(inside)
+    assert f["loss_nats"] == pytest.approx(nll[inside - 1].mean() * LOG2, rel=1e-5)
+    human = ok(run("evaluate", unk_run, tmp_path / "u.txt"))
+    assert f"7 outside the vocabulary, charged {charge:.1f} bits)" in human.stderr
+
+
+def test_jamo_and_syllable_characters_alike(korean, korean_run, tmp_path):
+    """A syllable a jamo model cannot spell (final ㅋ never seen) is charged as a Hangul
+    syllable, like one missing from a syllable model's vocabulary; € as a BMP character."""
+    assert korean.vocab.unknown_chars("닼€가") == ["닼", "€"]
+    text = KOREAN[:100] + "닼" + KOREAN[100:200] + "€" + KOREAN[200:300]
+    (tmp_path / "k.txt").write_text(text, encoding="utf-8")
+    f = evaluate_json(korean_run, tmp_path / "k.txt", "--streams", 1)["files"][0]
+    escape = witten_bell_bits(korean.vocab)
+    assert f["oov_chars"] == 2 and f["oov_distinct"] == "닼€"
+    assert f["oov_bits"] == pytest.approx(2 * escape + math.log2(11172) + math.log2(OTHER_BMP))
+    rest = KOREAN[:300]
+    (tmp_path / "rest.txt").write_text(rest, encoding="utf-8")
+    g = evaluate_json(korean_run, tmp_path / "rest.txt", "--streams", 1)["files"][0]
+    assert f["symbols"] == g["symbols"] and f["predictions"] == g["predictions"]
+    assert f["loss_nats"] == pytest.approx(g["loss_nats"], rel=1e-5)  # the model read the same
+    assert f["bits_per_char"] * (len(text) - 1) == pytest.approx(
+        g["bits_per_char"] * (len(rest) - 1) + f["oov_bits"], rel=1e-5)
+    # per line: a character's bits are its jamo's (mapped back by hand) or its charge
+    lines, _ = per_line(korean_run, tmp_path / "k.txt", "--streams", 1)
+    assert sum(x["bits"] for x in lines) == pytest.approx(f["nats"] / LOG2, rel=1e-9)
+    ids = korean.vocab.encode(text, unknown="skip")
+    nll = np.concatenate([[np.nan], hand_nats(korean.model, ids)]) / LOG2
+    char_bits, at = [], 0
+    for ch in text:
+        n = len(korean.vocab.encode(ch, unknown="skip"))
+        char_bits.append(nll[at:at + n].sum() if n else {"닼": math.log2(11172)}.get(
+            ch, math.log2(OTHER_BMP)) + escape)
+        at += n
+    start = 0
+    for x in lines[1:4]:
+        start = text.index(x["text"] + "\n", start)
+        mine = char_bits[start:start + x["chars"]]
+        assert x["bits"] == pytest.approx(sum(mine), rel=1e-5)
+        assert x["worst_bits"] == pytest.approx(max(mine), rel=1e-5)
+        assert x["worst_char"] == text[start + int(np.argmax(mine))]
+    assert any(x["worst_char"] == "닼" for x in lines)
+
+
+def test_per_line_scores(english, english_run, tmp_path):
+    """One JSON line per input line; the newline belongs to the line it ends; the totals
+    equal an independent `evaluate --streams 1`; the default pieces agree closely."""
+    text = ENGLISH[:ENGLISH.index("\n", 2500) + 1]  # > 2,048 symbols: 2 pieces by default
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    (tmp_path / "b.txt").write_text("Four score and seven\nyears ago", encoding="utf-8")
+    lines, r = per_line(english_run, tmp_path / "a.txt", tmp_path / "b.txt", "--streams", 1)
+    whole = evaluate_json(english_run, tmp_path / "a.txt", tmp_path / "b.txt", "--streams", 1)
+    assert r.stderr.startswith(f"{tmp_path / 'a.txt'}: ") and "total: " in r.stderr
+    a = [x for x in lines if x["path"] == str(tmp_path / "a.txt")]
+    b = [x for x in lines if x["path"] == str(tmp_path / "b.txt")]
+    assert len(a) + len(b) == len(lines) and [x["line"] for x in a] == \
+        list(range(1, len(text.splitlines()) + 1))
+    assert [x["text"] + "\n" for x in a] == text.splitlines(keepends=True)
+    assert [x["chars"] for x in a] == [len(x) for x in text.splitlines(keepends=True)]
+    assert set(b[0]) == {"path", "line", "text", "chars", "bits", "bits_per_char", "oov_chars",
+                         "worst_char", "worst_column", "worst_prob", "worst_bits"}
+    assert [(x["text"], x["chars"]) for x in b] == [("Four score and seven", 21),
+                                                    ("years ago", 9)]
+    for f, mine in zip(whole["files"], (a, b)):
+        assert sum(x["chars"] for x in mine) == f["chars"]
+        assert sum(x["bits"] for x in mine) == pytest.approx(f["nats"] / LOG2, rel=1e-9)
+        assert mine[0]["bits"] / (mine[0]["chars"] - 1) == pytest.approx(mine[0]["bits_per_char"])
+    assert sum(x["bits"] for x in lines) / (sum(x["chars"] for x in lines) - 2) == \
+        pytest.approx(whole["total"]["bits_per_char"], rel=1e-9)
+    # the most surprising character, checked against the hand computation
+    ids = english.vocab.encode(text)
+    nll = np.concatenate([[np.nan], hand_nats(english.model, ids)]) / LOG2
+    x = a[3]
+    start = sum(len(t) for t in text.splitlines(keepends=True)[:3])
+    j = int(np.argmax(nll[start:start + x["chars"]]))
+    assert (x["worst_column"], x["worst_char"]) == (j + 1, text[start + j])
+    assert x["worst_bits"] == pytest.approx(nll[start + j], rel=1e-5)
+    assert x["worst_prob"] == pytest.approx(2 ** -nll[start + j], rel=1e-5)
+    assert x["bits"] == pytest.approx(nll[start:start + x["chars"]].sum(), rel=1e-5)
+    # default pieces (2, with warm-up): every line close to the one-pass figure
+    default, _ = per_line(english_run, tmp_path / "a.txt")
+    assert sum(x["bits"] for x in default) == pytest.approx(sum(x["bits"] for x in a), rel=2e-3)
+
+
+def test_a_planted_line_ranks_most_surprising(english, english_run, tmp_path):
+    lines = ENGLISH.splitlines(keepends=True)[:26]
+    rng = random.Random(0)  # in-vocabulary characters, no charge: only the model ranks it
+    shuffled = "".join(rng.choices([s for s in english.vocab.symbols if s != "\n"], k=60))
+    planted = lines[:13] + [shuffled + "\n"] + lines[13:]
+    (tmp_path / "p.txt").write_text("".join(planted), encoding="utf-8")
+    out, _ = per_line(english_run, tmp_path / "p.txt")
+    ranked = sorted(out, key=lambda x: -(x["bits_per_char"] or 0))
+    assert ranked[0]["line"] == 14 and ranked[0]["text"] == shuffled
+    assert ranked[0]["bits_per_char"] > 2 * ranked[len(ranked) // 2]["bits_per_char"]  # median
+    assert ranked[0]["worst_prob"] < 1e-3
 
 
 def test_several_files_and_stdin(english_run, tmp_path):
@@ -116,6 +316,8 @@ def test_several_files_and_stdin(english_run, tmp_path):
     nats = a["loss_nats"] * a["predictions"] + b["loss_nats"] * b["predictions"]
     assert r["total"]["predictions"] == a["predictions"] + b["predictions"]
     assert r["total"]["loss_nats"] == pytest.approx(nats / r["total"]["predictions"])
+    assert r["total"]["bits_per_char"] == pytest.approx(
+        (a["nats"] + b["nats"]) / LOG2 / (a["chars"] + b["chars"] - 2))
     piped = json.loads(ok(run("evaluate", english_run, "-", "--json", "--streams", 1,
                               input=ENGLISH[:800])).stdout)
     assert piped["files"][0]["loss_nats"] == pytest.approx(a["loss_nats"], rel=1e-9)
@@ -128,6 +330,13 @@ def test_evaluate_errors(english_run, tmp_path):
     assert r.exit_code == 1 and r.stderr.startswith("Error: ") and "does not exist" in r.stderr
     (tmp_path / "one.txt").write_text("a", encoding="utf-8")
     r = run("evaluate", english_run, tmp_path / "one.txt")
-    assert r.exit_code == 1 and "at least 2" in r.stderr
+    assert r.exit_code == 1 and r.stderr == (
+        f"Error: {tmp_path / 'one.txt'} has 1 character(s) of which the model can read 1; "
+        "scoring needs at least 2 (the first is only context)\n")
+    (tmp_path / "odd.txt").write_text("a∑∑", encoding="utf-8")
+    r = run("evaluate", english_run, tmp_path / "odd.txt", "--per-line")
+    assert r.exit_code == 1 and r.stdout == "" and "can read 1;" in r.stderr
+    r = run("evaluate", english_run, tmp_path / "one.txt", "--per-line", "--json")
+    assert r.exit_code == 2 and "give --json or --per-line, not both" in r.stderr
     r = run("evaluate", tmp_path, tmp_path / "one.txt")
     assert r.exit_code == 1 and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1

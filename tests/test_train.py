@@ -114,8 +114,8 @@ def test_load_run_restores_the_trained_weights(lstm_run, english_data):
     val = load_dataset(english_data).split("val")
     # Logged with the run's matmul precision (auto: bfloat16 on CPUs that have it), evaluated in
     # float32: they agree to ~1e-5, checkpoints 10 steps apart differ by > 1e-3.
-    assert evaluate_loss(best.model, val, 8, 16) == pytest.approx(logged[best.step], rel=1e-4)
-    assert evaluate_loss(run_.model, val, 8, 16) == pytest.approx(logged[30], rel=1e-4)
+    assert evaluate_loss(best.model, val) == pytest.approx(logged[best.step], rel=1e-4)
+    assert evaluate_loss(run_.model, val) == pytest.approx(logged[30], rel=1e-4)
     ids = run_.vocab.encode("We hold these truths to be self-evident, that all men are")
     logits = run_.model(tf.constant(ids[None, :-1]))
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
