@@ -309,6 +309,50 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
         _evaluate_report(result)
 
 
+# --- visualize ---------------------------------------------------------------
+
+
+def _units(value):
+    try:
+        return tuple(int(u) for u in value.replace(",", " ").split()) if value else ()
+    except ValueError:
+        raise click.BadParameter("give unit numbers, e.g. 12,300") from None
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("text_file", type=click.Path(allow_dash=True), metavar="TEXT")
+@click.option("-o", "--out", type=click.Path(), help="File to write [default: visualize.html; with --json, standard output].")
+@click.option("--max-chars", type=click.IntRange(min=0), default=5000, show_default=True, help="Use only the first N characters of the text (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Write the page's data as one JSON object instead of the page (to -o, or stdout).")
+@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
+@click.option("--units", metavar="N,N,...", help="Also store these units' activations (numbers as shown on the page) when the page keeps only the top-ranked ones.")
+@click.option("--all-units", is_flag=True, help="Store every unit's activations, however large the page gets.")
+@click.option("--encoding", help="Decode the text with this codec instead of detecting it.")
+def visualize(run_dir, text_file, out, max_chars, as_json, checkpoint, units, all_units, encoding):
+    """Write one self-contained HTML page showing how surprised the model is at every
+    character of TEXT (- for stdin), and which cells track quotes, brackets, lines...
+
+    Open the page in any browser (it works from file://, fetches nothing).
+
+    \b
+    charrnn visualize runs/shakespeare data/shakespeare.txt -o shakespeare.html
+    charrnn visualize runs/linux kernel.c --json > kernel.json
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # step-by-step matvecs: threads only fight
+    from charrnn.visualize import visualize as make_page
+
+    if out is None and not as_json:
+        out = "visualize.html"
+    body, _ = make_page(run_dir, text_file, out=out, as_json=as_json, checkpoint=checkpoint,
+                        max_chars=max_chars, units=_units(units), all_units=all_units,
+                        encoding=encoding, on_info=info, on_warning=warn)
+    if out is None:
+        click.echo(body)
+    else:
+        info(f"Wrote {out} ({_size(len(body.encode('utf-8')))})")
+
+
 def main(argv=None) -> int:
     """Console-script entry point; returns the exit status."""
     try:

@@ -217,8 +217,12 @@ def _symbols_per_char(vocab, cps):
     return out
 
 
-def score_text(model, vocab, text: str, pieces=None, step=None, name="the text") -> Scored:
-    """Score ``text`` (already through the run's newline policy) under the definition above."""
+def score_text(model, vocab, text: str, pieces=None, step=None, name="the text",
+               nats_of=None) -> Scored:
+    """Score ``text`` (already through the run's newline policy) under the definition above.
+
+    ``nats_of(ids)``: the per-symbol nats (as :func:`symbol_nats` gives them) from another
+    engine, e.g. `charrnn visualize`'s NumPy pass; default: ``model`` through TensorFlow."""
     from charrnn.text import to_cps
 
     cps = to_cps(text)
@@ -239,7 +243,7 @@ def score_text(model, vocab, text: str, pieces=None, step=None, name="the text")
         raise CharrnnError(f"{name} has {len(text)} character(s) of which the model can read "
                            f"{int((~oov).sum())}; scoring needs at least 2 (the first is "
                            "only context)")
-    nats = symbol_nats(model, ids, pieces, step)
+    nats = nats_of(ids) if nats_of else symbol_nats(model, ids, pieces, step)
     nats[:skip] = np.nan
 
     char_nats = np.bincount(symbol_char, weights=np.nan_to_num(nats), minlength=len(cps))

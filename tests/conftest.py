@@ -112,3 +112,11 @@ def english_run(tmp_path_factory, english_data):
 def korean_run(tmp_path_factory, korean_data):
     """A 2x32 LSTM jamo run trained for 150 steps on korean_data."""
     return _train(tmp_path_factory, "korean_run", korean_data)
+
+
+# --- a GRU run (visualize/web helper) --------------------------------------------------
+
+@pytest.fixture(scope="session")
+def gru_run(tmp_path_factory, english_data):
+    """A 2x32 GRU run trained for 150 steps on english_data."""
+    return _train(tmp_path_factory, "gru_run", english_data, "model.cell=gru")
