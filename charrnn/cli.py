@@ -69,8 +69,10 @@ def _prepare_summary(s: dict) -> None:
         info(f"Read {name}: {_size(i['bytes'])}, {i['encoding']} ({conf})")
     jamo = "on" if s["jamo"]["applied"] else "off"
     unk = f", {s['unk_replaced']:,} rare symbols -> unknown" if s["unk_replaced"] else ""
+    base = s.get("vocab_from")
+    base = f" ({base['symbols']} from {base['path']}, {base['added']} new)" if base else ""
     info(f"{s['chars']:,} characters -> {s['symbols']:,} symbols (jamo {jamo}, "
-         f"newlines {s['newlines']}); vocabulary {s['vocab_size']} symbols{unk}")
+         f"newlines {s['newlines']}); vocabulary {s['vocab_size']} symbols{base}{unk}")
     sp = s["splits"]
     info("Split (contiguous): " + ", ".join(f"{k} {sp[k]['symbols']:,}" for k in sp) + " symbols")
     info(f"Wrote {s['out']} ({s['dtype']})")
@@ -90,8 +92,9 @@ def _prepare_summary(s: dict) -> None:
 @click.option("--force", is_flag=True, help="Replace an existing dataset directory (only once the new one is complete).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr (warnings still show).")
+@click.option("--vocab-from", type=click.Path(), metavar="RUN", help="Keep this run's vocabulary with its ids and add the new text's other characters after them, so `train --init-from RUN` keeps the old alphabet; jamo and newline policy follow the run.")
 def prepare(inputs, out, include, encoding, errors, keep_newlines, jamo, min_count, val_fraction,
-            test_fraction, force, as_json, quiet):
+            test_fraction, force, as_json, quiet, vocab_from):
     """Turn text files, directories or - (stdin) into a dataset for training.
 
     Each file's encoding is detected (chardet; BOMs honoured) and reported; CRLF
@@ -109,7 +112,7 @@ def prepare(inputs, out, include, encoding, errors, keep_newlines, jamo, min_cou
         inputs, out, include=include, encoding=encoding, errors=errors,
         newlines="keep" if keep_newlines else "lf", jamo=jamo, min_count=min_count,
         val_fraction=val_fraction, test_fraction=test_fraction, force=force,
-        progress=not quiet and sys.stderr.isatty(), on_warning=warn)
+        progress=not quiet and sys.stderr.isatty(), on_warning=warn, vocab_from=vocab_from)
     if not quiet:
         _prepare_summary(summary)
     if as_json:
@@ -145,7 +148,7 @@ def dump(data_dir, split):
 @click.option("--logdir", type=click.Path(), help="TensorBoard log directory [default: <out>/logs] (sets train.logdir).")
 @click.option("--strategy", type=click.Choice(STRATEGIES), help="tf.distribute strategy: auto (multiworker when TF_CONFIG names a cluster, mirrored with >1 GPU, else default), default (one device), mirrored (all GPUs here), multiworker (sets train.strategy).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint (its config.yaml is the base config).")
-@click.option("--init-from", type=click.Path(), metavar="RUN", help="Start from the weights of another run (same vocabulary and architecture); optimizer and step start fresh.")
+@click.option("--init-from", type=click.Path(), metavar="RUN", help="Start from the weights of another run (same architecture, jamo scheme and newline policy); weights are mapped by symbol, so the vocabulary may differ (see prepare --vocab-from); optimizer and step start fresh.")
 @click.option("--force", is_flag=True, help="Start over: delete the run already in --out (its checkpoints, metrics and logs) and train a new one.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override any config value, e.g. --set train.batch_size=32 --set model.cell=gru (repeatable).")
 @click.pass_context

@@ -30,7 +30,7 @@ import numpy as np
 
 from charrnn import __version__
 from charrnn.errors import CharrnnError
-from charrnn.runs import write_json_atomic
+from charrnn.runs import read_dataset_meta, read_json, write_json_atomic
 from charrnn.text import (MAX_CP, N_SYLLABLES, S_BASE, UNK, Vocab, _extra_table, decompose_cps,
                           extra_symbols, iter_text, jamo_counts)
 
@@ -250,6 +250,62 @@ def _make_vocab(counts, jamo, min_count):
     return vocab, lut, unk_replaced
 
 
+def _extend_vocab(counts, base, min_count):
+    """``_make_vocab`` for ``prepare --vocab-from``: ``base``'s symbols keep their ids
+    (whether or not this corpus has them) and the corpus' other symbols follow, sorted
+    by code point; new symbols rarer than ``min_count`` become the unknown symbol
+    (the base's own, else U+FFFD added after them).  Counts are this corpus'."""
+    sym_counts = jamo_counts(counts) if base.jamo else counts
+    present = np.flatnonzero(sym_counts)
+    new = present[~base._ids(present.astype(np.uint32))[1]]
+    rare = new[(sym_counts[new] < min_count) & (new != ord(UNK))]
+    added = new[sym_counts[new] >= min_count]
+    symbols = base.symbols + [chr(c) for c in added]
+    unk_id = base.unk_id
+    if len(rare) and unk_id is None:
+        if UNK not in symbols:
+            symbols.append(UNK)
+        unk_id = symbols.index(UNK)
+    unk_replaced = int(sym_counts[rare].sum())
+    vocab = Vocab(symbols, None, unk_id, base.jamo)
+    vocab.counts = sym_counts[vocab.code_points].tolist()
+    if unk_id is not None:
+        vocab.counts[unk_id] += unk_replaced
+    lut = np.zeros(int(present[-1]) + 1, _dtype_for(len(vocab)))
+    lut[present] = vocab._ids(present.astype(np.uint32))[0]
+    lut[rare] = unk_id or 0
+    return vocab, lut, unk_replaced
+
+
+def base_vocab(run, jamo, newlines):
+    """The vocabulary of run (or dataset, or weights file) ``run`` for ``prepare
+    --vocab-from``, after checking that the jamo and newline settings agree with it."""
+    if os.path.isfile(run):  # a .safetensors weights file written by `charrnn export`
+        from charrnn import weightsfile
+
+        wf = weightsfile.read(run)
+        base, old_nl = wf.vocab, wf.newlines
+    elif os.path.isfile(os.path.join(run, "vocab.json")):
+        base = Vocab.load(os.path.join(run, "vocab.json"))
+        dataset_meta = os.path.join(run, "meta.json")  # when ``run`` is a dataset
+        meta = read_dataset_meta(run) or (read_json(dataset_meta)
+                                          if os.path.isfile(dataset_meta) else {})
+        old_nl = meta.get("newlines", "lf")
+    else:
+        raise CharrnnError(f"--vocab-from {run}: no vocab.json there; pass the directory of a "
+                           "`charrnn train` run (or of a prepared dataset), or a .safetensors "
+                           "file from `charrnn export`")
+    if old_nl != newlines:
+        fix = "pass --keep-newlines" if old_nl == "keep" else "leave out --keep-newlines"
+        raise CharrnnError(f"--vocab-from {run}: its data was prepared with newlines {old_nl}, "
+                           f"this one with {newlines}; {fix} so the newline symbols mean the same")
+    if jamo != "auto" and (jamo == "on") != base.jamo:
+        raise CharrnnError(f"--vocab-from {run}: its vocabulary has jamo "
+                           f"{'on' if base.jamo else 'off'}, but --jamo {jamo} was given; leave "
+                           "out --jamo (the run's setting is used)")
+    return base
+
+
 def _write_ids(raw, chunk_log, outs, char_bounds, vocab, lut, progress):
     """Pass 2: code points -> ids, appended to the split files; returns symbols written."""
     # For text with every code point < 256, bytes.translate beats a NumPy gather.
@@ -276,11 +332,13 @@ def _write_ids(raw, chunk_log, outs, char_bounds, vocab, lut, progress):
     return written
 
 
-def _write(tmp, files, *, jamo, min_count, val_fraction, test_fraction, progress, **decode):
+def _write(tmp, files, *, jamo, min_count, val_fraction, test_fraction, progress, base=None,
+           base_path=None, **decode):
     with tempfile.TemporaryFile(dir=tmp) as raw:  # gone even if we are killed
         counts, chunk_log, infos = _read_inputs(files, raw, progress, **decode)
         chars = int(counts.sum())
-        vocab, lut, unk_replaced = _make_vocab(counts, jamo, min_count)
+        vocab, lut, unk_replaced = (_make_vocab(counts, jamo, min_count) if base is None
+                                    else _extend_vocab(counts, base, min_count))
         split_chars = _split_chars(chars, val_fraction, test_fraction)
         char_bounds = np.cumsum([0] + split_chars).tolist()
         if vocab.jamo:
@@ -308,14 +366,20 @@ def _write(tmp, files, *, jamo, min_count, val_fraction, test_fraction, progress
         "splits": {s: {"symbols": int(n), "chars": int(m)}
                    for s, n, m in zip(SPLITS, split_syms, split_chars)},
     }
+    if base is not None:
+        meta["vocab_from"] = {"path": base_path, "symbols": len(base),
+                              "added": len(vocab) - len(base)}
     write_json_atomic(os.path.join(tmp, "meta.json"), meta)
     return meta, vocab
 
 
 def prepare(inputs, out=None, *, include=(), encoding=None, errors="strict", newlines="lf",
             jamo="auto", min_count=1, val_fraction=0.05, test_fraction=0.0, force=False,
-            progress=False, on_warning=None) -> dict:
+            progress=False, on_warning=None, vocab_from=None) -> dict:
     """Turn text inputs into a dataset directory; returns the summary (meta + out, vocab_size).
+
+    ``vocab_from``: a run (or dataset) directory whose vocabulary is kept, ids and all,
+    and extended with this corpus' other symbols (for fine-tuning that run).
 
     Raises CharrnnError for bad input, leaving nothing behind.
     """
@@ -329,6 +393,7 @@ def prepare(inputs, out=None, *, include=(), encoding=None, errors="strict", new
     files = expand_inputs(inputs, include)
     out = out or default_out(inputs)
     _check_out(out, files, force)
+    base = base_vocab(vocab_from, jamo, newlines) if vocab_from else None
 
     out_abs = os.path.abspath(out)
     parent = os.path.dirname(out_abs)
@@ -348,7 +413,8 @@ def prepare(inputs, out=None, *, include=(), encoding=None, errors="strict", new
         meta, vocab = _write(tmp, files, encoding=encoding, errors=errors, newlines=newlines,
                              on_warning=on_warning, jamo=jamo, min_count=min_count,
                              val_fraction=val_fraction, test_fraction=test_fraction,
-                             progress=progress)
+                             progress=progress, base=base,
+                             base_path=os.fspath(vocab_from) if base else None)
         if os.path.lexists(out_abs):  # --force: swap, then drop the old one
             old = tmp + ".old"
             os.rename(out_abs, old)

@@ -352,7 +352,12 @@ def _show(ch: str) -> str:
 
 
 class Vocab:
-    """Symbols (single code points, sorted) <-> ids, with the jamo scheme when ``jamo``."""
+    """Symbols (single code points, unique) <-> ids, with the jamo scheme when ``jamo``.
+
+    ``prepare`` sorts a new vocabulary by code point; ``prepare --vocab-from RUN`` keeps
+    the run's ids and appends the new corpus' symbols after them, so the order is
+    not assumed anywhere: lookups go through a sorted index.
+    """
 
     FORMAT = "charrnn-vocab/1"
 
@@ -365,8 +370,10 @@ class Vocab:
             raise CharrnnError("vocabulary symbols must be single characters; the vocab.json "
                                "is damaged, run `charrnn prepare` again")
         self._cps = to_cps("".join(self.symbols))
-        if len(self._cps) and not (np.diff(self._cps.astype(np.int64)) > 0).all():
-            raise CharrnnError("vocabulary symbols are not sorted and unique; the vocab.json "
+        self._order = np.argsort(self._cps, kind="stable")  # ids by code point
+        self._sorted = self._cps[self._order]
+        if len(self._cps) and not (np.diff(self._sorted.astype(np.int64)) > 0).all():
+            raise CharrnnError("vocabulary symbols are not unique; the vocab.json "
                                "is damaged, run `charrnn prepare` again")
 
     def __len__(self):
@@ -377,7 +384,7 @@ class Vocab:
 
     @property
     def code_points(self) -> np.ndarray:
-        """The symbols' code points (uint32, sorted): id i is code_points[i]."""
+        """The symbols' code points (uint32, in id order): id i is code_points[i]."""
         return self._cps
 
     # -- json
@@ -412,10 +419,10 @@ class Vocab:
 
     # -- encode
     def _ids(self, cps):
-        ids = np.searchsorted(self._cps, cps)
-        ok = ids < len(self._cps)
-        ok[ok] = self._cps[ids[ok]] == cps[ok]
-        return ids, ok
+        pos = np.searchsorted(self._sorted, cps)
+        ok = pos < len(self._sorted)
+        ok[ok] = self._sorted[pos[ok]] == cps[ok]
+        return self._order[np.where(ok, pos, 0)] if len(self._order) else pos, ok
 
     def _symbols_of(self, text):
         cps = to_cps(text)
@@ -436,8 +443,8 @@ class Vocab:
         near = [c for c in (ch.lower(), ch.upper(), unicodedata.normalize("NFKC", ch))
                 if c != ch and len(c) == 1 and not self.unknown_chars(c)]
         if not near and len(self._cps):
-            i = int(np.searchsorted(self._cps, ord(ch)))
-            near = [self.symbols[j] for j in (i - 1, i) if 0 <= j < len(self)]
+            i = int(np.searchsorted(self._sorted, ord(ch)))  # the neighbours by code point
+            near = [self.symbols[self._order[j]] for j in (i - 1, i) if 0 <= j < len(self)]
         return ", ".join(_show(c) for c in dict.fromkeys(near))
 
     def encode(self, text: str, unknown: str = "error") -> np.ndarray:

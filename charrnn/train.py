@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import checkpoints, distribute, runs, weightsfile
+from charrnn import checkpoints, distribute, finetune, runs, weightsfile
 from charrnn.config import to_yaml
 from charrnn.errors import CharrnnError
 from charrnn.plan import Budget
@@ -136,7 +136,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
             runs.clear_run(out)
         _check_run_dir(out, resume, margs, ds.vocab, t)
         if init_from:
-            _check_init_from(init_from, margs, ds.vocab)
+            source = finetune.check(init_from, margs, ds.vocab, ds.meta, _warn(log))
         distribute.discard(wout, role)  # left behind by a worker that died
         wout.mkdir(parents=True, exist_ok=True)
         for folder in (runs.CHECKPOINTS_DIR, runs.BEST_DIR):
@@ -158,10 +158,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
         except OSError as e:
             raise s.tstate.write_error("the run files in", wout, e) from None
         if init_from:
-            _, src = checkpoints.load(init_from, "best",
-                                      lambda ck: runs.restore_weights(s.model, ck.prefix),
-                                      on_warning=_warn(log))
-            log(f"initialised weights from {src.name}")
+            finetune.restore(s.model, source, ds.vocab, log)
         _describe(log, config, ds, batches, s, role)
         return _loop(config, s, ds, batches, role, wout, out, log)
 
@@ -465,17 +462,6 @@ def _check_run_dir(out: Path, resume, margs, vocab, t):
             raise CharrnnError(f"cannot resume {out} with train.{key} {t[key]} (the run used "
                                f"{old_train[key]}): the carried state and data position depend "
                                "on it; keep it or start a new run")
-
-
-def _check_init_from(src, margs, vocab):
-    old = runs.read_model_args(src)
-    _check_vocab(runs.read_json(Path(src) / runs.VOCAB_FILE), vocab, f"--init-from {src}")
-    keys = [k for k in margs if k != "dropout"]
-    if any(old.get(k) != margs[k] for k in keys):
-        diff = ", ".join(f"{k} {old.get(k)} (source) vs {margs[k]}" for k in keys
-                         if old.get(k) != margs[k])
-        raise CharrnnError(f"--init-from {src}: the architecture differs ({diff}); use the same "
-                           "model settings as the source run")
 
 
 def _check_vocab(old_json, vocab, what):

@@ -251,7 +251,7 @@ def _vocab(path, meta, size):
     try:
         return Vocab(symbols, counts, symbols.index(unk) if unk else None, bool(jamo))
     except CharrnnError:
-        raise _bad(path, "the vocabulary is not sorted and unique") from None
+        raise _bad(path, "the vocabulary repeats a symbol") from None
 
 
 def _open(path):

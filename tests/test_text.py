@@ -119,9 +119,15 @@ def test_vocab_unknown_characters():
         v.decode([len(v)])
 
 
-def test_vocab_rejects_unsorted_symbols():
-    with pytest.raises(CharrnnError, match="sorted"):
-        Vocab(list("ba"))
+def test_vocab_in_any_id_order_rejects_repeated_symbols():
+    # prepare --vocab-from appends new symbols after a run's: ids need not follow code points
+    v = Vocab(list("dbé\nac"), unk_id=None)
+    assert v.encode("abcé\n").tolist() == [4, 1, 5, 2, 3]
+    assert v.decode(v.encode("cab\néd")) == "cab\néd"
+    assert "'d', 'é'" in str(pytest.raises(CharrnnError, v.encode, "e").value)  # neighbours
+    assert v.decode(v.encode("aXb", unknown="skip")) == "ab"
+    with pytest.raises(CharrnnError, match="not unique"):
+        Vocab(list("aba"))
 
 
 # --- decoding pipeline (read_text is what prepare runs per file) ---

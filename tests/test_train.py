@@ -246,7 +246,7 @@ def test_init_from_copies_weights_when_the_vocabulary_matches(
     assert new.step == 1
     for a, b in zip(new.model.weights, old.model.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
-    assert "vocabulary" in error_line(run(
+    assert "jamo off (source) vs on" in error_line(run(
         "train", "--config", tiny, "--data", korean_data, "--out", tmp_path / "ko",
         "--init-from", src, "--set", "model.rnn_size=32"))
     assert "architecture differs" in error_line(run(
