@@ -294,8 +294,9 @@ def test_bad_weights_files_are_one_clear_error(models, tmp_path):
     _rewrite(good, tmp_path / "nan.safetensors", lambda t: t["logits.bias"].__setitem__(0, np.nan))
     _rewrite(good, tmp_path / "vocab.safetensors",
              change_meta=lambda m: m.__setitem__("vocab", json.dumps(json.loads(m["vocab"])[:-1])))
-    _rewrite(good, tmp_path / "unsorted.safetensors",
-             change_meta=lambda m: m.__setitem__("vocab", json.dumps(json.loads(m["vocab"])[::-1])))
+    _rewrite(good, tmp_path / "repeated.safetensors",  # any order is fine, twice is not
+             change_meta=lambda m: m.__setitem__("vocab", json.dumps(
+                 (lambda v: v[:-1] + v[:1])(json.loads(m["vocab"])))))
     _rewrite(good, tmp_path / "model.safetensors",
              change_meta=lambda m: m.__setitem__("model", "{not json"))
     _rewrite(good, tmp_path / "version.safetensors",
