@@ -26,17 +26,25 @@ METRICS_FILE = "metrics.jsonl"
 # --- atomic writes -------------------------------------------------------------
 # A reader (or a crash) must never see half a file: write beside it, then rename.
 
-def write_text_atomic(path, text: str) -> None:
+def write_bytes_atomic(path, data: bytes, fsync=False) -> None:
+    """Write ``data`` to ``path`` whole or not at all; ``fsync``: on disk before the rename."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path, obj) -> None:

@@ -30,7 +30,6 @@ symbols_per_char (decimal), step, val_loss ("" when unknown).
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,19 +144,10 @@ def write(path, tensors: dict, metadata: dict) -> None:
     """Write a weights file atomically (a temporary name in the same directory, then rename)."""
     from safetensors.numpy import save
 
-    path = Path(path)
+    from charrnn.runs import write_bytes_atomic
+
     data = save({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, metadata)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_bytes_atomic(path, data, fsync=True)
 
 
 def write_run_weights(path, run) -> None:
