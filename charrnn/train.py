@@ -132,11 +132,11 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
     # --- run directory: one writer, checked before anything is written ----------------
     margs = {"vocab_size": len(ds.vocab), **config["model"]}
     with runs.RunLock(out, enabled=role.chief):
-        if force and role.chief:
-            runs.clear_run(out)
-        _check_run_dir(out, resume, margs, ds.vocab, t)
         if init_from:
             source = finetune.check(init_from, margs, ds.vocab, ds.meta, _warn(log))
+        if force and role.chief:  # only once every check that can refuse has passed
+            runs.clear_run(out)
+        _check_run_dir(out, resume, margs, ds.vocab, t)
         distribute.discard(wout, role)  # left behind by a worker that died
         wout.mkdir(parents=True, exist_ok=True)
         for folder in (runs.CHECKPOINTS_DIR, runs.BEST_DIR):
