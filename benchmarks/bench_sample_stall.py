@@ -5,8 +5,8 @@ reference tree (e.g. main at 211de7e checked out beside it), in one run.
     python benchmarks/bench_sample_stall.py --ref /work/ref-211de7e
     python benchmarks/bench_sample_stall.py --ref /work/ref-211de7e --repeats 3 -n 61000
 
-A 2x128 LSTM with random weights (vocabulary 100) saved as a real run; each tree
-runs `charrnn sample RUN -n N --seed 1` as a real process with PYTHONPATH at that
+A 2x128 LSTM (vocabulary 100, one training step) as a real run, trained by each tree
+itself (their checkpoint layouts differ); each tree runs `charrnn sample RUN -n N --seed 1` as a real process with PYTHONPATH at that
 tree, the two alternating, after one untimed warm-up each (page cache; the XLA
 compile cache of this tree).  Every read of the process's stdout is timestamped:
 total time, first byte, and the longest gap between two writes.
@@ -79,10 +79,13 @@ def main():
     lengths = a.n or [61000, 301000]
     trees = {"reference": Path(a.ref).resolve(), "this tree": HERE}
     with tempfile.TemporaryDirectory() as tmp:
-        from bench_sample import make_run
+        from bench_export import make_run
 
-        run = make_run(Path(tmp), 2, 128)
-        steady = SteadyRate(run)
+        # each tree trains its own run: their checkpoint layouts differ (the reference
+        # cannot read today's checkpoint directories)
+        runs = {name: make_run(tree, Path(tmp) / name.replace(" ", "-"), 2, 128)
+                for name, tree in trees.items()}
+        steady = SteadyRate(runs["this tree"])
         load = os.getloadavg()[0]
         print(f"# 2x128 LSTM, {os.cpu_count()} CPUs, load average {load:.1f} at the start; "
               f"medians of {a.repeats}\n")
@@ -96,13 +99,13 @@ def main():
             res = {name: [] for name in trees}
             outs = {}
             for name, tree in trees.items():  # warm-up
-                outs[name] = timed_sample(tree, run, n)[3]
+                outs[name] = timed_sample(tree, runs[name], n)[3]
             rates = []
             for _ in range(a.repeats):
                 rate = steady()
                 rates.append(rate)
                 for name, tree in trees.items():
-                    total, first, gap, out = timed_sample(tree, run, n)
+                    total, first, gap, out = timed_sample(tree, runs[name], n)
                     assert out == outs[name], f"{name}: the text changed between runs"
                     res[name].append((total, total - n / rate, first, gap))
                     print(f"  -n {n} {name}: total {total:.2f} s, overhead {total - n / rate:.2f} s "
