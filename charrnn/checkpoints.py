@@ -178,14 +178,14 @@ def is_damage(e: BaseException) -> bool:
 
 
 def _candidates(run_path, which):
-    """(checkpoints to try in order, whether falling back is allowed, what was asked)."""
+    """(checkpoints to try in order, whether falling back is allowed)."""
     run = Path(run_path)
     if which in ("best", "latest"):
         latest = list_in(run / CHECKPOINTS_DIR)
         best = list_in(run / BEST_DIR)
         return (best + latest if which == "best" else latest + best), True
     path = Path(which)
-    if path.is_dir() and (path / MANIFEST).exists() or _DIR.match(path.name) and path.is_dir():
+    if path.is_dir() and ((path / MANIFEST).exists() or _DIR.match(path.name)):  # one checkpoint
         m = _DIR.match(path.name)
         return [Checkpoint(str(path / TF_NAME), int(m.group(1)) if m else 0, dir=path)], False
     if path.is_dir():                       # a folder of checkpoints: its newest intact one

@@ -147,12 +147,6 @@ def is_run(path) -> bool:
     return (Path(path) / MODEL_FILE).is_file()
 
 
-def latest_checkpoint(run_path, which="latest"):
-    """Prefix of the newest checkpoint in ``checkpoints/`` or ``best/`` (not verified), or None."""
-    found = checkpoints.list_in(Path(run_path) / (BEST_DIR if which == "best" else CHECKPOINTS_DIR))
-    return found[0].prefix if found else None
-
-
 def _run_time(path: Path) -> float:
     # A new checkpoint (renamed into checkpoints/) tells when a run last made progress.
     stamps = [p.stat().st_mtime for p in (path / CHECKPOINTS_DIR, path / METRICS_FILE,

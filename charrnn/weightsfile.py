@@ -150,15 +150,6 @@ def write(path, tensors: dict, metadata: dict) -> None:
     write_bytes_atomic(path, data, fsync=True)
 
 
-def write_run_weights(path, run) -> None:
-    """Write the weights of a loaded run (charrnn.runs.Run) to ``path``."""
-    from charrnn import runs
-
-    meta = metadata_for(run.model_args, run.vocab, runs.read_dataset_meta(run.path),
-                        run.step, run_val_loss(run))
-    write(path, tensors_from_model(run.model), meta)
-
-
 def run_val_loss(run):
     """The validation loss of the run's restored checkpoint (its manifest, else the one
     logged at its step), or None."""

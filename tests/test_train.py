@@ -202,10 +202,10 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tiny, english_data
                 assert f"{a[key]:.4g}" == f"{b[key]:.4g}", (a, b)
     # Everything else in the final checkpoints matches too: weights, Adam slots,
     # carried state, step/epoch/position, dropout RNG.
-    from charrnn.runs import latest_checkpoint
+    from charrnn.checkpoints import list_in
 
-    va = checkpoint_values(latest_checkpoint(tmp_path / "whole"))
-    vb = checkpoint_values(latest_checkpoint(tmp_path / "split"))
+    va = checkpoint_values(list_in(tmp_path / "whole" / "checkpoints")[0].prefix)
+    vb = checkpoint_values(list_in(tmp_path / "split" / "checkpoints")[0].prefix)
     assert va.keys() == vb.keys()
     assert any(k.startswith("optimizer/_variables/") for k in va)
     assert any(k.startswith("rng/") for k in va) and any(k.startswith("state/") for k in va)
