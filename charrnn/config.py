@@ -23,9 +23,15 @@ from charrnn.model import CELLS
 DEFAULTS = {
     "data": "data/linux",
     "model": {"cell": "lstm", "num_layers": 3, "rnn_size": 512, "embedding_size": 128,
-              "dropout": 0.0},
+              "dropout": 0.0,
+              "size": None,             # auto: num_layers, rnn_size, embedding_size and
+                                        # dropout chosen for max_time (charrnn.autosize)
+              "auto_throughput": None},  # size auto: symbols/s of a 2x256 LSTM here;
+                                         # null: measured
     "train": {
         "batch_size": 50, "seq_length": 100, "learning_rate": 0.002,
+        "seq_unit": "symbols",      # what seq_length counts: symbols, or original characters
+                                    # (for jamo data: a window covering seq_length characters)
         "decay_rate": 0.97,         # lr multiplier per decay period (classic char-rnn)
         "decay_every": "epoch",     # "epoch" or a number of steps
         "lr_schedule": "exp",       # exp: decay_rate per period; cosine: to final_lr_fraction
@@ -58,9 +64,9 @@ DEFAULTS = {
 TYPES = {
     "data": "str",
     "model": {"cell": "str", "num_layers": "int", "rnn_size": "int", "embedding_size": "int",
-              "dropout": "float"},
+              "dropout": "float", "size": "str?", "auto_throughput": "float?"},
     "train": {
-        "batch_size": "int", "seq_length": "int", "learning_rate": "float",
+        "batch_size": "int", "seq_length": "int", "seq_unit": "str", "learning_rate": "float",
         "decay_rate": "float", "decay_every": "decay", "lr_schedule": "str",
         "final_lr_fraction": "float", "warmup_steps": "int", "grad_clip": "float?",
         "max_epochs": "int?", "max_steps": "int?", "max_time": "duration?",
@@ -79,7 +85,10 @@ CHECKS = {
     "model.num_layers": _POSITIVE, "model.rnn_size": _POSITIVE,
     "model.embedding_size": _POSITIVE,
     "model.dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "model.size": (lambda v: v == "auto", "must be auto or null"),
+    "model.auto_throughput": _POSITIVE,
     "train.batch_size": _POSITIVE, "train.seq_length": _POSITIVE,
+    "train.seq_unit": (lambda v: v in ("symbols", "chars"), "must be symbols or chars"),
     "train.learning_rate": _POSITIVE,
     "train.decay_rate": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
     "train.decay_every": (lambda v: v == "epoch" or v > 0, "must be 'epoch' or a step count > 0"),
@@ -166,6 +175,8 @@ def merge(config: dict, overrides: dict, source: str, sources: dict) -> None:
         if key not in TYPES:
             raise CharrnnError(f"{source}: unknown section {key!r}; the sections are "
                                f"{', '.join(TYPES)}")
+        if key == "model" and value == "auto":  # `model: auto` is short for {size: auto}
+            value = {"size": "auto"}
         if isinstance(TYPES[key], dict):
             if value is None:
                 continue

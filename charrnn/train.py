@@ -110,7 +110,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
     user must fix.
     """
     from charrnn.data import load_dataset
-    from charrnn.model import model_args
+    from charrnn.model import MODEL_DEFAULTS, model_args
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     t = config["train"]
@@ -122,15 +122,18 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
 
     # --- dataset: memory-mapped ids --------------------------------------------------
     ds = load_dataset(config["data"])
-    batches = Streams(ds.split("train"), t["batch_size"], t["seq_length"])
+    batches = Streams(ds.split("train"), t["batch_size"], window_symbols(t, ds.meta))
     if batches.batches < 1:
         raise CharrnnError(
             f"the train split of {config['data']} has {len(ds.split('train')):,} symbols, too "
-            f"few for batch_size x seq_length = {t['batch_size']} x {t['seq_length']}; lower "
+            f"few for batch_size x seq_length = {t['batch_size']} x {batches.seq_length}; lower "
             "train.batch_size or train.seq_length")
 
+    # --- model size: chosen once, for the time budget (model: auto) -------------------
+    _choose_size(config, ds, out, resume, role, log)
+    margs = {"vocab_size": len(ds.vocab), **{k: config["model"][k] for k in MODEL_DEFAULTS}}
+
     # --- run directory: one writer, checked before anything is written ----------------
-    margs = {"vocab_size": len(ds.vocab), **config["model"]}
     with runs.RunLock(out, enabled=role.chief):
         if init_from:
             source = finetune.check(init_from, margs, ds.vocab, ds.meta, _warn(log))
@@ -143,7 +146,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
             checkpoints.clean_leftovers(wout / folder)  # of a save that was killed
 
         # --- TensorFlow, model, optimizer, checkpoint ------------------------------------
-        s = _setup(config, margs, wout, out, log)
+        s = _setup(config, margs, batches.seq_length, wout, out, log)
         s.tstate.extra = weightsfile.checkpoint_extra(s.model, ds.vocab, ds.meta, s.tstate)
         if resume:
             ck = s.tstate.restore(on_warning=_warn(log))
@@ -163,6 +166,32 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
         return _loop(config, s, ds, batches, role, wout, out, log)
 
 
+def _choose_size(config, ds, out, resume, role, log):
+    """``model.size: auto``: fill in the model settings (charrnn.autosize); a resumed run
+    keeps the choice its model.json records."""
+    from charrnn import autosize
+
+    m, t = config["model"], config["train"]
+    if m["size"] != "auto":
+        return
+    if resume and (out / runs.MODEL_FILE).is_file():
+        old = runs.read_model_args(out)
+        m.update({k: old[k] for k in ("num_layers", "rnn_size", "embedding_size", "dropout")})
+        log(f"model auto: keeping the choice made when the run started, {m['num_layers']}x"
+            f"{m['rnn_size']}, dropout {m['dropout']:g}")
+        return
+    if not t["max_time"]:
+        raise CharrnnError("model size auto chooses the model for a time budget: give one with "
+                           "--max-time (e.g. --max-time 30m), or set model.num_layers and "
+                           "model.rnn_size instead of model.size")
+    if role.num_workers > 1 and not m["auto_throughput"]:
+        raise CharrnnError("model size auto on several workers needs model.auto_throughput "
+                           "(symbols/s of a 2x256 LSTM), so every worker chooses the same model")
+    chosen, _ = autosize.choose(len(ds.vocab), len(ds.split("train")), t["max_time"], m["cell"],
+                                m["auto_throughput"], log)
+    m.update(chosen)
+
+
 def _warn(log):
     return lambda message: log(f"Warning: {message}")
 
@@ -180,14 +209,14 @@ class _Setup:
     notes: str            # what is in effect, for the start-up line
 
 
-def _setup(config, margs, wout, out, log) -> _Setup:
+def _setup(config, margs, T, wout, out, log) -> _Setup:
     """TensorFlow (threads, strategy, precision, determinism, seeds), the model, the
     optimizer, the training state and the compiled steps."""
     from charrnn.backend import tensorflow
     from charrnn.model import build_model
 
     t, m = config["train"], config["model"]
-    B, T = t["batch_size"], t["seq_length"]
+    B = t["batch_size"]
     tf = tensorflow()
     import keras
 
@@ -251,7 +280,9 @@ def _describe(log, config, ds, batches, s, role):
     replicas = s.strategy.num_replicas_in_sync
     log(f"data {config['data']}: {len(ds.vocab)} symbols; train {len(ds.split('train')):,}, "
         f"val {len(ds.split('val')):,} symbols; {batches.batches:,} batches of "
-        f"{t['batch_size']}x{t['seq_length']} per epoch")
+        f"{t['batch_size']}x{batches.seq_length} per epoch"
+        + (f" (seq_length {t['seq_length']} characters, about {batches.seq_length} jamo "
+           "symbols)" if batches.seq_length != t["seq_length"] else ""))
     log(f"model: {m['num_layers']}x{m['rnn_size']} {m['cell']}, embedding {m['embedding_size']}, "
         f"{s.model.count_params():,} parameters")
     log(f"strategy {type(s.strategy).__name__}: {replicas} replica{'s' * (replicas > 1)}"
@@ -261,11 +292,11 @@ def _describe(log, config, ds, batches, s, role):
 def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
     """Train until a limit, Ctrl-C or an error: log, evaluate, save."""
     tf, t, strategy, tstate = s.tf, config["train"], s.strategy, s.tstate
-    B, bpe = t["batch_size"], batches.batches
+    B, T, bpe = t["batch_size"], batches.seq_length, batches.batches
     val_ids = ds.split("val")
     step, epoch, position, best = tstate.values()
     saved = (tstate.last.manifest or {}).get("train") if tstate.last else None
-    budget = Budget(t, _step_limit(t, bpe), step, saved, B * t["seq_length"], len(val_ids))
+    budget = Budget(t, _step_limit(t, bpe), step, saved, B * T, len(val_ids))
 
     # --- when to stop; maybe before the first step -------------------------------------
     def stop_reason():
@@ -336,7 +367,7 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
 
             # evaluate, log, save
             if do_eval or step % t["log_every"] == 0 or reason:
-                record = acc.record(step, round(epoch + position / bpe, 4), lr, B * t["seq_length"])
+                record = acc.record(step, round(epoch + position / bpe, 4), lr, B * T)
                 sample = None
                 if do_eval:
                     val_loss = evaluate_loss(s.model, val_ids, s.eval_step)
@@ -457,8 +488,8 @@ def _check_run_dir(out: Path, resume, margs, vocab, t):
                            "resume with the run's own model settings or start a new run "
                            "with another --out")
     old_train = runs.read_config(out).get("train", {})
-    for key in ("batch_size", "seq_length"):
-        if old_train.get(key) not in (None, t[key]):
+    for key in ("batch_size", "seq_length", "seq_unit"):
+        if old_train.get(key, "symbols" if key == "seq_unit" else None) not in (None, t[key]):
             raise CharrnnError(f"cannot resume {out} with train.{key} {t[key]} (the run used "
                                f"{old_train[key]}): the carried state and data position depend "
                                "on it; keep it or start a new run")
@@ -493,6 +524,16 @@ def _nan_message(loss, norm, step, t, out, kept):
             if kept else "no checkpoint was saved yet")
     return (f"training diverged at step {step + 1}: {what}. Lower train.learning_rate "
             f"(now {t['learning_rate']:g}) or train.grad_clip (now {t['grad_clip']}); {keep}")
+
+
+def window_symbols(t, meta) -> int:
+    """Symbols per training window: ``seq_length``, or with ``seq_unit: chars`` on jamo
+    data the symbols that cover ``seq_length`` characters on average in the train split,
+    so a jamo window sees as much text as a syllable window of the same seq_length."""
+    train = (meta.get("splits") or {}).get("train") or {}
+    if t["seq_unit"] == "chars" and train.get("chars") and train.get("symbols"):
+        return max(1, round(t["seq_length"] * train["symbols"] / train["chars"]))
+    return t["seq_length"]
 
 
 def _symbols_per_char(meta):

@@ -129,3 +129,16 @@ def test_resume_without_a_run_is_an_error(tmp_path):
     with pytest.raises(CharrnnError, match="nothing to resume"):
         resolve("quick", flags={"train.out": str(tmp_path / "none")}, resume=True)
     assert_error(run("train", "--resume", "--out", tmp_path / "none"), "nothing to resume")
+
+
+def test_model_auto_is_short_for_size_auto_and_checked(tmp_path):
+    from charrnn.config import load_config
+
+    path = tmp_path / "a.yaml"
+    path.write_text("model: auto\n")
+    config, _ = load_config(str(path))
+    assert config["model"]["size"] == "auto" and config["model"]["num_layers"] == 3
+    with pytest.raises(CharrnnError, match="model.size must be auto or null"):
+        load_config(None, sets=["model.size=huge"])
+    with pytest.raises(CharrnnError, match="train.seq_unit must be symbols or chars"):
+        load_config(None, sets=["train.seq_unit=bytes"])

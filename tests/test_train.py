@@ -355,3 +355,60 @@ def test_max_time_plans_the_step_count_and_keeps_the_plan_on_resume(tiny, englis
     assert "nothing to do" in ok(run("train", "--resume", "--out", out)).stderr
     more = ok(run("train", "--resume", "--out", out, "--max-time", "12s"))
     assert "planned " in more.stderr and list_in(out / "checkpoints")[0].step > planned
+
+
+# --- train.seq_unit and model: auto -----------------------------------------------------------
+
+def test_seq_unit_chars_makes_a_jamo_window_cover_seq_length_characters(
+        tiny, korean_data, english_data, tmp_path):
+    meta = json.loads((korean_data / "meta.json").read_text())["splits"]["train"]
+    symbols = round(12 * meta["symbols"] / meta["chars"])
+    assert symbols >= 20  # jamo: about two symbols per character
+    out = tmp_path / "chars"
+    result = ok(run("train", "--config", tiny, "--data", korean_data, "--out", out,
+                    "--max-steps", 3, "--set", "train.seq_length=12",
+                    "--set", "train.seq_unit=chars"))
+    assert f"batches of 8x{symbols} per epoch (seq_length 12 characters, about {symbols} jamo " \
+           "symbols)" in result.stderr
+    # what seq_length counts is part of the data position: a resume may not change it
+    line = error_line(run("train", "--resume", "--out", out, "--max-steps", 6,
+                          "--set", "train.seq_unit=symbols"))
+    assert "train.seq_unit symbols (the run used chars)" in line
+    # on character data the unit changes nothing
+    plain = ok(run("train", "--config", tiny, "--data", english_data,
+                   "--out", tmp_path / "plain", "--max-steps", 1, "--set", "train.seq_unit=chars"))
+    assert "batches of 8x16 per epoch\n" in plain.stderr
+
+
+def test_model_auto_chooses_for_the_budget_prints_stores_and_keeps_it_on_resume(
+        english_data, tmp_path):
+    from charrnn import autosize
+
+    config = tmp_path / "auto.yaml"
+    config.write_text("model: auto\ntrain: {batch_size: 8, seq_length: 16, eval_every: 1000, "
+                      "save_every: 1000, log_every: 1000, max_epochs: null}\n")
+    out = tmp_path / "auto"
+    vocab = len(json.loads((english_data / "vocab.json").read_text())["symbols"])
+    train_symbols = len(np.load(english_data / "train.npy", mmap_mode="r"))
+    expect, _ = autosize.choose(vocab, train_symbols, 4.0, throughput=3000.0)
+    first = ok(run("train", "--config", config, "--data", english_data, "--out", out,
+                   "--max-time", "4s", "--set", "model.auto_throughput=3000"))
+    line = next(ln for ln in first.stderr.splitlines() if ln.startswith("model auto: "))
+    size = f"{expect['num_layers']}x{expect['rnn_size']}"
+    assert line.startswith(f"model auto: {size} lstm, embedding {expect['embedding_size']}, "
+                           f"dropout {expect['dropout']:g} (")
+    assert "given throughput 3,000 symbols/s at 2x256" in line
+    stored = json.loads((out / "model.json").read_text())
+    assert {k: stored[k] for k in expect} == expect
+    assert f"model: {size} lstm" in first.stderr
+    # resumed with a budget and a speed that would choose otherwise: the choice stands
+    assert autosize.choose(vocab, train_symbols, 3600.0, throughput=1e6)[0] != expect
+    more = ok(run("train", "--resume", "--out", out, "--max-time", "1h", "--max-steps", 40,
+                  "--set", "model.auto_throughput=1e6"))
+    assert f"keeping the choice made when the run started, {size}" in more.stderr
+    assert json.loads((out / "model.json").read_text()) == stored
+    # the command-line spelling, and no budget to plan for
+    line = error_line(run("train", "--data", english_data, "--out", tmp_path / "nobudget",
+                          "--model-size", "auto"))
+    assert "model size auto chooses the model for a time budget" in line
+    assert not (tmp_path / "nobudget" / "model.json").exists()

@@ -1,0 +1,275 @@
+"""Quality at a time budget: what the model scores on held-out text after the time you give it.
+
+Each part runs on its own and appends one JSON line per training run to RESULTS
+(default /tmp/charrnn-quality/results.jsonl); `table` prints them.
+
+  python benchmarks/bench_quality.py run NAME --corpus FILE --minutes 3 [--set k=v ...]
+  python benchmarks/bench_quality.py shakespeare [--minutes 10]   # today's config vs the shipped one
+  python benchmarks/bench_quality.py korean --minutes 3 10 --seeds 0 1
+  python benchmarks/bench_quality.py grid --corpus FILE --minutes 3 --seeds 0 1   # model sizes
+  python benchmarks/bench_quality.py table [--filter TEXT]
+
+Datasets are prepared with --val-fraction 0.05 --test-fraction 0.05: settings are tuned on
+the validation split (the part after train) and figures are reported on the test split (the
+last 5%), scored by `charrnn evaluate` in one pass (the first character context only, the
+documented charge for characters outside the vocabulary).  The Shakespeare part also scores
+the last 10% (validation + test, both unseen in training) nanoGPT's way: windows of 256
+characters, each scored from an empty state.
+
+--cpu N pins a run to core N (taskset), so two runs can share a 2-core machine side by side
+for sweeps; the final figures use the whole machine (no --cpu).  Needs ../shared/corpora.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CORPORA = HERE.parent.parent / "shared" / "corpora"
+WORK = Path(os.environ.get("CHARRNN_QUALITY_DIR", "/tmp/charrnn-quality"))
+RESULTS = WORK / "results.jsonl"
+ROOT = HERE.parent
+
+
+def charrnn(*args, cpu=None, capture=False, tree=None):
+    cmd = [sys.executable, "-m", "charrnn", *map(str, args)]
+    if cpu is not None:
+        cmd = ["taskset", "-c", str(cpu), *cmd]
+    env = dict(os.environ, PYTHONPATH=str(tree or ROOT))
+    out = subprocess.run(cmd, env=env, check=True, text=True,
+                         stdout=subprocess.PIPE if capture else None)
+    return out.stdout if capture else None
+
+
+def prepare(corpus, jamo="auto", tree=None):
+    """The dataset of ``corpus`` with the benchmark's split (train 90%, val 5%, test 5%)."""
+    corpus = Path(corpus)
+    if not corpus.is_absolute() and not corpus.exists():
+        corpus = CORPORA / corpus
+    tag = "" if tree is None else "-" + Path(tree).name
+    out = WORK / "data" / f"{corpus.stem}-jamo-{jamo}{tag}"
+    if not (out / "vocab.json").exists():
+        charrnn("prepare", corpus, "-o", out, "--jamo", jamo, "--val-fraction", 0.05,
+                "--test-fraction", 0.05, "--force", "-q", tree=tree)
+    text = {}
+    for split in ("val", "test"):
+        path = out.parent / f"{out.name}.{split}.txt"
+        if not path.exists():
+            path.write_bytes(charrnn("dump", out, "--split", split, capture=True,
+                                     tree=tree).encode("utf-8"))
+        text[split] = path
+    return out, text
+
+
+def evaluate(run, path, tree=None):
+    """bits per character of ``path`` (one pass), from `charrnn evaluate --json`."""
+    r = json.loads(charrnn("evaluate", run, path, "--streams", 1, "--json", capture=True,
+                           tree=tree))["total"]
+    return {"bpc": r["bits_per_char"], "nats_per_char": r["bits_per_char"] * math.log(2),
+            "bpc_in_vocab": r["bits_per_char_in_vocab"], "oov_chars": r["oov_chars"]}
+
+
+def windows_nats(run, texts, window=256):
+    """nanoGPT's scoring: consecutive windows of ``window`` predictions, each from an
+    empty state, every position scored (the first from one character of context)."""
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from charrnn import runs
+
+    r = runs.load_run(run)
+    text = "".join(Path(p).read_text(encoding="utf-8") for p in texts)
+    if r.vocab.jamo or r.vocab.unknown_chars(text):
+        raise SystemExit("windows scoring is for plain-character runs with no unknown characters")
+    ids = np.asarray(r.vocab.encode(text), np.int32)
+    n = (len(ids) - 1) // window
+    x = np.stack([ids[i * window:i * window + window] for i in range(n)])
+    y = np.stack([ids[i * window + 1:i * window + window + 1] for i in range(n)])
+    total = 0.0
+    import tensorflow as tf
+
+    for b in range(0, n, 64):
+        logits = r.model(tf.constant(x[b:b + 64]))
+        total += float(tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            y[b:b + 64], logits)))
+    return {"window": window, "windows": n, "nats_per_char": total / (n * window)}
+
+
+def train_and_score(name, corpus, minutes, config=None, sets=(), seed=0, jamo="auto", cpu=None,
+                    tree=None, windows=False):
+    data, text = prepare(corpus, jamo, tree)
+    out = WORK / "runs" / name
+    args = ["train", "--data", data, "--out", out, "--max-time", f"{minutes}m", "--seed", seed,
+            "--force"]
+    if config:
+        args += ["--config", config]
+    for s in sets:
+        args += ["--set", s]
+    start = time.monotonic()
+    charrnn(*args, cpu=cpu, tree=tree)
+    wall = time.monotonic() - start
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in metrics if "val_loss" in m]
+    best = min(evals, key=lambda m: m["val_loss"])
+    row = {"name": name, "corpus": Path(corpus).name, "jamo": jamo, "config": config,
+           "sets": list(sets), "seed": seed, "minutes": minutes, "cpu": cpu,
+           "tree": str(tree or ROOT), "steps": metrics[-1]["step"], "wall_s": round(wall, 1),
+           "best_step": best["step"], "val_loss": best["val_loss"],
+           "val_bpc_char": best.get("val_bpc_char", best.get("val_bpc")),
+           "test": evaluate(out, text["test"], tree),
+           "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
+    if windows:
+        row["last10_windows"] = windows_nats(out, [text["val"], text["test"]])
+    WORK.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def calibrate(sizes, steps):
+    """Training throughput of each size here (median chars/s of the log windows after the
+    first), a least-squares fit of seconds per symbol = overhead + macs / rate, and the
+    probe: the constants of charrnn.autosize.CALIBRATION."""
+    import statistics
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    from charrnn import autosize
+
+    data, _ = prepare("tinyshakespeare.txt")
+    vocab = len(json.loads((data / "vocab.json").read_text())["symbols"])
+    probes, rows = [autosize.probe()], []
+    for size in sizes:
+        layers, units = map(int, size.split("x"))
+        out = WORK / "runs" / f"calibrate-{size}"
+        charrnn("train", "--config", HERE / "shakespeare_before.yaml", "--data", data, "--out", out,
+                "--force", "--max-steps", steps, "--set", f"model.num_layers={layers}",
+                "--set", f"model.rnn_size={units}", "--set", "model.embedding_size="
+                f"{autosize.embedding_size(units)}", "--set", f"train.log_every={steps // 5}",
+                "--set", "train.eval_every=100000", "--set", "train.sample_length=0")
+        logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        cps = statistics.median(m["chars_per_s"] for m in logged[1:] if "chars_per_s" in m)
+        rows.append((size, autosize.macs_per_symbol(layers, units, vocab), cps))
+        probes.append(autosize.probe())
+    macs = np.array([r[1] for r in rows], float)
+    spt = np.array([1 / r[2] for r in rows])
+    (rate_inv, overhead), *_ = np.linalg.lstsq(np.stack([macs, np.ones_like(macs)], 1), spt,
+                                               rcond=None)
+    for size, m, cps in rows:
+        fit = 1 / (overhead + m * rate_inv)
+        print(f"{size:6} {m / 1e6:7.2f}M macs/symbol  {cps:9,.0f} chars/s  fit {fit:9,.0f}")
+    print(json.dumps({"overhead": float(overhead), "rate": float(1 / rate_inv),
+                      "probe": statistics.median(probes), "machine": machine(),
+                      "date": time.strftime("%Y-%m-%d")}))
+
+
+def machine():
+    load = os.getloadavg()[0]
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpu, load {load:.1f}"
+
+
+def pairs(jobs, parallel):
+    """Run ``jobs`` (callables taking a cpu number or None) two at a time, one per core."""
+    if not parallel:
+        return [job(None) for job in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(job, i % 2) for i, job in enumerate(jobs)]
+        return [f.result() for f in futures]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="part", required=True)
+    one = sub.add_parser("run", help="one training run, scored")
+    one.add_argument("name")
+    one.add_argument("--corpus", required=True)
+    one.add_argument("--config")
+    one.add_argument("--set", dest="sets", action="append", default=[])
+    one.add_argument("--minutes", type=float, default=3)
+    one.add_argument("--seed", type=int, default=0)
+    one.add_argument("--jamo", default="auto")
+    one.add_argument("--cpu", type=int)
+    one.add_argument("--tree", help="a checkout to run instead of this one")
+    one.add_argument("--windows", action="store_true")
+    sh = sub.add_parser("shakespeare", help="the shipped shakespeare.yaml against a reference "
+                        "config, tiny-shakespeare, same split and time")
+    sh.add_argument("--minutes", type=float, default=10)
+    sh.add_argument("--ref-config", default=str(HERE / "shakespeare_before.yaml"))
+    sh.add_argument("--seed", type=int, default=0)
+    ko = sub.add_parser("korean", help="jamo against syllables (and the default) on Korean")
+    ko.add_argument("--corpus", default="korean_libreoffice_help.txt")
+    ko.add_argument("--minutes", type=float, nargs="+", default=[3])
+    ko.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ko.add_argument("--config")
+    ko.add_argument("--set", dest="sets", action="append", default=[])
+    ko.add_argument("--variants", nargs="+", default=["jamo", "syllables", "default"])
+    ko.add_argument("--parallel", action="store_true", help="two runs at a time, one per core")
+    gr = sub.add_parser("grid", help="model sizes at one budget, and model: auto")
+    gr.add_argument("--corpus", required=True)
+    gr.add_argument("--minutes", type=float, default=3)
+    gr.add_argument("--seeds", type=int, nargs="+", default=[0])
+    gr.add_argument("--sizes", nargs="+", default=["1x256", "2x256", "2x384", "2x512", "auto"])
+    gr.add_argument("--set", dest="sets", action="append", default=[])
+    gr.add_argument("--parallel", action="store_true", help="two runs at a time, one per core")
+    ca = sub.add_parser("calibrate", help="throughput per size: autosize's cost model")
+    ca.add_argument("--sizes", nargs="+", default=["1x128", "2x128", "2x256", "2x384", "2x512",
+                                                    "3x512"])
+    ca.add_argument("--steps", type=int, default=25)
+    tb = sub.add_parser("table", help="print the results")
+    tb.add_argument("--filter", default="")
+    a = p.parse_args(argv)
+
+    if a.part == "calibrate":
+        calibrate(a.sizes, a.steps)
+    elif a.part == "run":
+        train_and_score(a.name, a.corpus, a.minutes, a.config, a.sets, a.seed, a.jamo, a.cpu,
+                        a.tree, a.windows)
+    elif a.part == "shakespeare":
+        for name, config in (("shakespeare-before", a.ref_config),
+                             ("shakespeare-now", "shakespeare")):
+            train_and_score(f"{name}-s{a.seed}", "tinyshakespeare.txt", a.minutes, config,
+                            seed=a.seed, windows=True)
+    elif a.part == "korean":
+        jamo = {"jamo": "on", "syllables": "off", "default": "auto"}
+        jobs = [lambda cpu, v=v, m=m, s=s: train_and_score(
+                    f"ko-{Path(a.corpus).stem}-{v}-{m:g}m-s{s}", a.corpus, m, a.config, a.sets,
+                    s, jamo[v], cpu)
+                for m in a.minutes for s in a.seeds for v in a.variants]
+        pairs(jobs, a.parallel)
+    elif a.part == "grid":
+        jobs = []
+        for size in a.sizes:
+            sets = list(a.sets)
+            if size == "auto":
+                sets.append("model.size=auto")
+            else:
+                layers, units = size.split("x")
+                sets += [f"model.num_layers={layers}", f"model.rnn_size={units}"]
+            for s in a.seeds:
+                jobs.append(lambda cpu, size=size, sets=sets, s=s: train_and_score(
+                    f"grid-{Path(a.corpus).stem}-{size}-{a.minutes:g}m-s{s}", a.corpus,
+                    a.minutes, None, sets, s, "auto", cpu))
+        pairs(jobs, a.parallel)
+    else:
+        for line in RESULTS.read_text().splitlines():
+            r = json.loads(line)
+            if a.filter in r["name"]:
+                w = r.get("last10_windows", {}).get("nats_per_char")
+                print(f"{r['name']:44} steps {r['steps']:6} best@{r['best_step']:6} "
+                      f"val {r['val_loss']:.4f} val_bpc_char {r['val_bpc_char']:.4f} "
+                      f"test {r['test']['nats_per_char']:.4f} nats {r['test']['bpc']:.4f} bpc"
+                      + (f" last10/256 {w:.4f}" if w else "") + f"  [{r['machine']}]")
+
+
+if __name__ == "__main__":
+    main()
