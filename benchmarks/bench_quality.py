@@ -16,8 +16,10 @@ documented charge for characters outside the vocabulary).  The Shakespeare part 
 the last 10% (validation + test, both unseen in training) nanoGPT's way: windows of 256
 characters, each scored from an empty state.
 
---cpu N pins a run to core N (taskset), so two runs can share a 2-core machine side by side
-for sweeps; the final figures use the whole machine (no --cpu).  Needs ../shared/corpora.
+--parallel runs two trainings at a time, side by side, each getting about half the machine:
+twice the experiments in the same time for sweeps, with both sides of a comparison under the
+same conditions.  (Pinning each to one core with taskset was 7x slower here: TensorFlow's
+thread pools then fight over one core.)  Needs ../shared/corpora.
 """
 
 import argparse
@@ -37,10 +39,8 @@ RESULTS = WORK / "results.jsonl"
 ROOT = HERE.parent
 
 
-def charrnn(*args, cpu=None, capture=False, tree=None):
+def charrnn(*args, capture=False, tree=None):
     cmd = [sys.executable, "-m", "charrnn", *map(str, args)]
-    if cpu is not None:
-        cmd = ["taskset", "-c", str(cpu), *cmd]
     env = dict(os.environ, PYTHONPATH=str(tree or ROOT))
     out = subprocess.run(cmd, env=env, check=True, text=True,
                          stdout=subprocess.PIPE if capture else None)
@@ -101,8 +101,8 @@ def windows_nats(run, texts, window=256):
     return {"window": window, "windows": n, "nats_per_char": total / (n * window)}
 
 
-def train_and_score(name, corpus, minutes, config=None, sets=(), seed=0, jamo="auto", cpu=None,
-                    tree=None, windows=False):
+def train_and_score(name, corpus, minutes, config=None, sets=(), seed=0, jamo="auto", tree=None,
+                    windows=False):
     data, text = prepare(corpus, jamo, tree)
     out = WORK / "runs" / name
     args = ["train", "--data", data, "--out", out, "--max-time", f"{minutes}m", "--seed", seed,
@@ -112,13 +112,13 @@ def train_and_score(name, corpus, minutes, config=None, sets=(), seed=0, jamo="a
     for s in sets:
         args += ["--set", s]
     start = time.monotonic()
-    charrnn(*args, cpu=cpu, tree=tree)
+    charrnn(*args, tree=tree)
     wall = time.monotonic() - start
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [m for m in metrics if "val_loss" in m]
     best = min(evals, key=lambda m: m["val_loss"])
     row = {"name": name, "corpus": Path(corpus).name, "jamo": jamo, "config": config,
-           "sets": list(sets), "seed": seed, "minutes": minutes, "cpu": cpu,
+           "sets": list(sets), "seed": seed, "minutes": minutes,
            "tree": str(tree or ROOT), "steps": metrics[-1]["step"], "wall_s": round(wall, 1),
            "best_step": best["step"], "val_loss": best["val_loss"],
            "val_bpc_char": best.get("val_bpc_char", best.get("val_bpc")),
@@ -177,14 +177,11 @@ def machine():
 
 
 def pairs(jobs, parallel):
-    """Run ``jobs`` (callables taking a cpu number or None) two at a time, one per core."""
-    if not parallel:
-        return [job(None) for job in jobs]
+    """Run ``jobs`` (callables) one at a time, or two at a time side by side."""
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(2) as pool:
-        futures = [pool.submit(job, i % 2) for i, job in enumerate(jobs)]
-        return [f.result() for f in futures]
+    with ThreadPoolExecutor(2 if parallel else 1) as pool:
+        return [f.result() for f in [pool.submit(job) for job in jobs]]
 
 
 def main(argv=None):
@@ -198,7 +195,6 @@ def main(argv=None):
     one.add_argument("--minutes", type=float, default=3)
     one.add_argument("--seed", type=int, default=0)
     one.add_argument("--jamo", default="auto")
-    one.add_argument("--cpu", type=int)
     one.add_argument("--tree", help="a checkout to run instead of this one")
     one.add_argument("--windows", action="store_true")
     sh = sub.add_parser("shakespeare", help="the shipped shakespeare.yaml against a reference "
@@ -210,17 +206,19 @@ def main(argv=None):
     ko.add_argument("--corpus", default="korean_libreoffice_help.txt")
     ko.add_argument("--minutes", type=float, nargs="+", default=[3])
     ko.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ko.add_argument("--config")
+    ko.add_argument("--config", default=str(HERE / "grid.yaml"))
     ko.add_argument("--set", dest="sets", action="append", default=[])
-    ko.add_argument("--variants", nargs="+", default=["jamo", "syllables", "default"])
-    ko.add_argument("--parallel", action="store_true", help="two runs at a time, one per core")
+    ko.add_argument("--variants", nargs="+", default=["jamo", "syllables"],
+                    help="jamo, jamo-chars (train.seq_unit chars), syllables, default")
+    ko.add_argument("--parallel", action="store_true", help="two runs at a time")
     gr = sub.add_parser("grid", help="model sizes at one budget, and model: auto")
     gr.add_argument("--corpus", required=True)
     gr.add_argument("--minutes", type=float, default=3)
     gr.add_argument("--seeds", type=int, nargs="+", default=[0])
     gr.add_argument("--sizes", nargs="+", default=["1x256", "2x256", "2x384", "2x512", "auto"])
     gr.add_argument("--set", dest="sets", action="append", default=[])
-    gr.add_argument("--parallel", action="store_true", help="two runs at a time, one per core")
+    gr.add_argument("--parallel", action="store_true", help="two runs at a time")
+    gr.add_argument("--config", default=str(HERE / "grid.yaml"))
     ca = sub.add_parser("calibrate", help="throughput per size: autosize's cost model")
     ca.add_argument("--sizes", nargs="+", default=["1x128", "2x128", "2x256", "2x384", "2x512",
                                                     "3x512"])
@@ -232,33 +230,38 @@ def main(argv=None):
     if a.part == "calibrate":
         calibrate(a.sizes, a.steps)
     elif a.part == "run":
-        train_and_score(a.name, a.corpus, a.minutes, a.config, a.sets, a.seed, a.jamo, a.cpu,
-                        a.tree, a.windows)
+        train_and_score(a.name, a.corpus, a.minutes, a.config, a.sets, a.seed, a.jamo, a.tree,
+                        a.windows)
     elif a.part == "shakespeare":
         for name, config in (("shakespeare-before", a.ref_config),
                              ("shakespeare-now", "shakespeare")):
             train_and_score(f"{name}-s{a.seed}", "tinyshakespeare.txt", a.minutes, config,
                             seed=a.seed, windows=True)
     elif a.part == "korean":
-        jamo = {"jamo": "on", "syllables": "off", "default": "auto"}
-        jobs = [lambda cpu, v=v, m=m, s=s: train_and_score(
-                    f"ko-{Path(a.corpus).stem}-{v}-{m:g}m-s{s}", a.corpus, m, a.config, a.sets,
-                    s, jamo[v], cpu)
+        jamo = {"jamo": "on", "jamo-chars": "on", "syllables": "off", "default": "auto"}
+        extra = {"jamo-chars": ["train.seq_unit=chars"]}
+        for v in a.variants:  # once, before runs side by side would race to prepare them
+            prepare(a.corpus, jamo[v])
+        jobs = [lambda v=v, m=m, s=s: train_and_score(
+                    f"ko-{Path(a.corpus).stem}-{v}-{m:g}m-s{s}", a.corpus, m, a.config,
+                    a.sets + extra.get(v, []), s, jamo[v])
                 for m in a.minutes for s in a.seeds for v in a.variants]
         pairs(jobs, a.parallel)
     elif a.part == "grid":
         jobs = []
+        prepare(a.corpus)
         for size in a.sizes:
             sets = list(a.sets)
             if size == "auto":
                 sets.append("model.size=auto")
             else:
-                layers, units = size.split("x")
-                sets += [f"model.num_layers={layers}", f"model.rnn_size={units}"]
+                layers, units = map(int, size.split("x"))
+                sets += [f"model.num_layers={layers}", f"model.rnn_size={units}",
+                         f"model.embedding_size={64 if units <= 256 else 128}"]
             for s in a.seeds:
-                jobs.append(lambda cpu, size=size, sets=sets, s=s: train_and_score(
+                jobs.append(lambda sets=sets, size=size, s=s: train_and_score(
                     f"grid-{Path(a.corpus).stem}-{size}-{a.minutes:g}m-s{s}", a.corpus,
-                    a.minutes, None, sets, s, "auto", cpu))
+                    a.minutes, a.config, sets, s))
         pairs(jobs, a.parallel)
     else:
         for line in RESULTS.read_text().splitlines():

@@ -356,7 +356,7 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
             acc.add(loss, norm, skipped, time.perf_counter() - tick)
             budget.after_step(step, sinks.progress.write, agree if role.num_workers > 1 else None)
             budget.check_pace(step, sinks.progress.write)
-            sinks.progress.update(step, loss, lr)
+            sinks.progress.update(step, loss, lr, budget.total_steps())
 
             reason = stop_reason() or (stop.signal and "interrupted")
             if role.num_workers > 1:  # all workers leave at the same step

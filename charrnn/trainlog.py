@@ -121,7 +121,12 @@ class _Progress:
                             dynamic_ncols=True, leave=True)
         self.last = step
 
-    def update(self, step, loss, lr):
+    def update(self, step, loss, lr, total=None):
+        """``total``: the step the run now ends at, once a time budget has planned it."""
+        if total and total != self.total:
+            self.total = int(total)
+            if self.bar is not None:
+                self.bar.total = self.total
         if self.bar is not None:
             self.bar.update(step - self.last)
             self.post.update(loss=f"{loss:.3f}", lr=f"{lr:.2e}")

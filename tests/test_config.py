@@ -1,17 +1,12 @@
 """Training configuration: shipped configs, precedence, and one-line errors for bad values."""
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from charrnn.cli import cli
 from charrnn.config import find_config, load_config, parse_duration, resolve, shipped_configs
 from charrnn.errors import CharrnnError
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from clihelp import run
 
 
 def assert_error(result, *needles):
@@ -33,7 +28,8 @@ def test_every_shipped_config_loads_and_validates():
             assert cfg["data"].startswith("data/")
     linux, _ = load_config("linux")
     assert linux["model"] == {"cell": "lstm", "num_layers": 3, "rnn_size": 512,
-                              "embedding_size": 128, "dropout": 0.0}
+                              "embedding_size": 128, "dropout": 0.0, "size": None,
+                              "auto_throughput": None}
     assert load_config("quick")[0]["train"]["max_time"] == 90.0
     assert load_config("korean")[0]["data"] == "data/korean_constitution"
 
@@ -42,7 +38,8 @@ def test_defaults_match_the_issue():
     cfg, _ = load_config()
     assert cfg["data"] == "data/linux"
     assert cfg["model"] == {"cell": "lstm", "num_layers": 3, "rnn_size": 512,
-                            "embedding_size": 128, "dropout": 0.0}
+                            "embedding_size": 128, "dropout": 0.0, "size": None,
+                            "auto_throughput": None}
     issue = {"batch_size": 50, "seq_length": 100, "learning_rate": 0.002, "decay_rate": 0.97,
              "decay_every": "epoch", "grad_clip": 5.0, "max_epochs": 50, "max_steps": None,
              "max_time": None, "eval_every": 500, "save_every": 500, "keep_checkpoints": 5,

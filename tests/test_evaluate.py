@@ -9,23 +9,13 @@ import random
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charrnn.cli import cli
 
 from conftest import ENGLISH, KOREAN
+from clihelp import ok, run
 
 LOG2 = math.log(2)
 OTHER_BMP = 65536 - 2048 - 11172 - 20992  # U+0800..U+FFFF without syllables and ideographs
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
 
 
 def evaluate_json(*args):

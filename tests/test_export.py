@@ -11,23 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from charrnn import export as E
 from charrnn import weightsfile as W
-from charrnn.cli import cli
+from clihelp import ok, run
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FORMATS = ("safetensors", "onnx", "tflite")
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
 
 
 def one_error_line(result):

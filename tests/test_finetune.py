@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charrnn.cli import cli
+from clihelp import error_line, ok, run
 
 # Public domain: the Declaration of the Rights of Man and of the Citizen (1789), articles 1-6.
 FRENCH = """\
@@ -33,22 +32,6 @@ soit qu'elle protège, soit qu'elle punisse.
 MODEL = ["model.num_layers=2", "model.rnn_size=32", "model.embedding_size=16",
          "train.batch_size=16", "train.seq_length=32"]
 ACCENTED = set("éèêàû")
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(result):
-    assert result.exit_code == 0, result.stderr + repr(result.exception)
-    return result
-
-
-def error_line(result):
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 def symbols(path):
@@ -171,11 +154,11 @@ def test_prepare_vocab_from_min_count_and_settings(english_run, english_data, fr
     assert counts["\ufffd"] == sum(FRENCH.count(c) * 3 for c in set(FRENCH)
                                    if c not in old and FRENCH.count(c) * 3 < 10)
     assert "newlines lf" in error_line(run("prepare", french, "-o", tmp_path / "a",
-                                           "--vocab-from", english_run, "--keep-newlines"))
+                                           "--vocab-from", english_run, "--keep-newlines"), only=True)
     assert "jamo off" in error_line(run("prepare", french, "-o", tmp_path / "b",
-                                        "--vocab-from", english_run, "--jamo", "on"))
+                                        "--vocab-from", english_run, "--jamo", "on"), only=True)
     assert "no vocab.json" in error_line(run("prepare", french, "-o", tmp_path / "c",
-                                             "--vocab-from", tmp_path))
+                                             "--vocab-from", tmp_path), only=True)
     assert not any((tmp_path / x).exists() for x in "abc")
 
 
@@ -193,15 +176,15 @@ def test_init_from_refuses_a_different_architecture_or_data_policy(
         english_run, french, french_data, korean_data, tmp_path):
     line = error_line(run("train", "--data", french_data, "--out", tmp_path / "a",
                           "--init-from", english_run, *sum((["--set", s] for s in MODEL), []),
-                          "--set", "model.rnn_size=48", "--set", "model.cell=gru"))
+                          "--set", "model.rnn_size=48", "--set", "model.cell=gru"), only=True)
     assert "architecture differs (cell lstm (source) vs gru, rnn_size 32 (source) vs 48)" in line
     line = error_line(run("train", "--data", korean_data, "--out", tmp_path / "b",
-                          "--init-from", english_run, *sum((["--set", s] for s in MODEL), [])))
+                          "--init-from", english_run, *sum((["--set", s] for s in MODEL), [])), only=True)
     assert "jamo off (source) vs on" in line and "architecture" not in line
     keep = tmp_path / "keep"
     ok(run("prepare", french, "-o", keep, "--keep-newlines", "-q"))
     line = error_line(run("train", "--data", keep, "--out", tmp_path / "c",
-                          "--init-from", english_run, *sum((["--set", s] for s in MODEL), [])))
+                          "--init-from", english_run, *sum((["--set", s] for s in MODEL), [])), only=True)
     assert "newlines lf (source) vs keep" in line and "--vocab-from" in line
     assert not any((tmp_path / x / "model.json").exists() for x in "abc")  # refused up front
 
@@ -209,7 +192,7 @@ def test_init_from_refuses_a_different_architecture_or_data_policy(
 def test_init_from_and_vocab_from_a_safetensors_file(english_run, french, french_data, tmp_path):
     """From the portable weights file of `charrnn export` (the export issue) instead of a run."""
     bad = error_line(run("train", "--data", french_data, "--out", tmp_path / "x",
-                         "--init-from", french, *sum((["--set", s] for s in MODEL), [])))
+                         "--init-from", french, *sum((["--set", s] for s in MODEL), [])), only=True)
     assert "weights file" in bad  # a file that is no weights file: one clear error
     wfile = tmp_path / "en.safetensors"
     ok(run("export", english_run, "-o", wfile))

@@ -9,23 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charrnn.cli import cli
 from charrnn.data import load_dataset
 from charrnn.errors import CharrnnError
+from clihelp import ok, run
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 KOREAN = (DATA / "korean_constitution.txt").read_text(encoding="utf-8").replace("\r\n", "\n")
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
 
 
 def dump(path, split="all"):

@@ -10,21 +10,11 @@ import time
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from charrnn import sample as S
-from charrnn.cli import cli
+from clihelp import ok, run
 
 RS = "\x1e"  # record separator: never in the test vocabularies
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
 
 
 def keras_run(path):

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charrnn.cli import cli
+from clihelp import error_line, ok, run
 
 TINY = """\
 model: {cell: lstm, num_layers: 1, rnn_size: 16, embedding_size: 8, dropout: 0.0}
@@ -29,22 +28,6 @@ def tiny(tmp_path_factory):
     path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
     path.write_text(TINY)
     return path
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(result):
-    assert result.exit_code == 0, result.stderr + repr(result.exception)
-    return result
-
-
-def error_line(result):
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("Error: ") and "Traceback" not in result.output, result.stderr
-    return lines[-1]
 
 
 def metrics(out):
@@ -320,7 +303,7 @@ def test_a_planned_run_ends_its_schedule_at_the_plan_and_resumes_exactly(
               "--set", "train.planned_steps=12", "--set", "train.log_every=1",
               "--set", "train.eval_every=4", "--set", "train.save_every=100"]
     whole = ok(run("train", *common, "--out", tmp_path / "whole"))
-    assert "reached the planned step 12" in whole.stderr
+    assert "reached the planned step 12" in whole.stderr and "\nstep 12/12 epoch" in whole.stderr
     ok(run("train", *common, "--out", tmp_path / "split", "--max-steps", 5))
     ok(run("train", "--resume", "--out", tmp_path / "split", "--max-steps", 100))
     a, b = metrics(tmp_path / "whole"), metrics(tmp_path / "split")

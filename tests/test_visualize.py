@@ -6,23 +6,13 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from charrnn.cli import cli
 
 import browser
 from conftest import ENGLISH, KOREAN
+from clihelp import ok, run
 
 EVIL = 'He said "</script><img src=x onerror="window.pwned=1"> \u2028 & <b>bold</b>" (ok) {x}\n'
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def ok(result):
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
 
 
 # --- the numbers -------------------------------------------------------------------------
