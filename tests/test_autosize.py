@@ -1,0 +1,43 @@
+"""charrnn.autosize: the rule `model: auto` applies (the CLI side is in test_train.py)."""
+
+import pytest
+
+from charrnn import autosize
+
+
+def test_parameter_counts_match_the_real_model():
+    from charrnn.model import build_model
+
+    for layers, units in [(1, 128), (2, 192), (2, 384)]:
+        model = build_model(70, num_layers=layers, rnn_size=units,
+                            embedding_size=autosize.embedding_size(units))
+        assert model.count_params() == autosize.params(layers, units, 70)
+
+
+def test_throughput_reproduces_the_calibration_and_falls_with_size():
+    for macs, measured in autosize.CALIBRATION["table"]:
+        layers, units = next((lu for lu in autosize.LADDER
+                              if abs(autosize.macs_per_symbol(*lu, 65) - macs) < 0.01e6), (0, 0))
+        if layers:
+            assert autosize.symbols_per_second(layers, units, 65, "lstm", 1.0) == \
+                pytest.approx(measured, rel=0.02)
+    speeds = [autosize.symbols_per_second(*lu, 65, "lstm", 1.0) for lu in autosize.LADDER]
+    assert speeds == sorted(speeds, reverse=True)
+    assert autosize.symbols_per_second(2, 256, 65, "lstm", 2.0) == \
+        pytest.approx(2 * autosize.symbols_per_second(2, 256, 65, "lstm", 1.0))
+
+
+def test_more_time_or_a_faster_machine_never_chooses_a_smaller_model():
+    sizes = []
+    for budget, speed in [(60, 3000), (600, 3000), (600, 30000), (3600, 30000), (36000, 1e5)]:
+        chosen, reason = autosize.choose(65, 1_000_000, budget, throughput=speed)
+        sizes.append(autosize.params(chosen["num_layers"], chosen["rnn_size"], 65))
+        assert reason.startswith(f"model auto: {chosen['num_layers']}x{chosen['rnn_size']} lstm")
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_dropout_only_when_the_budget_rereads_the_data():
+    few, _ = autosize.choose(65, 100_000_000, 600, throughput=10000)   # a fraction of an epoch
+    many, _ = autosize.choose(65, 100_000, 600, throughput=10000)      # hundreds of epochs
+    assert few["dropout"] == 0.0
+    assert 0 < many["dropout"] <= autosize.DROPOUT_MAX
