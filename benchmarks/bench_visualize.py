@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def random_loaded(symbols, layers, units, cell="lstm", seed=0):
-    from charrnn.sample import Loaded, make_weights
+    from charrnn.stepmath import make_weights
+    from charrnn.sample import Loaded
     from charrnn.text import Vocab
 
     rng = np.random.default_rng(seed)

@@ -62,7 +62,8 @@ def reference(run, steps=CHECK_STEPS):
     """(ids fed, logits after each): charrnn's greedy path from the fixed prime, with the
     logits of ``run.model`` (the Keras model TensorFlow restored) along it, in one call."""
     from charrnn.backend import tensorflow
-    from charrnn.sample import _cell_step, _NumpyOps, start_id, weights_from_model
+    from charrnn.stepmath import cell_step, NumpyOps, weights_from_model
+    from charrnn.sample import start_id
 
     tf = tensorflow()
     prime = [start_id(run.vocab), *run.vocab.encode(PRIME, unknown="skip")][:steps]
@@ -71,7 +72,7 @@ def reference(run, steps=CHECK_STEPS):
     ids = list(prime)
     with np.errstate(over="ignore", under="ignore"):
         for t in range(steps - 1):
-            logits, states = _cell_step(_NumpyOps, w, np.array([ids[t]], np.int32), states)
+            logits, states = cell_step(NumpyOps, w, np.array([ids[t]], np.int32), states)
             if t + 1 >= len(ids):
                 ids.append(int(np.argmax(logits[0])))
     ids = np.array(ids, np.int32)
@@ -189,9 +190,9 @@ def onnx_step(path, args):
 
 def tflite_model(tensors, args) -> bytes:
     """The one-step function as a TFLite flatbuffer with builtin ops only."""
-    from charrnn.sample import _cell_step, _tf_ops
+    from charrnn.stepmath import cell_step, tf_ops
 
-    tf, ops = _tf_ops()
+    tf, ops = tf_ops()
     wf = weightsfile.WeightsFile("", tensors, args, None, "lf", 1.0, 0, None, {})
     w = weightsfile.sample_weights(wf)
     H = args["rnn_size"]
@@ -203,7 +204,7 @@ def tflite_model(tensors, args) -> bytes:
     class Step(tf.Module):
         @tf.function(input_signature=specs, autograph=False)
         def step(self, ids, *states):
-            logits, new = _cell_step(ops, w, ids, list(states))
+            logits, new = cell_step(ops, w, ids, list(states))
             return {"logits": logits, **{f"new_{s}": v for s, v in zip(names, new)}}
 
     module = Step()
@@ -239,13 +240,13 @@ def _zeros(args, batch):
 
 
 def numpy_step(path, args):
-    from charrnn.sample import _cell_step, _NumpyOps
+    from charrnn.stepmath import cell_step, NumpyOps
 
     w = weightsfile.sample_weights(weightsfile.read(path))
 
     def step(ids, states):
         with np.errstate(over="ignore", under="ignore"):
-            return _cell_step(_NumpyOps, w, ids, states)
+            return cell_step(NumpyOps, w, ids, states)
 
     return step
 

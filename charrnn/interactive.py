@@ -24,7 +24,8 @@ import numpy as np
 
 from charrnn.errors import CharrnnError
 from charrnn.numpy_engine import NumpyEngine
-from charrnn.sample import Options, _cell_step, _NumpyOps, start_id
+from charrnn.stepmath import cell_step, NumpyOps, Options
+from charrnn.sample import start_id
 
 TAB, NEXT_LINE, UNDO, UNDO2, RESET, QUIT, ESC = "\t", "\x0e", "\x7f", "\x08", "\x12", "\x04", "\x1b"
 KEYS = "Tab write k · ^N write a line · ⌫ undo · ^R reset · Esc :command · ^D done"
@@ -60,7 +61,7 @@ class Session:
     def probabilities(self):
         """The model's distribution over the next symbol (temperature 1, no cut)."""
         with np.errstate(over="ignore", under="ignore"):
-            logits, _ = _cell_step(_NumpyOps, self.w, self.tok, self.states)
+            logits, _ = cell_step(NumpyOps, self.w, self.tok, self.states)
         z = logits[0].astype(np.float64)
         p = np.exp(z - z.max())
         return p / p.sum()

@@ -4,25 +4,25 @@ At batch 1 a step costs its number of NumPy calls, not its arithmetic (a 2x128
 LSTM step is ~200,000 multiply-adds, a few dozen microseconds of BLAS, but each
 NumPy call costs about a microsecond), so the hot path is written for few calls:
 a fused LSTM step on preallocated buffers and views, and sampling in log space.
-It runs the same algorithm as the shared ``_cell_step`` / ``_choose`` (tested
+It runs the same algorithm as the shared ``cell_step`` / ``choose`` (tested
 against them and against the Keras model).
 """
 
 import numpy as np
 
-from charrnn.sample import (Options, Weights, _cell_step, _choose, _hash, _NumpyOps,
-                            _seed_mix, _uniform)
+from charrnn.stepmath import (NumpyOps, Options, Weights, cell_step, choose, hash_u32, seed_mix,
+                              uniform)
 
 
 class NumpyEngine:
     """The step loop in NumPy, tuned for small batches: at batch 1 a step costs its
     number of NumPy calls, not its arithmetic, so LSTM layers run a fused step on
     preallocated buffers (``_FusedLSTM``) and plain temperature sampling skips the
-    generic ``_choose``.  GRU and simple RNN layers use the shared ``_cell_step``."""
+    generic ``choose``.  GRU and simple RNN layers use the shared ``cell_step``."""
 
     def __init__(self, w: Weights, opt: Options, batch: int):
         self.w, self.opt = w, opt
-        self.mix = int(_seed_mix(opt.seed))
+        self.mix = int(seed_mix(opt.seed))
         self.lanes = np.arange(batch, dtype=np.uint32)
         self.fused = _FusedLSTM(w, batch) if w.cell == "lstm" else None
         self.plain = opt.temperature > 0 and not opt.top_k and opt.top_p >= 1
@@ -44,14 +44,14 @@ class NumpyEngine:
 
     def _run_batch(self, tok, states, t0, forced):
         out = np.empty(forced.shape, np.int32)
-        ops, w, opt, fused = _NumpyOps, self.w, self.opt, self.fused
+        ops, w, opt, fused = NumpyOps, self.w, self.opt, self.fused
         for i in range(forced.shape[1]):
             if fused is not None:
                 logits = fused.step(tok)
             else:
-                logits, states = _cell_step(ops, w, tok, states)
+                logits, states = cell_step(ops, w, tok, states)
             u = _uniform_np(self.mix, t0 + i, self.lanes)
-            choice = self._sample(logits, u) if self.plain else _choose(ops, opt, logits, u)
+            choice = self._sample(logits, u) if self.plain else choose(ops, opt, logits, u)
             f = forced[:, i]
             tok = np.where(f >= 0, f, choice).astype(np.int32)
             out[:, i] = tok
@@ -59,15 +59,15 @@ class NumpyEngine:
 
     def _run_one(self, tok, t0, forced):
         """Batch 1, LSTM, temperature only: the hot loop with as few NumPy calls per
-        step as possible.  Inverse-CDF sampling as in ``_choose``, in log space: the
+        step as possible.  Inverse-CDF sampling as in ``choose``, in log space: the
         running log-sum-exp of the logits is one ufunc call (and never overflows, so
         no max is subtracted); the uniforms of all steps are hashed at once."""
         step, cum = self.fused.step, self.cdf[0]
         inv_t, last = 1.0 / self.opt.temperature, cum.shape[0] - 1
         acc = np.logaddexp.accumulate
         t = (np.arange(len(forced), dtype=np.int64) + t0).astype(np.uint32)
-        with np.errstate(divide="ignore"):  # log(0) = -inf: the first symbol, as in _choose
-            log_u = np.log(_uniform(_NumpyOps, np.uint32(self.mix), t, np.uint32(0))).tolist()
+        with np.errstate(divide="ignore"):  # log(0) = -inf: the first symbol, as in choose
+            log_u = np.log(uniform(NumpyOps, np.uint32(self.mix), t, np.uint32(0))).tolist()
         out = forced.tolist()
         for i, f in enumerate(out):
             z = step(tok)[0]
@@ -81,7 +81,7 @@ class NumpyEngine:
         return np.array([out], np.int32), np.array([tok], np.int32)
 
     def _sample(self, logits, u):
-        """``_choose`` without top-k/top-p, the same arithmetic on buffers."""
+        """``choose`` without top-k/top-p, the same arithmetic on buffers."""
         z = np.multiply(logits, 1.0 / self.opt.temperature, out=logits)
         z -= z.max(axis=1, keepdims=True)
         np.exp(z, out=z)
@@ -91,11 +91,11 @@ class NumpyEngine:
 
 
 def _uniform_np(mix, t, lanes):
-    """``_uniform`` for NumPy with the per-step part in Python integers (one step)."""
+    """``uniform`` for NumPy with the per-step part in Python integers (one step)."""
     h = _hash_int((t & 0xFFFFFFFF) ^ mix)
     if len(lanes) == 1:
         return np.array([(_hash_int(h) >> 8) * (1.0 / (1 << 24))], np.float32)
-    x = _hash(_NumpyOps, np.uint32(h) + lanes * np.uint32(0x9E3779B9))
+    x = hash_u32(NumpyOps, np.uint32(h) + lanes * np.uint32(0x9E3779B9))
     return (x >> 8).astype(np.float32) * np.float32(1.0 / (1 << 24))
 
 
@@ -108,7 +108,7 @@ def _hash_int(x):
 class _FusedLSTM:
     """LSTM layers on preallocated buffers.  The columns are reordered to i, f, o, c
     and the sigmoid gates' columns halved, so one tanh covers all four gates:
-    sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, the formula ``_NumpyOps`` uses (halving
+    sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, the formula ``NumpyOps`` uses (halving
     is exact in floating point).  Layer j > 0 keeps [input, h] in one buffer, so its
     two matmuls are one, and layer j - 1 writes its output straight into it."""
 

@@ -65,7 +65,8 @@ def _preview(model, vocab, length, step):
     counter-based RNG (seeded by the step), so it takes nothing from the training RNG."""
     if length <= 0:
         return None
-    from charrnn.sample import Options, Sampler, start_id, weights_from_model
+    from charrnn.stepmath import Options, weights_from_model
+    from charrnn.sample import Sampler, start_id
 
     with np.errstate(all="ignore"):  # a model about to diverge may overflow: still a preview
         sampler = Sampler(weights_from_model(model), 1, Options(temperature=0.8, seed=step),

@@ -47,7 +47,7 @@ def run_states(weights, ids):
     """Feed ``ids`` from the zero state: (logits (n, vocab), states (n, units_total)),
     row i after reading ids[i]; states are each layer's h then c (LSTM), layer by layer.
 
-    The math of charrnn.sample._cell_step (Keras gate orders: LSTM i, f, c, o; GRU z, r, h
+    The math of charrnn.stepmath.cell_step (Keras gate orders: LSTM i, f, c, o; GRU z, r, h
     with reset_after), but swept a layer at a time: a layer's input projection for the
     whole text is one matrix product, and only its recurrent matrix is used step by step,
     so it stays in the CPU cache (3x512: ~10x faster than stepping all layers together).

@@ -6,7 +6,7 @@ step, nothing fetched, so it works when opened straight from disk (file://,
 where browsers refuse to fetch side files).  The step computes in float32 like
 charrnn: Float32Array buffers, every stored result rounded to float32 (the
 product of two float32 is exact in a double, so each multiply-add rounds once,
-like a float32 FMA); the arrays are charrnn.sample.Weights', whose first-layer
+like a float32 FMA); the arrays are charrnn.stepmath.Weights', whose first-layer
 table is the embedding times the input kernel plus the bias.
 
 ``window.charrnn.logits(ids)`` (teacher-forced logits from the zero state, the

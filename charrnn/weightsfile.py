@@ -299,8 +299,8 @@ def read(path) -> WeightsFile:
 
 
 def sample_weights(wf: WeightsFile):
-    """charrnn.sample.Weights for the NumPy / XLA sampling engines."""
-    from charrnn.sample import make_weights
+    """charrnn.stepmath.Weights for the NumPy / XLA sampling engines."""
+    from charrnn.stepmath import make_weights
 
     t, n = wf.tensors, wf.model_args["num_layers"]
     return make_weights(wf.model_args["cell"], t["embedding"],

@@ -69,7 +69,7 @@ def _flatten(w):
 
 
 def _unflatten(cell, names, arrays):
-    from charrnn.sample import Weights
+    from charrnn.stepmath import Weights
 
     a = dict(zip(names, arrays))
     n = 1 + max(int(k.split("/")[0]) for k in names if "/" in k)

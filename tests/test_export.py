@@ -103,10 +103,10 @@ def test_every_format_reproduces_the_model(models, name):
 
     wf = W.read(m["files"]["safetensors"])
     assert wf.vocab.symbols == m["vocab"].symbols and wf.vocab.jamo == m["vocab"].jamo
-    from charrnn.sample import _cell_step, _NumpyOps
+    from charrnn.stepmath import cell_step, NumpyOps
 
     weights = W.sample_weights(wf)
-    for step in (onnx_step, tflite_step, lambda ids, st: _cell_step(_NumpyOps, weights, ids, st)):
+    for step in (onnx_step, tflite_step, lambda ids, st: cell_step(NumpyOps, weights, ids, st)):
         within(m["ref"], feed(step, m["ids"], len(names), H))
 
 
@@ -217,7 +217,7 @@ def test_weights_file_round_trip(cell, tmp_path):
     """Write, read, load into a fresh Keras model: every cell, the same logits."""
     from charrnn.backend import tensorflow
     from charrnn.model import build_model, model_args
-    from charrnn.sample import _cell_step, _NumpyOps
+    from charrnn.stepmath import cell_step, NumpyOps
     from charrnn.text import Vocab
 
     tf = tensorflow()
@@ -238,7 +238,7 @@ def test_weights_file_round_trip(cell, tmp_path):
     ids = rng.integers(0, len(vocab), (2, 9)).astype(np.int32)
     ref = model(tf.constant(ids)).numpy()
     w = W.sample_weights(wf)
-    got = feed(lambda i, s: _cell_step(_NumpyOps, w, i, s), ids, 2 * w.states_per_layer, 8)
+    got = feed(lambda i, s: cell_step(NumpyOps, w, i, s), ids, 2 * w.states_per_layer, 8)
     np.testing.assert_allclose(got, ref, atol=2e-5)
     fresh = build_model(len(vocab), cell, num_layers=2, rnn_size=8, embedding_size=4)
     W.assign_to_model(fresh, wf.tensors)

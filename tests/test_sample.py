@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from charrnn import sample as S
+from charrnn import stepmath as M
 from clihelp import ok, run
 
 RS = "\x1e"  # record separator: never in the test vocabularies
@@ -96,22 +97,22 @@ def test_cell_step_matches_keras_layers(cell):
     ids = rng.integers(0, 23, (3, 12)).astype(np.int32)
     ref = model(tf.constant(ids)).numpy()
 
-    w = S.weights_from_model(model)
+    w = M.weights_from_model(model)
     states = [np.zeros((3, 16), np.float32)] * (2 * w.states_per_layer)
     got = []
     for t in range(ids.shape[1]):
-        logits, states = S._cell_step(S._NumpyOps, w, ids[:, t], states)
+        logits, states = M.cell_step(M.NumpyOps, w, ids[:, t], states)
         got.append(logits)
     np.testing.assert_allclose(np.stack(got, 1), ref, atol=2e-5)
 
-    _, ops = S._tf_ops()
+    _, ops = M.tf_ops()
 
     @tf.function(jit_compile=True)
     def xla_steps(ids):
         st = [tf.zeros((3, 16))] * (2 * w.states_per_layer)
         out = []
         for t in range(ids.shape[1]):
-            logits, st = S._cell_step(ops, w, ids[:, t], st)
+            logits, st = M.cell_step(ops, w, ids[:, t], st)
             out.append(logits)
         return tf.stack(out, 1)
 
@@ -125,7 +126,7 @@ def test_checkpoint_read_without_tensorflow(english_run):
             "assert 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code, str(english_run)], check=True)
     direct = S.load(english_run).weights
-    restored = S.weights_from_model(keras_run(english_run).model)
+    restored = M.weights_from_model(keras_run(english_run).model)
     for a, b in zip([direct.table, direct.dense, direct.dense_b], [restored.table, restored.dense, restored.dense_b]):
         np.testing.assert_array_equal(a, b)
     for la, lb in zip(direct.layers, restored.layers):
@@ -206,7 +207,7 @@ def test_top_p_keeps_only_the_nucleus(english_run, n):
     """n=1000: the nucleus found by pairwise comparison; n=3000: by sorting (a batch
     too big for the pairwise way)."""
     run_ = keras_run(english_run)
-    assert (n * len(run_.vocab) ** 2 <= S.PAIRWISE_MAX) == (n == 1000)
+    assert (n * len(run_.vocab) ** 2 <= M.PAIRWISE_MAX) == (n == 1000)
     prime = "the people, "
     p = expected_probs(run_.model, run_.vocab, prime)
     order = np.argsort(-p, kind="stable")
@@ -453,7 +454,7 @@ def test_child_process_continues_exactly(english_run):
 
 
 def test_fused_numpy_step_matches_the_shared_step(english_run):
-    """The fused LSTM step gives the shared _cell_step's logits and states."""
+    """The fused LSTM step gives the shared cell_step's logits and states."""
     from charrnn.numpy_engine import _FusedLSTM
 
     w = S.load(english_run).weights
@@ -464,7 +465,7 @@ def test_fused_numpy_step_matches_the_shared_step(english_run):
     ref = states
     for tok in ([1, 2], [3, 4], [0, 5]):
         tok = np.array(tok, np.int32)
-        logits, ref = S._cell_step(S._NumpyOps, w, tok, ref)
+        logits, ref = M.cell_step(M.NumpyOps, w, tok, ref)
         np.testing.assert_allclose(fused.step(tok), logits, atol=1e-5)
     for a, b in zip(fused.save(), ref):
         np.testing.assert_allclose(a, b, atol=1e-6)

@@ -74,7 +74,8 @@ def test_features_of_code():
 
 
 def _random_loaded(symbols, cell="lstm", layers=2, units=128, jamo=False, seed=0, scale=0.3):
-    from charrnn.sample import Loaded, make_weights
+    from charrnn.stepmath import make_weights
+    from charrnn.sample import Loaded
     from charrnn.text import Vocab
 
     rng = np.random.default_rng(seed)

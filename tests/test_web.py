@@ -36,7 +36,8 @@ def _greedy_path(loaded, run_dir, prime_ids):
     """charrnn's greedy continuation (`charrnn sample -t 0`'s sampler) and the TF-restored
     model's teacher-forced logits over prime + path."""
     from charrnn.runs import load_run
-    from charrnn.sample import Options, Sampler, start_id
+    from charrnn.stepmath import Options
+    from charrnn.sample import Sampler, start_id
 
     sampler = Sampler(loaded.weights, 1, Options(temperature=0), start_id=start_id(loaded.vocab),
                       engine="numpy")
@@ -103,7 +104,7 @@ def test_web_page_jamo_model_prints_syllables(korean_run, driver, tmp_path):
 def test_web_page_every_cell_matches_the_numpy_step(cell, driver, tmp_path):
     """Wider random models (3x96, every cell type, incl. the plain RNN no test run trains)
     against charrnn.sample's NumPy step, with the same tolerance."""
-    from charrnn.sample import _cell_step, _NumpyOps
+    from charrnn.stepmath import cell_step, NumpyOps
     from charrnn.webexport import write_page
     from test_visualize import _random_loaded
 
@@ -120,7 +121,7 @@ def test_web_page_every_cell_matches_the_numpy_step(cell, driver, tmp_path):
     states = [np.zeros((1, w.units), np.float32) for _ in range(len(w.layers) * w.states_per_layer)]
     expected = []
     for t in ids:
-        logits, states = _cell_step(_NumpyOps, w, np.array([t], np.int32), states)
+        logits, states = cell_step(NumpyOps, w, np.array([t], np.int32), states)
         expected.append(logits[0])
     expected = np.array(expected, np.float64)
     assert np.abs(expected - expected.mean(axis=0)).mean() > 1e-2  # the input matters
