@@ -202,6 +202,7 @@ def main(argv=None):
     sh.add_argument("--minutes", type=float, default=10)
     sh.add_argument("--ref-config", default=str(HERE / "shakespeare_before.yaml"))
     sh.add_argument("--seed", type=int, default=0)
+    sh.add_argument("--parallel", action="store_true", help="both at once, side by side")
     ko = sub.add_parser("korean", help="jamo against syllables (and the default) on Korean")
     ko.add_argument("--corpus", default="korean_libreoffice_help.txt")
     ko.add_argument("--minutes", type=float, nargs="+", default=[3])
@@ -233,10 +234,12 @@ def main(argv=None):
         train_and_score(a.name, a.corpus, a.minutes, a.config, a.sets, a.seed, a.jamo, a.tree,
                         a.windows)
     elif a.part == "shakespeare":
-        for name, config in (("shakespeare-before", a.ref_config),
-                             ("shakespeare-now", "shakespeare")):
-            train_and_score(f"{name}-s{a.seed}", "tinyshakespeare.txt", a.minutes, config,
-                            seed=a.seed, windows=True)
+        prepare("tinyshakespeare.txt")
+        pairs([lambda name=name, config=config: train_and_score(
+                   f"{name}-{a.minutes:g}m-s{a.seed}", "tinyshakespeare.txt", a.minutes, config,
+                   seed=a.seed, windows=True)
+               for name, config in (("shakespeare-before", a.ref_config),
+                                    ("shakespeare-now", "shakespeare"))], a.parallel)
     elif a.part == "korean":
         jamo = {"jamo": "on", "jamo-chars": "on", "syllables": "off", "default": "auto"}
         extra = {"jamo-chars": ["train.seq_unit=chars"]}

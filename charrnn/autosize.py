@@ -10,10 +10,15 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py, see README "Qu
    instead (no probe; what tests use).
 2. Size.  Each candidate of ``LADDER`` would see ``budget x throughput`` symbols.  Take the
    largest whose budget gives it at least ``TOKENS_PER_PARAM`` symbols per weight: below
-   that a smaller network that sees more text wins in the same time.
-3. Dropout from how often the budget reads the data: ``epochs = symbols seen / train
-   symbols``; none up to ``DROPOUT_FROM`` epochs, then rising with log(epochs) to at most
-   ``DROPOUT_MAX``: repeated text is what a large network memorises.
+   that a smaller network that sees more text wins in the same time.  Measured (README,
+   Quality): at 3 minutes the winners read 77-85 symbols per weight and the losers 18 or
+   fewer (tiny-shakespeare and C); at 10 minutes on a 6x faster machine a 2x256 LSTM that
+   read 43 per weight beat a 2x128.  Hence 30.
+3. Dropout from how hard the budget can overfit: ``exposure = epochs x parameters / train
+   symbols`` (how often the data is read, times the capacity to memorise it); none up to
+   ``DROPOUT_FROM``, then 0.1 per doubling, at most ``DROPOUT_MAX``.  Fitted to the 2x256
+   Shakespeare runs: 0.1 beat 0.25 at 2 epochs (exposure 1.7); 0.25-0.35 beat 0.1 at 25-36
+   epochs (exposure 22-31).
 
 The choice is printed with its reasons, written to ``model.json`` and config.yaml, and never
 made again on ``--resume``.  Without ``max_time`` there is no budget to plan, so ``auto``
@@ -26,7 +31,7 @@ import time
 # (layers, units), smallest first; embedding 64 up to 256 units, then 128.
 LADDER = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512), (3, 768)]
 REFERENCE = (2, 256)
-TOKENS_PER_PARAM = 8.0
+TOKENS_PER_PARAM = 30.0
 DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 2.0, 0.1, 0.5
 # Measured by `python benchmarks/bench_quality.py calibrate` (tiny-shakespeare, vocabulary 65,
 # batch 64 x 100): training multiply-adds per symbol -> symbols/s, and the probe's rate then.
@@ -99,9 +104,10 @@ def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=Non
             best = (layers, units, seen, n)
     layers, units, seen, n = best
     epochs = seen / max(1, train_symbols)
+    exposure = epochs * n / max(1, train_symbols)
     dropout = 0.0
-    if epochs > DROPOUT_FROM:
-        dropout = min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * math.log2(epochs / DROPOUT_FROM))
+    if exposure > DROPOUT_FROM:
+        dropout = min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * math.log2(exposure / DROPOUT_FROM))
     dropout = round(dropout, 2)
     chosen = {"num_layers": layers, "rnn_size": units, "embedding_size": embedding_size(units),
               "dropout": dropout}
@@ -109,7 +115,8 @@ def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=Non
               f"{dropout:g} ({n:,} parameters): {budget_s / 60:g} min at about "
               f"{seen / budget_s:,.0f} symbols/s reads {seen / 1e6:,.1f}M symbols, "
               f"{seen / n:.0f} per parameter (the largest size with at least "
-              f"{TOKENS_PER_PARAM:g}), {epochs:.1f} epochs of {train_symbols:,} ({how})")
+              f"{TOKENS_PER_PARAM:g}), {epochs:.1f} epochs of {train_symbols:,}, exposure "
+              f"{exposure:.1f} ({how})")
     if log:
         log(reason)
     return chosen, reason
