@@ -111,11 +111,12 @@ def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=Non
     dropout = round(dropout, 2)
     chosen = {"num_layers": layers, "rnn_size": units, "embedding_size": embedding_size(units),
               "dropout": dropout}
+    why = (f"the largest size with at least {TOKENS_PER_PARAM:g}" if seen / n >= TOKENS_PER_PARAM
+           else f"the smallest size; none reaches {TOKENS_PER_PARAM:g}")
     reason = (f"model auto: {layers}x{units} {cell}, embedding {embedding_size(units)}, dropout "
               f"{dropout:g} ({n:,} parameters): {budget_s / 60:g} min at about "
               f"{seen / budget_s:,.0f} symbols/s reads {seen / 1e6:,.1f}M symbols, "
-              f"{seen / n:.0f} per parameter (the largest size with at least "
-              f"{TOKENS_PER_PARAM:g}), {epochs:.1f} epochs of {train_symbols:,}, exposure "
+              f"{seen / n:.0f} per parameter ({why}), {epochs:.1f} epochs of {train_symbols:,}, exposure "
               f"{exposure:.1f} ({how})")
     if log:
         log(reason)
