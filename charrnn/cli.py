@@ -153,8 +153,8 @@ def dump(data_dir, split):
 @click.option("--force", is_flag=True, help="Start over: delete the run already in --out (its checkpoints, metrics and logs) and train a new one.")
 @click.option("--set", "sets", multiple=True, metavar="SECTION.KEY=VALUE", help="Override any config value, e.g. --set train.batch_size=32 --set model.cell=gru (repeatable).")
 @click.pass_context
-def train(ctx, config_name, data, out, max_time, model_size, max_steps, max_epochs, seed, logdir, strategy,
-          resume, init_from, force, sets):
+def train(ctx, config_name, data, out, max_time, model_size, max_steps, max_epochs, seed, logdir,
+          strategy, resume, init_from, force, sets):
     """Train a model on a prepared dataset; checkpoints, metrics and logs go to the run directory.
 
     \b
