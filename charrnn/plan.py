@@ -20,7 +20,7 @@ SLACK = 2.0         # stop anyway at this multiple of the budget
 
 
 class Budget:
-    def __init__(self, t, limit, step, saved=None, tokens_per_step=1, val_tokens=0):
+    def __init__(self, t, limit, step, saved=None):
         """``limit``: the step at which max_steps / max_epochs end the run (inf: none);
         ``saved``: the "train" record of the checkpoint resumed from (or None)."""
         saved = saved or {}
@@ -32,8 +32,7 @@ class Budget:
         if self.planned is None and plan.get("budget") == self.max_time:
             self.planned = plan.get("steps")
         self.step_time = plan.get("step_time")
-        # evaluations cost about a third of a training step per val token (forward only)
-        self.eval_share = val_tokens / tokens_per_step / 3 / max(1, t["eval_every"])
+        self.eval_every = max(1, t["eval_every"])
         self.first, self.timed_from, self.warned = step, None, False
 
     @property
@@ -50,9 +49,11 @@ class Budget:
     def seconds(self) -> float:
         return self.elapsed + time.monotonic() - self.started
 
-    def after_step(self, step, log, agree=None):
+    def after_step(self, step, log, agree=None, evaluate=None):
         """Call after each step; plans once enough steps are timed.  ``agree(n)``: the
-        largest n over all workers (multi-worker runs keep one plan)."""
+        largest n over all workers (multi-worker runs keep one plan).  ``evaluate()``: one
+        validation pass, timed for the plan (for small models it costs far more than its
+        arithmetic says, so it is measured, not estimated)."""
         if not self.planning:
             return
         if step == self.first + 1:          # the first step compiles: time from here
@@ -60,7 +61,10 @@ class Budget:
             return
         if self.timed_from and step - self.timed_from[0] >= MEASURE:
             per = (time.monotonic() - self.timed_from[1]) / (step - self.timed_from[0])
-            self.step_time = per * (1 + self.eval_share)
+            start = time.monotonic()
+            if evaluate is not None:
+                evaluate()
+            self.step_time = per + (time.monotonic() - start) / self.eval_every
             left = max(0.0, self.max_time - self.seconds())
             self.planned = min(self.limit, step + int(left / self.step_time))
             if agree is not None:

@@ -296,7 +296,7 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
     val_ids = ds.split("val")
     step, epoch, position, best = tstate.values()
     saved = (tstate.last.manifest or {}).get("train") if tstate.last else None
-    budget = Budget(t, _step_limit(t, bpe), step, saved, B * T, len(val_ids))
+    budget = Budget(t, _step_limit(t, bpe), step, saved)
 
     # --- when to stop; maybe before the first step -------------------------------------
     def stop_reason():
@@ -354,7 +354,8 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
             if position == bpe:
                 epoch, position = epoch + 1, 0
             acc.add(loss, norm, skipped, time.perf_counter() - tick)
-            budget.after_step(step, sinks.progress.write, agree if role.num_workers > 1 else None)
+            budget.after_step(step, sinks.progress.write, agree if role.num_workers > 1 else None,
+                              lambda: evaluate_loss(s.model, val_ids, s.eval_step))
             budget.check_pace(step, sinks.progress.write)
             sinks.progress.update(step, loss, lr, budget.total_steps())
 
