@@ -33,7 +33,7 @@ class Budget:
             self.planned = plan.get("steps")
         self.step_time = plan.get("step_time")
         self.eval_every = max(1, t["eval_every"])
-        self.first, self.timed_from, self.warned = step, None, False
+        self.first, self.timed_from, self.paced_from, self.warned = step, None, None, False
 
     @property
     def planning(self) -> bool:
@@ -87,12 +87,19 @@ class Budget:
         return None
 
     def check_pace(self, step, log):
-        """Say once when the plan will clearly overrun its budget."""
-        if self.planned is None or self.warned or not self.max_time or step <= self.first:
+        """Say once when the plan will clearly overrun its budget, judged by the pace of the
+        steps since the plan was in force (not the start-up and compiling before it)."""
+        if self.planned is None or self.warned or not self.max_time:
             return
-        per = (time.monotonic() - self.started) / (step - self.first)
+        if self.paced_from is None:
+            self.paced_from = (step, time.monotonic())
+            return
+        done = step - self.paced_from[0]
+        if done < 5 * MEASURE:
+            return
+        per = (time.monotonic() - self.paced_from[1]) / done
         eta = self.seconds() + per * (self.planned - step)
-        if step - self.first >= MEASURE and eta > 1.25 * self.max_time:
+        if eta > 1.25 * self.max_time:
             self.warned = True
             log(f"Warning: this machine is slower now than when the run was planned; it will "
                 f"reach its planned step {self.planned} after about {eta / 60:.0f} min instead "

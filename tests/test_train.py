@@ -395,3 +395,20 @@ def test_model_auto_chooses_for_the_budget_prints_stores_and_keeps_it_on_resume(
                           "--model-size", "auto"))
     assert "model size auto chooses the model for a time budget" in line
     assert not (tmp_path / "nobudget" / "model.json").exists()
+
+
+def test_a_plan_the_machine_cannot_keep_warns_once_and_stops_at_twice_the_budget(
+        tiny, english_data, tmp_path):
+    # the plan (given: 100,000 steps) is far beyond what 3 s can train: after 100 steps at
+    # the pace since the plan, it says so once, then stops at 2 x max_time with a checkpoint
+    out = tmp_path / "slow"
+    result = ok(run("train", "--config", tiny, "--data", english_data, "--out", out,
+                    "--max-time", "3s", "--set", "train.planned_steps=100000",
+                    "--set", "train.eval_every=100000", "--set", "train.save_every=100000",
+                    "--set", "train.log_every=100000"))
+    assert result.stderr.count("Warning: this machine is slower now than when the run was "
+                               "planned; it will reach its planned step 100000") == 1
+    assert "reached 2x max_time before the planned step 100000" in result.stderr
+    from charrnn.checkpoints import list_in
+
+    assert list_in(out / "checkpoints")[0].step > 100
