@@ -4,7 +4,7 @@ Each part runs on its own and appends one JSON line per training run to RESULTS
 (default /tmp/charrnn-quality/results.jsonl); `table` prints them.
 
   python benchmarks/bench_quality.py run NAME --corpus FILE --minutes 3 [--set k=v ...]
-  python benchmarks/bench_quality.py shakespeare [--minutes 10]   # today's config vs the shipped one
+  python benchmarks/bench_quality.py shakespeare [--minutes 10]   # shipped vs shakespeare_before.yaml
   python benchmarks/bench_quality.py korean --minutes 3 10 --seeds 0 1
   python benchmarks/bench_quality.py grid --corpus FILE --minutes 3 --seeds 0 1   # model sizes
   python benchmarks/bench_quality.py table [--filter TEXT]
@@ -135,11 +135,8 @@ def train_and_score(name, corpus, minutes, config=None, sets=(), seed=0, jamo="a
 
 def calibrate(sizes, steps):
     """Training throughput of each size here (median chars/s of the log windows after the
-    first), a least-squares fit of seconds per symbol = overhead + macs / rate, and the
-    probe: the constants of charrnn.autosize.CALIBRATION."""
+    first) and the probe: the constants of charrnn.autosize.CALIBRATION."""
     import statistics
-
-    import numpy as np
 
     sys.path.insert(0, str(ROOT))
     from charrnn import autosize
@@ -159,16 +156,11 @@ def calibrate(sizes, steps):
         cps = statistics.median(m["chars_per_s"] for m in logged[1:] if "chars_per_s" in m)
         rows.append((size, autosize.macs_per_symbol(layers, units, vocab), cps))
         probes.append(autosize.probe())
-    macs = np.array([r[1] for r in rows], float)
-    spt = np.array([1 / r[2] for r in rows])
-    (rate_inv, overhead), *_ = np.linalg.lstsq(np.stack([macs, np.ones_like(macs)], 1), spt,
-                                               rcond=None)
     for size, m, cps in rows:
-        fit = 1 / (overhead + m * rate_inv)
-        print(f"{size:6} {m / 1e6:7.2f}M macs/symbol  {cps:9,.0f} chars/s  fit {fit:9,.0f}")
-    print(json.dumps({"overhead": float(overhead), "rate": float(1 / rate_inv),
-                      "probe": statistics.median(probes), "machine": machine(),
-                      "date": time.strftime("%Y-%m-%d")}))
+        print(f"{size:6} {m / 1e6:7.2f}M macs/symbol  {cps:9,.0f} chars/s")
+    print(json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+                      "probe": statistics.median(probes),
+                      "table": [(m, round(cps)) for _, m, cps in rows]}))
 
 
 def machine():
