@@ -28,6 +28,8 @@ is refused.
 import math
 import time
 
+from charrnn.model import GATES
+
 # (layers, units), smallest first; embedding 64 up to 256 units, then 128.
 LADDER = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512), (3, 768)]
 REFERENCE = (2, 256)
@@ -47,19 +49,22 @@ def embedding_size(units):
     return 64 if units <= 256 else 128
 
 
+def _kernel_weights(layers, units, cell):
+    """Input and recurrent kernel weights of the recurrent layers."""
+    inputs = embedding_size(units) + (layers - 1) * units
+    return GATES[cell] * units * (inputs + layers * units)
+
+
 def macs_per_symbol(layers, units, vocab, cell="lstm"):
     """Multiply-adds one symbol costs in training (forward + backward = 3x forward)."""
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
-    emb = embedding_size(units)
-    rnn = sum(gates * (((emb if i == 0 else units) + units) * units) for i in range(layers))
-    return 3 * (rnn + units * vocab)
+    return 3 * (_kernel_weights(layers, units, cell) + units * vocab)
 
 
 def params(layers, units, vocab, cell="lstm"):
-    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
-    emb = embedding_size(units)
-    rnn = sum(gates * (((emb if i == 0 else units) + units + 1) * units) for i in range(layers))
-    return vocab * emb + rnn + units * vocab + vocab
+    """Weights of the model (Keras' GRU keeps an input and a recurrent bias)."""
+    biases = layers * GATES[cell] * units * (2 if cell == "gru" else 1)
+    return (vocab * embedding_size(units) + _kernel_weights(layers, units, cell) + biases
+            + units * vocab + vocab)
 
 
 def probe(seconds=0.3):

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from charrnn.backend import tensorflow
 from charrnn.errors import CharrnnError
+from charrnn.model import GATES
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -129,7 +130,6 @@ def make_strategy(name: str = "auto"):
 # Largest recurrent matmul of one time step (batch x rnn_size x gates * rnn_size
 # multiply-adds) for which auto uses one thread per op; see intra_op_threads.
 SMALL_STEP_MACS = 32 * 2**20
-_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 def cpu_count() -> int:
@@ -154,7 +154,7 @@ def intra_op_threads(setting, batch_size: int, rnn_size: int, cell: str) -> int:
         return setting
     if tensorflow().config.list_physical_devices("GPU") or cpu_count() > 2:
         return 0
-    small = batch_size * rnn_size * _GATES[cell] * rnn_size <= SMALL_STEP_MACS
+    small = batch_size * rnn_size * GATES[cell] * rnn_size <= SMALL_STEP_MACS
     return 1 if small else 0
 
 

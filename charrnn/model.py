@@ -13,6 +13,7 @@ are the same either way, so a GPU-trained model loads and samples on a CPU.
 from charrnn.backend import tensorflow
 
 CELLS = ("lstm", "gru", "rnn")
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # weight blocks per layer (matmul width / units)
 
 # The model arguments a run stores and resume/sample rebuild the model from.
 MODEL_DEFAULTS = {

@@ -531,17 +531,17 @@ def window_symbols(t, meta) -> int:
     """Symbols per training window: ``seq_length``, or with ``seq_unit: chars`` on jamo
     data the symbols that cover ``seq_length`` characters on average in the train split,
     so a jamo window sees as much text as a syllable window of the same seq_length."""
-    train = (meta.get("splits") or {}).get("train") or {}
-    if t["seq_unit"] == "chars" and train.get("chars") and train.get("symbols"):
-        return max(1, round(t["seq_length"] * train["symbols"] / train["chars"]))
+    ratio = _symbols_per_char(meta, "train")
+    if t["seq_unit"] == "chars" and ratio:
+        return max(1, round(t["seq_length"] * ratio))
     return t["seq_length"]
 
 
-def _symbols_per_char(meta):
-    """Symbols per original character in the val split (> 1 for jamo data)."""
-    val = (meta.get("splits") or {}).get("val") or {}
-    if val.get("symbols") and val.get("chars"):
-        return val["symbols"] / val["chars"]
+def _symbols_per_char(meta, split="val"):
+    """Symbols per original character in ``split`` (> 1 for jamo data); None if unknown."""
+    counts = (meta.get("splits") or {}).get(split) or {}
+    if counts.get("symbols") and counts.get("chars"):
+        return counts["symbols"] / counts["chars"]
     return None
 
 

@@ -8,10 +8,11 @@ from charrnn import autosize
 def test_parameter_counts_match_the_real_model():
     from charrnn.model import build_model
 
-    for layers, units in [(1, 128), (2, 192), (2, 384)]:
-        model = build_model(70, num_layers=layers, rnn_size=units,
+    for cell, layers, units in [("lstm", 1, 128), ("lstm", 2, 192), ("lstm", 2, 384),
+                                ("gru", 2, 128), ("rnn", 2, 128)]:
+        model = build_model(70, cell=cell, num_layers=layers, rnn_size=units,
                             embedding_size=autosize.embedding_size(units))
-        assert model.count_params() == autosize.params(layers, units, 70)
+        assert model.count_params() == autosize.params(layers, units, 70, cell), cell
 
 
 def test_throughput_reproduces_the_calibration_and_falls_with_size():
