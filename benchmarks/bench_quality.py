@@ -204,6 +204,7 @@ def main(argv=None):
     ko.add_argument("--variants", nargs="+", default=["jamo", "syllables"],
                     help="jamo, jamo-chars (train.seq_unit chars), syllables, default")
     ko.add_argument("--parallel", action="store_true", help="two runs at a time")
+    ko.add_argument("--tag", default="", help="appended to the run names")
     gr = sub.add_parser("grid", help="model sizes at one budget, and model: auto")
     gr.add_argument("--corpus", required=True)
     gr.add_argument("--minutes", type=float, default=3)
@@ -238,7 +239,7 @@ def main(argv=None):
         for v in a.variants:  # once, before runs side by side would race to prepare them
             prepare(a.corpus, jamo[v])
         jobs = [lambda v=v, m=m, s=s: train_and_score(
-                    f"ko-{Path(a.corpus).stem}-{v}-{m:g}m-s{s}", a.corpus, m, a.config,
+                    f"ko-{Path(a.corpus).stem}-{v}-{m:g}m-s{s}{a.tag}", a.corpus, m, a.config,
                     a.sets + extra.get(v, []), s, jamo[v])
                 for m in a.minutes for s in a.seeds for v in a.variants]
         pairs(jobs, a.parallel)

@@ -4,7 +4,7 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py, see README "Qu
 
 1. Throughput.  How many symbols a second each candidate size trains here is predicted from
    its multiply-adds per symbol by the throughputs measured on one machine (``CALIBRATION``),
-   scaled by how fast this machine runs a small matrix-multiply probe now
+   scaled by how fast this machine runs a small one-thread matrix-multiply probe now
    against the probe on that machine (``probe``, NumPy, about 0.3 s, before TensorFlow
    starts).  ``model.auto_throughput`` gives the symbols/s of the reference 2x256 LSTM
    instead (no probe; what tests use).
@@ -39,9 +39,9 @@ DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 2.0, 0.1, 0.5
 # batch 64 x 100): training multiply-adds per symbol -> symbols/s, and the probe's rate then.
 CALIBRATION = {
     "machine": "2-vCPU AMD EPYC (AVX2, no AVX-512), 2026-11-26",
-    "probe": 5.29e10,
-    "table": [(0.32e6, 71017), (0.71e6, 37675), (2.61e6, 9152), (5.97e6, 6372),
-              (10.32e6, 3334), (16.61e6, 2316)],
+    "probe": 1.336e10,
+    "table": [(0.32e6, 61014), (0.71e6, 36195), (2.61e6, 10659), (5.97e6, 6720),
+              (10.32e6, 3537), (16.61e6, 2057)],
 }
 
 
@@ -68,17 +68,21 @@ def params(layers, units, vocab, cell="lstm"):
 
 
 def probe(seconds=0.3):
-    """Multiply-adds per second of a 2x256-LSTM-sized matmul in NumPy, on this machine now."""
+    """Multiply-adds per second of LSTM-step-sized matmuls in NumPy, on this machine now.
+
+    The matmuls are small enough (4x512 by 512x128) for the BLAS to run each on one thread:
+    a multi-threaded probe read 10-20x slow whenever another process used the other core
+    (its threads wait for each other), and then chose the smallest model."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((64, 512), dtype=np.float32)
-    b = rng.standard_normal((512, 1024), dtype=np.float32)
+    a = rng.standard_normal((256, 4, 512), dtype=np.float32)
+    b = rng.standard_normal((512, 128), dtype=np.float32)
     n, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds or n < 10:
         a @ b
         n += 1
-    return n * 64 * 512 * 1024 / elapsed
+    return n * a.size * b.shape[1] / elapsed
 
 
 def symbols_per_second(layers, units, vocab, cell, speed):

@@ -38,6 +38,8 @@ DEFAULTS = {
         "final_lr_fraction": 0.1,   # cosine only: lr at the last step, as a fraction
         "warmup_steps": 0,          # linear warm-up from 0 over this many steps
         "grad_clip": 5.0,           # global-norm clipping; null turns it off
+        "weight_decay": 0.0,        # decoupled (AdamW) decay of the weight matrices, times
+                                    # the LR each step; 0: plain Adam
         "max_epochs": 50, "max_steps": None, "max_time": None,
         "planned_steps": None,      # the step a time budget plans the run to end at (plan.py);
                                     # null: measured from max_time
@@ -69,6 +71,7 @@ TYPES = {
         "batch_size": "int", "seq_length": "int", "seq_unit": "str", "learning_rate": "float",
         "decay_rate": "float", "decay_every": "decay", "lr_schedule": "str",
         "final_lr_fraction": "float", "warmup_steps": "int", "grad_clip": "float?",
+        "weight_decay": "float",
         "max_epochs": "int?", "max_steps": "int?", "max_time": "duration?",
         "planned_steps": "int?",
         "eval_every": "int", "save_every": "int", "keep_checkpoints": "int",
@@ -95,7 +98,8 @@ CHECKS = {
     "train.lr_schedule": (lambda v: v in ("exp", "cosine"), "must be exp or cosine"),
     "train.final_lr_fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     "train.warmup_steps": (lambda v: v >= 0, "must be >= 0"),
-    "train.grad_clip": _POSITIVE, "train.max_epochs": _POSITIVE, "train.max_steps": _POSITIVE,
+    "train.grad_clip": _POSITIVE,
+    "train.weight_decay": (lambda v: 0 <= v < 1, "must be in [0, 1)"), "train.max_epochs": _POSITIVE, "train.max_steps": _POSITIVE,
     "train.max_time": _POSITIVE, "train.planned_steps": _POSITIVE,
     "train.eval_every": _POSITIVE, "train.save_every": _POSITIVE,
     "train.keep_checkpoints": _POSITIVE, "train.log_every": _POSITIVE,

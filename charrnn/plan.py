@@ -53,7 +53,8 @@ class Budget:
         """Call after each step; plans once enough steps are timed.  ``agree(n)``: the
         largest n over all workers (multi-worker runs keep one plan).  ``evaluate()``: one
         validation pass, timed for the plan (for small models it costs far more than its
-        arithmetic says, so it is measured, not estimated)."""
+        arithmetic says, so it is measured, not estimated), after one untimed pass that
+        compiles it."""
         if not self.planning:
             return
         if step == self.first + 1:          # the first step compiles: time from here
@@ -61,10 +62,13 @@ class Budget:
             return
         if self.timed_from and step - self.timed_from[0] >= MEASURE:
             per = (time.monotonic() - self.timed_from[1]) / (step - self.timed_from[0])
-            start = time.monotonic()
+            eval_time = 0.0
             if evaluate is not None:
+                evaluate()  # the first pass compiles: timing it made 10-min runs end 10% early
+                start = time.monotonic()
                 evaluate()
-            self.step_time = per + (time.monotonic() - start) / self.eval_every
+                eval_time = time.monotonic() - start
+            self.step_time = per + eval_time / self.eval_every
             left = max(0.0, self.max_time - self.seconds())
             self.planned = min(self.limit, step + int(left / self.step_time))
             if agree is not None:

@@ -235,8 +235,11 @@ def _setup(config, margs, T, wout, out, log) -> _Setup:
            and replicas == 1)  # XLA around strategy.run's collectives is not for CPUs
     with distribute.precision(precision), strategy.scope():
         model = build_model(**margs)
-        optimizer = distribute.wrap_optimizer(
-            keras.optimizers.Adam(learning_rate=t["learning_rate"]), precision)
+        adam = keras.optimizers.Adam(learning_rate=t["learning_rate"],
+                                     weight_decay=t["weight_decay"] or None)
+        # AdamW as in nanoGPT: decay the matrices (kernels, embedding), not the biases
+        adam.exclude_from_weight_decay([v for v in model.trainable_variables if len(v.shape) < 2])
+        optimizer = distribute.wrap_optimizer(adam, precision)
         optimizer.build(model.trainable_variables)  # create the slots now so restore fills them
     tstate = TrainState(tf, model, optimizer, B, out, wout, t["keep_checkpoints"])
     scale = distribute.loss_scale(optimizer)  # float16 only

@@ -412,3 +412,28 @@ def test_a_plan_the_machine_cannot_keep_warns_once_and_stops_at_twice_the_budget
     from charrnn.checkpoints import list_in
 
     assert list_in(out / "checkpoints")[0].step > 100
+
+
+def test_weight_decay_is_decoupled_scales_the_matrices_and_spares_the_biases(
+        tiny, english_data, tmp_path):
+    # One step from the same start: Adam's update u is the same with and without decay, so
+    # w(wd) = w0 (1 - wd lr) - u for every matrix and the biases are untouched by it.
+    from charrnn.runs import load_run
+
+    lr, after = 0.01, {}
+    for wd in (0.0, 0.5, 0.9):
+        out = tmp_path / f"wd{wd}"
+        ok(run("train", "--config", tiny, "--data", english_data, "--out", out, "--max-steps", 1,
+               "--set", f"train.learning_rate={lr}", "--set", f"train.weight_decay={wd}"))
+        variables = load_run(out, "latest").model.trainable_variables  # the same order each time
+        after[wd] = {f"{i}:{v.path.split('/', 1)[1]}": v.numpy() for i, v in enumerate(variables)}
+    plain, half, most = after[0.0], after[0.5], after[0.9]
+    matrices = [k for k, v in plain.items() if v.ndim == 2]
+    biases = [k for k, v in plain.items() if v.ndim == 1]
+    assert len(matrices) >= 4 and biases  # embedding, 2 LSTM kernels, output; their biases
+    for k in biases:
+        np.testing.assert_array_equal(plain[k], half[k], err_msg=k)
+    for k in matrices:
+        w0 = (plain[k] - half[k]) / (0.5 * lr)          # the start, recovered
+        assert np.abs(w0).max() > 1e-3, k
+        np.testing.assert_allclose(most[k], plain[k] - 0.9 * lr * w0, atol=2e-6, err_msg=k)
