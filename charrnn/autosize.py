@@ -125,8 +125,8 @@ def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=Non
     reason = (f"model auto: {layers}x{units} {cell}, embedding {embedding_size(units)}, dropout "
               f"{dropout:g} ({n:,} parameters): {budget_s / 60:g} min at about "
               f"{seen / budget_s:,.0f} symbols/s reads {seen / 1e6:,.1f}M symbols, "
-              f"{seen / n:.0f} per parameter ({why}), {epochs:.1f} epochs of {train_symbols:,}, exposure "
-              f"{exposure:.1f} ({how})")
+              f"{seen / n:.0f} per parameter ({why}), {epochs:.1f} epochs of {train_symbols:,}, "
+              f"exposure {exposure:.1f} ({how})")
     if log:
         log(reason)
     return chosen, reason
