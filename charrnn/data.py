@@ -37,7 +37,13 @@ from charrnn.text import (MAX_CP, N_SYLLABLES, S_BASE, UNK, Vocab, _extra_table,
 FORMAT = "charrnn-dataset/1"
 SPLITS = ("train", "val", "test")
 JAMO_MODES = ("auto", "on", "off")
-AUTO_JAMO_SHARE = 0.10  # --jamo auto turns jamo on when Hangul syllables are >= 10% of characters
+# --jamo auto (README, "Korean: the jamo scheme"): jamo when Hangul syllables are at least 10%
+# of the characters, unless the syllables are few and each seen often, where a syllable model
+# measured better (the LibreOffice help, 0.2% of occurrences rare; jamo won on the GIMP help, 1.4%).
+AUTO_JAMO_SHARE = 0.10
+AUTO_SYLLABLES_MAX = 1000     # distinct syllables: the most at which syllables were measured better
+AUTO_RARE_SEEN = 10           # a syllable seen fewer times is rare ...
+AUTO_RARE_SHARE = 0.005       # ... and syllables win only where rare ones are < 0.5% of occurrences
 MIN_SPLIT_CHARS = 2  # a split needs at least one input/target pair
 
 
@@ -223,11 +229,27 @@ def _syms_before(raw, chunk_log, char_pos):
     return syms
 
 
-def _make_vocab(counts, jamo, min_count):
-    """``(vocab, lookup table code point -> id, symbols replaced by unknown)``."""
-    chars = int(counts.sum())
-    n_syl = int(counts[S_BASE:S_BASE + N_SYLLABLES].sum())
-    applied = jamo == "on" or (jamo == "auto" and n_syl >= AUTO_JAMO_SHARE * chars)
+def auto_jamo(counts):
+    """``--jamo auto``'s choice from the code point counts: ``(on, why)``, ``why`` None
+    for text without Hangul."""
+    syl = counts[S_BASE:S_BASE + N_SYLLABLES]
+    n, distinct = int(syl.sum()), int(np.count_nonzero(syl))
+    if not n:
+        return False, None
+    share = n / max(1, int(counts.sum()))
+    if share < AUTO_JAMO_SHARE:
+        return False, f"Hangul syllables are {share:.0%} of the characters, under 10%"
+    rare = int(syl[syl < AUTO_RARE_SEEN].sum()) / n
+    seen = (f"{distinct:,} distinct syllables, {rare:.1%} of their occurrences rare "
+            f"(seen under {AUTO_RARE_SEEN} times)")
+    if distinct > AUTO_SYLLABLES_MAX or rare >= AUTO_RARE_SHARE:
+        return True, f"{seen}: jamo spell rare syllables from common parts"
+    return False, f"{seen}: a syllable model trains better on such text"
+
+
+def _make_vocab(counts, applied, min_count):
+    """``(vocab, lookup table code point -> id, symbols replaced by unknown)``, split into jamo
+    if ``applied``."""
     sym_counts = jamo_counts(counts) if applied else counts
     present = np.flatnonzero(sym_counts)
     rare = present[(sym_counts[present] < min_count) & (present != ord(UNK))]
@@ -337,8 +359,9 @@ def _write(tmp, files, *, jamo, min_count, val_fraction, test_fraction, progress
     with tempfile.TemporaryFile(dir=tmp) as raw:  # gone even if we are killed
         counts, chunk_log, infos = _read_inputs(files, raw, progress, **decode)
         chars = int(counts.sum())
-        vocab, lut, unk_replaced = (_make_vocab(counts, jamo, min_count) if base is None
-                                    else _extend_vocab(counts, base, min_count))
+        applied, why = auto_jamo(counts) if jamo == "auto" and base is None else (None, None)
+        vocab, lut, unk_replaced = (_make_vocab(counts, applied or jamo == "on", min_count)
+                                    if base is None else _extend_vocab(counts, base, min_count))
         split_chars = _split_chars(chars, val_fraction, test_fraction)
         char_bounds = np.cumsum([0] + split_chars).tolist()
         if vocab.jamo:
@@ -358,7 +381,8 @@ def _write(tmp, files, *, jamo, min_count, val_fraction, test_fraction, progress
     vocab.save(os.path.join(tmp, "vocab.json"))
     meta = {
         "format": FORMAT, "charrnn_version": __version__, "inputs": infos,
-        "newlines": decode["newlines"], "jamo": {"requested": jamo, "applied": vocab.jamo},
+        "newlines": decode["newlines"], "jamo": {"requested": jamo, "applied": vocab.jamo,
+                                                  **({"why": why} if why else {})},
         "chars": chars, "symbols": int(sym_bounds[-1]), "dtype": lut.dtype.name,
         "min_count": int(min_count), "unk_replaced": unk_replaced,
         "split": {"method": "contiguous", "val_fraction": float(val_fraction),

@@ -1,6 +1,7 @@
 """Time-planned training: a time budget becomes a step count the LR schedule ends with.
 
-When ``train.max_time`` is set, the run times its first steps, fixes its total step count
+When ``train.max_time`` is set, the run times its first steps (at least 20 and 5% of the
+budget), fixes its total step count
 (the budget left over the measured time per step, evaluations included, but never past
 ``max_steps`` / ``max_epochs``) and stops exactly there.  The plan is stored with every
 checkpoint, so a resumed run keeps it and equals an uninterrupted one: for planned runs
@@ -13,9 +14,12 @@ the budget (it says so once when that is foreseeable); at twice the budget it st
 a checkpoint, and ``--resume`` goes on with the same plan.
 """
 
+import math
 import time
 
-MEASURE = 20        # steps timed for the plan, after the first (compiling) step
+MEASURE = 20        # steps timed for the plan, after the first (compiling) step, and ...
+MEASURE_SHARE = 0.05  # ... at least this share of the budget: a plan timed over the first few
+                      # seconds was 30% optimistic when another training started beside it
 SLACK = 2.0         # stop anyway at this multiple of the budget
 
 
@@ -34,6 +38,7 @@ class Budget:
         self.step_time = plan.get("step_time")
         self.eval_every = max(1, t["eval_every"])
         self.first, self.timed_from, self.paced_from, self.warned = step, None, None, False
+        self.measure = MEASURE
 
     @property
     def planning(self) -> bool:
@@ -60,8 +65,15 @@ class Budget:
         if step == self.first + 1:          # the first step compiles: time from here
             self.timed_from = (step, time.monotonic())
             return
-        if self.timed_from and step - self.timed_from[0] >= MEASURE:
-            per = (time.monotonic() - self.timed_from[1]) / (step - self.timed_from[0])
+        if not self.timed_from:
+            return
+        timed, spent = step - self.timed_from[0], time.monotonic() - self.timed_from[1]
+        if timed == MEASURE:  # steps that make MEASURE_SHARE of the budget, agreed by all workers
+            self.measure = max(MEASURE, math.ceil(MEASURE_SHARE * self.max_time * timed / spent))
+            if agree is not None:
+                self.measure = agree(self.measure)
+        if timed == self.measure:
+            per = spent / timed
             eval_time = 0.0
             if evaluate is not None:
                 evaluate()  # the first pass compiles: timing it made 10-min runs end 10% early
@@ -74,7 +86,7 @@ class Budget:
             if agree is not None:
                 self.planned = agree(self.planned)
             log(f"planned {self.planned:,} steps for max_time {self.max_time:g}s "
-                f"({self.step_time:.3f} s/step measured over {MEASURE} steps, evaluations "
+                f"({self.step_time:.3f} s/step measured over {timed:,} steps, evaluations "
                 "included); the LR schedule ends there")
 
     def stop_reason(self, step):

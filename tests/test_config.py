@@ -6,16 +6,13 @@ from hypothesis import strategies as st
 
 from charrnn.config import find_config, load_config, parse_duration, resolve, shipped_configs
 from charrnn.errors import CharrnnError
-from clihelp import run
+from clihelp import error_line, run
 
 
 def assert_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert "Traceback" not in result.output
+    line = error_line(result, only=True)
     for needle in needles:
-        assert needle in lines[0], lines[0]
+        assert needle in line, line
 
 
 def test_every_shipped_config_loads_and_validates():

@@ -14,17 +14,10 @@ import pytest
 
 from charrnn import export as E
 from charrnn import weightsfile as W
-from clihelp import ok, run
+from clihelp import error_line, ok, run
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FORMATS = ("safetensors", "onnx", "tflite")
-
-
-def one_error_line(result):
-    assert result.exit_code == 1, result.output
-    assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1, result.stderr
-    assert "Traceback" not in result.output
-    return result.stderr
 
 
 def within(ref, got):
@@ -295,7 +288,7 @@ def test_bad_weights_files_are_one_clear_error(models, tmp_path):
              change_meta=lambda m: m.__setitem__("jamo", "hangul/99"))
     _rewrite(good, tmp_path / "foreign.safetensors", change_meta=lambda m: m.clear())
     for path in sorted(tmp_path.glob("*.safetensors")):
-        err = one_error_line(run("sample", path, "-n", 5))
+        err = error_line(run("sample", path, "-n", 5), only=True)
         assert str(path) in err, err
         if path.stem == "version":
             assert "upgrade charrnn" in err
@@ -303,7 +296,7 @@ def test_bad_weights_files_are_one_clear_error(models, tmp_path):
             assert "symbols but the weights are for" in err
         else:
             assert "export it again" in err
-    one_error_line(run("evaluate", tmp_path / "missing.safetensors", README))
+    error_line(run("evaluate", tmp_path / "missing.safetensors", README), only=True)
 
 
 def test_a_failed_check_leaves_nothing(models, tmp_path, monkeypatch):
@@ -320,17 +313,20 @@ def test_a_failed_check_leaves_nothing(models, tmp_path, monkeypatch):
         return bad
 
     monkeypatch.setattr(E, "numpy_step", off_by_a_little)
-    err = one_error_line(run("export", models["lstm"]["run"], "-o", tmp_path / "m.safetensors"))
+    err = error_line(run("export", models["lstm"]["run"], "-o", tmp_path / "m.safetensors"),
+                     only=True)
     assert "does not reproduce the model" in err and "nothing was written" in err
     assert list(tmp_path.iterdir()) == []
 
 
 def test_export_usage_errors(models, tmp_path):
     r = models["lstm"]["run"]
-    assert "cannot tell the format" in one_error_line(run("export", r, "-o", tmp_path / "m.bin"))
-    assert "does not exist" in one_error_line(run("export", r, "-o", tmp_path / "no" / "m.onnx"))
-    assert "checkpoint" in one_error_line(
-        run("export", r, "-o", tmp_path / "m.onnx", "--checkpoint", tmp_path / "ckpt-7"))
+    bad_format = run("export", r, "-o", tmp_path / "m.bin")
+    assert "cannot tell the format" in error_line(bad_format, only=True)
+    assert "does not exist" in error_line(run("export", r, "-o", tmp_path / "no" / "m.onnx"),
+                                            only=True)
+    assert "checkpoint" in error_line(
+        run("export", r, "-o", tmp_path / "m.onnx", "--checkpoint", tmp_path / "ckpt-7"), only=True)
     assert not list(tmp_path.iterdir())
     # a missing extra names it (onnx made unimportable in a real process)
     code = ("import sys; sys.modules['onnx'] = None; from charrnn.cli import main; "

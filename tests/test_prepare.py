@@ -51,16 +51,30 @@ def test_round_trip_shipped_corpora(tmp_path, name):
     assert ds.split("train").dtype == np.dtype(m["dtype"]) == np.uint8
 
 
-def test_korean_jamo_auto_small_vocab(tmp_path):
-    prepare(DATA / "korean_constitution.txt", "-o", tmp_path / "on")
+def test_korean_jamo_auto(tmp_path):
+    """--jamo auto: jamo for the constitution (few syllables, but many of them rare),
+    syllables for text whose syllables are all seen often, jamo again past 1,000 of them."""
+    r = prepare(DATA / "korean_constitution.txt", "-o", tmp_path / "on")
+    assert ("jamo on (auto): 355 distinct syllables, 4.6% of their occurrences rare (seen under "
+            "10 times): jamo spell rare syllables from common parts\n") in r.stderr
     prepare(DATA / "korean_constitution.txt", "-o", tmp_path / "off", "--jamo", "off")
     on, off = load_dataset(tmp_path / "on"), load_dataset(tmp_path / "off")
-    assert on.meta["jamo"] == {"requested": "auto", "applied": True}
+    assert on.meta["jamo"]["requested"] == "auto" and on.meta["jamo"]["applied"] is True
+    assert "why" not in off.meta["jamo"]
     assert on.vocab.jamo and on.vocab.to_json()["jamo"] == "conjoining+escape/1"
     assert len(on.vocab) < 150 < 300 < len(off.vocab)
     assert on.meta["symbols"] > on.meta["chars"] == off.meta["symbols"] == len(KOREAN)
     assert off.split("train").dtype == np.uint16
     assert dump(tmp_path / "off") == KOREAN == dump(tmp_path / "on")
+
+    # the same text six times: each syllable seen six times as often, 0.4% of occurrences rare
+    r = prepare("-", "-o", tmp_path / "dense", input=(KOREAN * 6).encode("utf-8"))
+    assert "jamo off (auto): 355 distinct syllables, 0.4% of their occurrences rare" in r.stderr
+    assert not load_dataset(tmp_path / "dense").vocab.jamo
+    # 1,001 distinct syllables, each seen 10 times: too many for the syllable rule
+    many = "".join(chr(0xAC00 + i) for i in range(1001)) * 10
+    r = prepare("-", "-o", tmp_path / "many", input=many.encode("utf-8"))
+    assert "jamo on (auto): 1,001 distinct syllables, 0.0% of their occurrences rare" in r.stderr
 
 
 def test_keep_newlines_exact_bytes(tmp_path):
