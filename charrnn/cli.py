@@ -87,7 +87,7 @@ def _prepare_summary(s: dict) -> None:
 @click.option("--encoding", help="Decode every input with this codec instead of detecting it (e.g. utf-8, cp949, utf-16).")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Undecodable bytes: stop with an error naming the offset, or replace them with U+FFFD.")
 @click.option("--keep-newlines", is_flag=True, help="Keep CRLF and lone CR as they are (by default both become LF).")
-@click.option("--jamo", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="Split Hangul syllables into conjoining jamo (lossless; a much smaller vocabulary). auto: on when syllables are at least 10% of the characters, except for text of few, often seen syllables, where syllables train better (the summary says which and why).")
+@click.option("--jamo", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="Split Hangul syllables into conjoining jamo (lossless; a much smaller vocabulary). auto: on when syllables are at least 10% of the characters, except for mostly-Hangul text of few distinct syllables, where whole syllables train better (the summary says which and why; see README).")
 @click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True, help="Map symbols seen fewer times to one unknown symbol (U+FFFD).")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True, help="Share of the characters for validation: the contiguous part after train.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="Share of the characters for test: the contiguous tail.")

@@ -38,12 +38,12 @@ FORMAT = "charrnn-dataset/1"
 SPLITS = ("train", "val", "test")
 JAMO_MODES = ("auto", "on", "off")
 # --jamo auto (README, "Korean: the jamo scheme"): jamo when Hangul syllables are at least 10%
-# of the characters, unless the syllables are few and each seen often, where a syllable model
-# measured better (the LibreOffice help, 0.2% of occurrences rare; jamo won on the GIMP help, 1.4%).
+# of the characters, except where syllables measured better: mostly Hangul text (jamo spend 2-3
+# predictions on each syllable) of few distinct syllables, and enough of it.
 AUTO_JAMO_SHARE = 0.10
-AUTO_SYLLABLES_MAX = 1000     # distinct syllables: the most at which syllables were measured better
-AUTO_RARE_SEEN = 10           # a syllable seen fewer times is rare ...
-AUTO_RARE_SHARE = 0.005       # ... and syllables win only where rare ones are < 0.5% of occurrences
+AUTO_SYLLABLES_SHARE = 0.45   # syllables won at 50% and 65% Hangul, jamo at 38%
+AUTO_SYLLABLES_MAX = 1000     # distinct syllables: at most 835 where syllables were measured
+AUTO_SYLLABLES_MIN = 20_000   # syllables in the text: at least 23,000 where they were measured
 MIN_SPLIT_CHARS = 2  # a split needs at least one input/target pair
 
 
@@ -236,15 +236,17 @@ def auto_jamo(counts):
     n, distinct = int(syl.sum()), int(np.count_nonzero(syl))
     if not n:
         return False, None
-    share = n / max(1, int(counts.sum()))
+    share = n / int(counts.sum())
+    seen = f"Hangul syllables {share:.0%} of the characters, {n:,} of them, {distinct:,} distinct"
     if share < AUTO_JAMO_SHARE:
-        return False, f"Hangul syllables are {share:.0%} of the characters, under 10%"
-    rare = int(syl[syl < AUTO_RARE_SEEN].sum()) / n
-    seen = (f"{distinct:,} distinct syllables, {rare:.1%} of their occurrences rare "
-            f"(seen under {AUTO_RARE_SEEN} times)")
-    if distinct > AUTO_SYLLABLES_MAX or rare >= AUTO_RARE_SHARE:
-        return True, f"{seen}: jamo spell rare syllables from common parts"
-    return False, f"{seen}: a syllable model trains better on such text"
+        return False, f"{seen}: too little Hangul to split"
+    if share < AUTO_SYLLABLES_SHARE:
+        return True, f"{seen}: jamo, which train better on text this mixed"
+    if distinct > AUTO_SYLLABLES_MAX:
+        return True, f"{seen}: jamo, for so many distinct syllables"
+    if n < AUTO_SYLLABLES_MIN:
+        return True, f"{seen}: jamo, for so little text"
+    return False, f"{seen}: whole syllables, which train better on such text"
 
 
 def _make_vocab(counts, applied, min_count):
@@ -359,9 +361,11 @@ def _write(tmp, files, *, jamo, min_count, val_fraction, test_fraction, progress
     with tempfile.TemporaryFile(dir=tmp) as raw:  # gone even if we are killed
         counts, chunk_log, infos = _read_inputs(files, raw, progress, **decode)
         chars = int(counts.sum())
-        applied, why = auto_jamo(counts) if jamo == "auto" and base is None else (None, None)
-        vocab, lut, unk_replaced = (_make_vocab(counts, applied or jamo == "on", min_count)
-                                    if base is None else _extend_vocab(counts, base, min_count))
+        if base is None:
+            applied, why = auto_jamo(counts) if jamo == "auto" else (jamo == "on", None)
+            vocab, lut, unk_replaced = _make_vocab(counts, applied, min_count)
+        else:  # --vocab-from: the run's jamo setting
+            (vocab, lut, unk_replaced), why = _extend_vocab(counts, base, min_count), None
         split_chars = _split_chars(chars, val_fraction, test_fraction)
         char_bounds = np.cumsum([0] + split_chars).tolist()
         if vocab.jamo:

@@ -69,7 +69,8 @@ class Budget:
             return
         timed, spent = step - self.timed_from[0], time.monotonic() - self.timed_from[1]
         if timed == MEASURE:  # steps that make MEASURE_SHARE of the budget, agreed by all workers
-            self.measure = max(MEASURE, math.ceil(MEASURE_SHARE * self.max_time * timed / spent))
+            per = max(spent, 1e-6) / timed
+            self.measure = max(MEASURE, math.ceil(MEASURE_SHARE * self.max_time / per))
             if agree is not None:
                 self.measure = agree(self.measure)
         if timed == self.measure:

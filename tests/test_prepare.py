@@ -52,11 +52,11 @@ def test_round_trip_shipped_corpora(tmp_path, name):
 
 
 def test_korean_jamo_auto(tmp_path):
-    """--jamo auto: jamo for the constitution (few syllables, but many of them rare),
-    syllables for text whose syllables are all seen often, jamo again past 1,000 of them."""
+    """--jamo auto: whole syllables only for mostly-Hangul text of at most 1,000 distinct
+    syllables and 20,000 in all (where they were measured better); else jamo, saying why."""
     r = prepare(DATA / "korean_constitution.txt", "-o", tmp_path / "on")
-    assert ("jamo on (auto): 355 distinct syllables, 4.6% of their occurrences rare (seen under "
-            "10 times): jamo spell rare syllables from common parts\n") in r.stderr
+    assert ("jamo on (auto): Hangul syllables 69% of the characters, 12,996 of them, 355 "
+            "distinct: jamo, for so little text\n") in r.stderr
     prepare(DATA / "korean_constitution.txt", "-o", tmp_path / "off", "--jamo", "off")
     on, off = load_dataset(tmp_path / "on"), load_dataset(tmp_path / "off")
     assert on.meta["jamo"]["requested"] == "auto" and on.meta["jamo"]["applied"] is True
@@ -67,14 +67,18 @@ def test_korean_jamo_auto(tmp_path):
     assert off.split("train").dtype == np.uint16
     assert dump(tmp_path / "off") == KOREAN == dump(tmp_path / "on")
 
-    # the same text six times: each syllable seen six times as often, 0.4% of occurrences rare
-    r = prepare("-", "-o", tmp_path / "dense", input=(KOREAN * 6).encode("utf-8"))
-    assert "jamo off (auto): 355 distinct syllables, 0.4% of their occurrences rare" in r.stderr
-    assert not load_dataset(tmp_path / "dense").vocab.jamo
-    # 1,001 distinct syllables, each seen 10 times: too many for the syllable rule
-    many = "".join(chr(0xAC00 + i) for i in range(1001)) * 10
-    r = prepare("-", "-o", tmp_path / "many", input=many.encode("utf-8"))
-    assert "jamo on (auto): 1,001 distinct syllables, 0.0% of their occurrences rare" in r.stderr
+    def auto(text):
+        r = prepare("-", "-o", tmp_path / "x", "--force", input=text.encode("utf-8"))
+        return load_dataset(tmp_path / "x").vocab.jamo, r.stderr.splitlines()[-3]
+
+    assert auto(KOREAN * 2) == (False, "jamo off (auto): Hangul syllables 69% of the characters, "
+                                "25,992 of them, 355 distinct: whole syllables, which train "
+                                "better on such text")
+    jamo, why = auto(KOREAN * 2 + "The quick brown fox jumps over the lazy dog. " * 500)
+    assert jamo and why.endswith("43% of the characters, 25,992 of them, 355 distinct: jamo, "
+                                 "which train better on text this mixed")
+    jamo, why = auto("".join(chr(0xAC00 + i) for i in range(1001)) * 20)
+    assert jamo and why.endswith("1,001 distinct: jamo, for so many distinct syllables")
 
 
 def test_keep_newlines_exact_bytes(tmp_path):

@@ -421,13 +421,13 @@ def test_handover_is_a_function_of_the_step_only(english_run):
     on either side of the handover."""
     hook = {S.NUMPY_STEPS_ENV: "400"}
     ready = cli_sample(english_run, 3000, hook)
-    late = cli_sample(english_run, 3000, dict(hook, CHARRNN_TEST_XLA_DELAY="3"))
-    assert late == ready and len(ready) == 3 + 3000
-    assert cli_sample(english_run, 1000, dict(hook, CHARRNN_TEST_XLA_DELAY="1")) == ready[:3 + 1000]
+    assert len(ready) == 3 + 3000
+    late = cli_sample(english_run, 1000, dict(hook, CHARRNN_TEST_XLA_DELAY="3"))
+    assert late == ready[:3 + 1000]
     assert cli_sample(english_run, 200, hook) == ready[:3 + 200]  # NumPy only: no child at all
     # where the handover falls changes the text (the engines are not bit-identical
     # over thousands of steps), which is why it is fixed by the step, not the clock
-    assert cli_sample(english_run, 3000, {S.NUMPY_STEPS_ENV: "401"})[:404] == ready[:404]
+    assert cli_sample(english_run, 500, {S.NUMPY_STEPS_ENV: "401"})[:404] == ready[:404]
 
 
 def test_child_process_continues_exactly(english_run):
