@@ -15,6 +15,7 @@ engine -- teacher-forced along the greedy path of the model that TensorFlow rest
 from the checkpoint, and must reproduce its logits; otherwise nothing is written.
 """
 
+import json
 import os
 import tempfile
 import time
@@ -188,8 +189,8 @@ def onnx_step(path, args):
     return step
 
 
-def tflite_model(tensors, args) -> bytes:
-    """The one-step function as a TFLite flatbuffer with builtin ops only."""
+def tflite_model(tensors, args, metadata) -> bytes:
+    """The one-step function as a TFLite flatbuffer with builtin ops only, carrying ``metadata``."""
     from charrnn.stepmath import cell_step, tf_ops
 
     tf, ops = tf_ops()
@@ -210,7 +211,20 @@ def tflite_model(tensors, args) -> bytes:
     module = Step()
     conv = tf.lite.TFLiteConverter.from_concrete_functions([module.step.get_concrete_function()], module)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    return conv.convert()
+    return _with_metadata(conv.convert(), metadata)
+
+
+def _with_metadata(flatbuffer: bytes, metadata: dict) -> bytes:
+    """The TFLite model with ``metadata`` (the strings the .safetensors header and the ONNX
+    metadata_props hold) as one JSON object in its metadata table, under "charrnn"."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    model.buffers.append(schema.BufferT(data=list(json.dumps(metadata).encode())))
+    model.metadata = [*(model.metadata or []), schema.MetadataT("charrnn", len(model.buffers) - 1)]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
 
 
 def tflite_step(path, args):
@@ -263,7 +277,7 @@ def _encode(fmt, run):
         return save(tensors, meta), numpy_step
     if fmt == "onnx":
         return onnx_model(tensors, run.model_args, meta).SerializeToString(), onnx_step
-    return tflite_model(tensors, run.model_args), tflite_step
+    return tflite_model(tensors, run.model_args, meta), tflite_step
 
 
 def _dataset_meta(run):

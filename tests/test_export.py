@@ -89,6 +89,12 @@ def test_every_format_reproduces_the_model(models, name):
         return logits, states
 
     runner = Interpreter(model_path=str(m["files"]["tflite"])).get_signature_runner()
+    # the same metadata, as JSON in the TFLite metadata table (read the README's way)
+    from ai_edge_litert.tools.flatbuffer_utils import read_model
+
+    fb = read_model(str(m["files"]["tflite"]))
+    entry = next(e for e in fb.metadata if e.name.decode() == "charrnn")
+    assert json.loads(bytes(fb.buffers[entry.buffer].data)) == meta
 
     def tflite_step(ids, states):
         res = runner(ids=ids, **dict(zip(names, states)))
