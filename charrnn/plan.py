@@ -87,7 +87,7 @@ class Budget:
             if agree is not None:
                 self.planned = agree(self.planned)
             log(f"planned {self.planned:,} steps for max_time {self.max_time:g}s "
-                f"({self.step_time:.3f} s/step measured over {timed:,} steps, evaluations "
+                f"({self.step_time:.3g} s/step measured over {timed:,} steps, evaluations "
                 "included); the LR schedule ends there")
 
     def stop_reason(self, step):

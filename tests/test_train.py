@@ -331,9 +331,12 @@ def test_max_time_plans_the_step_count_and_keeps_the_plan_on_resume(tiny, englis
     line = next(ln for ln in first.stderr.splitlines() if ln.startswith("planned "))
     planned = int(line.split()[1].replace(",", ""))
     assert "max_time 6s" in line and planned >= 21
-    # timed over at least 20 steps and 5% of the budget (0.3 s; s/step is rounded)
-    per, timed = re.search(r"\(([0-9.]+) s/step measured over ([0-9,]+) steps", line).groups()
-    assert int(timed.replace(",", "")) >= 20 and float(per) * int(timed.replace(",", "")) >= 0.28
+    # timed over about 5% of the budget (0.3 s; as many steps as that takes at the pace of the
+    # first 20, so later steps may take less), never fewer than 20 steps
+    per, timed = re.search(r"\(([0-9.e-]+) s/step measured over ([0-9,]+) steps", line).groups()
+    timed = int(timed.replace(",", ""))
+    assert timed >= 20 and float(per) * timed >= 0.1, line
+    assert timed > 20 or float(per) * 20 >= 0.25, line  # this tiny model: 20 steps are too few
     assert f"reached the planned step {planned}" in first.stderr
     ck = list_in(out / "checkpoints")[0]
     plan = json.loads((ck.dir / "manifest.json").read_text())["train"]["plan"]
