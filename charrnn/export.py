@@ -226,7 +226,6 @@ def _with_metadata(flatbuffer: bytes, metadata: dict) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-
 def tflite_step(path, args):
     from charrnn.backend import _silenced_fd2
 
