@@ -40,7 +40,9 @@ ROOT = HERE.parent
 
 
 def charrnn(*args, capture=False, tree=None):
-    cmd = [sys.executable, "-m", "charrnn", *map(str, args)]
+    # -P: without it `-m` puts the current directory first on sys.path, ahead of PYTHONPATH,
+    # and a run from this checkout would silently use it instead of ``tree``
+    cmd = [sys.executable, "-P", "-m", "charrnn", *map(str, args)]
     env = dict(os.environ, PYTHONPATH=str(tree or ROOT))
     out = subprocess.run(cmd, env=env, check=True, text=True,
                          stdout=subprocess.PIPE if capture else None)

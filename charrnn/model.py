@@ -140,6 +140,22 @@ def _model_class():
     return CharRNN
 
 
+def start_from_unigram(model, ids, chunk=1 << 24) -> None:
+    """Set the output bias to the log frequency of each symbol in ``ids`` (add-one
+    smoothed), so the new model already predicts the unigram distribution.
+
+    Otherwise the first steps are spent learning the symbol frequencies through the
+    bias.  With a large vocabulary that stalls a deeper network: a 2x128 LSTM over 964
+    Korean syllables sat at the unigram loss for ~150 of its ~400 steps in 3 minutes,
+    and starts learning at once from this bias (README, Quality)."""
+    import numpy as np
+
+    counts = np.zeros(model.vocab_size, np.int64)
+    for i in range(0, len(ids), chunk):  # a memory-mapped corpus is never read whole
+        counts += np.bincount(ids[i:i + chunk], minlength=model.vocab_size)
+    model.dense.bias.assign(np.log((counts + 1) / (counts.sum() + len(counts)), dtype=np.float32))
+
+
 def model_args(model) -> dict:
     """The arguments that rebuild ``model`` with :func:`build_model`."""
     return {"vocab_size": model.vocab_size, "cell": model.cell,

@@ -110,7 +110,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
     user must fix.
     """
     from charrnn.data import load_dataset
-    from charrnn.model import MODEL_DEFAULTS, model_args
+    from charrnn.model import MODEL_DEFAULTS, model_args, start_from_unigram
 
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     t = config["train"]
@@ -151,6 +151,8 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
         if resume:
             ck = s.tstate.restore(on_warning=_warn(log))
             log(f"resuming {out} from {ck.name}")
+        else:  # (fine-tuning then overwrites the symbols it shares)
+            start_from_unigram(s.model, ds.split("train"))
         s.tstate.check_writable()
         try:
             runs.write_text_atomic(wout / runs.CONFIG_FILE, to_yaml(config))

@@ -185,30 +185,36 @@ def _free_ports(n):
             s.close()
 
 
+def _start_cluster(cmd):
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    return [subprocess.Popen(cmd, env=_env(TF_CONFIG=json.dumps(
+        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+
+
+def _kill(procs):
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def _cluster(cmd, limit=LIMIT_S):
     """Run ``cmd`` as worker 0 (the chief) and worker 1; kill both if either hangs."""
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    procs = []
+    procs = _start_cluster(cmd)
     try:
-        for i in range(2):
-            tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
-            procs.append(subprocess.Popen(cmd, env=_env(TF_CONFIG=json.dumps(tf_config)),
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True))
         deadline = time.monotonic() + limit
-        results = []
-        for p in procs:
-            out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            results.append((p.returncode, err))
-        return results
+        errs = [p.communicate(timeout=max(1.0, deadline - time.monotonic()))[1] for p in procs]
+        return [(p.returncode, err) for p, err in zip(procs, errs)]
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        _kill(procs)
 
 
-def test_two_worker_cluster_trains_checkpoints_and_resumes(dist_data, reference_run, tmp_path):
+def test_two_worker_cluster_trains_resumes_and_survives_a_dead_worker(dist_data, reference_run,
+                                                                      tmp_path):
+    from charrnn import runs
+
+    # --- 20 steps: only the chief writes; the worker's temporary copies are gone
     out = tmp_path / "runs" / "cluster"
     results = _cluster(_train_cmd(dist_data, out, steps=20))
     for rc, err in results:
@@ -216,53 +222,36 @@ def test_two_worker_cluster_trains_checkpoints_and_resumes(dist_data, reference_
     assert "2 replicas" in results[0][1]
     ckpts = sorted(p.parent.name for p in (out / "checkpoints").glob("ckpt-*/manifest.json"))
     assert ckpts == ["ckpt-10", "ckpt-20"]
-    # only the chief wrote; the worker's temporary copies are gone
-    assert not list((tmp_path / "runs").glob(".workertemp_*"))
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cluster"]
 
-    results = _cluster(_train_cmd(dist_data, out, "--resume", steps=STEPS))
-    for rc, err in results:
-        assert rc == 0, err[-3000:]
-    assert "resuming" in results[0][1]
-    assert (out / "checkpoints" / f"ckpt-{STEPS}" / "manifest.json").exists()
-    assert not list((tmp_path / "runs").glob(".workertemp_*"))
-    # two workers, stopped and resumed, end where one process that never stopped ends
-    for step in (10, 20, STEPS):
-        assert math.isclose(_val(out, step), _val(reference_run, step), rel_tol=MIRRORED_RTOL)
-
-
-def test_a_dead_worker_leaves_the_chiefs_checkpoints_intact(dist_data, tmp_path):
-    from charrnn import runs
-
-    out = tmp_path / "runs" / "cluster"
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    cmd = _train_cmd(dist_data, out, "--set", "train.save_every=5", steps=10 ** 6)
-    procs = [subprocess.Popen(cmd, env=_env(TF_CONFIG=json.dumps(
-        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    # --- resumed without a limit, worker 1 dies mid-run with no chance to clean up
+    procs = _start_cluster(_train_cmd(dist_data, out, "--resume", steps=10 ** 6))
     try:
         deadline = time.monotonic() + LIMIT_S
-        while not list((out / "checkpoints").glob("ckpt-*/manifest.json")):
+        while not (out / "checkpoints" / f"ckpt-{STEPS}" / "manifest.json").exists():
             assert time.monotonic() < deadline and procs[0].poll() is None, "no checkpoint"
             time.sleep(0.2)
-        procs[1].kill()  # worker 1 dies mid-run, without any chance to clean up
+        procs[1].kill()
         _, err = procs[0].communicate(timeout=LIMIT_S)
         assert procs[0].returncode == 1
         assert "Error: the cluster lost a worker" in err and "--resume" in err
         assert "Traceback" not in err
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        _kill(procs)
     run = runs.load_run(out, checkpoint="latest")  # the chief's last checkpoint loads
-    assert run.step >= 5 and run.step % 5 == 0
+    assert run.step >= STEPS and run.step % 10 == 0
     assert (tmp_path / "runs" / ".workertemp_1").exists()  # what the dead worker left
-    # a restarted cluster resumes from it and clears the dead worker's leftovers
-    for rc, err in _cluster(_train_cmd(dist_data, out, "--resume", steps=run.step + 5)):
+
+    # --- a restarted cluster resumes from it and clears the dead worker's leftovers
+    results = _cluster(_train_cmd(dist_data, out, "--resume", steps=run.step + 10))
+    for rc, err in results:
         assert rc == 0, err[-3000:]
-    assert (out / "checkpoints" / f"ckpt-{run.step + 5}" / "manifest.json").exists()
+    assert "resuming" in results[0][1]
+    assert (out / "checkpoints" / f"ckpt-{run.step + 10}" / "manifest.json").exists()
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cluster"]
+    # two workers, stopped, killed and resumed, end where one process that never stopped ends
+    for step in (10, 20, STEPS):
+        assert math.isclose(_val(out, step), _val(reference_run, step), rel_tol=MIRRORED_RTOL)
 
 
 # --- mixed precision ------------------------------------------------------------------------

@@ -107,6 +107,26 @@ def test_load_run_restores_the_trained_weights(lstm_run, english_data):
     assert float(loss) < math.log(len(run_.vocab)) - 0.3
 
 
+def test_a_new_model_starts_from_the_symbol_frequencies(tiny, english_data, tmp_path):
+    """The output bias starts at each symbol's log frequency in the train split (add-one
+    smoothed): the untrained model predicts the unigram distribution, so the first step's
+    loss is the text's unigram cross-entropy, far below log(vocabulary)."""
+    from charrnn.data import load_dataset
+    from charrnn.runs import load_run
+
+    out = tmp_path / "run"
+    ok(run("train", "--config", tiny, "--data", english_data, "--out", out, "--max-steps", 1,
+           "--set", "train.learning_rate=1e-12", "--set", "train.log_every=1"))
+    ids = np.asarray(load_dataset(english_data).split("train"))
+    model = load_run(out, "latest").model
+    counts = np.bincount(ids, minlength=model.vocab_size)
+    p = (counts + 1) / (counts.sum() + model.vocab_size)
+    np.testing.assert_allclose(model.dense.bias.numpy(), np.log(p), atol=1e-5)
+    unigram = -(counts / counts.sum() * np.log(p)).sum()
+    first = metrics(out)[0]["loss"]
+    assert first == pytest.approx(unigram, abs=0.25) and first < math.log(model.vocab_size) - 0.5
+
+
 def test_run_lookup_errors_say_what_to_do(lstm_run, tmp_path):
     import shutil
 
