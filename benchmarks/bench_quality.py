@@ -215,6 +215,7 @@ def main(argv=None):
     gr.add_argument("--set", dest="sets", action="append", default=[])
     gr.add_argument("--parallel", action="store_true", help="two runs at a time")
     gr.add_argument("--config", default=str(HERE / "grid.yaml"))
+    gr.add_argument("--tag", default="", help="appended to the run names")
     ca = sub.add_parser("calibrate", help="throughput per size: autosize's cost model")
     ca.add_argument("--sizes", nargs="+", default=["1x128", "2x128", "2x256", "2x384", "2x512",
                                                     "3x512"])
@@ -258,7 +259,7 @@ def main(argv=None):
                          f"model.embedding_size={64 if units <= 256 else 128}"]
             for s in a.seeds:
                 jobs.append(lambda sets=sets, size=size, s=s: train_and_score(
-                    f"grid-{Path(a.corpus).stem}-{size}-{a.minutes:g}m-s{s}", a.corpus,
+                    f"grid-{Path(a.corpus).stem}-{size}-{a.minutes:g}m-s{s}{a.tag}", a.corpus,
                     a.minutes, a.config, sets, s))
         pairs(jobs, a.parallel)
     else:
