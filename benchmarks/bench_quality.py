@@ -23,6 +23,7 @@ thread pools then fight over one core.)  Needs ../shared/corpora.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -54,8 +55,10 @@ def prepare(corpus, jamo="auto", tree=None):
     corpus = Path(corpus)
     if not corpus.is_absolute() and not corpus.exists():
         corpus = CORPORA / corpus
-    tag = "" if tree is None else "-" + Path(tree).name
-    out = WORK / "data" / f"{corpus.stem}-jamo-{jamo}{tag}"
+    # keyed by charrnn/data.py's text: when prepare's rules change (what `--jamo auto`
+    # decides, the split), datasets prepared by the old ones are not reused
+    code = hashlib.sha1((Path(tree or ROOT) / "charrnn" / "data.py").read_bytes()).hexdigest()
+    out = WORK / "data" / f"{corpus.stem}-jamo-{jamo}-{code[:8]}"
     if not (out / "vocab.json").exists():
         charrnn("prepare", corpus, "-o", out, "--jamo", jamo, "--val-fraction", 0.05,
                 "--test-fraction", 0.05, "--force", "-q", tree=tree)

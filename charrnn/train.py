@@ -317,15 +317,14 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
             "--max-steps / train.max_epochs (or --max-time, for a planned run) to train further")
         return TrainResult(str(out), step, "nothing-to-do", best_val_loss=_finite(best))
 
-    def agree(n):  # every worker keeps the same plan
-        return distribute.agree_max(strategy, n)
-
     # --- logging sinks; Ctrl-C finishes the current step -----------------------------------
     logdir = Path(t["logdir"]) if t["logdir"] and role.chief else wout / "logs"
     sinks = Sinks(tf, wout, logdir, config, step, budget.total_steps() or budget.limit, log,
                   tstate.write_error)
     stop = _StopOnSignal(sinks.progress.write)
     symbols_per_char = _symbols_per_char(ds.meta) if ds.vocab.jamo else None
+    # every worker keeps the same plan
+    agree = (lambda n: distribute.agree_max(strategy, n)) if role.num_workers > 1 else None
 
     def save(kind="latest", val_loss=None):
         # A finite loss can still come with an update that overflowed the weights:
@@ -346,46 +345,31 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
                 states = distribute.distribute_streams(strategy, s.model.initial_state(B))
             tick = time.perf_counter()
             lr = learning_rate(t, step, bpe, budget.total_steps())
-            s.optimizer.learning_rate = lr
-            xy = distribute.distribute_streams(strategy, batches.batch(position))
-            loss, norm, states = s.train_step(*xy, states)
-            loss, norm = float(loss), float(norm)
-            # float16: an overflowing loss scale gives an infinite norm; Keras skips
-            # that update and halves the scale, so it is not divergence.
-            skipped = s.scale is not None and not math.isfinite(norm)
-            if not (math.isfinite(loss) and (math.isfinite(norm) or skipped)):
-                raise CharrnnError(_nan_message(loss, norm, step, t, out, tstate.last))
+            loss, norm, skipped, states = _step(s, t, lr, batches.batch(position), states,
+                                                step, out)
             step, position = step + 1, position + 1
             if position == bpe:
                 epoch, position = epoch + 1, 0
             acc.add(loss, norm, skipped, time.perf_counter() - tick)
-            budget.after_step(step, sinks.progress.write, agree if role.num_workers > 1 else None,
+            budget.after_step(step, sinks.progress.write, agree,
                               lambda: evaluate_loss(s.model, val_ids, s.eval_step))
             budget.check_pace(step, sinks.progress.write)
             sinks.progress.update(step, loss, lr, budget.total_steps())
 
-            reason = stop_reason() or (stop.signal and "interrupted")
-            if role.num_workers > 1:  # all workers leave at the same step
-                code = distribute.agree_max(strategy, 2 if reason == "interrupted" else
-                                            1 if reason else 0)
-                reason = [None, reason or "another worker reached max_time", "interrupted"][code]
+            reason = _agree_stop(strategy, role, stop_reason() or (stop.signal and "interrupted"))
             do_eval = step % t["eval_every"] == 0 or (reason and reason != "interrupted")
 
             # evaluate, log, save
             if do_eval or step % t["log_every"] == 0 or reason:
                 record = acc.record(step, round(epoch + position / bpe, 4), lr, B * T)
                 sample = None
-                if do_eval:
-                    val_loss = evaluate_loss(s.model, val_ids, s.eval_step)
-                    if val_loss is not None and role.num_workers > 1:
-                        val_loss = distribute.agree_mean(strategy, val_loss)  # one "best"
-                    if val_loss is not None:
-                        _add_val(record, val_loss, best, symbols_per_char)
-                        if val_loss < best:
-                            best = val_loss
-                            save("best", val_loss)
-                        sample = _preview(s.model, ds.vocab, t["sample_length"], step) \
-                            if role.chief else None
+                if do_eval and (val_loss := _validate(s, val_ids, role)) is not None:
+                    _add_val(record, val_loss, best, symbols_per_char)
+                    if val_loss < best:
+                        best = val_loss
+                        save("best", val_loss)
+                    sample = _preview(s.model, ds.vocab, t["sample_length"], step) \
+                        if role.chief else None
                 sinks.record(record, sample)
             if step % t["save_every"] == 0 or reason:
                 save()
@@ -403,15 +387,52 @@ def _loop(config, s, ds, batches, role, wout, out, log) -> TrainResult:
         sinks.close()
         distribute.discard(wout, role)
 
+    return _finish(log, out, step, reason, val_loss, best, stop.signal)
+
+
+def _finish(log, out, step, reason, val_loss, best, signum) -> TrainResult:
+    """The last line for the user, and the result."""
     if reason == "interrupted":
         log(f"interrupted at step {step}; checkpoint saved in {out / runs.CHECKPOINTS_DIR}. "
             f"Resume with: charrnn train --resume --out {out}")
-        return TrainResult(str(out), step, "interrupted", val_loss, _finite(best), stop.signal)
+        return TrainResult(str(out), step, "interrupted", val_loss, _finite(best), signum)
     summary = f"done at step {step} ({reason})"
     if val_loss is not None:
         summary += f"; val loss {val_loss:.4f} nats ({val_loss / LN2:.3f} bits)/symbol"
     log(summary + f"; run saved in {out}")
     return TrainResult(str(out), step, "done", val_loss, _finite(best))
+
+
+def _step(s, t, lr, xy, states, step, out):
+    """One update at ``lr``: (loss, gradient norm, skipped, new states); a loss or norm
+    that is not finite stops the run."""
+    s.optimizer.learning_rate = lr
+    xy = distribute.distribute_streams(s.strategy, xy)
+    loss, norm, states = s.train_step(*xy, states)
+    loss, norm = float(loss), float(norm)
+    # float16: an overflowing loss scale gives an infinite norm; Keras skips
+    # that update and halves the scale, so it is not divergence.
+    skipped = s.scale is not None and not math.isfinite(norm)
+    if not (math.isfinite(loss) and (math.isfinite(norm) or skipped)):
+        raise CharrnnError(_nan_message(loss, norm, step, t, out, s.tstate.last))
+    return loss, norm, skipped, states
+
+
+def _agree_stop(strategy, role, reason):
+    """Why to stop after this step (None: go on); all workers leave at the same step."""
+    if role.num_workers == 1:
+        return reason
+    code = distribute.agree_max(strategy, 2 if reason == "interrupted" else 1 if reason else 0)
+    return [None, reason or "another worker reached max_time", "interrupted"][code]
+
+
+def _validate(s, val_ids, role):
+    """The validation loss (None: no validation split); workers agree on one mean, so
+    they agree on which checkpoint is the best."""
+    val_loss = evaluate_loss(s.model, val_ids, s.eval_step)
+    if val_loss is not None and role.num_workers > 1:
+        val_loss = distribute.agree_mean(s.strategy, val_loss)
+    return val_loss
 
 
 def _step_limit(t, bpe):
