@@ -150,6 +150,7 @@ def start_from_unigram(model, ids, chunk=1 << 24) -> None:
     and starts learning at once from this bias (README, Quality)."""
     import numpy as np
 
+    # the train split's own counts: vocab.json's cover the held-out text too
     counts = np.zeros(model.vocab_size, np.int64)
     for i in range(0, len(ids), chunk):  # a memory-mapped corpus is never read whole
         counts += np.bincount(ids[i:i + chunk], minlength=model.vocab_size)
