@@ -55,9 +55,12 @@ def prepare(corpus, jamo="auto", tree=None):
     corpus = Path(corpus)
     if not corpus.is_absolute() and not corpus.exists():
         corpus = CORPORA / corpus
-    # keyed by charrnn/data.py's text: when prepare's rules change (what `--jamo auto`
+    # keyed by the text of prepare's module: when its rules change (what `--jamo auto`
     # decides, the split), datasets prepared by the old ones are not reused
-    code = hashlib.sha1((Path(tree or ROOT) / "charrnn" / "data.py").read_bytes()).hexdigest()
+    package = Path(tree or ROOT) / "charrnn"
+    source = package / "store" / "prepare.py"
+    source = source if source.is_file() else package / "data.py"  # a --tree before the move
+    code = hashlib.sha1(source.read_bytes()).hexdigest()
     out = WORK / "data" / f"{corpus.stem}-jamo-{jamo}-{code[:8]}"
     if not (out / "vocab.json").exists():
         charrnn("prepare", corpus, "-o", out, "--jamo", jamo, "--val-fraction", 0.05,
@@ -86,7 +89,7 @@ def windows_nats(run, texts, window=256):
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from charrnn import runs
+    from charrnn.store import loader as runs
 
     r = runs.load_run(run)
     text = "".join(Path(p).read_text(encoding="utf-8") for p in texts)
@@ -140,11 +143,11 @@ def train_and_score(name, corpus, minutes, config=None, sets=(), seed=0, jamo="a
 
 def calibrate(sizes, steps):
     """Training throughput of each size here (median chars/s of the log windows after the
-    first) and the probe: the constants of charrnn.autosize.CALIBRATION."""
+    first) and the probe: the constants of charrnn.train.autosize.CALIBRATION."""
     import statistics
 
     sys.path.insert(0, str(ROOT))
-    from charrnn import autosize
+    from charrnn.train import autosize
 
     data, _ = prepare("tinyshakespeare.txt")
     vocab = len(json.loads((data / "vocab.json").read_text())["symbols"])

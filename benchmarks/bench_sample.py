@@ -28,7 +28,9 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from charrnn import sample as S  # noqa: E402
+from charrnn.generate.choice import Options  # noqa: E402
+from charrnn.generate.sampler import Sampler  # noqa: E402
+from charrnn.nn.tensors import weights_from_model  # noqa: E402
 from charrnn.backend import tensorflow  # noqa: E402
 
 VOCAB = 100
@@ -36,8 +38,8 @@ VOCAB = 100
 
 def make_run(root: Path, layers, units):
     """A real run directory: `charrnn prepare` on random text, then one training step."""
-    from charrnn.config import load_config
-    from charrnn.train import train
+    from charrnn.train.config import load_config
+    from charrnn.train.loop import train
 
     rng = np.random.default_rng(0)
     text = "".join(chr(c) for c in rng.integers(32, 32 + VOCAB, 20000))
@@ -67,7 +69,7 @@ def naive_keras(model, batch, steps):
 
 
 def engine_rate(weights, batch, engine, steps, repeats):
-    s = S.Sampler(weights, batch, S.Options(1.0, seed=1), engine=engine)
+    s = Sampler(weights, batch, Options(1.0, seed=1), engine=engine)
     s.generate(1)  # compile / warm up
     rates = []
     for _ in range(repeats):
@@ -108,10 +110,10 @@ def main():
             root = Path(tmp) / f"{layers}x{units}"
             root.mkdir()
             run = make_run(root, layers, units)
-            from charrnn.runs import load_run
+            from charrnn.store.loader import load_run
 
             model = load_run(run).model
-            weights = S.weights_from_model(model)
+            weights = weights_from_model(model)
             for batch in (1, 16):
                 ref_steps = 60 if units == 128 else 20
                 ref = statistics.median(naive_keras(model, batch, ref_steps) for _ in range(repeats))

@@ -59,9 +59,11 @@ class SteadyRate:
     before every pair of runs, since a shared machine's load changes by the minute."""
 
     def __init__(self, run):
-        from charrnn import sample as S
+        from charrnn.generate.choice import Options
+        from charrnn.generate.sampler import Sampler
+        from charrnn.store.loader import load
 
-        self.s = S.Sampler(S.load(run).weights, 1, S.Options(1.0, seed=1), engine="xla")
+        self.s = Sampler(load(run).weights, 1, Options(1.0, seed=1), engine="xla")
         self.s.generate(1)
 
     def __call__(self, steps=30_000):

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def random_loaded(symbols, layers, units, cell="lstm", seed=0):
-    from charrnn.stepmath import make_weights
-    from charrnn.sample import Loaded
+    from charrnn.nn.step import make_weights
+    from charrnn.store.loaded import LoadedModel
     from charrnn.text import Vocab
 
     rng = np.random.default_rng(seed)
@@ -35,7 +35,9 @@ def random_loaded(symbols, layers, units, cell="lstm", seed=0):
     w = make_weights(cell, f(v, e), [f(e if i == 0 else units, g) for i in range(layers)],
                      [f(units, g) for _ in range(layers)], [f(*bias) for _ in range(layers)],
                      f(units, v), np.zeros(v, np.float32))
-    return Loaded(w, Vocab(sorted(symbols)), {}, "random")
+    loaded = LoadedModel("random", {"cell": cell}, Vocab(sorted(symbols)), {}, checkpoint="random")
+    loaded.weights = w
+    return loaded
 
 
 def main():
@@ -47,7 +49,7 @@ def main():
     ap.add_argument("--no-browser", action="store_true")
     a = ap.parse_args()
 
-    from charrnn.visualize import analyse, page_html
+    from charrnn.analysis.visualize import analyse, visualize_page
 
     text = (ROOT / "data" / "shakespeare.txt").read_text("utf-8")[:a.chars]
     loaded = random_loaded(set(text), a.layers, a.units)
@@ -56,7 +58,7 @@ def main():
     for _ in range(a.repeat):
         t = time.perf_counter()
         data = analyse(loaded, text, max_chars=a.chars)
-        out.write_text(page_html(data), encoding="utf-8")
+        out.write_text(visualize_page(data), encoding="utf-8")
         writes.append(time.perf_counter() - t)
     size = out.stat().st_size
     print(f"{a.layers}x{a.units} LSTM, {len(text):,} chars: page {size / 1e6:.2f} MB, "

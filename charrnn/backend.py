@@ -1,4 +1,4 @@
-"""Import TensorFlow lazily and quietly.
+"""Import TensorFlow lazily and quietly; the process' thread settings.
 
 Only commands that need TensorFlow import it (so ``--help`` stays instant), and
 its C++ start-up chatter (oneDNN notices, CUDA probing, absl's pre-init banner)
@@ -13,6 +13,19 @@ import sys
 _verbose = False
 
 
+def is_verbose() -> bool:
+    return _verbose
+
+
+def one_blas_thread() -> None:
+    """NumPy's BLAS on one thread, for the commands that step a model symbol by symbol
+    (sample, export's checks, visualize): on 2 cores a multi-threaded BLAS is 10-20x
+    slower at those small matrix-vector products (measured), and 10-80x while it fights
+    TensorFlow's import in sample's child process.  Only effective before NumPy is
+    imported, which is the case when a command calls it first in a fresh process."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def set_verbose(verbose: bool) -> None:
     global _verbose
     _verbose = bool(verbose)
@@ -22,7 +35,9 @@ def set_verbose(verbose: bool) -> None:
 
 
 @contextlib.contextmanager
-def _silenced_fd2():
+def quiet_fd2():
+    """Point file descriptor 2 at /dev/null for a while (unless verbose): C++ libraries
+    write their chatter there, below Python's sys.stderr."""
     if _verbose:
         yield
         return
@@ -46,7 +61,7 @@ def tensorflow():
     """Return the ``tensorflow`` module, importing it quietly the first time."""
     if "tensorflow" not in sys.modules:
         set_verbose(_verbose)
-        with _silenced_fd2():
+        with quiet_fd2():
             import tensorflow  # noqa: F401
             import keras  # noqa: F401
         if not _verbose:

@@ -9,8 +9,8 @@ import sys
 import click
 
 from charrnn import __version__, backend
-from charrnn.distribute import STRATEGIES
 from charrnn.errors import CharrnnError
+from charrnn.train.distribute import STRATEGIES
 
 
 class _Group(click.Group):
@@ -108,7 +108,7 @@ def prepare(inputs, out, include, encoding, errors, keep_newlines, jamo, min_cou
     cat *.c | charrnn prepare - -o data/linux
     charrnn prepare src/ --include '*.c' --include '*.h' -o data/c
     """
-    from charrnn.data import prepare as prepare_dataset
+    from charrnn.store.prepare import prepare as prepare_dataset
 
     summary = prepare_dataset(
         inputs, out, include=include, encoding=encoding, errors=errors,
@@ -128,7 +128,7 @@ def prepare(inputs, out, include, encoding, errors, keep_newlines, jamo, min_cou
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="all", show_default=True, help="Which part to write; all = train, val, test in order.")
 def dump(data_dir, split):
     """Write a dataset's stored text to stdout exactly (UTF-8, Hangul recomposed)."""
-    from charrnn.data import iter_dump, load_dataset
+    from charrnn.store.dataset import iter_dump, load_dataset
 
     out = sys.stdout.buffer
     for text in iter_dump(load_dataset(data_dir), split):
@@ -165,8 +165,8 @@ def train(ctx, config_name, data, out, max_time, model_size, max_steps, max_epoc
     charrnn train --data data/mytext --max-time 30m --model-size auto
     charrnn train --resume --out runs/linux
     """
-    from charrnn import config as configmod
-    from charrnn import train as trainmod
+    from charrnn.train import config as configmod
+    from charrnn.train import loop as trainmod
 
     if resume and (init_from or force):
         raise click.UsageError(f"--resume and {'--init-from' if init_from else '--force'} "
@@ -185,7 +185,7 @@ def train(ctx, config_name, data, out, max_time, model_size, max_steps, max_epoc
 def _run_dir(run_dir):
     if run_dir:
         return run_dir
-    from charrnn.runs import find_latest_run
+    from charrnn.store.rundir import find_latest_run
 
     run_dir = find_latest_run("runs")
     info(f"Using the most recent run: {run_dir}")
@@ -221,35 +221,34 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     charrnn sample runs/shakespeare -t 0.7 --top-p 0.9 --seed 1 --stop $'\\n\\n'
     charrnn sample --num-samples 4 -n 200 | less
     """
-    # The first characters come from NumPy while TensorFlow imports on the other core;
-    # a multi-threaded BLAS fighting that import for 2 cores is 10-80x slower per step.
-    # (Only effective before NumPy is imported, which is the case in a fresh process.)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from charrnn import sample as sampling
+    backend.one_blas_thread()  # first: NumPy streams while TensorFlow imports alongside
+    from charrnn.generate.choice import Options
+    from charrnn.generate.write import SEPARATOR, write_samples
+    from charrnn.store.loader import load
 
     if prime and prime_file:
         raise click.UsageError("give --prime or --prime-file, not both")
     run_dir = _run_dir(run_dir)
-    loaded = sampling.load(run_dir, checkpoint, on_warning=warn, on_note=info)
+    loaded = load(run_dir, checkpoint, on_warning=warn, on_note=info)
     if prime_file:
         from charrnn.text import read_text
 
         prime, _ = read_text(prime_file, encoding=encoding,
-                             newlines=loaded.meta.get("newlines", "lf"),
+                             newlines=loaded.newlines,
                              on_warning=warn)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
     if click.get_current_context().find_root().params.get("verbose"):
         info(f"Checkpoint {loaded.checkpoint}; seed {seed}")
-    options = sampling.Options(temperature, top_k, top_p, seed)
+    options = Options(temperature, top_k, top_p, seed)
     if interactive:
         _interactive(run_dir, loaded, options, prime, length, num_samples, stop)
         return
     out = sys.stdout
-    sampling.write_samples(
+    write_samples(
         out, loaded, prime=prime, length=length, num_samples=num_samples, options=options,
         stop=stop, echo_prime=not no_prime_echo, unknown=unknown,
-        separator=sampling.SEPARATOR if separator is None else separator,
+        separator=SEPARATOR if separator is None else separator,
         on_warning=warn)
     if out.isatty():
         out.write("\n")  # keep the shell prompt off the last line
@@ -259,7 +258,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
 def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
     from click.core import ParameterSource
 
-    from charrnn import interactive
+    from charrnn.generate import interactive
 
     if num_samples != 1 or stop:
         raise click.UsageError("-i writes one text: no --num-samples or --stop")
@@ -314,13 +313,13 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
     """
     import json
 
-    from charrnn.evaluate import evaluate as score
-    from charrnn.evaluate import per_line as lines_of
-    from charrnn.runs import load_run
+    from charrnn.analysis.evaluate import evaluate as score
+    from charrnn.analysis.evaluate import per_line as lines_of
+    from charrnn.store.loader import load
 
     if as_json and per_line:
         raise click.UsageError("give --json or --per-line, not both")
-    run = load_run(run_dir, checkpoint, on_warning=warn)
+    run = load(run_dir, checkpoint, on_warning=warn)
 
     def on_file(path, scored):
         for line in lines_of(path, scored):
@@ -360,10 +359,8 @@ def export(run_dir, out, checkpoint, fmt, as_json):
     charrnn export runs/shakespeare -o shakespeare.safetensors
     charrnn export runs/shakespeare -o shakespeare.onnx --checkpoint latest
     """
-    # The check steps NumPy at batch 1 (GEMVs): a multi-threaded BLAS is 10-20x slower at
-    # that on 2 cores (measured).  Effective before NumPy is imported, as in a fresh process.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from charrnn import export as exporting
+    backend.one_blas_thread()  # first: the check steps NumPy at batch 1
+    from charrnn.export import formats as exporting
 
     if not out:
         result = exporting.add_weights(run_dir, on_info=None if as_json else info)
@@ -416,8 +413,8 @@ def visualize(run_dir, text_file, out, max_chars, as_json, checkpoint, units, al
     charrnn visualize runs/shakespeare data/shakespeare.txt -o shakespeare.html
     charrnn visualize runs/linux kernel.c --json > kernel.json
     """
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # step-by-step matvecs: threads only fight
-    from charrnn.visualize import visualize as make_page
+    backend.one_blas_thread()  # first: the model reads the text step by step
+    from charrnn.analysis.visualize import visualize as make_page
 
     if out is None and not as_json:
         out = "visualize.html"

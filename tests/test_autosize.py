@@ -1,12 +1,12 @@
-"""charrnn.autosize: the rule `model: auto` applies (the CLI side is in test_train.py)."""
+"""charrnn.train.autosize: the rule `model: auto` applies (the CLI side is in test_train.py)."""
 
 import pytest
 
-from charrnn import autosize
+from charrnn.train import autosize
 
 
 def test_parameter_counts_match_the_real_model():
-    from charrnn.model import build_model
+    from charrnn.nn.model import build_model
 
     for cell, layers, units in [("lstm", 1, 128), ("lstm", 2, 192), ("lstm", 2, 384),
                                 ("gru", 2, 128), ("rnn", 2, 128)]:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from charrnn.config import find_config, load_config, parse_duration, resolve, shipped_configs
+from charrnn.train.config import find_config, load_config, parse_duration, resolve, shipped_configs
 from charrnn.errors import CharrnnError
 from clihelp import error_line, run
 
@@ -126,7 +126,7 @@ def test_resume_without_a_run_is_an_error(tmp_path):
 
 
 def test_model_auto_is_short_for_size_auto_and_checked(tmp_path):
-    from charrnn.config import load_config
+    from charrnn.train.config import load_config
 
     path = tmp_path / "a.yaml"
     path.write_text("model: auto\n")

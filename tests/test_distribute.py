@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from charrnn import distribute
+from charrnn.train import distribute
 from charrnn.cli import main
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly "
@@ -212,7 +212,7 @@ def _cluster(cmd, limit=LIMIT_S):
 
 def test_two_worker_cluster_trains_resumes_and_survives_a_dead_worker(dist_data, reference_run,
                                                                       tmp_path):
-    from charrnn import runs
+    from charrnn.store import loader as runs
 
     # --- 20 steps: only the chief writes; the worker's temporary copies are gone
     out = tmp_path / "runs" / "cluster"

@@ -29,14 +29,14 @@ def per_line(*args):
 
 @pytest.fixture(scope="module")
 def english(english_run):
-    from charrnn.runs import load_run
+    from charrnn.store.loader import load_run
 
     return load_run(english_run)
 
 
 @pytest.fixture(scope="module")
 def korean(korean_run):
-    from charrnn.runs import load_run
+    from charrnn.store.loader import load_run
 
     return load_run(korean_run)
 
@@ -180,7 +180,7 @@ def test_outside_the_vocabulary_is_charged(english, english_run, tmp_path):
 def test_unknown_symbol_pays_its_probability_and_the_class(unk_run, tmp_path):
     """With an unknown symbol, an outside character is read as it: the model's own
     -log2 P(unknown) at that position plus log2 |class|."""
-    from charrnn.runs import load_run
+    from charrnn.store.loader import load_run
 
     model = load_run(unk_run)
     vocab = model.vocab

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn import export as E
-from charrnn import weightsfile as W
+from charrnn.export import formats as E
+from charrnn.nn import tensors as nn_tensors
+from charrnn.nn.cells import GATE_ORDER
+from charrnn.store import weightsfile as W
 from clihelp import error_line, ok, run
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -35,7 +37,7 @@ def models(english_run, gru_run, korean_run, tmp_path_factory):
     """Each tiny model exported once to every format through the CLI, with the reference:
     the greedy path and the Keras logits along it (batch 2: the path and its reverse)."""
     from charrnn.backend import tensorflow
-    from charrnn.runs import load_run
+    from charrnn.store.loader import load_run
 
     out = tmp_path_factory.mktemp("exports")
     result = {}
@@ -102,9 +104,9 @@ def test_every_format_reproduces_the_model(models, name):
 
     wf = W.read(m["files"]["safetensors"])
     assert wf.vocab.symbols == m["vocab"].symbols and wf.vocab.jamo == m["vocab"].jamo
-    from charrnn.stepmath import cell_step, NumpyOps
+    from charrnn.nn.step import cell_step, NumpyOps
 
-    weights = W.sample_weights(wf)
+    weights = wf.weights
     for step in (onnx_step, tflite_step, lambda ids, st: cell_step(NumpyOps, weights, ids, st)):
         within(m["ref"], feed(step, m["ids"], len(names), H))
 
@@ -215,8 +217,8 @@ def test_evaluate_takes_the_file(models, tmp_path):
 def test_weights_file_round_trip(cell, tmp_path):
     """Write, read, load into a fresh Keras model: every cell, the same logits."""
     from charrnn.backend import tensorflow
-    from charrnn.model import build_model, model_args
-    from charrnn.stepmath import cell_step, NumpyOps
+    from charrnn.nn.model import build_model, model_args
+    from charrnn.nn.step import cell_step, NumpyOps
     from charrnn.text import Vocab
 
     tf = tensorflow()
@@ -228,23 +230,26 @@ def test_weights_file_round_trip(cell, tmp_path):
     path = tmp_path / "m.safetensors"
     meta = W.metadata_for(model_args(model), vocab, {"newlines": "keep", "chars": 10, "symbols": 12},
                           step=77, val_loss=1.5)
-    W.write(path, W.tensors_from_model(model), meta)
+    W.write(path, nn_tensors.tensors_from_model(model), meta)
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
     wf = W.read(path)
     assert (wf.step, wf.val_loss, wf.newlines, wf.vocab.unk_id) == (77, 1.5, "keep", 13)
     assert wf.model_args == model_args(model) and abs(wf.symbols_per_char - 1.2) < 1e-12
-    assert wf.metadata["gate_order"] == W.GATE_ORDER[cell]
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        assert f.metadata()["gate_order"] == GATE_ORDER[cell]
     ids = rng.integers(0, len(vocab), (2, 9)).astype(np.int32)
     ref = model(tf.constant(ids)).numpy()
-    w = W.sample_weights(wf)
+    w = wf.weights
     got = feed(lambda i, s: cell_step(NumpyOps, w, i, s), ids, 2 * w.states_per_layer, 8)
     np.testing.assert_allclose(got, ref, atol=2e-5)
     fresh = build_model(len(vocab), cell, num_layers=2, rnn_size=8, embedding_size=4)
-    W.assign_to_model(fresh, wf.tensors)
+    nn_tensors.assign_to_model(fresh, wf.tensors)
     np.testing.assert_allclose(fresh(tf.constant(ids)).numpy(), ref, atol=1e-6)
     other = build_model(len(vocab), cell, num_layers=1, rnn_size=8, embedding_size=4)
     with pytest.raises(Exception, match="does not fit"):
-        W.assign_to_model(other, wf.tensors)
+        nn_tensors.assign_to_model(other, wf.tensors)
 
 
 # --- bad files, failed checks, missing extras ---------------------------------------------
@@ -348,8 +353,8 @@ def test_export_usage_errors(models, tmp_path):
 def test_every_kept_checkpoint_has_its_weights_file(english_run):
     """Training wrote weights.safetensors into each checkpoint it kept, in the manifest;
     rotation took the others away with their checkpoints."""
-    from charrnn import checkpoints
-    from charrnn.runs import load_run
+    from charrnn.store import checkpoints
+    from charrnn.store.loader import load_run
 
     kept = [ck for d in ("checkpoints", "best") for ck in checkpoints.list_in(english_run / d)]
     assert len(kept) >= 2 and not any(ck.legacy for ck in kept)
@@ -363,7 +368,7 @@ def test_every_kept_checkpoint_has_its_weights_file(english_run):
         if ck.dir.parent.name == "best":
             assert wf.val_loss == pytest.approx(ck.manifest["val_loss"])
         model = load_run(english_run, str(ck.dir)).model
-        for k, a in W.tensors_from_model(model).items():
+        for k, a in nn_tensors.tensors_from_model(model).items():
             np.testing.assert_array_equal(wf.tensors[k], a)
     files = sorted(p.parent for p in english_run.rglob("*.safetensors"))
     assert files == sorted(ck.dir for ck in kept)  # none left behind by rotation
@@ -387,7 +392,7 @@ def test_a_run_without_weights_files(english_run, tmp_path):
     writing nothing; `charrnn export RUN` adds them (checked, in the manifests)."""
     import shutil
 
-    from charrnn import checkpoints
+    from charrnn.store import checkpoints
 
     old = tmp_path / "old"
     shutil.copytree(english_run, old)
@@ -419,7 +424,7 @@ def test_a_killed_save_leaves_no_complete_looking_weights_file(english_data, tmp
     import signal
     import time
 
-    from charrnn import checkpoints
+    from charrnn.store import checkpoints
 
     out = tmp_path / "run"
     sets = ["model.num_layers=1", "model.rnn_size=16", "model.embedding_size=8",

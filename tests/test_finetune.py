@@ -50,7 +50,7 @@ def train(data, out, *sets, steps, init_from=None, seed=1):
 
 def weights(run_dir, checkpoint="best"):
     """embedding [V, E], output kernel [H, V], bias [V], and the recurrent weights."""
-    from charrnn.runs import load_run
+    from charrnn.store.loader import load_run
 
     m = load_run(run_dir, checkpoint).model
     return {"emb": m.embedding.embeddings.numpy(), "kernel": m.dense.kernel.numpy(),

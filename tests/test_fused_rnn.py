@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from charrnn.backend import tensorflow
-from charrnn.model import build_model
+from charrnn.nn.model import build_model
 
 
 def _loss_and_grads(model, x, y, states):
@@ -48,7 +48,7 @@ def test_fused_matches_keras_layer(graph, cell):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_fused_bfloat16_close_to_float32(cell):
     tf = tensorflow()
-    from charrnn.fused_rnn import gru_sequence, lstm_sequence
+    from charrnn.nn.fused import gru_sequence, lstm_sequence
 
     rng = np.random.default_rng(1)
     gates = 4 if cell == "lstm" else 3
@@ -73,7 +73,7 @@ def test_fused_under_mixed_bfloat16_policy(cell):
     """Under Keras' mixed_bfloat16 policy the layer's weights arrive as bfloat16; the fused path
     still returns float32 state and float32 gradients close to the float32 ones."""
     tf = tensorflow()
-    from charrnn.distribute import precision
+    from charrnn.train.distribute import precision
 
     with precision("mixed_bfloat16"):
         model = build_model(11, cell, num_layers=2, rnn_size=8, embedding_size=4)

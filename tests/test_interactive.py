@@ -12,7 +12,7 @@ import numpy as np
 import pexpect
 import pytest
 
-from charrnn.interactive import _shown
+from charrnn.generate.interactive import _shown
 
 ROWS, COLS = 40, 200
 DONE = r"\^D done"  # the keys line: the end of every redraw outside the : command line
@@ -50,8 +50,8 @@ def model_probs(run_dir, text):
     """The next-symbol distribution after ``text`` (which follows a newline, as the
     session's text does), from the Keras model."""
     from charrnn.backend import tensorflow
-    from charrnn.runs import load_run
-    from charrnn.sample import start_id
+    from charrnn.store.loader import load_run
+    from charrnn.generate.sampler import start_id
 
     tf = tensorflow()
     run = load_run(run_dir)
@@ -87,11 +87,12 @@ def test_type_write_change_undo_quit(english_run):
     _, first, _, _ = screen(c)
     assert first.startswith("We are") and len(first) == 46
     # ... a real sample: the NumPy sampler from the same state and seed writes the same
-    from charrnn import sample as S
+    from charrnn.generate.choice import Options
+    from charrnn.generate.sampler import Sampler, start_id
+    from charrnn.store.loader import load
 
-    loaded = S.load(english_run)
-    s = S.Sampler(loaded.weights, 1, S.Options(seed=1), engine="numpy")
-    s.prime([S.start_id(vocab)] + list(vocab.encode("We are")))
+    s = Sampler(load(english_run).weights, 1, Options(seed=1), engine="numpy")
+    s.prime([start_id(vocab)] + list(vocab.encode("We are")))
     assert first == "We are" + vocab.decode(s.generate(40)[0])
 
     c.send("\x1b")  # Esc: the : command line

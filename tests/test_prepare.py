@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charrnn.data import load_dataset
+from charrnn.store.dataset import load_dataset
 from charrnn.errors import CharrnnError
 from clihelp import ok, run
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from charrnn import checkpoints
+from charrnn.store import checkpoints
 from charrnn.cli import main
 
 TINY = ["--set", "model.num_layers=1", "--set", "model.rnn_size=16",
@@ -162,10 +162,9 @@ def test_a_run_from_before_manifests_still_loads(run5, tmp_path, capsys):
     """The old layout (tf.train.CheckpointManager files, no manifest): used after a size
     check, TensorFlow's own checks catch the rest, and resume writes the new layout."""
     from charrnn.backend import tensorflow
-    from charrnn.model import build_model
-    from charrnn.runs import read_model_args
-    from charrnn.trainstate import TrainState
-
+    from charrnn.nn.model import build_model
+    from charrnn.store.rundir import read_model_args
+    from charrnn.train.state import TrainState
     import keras
 
     tf = tensorflow()
@@ -364,7 +363,7 @@ def test_a_full_disk_stops_training_cleanly_and_the_run_resumes_after(english_da
 # --- GPU defaults ------------------------------------------------------------------------------------
 
 def test_deterministic_auto_is_on_without_a_gpu_and_off_with_one():
-    from charrnn.distribute import resolve_deterministic
+    from charrnn.train.distribute import resolve_deterministic
 
     assert resolve_deterministic("auto", gpus=[])[0] is True
     assert resolve_deterministic("auto", gpus=["/physical_device:GPU:0"])[0] is False

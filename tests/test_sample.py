@@ -11,15 +11,20 @@ import time
 import numpy as np
 import pytest
 
-from charrnn import sample as S
-from charrnn import stepmath as M
+from charrnn.generate import choice, sampler, write
+from charrnn.generate.choice import Options
+from charrnn.generate.sampler import Sampler
+from charrnn.generate.xla_engine import XLAEngine
+from charrnn.nn import step as M
+from charrnn.nn.tensors import weights_from_model
+from charrnn.store.loader import load
 from clihelp import ok, run
 
 RS = "\x1e"  # record separator: never in the test vocabularies
 
 
 def keras_run(path):
-    from charrnn.runs import load_run
+    from charrnn.store.loader import load_run
 
     return load_run(path)
 
@@ -87,7 +92,7 @@ def entropy(chars):
 def test_cell_step_matches_keras_layers(cell):
     """The hand-written step (NumPy and XLA) gives the Keras model's own logits."""
     from charrnn.backend import tensorflow
-    from charrnn.model import build_model
+    from charrnn.nn.model import build_model
 
     tf = tensorflow()
     model = build_model(23, cell, num_layers=2, rnn_size=16, embedding_size=8)
@@ -97,7 +102,7 @@ def test_cell_step_matches_keras_layers(cell):
     ids = rng.integers(0, 23, (3, 12)).astype(np.int32)
     ref = model(tf.constant(ids)).numpy()
 
-    w = M.weights_from_model(model)
+    w = weights_from_model(model)
     states = [np.zeros((3, 16), np.float32)] * (2 * w.states_per_layer)
     got = []
     for t in range(ids.shape[1]):
@@ -122,11 +127,11 @@ def test_cell_step_matches_keras_layers(cell):
 def test_checkpoint_read_without_tensorflow(english_run):
     """The weights read straight from the checkpoint files equal those TensorFlow
     restores, and reading them imports no TensorFlow."""
-    code = ("import sys; from charrnn import sample; sample.load(sys.argv[1]); "
+    code = ("import sys; from charrnn.store.loader import load; load(sys.argv[1]); "
             "assert 'tensorflow' not in sys.modules")
     subprocess.run([sys.executable, "-c", code, str(english_run)], check=True)
-    direct = S.load(english_run).weights
-    restored = M.weights_from_model(keras_run(english_run).model)
+    direct = load(english_run).weights
+    restored = weights_from_model(keras_run(english_run).model)
     for a, b in zip([direct.table, direct.dense, direct.dense_b], [restored.table, restored.dense, restored.dense_b]):
         np.testing.assert_array_equal(a, b)
     for la, lb in zip(direct.layers, restored.layers):
@@ -149,10 +154,10 @@ def test_greedy_is_the_models_argmax_and_reproducible(english_run):
 @pytest.mark.parametrize("numpy_steps", [0, 7, 10_000])
 def test_engines_agree_with_keras_greedy(english_run, numpy_steps):
     """XLA only, NumPy then XLA, NumPy only: all give the Keras greedy continuation."""
-    loaded = S.load(english_run)
+    loaded = load(english_run)
     run_ = keras_run(english_run)
     ids = loaded.vocab.encode("that nation")
-    s = S.Sampler(loaded.weights, 1, S.Options(temperature=0), numpy_steps=numpy_steps)
+    s = Sampler(loaded.weights, 1, Options(temperature=0), numpy_steps=numpy_steps)
     s.prime(ids)
     got = np.concatenate([s.generate(k) for k in (1, 5, 44)], axis=1)[0]
     assert list(got) == keras_greedy(run_.model, ids, 50)
@@ -169,13 +174,13 @@ def test_same_seed_same_text(english_run):
 def test_same_seed_whatever_the_chunks(english_run):
     """The random numbers are a function of (seed, step, sample): how the steps are
     split into calls, and where NumPy hands over to XLA, change nothing."""
-    w = S.load(english_run).weights
-    opt = S.Options(temperature=1.0, top_p=0.95, seed=11)
+    w = load(english_run).weights
+    opt = Options(temperature=1.0, top_p=0.95, seed=11)
     for engine, steps in (("xla", None), ("auto", 20)):
-        ref = S.Sampler(w, 3, opt, engine=engine, numpy_steps=steps)
+        ref = Sampler(w, 3, opt, engine=engine, numpy_steps=steps)
         ref.prime([1, 2, 3])
         whole = ref.generate(1500)
-        parts = S.Sampler(w, 3, opt, engine=engine, numpy_steps=steps)
+        parts = Sampler(w, 3, opt, engine=engine, numpy_steps=steps)
         parts.prime([1, 2])
         parts.prime([3])
         split = np.concatenate([parts.generate(k) for k in (1, 18, 2, 1024, 455)], axis=1)
@@ -207,7 +212,7 @@ def test_top_p_keeps_only_the_nucleus(english_run, n):
     """n=1000: the nucleus found by pairwise comparison; n=3000: by sorting (a batch
     too big for the pairwise way)."""
     run_ = keras_run(english_run)
-    assert (n * len(run_.vocab) ** 2 <= M.PAIRWISE_MAX) == (n == 1000)
+    assert (n * len(run_.vocab) ** 2 <= choice.PAIRWISE_MAX) == (n == 1000)
     prime = "the people, "
     p = expected_probs(run_.model, run_.vocab, prime)
     order = np.argsort(-p, kind="stable")
@@ -233,10 +238,10 @@ def test_top_k_keeps_the_k_best(english_run):
 
 def test_xla_engine_samples_the_same_distribution(english_run):
     """The same statistical check on the XLA engine (the CLI above used NumPy)."""
-    loaded = S.load(english_run)
+    loaded = load(english_run)
     run_ = keras_run(english_run)
     prime = "the people, "
-    s = S.Sampler(loaded.weights, 3000, S.Options(temperature=0.8, seed=3), engine="xla")
+    s = Sampler(loaded.weights, 3000, Options(temperature=0.8, seed=3), engine="xla")
     s.prime(loaded.vocab.encode(prime))
     chars = [loaded.vocab.symbols[i] for i in s.generate(1)[:, 0]]
     assert_matches(chars, loaded.vocab, expected_probs(run_.model, run_.vocab, prime, 0.8))
@@ -301,14 +306,14 @@ def test_jamo_run_samples_hangul_syllables(korean_run):
 def test_stream_never_prints_half_a_syllable(korean_run):
     """Fed one jamo at a time, the printed text is the same as decoding all at once:
     nothing was printed that a later jamo would have changed."""
-    vocab = S.load(korean_run).vocab
+    vocab = load(korean_run).vocab
     jamo = [i for i, s in enumerate(vocab.symbols) if "\u1100" <= s <= "\u11ff"]
     leading = [i for i in jamo if vocab.symbols[i] <= "\u1112"]
     # real text, then jamo sequences no syllable is made of (a model may invent them)
     ids = list(vocab.encode("대한민국은 민주공화국이다.")) + jamo[::-1] + leading * 2 + jamo
-    one_go = S._Stream(vocab, 10_000, None)
+    one_go = write._Stream(vocab, 10_000, None)
     one_go.feed(ids)
-    pieces = S._Stream(vocab, 10_000, None)
+    pieces = write._Stream(vocab, 10_000, None)
     printed = []
     for i in ids:
         pieces.feed([i])
@@ -333,7 +338,7 @@ def test_stop_string(english_run):
 
 def test_num_samples(english_run):
     r = ok(run("sample", english_run, "-n", 50, "--prime", "We", "--num-samples", 5, "--seed", 9))
-    samples = r.stdout.split(S.SEPARATOR)
+    samples = r.stdout.split(write.SEPARATOR)
     assert len(samples) == 5
     assert all(s.startswith("We") and len(s) == 52 for s in samples)
     assert len(set(samples)) == 5
@@ -398,7 +403,7 @@ def test_long_sample_streams_without_tensorflow_chatter(english_run):
     text."""
     p = subprocess.run(["charrnn", "sample", str(english_run), "-n", "20000", "--prime", "We"],
                        capture_output=True, timeout=300,
-                       env=dict(os.environ, **{S.NUMPY_STEPS_ENV: "2000"}))
+                       env=dict(os.environ, **{sampler.NUMPY_STEPS_ENV: "2000"}))
     assert p.returncode == 0 and p.stderr == b""
     assert len(p.stdout.decode("utf-8")) == 20002
 
@@ -419,7 +424,7 @@ def test_handover_is_a_function_of_the_step_only(english_run):
     """NumPy hands over to XLA at step 400 whether TensorFlow is ready long before
     (no delay) or long after (3 s): the text is the same, and -n k is a prefix of -n N
     on either side of the handover."""
-    hook = {S.NUMPY_STEPS_ENV: "400"}
+    hook = {sampler.NUMPY_STEPS_ENV: "400"}
     ready = cli_sample(english_run, 3000, hook)
     assert len(ready) == 3 + 3000
     late = cli_sample(english_run, 1000, dict(hook, CHARRNN_TEST_XLA_DELAY="3"))
@@ -427,25 +432,25 @@ def test_handover_is_a_function_of_the_step_only(english_run):
     assert cli_sample(english_run, 200, hook) == ready[:3 + 200]  # NumPy only: no child at all
     # where the handover falls changes the text (the engines are not bit-identical
     # over thousands of steps), which is why it is fixed by the step, not the clock
-    assert cli_sample(english_run, 500, {S.NUMPY_STEPS_ENV: "401"})[:404] == ready[:404]
+    assert cli_sample(english_run, 500, {sampler.NUMPY_STEPS_ENV: "401"})[:404] == ready[:404]
 
 
 def test_child_process_continues_exactly(english_run):
     """The child process's ids equal NumPy then the in-process XLA engine from the
     same state: the state crosses the pipe intact, with and without a prime, in
     batches."""
-    w = S.load(english_run).weights
-    opt = S.Options(temperature=0.9, top_k=20, seed=5)
-    auto = S.Sampler(w, 3, opt, numpy_steps=150)
+    w = load(english_run).weights
+    opt = Options(temperature=0.9, top_k=20, seed=5)
+    auto = Sampler(w, 3, opt, numpy_steps=150)
     auto.prime([4, 5, 6])
     try:
         got = np.concatenate([auto.generate(k) for k in (100, 200, 1500)], axis=1)
     finally:
         auto.close()
-    np_ = S.Sampler(w, 3, opt, engine="numpy")
+    np_ = Sampler(w, 3, opt, engine="numpy")
     np_.prime([4, 5, 6])
     head = np_.generate(148)  # + 2 prime steps = step 150
-    xla = S._XLAEngine(w, opt, 3)
+    xla = XLAEngine(w, opt, 3)
     a, tok, states = xla.run(np_.tok, np_.states, 150, np.full((3, 1024), -1, np.int32))
     b, _, _ = xla.run(tok.numpy(), [s.numpy() for s in states], 1174, np.full((3, 628), -1, np.int32))
     want = np.concatenate([head, a, b], axis=1)
@@ -455,9 +460,9 @@ def test_child_process_continues_exactly(english_run):
 
 def test_fused_numpy_step_matches_the_shared_step(english_run):
     """The fused LSTM step gives the shared cell_step's logits and states."""
-    from charrnn.numpy_engine import _FusedLSTM
+    from charrnn.generate.numpy_engine import _FusedLSTM
 
-    w = S.load(english_run).weights
+    w = load(english_run).weights
     rng = np.random.default_rng(1)
     states = [rng.normal(0, 0.5, (2, w.units)).astype(np.float32) for _ in range(4)]
     fused = _FusedLSTM(w, 2)
@@ -474,13 +479,13 @@ def test_fused_numpy_step_matches_the_shared_step(english_run):
 def test_batch_1_numpy_sampler_samples_the_distribution(english_run):
     """The batch-1 fast path (log-space inverse CDF): the first symbol over 3000 seeds
     follows the model's distribution at temperature 0.7."""
-    loaded = S.load(english_run)
+    loaded = load(english_run)
     run_ = keras_run(english_run)
     prime = "the people, "
     ids = loaded.vocab.encode(prime)
     chars = []
     for seed in range(3000):
-        s = S.Sampler(loaded.weights, 1, S.Options(temperature=0.7, seed=seed), engine="numpy")
+        s = Sampler(loaded.weights, 1, Options(temperature=0.7, seed=seed), engine="numpy")
         s.prime(ids)
         chars.append(loaded.vocab.symbols[s.generate(1)[0, 0]])
     assert_matches(chars, loaded.vocab, expected_probs(run_.model, run_.vocab, prime, 0.7))

@@ -81,7 +81,8 @@ def test_short_lstm_run_writes_a_complete_run_directory(lstm_run, english_data):
 
 def test_load_run_restores_the_trained_weights(lstm_run, english_data):
     from charrnn.backend import tensorflow
-    from charrnn.runs import find_latest_run, load_run
+    from charrnn.store.rundir import find_latest_run
+    from charrnn.store.loader import load_run
 
     tf = tensorflow()
     out, _ = lstm_run
@@ -89,8 +90,8 @@ def test_load_run_restores_the_trained_weights(lstm_run, english_data):
     run_ = load_run(out, "latest")
     assert run_.step == 30 and run_.config["train"]["max_steps"] == 30
     # The best checkpoint holds exactly the weights whose validation loss was logged.
-    from charrnn.data import load_dataset
-    from charrnn.train import evaluate_loss
+    from charrnn.store.dataset import load_dataset
+    from charrnn.analysis.scoring import mean_nats
 
     best = load_run(out)
     logged = {r["step"]: r["val_loss"] for r in metrics(out) if "val_loss" in r}
@@ -98,8 +99,8 @@ def test_load_run_restores_the_trained_weights(lstm_run, english_data):
     val = load_dataset(english_data).split("val")
     # Logged with the run's matmul precision (auto: bfloat16 on CPUs that have it), evaluated in
     # float32: they agree to ~1e-5, checkpoints 10 steps apart differ by > 1e-3.
-    assert evaluate_loss(best.model, val) == pytest.approx(logged[best.step], rel=1e-4)
-    assert evaluate_loss(run_.model, val) == pytest.approx(logged[30], rel=1e-4)
+    assert mean_nats(best.model, val) == pytest.approx(logged[best.step], rel=1e-4)
+    assert mean_nats(run_.model, val) == pytest.approx(logged[30], rel=1e-4)
     ids = run_.vocab.encode("We hold these truths to be self-evident, that all men are")
     logits = run_.model(tf.constant(ids[None, :-1]))
     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -111,8 +112,8 @@ def test_a_new_model_starts_from_the_symbol_frequencies(tiny, english_data, tmp_
     """The output bias starts at each symbol's log frequency in the train split (add-one
     smoothed): the untrained model predicts the unigram distribution, so the first step's
     loss is the text's unigram cross-entropy, far below log(vocabulary)."""
-    from charrnn.data import load_dataset
-    from charrnn.runs import load_run
+    from charrnn.store.dataset import load_dataset
+    from charrnn.store.loader import load_run
 
     out = tmp_path / "run"
     ok(run("train", "--config", tiny, "--data", english_data, "--out", out, "--max-steps", 1,
@@ -131,7 +132,8 @@ def test_run_lookup_errors_say_what_to_do(lstm_run, tmp_path):
     import shutil
 
     from charrnn.errors import CharrnnError
-    from charrnn.runs import find_latest_run, load_run
+    from charrnn.store.rundir import find_latest_run
+    from charrnn.store.loader import load_run
 
     out, _ = lstm_run
     with pytest.raises(CharrnnError, match="not a charrnn run"):
@@ -206,7 +208,7 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tiny, english_data
                 assert f"{a[key]:.4g}" == f"{b[key]:.4g}", (a, b)
     # Everything else in the final checkpoints matches too: weights, Adam slots,
     # carried state, step/epoch/position, dropout RNG.
-    from charrnn.checkpoints import list_in
+    from charrnn.store.checkpoints import list_in
 
     va = checkpoint_values(list_in(tmp_path / "whole" / "checkpoints")[0].prefix)
     vb = checkpoint_values(list_in(tmp_path / "split" / "checkpoints")[0].prefix)
@@ -240,7 +242,7 @@ def test_resume_refuses_changed_architecture_vocabulary_or_batch_shape(
 
 def test_init_from_copies_weights_when_the_vocabulary_matches(
         lstm_run, tiny, english_data, korean_data, tmp_path):
-    from charrnn.runs import load_run
+    from charrnn.store.loader import load_run
 
     src, _ = lstm_run
     out = tmp_path / "finetune"
@@ -260,8 +262,8 @@ def test_init_from_copies_weights_when_the_vocabulary_matches(
 
 def test_diverging_run_stops_with_a_clear_error_and_keeps_a_good_checkpoint(
         tiny, english_data, tmp_path):
-    from charrnn.checkpoints import list_in
-    from charrnn.runs import load_run
+    from charrnn.store.checkpoints import list_in
+    from charrnn.store.loader import load_run
 
     out = tmp_path / "nan"
     # A few sane steps first, so a good checkpoint exists whatever step the blow-up
@@ -305,7 +307,7 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tiny, english_data, tmp_path):
     assert f"charrnn train --resume --out {out}" in stderr
     assert "Traceback" not in stderr
     assert "; 1 intra-op thread\n" in stderr  # a fresh process takes the setting
-    from charrnn.checkpoints import step_of
+    from charrnn.store.checkpoints import step_of
 
     step = step_of(out)
     assert step >= 1 and metrics(out)[-1]["step"] == step
@@ -317,7 +319,7 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tiny, english_data, tmp_path):
 
 def test_a_planned_run_ends_its_schedule_at_the_plan_and_resumes_exactly(
         tiny, english_data, tmp_path):
-    from charrnn.checkpoints import list_in
+    from charrnn.store.checkpoints import list_in
 
     common = ["--config", tiny, "--data", english_data, "--seed", 3,
               "--set", "train.lr_schedule=cosine", "--set", "train.final_lr_fraction=0.1",
@@ -341,7 +343,7 @@ def test_a_planned_run_ends_its_schedule_at_the_plan_and_resumes_exactly(
 
 
 def test_max_time_plans_the_step_count_and_keeps_the_plan_on_resume(tiny, english_data, tmp_path):
-    from charrnn.checkpoints import list_in
+    from charrnn.store.checkpoints import list_in
 
     out = tmp_path / "timed"
     args = ["--config", tiny, "--data", english_data, "--out", out, "--max-time", "6s",
@@ -392,7 +394,7 @@ def test_seq_unit_chars_makes_a_jamo_window_cover_seq_length_characters(
 
 def test_model_auto_chooses_for_the_budget_prints_stores_and_keeps_it_on_resume(
         english_data, tmp_path):
-    from charrnn import autosize
+    from charrnn.train import autosize
 
     config = tmp_path / "auto.yaml"
     config.write_text("model: auto\ntrain: {batch_size: 8, seq_length: 16, eval_every: 1000, "
@@ -436,7 +438,7 @@ def test_a_plan_the_machine_cannot_keep_warns_once_and_stops_at_twice_the_budget
     assert result.stderr.count("Warning: this machine is slower now than when the run was "
                                "planned; it will reach its planned step 100000") == 1
     assert "reached 2x max_time before the planned step 100000" in result.stderr
-    from charrnn.checkpoints import list_in
+    from charrnn.store.checkpoints import list_in
 
     assert list_in(out / "checkpoints")[0].step > 100
 
@@ -445,7 +447,7 @@ def test_weight_decay_is_decoupled_scales_the_matrices_and_spares_the_biases(
         tiny, english_data, tmp_path):
     # One step from the same start: Adam's update u is the same with and without decay, so
     # w(wd) = w0 (1 - wd lr) - u for every matrix and the biases are untouched by it.
-    from charrnn.runs import load_run
+    from charrnn.store.loader import load_run
 
     lr, after = 0.01, {}
     for wd in (0.0, 0.5, 0.9):

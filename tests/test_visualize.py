@@ -37,7 +37,7 @@ def test_surprise_sums_to_evaluate_streams_1(which, request, tmp_path):
 
 
 def test_planted_quote_unit_ranks_first_above_the_null():
-    from charrnn.features import char_features, rank_units
+    from charrnn.analysis.features import char_features, rank_units
 
     rng = np.random.default_rng(1)
     words = ["the", "king", "said", "and", "so", "it", "was", "night", "over", "hills"]
@@ -61,7 +61,7 @@ def test_planted_quote_unit_ranks_first_above_the_null():
 
 
 def test_features_of_code():
-    from charrnn.features import char_features
+    from charrnn.analysis.features import char_features
 
     text = 'int f(a) {\n    if (b[1]) /* c "q" */ x = "s";  // end\n}\n'
     f = char_features(text)
@@ -74,8 +74,8 @@ def test_features_of_code():
 
 
 def _random_loaded(symbols, cell="lstm", layers=2, units=128, jamo=False, seed=0, scale=0.3):
-    from charrnn.stepmath import make_weights
-    from charrnn.sample import Loaded
+    from charrnn.nn.step import make_weights
+    from charrnn.store.loaded import LoadedModel
     from charrnn.text import Vocab
 
     rng = np.random.default_rng(seed)
@@ -86,16 +86,19 @@ def _random_loaded(symbols, cell="lstm", layers=2, units=128, jamo=False, seed=0
     w = make_weights(cell, f(v, e), [f(e if i == 0 else units, g) for i in range(layers)],
                      [f(units, g) for _ in range(layers)], [f(*bias) for _ in range(layers)],
                      f(units, v), f(v))
-    return Loaded(w, Vocab(sorted(symbols), jamo=jamo), {}, "random")
+    loaded = LoadedModel("random", {"cell": cell}, Vocab(sorted(symbols), jamo=jamo), {},
+                         checkpoint="random")
+    loaded.weights = w
+    return loaded
 
 
 def test_page_of_a_2x128_model_and_5000_chars_stays_under_5_mb():
-    from charrnn.visualize import analyse, page_html
+    from charrnn.analysis.visualize import analyse, visualize_page
 
     text = (ENGLISH * 2)[:5000]
     data = analyse(_random_loaded(set(text)), text)
     assert len(data["activations"]["stored"]) == 2 * 2 * 128  # every unit fits
-    assert len(page_html(data).encode("utf-8")) < 5_000_000
+    assert len(visualize_page(data).encode("utf-8")) < 5_000_000
 
 
 def test_bad_input_is_one_error_line(english_run, tmp_path):
@@ -134,7 +137,7 @@ _models = {}  # run -> Keras model, restored once per test session
 
 def _model_probs(run_dir, ids):
     """Softmax of the Keras model's logits for every position (from the TF checkpoint)."""
-    from charrnn.runs import load_run
+    from charrnn.store.loader import load_run
 
     if run_dir not in _models:
         _models[run_dir] = load_run(run_dir).model
@@ -149,7 +152,7 @@ def _check_hover(driver, run_dir, text, char_index):
     from selenium.webdriver import ActionChains
     from selenium.webdriver.common.by import By
 
-    from charrnn.sample import load
+    from charrnn.store.loader import load
 
     vocab = load(run_dir).vocab
     ids = vocab.encode(text)  # (texts without characters outside the vocabulary)
@@ -241,12 +244,12 @@ def test_korean_page_shows_syllables(korean_run, driver, tmp_path):
 def test_hostile_text_renders_as_text_and_runs_nothing(driver, tmp_path):
     from selenium.webdriver.common.by import By
 
-    from charrnn.visualize import analyse, page_html
+    from charrnn.analysis.visualize import analyse, visualize_page
 
     text = EVIL * 3
     data = analyse(_random_loaded(set(text) | {"\u2029"}, units=16), text)  # hostile vocabulary too
     page = tmp_path / "evil.html"
-    page.write_text(page_html(data, 'x</title><script>window.pwned=2</script>'), encoding="utf-8")
+    page.write_text(visualize_page(data, 'x</title><script>window.pwned=2</script>'), encoding="utf-8")
     url = browser.open_page(driver, page)
     browser.assert_offline(driver, url)
     assert driver.find_element(By.ID, "text").get_attribute("textContent") == text
@@ -263,7 +266,7 @@ def test_hostile_text_renders_as_text_and_runs_nothing(driver, tmp_path):
 
 
 def test_large_models_keep_top_units_and_those_asked_for(english_run, tmp_path, monkeypatch):
-    from charrnn import visualize
+    from charrnn.analysis import visualize
 
     monkeypatch.setattr(visualize, "ACTIVATION_BUDGET", 1000)  # as if the model were large
     path = tmp_path / "t.txt"
@@ -279,7 +282,7 @@ def test_large_models_keep_top_units_and_those_asked_for(english_run, tmp_path, 
 
 
 def test_script_json_is_inert_inside_a_script_element():
-    from charrnn.visualize import script_json
+    from charrnn.analysis.visualize import script_json
 
     data = {"t": "</script><!-- <script> & \u2028\u2029 \ud800 '\"", "k<>": [1.5, None]}
     s = script_json(data)

@@ -23,7 +23,7 @@ def driver():
 def _write(run_dir, tmp_path):
     """The page through the real CLI: `charrnn export RUN --format web -o page.html`."""
     from charrnn.cli import main
-    from charrnn.sample import load
+    from charrnn.store.loader import load
 
     out = tmp_path / "page.html"
     assert main(["export", str(run_dir), "--format", "web", "-o", str(out)]) == 0
@@ -36,9 +36,9 @@ def _write(run_dir, tmp_path):
 def _greedy_path(loaded, run_dir, prime_ids):
     """charrnn's greedy continuation (`charrnn sample -t 0`'s sampler) and the TF-restored
     model's teacher-forced logits over prime + path."""
-    from charrnn.runs import load_run
-    from charrnn.stepmath import Options
-    from charrnn.sample import Sampler, start_id
+    from charrnn.store.loader import load_run
+    from charrnn.generate.choice import Options
+    from charrnn.generate.sampler import Sampler, start_id
 
     sampler = Sampler(loaded.weights, 1, Options(temperature=0), start_id=start_id(loaded.vocab),
                       engine="numpy")
@@ -106,9 +106,9 @@ def test_web_page_jamo_model_prints_syllables(korean_run, driver, tmp_path):
 @pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_web_page_every_cell_matches_the_numpy_step(cell, driver, tmp_path):
     """Wider random models (3x96, every cell type, incl. the plain RNN no test run trains)
-    against charrnn.sample's NumPy step, with the same tolerance."""
-    from charrnn.stepmath import cell_step, NumpyOps
-    from charrnn.webexport import write_page
+    against charrnn.generate's NumPy step, with the same tolerance."""
+    from charrnn.nn.step import cell_step, NumpyOps
+    from charrnn.export.webpage import write_page
     from test_visualize import _random_loaded
 
     # weights small enough that the net is not chaotic (else any rounding difference grows

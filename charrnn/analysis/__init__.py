@@ -1,0 +1,2 @@
+"""Looking at a model: the one scoring definition (scoring), `evaluate`, `visualize` and
+the unit features it ranks (features)."""

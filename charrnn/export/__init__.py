@@ -1,0 +1,1 @@
+"""`charrnn export`: the model in other formats (formats) and as a web page (webpage)."""

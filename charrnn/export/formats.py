@@ -1,0 +1,366 @@
+"""`charrnn export`: one model as a .safetensors, ONNX or TFLite (LiteRT) file, verified.
+
+Every format is the same one-step function
+
+    (ids[batch] int32, state...) -> (logits[batch, vocab] float32, new state...)
+
+with the state as separate [batch, rnn_size] float32 tensors, per layer h (and c for
+an LSTM): ``state_h_<i>``, ``state_c_<i>`` in, ``new_state_h_<i>``, ``new_state_c_<i>`` out.
+
+ONNX is built directly from the weight arrays with the ``onnx`` package (the converters
+from Keras are broken on Keras 3), TFLite by converting a tf.function written from the
+same arrays with builtin ops only (nothing needs the Flex delegate).  Before a file is
+kept it is run -- in onnxruntime, in the LiteRT interpreter, or read back by the NumPy
+engine -- teacher-forced along the greedy path of the model that TensorFlow restores
+from the checkpoint, and must reproduce its logits; otherwise nothing is written.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from charrnn import backend
+from charrnn.errors import CharrnnError
+from charrnn.export import webpage
+from charrnn.generate.sampler import start_id
+from charrnn.nn.cells import GATES, state_names, states_per_layer
+from charrnn.nn.step import NumpyOps, cell_step, tf_ops
+from charrnn.nn.tensors import engine_weights, tensors_from_model
+from charrnn.store import checkpoints, loader, weightsfile
+from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
+
+FORMATS = ("safetensors", "onnx", "tflite", "web")
+SUFFIXES = {".safetensors": "safetensors", ".onnx": "onnx", ".tflite": "tflite",
+            ".html": "web", ".htm": "web"}
+ONNX_OPSET = 17
+PRIME = "The "          # the fixed prime of the check (characters the vocabulary lacks are left out)
+CHECK_STEPS = 200
+ATOL = RTOL = 1e-4      # every logit within ATOL + RTOL * |reference|
+MARGIN = 1e-3           # argmax must agree where the reference's top two differ by more
+EXTRA = "pip install 'charrnn[export]'"
+
+
+def _need(module):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise CharrnnError(f"exporting this format needs the Python package {module.split('.')[0]!r}; "
+                           f"install it with {EXTRA}") from None
+
+
+def format_of(out, fmt=None) -> str:
+    if fmt:
+        return fmt
+    suffix = Path(out).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise CharrnnError(f"cannot tell the format from {out!r}; give --format "
+                           f"({', '.join(FORMATS)}) or end OUT in .safetensors, .onnx or .tflite")
+    return SUFFIXES[suffix]
+
+
+# --- the reference: the model TensorFlow restored, greedy from a fixed prime -----------------
+
+def reference(run, steps=CHECK_STEPS):
+    """(ids fed, logits after each): charrnn's greedy path from the fixed prime, with the
+    logits of ``run.model`` (the Keras model TensorFlow restored) along it, in one call."""
+    tf = backend.tensorflow()
+    prime = [start_id(run.vocab), *run.vocab.encode(PRIME, unknown="skip")][:steps]
+    w = run.weights
+    states = w.zero_states(1)
+    ids = list(prime)
+    with np.errstate(over="ignore", under="ignore"):
+        for t in range(steps - 1):
+            logits, states = cell_step(NumpyOps, w, np.array([ids[t]], np.int32), states)
+            if t + 1 >= len(ids):
+                ids.append(int(np.argmax(logits[0])))
+    ids = np.array(ids, np.int32)
+    # in a graph: eagerly, the recurrent loop runs op by op (seconds for 200 steps)
+    logits = tf.function(lambda x: run.model(x))(tf.constant(ids[None]))
+    return ids, logits.numpy()[0].astype(np.float64)
+
+
+def teacher_forced(step, ids, n_states, units):
+    """Logits of a candidate ``step(ids[batch], states) -> (logits, states)`` fed ``ids``."""
+    states = [np.zeros((1, units), np.float32) for _ in range(n_states)]
+    out = []
+    for tok in ids:
+        logits, states = step(np.array([tok], np.int32), states)
+        out.append(np.asarray(logits)[0])
+    return np.stack(out)
+
+
+def compare(ref, got, what):
+    """Raise unless ``got`` reproduces ``ref`` (steps x vocab) within the tolerance."""
+    err = np.abs(got.astype(np.float64) - ref)
+    bad = err > ATOL + RTOL * np.abs(ref)
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    decisive = top2[:, 1] - top2[:, 0] > MARGIN
+    wrong = decisive & (np.argmax(got, axis=1) != np.argmax(ref, axis=1))
+    if bad.any() or wrong.any() or not np.isfinite(got).all():
+        t = int(np.argmax(bad.any(axis=1) | wrong)) if (bad.any() or wrong.any()) else 0
+        raise CharrnnError(f"the {what} export does not reproduce the model: at step {t} of "
+                           f"{len(ref)} the largest logit error is {float(np.nanmax(err[t])):.3g} "
+                           f"(allowed {ATOL:g} + {RTOL:g} x |logit|); nothing was written. "
+                           "Please report this with the model's settings")
+    return {"steps": int(len(ref)), "max_abs_error": float(err.max()),
+            "argmax_checked": int(decisive.sum())}
+
+
+# --- formats ----------------------------------------------------------------------------------
+
+def onnx_model(tensors, args, metadata=None):
+    """The one-step graph as an onnx ModelProto, from the weights file's arrays."""
+    onnx = _need("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    cell, n, H, V = args["cell"], args["num_layers"], args["rnn_size"], args["vocab_size"]
+    g = GATES[cell]
+    nodes, inits = [], [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in tensors.items()]
+    if cell != "rnn":
+        inits.append(numpy_helper.from_array(np.full(g, H, np.int64), "split_sizes"))
+    if cell == "gru":  # the two rows of Keras' GRU bias: input and recurrent
+        inits.append(numpy_helper.from_array(np.array([1, 1], np.int64), "two_rows"))
+        inits.append(numpy_helper.from_array(np.array(1.0, np.float32), "one"))
+
+    def op(kind, inputs, name, n_out=1, **attrs):
+        outs = [name] if n_out == 1 else [f"{name}_{j}" for j in range(n_out)]
+        nodes.append(helper.make_node(kind, inputs, outs, name=f"{name}_op", **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    ins = [helper.make_tensor_value_info("ids", TensorProto.INT32, ["batch"])]
+    outs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", V])]
+    names = state_names(cell)
+    for i in range(n):
+        for s in names:
+            ins.append(helper.make_tensor_value_info(f"state_{s}_{i}", TensorProto.FLOAT, ["batch", H]))
+            outs.append(helper.make_tensor_value_info(f"new_state_{s}_{i}", TensorProto.FLOAT, ["batch", H]))
+    x = op("Gather", ["embedding", "ids"], "embedded", axis=0)
+    for i in range(n):
+        p, h = f"l{i}", f"state_h_{i}"
+        xw = op("MatMul", [x, f"layers.{i}.kernel"], f"{p}_xw")
+        hu = op("MatMul", [h, f"layers.{i}.recurrent_kernel"], f"{p}_hu")
+        if cell == "gru":
+            b_in, b_rec = op("Split", [f"layers.{i}.bias", "two_rows"], f"{p}_b", 2, axis=0)
+            # (batch, 3H) + (1, 3H) broadcasts
+            xz = op("Split", [op("Add", [xw, b_in], f"{p}_xz"), "split_sizes"], f"{p}_x", 3, axis=1)
+            hz = op("Split", [op("Add", [hu, b_rec], f"{p}_hz"), "split_sizes"], f"{p}_h", 3, axis=1)
+            z = op("Sigmoid", [op("Add", [xz[0], hz[0]], f"{p}_za")], f"{p}_z")
+            r = op("Sigmoid", [op("Add", [xz[1], hz[1]], f"{p}_ra")], f"{p}_r")
+            cand = op("Tanh", [op("Add", [xz[2], op("Mul", [r, hz[2]], f"{p}_rh")], f"{p}_ca")], f"{p}_cand")
+            keep = op("Mul", [z, h], f"{p}_keep")
+            new = op("Mul", [op("Sub", ["one", z], f"{p}_1mz"), cand], f"{p}_new")
+            x = op("Add", [keep, new], f"new_state_h_{i}")
+            continue
+        a = op("Add", [op("Add", [xw, hu], f"{p}_a0"), f"layers.{i}.bias"], f"{p}_a")
+        if cell == "rnn":
+            x = op("Tanh", [a], f"new_state_h_{i}")
+            continue
+        ig, fg, cg, og = op("Split", [a, "split_sizes"], f"{p}_gates", 4, axis=1)
+        c = op("Add", [op("Mul", [op("Sigmoid", [fg], f"{p}_f"), f"state_c_{i}"], f"{p}_fc"),
+                       op("Mul", [op("Sigmoid", [ig], f"{p}_i"), op("Tanh", [cg], f"{p}_g")], f"{p}_ig")],
+               f"new_state_c_{i}")
+        x = op("Mul", [op("Sigmoid", [og], f"{p}_o"), op("Tanh", [c], f"{p}_tc")], f"new_state_h_{i}")
+    op("Add", [op("MatMul", [x, "logits.kernel"], "logits_mm"), "logits.bias"], "logits")
+    graph = helper.make_graph(nodes, "charrnn_step", ins, outs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+                              producer_name="charrnn")
+    model.ir_version = 8  # what onnxruntime releases since 1.14 read
+    for k, v in (metadata or {}).items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    return model
+
+
+def onnx_step(path, args):
+    ort = _need("onnxruntime")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # errors only
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    ins = [i.name for i in sess.get_inputs()][1:]
+    outs = [o.name for o in sess.get_outputs()]
+
+    def step(ids, states):
+        res = sess.run(outs, {"ids": ids, **dict(zip(ins, states))})
+        return res[0], res[1:]
+
+    return step
+
+
+def tflite_model(tensors, args, metadata) -> bytes:
+    """The one-step function as a TFLite flatbuffer with builtin ops only, carrying ``metadata``."""
+    tf, ops = tf_ops()
+    w = engine_weights(args["cell"], tensors)
+    H = args["rnn_size"]
+    names = _state_inputs(args)
+    specs = [tf.TensorSpec([None], tf.int32, name="ids")]
+    specs += [tf.TensorSpec([None, H], tf.float32, name=s) for s in names]
+
+    class Step(tf.Module):
+        @tf.function(input_signature=specs, autograph=False)
+        def step(self, ids, *states):
+            logits, new = cell_step(ops, w, ids, list(states))
+            return {"logits": logits, **{f"new_{s}": v for s, v in zip(names, new)}}
+
+    module = Step()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([module.step.get_concrete_function()], module)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return _with_metadata(conv.convert(), metadata)
+
+
+def _with_metadata(flatbuffer: bytes, metadata: dict) -> bytes:
+    """The TFLite model with ``metadata`` (the strings the .safetensors header and the ONNX
+    metadata_props hold) as one JSON object in its metadata table, under "charrnn"."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    model.buffers.append(schema.BufferT(data=list(json.dumps(metadata).encode())))
+    model.metadata = [*(model.metadata or []), schema.MetadataT("charrnn", len(model.buffers) - 1)]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def tflite_step(path, args):
+    interpreter = _need("ai_edge_litert.interpreter")
+    with backend.quiet_fd2():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
+        runner = interpreter.Interpreter(model_path=str(path)).get_signature_runner()
+        runner(**_zeros(args, 1))
+    names = _state_inputs(args)
+
+    def step(ids, states):
+        res = runner(ids=ids, **dict(zip(names, states)))
+        return res["logits"], [res[f"new_{s}"] for s in names]
+
+    return step
+
+
+def _state_inputs(args) -> list:
+    """The state inputs of the one-step function, in the flat state order."""
+    return [f"state_{s}_{i}" for i in range(args["num_layers"]) for s in state_names(args["cell"])]
+
+
+def _zeros(args, batch):
+    d = {"ids": np.zeros(batch, np.int32)}
+    for name in _state_inputs(args):
+        d[name] = np.zeros((batch, args["rnn_size"]), np.float32)
+    return d
+
+
+def numpy_step(path, args):
+    w = weightsfile.read(path).weights
+
+    def step(ids, states):
+        with np.errstate(over="ignore", under="ignore"):
+            return cell_step(NumpyOps, w, ids, states)
+
+    return step
+
+
+# --- export ------------------------------------------------------------------------------------
+
+def _encode(fmt, run):
+    meta = weightsfile.metadata_for(run.model_args, run.vocab, run.meta, run.step, run.val_loss)
+    if fmt == "safetensors":
+        from safetensors.numpy import save
+
+        return save(run.tensors, meta), numpy_step
+    if fmt == "onnx":
+        return onnx_model(run.tensors, run.model_args, meta).SerializeToString(), onnx_step
+    return tflite_model(run.tensors, run.model_args, meta), tflite_step
+
+
+def add_weights(run_path, on_info=None) -> dict:
+    """Give every kept checkpoint of run ``run_path`` (checkpoints/ and best/) that lacks
+    one its portable weights file, each checked like an export before its manifest lists
+    it.  Returns {"run", "added": [paths], "present": n}."""
+    if loader.is_weights_file(run_path):
+        raise CharrnnError(f"{run_path} is already a weights file; give a run directory")
+    header = loader.load(run_path, read_weights=False)
+    args, vocab = header.model_args, header.vocab
+    found = [ck for d in (CHECKPOINTS_DIR, BEST_DIR)
+             for ck in checkpoints.list_in(Path(run_path) / d)]
+    if not found:
+        raise CharrnnError(f"run {run_path} has no checkpoint yet; train it first")
+    model, added, present = None, [], 0
+    for ck in found:
+        try:
+            checkpoints.verify(ck, need=[])
+            if weightsfile.read_beside(ck, args, vocab) is not None:
+                present += 1
+                continue
+            if model is None:
+                from charrnn.nn.model import build_model
+
+                model = build_model(**args)
+            loader.restore_weights(model, ck.prefix)
+        except (checkpoints.Damaged, FileNotFoundError) as e:
+            if on_info:
+                on_info(f"skipped {ck.name}: {e}")  # damaged, or rotated away meanwhile
+            continue
+        run = dataclasses.replace(header, step=ck.step, checkpoint=ck.name,
+                                  tensors=tensors_from_model(model))
+        run.model = model
+        val_loss = (ck.manifest or {}).get("val_loss")
+        meta = weightsfile.metadata_for(args, vocab, run.meta, ck.step, val_loss)
+        ids, ref = reference(run)
+
+        def check(path):
+            compare(ref, teacher_forced(numpy_step(path, args), ids, _n_states(args),
+                                        args["rnn_size"]), "safetensors")
+
+        try:
+            added.append(str(weightsfile.add_to_checkpoint(ck, run.tensors, meta, check)))
+        except FileNotFoundError:
+            continue
+        if on_info:
+            on_info(f"Added {added[-1]}")
+    return {"run": str(run_path), "added": added, "present": present}
+
+
+def _n_states(args):
+    return states_per_layer(args["cell"]) * args["num_layers"]
+
+
+def export(run_path, out, checkpoint="best", fmt=None, on_warning=None) -> dict:
+    """Write the model of ``run_path`` (a run directory or a weights file) to ``out``
+    in ``fmt`` (default: from the extension), verified first.  Returns what was written."""
+    fmt = format_of(out, fmt)
+    if fmt not in FORMATS:
+        raise CharrnnError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise CharrnnError(f"directory {out.parent} does not exist; create it first")
+    if fmt == "web":
+        loaded = loader.load(str(run_path), checkpoint, on_warning=on_warning)
+        size = webpage.write_page(loaded, out)
+        return {"out": str(out), "format": fmt, "bytes": size}
+    if fmt in ("onnx", "tflite"):  # say what is missing before the slow part
+        _need("onnx" if fmt == "onnx" else "ai_edge_litert.interpreter")
+        if fmt == "onnx":
+            _need("onnxruntime")
+    t0 = time.perf_counter()
+    run = loader.load_run(run_path, checkpoint, on_warning=on_warning)
+    data, make_step = _encode(fmt, run)
+    ids, ref = reference(run)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=f".tmp{out.suffix}", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        got = teacher_forced(make_step(tmp, run.model_args), ids, _n_states(run.model_args),
+                             run.model_args["rnn_size"])
+        check = compare(ref, got, fmt)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return {"out": str(out), "format": fmt, "bytes": len(data), "run": str(run_path),
+            "checkpoint": run.checkpoint, "step": run.step, "check": check,
+            "seconds": round(time.perf_counter() - t0, 3)}

@@ -1,0 +1,63 @@
+"""`charrnn export --format web`: one HTML page that runs the model in the browser.
+
+The page holds the weights (float32, base64, one buffer), the vocabulary and a
+small plain-JavaScript LSTM/GRU/RNN step and sampler: no framework, no build
+step, nothing fetched, so it works when opened straight from disk (file://,
+where browsers refuse to fetch side files).  The step computes in float32 like
+charrnn: Float32Array buffers, every stored result rounded to float32 (the
+product of two float32 is exact in a double, so each multiply-add rounds once,
+like a float32 FMA); the arrays are charrnn.nn.step.Weights', whose first-layer
+table is the embedding times the input kernel plus the bias.
+
+``window.charrnn.logits(ids)`` (teacher-forced logits from the zero state, the
+first id as the first input) is there for tests and for anyone checking the page
+against charrnn.
+"""
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.atomic import write_text_atomic
+from charrnn.generate.sampler import start_id
+from charrnn.nn.cells import GATES
+from charrnn.text import JAMO_SCHEME
+from charrnn.web import fill, script_json, template
+
+FORMAT = "charrnn-web/1"
+
+
+def page_data(loaded) -> dict:
+    """The page's model: the engines' arrays (charrnn.nn.step.Weights.arrays, but the
+    stacked WU the page does not use) in one float32 buffer, and the vocabulary."""
+    w, vocab = loaded.weights, loaded.vocab
+    index, parts, offset = {}, [], 0
+    for name, a in w.arrays().items():
+        if name.endswith("/WU"):
+            continue
+        a = np.ascontiguousarray(a, "<f4")
+        index[name] = {"offset": offset, "shape": list(a.shape)}
+        parts.append(a.tobytes())
+        offset += a.size
+    return {
+        "format": FORMAT, "cell": w.cell, "gates": GATES[w.cell], "layers": len(w.layers),
+        "units": w.units, "vocab": vocab.symbols, "jamo": JAMO_SCHEME if vocab.jamo else None,
+        "unk": vocab.unk_id, "start_id": start_id(vocab), "checkpoint": loaded.short_checkpoint,
+        "arrays": index, "weights": base64.b64encode(b"".join(parts)).decode("ascii"),
+    }
+
+
+def sampler_page(loaded, title="charrnn") -> str:
+    return fill(template("sampler.html"), TITLE=html.escape(title), DATA=script_json(page_data(loaded)))
+
+
+def write_page(loaded, out_path, title=None) -> int:
+    """Write the page for ``loaded`` (a charrnn.store.loaded.LoadedModel) to ``out_path``
+    atomically; returns its size in bytes."""
+    w = loaded.weights
+    title = title or f"charrnn \u00b7 {w.cell.upper()} {len(w.layers)}x{w.units}"
+    page = sampler_page(loaded, title)
+    write_text_atomic(Path(out_path), page)
+    return len(page.encode("utf-8"))

@@ -1,0 +1,174 @@
+"""The NumPy engine of charrnn.generate.sampler: the step loop without TensorFlow.
+
+At batch 1 a step costs its number of NumPy calls, not its arithmetic (a 2x128
+LSTM step is ~200,000 multiply-adds, a few dozen microseconds of BLAS, but each
+NumPy call costs about a microsecond), so the hot path is written for few calls:
+a fused LSTM step on preallocated buffers and views, and sampling in log space.
+It runs the same algorithm as the shared ``cell_step`` / ``choose`` (tested
+against them and against the Keras model).
+"""
+
+import numpy as np
+
+from charrnn.generate.choice import Options, choose, hash_u32, seed_mix, uniform
+from charrnn.nn.step import NumpyOps, Weights, cell_step
+
+
+class NumpyEngine:
+    """The step loop in NumPy, tuned for small batches: at batch 1 a step costs its
+    number of NumPy calls, not its arithmetic, so LSTM layers run a fused step on
+    preallocated buffers (``_FusedLSTM``) and plain temperature sampling skips the
+    generic ``choose``.  GRU and simple RNN layers use the shared ``cell_step``."""
+
+    def __init__(self, w: Weights, opt: Options, batch: int):
+        self.w, self.opt = w, opt
+        self.mix = int(seed_mix(opt.seed))
+        self.lanes = np.arange(batch, dtype=np.uint32)
+        self.fused = _FusedLSTM(w, batch) if w.cell == "lstm" else None
+        self.plain = opt.temperature > 0 and not opt.top_k and opt.top_p >= 1
+        self.cdf = np.empty((batch, w.vocab_size), np.float32)
+
+    def run(self, tok, states, t0, forced):
+        """Run ``forced.shape[1]`` steps; forced[b, i] >= 0 replaces the sampled id."""
+        fused = self.fused
+        if fused is not None:
+            fused.load(states)
+        with np.errstate(over="ignore", under="ignore"):
+            if fused is not None and self.plain and len(self.lanes) == 1:
+                out, tok = self._run_one(int(tok[0]), t0, forced[0])
+            else:
+                out, tok, states = self._run_batch(np.array(tok, np.int32), states, t0, forced)
+        if fused is not None:
+            states = fused.save()
+        return out, tok, states
+
+    def _run_batch(self, tok, states, t0, forced):
+        out = np.empty(forced.shape, np.int32)
+        ops, w, opt, fused = NumpyOps, self.w, self.opt, self.fused
+        for i in range(forced.shape[1]):
+            if fused is not None:
+                logits = fused.step(tok)
+            else:
+                logits, states = cell_step(ops, w, tok, states)
+            u = _uniform_np(self.mix, t0 + i, self.lanes)
+            choice = self._sample(logits, u) if self.plain else choose(ops, opt, logits, u)
+            f = forced[:, i]
+            tok = np.where(f >= 0, f, choice).astype(np.int32)
+            out[:, i] = tok
+        return out, tok, states
+
+    def _run_one(self, tok, t0, forced):
+        """Batch 1, LSTM, temperature only: the hot loop with as few NumPy calls per
+        step as possible.  Inverse-CDF sampling as in ``choose``, in log space: the
+        running log-sum-exp of the logits is one ufunc call (and never overflows, so
+        no max is subtracted); the uniforms of all steps are hashed at once."""
+        step, cum = self.fused.step, self.cdf[0]
+        inv_t, last = 1.0 / self.opt.temperature, cum.shape[0] - 1
+        acc = np.logaddexp.accumulate
+        t = (np.arange(len(forced), dtype=np.int64) + t0).astype(np.uint32)
+        with np.errstate(divide="ignore"):  # log(0) = -inf: the first symbol, as in choose
+            log_u = np.log(uniform(NumpyOps, np.uint32(self.mix), t, np.uint32(0))).tolist()
+        out = forced.tolist()
+        for i, f in enumerate(out):
+            z = step(tok)[0]
+            if f >= 0:
+                tok = f
+                continue
+            if inv_t != 1.0:  # (x * 1.0 is x)
+                z *= inv_t
+            acc(z, out=cum)
+            tok = out[i] = min(int(cum.searchsorted(np.float32(log_u[i] + cum[last]), "right")), last)
+        return np.array([out], np.int32), np.array([tok], np.int32)
+
+    def _sample(self, logits, u):
+        """``choose`` without top-k/top-p, the same arithmetic on buffers."""
+        z = np.multiply(logits, 1.0 / self.opt.temperature, out=logits)
+        z -= z.max(axis=1, keepdims=True)
+        np.exp(z, out=z)
+        cdf = np.cumsum(z, axis=1, dtype=np.float32, out=self.cdf)
+        j = np.sum(cdf <= (u * cdf[:, -1])[:, None], axis=1, dtype=np.int32)
+        return np.minimum(j, cdf.shape[1] - 1)
+
+
+def _uniform_np(mix, t, lanes):
+    """``uniform`` for NumPy with the per-step part in Python integers (one step)."""
+    h = _hash_int((t & 0xFFFFFFFF) ^ mix)
+    if len(lanes) == 1:
+        return np.array([(_hash_int(h) >> 8) * (1.0 / (1 << 24))], np.float32)
+    x = hash_u32(NumpyOps, np.uint32(h) + lanes * np.uint32(0x9E3779B9))
+    return (x >> 8).astype(np.float32) * np.float32(1.0 / (1 << 24))
+
+
+def _hash_int(x):
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
+    x = ((x ^ (x >> 15)) * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+class _FusedLSTM:
+    """LSTM layers on preallocated buffers.  The columns are reordered to i, f, o, c
+    and the sigmoid gates' columns halved, so one tanh covers all four gates:
+    sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, the formula ``NumpyOps`` uses (halving
+    is exact in floating point).  Layer j > 0 keeps [input, h] in one buffer, so its
+    two matmuls are one, and layer j - 1 writes its output straight into it."""
+
+    def __init__(self, w: Weights, batch):
+        H = w.units
+        order = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]  # i f c o -> i f o c
+        scale = np.r_[np.full(3 * H, 0.5, np.float32), np.ones(H, np.float32)]
+        fix = lambda a: np.ascontiguousarray(a[..., order] * scale, np.float32)  # noqa: E731
+        self.table = fix(w.table)
+        self.kernels = [fix(lay["U"] if i == 0 else lay["WU"]) for i, lay in enumerate(w.layers)]
+        # 2-D operands throughout: NumPy adds a (1, n) row faster than it broadcasts (n,).
+        self.rows = [self.table[i:i + 1] for i in range(len(self.table))]
+        self.biases = [None if i == 0 else fix(lay["b"])[None] for i, lay in enumerate(w.layers)]
+        self.dense, self.dense_b = w.dense, w.dense_b[None]
+        n = len(w.layers)
+        self.xh = [None] + [np.zeros((batch, 2 * H), np.float32) for _ in range(n - 1)]
+        self.h = [np.zeros((batch, H), np.float32)] + [xh[:, H:] for xh in self.xh[1:]]
+        self.c = [np.zeros((batch, H), np.float32) for _ in range(n)]
+        self.a = np.empty((batch, 4 * H), np.float32)
+        self.tmp = np.empty((batch, H), np.float32)
+        self.logits = np.empty((batch, w.vocab_size), np.float32)
+        self.H = H
+        # Per layer, every view the step uses, made once (slicing costs as much as a
+        # small ufunc call at batch 1): (input, kernel, bias, sigmoid part, i, f, o,
+        # candidate, c, h, where the next layer reads h or None).
+        a = self.a
+        self.plan = [((self.h[0] if i == 0 else self.xh[i]), self.kernels[i], self.biases[i],
+                      a[:, :3 * H], a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:],
+                      self.c[i], self.h[i], self.xh[i + 1][:, :H] if i + 1 < n else None)
+                     for i in range(n)]
+
+    def load(self, states):
+        for i in range(len(self.h)):
+            self.h[i][...] = states[2 * i]
+            self.c[i][...] = states[2 * i + 1]
+        for i in range(1, len(self.h)):
+            self.xh[i][:, :self.H] = self.h[i - 1]
+
+    def save(self):
+        return [x.copy() for i in range(len(self.h)) for x in (self.h[i], self.c[i])]
+
+    def step(self, tok):
+        a, tmp, table = self.a, self.tmp, self.table
+        dot, tanh, multiply, add = np.dot, np.tanh, np.multiply, np.add
+        for x, k, b, sig, ig, fg, og, cand, c, h, nxt in self.plan:
+            dot(x, k, out=a)
+            if b is not None:
+                add(a, b, out=a)
+            else:  # an id (batch 1) or an array of ids
+                add(a, self.rows[tok] if isinstance(tok, int) else table[tok], out=a)
+            tanh(a, out=a)
+            multiply(sig, 0.5, out=sig)
+            add(sig, 0.5, out=sig)
+            multiply(cand, ig, out=cand)      # i * tanh(c~)
+            multiply(c, fg, out=c)            # f * c
+            add(c, cand, out=c)
+            tanh(c, out=tmp)
+            multiply(og, tmp, out=h)          # o * tanh(c)
+            if nxt is not None:
+                nxt[...] = h
+        logits = dot(h, self.dense, out=self.logits)
+        add(logits, self.dense_b, out=logits)
+        return logits

@@ -1,0 +1,136 @@
+"""Generate streams of symbol ids from a model: fast, streaming and reproducible.
+
+Two engines run the same step: NumPy for the first steps (as many as cover
+TensorFlow's usual start-up, from the model's shape), which needs no TensorFlow
+at all (the weights come from the checkpoint's portable weights.safetensors, see
+charrnn.store.weightsfile), so text streams while a child process
+(charrnn.generate.xla_process) imports TensorFlow and compiles on the other core;
+then XLA (charrnn.generate.xla_engine) for the rest.  They use the same algorithm and
+the same counter-based random numbers, and the switch happens at a fixed step, so
+the output depends only on the seed and the options -- never on timing or chunk sizes.
+"""
+
+import os
+
+import numpy as np
+
+from charrnn import backend
+from charrnn.generate.choice import Options
+from charrnn.generate.numpy_engine import NumpyEngine
+from charrnn.generate.xla_engine import CHUNK, XLAEngine
+from charrnn.nn.step import Weights
+
+NUMPY_STEPS_ENV = "CHARRNN_TEST_NUMPY_STEPS"  # test hook: NumPy's share of the steps
+NUMPY_COVER = 6.5     # seconds of estimated NumPy work before XLA takes over (numpy_steps_for)
+
+
+def start_id(vocab) -> int:
+    """The input before the first symbol when there is no prime: a newline (text
+    usually starts after one), else the most frequent symbol."""
+    if "\n" in vocab.symbols:
+        return vocab.symbols.index("\n")
+    return int(np.argmax(vocab.counts)) if len(vocab.counts) else 0
+
+
+def numpy_steps_for(w: Weights, batch=1):
+    """How many steps the NumPy engine runs before XLA takes over: enough to cover
+    TensorFlow's usual start-up in the child process (import and compile; measured
+    on the 2-core test machine: as long as 60,000-110,000 NumPy steps of a 2x128 LSTM)
+    from an estimate of NumPy's time per step for this shape (a fixed cost per step
+    and per layer -- NumPy calls -- plus the multiply-adds).  Both scale with the
+    machine alike, so the cover in steps is roughly machine-independent; it is never
+    measured at run time, or the text would depend on timing."""
+    seconds = 12e-6 + 8e-6 * len(w.layers) + 0.15e-9 * w.macs_per_step() * batch
+    if w.cell != "lstm" or batch > 1:
+        seconds += 15e-6 * len(w.layers)  # the generic step: more NumPy calls
+    return int(max(64, min(200_000, NUMPY_COVER / seconds)))
+
+
+class Sampler:
+    """Generates ``batch`` independent streams of symbol ids from ``weights``.
+
+    ``prime(ids)`` feeds symbols to set the state; ``generate(n)`` returns the next
+    ``n`` sampled ids of every stream as an int32 array (batch, n).  With the same
+    seed and options the ids are the same however the calls are split.
+
+    ``engine``: "auto" (NumPy for the first ``numpy_steps`` steps, then XLA in a child
+    process), "numpy" or "xla" (in this process).  Call ``close()`` when done.
+    """
+
+    def __init__(self, weights: Weights, batch=1, options=Options(), start_id=0,
+                 engine="auto", numpy_steps=None):
+        options.check()
+        self.w, self.opt, self.batch = weights, options, int(batch)
+        self.engine = engine
+        self.t = 0
+        self.tok = np.full(self.batch, start_id, np.int32)
+        self.states = weights.zero_states(self.batch)
+        self.pending = np.zeros(0, np.int32)  # primed ids not yet fed
+        self.primed = False
+        if numpy_steps is None:
+            # The test hook moves the handover to where a test can afford to reach it.
+            hook = os.environ.get(NUMPY_STEPS_ENV)
+            numpy_steps = int(hook) if hook else numpy_steps_for(weights, self.batch)
+        self.numpy_steps = {"auto": numpy_steps, "numpy": float("inf"), "xla": 0}[engine]
+        self._np = NumpyEngine(weights, options, self.batch) if engine != "xla" else None
+        self._xla = None
+
+    def start_compiling(self):
+        """Start TensorFlow's import and the compile (a child process in "auto" mode)."""
+        if self._xla is None and self.engine == "auto":
+            from charrnn.generate.xla_process import XLAProcess
+
+            self._xla = XLAProcess(self.w, self.opt, self.batch, verbose=backend.is_verbose())
+
+    def _xla_engine(self):
+        if self._xla is None:
+            if self.engine == "auto":
+                self.start_compiling()
+            else:
+                self._xla = XLAEngine(self.w, self.opt, self.batch)
+        return self._xla
+
+    def close(self):
+        """End the child process, if any (the sampler cannot generate after this)."""
+        if self._xla is not None and hasattr(self._xla, "close"):
+            self._xla.close()
+
+    # -- feeding and generating
+    def prime(self, ids):
+        """Feed ``ids`` (1-D, the same for every stream) before generating."""
+        ids = np.asarray(ids, np.int32).reshape(-1)
+        if len(ids) == 0:
+            return
+        if not self.primed and len(self.pending) == 0 and self.t == 0:
+            # The first prime symbol replaces the start symbol as the first input.
+            self.tok[:] = ids[0]
+            ids = ids[1:]
+        self.primed = True
+        self.pending = np.concatenate([self.pending, ids])
+
+    def generate(self, n):
+        """The next ``n`` ids of every stream, (batch, n) int32."""
+        p = len(self.pending)
+        forced = np.full((self.batch, p + n), -1, np.int32)
+        forced[:, :p] = self.pending
+        self.pending = self.pending[:0]
+        outs, i = [], 0
+        while i < forced.shape[1]:
+            if self.t < self.numpy_steps:
+                m = min(forced.shape[1] - i, self.numpy_steps - self.t)
+                engine = self._np
+            else:
+                # The child process runs any number of steps per call; in this process
+                # one call is at most CHUNK steps (the compiled buffer size).
+                left = forced.shape[1] - i
+                m = left if self.engine == "auto" else min(left, CHUNK)
+                engine = self._xla_engine()
+            out, self.tok, self.states = engine.run(self.tok, self.states, self.t,
+                                                    forced[:, i:i + m])
+            if isinstance(engine, XLAEngine):
+                self.tok, self.states = self.tok.numpy(), [s.numpy() for s in self.states]
+            outs.append(out)
+            self.t += m
+            i += m
+        out = np.concatenate(outs, axis=1) if outs else np.zeros((self.batch, 0), np.int32)
+        return out[:, p:]

@@ -1,0 +1,164 @@
+"""Text in: encoding detection, chunked decoding, newline normalisation.
+
+Everything here works on chunks of a few MB, so a big corpus is never held in memory.
+"""
+
+import codecs
+import hashlib
+import sys
+
+from charrnn.errors import CharrnnError
+
+CHUNK_BYTES = 1 << 22  # read 4 MiB at a time: big enough for NumPy, small enough for RAM
+SAMPLE_BYTES = 1 << 16  # what chardet looks at
+LOW_CONFIDENCE = 0.5  # below this a detected encoding gets a visible warning
+NEWLINES = ("lf", "keep")
+ERRORS = ("strict", "replace")
+
+# chardet names a subset when the leading sample fits it; decode with the superset so
+# later bytes (a CP949-only syllable like '똠', any UTF-8 after an ASCII start) still work.
+_SUPERSETS = {"ascii": "utf-8", "euc_kr": "cp949", "gb2312": "gb18030"}
+_WIDE = ("utf-16", "utf-32")  # codecs in which NUL bytes are normal
+
+
+# --- encoding detection and decoding ------------------------------------------
+
+def _canonical(name: str) -> str:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise CharrnnError(f"unknown encoding {name!r}; pass a Python codec name such as "
+                           "utf-8, cp949, euc-kr, utf-16 or latin-1 to --encoding") from None
+
+
+def _bom(sample: bytes):
+    for bom, enc in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                     (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                     (codecs.BOM_UTF16_BE, "utf-16")):
+        if sample.startswith(bom):
+            return enc
+    return None
+
+
+def detect_encoding(sample: bytes, name: str = "input"):
+    """``(codec, confidence)`` for a file starting with ``sample``; BOMs win over chardet.
+
+    Raises CharrnnError for a binary file.
+    """
+    bom = _bom(sample)
+    if bom:
+        return bom, 1.0
+    sample = sample[:SAMPLE_BYTES]
+    cut = sample.rfind(b"\n")
+    if len(sample) == SAMPLE_BYTES and cut > SAMPLE_BYTES // 2 and b"\0" not in sample:
+        sample = sample[:cut + 1]  # do not show chardet half a character (UTF-16 excepted)
+    import chardet  # imported here: it is only needed by prepare and evaluate
+
+    guess = chardet.detect(sample)
+    enc, conf = guess.get("encoding"), float(guess.get("confidence") or 0.0)
+    if not enc:
+        kind = guess.get("mime_type") or "not text"
+        raise CharrnnError(f"{name} looks like a binary file ({kind}), not text; pass only text "
+                           "files (use --include to pick files from a directory)")
+    enc = _canonical(enc)
+    enc = _SUPERSETS.get(enc, enc)
+    return enc, conf
+
+
+def _is_wide(enc: str) -> bool:
+    return enc.startswith(_WIDE)
+
+
+def _normalise_newlines(text: str, carry: str, final: bool):
+    """CRLF and lone CR -> LF.  A CR at the end of a chunk waits for the next one."""
+    text = carry + text
+    carry = ""
+    if text.endswith("\r") and not final:
+        text, carry = text[:-1], "\r"
+    return text.replace("\r\n", "\n").replace("\r", "\n"), carry
+
+
+def _open(path: str):
+    if path == "-":
+        return sys.stdin.buffer, False
+    try:
+        return open(path, "rb"), True
+    except FileNotFoundError:
+        raise CharrnnError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise CharrnnError(f"{path} is a directory; pass a file") from None
+    except OSError as e:
+        raise CharrnnError(f"cannot read {path}: {e.strerror}; check its permissions") from None
+
+
+def iter_text(path: str, encoding=None, errors="strict", newlines="lf", info=None,
+              on_warning=None, on_bytes=None):
+    """Yield the decoded text of one input (a path or ``-``) in chunks.
+
+    ``info`` (a dict, if given) receives path, bytes, sha256, encoding, confidence
+    and encoding_source; bytes and sha256 are final once the generator is done.
+    ``on_bytes(n)`` is called as bytes are read (for a progress bar).
+    """
+    if errors not in ERRORS:
+        raise CharrnnError(f"errors must be one of {', '.join(ERRORS)}")
+    if newlines not in NEWLINES:
+        raise CharrnnError(f"newlines must be one of {', '.join(NEWLINES)}")
+    name = "standard input" if path == "-" else path
+    info = {} if info is None else info
+    f, close = _open(path)
+    try:
+        first = f.read(CHUNK_BYTES)
+        if not first:
+            raise CharrnnError(f"{name} is empty; pass a file with some text in it")
+        if encoding:
+            enc, conf, source = _canonical(encoding), None, "override"
+        else:
+            enc, conf = detect_encoding(first, name)
+            source = "detected"
+            if conf < LOW_CONFIDENCE and on_warning:
+                on_warning(f"{name}: encoding guessed as {enc} with low confidence {conf:.2f}; "
+                           "if the text looks wrong, pass the right --encoding")
+        info.update(path=path, bytes=0, sha256=None, encoding=enc, confidence=conf,
+                    encoding_source=source)
+        decoder = codecs.getincrementaldecoder(enc)(errors)
+        sha = hashlib.sha256()
+        pos, carry, chunk = 0, "", first
+        while True:
+            final = not chunk
+            if not final and not _is_wide(enc):
+                nul = chunk.find(b"\0")
+                if nul >= 0:
+                    raise CharrnnError(f"{name} looks like a binary file (NUL byte at offset "
+                                       f"{pos + nul}), not {enc} text; pass only text files "
+                                       "(use --include to pick files from a directory)")
+            sha.update(chunk)
+            try:
+                text = decoder.decode(chunk, final)
+            except UnicodeDecodeError as e:
+                # e.object is the decoder's pending bytes followed by this chunk
+                off = pos + len(chunk) - len(e.object) + e.start
+                bad = e.object[e.start:e.start + 4].hex(" ")
+                raise CharrnnError(f"cannot decode {name} as {enc} at byte offset {off} "
+                                   f"(bytes {bad}); pass the right --encoding, or --errors "
+                                   "replace to turn undecodable bytes into U+FFFD") from None
+            pos += len(chunk)
+            if on_bytes and chunk:
+                on_bytes(len(chunk))
+            if newlines == "lf":
+                text, carry = _normalise_newlines(text, carry, final)
+            if text:
+                yield text
+            if final:
+                break
+            chunk = f.read(CHUNK_BYTES)
+        info.update(bytes=pos, sha256=sha.hexdigest())
+    finally:
+        if close:
+            f.close()
+
+
+def read_text(path_or_dash, encoding=None, errors="strict", newlines="lf", on_warning=None):
+    """Read a whole (small) input with the same pipeline as prepare: ``(text, info)``."""
+    info = {}
+    text = "".join(iter_text(path_or_dash, encoding, errors, newlines, info, on_warning))
+    return text, info

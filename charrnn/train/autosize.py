@@ -1,0 +1,133 @@
+"""`model: auto`: the model size a time budget can train best, chosen before training starts.
+
+The rule (derived from the sweeps in benchmarks/bench_quality.py; benchmarks/RESULTS.md,
+"Quality"):
+
+1. Throughput.  How many symbols a second each candidate size trains here is predicted from
+   its multiply-adds per symbol by the throughputs measured on one machine (``CALIBRATION``),
+   scaled by how fast this machine runs a small one-thread matrix-multiply probe now
+   against the probe on that machine (``probe``, NumPy, about 0.3 s, before TensorFlow
+   starts).  ``model.auto_throughput`` gives the symbols/s of the reference 2x256 LSTM
+   instead (no probe; what tests use).
+2. Size.  Each candidate of ``LADDER`` would see ``budget x throughput`` symbols.  Take the
+   largest whose budget gives it at least ``TOKENS_PER_PARAM`` symbols per weight: below
+   that a smaller network that sees more text wins in the same time.  Measured
+   (benchmarks/RESULTS.md, Quality): at 3 minutes the winners read 77-85 symbols per weight and the losers 18 or
+   fewer (tiny-shakespeare and C); at 10 minutes on a 6x faster machine a 2x256 LSTM that
+   read 43 per weight beat a 2x128.  Hence 30.
+3. Dropout from how hard the budget can overfit: ``exposure = epochs x parameters / train
+   symbols`` (how often the data is read, times the capacity to memorise it); none up to
+   ``DROPOUT_FROM``, then 0.1 per doubling, at most ``DROPOUT_MAX``.  Fitted to the 2x256
+   Shakespeare runs: 0.1 beat 0.25 at 2 epochs (exposure 1.7); 0.25-0.35 beat 0.1 at 25-36
+   epochs (exposure 22-31).
+
+The choice is printed with its reasons, written to ``model.json`` and config.yaml, and never
+made again on ``--resume``.  Without ``max_time`` there is no budget to plan, so ``auto``
+is refused.
+"""
+
+import math
+import time
+
+from charrnn.nn.cells import GATES
+
+# (layers, units), smallest first; embedding 64 up to 256 units, then 128.
+LADDER = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512), (3, 768)]
+REFERENCE = (2, 256)
+TOKENS_PER_PARAM = 30.0
+DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 2.0, 0.1, 0.5
+# Measured by `python benchmarks/bench_quality.py calibrate` (tiny-shakespeare, vocabulary 65,
+# batch 64 x 100): training multiply-adds per symbol -> symbols/s, and the probe's rate then.
+CALIBRATION = {
+    "machine": "2-vCPU AMD EPYC (AVX2, no AVX-512), 2026-11-26",
+    "probe": 1.336e10,
+    "table": [(0.32e6, 61014), (0.71e6, 36195), (2.61e6, 10659), (5.97e6, 6720),
+              (10.32e6, 3537), (16.61e6, 2057)],
+}
+
+
+def embedding_size(units):
+    return 64 if units <= 256 else 128
+
+
+def _kernel_weights(layers, units, cell):
+    """Input and recurrent kernel weights of the recurrent layers."""
+    inputs = embedding_size(units) + (layers - 1) * units
+    return GATES[cell] * units * (inputs + layers * units)
+
+
+def macs_per_symbol(layers, units, vocab, cell="lstm"):
+    """Multiply-adds one symbol costs in training (forward + backward = 3x forward)."""
+    return 3 * (_kernel_weights(layers, units, cell) + units * vocab)
+
+
+def params(layers, units, vocab, cell="lstm"):
+    """Weights of the model (Keras' GRU keeps an input and a recurrent bias)."""
+    biases = layers * GATES[cell] * units * (2 if cell == "gru" else 1)
+    return (vocab * embedding_size(units) + _kernel_weights(layers, units, cell) + biases
+            + units * vocab + vocab)
+
+
+def probe(seconds=0.3):
+    """Multiply-adds per second of LSTM-step-sized matmuls in NumPy, on this machine now.
+
+    The matmuls are small enough (4x512 by 512x128) for the BLAS to run each on one thread:
+    a multi-threaded probe read 10-20x slow whenever another process used the other core
+    (its threads wait for each other), and then chose the smallest model."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((256, 4, 512), dtype=np.float32)
+    b = rng.standard_normal((512, 128), dtype=np.float32)
+    n, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds or n < 10:
+        a @ b
+        n += 1
+    return n * a.size * b.shape[1] / elapsed
+
+
+def symbols_per_second(layers, units, vocab, cell, speed):
+    """Predicted training throughput, interpolated in log-log between the calibration
+    points (extrapolated along the end segments); ``speed``: this machine over that one."""
+    x = math.log(macs_per_symbol(layers, units, vocab, cell))
+    table = [(math.log(m), math.log(s)) for m, s in CALIBRATION["table"]]
+    i = min(max(1, sum(m < x for m, _ in table)), len(table) - 1)
+    (x0, y0), (x1, y1) = table[i - 1], table[i]
+    return speed * math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+
+
+def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=None):
+    """The model settings for a ``budget_s`` run on ``train_symbols`` of data:
+    {"num_layers", "rnn_size", "embedding_size", "dropout"} and a one-line reason."""
+    if throughput:  # symbols/s of the reference size: the speed it implies
+        ref = symbols_per_second(*REFERENCE, vocab, cell, 1.0)
+        speed, how = throughput / ref, f"given throughput {throughput:,.0f} symbols/s at 2x256"
+    else:
+        speed = probe() / CALIBRATION["probe"]
+        ref = symbols_per_second(*REFERENCE, vocab, cell, speed)
+        how = f"measured: about {ref:,.0f} symbols/s at 2x256 here"
+    best = None
+    for layers, units in LADDER:
+        seen = budget_s * symbols_per_second(layers, units, vocab, cell, speed)
+        n = params(layers, units, vocab, cell)
+        if best is None or seen / n >= TOKENS_PER_PARAM:
+            best = (layers, units, seen, n)
+    layers, units, seen, n = best
+    epochs = seen / max(1, train_symbols)
+    exposure = epochs * n / max(1, train_symbols)
+    dropout = 0.0
+    if exposure > DROPOUT_FROM:
+        dropout = min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * math.log2(exposure / DROPOUT_FROM))
+    dropout = round(dropout, 2)
+    chosen = {"num_layers": layers, "rnn_size": units, "embedding_size": embedding_size(units),
+              "dropout": dropout}
+    why = (f"the largest size with at least {TOKENS_PER_PARAM:g}" if seen / n >= TOKENS_PER_PARAM
+           else f"the smallest size; none reaches {TOKENS_PER_PARAM:g}")
+    reason = (f"model auto: {layers}x{units} {cell}, embedding {embedding_size(units)}, dropout "
+              f"{dropout:g} ({n:,} parameters): {budget_s / 60:g} min at about "
+              f"{seen / budget_s:,.0f} symbols/s reads {seen / 1e6:,.1f}M symbols, "
+              f"{seen / n:.0f} per parameter ({why}), {epochs:.1f} epochs of {train_symbols:,}, "
+              f"exposure {exposure:.1f} ({how})")
+    if log:
+        log(reason)
+    return chosen, reason

@@ -1,0 +1,162 @@
+"""Where a training run reports: metrics.jsonl, TensorBoard and the terminal.
+
+metrics.jsonl is part of the run (resume trims it to the checkpoint), so failing to
+write it stops the run like a failed checkpoint; TensorBoard is a view, so a failed
+write there warns once and turns it off for the rest of the run.
+"""
+
+import json
+import sys
+
+import numpy as np
+
+from charrnn.errors import first_line
+from charrnn.generate.choice import Options
+from charrnn.generate.sampler import Sampler, start_id
+from charrnn.nn.tensors import weights_from_model
+from charrnn.store.rundir import METRICS_FILE
+from charrnn.train.config import to_yaml
+
+
+class Sinks:
+    def __init__(self, tf, write_dir, logdir, config, step, total, log, on_write_error):
+        self.tf, self.log, self.on_write_error = tf, log, on_write_error
+        self.path = write_dir / METRICS_FILE
+        self.writer = None
+        self.metrics = None
+        try:
+            self.metrics = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            raise on_write_error("metrics", self.path, e) from None
+        try:
+            self.writer = tf.summary.create_file_writer(str(logdir))
+            if step == 0:
+                _write_hparams(tf, self.writer, config)
+        except (OSError, tf.errors.OpError) as e:
+            self._tensorboard_failed(e)
+        self.progress = _Progress(log, step, total)
+
+    def _tensorboard_failed(self, e):
+        self.log(f"Warning: cannot write TensorBoard logs ({first_line(e)}); "
+                 "TensorBoard is off for the rest of this run (metrics.jsonl goes on)")
+        self.writer = None
+
+    def record(self, record, sample=None):
+        try:
+            self.metrics.write(json.dumps(record) + "\n")
+            self.metrics.flush()
+        except OSError as e:
+            raise self.on_write_error("metrics", self.path, e) from None
+        if self.writer is not None:
+            try:
+                _summaries(self.tf, self.writer, record, sample)
+            except (OSError, self.tf.errors.OpError) as e:
+                self._tensorboard_failed(e)
+        self.progress.record(record)
+
+    def close(self):
+        self.progress.close()
+        for f in (self.metrics, self.writer):
+            try:
+                if f is not None:
+                    f.close()
+            except (OSError, self.tf.errors.OpError):
+                pass  # the run is ending anyway; the error was reported when it happened
+
+
+def preview(model, vocab, length, step):
+    """A short temperature-0.8 sample for TensorBoard, drawn with the sampler's own
+    counter-based RNG (seeded by the step), so it takes nothing from the training RNG."""
+    if length <= 0:
+        return None
+    with np.errstate(all="ignore"):  # a model about to diverge may overflow: still a preview
+        sampler = Sampler(weights_from_model(model), 1, Options(temperature=0.8, seed=step),
+                          start_id(vocab), engine="numpy")
+        return vocab.decode(sampler.generate(length)[0])
+
+
+def _write_hparams(tf, writer, config):
+    flat = {"data": config["data"]}
+    for section in ("model", "train"):
+        for k, v in config[section].items():
+            if isinstance(v, (bool, int, float, str)):
+                flat[f"{section}.{k}"] = v
+    with writer.as_default():
+        tf.summary.text("config", "```\n" + to_yaml(config) + "```", step=0)
+        try:
+            from tensorboard.plugins.hparams import api as hp
+
+            hp.hparams(flat)
+        except Exception:  # hparams plugin unavailable: the text summary above remains
+            pass
+
+
+def _summaries(tf, writer, record, sample):
+    step = record["step"]
+    with writer.as_default():
+        tf.summary.scalar("train/loss", record["loss"], step=step)
+        tf.summary.scalar("lr", record["lr"], step=step)
+        tf.summary.scalar("grad_norm", record["grad_norm"], step=step)
+        tf.summary.scalar("chars_per_s", record["chars_per_s"], step=step)
+        if "val_loss" in record:
+            tf.summary.scalar("val/loss", record["val_loss"], step=step)
+            tf.summary.scalar("val/bpc", record["val_bpc"], step=step)
+            if "val_bpc_char" in record:
+                tf.summary.scalar("val/bpc_char", record["val_bpc_char"], step=step)
+        if sample:
+            tf.summary.text("sample", sample, step=step)
+    writer.flush()
+
+
+class _Progress:
+    """tqdm bar on a terminal; otherwise a plain line per log/eval event."""
+
+    def __init__(self, log, step, total):
+        self.log = log
+        self.bar = None
+        self.total = None if total == float("inf") else int(total)
+        self.post = {}  # step loss, val loss, lr, chars/s shown beside the bar
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=step, unit="step", file=sys.stderr,
+                            dynamic_ncols=True, leave=True)
+        self.last = step
+
+    def update(self, step, loss, lr, total=None):
+        """``total``: the step the run now ends at, once a time budget has planned it."""
+        if total and total != self.total:
+            self.total = int(total)
+            if self.bar is not None:
+                self.bar.total = self.total
+        if self.bar is not None:
+            self.bar.update(step - self.last)
+            self.post.update(loss=f"{loss:.3f}", lr=f"{lr:.2e}")
+            self.bar.set_postfix(self.post, refresh=False)
+        self.last = step
+
+    def record(self, r):
+        total = f"/{self.total}" if self.total else ""
+        line = (f"step {r['step']}{total} epoch {r['epoch']:.2f} loss {r['loss']:.4f} "
+                f"lr {r['lr']:.2e} grad {r['grad_norm']:.2f} {r['chars_per_s']:,.0f} chars/s")
+        if "val_loss" in r:
+            line += f" | val {r['val_loss']:.4f} ({r['val_bpc']:.3f} bits)"
+        if self.bar is None:
+            self.log(line)
+            return
+        # On a terminal the bar carries the numbers; evaluations also leave a line above it.
+        if "val_loss" in r:
+            self.post["val"] = f"{r['val_loss']:.3f}"
+            self.bar.write(line, file=sys.stderr)
+        self.post["chars/s"] = f"{r['chars_per_s']:,.0f}"
+        self.bar.set_postfix(self.post)
+
+    def write(self, message):
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            self.log(message)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
