@@ -204,13 +204,19 @@ def _run_dir(run_dir):
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Generate N samples as one batch; each is printed whole, separated by --separator.")
 @click.option("--separator", default=None, help="Text between samples with --num-samples [default: a blank line, 16 dashes, a blank line].")
 @click.option("--stop", help="End a sample just after this string appears in the generated text (it is printed).")
+@click.option("--allow", help="Only these characters may be generated (a mask on the model's choices; with jamo, whole syllables). The prime is not checked.")
+@click.option("--require", help="Each sample must contain this string in its generated text: samples that do not are drawn again (rejection, up to --require-tries per sample); the samples come whole, at the end.")
+@click.option("--require-tries", type=click.IntRange(min=1), default=16, show_default=True, help="With --require: candidates drawn per sample before giving up with an error.")
+@click.option("--beam", type=click.IntRange(min=0), default=0, show_default=True, help="Beam search of this width for the most probable text of -n characters (never less probable than greedy's); ignores -t, --top-k, --top-p and --seed. 0: sample.")
+@click.option("--novelty", is_flag=True, help="After each sample, say on stderr the longest substring it shares with the run's training text (and where), and how much of it lies in shared runs of 20+ characters.")
 @click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
 @click.option("--no-prime-echo", is_flag=True, help="Do not print the prime before the generated text.")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error", show_default=True, help="Prime characters the model never saw: stop with an error naming them, or leave them out.")
 @click.option("--encoding", help="Encoding of --prime-file (default: detected).")
 @click.option("-i", "--interactive", is_flag=True, help="Write together with the model in the terminal: type text, let it write (Tab: -n characters, default 40; Ctrl-N: a line), see its top next symbols; the final text goes to stdout.")
 def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, num_samples,
-           separator, stop, checkpoint, no_prime_echo, unknown, encoding, interactive):
+           separator, stop, allow, require, require_tries, beam, novelty, checkpoint,
+           no_prime_echo, unknown, encoding, interactive):
     """Generate text from a trained run (default: the most recent under ./runs).
 
     Only the text goes to stdout, streamed as it is generated; Hangul jamo runs
@@ -220,10 +226,11 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     charrnn sample --prime "/* " -n 2000
     charrnn sample runs/shakespeare -t 0.7 --top-p 0.9 --seed 1 --stop $'\\n\\n'
     charrnn sample --num-samples 4 -n 200 | less
+    charrnn sample --beam 5 -n 80 --prime "HAMLET:" --allow "$(printf '%s' {a..z} ' .,')"
     """
     backend.one_blas_thread()  # first: NumPy streams while TensorFlow imports alongside
     from charrnn.generate.choice import Options
-    from charrnn.generate.write import SEPARATOR, write_samples
+    from charrnn.generate.write import SEPARATOR, Request, write_samples
     from charrnn.store.loader import load
 
     if prime and prime_file:
@@ -244,15 +251,38 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if interactive:
         _interactive(run_dir, loaded, options, prime, length, num_samples, stop)
         return
+    request = Request(prime, length, num_samples, options, stop, allow or None, require,
+                      require_tries, beam, not no_prime_echo, unknown)
+    index = None
+    if novelty:
+        from charrnn.analysis.novelty import index_for
+
+        index = index_for(loaded, on_info=info)  # before any text: a missing dataset stops here
     out = sys.stdout
-    write_samples(
-        out, loaded, prime=prime, length=length, num_samples=num_samples, options=options,
-        stop=stop, echo_prime=not no_prime_echo, unknown=unknown,
-        separator=SEPARATOR if separator is None else separator,
-        on_warning=warn)
+    texts = write_samples(out, loaded, request,
+                          separator=SEPARATOR if separator is None else separator, on_warning=warn)
     if out.isatty():
         out.write("\n")  # keep the shell prompt off the last line
         out.flush()
+    for i, text in enumerate(texts if index is not None else []):
+        _novelty_line(i, index.report(_generated(loaded, request, text)))
+
+
+def _generated(loaded, request, text):
+    """What a sample generated, without its echoed prime."""
+    from charrnn.generate.write import echoed_prime
+
+    return text[len(echoed_prime(loaded.vocab, request)):]
+
+
+def _novelty_line(i, r):
+    if not r["longest"]:
+        info(f"Novelty, sample {i + 1}: shares no character with the training text")
+        return
+    info(f"Novelty, sample {i + 1}: longest shared substring {r['longest']} characters, at "
+         f"line {r['line']}, column {r['column']} of the training text: {r['longest_text'][:60]!r}"
+         f"{'...' if r['longest'] > 60 else ''}; {r['copied_20']:.1%} of its {r['chars']} "
+         "characters lie in shared runs of 20 or more")
 
 
 def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):

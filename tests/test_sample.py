@@ -14,6 +14,7 @@ import pytest
 from charrnn.generate import choice, sampler, write
 from charrnn.generate.choice import Options
 from charrnn.generate.sampler import Sampler
+from charrnn.generate.textstream import TextStream
 from charrnn.generate.xla_engine import XLAEngine
 from charrnn.nn import step as M
 from charrnn.nn.tensors import weights_from_model
@@ -311,9 +312,9 @@ def test_stream_never_prints_half_a_syllable(korean_run):
     leading = [i for i in jamo if vocab.symbols[i] <= "\u1112"]
     # real text, then jamo sequences no syllable is made of (a model may invent them)
     ids = list(vocab.encode("대한민국은 민주공화국이다.")) + jamo[::-1] + leading * 2 + jamo
-    one_go = write._Stream(vocab, 10_000, None)
+    one_go = TextStream(vocab, 10_000, None)
     one_go.feed(ids)
-    pieces = write._Stream(vocab, 10_000, None)
+    pieces = TextStream(vocab, 10_000, None)
     printed = []
     for i in ids:
         pieces.feed([i])

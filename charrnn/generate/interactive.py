@@ -23,7 +23,10 @@ from dataclasses import replace
 import numpy as np
 
 from charrnn.errors import CharrnnError
+from charrnn.generate.beam import beam_search
+from charrnn.generate.constraints import Allowed
 from charrnn.generate.numpy_engine import NumpyEngine
+from charrnn.generate.textstream import TextStream
 from charrnn.nn.step import cell_step, NumpyOps
 from charrnn.generate.choice import Options
 from charrnn.generate.sampler import start_id
@@ -31,7 +34,8 @@ from charrnn.generate.sampler import start_id
 TAB, NEXT_LINE, UNDO, UNDO2, RESET, QUIT, ESC = "\t", "\x0e", "\x7f", "\x08", "\x12", "\x04", "\x1b"
 KEYS = "Tab write k · ^N write a line · ⌫ undo · ^R reset · Esc :command · ^D done"
 COMMANDS = ("commands: t T (temperature), top-k K, top-p P, k K (chars per Tab), seed S, "
-            "n N (candidates shown), q (done)")
+            "n N (candidates shown), allow CHARS (only these; none: all), beam N (Tab writes "
+            "the most probable text; 0: sample), q (done)")
 MAX_LINE = 2000  # Ctrl-N stops after this many symbols without a newline
 
 
@@ -44,8 +48,19 @@ class Session:
         self.k, self.top = int(k), int(top)
         self.start = start_id(vocab)  # the text starts after a newline, like an unprimed sample
         self.history = []
+        self.allowed, self.beam = None, 0
         self._set_empty()
-        self._engine = NumpyEngine(weights, options, 1)
+        self._engine = self._new_engine()
+
+    def _new_engine(self):
+        """The NumPy engine for the options and --allow, its automaton at the text's end."""
+        engine = NumpyEngine(self.w, self.opt, 1, allowed=self.allowed)
+        if self.allowed is not None:
+            state = self.allowed.start(1)
+            for i in self.ids:
+                state = self.allowed.advance(state, np.array([i]))
+            engine.allowed_state = state
+        return engine
 
     def _set_empty(self):
         self.ids = []
@@ -110,6 +125,13 @@ class Session:
         syllable counts once)."""
         k = self.k if k is None else k
         self._save()
+        if self.beam:
+            stream = TextStream(self.vocab, k, None)
+            stream.decoder.feed(np.array(self.ids, np.int32))
+            best = beam_search(self.w, stream, [self.start, *self.ids], self.start, k,
+                               self.beam, self.allowed)
+            self._run(np.array(best.ids, np.int32))
+            return
         if not self.vocab.jamo:
             self._run(np.full(k, -1))
             return
@@ -130,6 +152,7 @@ class Session:
     def undo(self):
         if self.history:
             self.ids, self.tok, self.states, self.t = self.history.pop()
+            self._engine = self._new_engine()
             return True
         return False
 
@@ -137,6 +160,7 @@ class Session:
         if self.ids:
             self._save()
             self._set_empty()
+            self._engine = self._new_engine()
 
     def command(self, line):
         """A `:` command; returns a message for the status line."""
@@ -146,9 +170,11 @@ class Session:
         name, args = words[0].lower(), words[1:]
         if name in ("q", "quit"):
             raise _Done
+        if name == "allow":
+            return self._allow(line.strip().lstrip(":")[len(words[0]):].strip())
         names = {"t": "temperature", "temp": "temperature", "temperature": "temperature",
                  "top-k": "top_k", "topk": "top_k", "top-p": "top_p", "topp": "top_p",
-                 "seed": "seed", "k": "k", "n": "top"}
+                 "seed": "seed", "k": "k", "n": "top", "beam": "beam"}
         if name not in names or len(args) != 1:
             return f"unknown command {line.strip()!r}; {COMMANDS}"
         field = names[name]
@@ -156,9 +182,9 @@ class Session:
             value = float(args[0]) if field in ("temperature", "top_p") else int(args[0])
         except ValueError:
             return f"{name} needs a number, e.g. {name} {'0.8' if field in ('temperature', 'top_p') else '5'}"
-        if field in ("k", "top"):
-            if value < 1:
-                return f"{name} must be at least 1"
+        if field in ("k", "top", "beam"):
+            if value < (0 if field == "beam" else 1):
+                return f"{name} must be at least {0 if field == 'beam' else 1}"
             setattr(self, field, value)
         else:
             opt = replace(self.opt, **{field: value})
@@ -167,12 +193,21 @@ class Session:
             except CharrnnError as e:
                 return str(e).replace("--", "").replace("_", "-")
             self.opt = opt
-            self._engine = NumpyEngine(self.w, opt, 1)
+            self._engine = self._new_engine()
         return f"{_PRETTY[field]} {value:g}"
+
+    def _allow(self, chars):
+        """`:allow CHARS`: only these characters from now on; `:allow` alone: all."""
+        try:
+            self.allowed = Allowed(self.vocab, chars) if chars else None
+        except CharrnnError as e:
+            return str(e).replace("--allow", "allow")
+        self._engine = self._new_engine()
+        return f"allowed: {chars}" if chars else "all characters allowed"
 
 
 _PRETTY = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "seed": "seed",
-           "k": "k", "top": "candidates shown"}
+           "k": "k", "top": "candidates shown", "beam": "beam"}
 
 
 class _Done(Exception):

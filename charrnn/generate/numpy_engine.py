@@ -18,15 +18,20 @@ class NumpyEngine:
     """The step loop in NumPy, tuned for small batches: at batch 1 a step costs its
     number of NumPy calls, not its arithmetic, so LSTM layers run a fused step on
     preallocated buffers (``_FusedLSTM``) and plain temperature sampling skips the
-    generic ``choose``.  GRU and simple RNN layers use the shared ``cell_step``."""
+    generic ``choose``.  GRU and simple RNN layers use the shared ``cell_step``.
 
-    def __init__(self, w: Weights, opt: Options, batch: int):
-        self.w, self.opt = w, opt
+    ``first_lane``: the sample index of row 0 (the uniforms of row b are those of sample
+    first_lane + b); ``allowed``: a charrnn.generate.constraints.Allowed, whose automaton
+    state per row this engine carries from call to call."""
+
+    def __init__(self, w: Weights, opt: Options, batch: int, first_lane=0, allowed=None):
+        self.w, self.opt, self.allowed = w, opt, allowed
         self.mix = int(seed_mix(opt.seed))
-        self.lanes = np.arange(batch, dtype=np.uint32)
+        self.lanes = np.arange(first_lane, first_lane + batch, dtype=np.uint32)
         self.fused = _FusedLSTM(w, batch) if w.cell == "lstm" else None
         self.plain = opt.temperature > 0 and not opt.top_k and opt.top_p >= 1
         self.cdf = np.empty((batch, w.vocab_size), np.float32)
+        self.allowed_state = allowed.start(batch) if allowed is not None else None
 
     def run(self, tok, states, t0, forced):
         """Run ``forced.shape[1]`` steps; forced[b, i] >= 0 replaces the sampled id."""
@@ -34,7 +39,8 @@ class NumpyEngine:
         if fused is not None:
             fused.load(states)
         with np.errstate(over="ignore", under="ignore"):
-            if fused is not None and self.plain and len(self.lanes) == 1:
+            if (fused is not None and self.plain and self.allowed is None
+                    and self.lanes.tolist() == [0]):
                 out, tok = self._run_one(int(tok[0]), t0, forced[0])
             else:
                 out, tok, states = self._run_batch(np.array(tok, np.int32), states, t0, forced)
@@ -50,10 +56,14 @@ class NumpyEngine:
                 logits = fused.step(tok)
             else:
                 logits, states = cell_step(ops, w, tok, states)
+            if self.allowed is not None:
+                logits = self.allowed.mask(logits, self.allowed_state)
             u = _uniform_np(self.mix, t0 + i, self.lanes)
             choice = self._sample(logits, u) if self.plain else choose(ops, opt, logits, u)
             f = forced[:, i]
             tok = np.where(f >= 0, f, choice).astype(np.int32)
+            if self.allowed is not None:
+                self.allowed_state = self.allowed.advance(self.allowed_state, tok)
             out[:, i] = tok
         return out, tok, states
 
@@ -94,7 +104,8 @@ def _uniform_np(mix, t, lanes):
     """``uniform`` for NumPy with the per-step part in Python integers (one step)."""
     h = _hash_int((t & 0xFFFFFFFF) ^ mix)
     if len(lanes) == 1:
-        return np.array([(_hash_int(h) >> 8) * (1.0 / (1 << 24))], np.float32)
+        x = _hash_int((h + int(lanes[0]) * 0x9E3779B9) & 0xFFFFFFFF)
+        return np.array([(x >> 8) * (1.0 / (1 << 24))], np.float32)
     x = hash_u32(NumpyOps, np.uint32(h) + lanes * np.uint32(0x9E3779B9))
     return (x >> 8).astype(np.float32) * np.float32(1.0 / (1 << 24))
 

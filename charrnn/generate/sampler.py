@@ -18,6 +18,7 @@ from charrnn import backend
 from charrnn.generate.choice import Options
 from charrnn.generate.numpy_engine import NumpyEngine
 from charrnn.generate.xla_engine import CHUNK, XLAEngine
+from charrnn.generate.xla_process import XLAProcess
 from charrnn.nn.step import Weights
 
 NUMPY_STEPS_ENV = "CHARRNN_TEST_NUMPY_STEPS"  # test hook: NumPy's share of the steps
@@ -55,12 +56,18 @@ class Sampler:
 
     ``engine``: "auto" (NumPy for the first ``numpy_steps`` steps, then XLA in a child
     process), "numpy" or "xla" (in this process).  Call ``close()`` when done.
+
+    ``first_lane``: row b draws the random numbers of sample first_lane + b (so a sample
+    is the same whatever batch it is generated in).  ``allowed``: a
+    charrnn.generate.constraints.Allowed; constrained sampling runs on the NumPy engine.
     """
 
     def __init__(self, weights: Weights, batch=1, options=Options(), start_id=0,
-                 engine="auto", numpy_steps=None):
+                 engine="auto", numpy_steps=None, first_lane=0, allowed=None):
         options.check()
         self.w, self.opt, self.batch = weights, options, int(batch)
+        self.first_lane = int(first_lane)
+        engine = "numpy" if allowed is not None else engine
         self.engine = engine
         self.t = 0
         self.tok = np.full(self.batch, start_id, np.int32)
@@ -72,22 +79,22 @@ class Sampler:
             hook = os.environ.get(NUMPY_STEPS_ENV)
             numpy_steps = int(hook) if hook else numpy_steps_for(weights, self.batch)
         self.numpy_steps = {"auto": numpy_steps, "numpy": float("inf"), "xla": 0}[engine]
-        self._np = NumpyEngine(weights, options, self.batch) if engine != "xla" else None
+        self._np = (NumpyEngine(weights, options, self.batch, self.first_lane, allowed)
+                    if engine != "xla" else None)
         self._xla = None
 
     def start_compiling(self):
         """Start TensorFlow's import and the compile (a child process in "auto" mode)."""
         if self._xla is None and self.engine == "auto":
-            from charrnn.generate.xla_process import XLAProcess
-
-            self._xla = XLAProcess(self.w, self.opt, self.batch, verbose=backend.is_verbose())
+            self._xla = XLAProcess(self.w, self.opt, self.batch, self.first_lane,
+                                   verbose=backend.is_verbose())
 
     def _xla_engine(self):
         if self._xla is None:
             if self.engine == "auto":
                 self.start_compiling()
             else:
-                self._xla = XLAEngine(self.w, self.opt, self.batch)
+                self._xla = XLAEngine(self.w, self.opt, self.batch, self.first_lane)
         return self._xla
 
     def close(self):
@@ -104,6 +111,8 @@ class Sampler:
         if not self.primed and len(self.pending) == 0 and self.t == 0:
             # The first prime symbol replaces the start symbol as the first input.
             self.tok[:] = ids[0]
+            if self._np is not None and self._np.allowed is not None:
+                self._np.allowed_state = self._np.allowed.advance(self._np.allowed_state, self.tok)
             ids = ids[1:]
         self.primed = True
         self.pending = np.concatenate([self.pending, ids])
@@ -122,9 +131,9 @@ class Sampler:
             else:
                 # The child process runs any number of steps per call; in this process
                 # one call is at most CHUNK steps (the compiled buffer size).
-                left = forced.shape[1] - i
-                m = left if self.engine == "auto" else min(left, CHUNK)
                 engine = self._xla_engine()
+                left = forced.shape[1] - i
+                m = left if isinstance(engine, XLAProcess) else min(left, CHUNK)
             out, self.tok, self.states = engine.run(self.tok, self.states, self.t,
                                                     forced[:, i:i + m])
             if isinstance(engine, XLAEngine):

@@ -1,112 +1,216 @@
-"""Text out: samples written as they are generated, recomposed, cut at a length or a stop."""
+"""Text out: a request's samples as they are generated, for `sample`, `-i` and `serve`.
+
+``samples(loaded, request)`` is a generator of ``(sample index, text)`` pieces in the
+order they are printed -- sample 0 whole, then sample 1, ... -- and of ``None`` where it
+only hands back control (a server interleaves many requests so); its return value is
+the list of sample texts.  `charrnn sample` writes the pieces to stdout
+(``write_samples``); `charrnn serve` streams them.  Either way the same seed and
+options give the same text.
+
+What can stream: plain sampling, --allow and --stop.  --beam (the best text is known
+only at the end) and --require (rejection: a sample is kept only once it contains the
+string) come whole, at the end.
+"""
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from charrnn.errors import CharrnnError
+from charrnn.generate.beam import beam_search
 from charrnn.generate.choice import Options
+from charrnn.generate.constraints import Allowed
 from charrnn.generate.sampler import CHUNK, Sampler, start_id
+from charrnn.generate.textstream import TextStream
 
 SEPARATOR = "\n\n----------------\n\n"
+REQUIRE_TRIES = 16  # --require: candidates per sample before giving up
 
 
-class _Stream:
-    """One sample's text: recomposed as it streams, cut at ``length`` characters or
-    just after the stop string."""
+@dataclass(frozen=True)
+class Request:
+    """What to generate: `charrnn sample`'s options (and serve's request body)."""
+    prime: str = ""
+    length: int = 1000
+    num_samples: int = 1
+    options: Options = Options()
+    stop: str = None
+    allow: str = None           # only these characters may be emitted
+    require: str = None         # each sample must contain this (rejection)
+    require_tries: int = REQUIRE_TRIES
+    beam: int = 0               # beam width; 0: sample
+    echo_prime: bool = True
+    unknown: str = "error"      # prime characters outside the vocabulary: error or skip
 
-    def __init__(self, vocab, length, stop):
-        self.decoder = vocab.stream_decoder()
-        self.left, self.stop = length, stop or None
-        self.tail = ""       # the last len(stop) - 1 characters, to find a stop across chunks
-        self.pending = ""    # text not yet written to the output
-        self.done = length <= 0
+    def check(self):
+        self.options.check()
+        if self.unknown not in ("error", "skip"):
+            raise CharrnnError("--unknown must be error or skip")
+        if self.beam < 0 or self.require_tries < 1 or self.length < 0 or self.num_samples < 1:
+            raise CharrnnError("--beam, --length and --require-tries must not be negative, "
+                               "--num-samples at least 1")
+        if self.beam and (self.require or self.num_samples != 1):
+            raise CharrnnError("--beam gives the one most probable text: it goes with neither "
+                               "--require nor --num-samples")
+        if self.require == "":
+            raise CharrnnError("--require needs a non-empty string")
 
-    def feed(self, ids):
-        if self.done:
-            return
-        text = self.decoder.feed(ids)
-        if self.stop:
-            hay = self.tail + text
-            at = hay.find(self.stop)
-            if at >= 0:
-                text = text[:max(0, at + len(self.stop) - len(self.tail))]
-                self.done = True
-            self.tail = hay[-(len(self.stop) - 1):] if len(self.stop) > 1 else ""
-        if len(text) >= self.left:
-            text, self.done = text[:self.left], True
-        self.left -= len(text)
-        self.pending += text
-
-    def take(self):
-        text, self.pending = self.pending, ""
-        return text
+    @property
+    def streams(self) -> bool:
+        return not (self.beam or self.require)
 
 
-def write_samples(out, loaded, prime="", length=1000, num_samples=1,
-                  options=Options(), stop=None, echo_prime=True, unknown="error",
-                  separator=SEPARATOR, engine="auto", numpy_steps=None, on_warning=None):
-    """Generate ``num_samples`` samples of ``length`` characters after ``prime`` and
-    write them to the text stream ``out`` as they come, flushing every chunk.
-
-    The first sample streams live; the others (generated in the same batch) follow
-    it, each preceded by ``separator``.  Returns the list of sample texts.
-    """
+def samples(loaded, request: Request, engine="auto", numpy_steps=None, on_warning=None,
+            chunk_seconds=0.1):
+    """The generator described in the module doc."""
+    request.check()
     vocab = loaded.vocab
-    if unknown not in ("error", "skip"):
-        raise CharrnnError("--unknown must be error or skip")
-    ids = vocab.encode(prime, unknown=unknown) if prime else np.zeros(0, np.int32)
-    if prime and len(ids) == 0 and on_warning:
+    ids = vocab.encode(request.prime, unknown=request.unknown) if request.prime \
+        else np.zeros(0, np.int32)
+    if request.prime and len(ids) == 0 and on_warning:
         on_warning("no character of the prime is in the vocabulary; sampling without a prime")
-    sampler = Sampler(loaded.weights, num_samples, options, start_id=start_id(vocab),
-                      engine=engine, numpy_steps=numpy_steps)
+    allowed = Allowed(vocab, request.allow) if request.allow else None
+    if request.beam:
+        return (yield from _beam(loaded, request, ids, allowed))
+    run = dict(engine=engine, numpy_steps=numpy_steps, chunk_seconds=chunk_seconds)
+    if request.require:
+        return (yield from _required(loaded, request, ids, allowed, run))
+    return (yield from _sampled(loaded, request, ids, allowed, 0, request.num_samples, run))
+
+
+def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
+    """Samples first_lane .. first_lane + batch - 1, streamed in order."""
+    vocab = loaded.vocab
+    sampler = Sampler(loaded.weights, batch, request.options, start_id=start_id(vocab),
+                      engine=run["engine"], numpy_steps=run["numpy_steps"],
+                      first_lane=first_lane, allowed=allowed)
     sampler.prime(ids)
     per_char = loaded.symbols_per_char if vocab.jamo else 1.0
     # Will NumPy's share of the steps run out?  Then TensorFlow imports and compiles
     # in a child process from the start, on the other core.
     # (The jamo per character is the corpus' average: allow 20% more.)
-    if len(ids) + length * per_char * (1.2 if vocab.jamo else 1) + 16 > sampler.numpy_steps:
+    if len(ids) + request.length * per_char * (1.2 if vocab.jamo else 1) + 16 > sampler.numpy_steps:
         sampler.start_compiling()
     try:
-        return _stream_out(out, sampler, vocab, ids, length, num_samples, stop, echo_prime,
-                      separator, per_char)
+        streams = [TextStream(vocab, request.length, request.stop) for _ in range(batch)]
+        shown_prime = ""
+        if request.echo_prime:
+            # The prime goes through each sample's decoder, so a final syllable the model
+            # completes (prime "하", model "ᆫ") prints as the one syllable "한".
+            for s in streams:
+                shown_prime = s.decoder.feed(ids)
+        texts, current = [""] * batch, 0
+        yield 0, shown_prime
+        n = 32  # a small first chunk: the first characters come at once
+        while True:
+            # Hand over what the current sample has; move on to the next when it is finished.
+            while True:
+                piece = streams[current].take()
+                texts[current] += piece
+                if piece:
+                    yield current, piece
+                if not streams[current].done or current + 1 == batch:
+                    break
+                current += 1
+                yield current, shown_prime
+            if all(s.done for s in streams):
+                break
+            most_left = max(s.left for s in streams if not s.done)
+            ask = max(1, min(n, int(most_left * per_char) + 1))
+            t = time.perf_counter()
+            chunk = sampler.generate(ask)
+            for s, row in zip(streams, chunk):
+                s.feed(row)
+            # Aim for chunk_seconds per chunk: smooth streaming at any model size.
+            took = time.perf_counter() - t
+            n = max(16, min(CHUNK * 4, int(ask * run["chunk_seconds"] / max(took, 1e-4))))
+            yield None
+        return [shown_prime + t for t in texts]
     finally:
         sampler.close()
 
 
-def _stream_out(out, sampler, vocab, ids, length, num_samples, stop, echo_prime, separator, per_char):
-    streams = [_Stream(vocab, length, stop) for _ in range(num_samples)]
-    shown_prime = ""
-    if echo_prime:
-        # The prime goes through each sample's decoder, so a final syllable the model
-        # completes (prime "하", model "ᆫ") prints as the one syllable "한".
-        for s in streams:
-            shown_prime = s.decoder.feed(ids)
-    texts = [""] * num_samples
-    current = 0
-    out.write(shown_prime)
-    out.flush()
-    n = 32  # a small first chunk: the first characters come at once
+def _required(loaded, request, ids, allowed, run):
+    """--require by rejection: candidates are samples num_samples, num_samples + 1, ...
+    (each with its own random numbers), tried in order; the first ones whose generated
+    text contains the string are the samples."""
+    want, tries = request.num_samples, request.require_tries * request.num_samples
+    shown = echoed_prime(loaded.vocab, request)
+    kept, lane = [], 0
+    while len(kept) < want and lane < tries:
+        batch = min(want - len(kept), tries - lane)
+        found = yield from _quiet(_sampled(loaded, request, ids, allowed, lane, batch, run))
+        kept += [t for t in found if request.require in t[len(shown):]]
+        lane += batch
+    if len(kept) < want:
+        raise CharrnnError(f"only {len(kept)} of {want} sample(s) contained {request.require!r} "
+                           f"after {tries} tries; raise --require-tries, generate more "
+                           "characters (-n), or put it in the prime")
+    for i, text in enumerate(kept[:want]):
+        yield i, text
+    return kept[:want]
+
+
+def echoed_prime(vocab, request) -> str:
+    """The text a sample starts with: the prime as echoed (without a final syllable that
+    the model may still complete), or "" with echo off."""
+    if not (request.echo_prime and request.prime):
+        return ""
+    return vocab.stream_decoder().feed(vocab.encode(request.prime, unknown=request.unknown))
+
+
+def _quiet(gen):
+    """Run a sample generator handing back control only (its pieces are not for output);
+    returns what it returns."""
     while True:
-        # Write what the current sample has; move on to the next when it is finished.
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield None
+
+
+def _beam(loaded, request, ids, allowed):
+    vocab = loaded.vocab
+    stream = TextStream(vocab, request.length, request.stop)
+    shown_prime = stream.decoder.feed(ids) if request.echo_prime else ""
+    yield None
+    best = beam_search(loaded.weights, stream, ids, start_id(vocab), request.length,
+                       request.beam, allowed)
+    text = shown_prime + best.text
+    yield 0, text
+    return [text]
+
+
+def run_to_end(gen):
+    """Drive a ``samples`` generator to its end: (pieces in order, return value)."""
+    pieces = []
+    try:
         while True:
-            piece = streams[current].take()
-            texts[current] += piece
+            event = next(gen)
+            if event is not None:
+                pieces.append(event)
+    except StopIteration as stop:
+        return pieces, stop.value
+
+
+def write_samples(out, loaded, request: Request, separator=SEPARATOR, engine="auto",
+                  numpy_steps=None, on_warning=None):
+    """Generate the request's samples and write them to the text stream ``out`` as they
+    come, each after the first preceded by ``separator``; returns the sample texts."""
+    gen = samples(loaded, request, engine=engine, numpy_steps=numpy_steps, on_warning=on_warning)
+    last = 0
+    try:
+        while True:
+            event = next(gen)
+            if event is None:
+                continue
+            index, piece = event
+            if index != last:
+                out.write(separator)
+                last = index
             out.write(piece)
-            if not streams[current].done or current + 1 == num_samples:
-                break
-            current += 1
-            out.write(separator + shown_prime)
-        out.flush()
-        if all(s.done for s in streams):
-            break
-        most_left = max(s.left for s in streams if not s.done)
-        ask = max(1, min(n, int(most_left * per_char) + 1))
-        t = time.perf_counter()
-        chunk = sampler.generate(ask)
-        for s, row in zip(streams, chunk):
-            s.feed(row)
-        # Aim for ~0.1 s per chunk: smooth streaming at any model size.
-        took = time.perf_counter() - t
-        n = max(16, min(CHUNK * 4, int(ask * 0.1 / max(took, 1e-4))))
-    return [shown_prime + t for t in texts]
+            out.flush()
+    except StopIteration as stop:
+        return stop.value

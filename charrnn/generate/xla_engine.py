@@ -21,7 +21,7 @@ CHUNK = 1024          # most steps one XLA call runs (the compiled buffer size)
 class XLAEngine:
     """The same loop as one XLA-compiled tf.while_loop over up to CHUNK steps."""
 
-    def __init__(self, w: Weights, opt: Options, batch: int):
+    def __init__(self, w: Weights, opt: Options, batch: int, first_lane=0):
         tf, ops = tf_ops()
         self.tf = tf
         # Weights are arguments, not captured constants: XLA compiles faster.  Layers
@@ -30,7 +30,7 @@ class XLAEngine:
         arrays = {k: v for k, v in named.items()
                   if not (k.endswith(("/W", "/U")) and k[:-1] + "WU" in named)}
         self.arrays = {k: tf.constant(v) for k, v in arrays.items()}
-        lanes = tf.constant(np.arange(batch, dtype=np.uint32))
+        lanes = tf.constant(np.arange(first_lane, first_lane + batch, dtype=np.uint32))
         mix = tf.constant(seed_mix(opt.seed), tf.uint32)
 
         # autograph=False: the loop is an explicit tf.while_loop and every Python `if`

@@ -10,7 +10,7 @@ compile cache in the user's cache directory.
 
 Protocol (pipes, no pickle): a message is one JSON line, then the raw bytes of the
 arrays it lists as [dtype, shape] (float32 or int32 only).
-  parent -> child: {"op": "init", "cell", "names", "batch", "options"} + weights
+  parent -> child: {"op": "init", "cell", "names", "batch", "first_lane", "options"} + weights
                    {"op": "run", "t0", "sync"} + forced ids [+ tok, states if sync]
   child -> parent: {"ready": true} | {"error": "..."} | {"op": "out"} + ids
 The child holds the recurrent state between runs; "sync" hands it over once.
@@ -106,7 +106,8 @@ def _child():
         import tensorflow  # noqa: F401  (alone: charrnn.backend would add Keras)
 
         weights = Weights.from_arrays(header["cell"], dict(zip(header["names"], arrays)))
-        engine = XLAEngine(weights, Options(**header["options"]), header["batch"])
+        engine = XLAEngine(weights, Options(**header["options"]), header["batch"],
+                           header["first_lane"])
         engine.warm_up()
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
         _send(out, {"error": f"{type(e).__name__}: {e}"})
@@ -137,7 +138,7 @@ class XLAProcess:
     """The parent's end: ``run(tok, states, t0, forced)`` like the in-process engines,
     returning (ids, last ids, None) -- the state stays in the child."""
 
-    def __init__(self, weights, options, batch, verbose=False):
+    def __init__(self, weights, options, batch, first_lane=0, verbose=False):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "charrnn.generate.xla_process"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=None if verbose else subprocess.DEVNULL,
@@ -145,7 +146,7 @@ class XLAProcess:
         named = weights.arrays()
         names, arrays = list(named), list(named.values())
         init = {"op": "init", "cell": weights.cell, "names": names, "batch": int(batch),
-                "options": asdict(options)}
+                "first_lane": int(first_lane), "options": asdict(options)}
         # Weights can be megabytes: write them while this process gets on with NumPy.
         self._writer = threading.Thread(target=self._write_init, args=(init, arrays), daemon=True)
         self._writer.start()
