@@ -13,7 +13,8 @@ The package in layers; a module imports only from lower layers and its own subpa
     4  generate/  choice (temperature/top-k/top-p), numpy_engine, xla_engine,
                   xla_process, sampler, write, interactive
     5  train/, analysis/, export/      what each command does
-    6  cli (the Click layer); runs, data, scoring: the Python API's names, re-exported
+    6  serve/     the HTTP server (app, engine, request checks, run)
+    7  cli (the Click layer); runs, data, scoring: the Python API's names, re-exported
 
 Read first: cli.py, then store/loader.py, nn/step.py, generate/sampler.py, train/loop.py.
 """

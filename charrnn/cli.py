@@ -255,7 +255,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
                       require_tries, beam, not no_prime_echo, unknown)
     index = None
     if novelty:
-        from charrnn.analysis.novelty import index_for
+        from charrnn.analysis.novelty import describe, index_for
 
         index = index_for(loaded, on_info=info)  # before any text: a missing dataset stops here
     out = sys.stdout
@@ -265,7 +265,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
         out.write("\n")  # keep the shell prompt off the last line
         out.flush()
     for i, text in enumerate(texts if index is not None else []):
-        _novelty_line(i, index.report(_generated(loaded, request, text)))
+        info(describe(i, index.report(_generated(loaded, request, text))))
 
 
 def _generated(loaded, request, text):
@@ -273,16 +273,6 @@ def _generated(loaded, request, text):
     from charrnn.generate.write import echoed_prime
 
     return text[len(echoed_prime(loaded.vocab, request)):]
-
-
-def _novelty_line(i, r):
-    if not r["longest"]:
-        info(f"Novelty, sample {i + 1}: shares no character with the training text")
-        return
-    info(f"Novelty, sample {i + 1}: longest shared substring {r['longest']} characters, at "
-         f"line {r['line']}, column {r['column']} of the training text: {r['longest_text'][:60]!r}"
-         f"{'...' if r['longest'] > 60 else ''}; {r['copied_20']:.1%} of its {r['chars']} "
-         "characters lie in shared runs of 20 or more")
 
 
 def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
@@ -455,6 +445,34 @@ def visualize(run_dir, text_file, out, max_chars, as_json, checkpoint, units, al
         click.echo(body)
     else:
         info(f"Wrote {out} ({_size(len(body.encode('utf-8')))})")
+
+
+@cli.command()
+@click.argument("run_dir", required=False, type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; the default serves this machine only, 0.0.0.0 every interface (other machines too).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free one, said at start).")
+@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best, latest, or a checkpoint path; POST /v1/reload loads it again (latest: the newest of a run still training).")
+@click.option("--max-streams", type=click.IntRange(min=1), default=16, show_default=True, help="Requests generating at once; more get 503.")
+@click.option("--max-chars", type=click.IntRange(min=1), default=10_000, show_default=True, help="Largest n a request may ask for.")
+@click.option("--max-body", type=click.IntRange(min=64), default=65_536, show_default=True, help="Largest request body, bytes (413 above).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds a request may take (504 after).")
+def serve(run_dir, host, port, checkpoint, max_streams, max_chars, max_body, timeout):
+    """Serve a model (a run directory or .safetensors file) over HTTP/JSON.
+
+    POST /v1/generate takes `charrnn sample`'s options (stream: true for server-sent
+    events), POST /v1/score a text; GET /v1/model and /healthz describe it.
+
+    \b
+    charrnn serve runs/shakespeare --port 8000
+    curl -s localhost:8000/v1/generate -H 'Content-Type: application/json' -d '{"prime": "HAMLET:", "n": 200, "seed": 1}'
+    """
+    backend.one_blas_thread()  # first: the engine steps models one symbol at a time
+    from charrnn.serve.run import serve as run_server
+
+    run_server(_run_dir(run_dir), host=host, port=port, checkpoint=checkpoint,
+               max_streams=max_streams, max_chars=max_chars, max_body=max_body, timeout=timeout,
+               verbose=bool(click.get_current_context().find_root().params.get("verbose")),
+               on_info=info, on_warning=warn)
 
 
 def main(argv=None) -> int:

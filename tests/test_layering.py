@@ -7,10 +7,11 @@ closes a circle -- module-level imports and those inside functions alike.
     layer 3  store       datasets, run directories, checkpoints, weights file, the one loader
     layer 4  generate    symbol choice, NumPy / XLA engines, sampler, text out, -i
     layer 5  train, analysis, export   (the commands' libraries; siblings)
-    layer 6  cli, and the Python API's re-exports charrnn.runs, .data, .scoring
+    layer 6  serve       the HTTP server: generation and scoring for other programs
+    layer 7  cli, and the Python API's re-exports charrnn.runs, .data, .scoring
 
 A module may import any lower layer and its own subpackage; the loose modules of layers
-0 and 6 may import each other (no circles).  Layer 5's siblings may not, but for one:
+0 and 7 may import each other (no circles).  Layer 5's siblings may not, but for one:
 train -> analysis (validation scores with the one scoring definition).
 """
 
@@ -22,11 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent / "charrnn"
 LAYERS = {
     "charrnn": 0, "errors": 0, "backend": 0, "atomic": 0, "web": 0,
     "text": 1, "nn": 2, "store": 3, "generate": 4,
-    "train": 5, "analysis": 5, "export": 5,
-    "cli": 6, "__main__": 6, "runs": 6, "data": 6, "scoring": 6,
+    "train": 5, "analysis": 5, "export": 5, "serve": 6,
+    "cli": 7, "__main__": 7, "runs": 7, "data": 7, "scoring": 7,
 }
 SIDEWAYS = {("train", "analysis")}
-LOOSE = (0, 6)  # layers of single modules, not subpackages
+LOOSE = (0, 7)  # layers of single modules, not subpackages
 
 
 def module_name(path: Path, root: Path) -> str:

@@ -104,6 +104,17 @@ class NoveltyIndex:
         return out
 
 
+def describe(i, r) -> str:
+    """One line for a person about sample ``i``'s report ``r``."""
+    if not r["longest"]:
+        return f"Novelty, sample {i + 1}: shares no character with the training text"
+    shown = r["longest_text"][:60] + ("..." if r["longest"] > 60 else "")
+    return (f"Novelty, sample {i + 1}: longest shared substring {r['longest']} characters, at "
+            f"line {r['line']}, column {r['column']} of the training text: {shown!r}; "
+            f"{r[f'copied_{RUN}']:.1%} of its {r['chars']} characters lie in shared runs of "
+            f"{RUN} or more")
+
+
 def index_for(loaded, on_info=None) -> NoveltyIndex:
     """The index of the train split of the dataset ``loaded``'s run was trained on, from
     the cache or built now (and cached)."""

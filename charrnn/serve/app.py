@@ -1,0 +1,261 @@
+"""The HTTP/JSON API of `charrnn serve` (Starlette; uvicorn runs it).
+
+  GET  /healthz       {"status": "ok", "active_streams", "max_streams"}
+  GET  /v1/model      the model: cell, sizes, vocabulary, checkpoint, step, val_loss, ...
+  POST /v1/generate   `charrnn sample`'s options as JSON; the samples as JSON, or with
+                      "stream": true as server-sent events ("piece" events
+                      {"sample", "text"}, then one "done" event, or an "error" event)
+  POST /v1/score      {"text"}: what `charrnn evaluate --per-line` gives for it
+  POST /v1/reload     load the --checkpoint again (the newest one of a run still training)
+
+Requests must come from this machine's own pages or tools: the Host header must name the
+address served (so a web page cannot reach it through DNS rebinding), and a request a
+browser marks with another Origin is refused, as is a POST that is not application/json
+(what a cross-site form could send).  Errors are JSON {"error": "..."} with a 4xx/5xx.
+"""
+
+import asyncio
+import json
+import threading
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from charrnn.errors import CharrnnError
+from charrnn.generate.write import samples
+from charrnn.serve.engine import CHUNK_SECONDS, Engine, Full
+from charrnn.serve.request import SCORE, BadRequest, fields, generate_request
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+class Served:
+    """The model behind the API, and how to load it again."""
+
+    def __init__(self, path, checkpoint, load):
+        self.path, self.checkpoint, self._load = path, checkpoint, load
+        self.lock = threading.Lock()
+        self.loaded = load(path, checkpoint)
+        self.novelty = None
+
+    def reload(self):
+        loaded = self._load(self.path, self.checkpoint)
+        with self.lock:
+            self.loaded, self.novelty = loaded, None
+        return loaded
+
+    def novelty_index(self):
+        from charrnn.analysis.novelty import index_for
+
+        with self.lock:
+            if self.novelty is None:
+                self.novelty = index_for(self.loaded)
+            return self.novelty
+
+
+def error(status, message):
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def make_app(served: Served, *, host, port, max_streams=16, max_chars=10_000,
+             max_body=65_536, timeout=300.0):
+    engine = Engine(max_streams)
+    hosts = _allowed_hosts(host, port)
+    score_lock = threading.Lock()
+
+    def describe():
+        loaded = served.loaded
+        return {"path": str(served.path), **loaded.model_args, "jamo": loaded.vocab.jamo,
+                "vocab": loaded.vocab.symbols, "checkpoint": loaded.short_checkpoint,
+                "step": loaded.step, "val_loss": loaded.val_loss,
+                "active_streams": engine.active, "max_streams": max_streams,
+                "max_chars": max_chars}
+
+    async def healthz(request):
+        return JSONResponse({"status": "ok", "active_streams": engine.active,
+                             "max_streams": max_streams})
+
+    async def model(request):
+        return JSONResponse(describe())
+
+    async def reload(request):
+        try:
+            await asyncio.to_thread(served.reload)
+        except CharrnnError as e:
+            return error(409, f"reloading failed, the old model goes on serving: {e}")
+        return JSONResponse(describe())
+
+    async def generate(request):
+        body = await _json_body(request, max_body)
+        loaded = served.loaded
+        req, stream, novelty, seed = generate_request(body, loaded, max_chars)
+        index = await asyncio.to_thread(served.novelty_index) if novelty else None
+        events = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def emit(kind, value):
+            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+
+        gen = samples(loaded, req, chunk_seconds=CHUNK_SECONDS)
+        try:
+            job = engine.submit(gen, emit, timeout)
+        except Full:
+            gen.close()
+            return error(503, f"all {max_streams} streams are busy (--max-streams); try again "
+                              "in a moment")
+        meta = {"seed": seed, "checkpoint": loaded.short_checkpoint, "step": loaded.step}
+        if stream:
+            return StreamingResponse(_sse(job, events, meta, req, index, loaded),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-store"})
+        return await _whole(request, job, events, meta, req, index, loaded)
+
+    async def score(request):
+        text = fields(await _json_body(request, max_body), SCORE)["text"]
+        if text is None:
+            raise BadRequest(400, 'give the text to score as {"text": "..."}')
+        loaded = served.loaded
+
+        def run():
+            from charrnn.analysis import scoring
+            from charrnn.analysis.evaluate import per_line
+
+            with score_lock:  # one Keras model, built on first use (imports TensorFlow)
+                t = text.replace("\r\n", "\n").replace("\r", "\n") \
+                    if loaded.newlines == "lf" else text
+                scored = scoring.score_text(loaded.model, loaded.vocab, t, name="the text")
+                return {"lines": list(per_line("request", scored)), "total": scored.figures()}
+
+        try:
+            return JSONResponse(await asyncio.to_thread(run))
+        except CharrnnError as e:
+            return error(400, str(e))
+
+    routes = [Route("/healthz", healthz), Route("/v1/model", model),
+              Route("/v1/generate", generate, methods=["POST"]),
+              Route("/v1/score", score, methods=["POST"]),
+              Route("/v1/reload", reload, methods=["POST"])]
+    app = Starlette(routes=routes, exception_handlers={
+        BadRequest: lambda request, e: error(e.status, str(e)),
+        CharrnnError: lambda request, e: error(400, str(e)),
+        404: lambda request, e: error(404, f"no such endpoint {request.url.path}; see "
+                                           "GET /v1/model, POST /v1/generate, POST /v1/score"),
+        405: lambda request, e: error(405, f"{request.method} is not allowed on "
+                                           f"{request.url.path}")})
+    return _Guard(app, hosts), engine
+
+
+def _allowed_hosts(host, port):
+    if host in ("0.0.0.0", "::"):
+        return None  # every interface: the user's explicit choice; Origin is still checked
+    names = set(LOOPBACK) if host in LOOPBACK else {host}
+    return {f"{h}:{port}" for h in names} | ({f"[{host}]:{port}"} if ":" in host else set())
+
+
+class _Guard:
+    """Refuse other Hosts (DNS rebinding), other Origins and non-JSON POSTs, before routing."""
+
+    def __init__(self, app, hosts):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            why = self._refusal(scope, headers)
+            if why:
+                await error(*why)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _refusal(self, scope, headers):
+        host = headers.get("host", "")
+        if self.hosts is not None and host not in self.hosts:
+            return 403, (f"Host {host!r} is not this server's address; use "
+                         f"http://{sorted(self.hosts)[0]}")
+        origin = headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != host:
+            return 403, f"requests from pages of {origin} are refused"
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if scope["method"] == "POST" and kind != "application/json":
+            return 415, "send the body as JSON with Content-Type: application/json"
+        return None
+
+
+async def _json_body(request: Request, max_body):
+    size = request.headers.get("content-length")
+    if size is not None and size.isdigit() and int(size) > max_body:
+        raise BadRequest(413, f"the body is over {max_body:,} bytes (the server's --max-body)")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_body:
+            raise BadRequest(413, f"the body is over {max_body:,} bytes (the server's --max-body)")
+    try:
+        return json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(400, f"the body is not valid JSON ({e})") from None
+
+
+def _novelty(index, req, loaded, texts):
+    from charrnn.generate.write import echoed_prime
+
+    shown = len(echoed_prime(loaded.vocab, req))
+    return [index.report(t[shown:]) for t in texts]
+
+
+def _failure(value):
+    if isinstance(value, TimeoutError):
+        return 504, "the request took longer than the server's --timeout"
+    if isinstance(value, CharrnnError):
+        return 422, str(value)
+    return 500, f"internal error: {value}"
+
+
+async def _whole(request, job, events, meta, req, index, loaded):
+    """Wait for the whole reply, giving up the slot if the client goes away."""
+    try:
+        while True:
+            try:
+                kind, value = await asyncio.wait_for(events.get(), 0.25)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    return error(499, "the client went away")
+                continue
+            if kind == "done":
+                reply = {"samples": value, **meta}
+                if index is not None:
+                    reply["novelty"] = await asyncio.to_thread(_novelty, index, req, loaded, value)
+                return JSONResponse(reply)
+            if kind == "error":
+                return error(*_failure(value))
+    finally:
+        job.cancel()
+
+
+async def _sse(job, events, meta, req, index, loaded):
+    """Server-sent events; a client that disconnects cancels this, which frees the slot."""
+    try:
+        yield _event("start", meta)
+        while True:
+            kind, value = await events.get()
+            if kind == "piece":
+                yield _event("piece", {"sample": value[0], "text": value[1]})
+            elif kind == "done":
+                done = {"samples": value, **meta}
+                if index is not None:
+                    done["novelty"] = await asyncio.to_thread(_novelty, index, req, loaded, value)
+                yield _event("done", done)
+                return
+            else:
+                status, message = _failure(value)
+                yield _event("error", {"error": message, "status": status})
+                return
+    finally:
+        job.cancel()
+
+
+def _event(name, data):
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"

@@ -1,0 +1,83 @@
+"""Bind, say where, serve until Ctrl-C or SIGTERM, then drain the streams in flight."""
+
+import contextlib
+import signal
+import socket
+
+from charrnn.errors import CharrnnError
+from charrnn.serve.app import Served, make_app
+from charrnn.store.loader import load
+
+EXTRA = "pip install 'charrnn[serve]'"
+
+
+def serve(path, *, host="127.0.0.1", port=8000, checkpoint="best", max_streams=16,
+          max_chars=10_000, max_body=65_536, timeout=300.0, verbose=False, on_info=print,
+          on_warning=None):
+    try:
+        import uvicorn
+    except ImportError:
+        raise CharrnnError(f"`charrnn serve` needs the Python packages 'starlette' and 'uvicorn'; "
+                           f"install them with {EXTRA}") from None
+    served = Served(path, checkpoint, lambda p, c: load(p, c, on_warning=on_warning))
+    sock = _bind(host, port)
+    port = sock.getsockname()[1]
+    app, engine = make_app(served, host=host, port=port, max_streams=max_streams,
+                           max_chars=max_chars, max_body=max_body, timeout=timeout)
+    m = served.loaded.model_args
+    where = (f"on http://{host}:{port} on every interface: other machines can reach it "
+             "(--host)" if host in ("0.0.0.0", "::") else
+             f"on http://{_url_host(host)}:{port} (this machine only; --host 0.0.0.0 opens it "
+             "to others)")
+    on_info(f"Serving {path} ({m['cell']} {m['num_layers']}x{m['rnn_size']}, "
+            f"{served.loaded.short_checkpoint}, step {served.loaded.step}) {where}; "
+            f"up to {max_streams} streams. Ctrl-C stops.")
+    config = uvicorn.Config(app, log_level="info" if verbose else "warning",
+                            access_log=verbose, lifespan="off",
+                            timeout_graceful_shutdown=timeout)
+    server = _server_class(uvicorn)(config)
+    server.on_stop = lambda: on_info(f"Stopping: finishing {engine.active} request(s) in "
+                                     "flight, taking no new ones (Ctrl-C again: stop now)")
+    server.run(sockets=[sock])
+    on_info("Stopped.")
+
+
+def _server_class(uvicorn):
+    class Server(uvicorn.Server):
+        """uvicorn's server, but a signal ends it with exit status 0 once the streams in
+        flight are done (uvicorn raises the signal again after its graceful shutdown)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in old.items():
+                    signal.signal(s, handler)
+
+        def handle_exit(self, sig, frame):
+            if not self.should_exit:
+                self.on_stop()
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
+def _url_host(host):
+    return f"[{host}]" if ":" in host else host
+
+
+def _bind(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise CharrnnError(f"cannot listen on {host}:{port} ({e.strerror}); choose another "
+                           "--port (0: any free one) or --host") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
