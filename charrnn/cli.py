@@ -317,7 +317,11 @@ def _num(x):
 @click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece after the first reads the 256 symbols before it as unscored warm-up); 1 scores it in one pass [default: one per 1024 symbols, at most 64].")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on stdout.")
 @click.option("--per-line", is_flag=True, help="Print one JSON object per input line on stdout (path, line, text, chars, bits, bits_per_char, the most surprising character); the figures go to stderr.")
-def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per_line):
+@click.option("--dynamic", is_flag=True, help="Dynamic evaluation: read each file in one stream and let the weights adapt (an SGD step on each segment after scoring it, so no character is predicted by weights that saw it); they reset for each file.")
+@click.option("--dynamic-lr", type=click.FloatRange(min=0, min_open=True), default=0.003, show_default=True, help="With --dynamic: the SGD learning rate per segment.")
+@click.option("--dynamic-segment", type=click.IntRange(min=1), default=100, show_default=True, help="With --dynamic: symbols scored per weight update.")
+def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per_line, dynamic,
+             dynamic_lr, dynamic_segment):
     """Score text files (- for stdin) with a trained run: loss per symbol and per character.
 
     The text goes through prepare's pipeline (encoding detection, the run's
@@ -339,6 +343,8 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
 
     if as_json and per_line:
         raise click.UsageError("give --json or --per-line, not both")
+    if dynamic and streams not in (None, 1):
+        raise click.UsageError("--dynamic reads each file in one stream; leave out --streams")
     run = load(run_dir, checkpoint, on_warning=warn)
 
     def on_file(path, scored):
@@ -346,7 +352,8 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
             click.echo(json.dumps(line, ensure_ascii=False))
 
     result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
-                   on_warning=warn, on_file=on_file if per_line else None)
+                   on_warning=warn, on_file=on_file if per_line else None,
+                   dynamic={"segment": dynamic_segment, "lr": dynamic_lr} if dynamic else None)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
     else:

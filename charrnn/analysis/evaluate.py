@@ -9,6 +9,7 @@ charge for characters outside the vocabulary).
 import numpy as np
 
 from charrnn.analysis import scoring
+from charrnn.analysis.dynamic import dynamic_nats
 from charrnn.text import read_text, to_cps
 
 _SUMMED = ("chars", "scored_chars", "in_vocab_chars", "symbols", "predictions", "nats",
@@ -16,7 +17,7 @@ _SUMMED = ("chars", "scored_chars", "in_vocab_chars", "symbols", "predictions", 
 
 
 def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warning=None,
-             on_file=None) -> dict:
+             on_file=None, dynamic=None) -> dict:
     """Score each of ``files`` (paths, ``-`` for stdin) with ``run`` (a
     charrnn.store.loaded.LoadedModel).
 
@@ -24,16 +25,20 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
     "total"}; each file has path, encoding, oov_distinct and the figures of
     :func:`charrnn.analysis.scoring.figures`.  ``streams``: pieces per file (1: one pass).
     ``on_file(path, scored)`` is called with each file's :class:`charrnn.analysis.scoring.Scored`.
+    ``dynamic``: {"segment", "lr"} for dynamic evaluation (charrnn.analysis.dynamic: one
+    stream, the weights adapting as the text is scored; they reset for each file).
     """
     vocab = run.vocab
     step = scoring.make_step(run.model)
+    nats_of = (lambda ids: dynamic_nats(run.model, ids, **dynamic)) if dynamic else None
     results = []
     sums = dict.fromkeys(_SUMMED, 0)
     for path in files:
         text, info = read_text(path, encoding=encoding, errors=errors, newlines=run.newlines,
                                on_warning=on_warning)
         name = "standard input" if path == "-" else path
-        scored = scoring.score_text(run.model, vocab, text, streams, step, name=name)
+        scored = scoring.score_text(run.model, vocab, text, streams, step, name=name,
+                                    nats_of=nats_of)
         fig = scored.figures()
         results.append({"path": path, "encoding": info.get("encoding"),
                         "oov_distinct": oov_distinct(scored), **fig})
@@ -43,8 +48,8 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
             on_file(path, scored)
     return {"run": run.path, "checkpoint": run.checkpoint, "step": run.step,
             "jamo": vocab.jamo, "unk": vocab.unk_id is not None,
-            "scoring": {"pieces": streams or "auto", "warmup": scoring.WARMUP,
-                        **scoring.escape_info(vocab)},
+            "scoring": {"pieces": 1 if dynamic else streams or "auto", "warmup": scoring.WARMUP,
+                        "dynamic": dynamic, **scoring.escape_info(vocab)},
             "files": results, "total": scoring.figures(**sums)}
 
 
