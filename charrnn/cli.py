@@ -318,8 +318,8 @@ def _num(x):
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on stdout.")
 @click.option("--per-line", is_flag=True, help="Print one JSON object per input line on stdout (path, line, text, chars, bits, bits_per_char, the most surprising character); the figures go to stderr.")
 @click.option("--dynamic", is_flag=True, help="Dynamic evaluation: read each file in one stream and let the weights adapt (an SGD step on each segment after scoring it, so no character is predicted by weights that saw it); they reset for each file.")
-@click.option("--dynamic-lr", type=click.FloatRange(min=0, min_open=True), default=0.003, show_default=True, help="With --dynamic: the SGD learning rate per segment.")
-@click.option("--dynamic-segment", type=click.IntRange(min=1), default=100, show_default=True, help="With --dynamic: symbols scored per weight update.")
+@click.option("--dynamic-lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True, help="With --dynamic: the SGD learning rate per segment (charrnn.analysis.dynamic.LR).")
+@click.option("--dynamic-segment", type=click.IntRange(min=1), default=50, show_default=True, help="With --dynamic: symbols scored per weight update (charrnn.analysis.dynamic.SEGMENT).")
 def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per_line, dynamic,
              dynamic_lr, dynamic_segment):
     """Score text files (- for stdin) with a trained run: loss per symbol and per character.

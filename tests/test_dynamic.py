@@ -7,7 +7,7 @@ import pytest
 
 from clihelp import ok, run
 from charrnn.analysis import scoring
-from charrnn.analysis.dynamic import dynamic_nats
+from charrnn.analysis.dynamic import dynamic_scorer
 from charrnn.store.loader import load
 
 # Text the model never saw, twice: the second time it should know it better.
@@ -20,7 +20,7 @@ def test_each_symbol_is_scored_before_the_weights_see_it(english_run):
     ids = m.vocab.encode(NEW * 3)
     before = [v.numpy().copy() for v in m.model.trainable_variables]
     static = scoring.symbol_nats(m.model, ids, pieces=1)
-    dyn = dynamic_nats(m.model, ids, segment=50, lr=0.1)
+    dyn = dynamic_scorer(m.model, segment=50, lr=0.1)(ids)
     # the first segment is scored by the trained weights, in the same one stream
     np.testing.assert_allclose(dyn[1:51], static[1:51], rtol=1e-4, atol=1e-5)
     assert not np.allclose(dyn[51:], static[51:])  # then the weights have moved
@@ -48,3 +48,11 @@ def test_evaluate_dynamic_through_the_cli(english_run, tmp_path):
     assert len(lines) == 3 and lines[2]["bits_per_char"] < lines[0]["bits_per_char"]
     r = run("evaluate", english_run, path, "--dynamic", "--streams", 4)
     assert r.exit_code == 2 and "--dynamic reads each file in one stream" in r.stderr
+
+
+def test_cli_defaults_are_the_module_s():
+    from charrnn.analysis import dynamic
+    from charrnn.cli import cli
+
+    options = {p.name: p.default for p in cli.commands["evaluate"].params}
+    assert (options["dynamic_lr"], options["dynamic_segment"]) == (dynamic.LR, dynamic.SEGMENT)

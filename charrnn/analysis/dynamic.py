@@ -13,40 +13,47 @@ import numpy as np
 
 from charrnn.backend import tensorflow
 
-SEGMENT = 100    # symbols scored per update
-LR = 0.003       # SGD learning rate per segment (chosen by measurement: benchmarks/RESULTS.md)
+# Chosen on the held-out tails of three corpora (benchmarks/RESULTS.md, 'evaluate --dynamic'):
+# the best of 0.01-1.0 x 25-200 symbols across them, or close to it
+SEGMENT = 50     # symbols scored per update
+LR = 0.1         # SGD learning rate per segment
 
 
-def dynamic_nats(model, ids, segment=SEGMENT, lr=LR) -> np.ndarray:
-    """-ln P(ids[t] | ids[:t]) for every t as charrnn.analysis.scoring.symbol_nats gives
-    it (NaN at t = 0), with the weights adapting after each segment; the model's weights
-    are as they were when this returns."""
+def dynamic_scorer(model, segment=SEGMENT, lr=LR):
+    """``nats_of(ids)``: -ln P(ids[t] | ids[:t]) for every t as
+    charrnn.analysis.scoring.symbol_nats gives it (NaN at t = 0), the weights adapting
+    after each segment and restored at the end.  The step is compiled once (the last,
+    shorter segment is padded and masked), so it serves every file of a run."""
     tf = tensorflow()
     import keras
 
     variables = model.trainable_variables
-    saved = [v.numpy() for v in variables]
     sgd = keras.optimizers.SGD(learning_rate=lr)
 
     @tf.function
-    def step(x, y, states):
+    def step(x, y, mask, states):
         with tf.GradientTape() as tape:
             logits, states = model(x, states=states, return_state=True, training=False)
             nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
-            loss = tf.reduce_mean(nll)
+            loss = tf.reduce_sum(nll * mask) / tf.reduce_sum(mask)
         sgd.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return nll, states
 
-    out = np.full(len(ids), np.nan)
-    states = model.initial_state(1)
-    try:
-        for s in range(0, len(ids) - 1, segment):
-            e = min(len(ids) - 1, s + segment)
-            x = np.asarray(ids[s:e], np.int32)[None]
-            y = np.asarray(ids[s + 1:e + 1], np.int32)[None]
-            nll, states = step(tf.constant(x), tf.constant(y), states)
-            out[s + 1:e + 1] = nll.numpy()[0]
-    finally:
-        for v, value in zip(variables, saved):
-            v.assign(value)
-    return out
+    def nats_of(ids):
+        saved = [v.numpy() for v in variables]
+        out = np.full(len(ids), np.nan)
+        states = model.initial_state(1)
+        try:
+            for s in range(0, len(ids) - 1, segment):
+                n = min(segment, len(ids) - 1 - s)
+                x, y, mask = (np.zeros((1, segment), np.int32), np.zeros((1, segment), np.int32),
+                              np.zeros((1, segment), np.float32))
+                x[0, :n], y[0, :n], mask[0, :n] = ids[s:s + n], ids[s + 1:s + n + 1], 1
+                nll, states = step(tf.constant(x), tf.constant(y), tf.constant(mask), states)
+                out[s + 1:s + n + 1] = nll.numpy()[0, :n]
+        finally:
+            for v, value in zip(variables, saved):
+                v.assign(value)
+        return out
+
+    return nats_of

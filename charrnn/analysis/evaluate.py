@@ -9,7 +9,7 @@ charge for characters outside the vocabulary).
 import numpy as np
 
 from charrnn.analysis import scoring
-from charrnn.analysis.dynamic import dynamic_nats
+from charrnn.analysis.dynamic import dynamic_scorer
 from charrnn.text import read_text, to_cps
 
 _SUMMED = ("chars", "scored_chars", "in_vocab_chars", "symbols", "predictions", "nats",
@@ -30,7 +30,7 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
     """
     vocab = run.vocab
     step = scoring.make_step(run.model)
-    nats_of = (lambda ids: dynamic_nats(run.model, ids, **dynamic)) if dynamic else None
+    nats_of = dynamic_scorer(run.model, **dynamic) if dynamic else None
     results = []
     sums = dict.fromkeys(_SUMMED, 0)
     for path in files:
