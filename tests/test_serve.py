@@ -276,3 +276,26 @@ def test_a_missing_model_or_a_taken_port_is_one_error_line(server, tmp_path):
                         "--port", str(server.port)], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines()[-1].startswith(f"Error: cannot listen on 127.0.0.1:{server.port}")
+
+
+def test_reload_takes_the_newest_checkpoint_and_timeouts_are_504(english_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(english_run, copy)
+    newest = max((copy / "checkpoints").glob("ckpt-*"), key=lambda p: int(p.name[5:]))
+    shutil.move(newest, tmp_path / newest.name)  # as if training had not got there yet
+    s = Server(copy, "--checkpoint", "latest", "--timeout", "1", "--max-chars", str(BIG * 10))
+    try:
+        before = s.request("GET", "/v1/model")[1]["step"]
+        assert before < int(newest.name[5:])
+        shutil.move(tmp_path / newest.name, newest)  # training wrote its next checkpoint
+        status, reply = s.request("POST", "/v1/reload", {})
+        assert status == 200 and reply["step"] == int(newest.name[5:]), reply
+        assert s.request("GET", "/v1/model")[1]["checkpoint"] == f"checkpoints/{newest.name}"
+        status, reply = s.generate(n=BIG * 10)
+        assert status == 504 and "--timeout" in reply["error"]
+        assert s.generate(n=10, seed=1)[0] == 200
+    finally:
+        rc, err = s.stop()
+    assert rc == 0, err
