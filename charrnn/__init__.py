@@ -14,9 +14,10 @@ The package in layers; a module imports only from lower layers and its own subpa
                   xla_process, sampler, write, interactive
     5  train/, analysis/, export/      what each command does
     6  serve/     the HTTP server (app, engine, request checks, run)
-    7  cli (the Click layer); runs, data, scoring: the Python API's names, re-exported
+    7  cli/ (the Click layer: group, data, training, generation, inspection); runs, data,
+       scoring: the Python API's names, re-exported
 
-Read first: cli.py, then store/loader.py, nn/step.py, generate/sampler.py, train/loop.py.
+Read first: cli/generation.py, then store/loader.py, nn/step.py, generate/sampler.py, train/loop.py.
 """
 
 __version__ = "0.1.0"

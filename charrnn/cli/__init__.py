@@ -1,0 +1,27 @@
+"""Command-line interface: parsing and printing only; the work is in the library.
+
+One module per family of commands (data, training, generation, inspection), all on the
+one group of charrnn.cli.group; ``main`` is the console script.
+"""
+
+import click
+
+from charrnn.cli import data, generation, inspection, training  # noqa: F401 (the commands)
+from charrnn.cli.group import cli, info
+
+
+def main(argv=None) -> int:
+    """Console-script entry point; returns the exit status."""
+    try:
+        return cli.main(args=argv, prog_name="charrnn", standalone_mode=False) or 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.Abort:
+        info("Aborted.")
+        return 130
+    except KeyboardInterrupt:
+        info("Interrupted.")
+        return 130

@@ -1,0 +1,73 @@
+"""The `charrnn` command group: how errors and human messages leave the program.
+
+stdout carries data (samples, dumps, --json); everything for humans goes to stderr.
+"""
+
+import os
+import sys
+
+import click
+
+from charrnn import __version__, backend
+from charrnn.errors import CharrnnError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharrnnError as e:
+            raise click.ClickException(str(e)) from None
+        except BrokenPipeError:
+            # `charrnn sample | head`: the reader went away, which is not an error.
+            # (Click itself would turn it into exit status 1.)  Point stdout at
+            # /dev/null so the interpreter's final flush stays quiet.
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):
+                pass
+            ctx.exit(0)
+
+
+def info(message: str = "", **kwargs) -> None:
+    """A line for humans: always stderr."""
+    click.echo(message, err=True, **kwargs)
+
+
+def warn(message: str) -> None:
+    info(f"Warning: {message}")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="charrnn")
+@click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow's own log messages and extra detail.")
+def cli(verbose):
+    """Train character-level LSTM/GRU language models and sample text from them.
+
+    \b
+    charrnn prepare corpus.txt -o data/corpus
+    charrnn train --config quick.yaml --data data/corpus
+    charrnn sample --prime "/* "
+    """
+    backend.set_verbose(verbose)
+
+
+def run_dir_or_latest(run_dir):
+    if run_dir:
+        return run_dir
+    from charrnn.store.rundir import find_latest_run
+
+    run_dir = find_latest_run("runs")
+    info(f"Using the most recent run: {run_dir}")
+    return run_dir
+
+
+def is_verbose() -> bool:
+    return bool(click.get_current_context().find_root().params.get("verbose"))
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000

@@ -1,0 +1,169 @@
+"""`charrnn evaluate`, `charrnn export` and `charrnn visualize`: looking at a model and
+taking it elsewhere."""
+
+import click
+
+from charrnn import backend
+from charrnn.cli.group import cli, human_size, info, warn
+
+
+def _evaluate_report(r: dict) -> None:
+    for f in r["files"] + ([dict(r["total"], path="total")] if len(r["files"]) > 1 else []):
+        oov = (f" ({f['oov_chars']:,} outside the vocabulary, charged {f['oov_bits']:,.1f} "
+               "bits)" if f["oov_chars"] else "")
+        line = (f"{f['path']}: {f['chars']:,} chars{oov}, {f['symbols']:,} symbols: "
+                f"loss {_num(f['loss_nats'])} nats/symbol, {_num(f['bits_per_symbol'])} "
+                f"bits/symbol, {_num(f['bits_per_char'])} bits/char")
+        if f["oov_chars"]:
+            line += f" ({_num(f['bits_per_char_in_vocab'])} without the outside characters)"
+        info(line)
+
+
+def _num(x):
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
+@click.option("--encoding", help="Decode the files with this codec instead of detecting it.")
+@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Undecodable bytes: stop with an error, or replace them with U+FFFD.")
+@click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece after the first reads the 256 symbols before it as unscored warm-up); 1 scores it in one pass [default: one per 1024 symbols, at most 64].")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on stdout.")
+@click.option("--per-line", is_flag=True, help="Print one JSON object per input line on stdout (path, line, text, chars, bits, bits_per_char, the most surprising character); the figures go to stderr.")
+@click.option("--dynamic", is_flag=True, help="Dynamic evaluation: read each file in one stream and let the weights adapt (an SGD step on each segment after scoring it, so no character is predicted by weights that saw it); they reset for each file.")
+@click.option("--dynamic-lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True, help="With --dynamic: the SGD learning rate per segment (charrnn.analysis.dynamic.LR).")
+@click.option("--dynamic-segment", type=click.IntRange(min=1), default=50, show_default=True, help="With --dynamic: symbols scored per weight update (charrnn.analysis.dynamic.SEGMENT).")
+def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per_line, dynamic,
+             dynamic_lr, dynamic_segment):
+    """Score text files (- for stdin) with a trained run: loss per symbol and per character.
+
+    The text goes through prepare's pipeline (encoding detection, the run's
+    newline policy, jamo). Reports nats/symbol, bits/symbol and bits per original
+    character (fair between jamo and syllable models); characters outside the
+    vocabulary are charged -log2 P(escape) + log2 |class| bits (README: Sampling
+    and evaluating) and the figures are also given without them.
+
+    \b
+    charrnn evaluate runs/shakespeare held_out.txt
+    charrnn evaluate runs/ko-jamo test.txt --json | jq .total.bits_per_char
+    charrnn evaluate runs/logs app.log --per-line | jq -s 'sort_by(.bits_per_char) | reverse | .[:10]'
+    """
+    import json
+
+    from charrnn.analysis.evaluate import evaluate as score
+    from charrnn.analysis.evaluate import per_line as lines_of
+    from charrnn.store.loader import load
+
+    if as_json and per_line:
+        raise click.UsageError("give --json or --per-line, not both")
+    if dynamic and streams not in (None, 1):
+        raise click.UsageError("--dynamic reads each file in one stream; leave out --streams")
+    run = load(run_dir, checkpoint, on_warning=warn)
+
+    def on_file(path, scored):
+        for line in lines_of(path, scored):
+            click.echo(json.dumps(line, ensure_ascii=False))
+
+    result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
+                   on_warning=warn, on_file=on_file if per_line else None,
+                   dynamic={"segment": dynamic_segment, "lr": dynamic_lr} if dynamic else None)
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        _evaluate_report(result)
+
+
+# --- export ------------------------------------------------------------------
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("-o", "--out", type=click.Path(), help="File to write: .safetensors, .onnx or .tflite (the format follows the extension unless --format is given) [default: add the missing weights files to RUN's checkpoints].")
+@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
+@click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx", "tflite", "web"]), help="Output format [default: from OUT's extension].")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object on stdout.")
+def export(run_dir, out, checkpoint, fmt, as_json):
+    """Write a trained model as one portable file, checked against the run first.
+
+    \b
+    safetensors  float32 weights + vocabulary and settings (NumPy, PyTorch, JAX, ...)
+    onnx         one step (ids, state...) -> (logits, state...), for onnxruntime
+    tflite       the same step for LiteRT / TensorFlow Lite, builtin ops only
+
+    Each file is run before it is kept and must reproduce the logits of the model
+    TensorFlow restores from the checkpoint. ONNX and TFLite need
+    `pip install 'charrnn[export]'`. Without -o: add the weights.safetensors file to
+    every kept checkpoint of RUN that lacks one (runs trained by an older charrnn),
+    so `charrnn sample` starts without waiting for TensorFlow.
+
+    \b
+    charrnn export runs/shakespeare -o shakespeare.safetensors
+    charrnn export runs/shakespeare -o shakespeare.onnx --checkpoint latest
+    """
+    backend.one_blas_thread()  # first: the check steps NumPy at batch 1
+    from charrnn.export import formats as exporting
+
+    if not out:
+        result = exporting.add_weights(run_dir, on_info=None if as_json else info)
+        if as_json:
+            import json
+
+            click.echo(json.dumps(result, ensure_ascii=False))
+        elif not result["added"]:
+            info(f"Every checkpoint of {run_dir} has its weights file already")
+        return
+    result = exporting.export(run_dir, out, checkpoint=checkpoint, fmt=fmt, on_warning=warn)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result, ensure_ascii=False))
+    else:
+        check = result.get("check")
+        checked = (f"; reproduces the model over {check['steps']} steps (largest logit error "
+                   f"{check['max_abs_error']:.2g})") if check else ""
+        info(f"Wrote {result['out']} ({result['format']}, {human_size(result['bytes'])}){checked}")
+
+
+# --- visualize ---------------------------------------------------------------
+
+
+def _units(value):
+    try:
+        return tuple(int(u) for u in value.replace(",", " ").split()) if value else ()
+    except ValueError:
+        raise click.BadParameter("give unit numbers, e.g. 12,300") from None
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("text_file", type=click.Path(allow_dash=True), metavar="TEXT")
+@click.option("-o", "--out", type=click.Path(), help="File to write [default: visualize.html; with --json, standard output].")
+@click.option("--max-chars", type=click.IntRange(min=0), default=5000, show_default=True, help="Use only the first N characters of the text (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Write the page's data as one JSON object instead of the page (to -o, or stdout).")
+@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
+@click.option("--units", metavar="N,N,...", help="Also store these units' activations (numbers as shown on the page) when the page keeps only the top-ranked ones.")
+@click.option("--all-units", is_flag=True, help="Store every unit's activations, however large the page gets.")
+@click.option("--encoding", help="Decode the text with this codec instead of detecting it.")
+def visualize(run_dir, text_file, out, max_chars, as_json, checkpoint, units, all_units, encoding):
+    """Write one self-contained HTML page showing how surprised the model is at every
+    character of TEXT (- for stdin), and which cells track quotes, brackets, lines...
+
+    Open the page in any browser (it works from file://, fetches nothing).
+
+    \b
+    charrnn visualize runs/shakespeare data/shakespeare.txt -o shakespeare.html
+    charrnn visualize runs/linux kernel.c --json > kernel.json
+    """
+    backend.one_blas_thread()  # first: the model reads the text step by step
+    from charrnn.analysis.visualize import visualize as make_page
+
+    if out is None and not as_json:
+        out = "visualize.html"
+    body, _ = make_page(run_dir, text_file, out=out, as_json=as_json, checkpoint=checkpoint,
+                        max_chars=max_chars, units=_units(units), all_units=all_units,
+                        encoding=encoding, on_info=info, on_warning=warn)
+    if out is None:
+        click.echo(body)
+    else:
+        info(f"Wrote {out} ({human_size(len(body.encode('utf-8')))})")
