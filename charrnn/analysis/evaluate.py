@@ -49,7 +49,7 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
     return {"run": run.path, "checkpoint": run.checkpoint, "step": run.step,
             "jamo": vocab.jamo, "unk": vocab.unk_id is not None,
             "scoring": {"pieces": 1 if dynamic else streams or "auto", "warmup": scoring.WARMUP,
-                        "dynamic": dynamic, **scoring.escape_info(vocab)},
+                        **({"dynamic": dynamic} if dynamic else {}), **scoring.escape_info(vocab)},
             "files": results, "total": scoring.figures(**sums)}
 
 
