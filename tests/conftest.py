@@ -1,6 +1,40 @@
 """Shared fixtures.  Add yours with small edits; keep datasets tiny and session-scoped."""
 
+import os
+
 import pytest
+
+
+# --- with pytest-xdist (setup.cfg: -n 2 --dist loadgroup): which worker runs what ---------
+
+# The groups that take longest (seconds of one worker in a two-worker run on the 2-core test
+# machine), started first so that the workers end together; the rest follow in file order.
+LONGEST_FIRST = ["tests/test_distribute.py",   # a two-process cluster, three times: 70
+                 "tests/test_train.py",        # real training, time budgets: 60
+                 "tests/test_sample.py",       # sample processes and their XLA children: 60
+                 "tests/test_serve.py",        # 28
+                 "tests/test_evaluate.py",     # 26
+                 "killed_run",                 # training processes killed: 25
+                 "tests/test_export.py",       # 22
+                 "tests/test_reliability.py",  # 20
+                 "tests/test_finetune.py"]     # 16
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Each test file runs on one worker (its module fixtures once), except the tests of
+    killed_run, which go together wherever they are (its processes once, not once per
+    worker).  xdist_group only matters under --dist loadgroup; under xdist the longest
+    groups go first (--no-loadscope-reorder keeps this order)."""
+    groups = {}
+    for item in items:
+        group = "killed_run" if "killed_run" in item.fixturenames else item.nodeid.split("::")[0]
+        groups[item.nodeid] = group
+        item.add_marker(pytest.mark.xdist_group(group))
+    if hasattr(config, "workerinput"):  # an xdist worker: every worker sorts alike
+        rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+        items.sort(key=lambda item: rank.get(groups[item.nodeid], len(rank)))
+
 
 # --- real text, prepared with the real `charrnn prepare` (train-helper) -------------------
 
@@ -65,15 +99,40 @@ KOREAN = """\
 """
 
 
-def _prepare(tmp_path_factory, name, text, *args):
-    from charrnn.cli import main
+def _once(tmp_path_factory, name, build):
+    """``build(root)`` fills the new directory ``root`` and returns a path in it, for a
+    session fixture.  Under pytest-xdist the workers share one ``root`` (beside their own
+    temporary directories): the first to ask builds it, the others wait for it and then
+    read the same files (no test writes into these).  Without xdist: a fresh directory."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(tmp_path_factory.mktemp(name))
+    import fcntl
+    import shutil
 
-    root = tmp_path_factory.mktemp(name)
-    src = root / f"{name}.txt"
-    src.write_text(text, encoding="utf-8")
-    out = root / name
-    assert main(["prepare", str(src), "-o", str(out), "--val-fraction", "0.1", "-q", *args]) == 0
-    return out
+    shared = tmp_path_factory.getbasetemp().parent / "built-once"
+    shared.mkdir(exist_ok=True)
+    root, done = shared / name, shared / f"{name}.done"
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # until the file is closed
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed build left
+            root.mkdir()
+            done.write_text(str(build(root).relative_to(root)))
+        return root / done.read_text()
+
+
+def _prepare(tmp_path_factory, name, text, *args):
+    def build(root):
+        from charrnn.cli import main
+
+        src = root / f"{name}.txt"
+        src.write_text(text, encoding="utf-8")
+        out = root / name
+        assert main(["prepare", str(src), "-o", str(out), "--val-fraction", "0.1", "-q",
+                     *args]) == 0
+        return out
+
+    return _once(tmp_path_factory, name, build)
 
 
 @pytest.fixture(scope="session")
@@ -91,15 +150,19 @@ def korean_data(tmp_path_factory):
 # --- tiny trained runs, made with the real `charrnn train` (sample-helper) ---------------
 
 def _train(tmp_path_factory, name, data, *sets, steps=150):
-    from charrnn.cli import main
-
-    out = tmp_path_factory.mktemp(name) / "run"
     sets = ["model.num_layers=2", "model.rnn_size=32", "model.embedding_size=16",
             "train.batch_size=16", "train.seq_length=32", "train.learning_rate=0.01",
             "train.eval_every=40", "train.save_every=40", "train.log_every=40", *sets]
-    args = ["train", "--data", str(data), "--out", str(out), "--max-steps", str(steps)]
-    assert main(args + [a for s in sets for a in ("--set", s)]) == 0
-    return out
+
+    def build(root):
+        from charrnn.cli import main
+
+        out = root / "run"
+        args = ["train", "--data", str(data), "--out", str(out), "--max-steps", str(steps)]
+        assert main(args + [a for s in sets for a in ("--set", s)]) == 0
+        return out
+
+    return _once(tmp_path_factory, name, build)
 
 
 @pytest.fixture(scope="session")
@@ -120,3 +183,121 @@ def korean_run(tmp_path_factory, korean_data):
 def gru_run(tmp_path_factory, english_data):
     """A 2x32 GRU run trained for 150 steps on english_data."""
     return _train(tmp_path_factory, "gru_run", english_data, "model.cell=gru")
+
+
+# --- one long training, read, refused and killed (reliability and export helper) ----------
+
+TINY_SETS = ["model.num_layers=1", "model.rnn_size=16", "model.embedding_size=8",
+             "train.batch_size=8", "train.seq_length=16", "train.learning_rate=0.01",
+             "train.sample_length=0", "train.intra_op_threads=1"]
+
+
+def _wait_for(what, proc, timeout=180):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not what():
+        if proc.poll() is not None:
+            raise AssertionError(f"the process ended early (status {proc.returncode})")
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def killed_run(tmp_path_factory, english_data):
+    """Real `charrnn train` processes (a 1x16 LSTM that saves and evaluates every step and
+    keeps one checkpoint in each folder, so both rotate at every step) put through what the
+    reliability tests check, once for them all: each training is a TensorFlow process of
+    its own, seconds to start.
+
+    1. While the first process trains, a second training on the run is tried twice in
+       this process (``refused``, CliRunner results; ``still_training`` after them), then
+       `charrnn sample` runs at least 50 times, until 25 more checkpoints were saved
+       (``samples``).  It is killed with SIGKILL at a random moment after that.
+    2. A `--resume` process (its stderr: ``resumed``) is killed the same way once it has
+       saved past what the first kill left.
+    3. A last `--resume` process is stopped with Ctrl-C: ``final`` (exit status, stderr).
+
+    After each kill (nothing running) the run directory is copied as it was to
+    ``snapshots[i]``; ``records``: metrics.jsonl after the first kill; ``out``: the run
+    directory at the end; ``pid``: the first process's."""
+    import json
+    import os
+    import random
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from charrnn.store import checkpoints
+    from clihelp import run
+
+    root = tmp_path_factory.mktemp("killed")
+    out = root / "run"
+    tiny = [a for s in TINY_SETS for a in ("--set", s)]
+    logs = []
+
+    def spawn(*args):
+        logs.append(root / f"stderr-{len(logs) + 1}.txt")
+        with open(logs[-1], "w") as err:  # a file: no pipe to fill while nobody reads it
+            return subprocess.Popen([sys.executable, "-m", "charrnn", "train", *map(str, args)],
+                                    stdout=subprocess.DEVNULL, stderr=err, text=True,
+                                    env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+    def steps(folder="checkpoints"):
+        return [c.step for c in checkpoints.list_in(out / folder)]
+
+    def kill_at_random(proc):
+        try:
+            time.sleep(rng.uniform(0.2, 2.0))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=30)
+        snapshots.append(root / f"after-kill-{len(snapshots) + 1}")
+        shutil.copytree(out, snapshots[-1], symlinks=True)
+
+    rng = random.Random(9)
+    snapshots, result = [], {}
+    proc = spawn("--data", english_data, "--out", out, "--max-steps", 100000, *tiny,
+                 "--set", "train.save_every=1", "--set", "train.eval_every=1",
+                 "--set", "train.keep_checkpoints=1", "--set", "train.log_every=1")
+    result["pid"] = proc.pid
+    try:
+        _wait_for(lambda: steps() and steps("best"), proc)
+        result["refused"] = [run(*args) for args in (
+            ["train", "--resume", "--out", out],
+            ["train", "--data", english_data, "--out", out, "--force", *tiny])]
+        result["still_training"] = proc.poll() is None
+        first = steps()[0]
+        samples, deadline = [], time.monotonic() + 180
+        while len(samples) < 50 or steps()[0] < first + 25:
+            which = ["--checkpoint", "latest"] if len(samples) % 2 else []
+            samples.append(run("sample", out, *which, "-n", 10, "--seed", len(samples)))
+            assert time.monotonic() < deadline and proc.poll() is None
+        result["samples"] = samples
+    finally:
+        kill_at_random(proc)
+    result["records"] = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    kept = steps()[0]
+    proc = spawn("--resume", "--out", out, "--max-steps", 100000)
+    try:
+        _wait_for(lambda: steps()[0] > kept, proc)
+    finally:
+        kill_at_random(proc)
+    result["resumed"] = logs[-1].read_text()
+    kept = steps()[0]
+    proc = spawn("--resume", "--out", out, "--max-steps", 100000)
+    try:
+        _wait_for(lambda: steps()[0] > kept, proc)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    result.update(final=(proc.returncode, logs[-1].read_text()), snapshots=snapshots, out=out)
+    return result

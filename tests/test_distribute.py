@@ -2,9 +2,10 @@
 two-process MultiWorkerMirroredStrategy cluster on 127.0.0.1, and mixed precision.
 
 Runs that need the CPU split into logical devices, or TF_CONFIG, run `charrnn
-train` in subprocesses (devices are fixed once TensorFlow starts).  Every model
-is tiny (2x16 LSTM, batch 8, 30 steps) so the module stays well under a minute
-of CPU per run.
+train` in subprocesses (devices are fixed once TensorFlow starts); the rest runs in this
+process.  The commands that need two logical CPUs share one process (each TensorFlow
+import costs seconds).  Every model is tiny (2x16 LSTM, batch 8, 30 steps) so the module
+stays well under a minute of CPU per run.
 """
 
 import json
@@ -55,15 +56,13 @@ def _env(**extra):
     return env
 
 
+def _train_args(data, out, *args, steps=STEPS):
+    return ["train", "--data", str(data), "--out", str(out), *TRAIN,
+            "--set", f"train.max_steps={steps}", *args]
+
+
 def _train_cmd(data, out, *args, steps=STEPS):
-    return [sys.executable, "-m", "charrnn", "train", "--data", str(data), "--out", str(out),
-            *TRAIN, "--set", f"train.max_steps={steps}", *args]
-
-
-def _run(cmd, env):
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LIMIT_S)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return p
+    return [sys.executable, "-m", "charrnn", *_train_args(data, out, *args, steps=steps)]
 
 
 def _metrics(run):
@@ -88,10 +87,54 @@ def dist_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def reference_run(dist_data, tmp_path_factory):
-    """Single device, float32, the default strategy: what the others must match."""
+    """Single device, float32, the default strategy: what the others must match.  It needs
+    no device split and no TF_CONFIG, so it trains in this process."""
     out = tmp_path_factory.mktemp("ref") / "run"
-    _run(_train_cmd(dist_data, out, "--strategy", "default"), _env())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("TF_CONFIG", raising=False)
+        mp.delenv(distribute.CPU_DEVICES_ENV, raising=False)
+        assert main(_train_args(dist_data, out, "--strategy", "default")) == 0
     return out
+
+
+# The CLI, several commands in one process (click's CliRunner there): for commands that
+# need the same environment before TensorFlow starts (two logical CPUs), one import.
+ONE_PROCESS = """
+import json, sys
+from click.testing import CliRunner
+from charrnn.cli import cli
+results = []
+for args in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(cli, args)
+    crash = r.exception is not None and not isinstance(r.exception, SystemExit)
+    results.append([r.exit_code, r.stderr, repr(r.exception) if crash else None])
+print(json.dumps(results))
+"""
+
+
+def _run_in_one_process(commands, env):
+    """[(exit status, stderr)] of ``charrnn ARGS`` for each ARGS, in order, in one process."""
+    p = subprocess.run([sys.executable, "-c", ONE_PROCESS, json.dumps(commands)], env=env,
+                       capture_output=True, text=True, timeout=2 * LIMIT_S)
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = json.loads(p.stdout.splitlines()[-1])
+    for code, err, crash in results:
+        assert crash is None, (code, crash, err[-3000:])  # an exception, not a clean exit
+    return [(code, err) for code, err, _ in results]
+
+
+@pytest.fixture(scope="module")
+def two_cpus(dist_data, tmp_path_factory):
+    """One process with the CPU split in two: a batch that does not split evenly (refused),
+    then the mirrored run (trained)."""
+    root = tmp_path_factory.mktemp("two_cpus")
+    odd, mirrored = root / "odd", root / "mirrored"
+    (odd_code, odd_err), (code, err) = _run_in_one_process(
+        [_train_args(dist_data, odd, "--strategy", "mirrored", "--set", "train.batch_size=5"),
+         _train_args(dist_data, mirrored, "--strategy", "mirrored")],
+        _env(**{distribute.CPU_DEVICES_ENV: "2"}))
+    assert code == 0, err[-3000:]
+    return {"odd": (odd, odd_code, odd_err), "mirrored": (mirrored, err)}
 
 
 # --- roles and paths (TF_CONFIG parsing; no TensorFlow) -----------------------------------
@@ -144,25 +187,26 @@ def test_bad_tf_config_is_one_clear_error(dist_data, tmp_path):
         assert p.stderr.strip().splitlines()[-1].startswith("Error: ")
 
 
-def test_multiworker_without_tf_config_and_odd_batch(dist_data, tmp_path):
-    p = subprocess.run(_train_cmd(dist_data, tmp_path / "a", "--strategy", "multiworker"),
-                       env=_env(), capture_output=True, text=True, timeout=LIMIT_S)
-    assert p.returncode == 1 and "needs TF_CONFIG" in p.stderr and "Traceback" not in p.stderr
-    p = subprocess.run(_train_cmd(dist_data, tmp_path / "b", "--strategy", "mirrored",
-                                  "--set", "train.batch_size=5"),
-                       env=_env(**{distribute.CPU_DEVICES_ENV: "2"}),
-                       capture_output=True, text=True, timeout=LIMIT_S)
-    assert p.returncode == 1 and "does not split evenly among 2 replicas" in p.stderr
-    assert not (tmp_path / "b" / "checkpoints").exists()
+def test_multiworker_without_tf_config_and_odd_batch(dist_data, two_cpus, tmp_path,
+                                                    monkeypatch):
+    from clihelp import run
+
+    # no cluster to describe, no devices to split: this process will do
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv(distribute.CPU_DEVICES_ENV, raising=False)
+    r = run(*_train_args(dist_data, tmp_path / "a", "--strategy", "multiworker"))
+    assert r.exit_code == 1 and "needs TF_CONFIG" in r.stderr and "Traceback" not in r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    out, code, err = two_cpus["odd"]  # 2 logical CPUs: batch 5 in the shared process
+    assert code == 1 and "does not split evenly among 2 replicas" in err
+    assert not (out / "checkpoints").exists()
 
 
 # --- MirroredStrategy over two logical CPUs ------------------------------------------------
 
-def test_mirrored_two_cpus_matches_default(dist_data, reference_run, tmp_path):
-    out = tmp_path / "mirrored"
-    p = _run(_train_cmd(dist_data, out, "--strategy", "mirrored"),
-             _env(**{distribute.CPU_DEVICES_ENV: "2"}))
-    assert "2 replicas" in p.stderr
+def test_mirrored_two_cpus_matches_default(reference_run, two_cpus):
+    out, err = two_cpus["mirrored"]
+    assert "2 replicas" in err
     for step in (10, 20, STEPS):
         ref, got = _val(reference_run, step), _val(out, step)
         assert math.isclose(got, ref, rel_tol=MIRRORED_RTOL), (step, got, ref)

@@ -417,40 +417,23 @@ def test_a_run_without_weights_files(english_run, tmp_path):
     assert json.loads(ok(run("export", old, "--json")).stdout)["added"] == []
 
 
-def test_a_killed_save_leaves_no_complete_looking_weights_file(english_data, tmp_path):
-    """SIGKILL a run that saves every step: every checkpoint directory that exists is
-    whole (its weights file in its manifest, checksums right); what a killed save left is
-    in a temporary directory the readers never look at."""
-    import signal
-    import time
-
+def test_a_killed_save_leaves_no_complete_looking_weights_file(killed_run):
+    """SIGKILL a run that saves every step (conftest's killed_run, twice, at random moments):
+    every checkpoint directory that exists is whole (its weights file in its manifest,
+    checksums right); what a killed save left is in a temporary directory the readers never
+    look at."""
     from charrnn.store import checkpoints
 
-    out = tmp_path / "run"
-    sets = ["model.num_layers=1", "model.rnn_size=16", "model.embedding_size=8",
-            "train.batch_size=8", "train.seq_length=16", "train.save_every=1",
-            "train.eval_every=1000", "train.log_every=1000", "train.keep_checkpoints=2"]
-    p = subprocess.Popen([sys.executable, "-m", "charrnn", "train", "--data", str(english_data),
-                          "--out", str(out), "--max-steps", "100000",
-                          *[a for s in sets for a in ("--set", s)]],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and checkpoints.step_of(out) in (None, 1, 2, 3):
-            time.sleep(0.05)
-        time.sleep(0.37)
-    finally:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-    folder = out / "checkpoints"
-    kept = checkpoints.list_in(folder)
-    assert kept, "no checkpoint was written before the kill"
-    for ck in kept:
-        checkpoints.verify(ck, need="all")
-        assert W.read(ck.file("weights.safetensors")).step == ck.step
-    for leftover in folder.glob(".tmp-ckpt-*"):  # a save the kill interrupted, if it hit one
-        assert leftover.name not in {ck.dir.name for ck in kept}
-        weights = leftover / "weights.safetensors"
-        if weights.exists():  # under its final name only once written whole
-            W.read(weights)
-    ok(run("sample", out, "-n", 20, "--checkpoint", "latest"))
+    for out in killed_run["snapshots"]:  # the run directory as each kill left it
+        for folder in (out / "checkpoints", out / "best"):
+            kept = checkpoints.list_in(folder)
+            assert kept or folder.name == "best", "no checkpoint was written before the kill"
+            for ck in kept:
+                checkpoints.verify(ck, need="all")
+                assert W.read(ck.file("weights.safetensors")).step == ck.step
+            for leftover in folder.glob(".tmp-ckpt-*"):  # a save the kill interrupted, if any
+                assert leftover.name not in {ck.dir.name for ck in kept}
+                weights = leftover / "weights.safetensors"
+                if weights.exists():  # under its final name only once written whole
+                    W.read(weights)
+        ok(run("sample", out, "-n", 20, "--checkpoint", "latest"))

@@ -1,29 +1,25 @@
 """Faults lose nothing: damaged checkpoints, a full disk, two trainings on one run, kill -9.
 
 Everything through the real CLI on real files; processes that must die are real
-subprocesses, and the full disk is a real tmpfs in a private mount namespace.
+subprocesses (conftest's killed_run, whose kills test_export reads too), and the full disk
+is a real tmpfs in a private mount namespace.
 """
 
 import json
 import os
-import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
 from charrnn.store import checkpoints
 from charrnn.cli import main
+from conftest import TINY_SETS
 
-TINY = ["--set", "model.num_layers=1", "--set", "model.rnn_size=16",
-        "--set", "model.embedding_size=8", "--set", "train.batch_size=8",
-        "--set", "train.seq_length=16", "--set", "train.learning_rate=0.01",
-        "--set", "train.sample_length=0", "--set", "train.intra_op_threads=1"]
+TINY = [a for s in TINY_SETS for a in ("--set", s)]  # a 1x16 LSTM, batch 8x16
 LIMIT_S = 180
 
 
@@ -38,25 +34,6 @@ def error_line(err):
     lines = [ln for ln in err.splitlines() if ln.startswith("Error:")]
     assert len(lines) == 1 and "Traceback" not in err, err
     return lines[0]
-
-
-def train_cmd(data, out, *args):
-    return [sys.executable, "-m", "charrnn", "train", "--data", str(data), "--out", str(out),
-            *TINY, *map(str, args)]
-
-
-def spawn(cmd):
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-
-def wait_for(what, proc=None, timeout=LIMIT_S):
-    deadline = time.monotonic() + timeout
-    while not what():
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the process ended early: {proc.communicate()}")
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def steps(folder):
@@ -191,29 +168,17 @@ def test_a_run_from_before_manifests_still_loads(run5, tmp_path, capsys):
     assert (run / "checkpoints" / "ckpt-33" / "manifest.json").is_file()
 
 
-# --- one writer per run directory ---------------------------------------------------------
+# --- one writer per run directory -------------------------------------------------------------
 
-def test_a_second_training_on_the_same_run_is_refused_and_kill_9_frees_the_lock(
-        english_data, tmp_path, capsys):
-    out = tmp_path / "run"
-    first = spawn(train_cmd(english_data, out, "--max-steps", 100000,
-                            "--set", "train.save_every=5", "--set", "train.eval_every=100000"))
-    try:
-        wait_for(lambda: steps(out / "checkpoints"), first)
-        for args in (["train", "--resume", "--out", out],
-                     ["train", "--data", english_data, "--out", out, "--force", *TINY]):
-            code, _, err = cli(capsys, *args)
-            line = error_line(err)
-            assert code == 1 and f"pid {first.pid} on host {socket.gethostname()}" in line
-        assert first.poll() is None  # untouched, still training
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        if first.poll() is None:
-            first.kill()
-    kept = steps(out / "checkpoints")[0]
-    code, _, err = cli(capsys, "train", "--resume", "--out", out, "--max-steps", kept + 2)
-    assert code == 0 and "resuming" in err, err
+def test_a_second_training_on_the_same_run_is_refused_and_kill_9_frees_the_lock(killed_run):
+    """conftest's killed_run: tried while its first process trains, then resumed by a
+    new process after that one was killed with SIGKILL."""
+    for r in killed_run["refused"]:
+        line = error_line(r.stderr)
+        assert r.exit_code == 1 and f"pid {killed_run['pid']} on host {socket.gethostname()}" in line
+    assert killed_run["still_training"]  # untouched, still training
+    err = killed_run["resumed"]  # the next process, started after the SIGKILL
+    assert "resuming" in err and "Error:" not in err and "Traceback" not in err, err
 
 
 def test_force_starts_a_run_over_so_the_quickstart_runs_twice(english_data, tmp_path, capsys):
@@ -229,100 +194,87 @@ def test_force_starts_a_run_over_so_the_quickstart_runs_twice(english_data, tmp_
         == [2]
 
 
-# --- readers while training rotates -----------------------------------------------------------
+# --- readers while training rotates ------------------------------------------------------------
 
-def test_sampling_while_the_run_trains_and_rotates_never_fails(english_data, tmp_path, capsys):
-    out = tmp_path / "live"
-    proc = spawn(train_cmd(english_data, out, "--max-steps", 100000, "--set", "train.save_every=1",
-                           "--set", "train.eval_every=1", "--set", "train.keep_checkpoints=1",
-                           "--set", "train.log_every=1"))
-    try:
-        wait_for(lambda: steps(out / "checkpoints") and steps(out / "best"), proc)
-        first = steps(out / "checkpoints")[0]
-        n, deadline = 0, time.monotonic() + LIMIT_S
-        while n < 50 or steps(out / "checkpoints")[0] < first + 25:
-            which = ["--checkpoint", "latest"] if n % 2 else []
-            code, text, err = cli(capsys, "sample", out, *which, "-n", 10, "--seed", n)
-            assert code == 0 and len(text) >= 10 and "Warning" not in err, err
-            n += 1
-            assert time.monotonic() < deadline and proc.poll() is None
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-    records = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+def test_sampling_while_the_run_trains_and_rotates_never_fails(killed_run):
+    """conftest's killed_run: `charrnn sample` while its first process trains and rotates."""
+    assert len(killed_run["samples"]) >= 50
+    for r in killed_run["samples"]:
+        assert r.exit_code == 0 and len(r.stdout) >= 10 and "Warning" not in r.stderr, r.stderr
+    records = killed_run["records"]
     assert sum(r.get("best", False) for r in records) >= 20  # best/ rotated as often
 
 
 # --- kill -9 at random moments ------------------------------------------------------------------
 
-def test_kill_9_at_random_moments_then_resume_continues_from_an_intact_checkpoint(
-        english_data, tmp_path, capsys):
-    out = tmp_path / "killed"
-    rng = random.Random(9)
-    proc = spawn(train_cmd(english_data, out, "--max-steps", 100000, "--set", "train.save_every=1",
-                           "--set", "train.eval_every=2", "--set", "train.keep_checkpoints=2"))
-    for round_ in range(2):
-        try:
-            wait_for(lambda: steps(out / "checkpoints"), proc)
-            time.sleep(rng.uniform(0.2, 2.0))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        for folder in (out / "checkpoints", out / "best"):
+def test_kill_9_at_random_moments_then_resume_continues_from_an_intact_checkpoint(killed_run):
+    """The processes are conftest's killed_run (test_export reads the same kills): killed
+    twice at random moments, resumed after each kill, then stopped with Ctrl-C."""
+    assert len(killed_run["snapshots"]) == 2
+    for run in killed_run["snapshots"]:  # the run directory as each kill left it
+        assert steps(run / "checkpoints")  # something to resume from
+        for folder in (run / "checkpoints", run / "best"):
             for ck in checkpoints.list_in(folder):
                 checkpoints.verify(ck)  # every visible checkpoint is complete and intact
-        kept = steps(out / "checkpoints")[0]
-        proc = spawn([sys.executable, "-m", "charrnn", "train", "--resume", "--out", str(out),
-                      "--max-steps", "100000"])
-        wait_for(lambda: steps(out / "checkpoints")[0] > kept, proc)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err, err
-    assert not list(out.glob("*/.tmp-ckpt-*"))
+    code, err = killed_run["final"]
+    assert code == 130 and "Traceback" not in err, err
+    assert "resuming" in err
+    assert not list(killed_run["out"].glob("*/.tmp-ckpt-*"))
 
 
 # --- a real full disk -------------------------------------------------------------------------------
 
-DRIVER = textwrap.dedent('''
-    import json, os, subprocess, sys, time
+# Fills the disk once the training has saved a checkpoint: another program (no charrnn).
+FILLER = textwrap.dedent('''
+    import sys, time
     from pathlib import Path
-    mnt, data = Path(sys.argv[1]), sys.argv[2]
-    tiny = json.loads(sys.argv[3])
-    run = mnt / "run"
-    charrnn = [sys.executable, "-m", "charrnn"]
-    result = {}
-    train = subprocess.Popen(charrnn + ["train", "--data", data, "--out", str(run), *tiny,
-                             "--max-steps", "100000", "--set", "train.save_every=2",
-                             "--set", "train.eval_every=2", "--set", "train.keep_checkpoints=2"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run, filler = Path(sys.argv[1]), Path(sys.argv[2])
     deadline = time.monotonic() + 120
     while not list((run / "checkpoints").glob("ckpt-*/manifest.json")):
-        assert train.poll() is None and time.monotonic() < deadline, train.communicate()
+        assert time.monotonic() < deadline, "no checkpoint to wait for"
         time.sleep(0.05)
     time.sleep(0.5)
-    with open(mnt / "filler", "wb", buffering=0) as f:   # another program fills the disk
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"x" * 4096)
         except OSError:
             pass
-    _, err = train.communicate(timeout=120)
-    result["train"] = [train.returncode, err]
+''')
+
+# Runs inside the private mount namespace: the commands through the CLI in this process
+# (one TensorFlow import for them all), the filler beside the training.
+DRIVER = textwrap.dedent('''
+    import json, os, subprocess, sys
+    from pathlib import Path
+    from click.testing import CliRunner
+    from charrnn.cli import cli
+    mnt, data, filler_code = Path(sys.argv[1]), sys.argv[2], sys.argv[4]
+    tiny = json.loads(sys.argv[3])
+    run = mnt / "run"
+    result = {}
+
+    def charrnn(*args):
+        r = CliRunner().invoke(cli, [str(a) for a in args])
+        crash = r.exception is not None and not isinstance(r.exception, SystemExit)
+        return r.exit_code, r.stdout, r.stderr + (repr(r.exception) if crash else "")
+
+    filler = subprocess.Popen([sys.executable, "-c", filler_code, str(run), str(mnt / "filler")])
+    code, _, err = charrnn("train", "--data", data, "--out", run, *tiny, "--max-steps", 100000,
+                           "--set", "train.save_every=2", "--set", "train.eval_every=2",
+                           "--set", "train.keep_checkpoints=2")
+    filler.wait(timeout=150)
+    result["train"] = [code, err]
     result["left"] = sorted(str(p.relative_to(run)) for p in run.rglob("*")
                             if ".tmp" in p.name or "_temp" in p.name or ".trash" in p.name)
     # the disk is still full: starting again is refused before anything is written
-    again = subprocess.run(charrnn + ["train", "--resume", "--out", str(run)],
-                           capture_output=True, text=True)
-    result["again"] = [again.returncode, again.stderr]
-    s = subprocess.run(charrnn + ["sample", str(run), "-n", "20"], capture_output=True, text=True)
-    result["sample_full"] = [s.returncode, s.stdout, s.stderr]
+    code, _, err = charrnn("train", "--resume", "--out", run)
+    result["again"] = [code, err]
+    result["sample_full"] = list(charrnn("sample", run, "-n", 20))
     os.unlink(mnt / "filler")
     latest = max(int(p.name[5:]) for p in (run / "checkpoints").glob("ckpt-*"))
-    r = subprocess.run(charrnn + ["train", "--resume", "--out", str(run), "--max-steps",
-                                  str(latest + 2)], capture_output=True, text=True)
-    result["resume"] = [r.returncode, r.stderr, latest]
+    code, _, err = charrnn("train", "--resume", "--out", run, "--max-steps", latest + 2)
+    result["resume"] = [code, err, latest]
     print(json.dumps(result))
 ''')
 
@@ -337,10 +289,10 @@ def test_a_full_disk_stops_training_cleanly_and_the_run_resumes_after(english_da
     mnt.mkdir()
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    script = (f"mount -t tmpfs -o size=3m tmpfs {mnt} && exec {sys.executable} {driver} {mnt} "
-              f"{english_data} '{json.dumps(TINY)}'")
-    p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True,
-                       timeout=LIMIT_S * 2)
+    script = (f'mount -t tmpfs -o size=3m tmpfs {mnt} && exec {sys.executable} {driver} {mnt} '
+              f'{english_data} "$0" "$1"')
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script, json.dumps(TINY), FILLER],
+                       capture_output=True, text=True, timeout=LIMIT_S * 2)
     if p.returncode != 0 and "mount" in p.stderr and "permission denied" in p.stderr.lower():
         if os.environ.get("CI") == "true":
             pytest.fail(f"cannot mount a tmpfs here: {p.stderr}")

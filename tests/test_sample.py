@@ -152,16 +152,35 @@ def test_greedy_is_the_models_argmax_and_reproducible(english_run):
     assert a == b == want
 
 
+GREEDY_STEPS = 50  # what test_engines_agree_with_keras_greedy generates
+
+
+@pytest.fixture(scope="module")
+def greedy_samplers(english_run):
+    """The samplers of test_engines_agree_with_keras_greedy, one per numpy_steps, made
+    together: the child processes of those that hand over to XLA (in the test's steps)
+    import TensorFlow side by side."""
+    loaded = load(english_run)
+    samplers = {k: Sampler(loaded.weights, 1, Options(temperature=0), numpy_steps=k)
+                for k in (0, 7, 10_000)}
+    for k, s in samplers.items():
+        if k < GREEDY_STEPS:  # hands over within the test (NumPy only: no child at all)
+            s.start_compiling()
+    yield samplers
+    for s in samplers.values():
+        s.close()
+
+
 @pytest.mark.parametrize("numpy_steps", [0, 7, 10_000])
-def test_engines_agree_with_keras_greedy(english_run, numpy_steps):
+def test_engines_agree_with_keras_greedy(english_run, greedy_samplers, numpy_steps):
     """XLA only, NumPy then XLA, NumPy only: all give the Keras greedy continuation."""
     loaded = load(english_run)
     run_ = keras_run(english_run)
     ids = loaded.vocab.encode("that nation")
-    s = Sampler(loaded.weights, 1, Options(temperature=0), numpy_steps=numpy_steps)
+    s = greedy_samplers[numpy_steps]
     s.prime(ids)
     got = np.concatenate([s.generate(k) for k in (1, 5, 44)], axis=1)[0]
-    assert list(got) == keras_greedy(run_.model, ids, 50)
+    assert list(got) == keras_greedy(run_.model, ids, GREEDY_STEPS)
 
 
 def test_same_seed_same_text(english_run):
@@ -177,15 +196,23 @@ def test_same_seed_whatever_the_chunks(english_run):
     split into calls, and where NumPy hands over to XLA, change nothing."""
     w = load(english_run).weights
     opt = Options(temperature=1.0, top_p=0.95, seed=11)
-    for engine, steps in (("xla", None), ("auto", 20)):
-        ref = Sampler(w, 3, opt, engine=engine, numpy_steps=steps)
-        ref.prime([1, 2, 3])
-        whole = ref.generate(1500)
-        parts = Sampler(w, 3, opt, engine=engine, numpy_steps=steps)
-        parts.prime([1, 2])
-        parts.prime([3])
-        split = np.concatenate([parts.generate(k) for k in (1, 18, 2, 1024, 455)], axis=1)
-        np.testing.assert_array_equal(whole, split)
+    samplers = {(engine, which): Sampler(w, 3, opt, engine=engine, numpy_steps=steps)
+                for engine, steps in (("xla", None), ("auto", 20)) for which in ("ref", "parts")}
+    try:
+        for s in samplers.values():  # the "auto" child processes import TensorFlow meanwhile
+            s.start_compiling()
+        for engine in ("xla", "auto"):
+            ref = samplers[engine, "ref"]
+            ref.prime([1, 2, 3])
+            whole = ref.generate(1500)
+            parts = samplers[engine, "parts"]
+            parts.prime([1, 2])
+            parts.prime([3])
+            split = np.concatenate([parts.generate(k) for k in (1, 18, 2, 1024, 455)], axis=1)
+            np.testing.assert_array_equal(whole, split)
+    finally:
+        for s in samplers.values():
+            s.close()
 
 
 def test_top_k_1_is_greedy(english_run):
@@ -398,42 +425,59 @@ def test_ctrl_c_ends_cleanly(english_run):
     assert b"Traceback" not in err and len(err.decode().strip().splitlines()) == 1, err
 
 
-def test_long_sample_streams_without_tensorflow_chatter(english_run):
-    """20,000 characters with XLA taking over at step 2000: TensorFlow imports and
-    compiles (in a child process), yet stderr stays empty and stdout has exactly the
-    text."""
-    p = subprocess.run(["charrnn", "sample", str(english_run), "-n", "20000", "--prime", "We"],
-                       capture_output=True, timeout=300,
-                       env=dict(os.environ, **{sampler.NUMPY_STEPS_ENV: "2000"}))
-    assert p.returncode == 0 and p.stderr == b""
-    assert len(p.stdout.decode("utf-8")) == 20002
-
-
 # --- the handover from NumPy to XLA (in a child process) --------------------------------
 
-def cli_sample(run_dir, n, env_extra, *args):
-    """A real `charrnn sample` process; the test hooks in the environment."""
+def cli_sample(run_dir, n, env_extra, *args, command=(sys.executable, "-m", "charrnn")):
+    """Start a real `charrnn sample` process (the test hooks in the environment)."""
     env = dict(os.environ, **env_extra)
-    p = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(run_dir), "-n", str(n),
-                        "--seed", "3", "--prime", "We ", *args], capture_output=True, env=env,
-                       timeout=300)
-    assert p.returncode == 0 and p.stderr == b"", p.stderr.decode()
-    return p.stdout.decode("utf-8")
+    return subprocess.Popen([*command, "sample", str(run_dir), "-n", str(n), "--seed", "3",
+                             "--prime", "We ", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
-def test_handover_is_a_function_of_the_step_only(english_run):
+@pytest.fixture(scope="module")
+def handover_runs(english_run):
+    """`charrnn sample` processes side by side (the text depends on no timing), NumPy
+    handing over to XLA in a child process at step 400: -n 20000 (through the console
+    script), -n 1000 with TensorFlow 3 s late, -n 200 (NumPy only), and -n 500 handing over
+    at step 401 instead.  (exit status, stdout text, stderr bytes) of each."""
+    hook = {sampler.NUMPY_STEPS_ENV: "400"}
+    procs = {"long": cli_sample(english_run, 20000, hook, command=("charrnn",)),
+             "late": cli_sample(english_run, 1000, dict(hook, CHARRNN_TEST_XLA_DELAY="3")),
+             "short": cli_sample(english_run, 200, hook),
+             "moved": cli_sample(english_run, 500, {sampler.NUMPY_STEPS_ENV: "401"})}
+    try:
+        done = {k: p.communicate(timeout=300) for k, p in procs.items()}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return {k: (procs[k].returncode, out.decode("utf-8"), err) for k, (out, err) in done.items()}
+
+
+def test_long_sample_streams_without_tensorflow_chatter(handover_runs):
+    """20,000 characters with XLA taking over at step 400 (handover_runs' "long"):
+    TensorFlow imports and compiles (in a child process), yet stderr stays empty and stdout
+    has exactly the text."""
+    code, text, err = handover_runs["long"]
+    assert code == 0 and err == b""
+    assert len(text) == 3 + 20000
+
+
+def test_handover_is_a_function_of_the_step_only(handover_runs):
     """NumPy hands over to XLA at step 400 whether TensorFlow is ready long before
     (no delay) or long after (3 s): the text is the same, and -n k is a prefix of -n N
     on either side of the handover."""
-    hook = {sampler.NUMPY_STEPS_ENV: "400"}
-    ready = cli_sample(english_run, 3000, hook)
-    assert len(ready) == 3 + 3000
-    late = cli_sample(english_run, 1000, dict(hook, CHARRNN_TEST_XLA_DELAY="3"))
-    assert late == ready[:3 + 1000]
-    assert cli_sample(english_run, 200, hook) == ready[:3 + 200]  # NumPy only: no child at all
+    for code, _, err in handover_runs.values():
+        assert code == 0 and err == b"", err.decode()
+    ready = handover_runs["long"][1]
+    assert len(ready) == 3 + 20000
+    assert handover_runs["late"][1] == ready[:3 + 1000]
+    assert handover_runs["short"][1] == ready[:3 + 200]  # NumPy only: no child at all
     # where the handover falls changes the text (the engines are not bit-identical
     # over thousands of steps), which is why it is fixed by the step, not the clock
-    assert cli_sample(english_run, 500, {sampler.NUMPY_STEPS_ENV: "401"})[:404] == ready[:404]
+    assert handover_runs["moved"][1][:404] == ready[:404]
 
 
 def test_child_process_continues_exactly(english_run):

@@ -132,17 +132,20 @@ def _backgrounds(driver):
         "return Array.from(document.querySelectorAll('#text span'), s => getComputedStyle(s).background)")
 
 
-_models = {}  # run -> Keras model, restored once per test session
+_models = {}  # run -> Keras model's forward pass, restored and traced once per test session
 
 
 def _model_probs(run_dir, ids):
     """Softmax of the Keras model's logits for every position (from the TF checkpoint)."""
+    from charrnn.backend import tensorflow
     from charrnn.store.loader import load_run
 
     if run_dir not in _models:
-        _models[run_dir] = load_run(run_dir).model
-    model = _models[run_dir]
-    logits = model(np.asarray(ids, np.int32)[None], training=False).numpy()[0].astype(np.float64)
+        model = load_run(run_dir).model
+        # traced: eagerly, the recurrence over thousands of symbols is a Python loop
+        _models[run_dir] = tensorflow().function(lambda x: model(x, training=False))
+    forward = _models[run_dir]
+    logits = forward(np.asarray(ids, np.int32)[None]).numpy()[0].astype(np.float64)
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     return p / p.sum(axis=1, keepdims=True)
 
