@@ -104,6 +104,15 @@ class NoveltyIndex:
         return out
 
 
+def sample_reports(index, vocab, request, texts) -> list:
+    """The report on each sample of a charrnn.generate.write.Request: on what it generated,
+    without the prime it echoes."""
+    from charrnn.generate.write import echoed_prime
+
+    shown = len(echoed_prime(vocab, request))
+    return [index.report(text[shown:]) for text in texts]
+
+
 def describe(i, r) -> str:
     """One line for a person about sample ``i``'s report ``r``."""
     if not r["longest"]:

@@ -72,7 +72,7 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
                       require_tries, beam, not no_prime_echo, unknown)
     index = None
     if novelty:
-        from charrnn.analysis.novelty import describe, index_for
+        from charrnn.analysis.novelty import describe, index_for, sample_reports
 
         index = index_for(loaded, on_info=info)  # before any text: a missing dataset stops here
     out = sys.stdout
@@ -81,15 +81,9 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if out.isatty():
         out.write("\n")  # keep the shell prompt off the last line
         out.flush()
-    for i, text in enumerate(texts if index is not None else []):
-        info(describe(i, index.report(_generated(loaded, request, text))))
-
-
-def _generated(loaded, request, text):
-    """What a sample generated, without its echoed prime."""
-    from charrnn.generate.write import echoed_prime
-
-    return text[len(echoed_prime(loaded.vocab, request)):]
+    if index is not None:
+        for i, report in enumerate(sample_reports(index, loaded.vocab, request, texts)):
+            info(describe(i, report))
 
 
 def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):

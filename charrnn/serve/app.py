@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
+from charrnn.analysis.novelty import sample_reports
 from charrnn.errors import CharrnnError
 from charrnn.generate.write import samples
 from charrnn.serve.engine import CHUNK_SECONDS, Engine, Full
@@ -199,13 +200,6 @@ async def _json_body(request: Request, max_body):
         raise BadRequest(400, f"the body is not valid JSON ({e})") from None
 
 
-def _novelty(index, req, loaded, texts):
-    from charrnn.generate.write import echoed_prime
-
-    shown = len(echoed_prime(loaded.vocab, req))
-    return [index.report(t[shown:]) for t in texts]
-
-
 def _failure(value):
     if isinstance(value, TimeoutError):
         return 504, "the request took longer than the server's --timeout"
@@ -227,7 +221,7 @@ async def _whole(request, job, events, meta, req, index, loaded):
             if kind == "done":
                 reply = {"samples": value, **meta}
                 if index is not None:
-                    reply["novelty"] = await asyncio.to_thread(_novelty, index, req, loaded, value)
+                    reply["novelty"] = await asyncio.to_thread(sample_reports, index, loaded.vocab, req, value)
                 return JSONResponse(reply)
             if kind == "error":
                 return error(*_failure(value))
@@ -246,7 +240,7 @@ async def _sse(job, events, meta, req, index, loaded):
             elif kind == "done":
                 done = {"samples": value, **meta}
                 if index is not None:
-                    done["novelty"] = await asyncio.to_thread(_novelty, index, req, loaded, value)
+                    done["novelty"] = await asyncio.to_thread(sample_reports, index, loaded.vocab, req, value)
                 yield _event("done", done)
                 return
             else:
