@@ -1,7 +1,9 @@
 """The one network definition shared by train, sample and evaluate.
 
 Embedding -> ``num_layers`` recurrent layers (LSTM, GRU or plain RNN) with
-dropout between them -> Dense to vocabulary logits.  Recurrent state is passed
+dropout between them -> Dense to vocabulary logits; or, for the parallel cells
+(mingru, minlstm), residual blocks (charrnn.nn.parallel) -> RMS norm -> Dense.
+Recurrent state is passed
 in and out explicitly, so training can carry it across batches (truncated
 BPTT) and sampling can step one symbol at a time at any batch size.
 
@@ -11,7 +13,8 @@ are the same either way, so a GPU-trained model loads and samples on a CPU.
 """
 
 from charrnn.backend import tensorflow
-from charrnn.nn.cells import CELLS, states_per_layer
+from charrnn.nn.cells import CELLS, PARALLEL, embedding_size as cell_embedding_size
+from charrnn.nn.cells import states_per_layer
 
 # The model arguments a run stores and resume/sample rebuild the model from.
 MODEL_DEFAULTS = {
@@ -45,6 +48,8 @@ def _model_class():
     tf = tensorflow()
     import keras
 
+    from charrnn.nn.parallel import min_block_class
+
     layer_types = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU,
                    "rnn": keras.layers.SimpleRNN}
 
@@ -52,26 +57,35 @@ def _model_class():
         def __init__(self, vocab_size, cell="lstm", num_layers=2, rnn_size=128,
                      embedding_size=64, dropout=0.0, **kwargs):
             super().__init__(**kwargs)
-            if cell not in layer_types:
+            if cell not in CELLS:
                 raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
             self.vocab_size = int(vocab_size)
             self.cell = cell
             self.num_layers = int(num_layers)
             self.rnn_size = int(rnn_size)
-            self.embedding_size = int(embedding_size)
+            self.embedding_size = cell_embedding_size(cell, rnn_size, embedding_size)
             self.dropout_rate = float(dropout)
-            self.embedding = keras.layers.Embedding(vocab_size, embedding_size, name="embedding")
-            self.rnns = [
-                layer_types[cell](rnn_size, return_sequences=True, return_state=True,
-                                  name=f"{cell}_{i}")
-                for i in range(num_layers)
-            ]
+            self.embedding = keras.layers.Embedding(vocab_size, self.embedding_size,
+                                                    name="embedding")
+            if cell in PARALLEL:
+                self.rnns = [min_block_class()(cell, rnn_size, dropout, name=f"{cell}_{i}")
+                             for i in range(num_layers)]
+                self.final_norm = self.add_weight(name="final_norm", shape=(rnn_size,),
+                                                  initializer="ones")
+            else:
+                self.rnns = [
+                    layer_types[cell](rnn_size, return_sequences=True, return_state=True,
+                                      name=f"{cell}_{i}")
+                    for i in range(num_layers)
+                ]
             # Keras 3 keeps the list in a TrackedList, which tf.train.Checkpoint
             # does not follow (keras-team/keras#18398): without one attribute per
             # layer a checkpoint silently drops every recurrent weight.
             for i, rnn in enumerate(self.rnns):
                 setattr(self, f"{cell}_{i}", rnn)
-            self.drop = keras.layers.Dropout(dropout) if dropout > 0 else None
+            # between layers; the parallel cells' blocks drop on their residual branches
+            self.drop = (keras.layers.Dropout(dropout) if dropout > 0 and cell not in PARALLEL
+                         else None)
             # float32 logits (hence loss) also under a mixed precision policy.
             self.dense = keras.layers.Dense(vocab_size, name="logits", dtype="float32")
             # On CPUs run the LSTM/GRU layers' own weights through charrnn.nn.fused (about
@@ -88,7 +102,8 @@ def _model_class():
                     for _ in range(self.num_layers * self.states_per_layer)]
 
         def call(self, inputs, states=None, return_state=False, training=False):
-            run = _call_fused if self.fused else _call_layers
+            run = (_call_parallel if self.cell in PARALLEL
+                   else _call_fused if self.fused else _call_layers)
             logits, new_states = run(tf, self, inputs, states, training)
             return (logits, new_states) if return_state else logits
 
@@ -138,6 +153,23 @@ def _call_fused(tf, model, inputs, states, training):
     shape = tf.shape(x)
     logits = model.dense(tf.reshape(x, [-1, model.rnn_size]), training=training)
     logits = tf.reshape(logits, [shape[0], shape[1], model.vocab_size])
+    return tf.transpose(logits, [1, 0, 2]), new_states
+
+
+def _call_parallel(tf, model, inputs, states, training):
+    """The parallel cells' residual blocks over a time-major window: (logits, new states)."""
+    from charrnn.nn.step import rms_norm, tf_ops
+
+    x = tf.cast(model.embedding(tf.transpose(inputs), training=training), tf.float32)
+    if states is None:
+        states = model.initial_state(tf.shape(inputs)[0])
+    new_states = []
+    for block, h0 in zip(model.rnns, states):
+        x, h = block(x, h0, training=training)
+        new_states.append(h)
+    shape = tf.shape(x)
+    rows = rms_norm(tf_ops()[1], tf.reshape(x, [-1, model.rnn_size]), model.final_norm)
+    logits = tf.reshape(model.dense(rows, training=training), [shape[0], shape[1], -1])
     return tf.transpose(logits, [1, 0, 2]), new_states
 
 

@@ -7,31 +7,38 @@ same cell.  (The one other copy is the JavaScript step of the web page,
 charrnn/web/sampler.html, held to this one by the browser tests.)
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.nn.cells import states_per_layer
+from charrnn.nn.cells import PARALLEL, states_per_layer
 
-# The engines' names for the arrays of ``Weights`` ("table", "dense", "dense_b" and
-# "<layer>/<W|U|WU|b|br>"): the XLA child process and the web page receive them under
-# these names (Weights.arrays / Weights.from_arrays).
-LAYER_ARRAYS = ("W", "U", "WU", "b", "br")
+# The engines' names for the arrays of ``Weights`` ("table", "dense", "dense_b",
+# "final_norm" and "<layer>/<name>"): the XLA child process and the web page receive
+# them under these names (Weights.arrays / Weights.from_arrays).
+LAYER_ARRAYS = ("W", "U", "WU", "b", "br",  # the parallel cells' blocks add:
+                "norm", "ff_norm", "F1", "f1b", "F2", "f2b")
+RMS_EPS = 1e-6  # in the parallel cells' RMS norms
 
 
 # --- weights --------------------------------------------------------------------
 # The cell math below needs only arrays.  The first layer's input projection of
 # every symbol is precomputed into one table (embedding @ kernel + bias), so a
 # step starts with a row lookup instead of an embedding lookup and a matmul.
+# (A parallel cell's first block reads the embedding itself: its residual stream.)
 
 @dataclass
 class Weights:
-    cell: str        # "lstm", "gru" or "rnn"
-    table: np.ndarray        # (vocab, gates): first layer's input projection
+    cell: str        # one of charrnn.nn.cells.CELLS
+    table: np.ndarray        # (vocab, gates): first layer's input projection; parallel
+    #                          cells: (vocab, units), the embedding
     layers: list     # per layer: dict(W=input kernel (None in layer 0), U=recurrent kernel,
-    #                  WU=both stacked (LSTM/RNN layers > 0), b=input bias, br=GRU recurrent bias)
+    #                  WU=both stacked (LSTM/RNN layers > 0), b=input bias, br=GRU recurrent bias;
+    #                  parallel cells: W, b, norm, ff_norm, F1, f1b, F2, f2b, U=None)
     dense: np.ndarray        # (units, vocab)
     dense_b: np.ndarray      # (vocab,)
+    final_norm: np.ndarray = None  # (units,): parallel cells' norm before the logits
 
     @property
     def vocab_size(self):
@@ -52,6 +59,8 @@ class Weights:
     def arrays(self) -> dict:
         """Every array under its engine name (see LAYER_ARRAYS), None-valued ones left out."""
         out = {"table": self.table, "dense": self.dense, "dense_b": self.dense_b}
+        if self.final_norm is not None:
+            out["final_norm"] = self.final_norm
         for i, layer in enumerate(self.layers):
             out.update({f"{i}/{k}": layer[k] for k in LAYER_ARRAYS if layer.get(k) is not None})
         return out
@@ -60,19 +69,18 @@ class Weights:
     def from_arrays(cls, cell, arrays: dict):
         """The inverse of :meth:`arrays` (arrays may be NumPy or TensorFlow tensors)."""
         n = 1 + max(int(k.split("/")[0]) for k in arrays if "/" in k)
-        layers = [{k: arrays[f"{i}/{k}"] for k in LAYER_ARRAYS if f"{i}/{k}" in arrays}
+        layers = [{k: arrays.get(f"{i}/{k}") for k in LAYER_ARRAYS if k != "WU"}
                   for i in range(n)]
-        for layer in layers:
-            for k in ("W", "b", "br"):
-                layer.setdefault(k, None)
-        return cls(cell, arrays["table"], layers, arrays["dense"], arrays["dense_b"])
+        for i, layer in enumerate(layers):
+            if f"{i}/WU" in arrays:
+                layer["WU"] = arrays[f"{i}/WU"]
+        return cls(cell, arrays["table"], layers, arrays["dense"], arrays["dense_b"],
+                   arrays.get("final_norm"))
 
     def macs_per_step(self):
         """Multiply-adds of one step at batch 1 (to size the NumPy phase)."""
-        n = self.dense.size
-        for layer in self.layers:
-            n += layer["U"].size + (0 if layer["W"] is None else layer["W"].size)
-        return n
+        return self.dense.size + sum(layer[k].size for layer in self.layers
+                                     for k in ("W", "U", "F1", "F2") if layer.get(k) is not None)
 
 
 def make_weights(cell, embedding, kernels, recurrent_kernels, biases, dense, dense_b) -> Weights:
@@ -94,6 +102,15 @@ def make_weights(cell, embedding, kernels, recurrent_kernels, biases, dense, den
     return Weights(cell, f32(table), layers, f32(dense), f32(dense_b))
 
 
+def make_parallel_weights(cell, embedding, blocks, final_norm, dense, dense_b) -> Weights:
+    """Arrange a parallel cell's weights: ``blocks`` a dict per layer with the engine
+    names of LAYER_ARRAYS (W, b, norm, ff_norm, F1, f1b, F2, f2b)."""
+    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+    layers = [{k: (f32(block[k]) if k in block else None) for k in LAYER_ARRAYS if k != "WU"}
+              for block in blocks]
+    return Weights(cell, f32(embedding), layers, f32(dense), f32(dense_b), f32(final_norm))
+
+
 # --- the step, written once for both engines -------------------------------------
 # ``ops`` is NumPy or TensorFlow behind the same few names, so the NumPy and XLA
 # engines cannot drift apart.
@@ -102,6 +119,8 @@ class NumpyOps:
     float32, int32, uint32 = np.float32, np.int32, np.uint32
     take = staticmethod(lambda a, i: a[i])
     tanh = staticmethod(np.tanh)
+    rsqrt = staticmethod(lambda x: np.float32(1) / np.sqrt(x))
+    mean_last = staticmethod(lambda x: np.mean(x, axis=-1, keepdims=True, dtype=np.float32))
     exp = staticmethod(np.exp)
     split = staticmethod(lambda x, n: np.split(x, n, axis=1))
     concat = staticmethod(lambda xs: np.concatenate(xs, axis=1))
@@ -128,6 +147,7 @@ class NumpyOps:
         return np.take_along_axis(x, idx, axis=1), idx
 
 
+@functools.cache
 def tf_ops():
     from charrnn.backend import tensorflow
 
@@ -137,6 +157,8 @@ def tf_ops():
         float32, int32, uint32 = tf.float32, tf.int32, tf.uint32
         take = staticmethod(tf.gather)
         tanh = staticmethod(tf.tanh)
+        rsqrt = staticmethod(tf.math.rsqrt)
+        mean_last = staticmethod(lambda x: tf.reduce_mean(x, axis=-1, keepdims=True))
         sigmoid = staticmethod(tf.sigmoid)
         exp = staticmethod(tf.exp)
         split = staticmethod(lambda x, n: tf.split(x, n, axis=1))
@@ -160,6 +182,8 @@ def tf_ops():
 def cell_step(ops, w, tok, states):
     """One step of every layer: symbol ids (batch,) and the flat state list ->
     logits (batch, vocab) and the new state list."""
+    if w.cell in PARALLEL:
+        return _parallel_step(ops, w, tok, states)
     k = w.states_per_layer
     new, x = [], None
     for i, layer in enumerate(w.layers):
@@ -196,3 +220,46 @@ def layer_update(ops, cell, xz, h_in, layer, h, c=None):
         c = ops.sigmoid(fg) * c + ops.sigmoid(ig) * ops.tanh(cg)
         return ops.sigmoid(og) * ops.tanh(c), c
     return ops.tanh(a), None
+
+
+# --- the parallel cells (mingru, minlstm) -----------------------------------------
+# Written for rows of any leading shape (one step's (batch, H), or a whole window's
+# (T*batch, H)): training (charrnn.nn.parallel) runs these same functions over a window.
+
+def _parallel_step(ops, w, tok, states):
+    x, new = ops.take(w.table, tok), []
+    for layer, h in zip(w.layers, states):
+        a, b = min_gates(ops, w.cell, rms_norm(ops, x, layer["norm"]) @ layer["W"] + layer["b"])
+        h = a * h + b
+        new.append(h)
+        x = feed_forward(ops, layer, x + h)
+    return rms_norm(ops, x, w.final_norm) @ w.dense + w.dense_b, new
+
+
+def min_gates(ops, cell, p):
+    """A parallel cell's input projection ``p`` (rows, G*H) -> (a, b) of its recurrence
+    h_t = a_t * h_{t-1} + b_t.  minGRU: a = 1 - z, b = z * h~; minLSTM: the forget and
+    input gates normalised to sum to one, a = f / (f + i), b = i / (f + i) * h~."""
+    if cell == "mingru":
+        zp, hc = ops.split(p, 2)
+        z = ops.sigmoid(zp)
+        return 1.0 - z, z * hc
+    fp, ip, hc = ops.split(p, 3)
+    f, i = ops.sigmoid(fp), ops.sigmoid(ip)
+    return f / (f + i), i / (f + i) * hc
+
+
+def feed_forward(ops, layer, x):
+    """The block's second half: x + F2 gelu(F1 rmsnorm(x))."""
+    f = gelu(ops, rms_norm(ops, x, layer["ff_norm"]) @ layer["F1"] + layer["f1b"])
+    return x + (f @ layer["F2"] + layer["f2b"])
+
+
+def rms_norm(ops, x, scale):
+    """x / sqrt(mean(x^2) + eps) * scale over the last axis."""
+    return x * ops.rsqrt(ops.mean_last(x * x) + RMS_EPS) * scale
+
+
+def gelu(ops, x):
+    """GELU, its tanh approximation (the one ONNX, TFLite and JavaScript write alike)."""
+    return 0.5 * x * (1.0 + ops.tanh(0.7978845608028654 * (x + 0.044715 * (x * x * x))))

@@ -10,6 +10,19 @@ layout, float32; G = charrnn.nn.cells.GATES[cell]; H = rnn_size):
   logits.kernel               (H, vocab_size)
   logits.bias                 (vocab_size,)
 
+The parallel cells (mingru, minlstm; charrnn.nn.cells) have no recurrent kernel; each
+layer is a residual block, and the embedding is H wide (F = FF_MULT * H):
+
+  embedding                   (vocab_size, H)
+  layers.<i>.norm             (H,)          RMS norm scale before the cell
+  layers.<i>.kernel           (H, G*H)      the cell's input projection
+  layers.<i>.bias             (G*H,)
+  layers.<i>.ff_norm          (H,)          RMS norm scale before the feed-forward
+  layers.<i>.ff_in.kernel     (H, F)   layers.<i>.ff_in.bias  (F,)
+  layers.<i>.ff_out.kernel    (F, H)   layers.<i>.ff_out.bias (H,)
+  final_norm                  (H,)          RMS norm scale before the logits
+  logits.kernel, logits.bias  as above
+
 Here they move between a Keras model (charrnn.nn.model), a dict of NumPy arrays under
 these names (what .safetensors files, ONNX initialisers and the loader hold), and the
 engines' arrangement (charrnn.nn.step.Weights).
@@ -17,11 +30,15 @@ engines' arrangement (charrnn.nn.step.Weights).
 
 import numpy as np
 
-from charrnn.nn.cells import GATES
-from charrnn.nn.step import Weights, make_weights
+from charrnn.nn.cells import FF_MULT, GATES, PARALLEL
+from charrnn.nn.step import Weights, make_parallel_weights, make_weights
 
 # The model arguments (charrnn.nn.model.build_model) that fix the weights' shapes.
 SHAPE_KEYS = ("vocab_size", "cell", "num_layers", "rnn_size", "embedding_size")
+# A parallel cell's block: tensor name (after "layers.<i>.") -> engine name (Weights).
+ENGINE_NAMES = {"norm": "norm", "kernel": "W", "bias": "b", "ff_norm": "ff_norm",
+                "ff_in.kernel": "F1", "ff_in.bias": "f1b", "ff_out.kernel": "F2",
+                "ff_out.bias": "f2b"}
 
 
 def expected_shapes(args) -> dict:
@@ -29,6 +46,15 @@ def expected_shapes(args) -> dict:
     v, e, h, n = (int(args[k]) for k in ("vocab_size", "embedding_size", "rnn_size", "num_layers"))
     g = GATES[args["cell"]] * h
     shapes = {"embedding": (v, e), "logits.kernel": (h, v), "logits.bias": (v,)}
+    if args["cell"] in PARALLEL:
+        f = FF_MULT * h
+        for i in range(n):
+            shapes.update({f"layers.{i}.{k}": s for k, s in (
+                ("norm", (h,)), ("kernel", (h, g)), ("bias", (g,)), ("ff_norm", (h,)),
+                ("ff_in.kernel", (h, f)), ("ff_in.bias", (f,)), ("ff_out.kernel", (f, h)),
+                ("ff_out.bias", (h,)))})
+        shapes["final_norm"] = (h,)
+        return shapes
     for i in range(n):
         shapes[f"layers.{i}.kernel"] = (e if i == 0 else h, g)
         shapes[f"layers.{i}.recurrent_kernel"] = (h, g)
@@ -39,6 +65,12 @@ def expected_shapes(args) -> dict:
 def _variables(model) -> dict:
     """name -> the Keras variable that holds it."""
     v = {"embedding": model.embedding.embeddings}
+    if model.cell in PARALLEL:  # charrnn.nn.parallel.MinBlock keeps its variables by name
+        for i, block in enumerate(model.rnns):
+            v.update({f"layers.{i}.{k}": var for k, var in block.named.items()})
+        v["final_norm"] = model.final_norm
+        v["logits.kernel"], v["logits.bias"] = model.dense.kernel, model.dense.bias
+        return v
     for i, rnn in enumerate(model.rnns):
         v[f"layers.{i}.kernel"] = rnn.cell.kernel
         v[f"layers.{i}.recurrent_kernel"] = rnn.cell.recurrent_kernel
@@ -78,6 +110,12 @@ def model_args_of(model) -> dict:
 
 def engine_weights(cell, tensors: dict) -> Weights:
     """The engines' arrangement (charrnn.nn.step.Weights) of named arrays."""
+    if cell in PARALLEL:
+        n = sum(1 for k in tensors if k.endswith(".ff_norm"))
+        blocks = [{e: tensors[f"layers.{i}.{k}"] for k, e in ENGINE_NAMES.items()}
+                  for i in range(n)]
+        return make_parallel_weights(cell, tensors["embedding"], blocks, tensors["final_norm"],
+                                     tensors["logits.kernel"], tensors["logits.bias"])
     n = sum(1 for k in tensors if k.endswith(".recurrent_kernel"))
     return make_weights(cell, tensors["embedding"],
                         [tensors[f"layers.{i}.kernel"] for i in range(n)],
