@@ -185,6 +185,20 @@ def gru_run(tmp_path_factory, english_data):
     return _train(tmp_path_factory, "gru_run", english_data, "model.cell=gru")
 
 
+# --- the parallel cells (mingru, minlstm) ---------------------------------------------
+
+@pytest.fixture(scope="session")
+def mingru_run(tmp_path_factory, english_data):
+    """A 2x32 minGRU run (residual blocks, embedding 32) trained for 150 steps."""
+    return _train(tmp_path_factory, "mingru_run", english_data, "model.cell=mingru")
+
+
+@pytest.fixture(scope="session")
+def minlstm_run(tmp_path_factory, korean_data):
+    """A 2x32 minLSTM jamo run trained for 150 steps on korean_data."""
+    return _train(tmp_path_factory, "minlstm_run", korean_data, "model.cell=minlstm")
+
+
 # --- one long training, read, refused and killed (reliability and export helper) ----------
 
 TINY_SETS = ["model.num_layers=1", "model.rnn_size=16", "model.embedding_size=8",

@@ -165,7 +165,7 @@ def _call_parallel(tf, model, inputs, states, training):
         states = model.initial_state(tf.shape(inputs)[0])
     new_states = []
     for block, h0 in zip(model.rnns, states):
-        x, h = block(x, h0, training=training)
+        x, h = block(x, tf.cast(h0, tf.float32), training=training)
         new_states.append(h)
     shape = tf.shape(x)
     rows = rms_norm(tf_ops()[1], tf.reshape(x, [-1, model.rnn_size]), model.final_norm)
