@@ -90,7 +90,8 @@ def min_block_class():
             # autocast off: the casts are explicit (matmul operands only)
             super().__init__(autocast=False, **kwargs)
             self.cell, self.units = cell, int(units)
-            self.drop = keras.layers.Dropout(dropout) if dropout > 0 else None
+            # float32 in and out under a mixed policy (the residual stream stays float32)
+            self.drop = keras.layers.Dropout(dropout, dtype="float32") if dropout > 0 else None
 
         def build(self, input_shape):
             h, g, f = self.units, GATES[self.cell] * self.units, FF_MULT * self.units
