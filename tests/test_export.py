@@ -14,7 +14,7 @@ import pytest
 
 from charrnn.export import formats as E
 from charrnn.nn import tensors as nn_tensors
-from charrnn.nn.cells import GATE_ORDER
+from charrnn.nn.cells import GATE_ORDER, PARALLEL
 from charrnn.store import weightsfile as W
 from clihelp import error_line, ok, run
 
@@ -32,8 +32,11 @@ def within(ref, got):
     assert (np.argmax(got, -1) == np.argmax(ref, -1))[decisive].all()
 
 
+MODELS = ["lstm", "gru", "jamo", "mingru", "minlstm"]
+
+
 @pytest.fixture(scope="module")
-def models(english_run, gru_run, korean_run, tmp_path_factory):
+def models(english_run, gru_run, korean_run, mingru_run, minlstm_run, tmp_path_factory):
     """Each tiny model exported once to every format through the CLI, with the reference:
     the greedy path and the Keras logits along it (batch 2: the path and its reverse)."""
     from charrnn.backend import tensorflow
@@ -41,7 +44,9 @@ def models(english_run, gru_run, korean_run, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("exports")
     result = {}
-    for name, path in (("lstm", english_run), ("gru", gru_run), ("jamo", korean_run)):
+    runs = {"lstm": english_run, "gru": gru_run, "jamo": korean_run, "mingru": mingru_run,
+            "minlstm": minlstm_run}  # minlstm: jamo too
+    for name, path in runs.items():
         files = {}
         for fmt in FORMATS:
             target = out / f"{name}.{fmt}"
@@ -67,7 +72,7 @@ def feed(step, ids, n_states, units):
     return np.stack(out, 1)
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "jamo"])
+@pytest.mark.parametrize("name", MODELS)
 def test_every_format_reproduces_the_model(models, name):
     """onnxruntime, the LiteRT interpreter and the NumPy reader of the .safetensors file,
     each at batch 2, against the Keras model restored from the TF checkpoint."""
@@ -147,7 +152,9 @@ def readme_snippet(marker):
                                         ("onnx", "import onnxruntime")])
 def test_readme_snippets_run_verbatim(models, tmp_path, fmt, marker):
     code = readme_snippet(marker)
-    for name, m in models.items():
+    for m in models.values():
+        if fmt == "safetensors" and m["args"]["cell"] in PARALLEL:
+            continue  # the README's NumPy step writes out the recurrent cells only
         np.save(tmp_path / "ids.npy", m["ids"])
         p = subprocess.run([sys.executable, "-I", "-c", code + HARNESS, str(m["files"][fmt]),
                             str(tmp_path / "ids.npy"), str(tmp_path / "logits.npy")],
@@ -155,7 +162,7 @@ def test_readme_snippets_run_verbatim(models, tmp_path, fmt, marker):
         assert p.returncode == 0, p.stderr
         within(m["ref"], np.load(tmp_path / "logits.npy"))
         sample = p.stdout  # the snippet's own sampling loop ran (its __main__ block)
-        if name == "jamo":  # 300 jamo, recomposed into syllables
+        if m["vocab"].jamo:  # 300 jamo, recomposed into syllables
             assert sum("\uac00" <= c <= "\ud7a3" for c in sample) > 30, sample
         else:
             assert sample.startswith("The ") and len(sample) > 300, sample
@@ -175,6 +182,8 @@ def test_readme_pytorch_snippet(models, tmp_path):
     pytest.importorskip("torch")
     code = readme_snippet("def load_torch") + TORCH_HARNESS
     for m in models.values():
+        if m["args"]["cell"] in PARALLEL:
+            continue  # PyTorch has no layer of the parallel cells
         np.save(tmp_path / "ids.npy", m["ids"])
         p = subprocess.run([sys.executable, "-I", "-c", code, str(m["files"]["safetensors"]),
                             str(tmp_path / "ids.npy"), str(tmp_path / "logits.npy")],
@@ -213,7 +222,7 @@ def test_evaluate_takes_the_file(models, tmp_path):
     assert a["total"]["symbols"] == b["total"]["symbols"]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "minlstm"])
 def test_weights_file_round_trip(cell, tmp_path):
     """Write, read, load into a fresh Keras model: every cell, the same logits."""
     from charrnn.backend import tensorflow
@@ -298,6 +307,8 @@ def test_bad_weights_files_are_one_clear_error(models, tmp_path):
     _rewrite(good, tmp_path / "jamo.safetensors",
              change_meta=lambda m: m.__setitem__("jamo", "hangul/99"))
     _rewrite(good, tmp_path / "foreign.safetensors", change_meta=lambda m: m.clear())
+    _rewrite(good, tmp_path / "cell.safetensors",  # a cell this charrnn does not know
+             change_meta=lambda m: m.update(cell="mamba", model=m["model"].replace('"lstm"', '"mamba"')))
     for path in sorted(tmp_path.glob("*.safetensors")):
         err = error_line(run("sample", path, "-n", 5), only=True)
         assert str(path) in err, err
@@ -305,6 +316,8 @@ def test_bad_weights_files_are_one_clear_error(models, tmp_path):
             assert "upgrade charrnn" in err
         elif path.stem == "vocab":
             assert "symbols but the weights are for" in err
+        elif path.stem == "cell":
+            assert "unknown or inconsistent cell 'mamba'" in err
         else:
             assert "export it again" in err
     error_line(run("evaluate", tmp_path / "missing.safetensors", README), only=True)
@@ -350,15 +363,18 @@ def test_export_usage_errors(models, tmp_path):
 
 # --- the weights file of every kept checkpoint -------------------------------------------
 
-def test_every_kept_checkpoint_has_its_weights_file(english_run):
+@pytest.mark.parametrize("which", ["english_run", "mingru_run"])
+def test_every_kept_checkpoint_has_its_weights_file(which, request):
     """Training wrote weights.safetensors into each checkpoint it kept, in the manifest;
-    rotation took the others away with their checkpoints."""
+    rotation took the others away with their checkpoints.  Its arrays are those TensorFlow
+    restores from the checkpoint (what exports are checked against)."""
     from charrnn.store import checkpoints
     from charrnn.store.loader import load_run
 
-    kept = [ck for d in ("checkpoints", "best") for ck in checkpoints.list_in(english_run / d)]
+    run_dir = request.getfixturevalue(which)
+    kept = [ck for d in ("checkpoints", "best") for ck in checkpoints.list_in(run_dir / d)]
     assert len(kept) >= 2 and not any(ck.legacy for ck in kept)
-    assert len(checkpoints.list_in(english_run / "best")) == 1  # best was saved more than once
+    assert len(checkpoints.list_in(run_dir / "best")) == 1  # best was saved more than once
     for ck in kept:
         checkpoints.verify(ck, need="all")  # size and crc32 of every file, this one included
         path = ck.file("weights.safetensors")
@@ -367,10 +383,10 @@ def test_every_kept_checkpoint_has_its_weights_file(english_run):
         assert wf.step == ck.step == ck.manifest["step"]
         if ck.dir.parent.name == "best":
             assert wf.val_loss == pytest.approx(ck.manifest["val_loss"])
-        model = load_run(english_run, str(ck.dir)).model
+        model = load_run(run_dir, str(ck.dir)).model
         for k, a in nn_tensors.tensors_from_model(model).items():
             np.testing.assert_array_equal(wf.tensors[k], a)
-    files = sorted(p.parent for p in english_run.rglob("*.safetensors"))
+    files = sorted(p.parent for p in run_dir.rglob("*.safetensors"))
     assert files == sorted(ck.dir for ck in kept)  # none left behind by rotation
 
 

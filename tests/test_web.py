@@ -1,5 +1,5 @@
-"""The web export: the page's JavaScript LSTM/GRU step against charrnn's own logits (the
-TF-restored model), in a real headless Chromium opened from file://.
+"""The web export: the page's JavaScript step of every cell against charrnn's own logits
+(the TF-restored model), in a real headless Chromium opened from file://.
 
 Teacher-forced rule: along charrnn's greedy path from a fixed prime, every logit of the page
 is within 1e-4 + 1e-4 * |logit| of charrnn's, and the argmax is the same wherever charrnn's
@@ -79,7 +79,7 @@ def _generate(driver, prime, temperature, topk, length):
     return driver.find_element(By.ID, "out").get_attribute("textContent")
 
 
-@pytest.mark.parametrize("which", ["english_run", "gru_run"])
+@pytest.mark.parametrize("which", ["english_run", "gru_run", "mingru_run"])
 def test_web_page_matches_charrnn_logits(which, request, driver, tmp_path):
     run_dir = request.getfixturevalue(which)
     _check_teacher_forced(driver, run_dir, "We hold these truths", tmp_path)
@@ -91,7 +91,9 @@ def test_web_page_matches_charrnn_logits(which, request, driver, tmp_path):
     browser.assert_offline(driver, driver.current_url)
 
 
-def test_web_page_jamo_model_prints_syllables(korean_run, driver, tmp_path):
+@pytest.mark.parametrize("which", ["korean_run", "minlstm_run"])
+def test_web_page_jamo_model_prints_syllables(which, request, driver, tmp_path):
+    korean_run = request.getfixturevalue(which)
     _check_teacher_forced(driver, korean_run, "대한민국의 주권은", tmp_path)
     text = _generate(driver, "대한민국", 0, 0, 60)
     assert text.startswith("대한민국")
@@ -103,18 +105,45 @@ def test_web_page_jamo_model_prints_syllables(korean_run, driver, tmp_path):
     browser.assert_offline(driver, driver.current_url)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def _random_parallel_loaded(symbols, cell, layers, units, seed):
+    """A random model of a parallel cell under charrnn.nn.tensors' names: matrices scaled
+    by 1/sqrt(fan-in), biases small, norm scales near 1."""
+    from charrnn.nn.tensors import expected_shapes
+    from charrnn.store.loaded import LoadedModel
+    from charrnn.text import Vocab
+
+    rng = np.random.default_rng(seed)
+    args = {"vocab_size": len(symbols), "cell": cell, "num_layers": layers, "rnn_size": units,
+            "embedding_size": units}
+    tensors = {}
+    for name, shape in expected_shapes(args).items():
+        if name.endswith("norm"):
+            tensors[name] = 1 + rng.normal(scale=0.2, size=shape)
+        else:
+            tensors[name] = rng.normal(scale=shape[0] ** -0.5 if len(shape) == 2 else 0.1, size=shape)
+    loaded = LoadedModel("random", args, Vocab(sorted(symbols)), {}, checkpoint="random",
+                         tensors={k: v.astype(np.float32) for k, v in tensors.items()})
+    assert loaded.weights.final_norm is not None
+    return loaded
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mingru", "minlstm"])
 def test_web_page_every_cell_matches_the_numpy_step(cell, driver, tmp_path):
     """Wider random models (3x96, every cell type, incl. the plain RNN no test run trains)
     against charrnn.generate's NumPy step, with the same tolerance."""
+    from charrnn.nn.cells import PARALLEL
     from charrnn.nn.step import cell_step, NumpyOps
     from charrnn.export.webpage import write_page
     from test_visualize import _random_loaded
 
-    # weights small enough that the net is not chaotic (else any rounding difference grows
-    # without bound and no two float32 implementations agree after a few dozen steps)
-    loaded = _random_loaded(set("abcdefgh ijklmnop\n.,"), cell=cell, layers=3, units=96, seed=3,
-                            scale=0.08 if cell == "rnn" else 0.3)
+    symbols = set("abcdefgh ijklmnop\n.,")
+    if cell in PARALLEL:
+        loaded = _random_parallel_loaded(symbols, cell, layers=3, units=96, seed=3)
+    else:
+        # weights small enough that the net is not chaotic (else any rounding difference
+        # grows without bound and no two float32 implementations agree after a few dozen steps)
+        loaded = _random_loaded(symbols, cell=cell, layers=3, units=96, seed=3,
+                                scale=0.08 if cell == "rnn" else 0.3)
     page = tmp_path / f"{cell}.html"
     write_page(loaded, page)
     url = browser.open_page(driver, page)

@@ -1,13 +1,14 @@
 """`charrnn export --format web`: one HTML page that runs the model in the browser.
 
-The page holds the weights (float32, base64, one buffer), the vocabulary and a
-small plain-JavaScript LSTM/GRU/RNN step and sampler: no framework, no build
-step, nothing fetched, so it works when opened straight from disk (file://,
-where browsers refuse to fetch side files).  The step computes in float32 like
+The page holds the weights (float32, base64, one buffer), the vocabulary, and a
+small plain-JavaScript step of every cell (charrnn.nn.cells) and sampler: no
+framework, no build step, nothing fetched, so it works when opened straight from
+disk (file://, where browsers refuse to fetch side files).  The step computes in float32 like
 charrnn: Float32Array buffers, every stored result rounded to float32 (the
 product of two float32 is exact in a double, so each multiply-add rounds once,
 like a float32 FMA); the arrays are charrnn.nn.step.Weights', whose first-layer
-table is the embedding times the input kernel plus the bias.
+table is the embedding times the input kernel plus the bias (a parallel cell's: the
+embedding itself).
 
 ``window.charrnn.logits(ids)`` (teacher-forced logits from the zero state, the
 first id as the first input) is there for tests and for anyone checking the page
@@ -22,7 +23,8 @@ import numpy as np
 
 from charrnn.atomic import write_text_atomic
 from charrnn.generate.sampler import start_id
-from charrnn.nn.cells import GATES
+from charrnn.nn.cells import GATES, PARALLEL
+from charrnn.nn.step import RMS_EPS
 from charrnn.text import JAMO_SCHEME
 from charrnn.web import fill, script_json, template
 
@@ -43,6 +45,7 @@ def page_data(loaded) -> dict:
         offset += a.size
     return {
         "format": FORMAT, "cell": w.cell, "gates": GATES[w.cell], "layers": len(w.layers),
+        "parallel": w.cell in PARALLEL, "rms_eps": RMS_EPS,
         "units": w.units, "vocab": vocab.symbols, "jamo": JAMO_SCHEME if vocab.jamo else None,
         "unk": vocab.unk_id, "start_id": start_id(vocab), "checkpoint": loaded.short_checkpoint,
         "arrays": index, "weights": base64.b64encode(b"".join(parts)).decode("ascii"),
