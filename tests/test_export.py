@@ -153,8 +153,6 @@ def readme_snippet(marker):
 def test_readme_snippets_run_verbatim(models, tmp_path, fmt, marker):
     code = readme_snippet(marker)
     for m in models.values():
-        if fmt == "safetensors" and m["args"]["cell"] in PARALLEL:
-            continue  # the README's NumPy step writes out the recurrent cells only
         np.save(tmp_path / "ids.npy", m["ids"])
         p = subprocess.run([sys.executable, "-I", "-c", code + HARNESS, str(m["files"][fmt]),
                             str(tmp_path / "ids.npy"), str(tmp_path / "logits.npy")],

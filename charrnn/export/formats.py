@@ -29,7 +29,7 @@ from charrnn.errors import CharrnnError
 from charrnn.export import webpage
 from charrnn.generate.sampler import start_id
 from charrnn.nn.cells import GATES, PARALLEL, state_names, states_per_layer
-from charrnn.nn.step import RMS_EPS, NumpyOps, cell_step, tf_ops
+from charrnn.nn.step import GELU_A, GELU_C, RMS_EPS, NumpyOps, cell_step, tf_ops
 from charrnn.nn.tensors import engine_weights, tensors_from_model
 from charrnn.store import checkpoints, loader, weightsfile
 from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
@@ -173,8 +173,8 @@ def onnx_model(tensors, args, metadata=None):
 
     def gelu(x, p):  # the tanh approximation, as charrnn.nn.step.gelu
         x3 = op("Mul", [op("Mul", [x, x], f"{p}_x2"), x], f"{p}_x3")
-        inner = op("Add", [x, op("Mul", [const(0.044715), x3], f"{p}_ax3")], f"{p}_in")
-        t = op("Tanh", [op("Mul", [const(0.7978845608028654), inner], f"{p}_cin")], f"{p}_t")
+        inner = op("Add", [x, op("Mul", [const(GELU_A), x3], f"{p}_ax3")], f"{p}_in")
+        t = op("Tanh", [op("Mul", [const(GELU_C), inner], f"{p}_cin")], f"{p}_t")
         return op("Mul", [op("Mul", [const(0.5), x], f"{p}_hx"), op("Add", [const(1.0), t], f"{p}_1t")],
                   f"{p}_out")
 

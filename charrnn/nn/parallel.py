@@ -103,6 +103,10 @@ def min_block_class():
             # tensor name (charrnn.nn.tensors) -> variable
             self.named = {k: self.add_weight(name=k.replace(".", "_"), shape=s, initializer=i)
                           for k, s, i in spec}
+            # one attribute each as well: tf.train.Checkpoint does not look inside the dict
+            # (which Keras wraps), and would save none of them (keras-team/keras#18398)
+            for k, var in self.named.items():
+                setattr(self, "var_" + k.replace(".", "_"), var)
 
         def call(self, x, h0, training=False):
             """x [T, B, H] float32, h0 [B, H] -> (x out [T, B, H], h_T)."""

@@ -20,6 +20,7 @@ from charrnn.nn.cells import PARALLEL, states_per_layer
 LAYER_ARRAYS = ("W", "U", "WU", "b", "br",  # the parallel cells' blocks add:
                 "norm", "ff_norm", "F1", "f1b", "F2", "f2b")
 RMS_EPS = 1e-6  # in the parallel cells' RMS norms
+GELU_C, GELU_A = 0.7978845608028654, 0.044715  # GELU's tanh approximation: sqrt(2/pi), a
 
 
 # --- weights --------------------------------------------------------------------
@@ -83,9 +84,12 @@ class Weights:
                                      for k in ("W", "U", "F1", "F2") if layer.get(k) is not None)
 
 
+def f32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
 def make_weights(cell, embedding, kernels, recurrent_kernels, biases, dense, dense_b) -> Weights:
     """Arrange raw layer weights (Keras layout) for the engines."""
-    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     layers = []
     for i, (k, u, b) in enumerate(zip(kernels, recurrent_kernels, biases)):
         b = f32(b)
@@ -105,7 +109,6 @@ def make_weights(cell, embedding, kernels, recurrent_kernels, biases, dense, den
 def make_parallel_weights(cell, embedding, blocks, final_norm, dense, dense_b) -> Weights:
     """Arrange a parallel cell's weights: ``blocks`` a dict per layer with the engine
     names of LAYER_ARRAYS (W, b, norm, ff_norm, F1, f1b, F2, f2b)."""
-    f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
     layers = [{k: (f32(block[k]) if k in block else None) for k in LAYER_ARRAYS if k != "WU"}
               for block in blocks]
     return Weights(cell, f32(embedding), layers, f32(dense), f32(dense_b), f32(final_norm))
@@ -262,4 +265,4 @@ def rms_norm(ops, x, scale):
 
 def gelu(ops, x):
     """GELU, its tanh approximation (the one ONNX, TFLite and JavaScript write alike)."""
-    return 0.5 * x * (1.0 + ops.tanh(0.7978845608028654 * (x + 0.044715 * (x * x * x))))
+    return 0.5 * x * (1.0 + ops.tanh(GELU_C * (x + GELU_A * (x * x * x))))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from charrnn.atomic import read_json
 from charrnn.errors import CharrnnError
+from charrnn.nn.cells import CELLS
 from charrnn.store import checkpoints
 from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
 
@@ -80,7 +81,11 @@ def read_model_args(run_path) -> dict:
     if not path.is_file():
         raise CharrnnError(f"{run_path} is not a charrnn run (no {MODEL_FILE}); pass the "
                            "--out directory of a `charrnn train` run")
-    return read_json(path)
+    args = read_json(path)
+    if args.get("cell") not in CELLS:
+        raise CharrnnError(f"{run_path} is a run of cell {args.get('cell')!r}, which this "
+                           f"charrnn does not know ({', '.join(CELLS)}); upgrade charrnn")
+    return args
 
 
 def read_config(run_path) -> dict:
