@@ -123,18 +123,31 @@ def _run_in_one_process(commands, env):
     return [(code, err) for code, err, _ in results]
 
 
+MINGRU = ["--set", "model.cell=mingru"]  # a parallel cell: residual blocks, no recurrent kernel
+
+
 @pytest.fixture(scope="module")
 def two_cpus(dist_data, tmp_path_factory):
     """One process with the CPU split in two: a batch that does not split evenly (refused),
-    then the mirrored run (trained)."""
+    then the mirrored run (trained); beside it a process of its own trains a mirrored
+    minGRU (a second MirroredStrategy run in one process collides with the first's
+    collective ops)."""
     root = tmp_path_factory.mktemp("two_cpus")
-    odd, mirrored = root / "odd", root / "mirrored"
-    (odd_code, odd_err), (code, err) = _run_in_one_process(
-        [_train_args(dist_data, odd, "--strategy", "mirrored", "--set", "train.batch_size=5"),
-         _train_args(dist_data, mirrored, "--strategy", "mirrored")],
-        _env(**{distribute.CPU_DEVICES_ENV: "2"}))
+    odd, mirrored, mingru = root / "odd", root / "mirrored", root / "mingru"
+    env = _env(**{distribute.CPU_DEVICES_ENV: "2"})
+    proc = subprocess.Popen(_train_cmd(dist_data, mingru, "--strategy", "mirrored", *MINGRU),
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        (odd_code, odd_err), (code, err) = _run_in_one_process(
+            [_train_args(dist_data, odd, "--strategy", "mirrored", "--set", "train.batch_size=5"),
+             _train_args(dist_data, mirrored, "--strategy", "mirrored")], env)
+        _, mingru_err = proc.communicate(timeout=LIMIT_S)
+    finally:
+        _kill([proc])
     assert code == 0, err[-3000:]
-    return {"odd": (odd, odd_code, odd_err), "mirrored": (mirrored, err)}
+    assert proc.returncode == 0, mingru_err[-3000:]
+    return {"odd": (odd, odd_code, odd_err), "mirrored": (mirrored, err),
+            "mingru": (mingru, mingru_err)}
 
 
 # --- roles and paths (TF_CONFIG parsing; no TensorFlow) -----------------------------------
@@ -205,7 +218,17 @@ def test_multiworker_without_tf_config_and_odd_batch(dist_data, two_cpus, tmp_pa
 # --- MirroredStrategy over two logical CPUs ------------------------------------------------
 
 def test_mirrored_two_cpus_matches_default(reference_run, two_cpus):
-    out, err = two_cpus["mirrored"]
+    _assert_mirrored_matches(reference_run, *two_cpus["mirrored"])
+
+
+def test_mirrored_parallel_cell_matches_default(dist_data, two_cpus, tmp_path):
+    """The minGRU's carried state splits between the replicas like a LSTM's."""
+    reference = tmp_path / "reference"
+    assert main(_train_args(dist_data, reference, "--strategy", "default", *MINGRU)) == 0
+    _assert_mirrored_matches(reference, *two_cpus["mingru"])
+
+
+def _assert_mirrored_matches(reference_run, out, err):
     assert "2 replicas" in err
     for step in (10, 20, STEPS):
         ref, got = _val(reference_run, step), _val(out, step)

@@ -209,3 +209,28 @@ def test_init_from_and_vocab_from_a_safetensors_file(english_run, french, french
     np.testing.assert_allclose(init["kernel"][:, :len(old)], src["kernel"], atol=1e-6)
     for a, b in zip(init["rnn"], src["rnn"], strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_init_from_a_parallel_cell_copies_every_block_tensor(mingru_run, french_data, tmp_path):
+    """mingru onto French: the norms, projections, feed-forward and final norm copied as
+    they are, the embedding rows and output columns by symbol; a LSTM source is refused."""
+    from charrnn.store.loader import load
+
+    old, new = symbols(mingru_run), symbols(french_data)
+    o = [old.index(c) for c in new if c in old]
+    n = [new.index(c) for c in new if c in old]
+    out = tmp_path / "init"
+    train(french_data, out, "model.cell=mingru", "train.learning_rate=1e-12", steps=1,
+          init_from=mingru_run)
+    src, init = load(mingru_run).tensors, load(out, "latest").tensors
+    assert src.keys() == init.keys() and {"final_norm", "layers.1.ff_out.kernel"} <= set(src)
+    for name in src.keys() - {"embedding", "logits.kernel", "logits.bias"}:
+        np.testing.assert_allclose(init[name], src[name], atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(init["embedding"][n], src["embedding"][o], atol=1e-6)
+    np.testing.assert_allclose(init["logits.kernel"][:, n], src["logits.kernel"][:, o], atol=1e-6)
+    np.testing.assert_allclose(init["logits.bias"][n], src["logits.bias"][o], atol=1e-6)
+    line = error_line(run("train", "--data", french_data, "--out", tmp_path / "x",
+                          "--init-from", mingru_run, *[a for s in MODEL for a in ("--set", s)]),
+                      only=True)
+    assert "architecture differs (cell mingru (source) vs lstm, embedding_size 32 (source) " \
+           "vs 16)" in line

@@ -17,10 +17,11 @@ EVIL = 'He said "</script><img src=x onerror="window.pwned=1"> \u2028 & <b>bold<
 
 # --- the numbers -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("which", ["english_run", "korean_run"])
+@pytest.mark.parametrize("which", ["english_run", "korean_run", "mingru_run", "minlstm_run"])
 def test_surprise_sums_to_evaluate_streams_1(which, request, tmp_path):
+    """visualize (NumPy, charrnn.nn.step's cell) against evaluate (the Keras model)."""
     run_dir = request.getfixturevalue(which)
-    text = (ENGLISH if which == "english_run" else KOREAN)[:1500] + "\u00e9t\u00e9 \u263a\n"  # + OOV
+    text = (KOREAN if which in ("korean_run", "minlstm_run") else ENGLISH)[:1500] + "\u00e9t\u00e9 \u263a\n"  # + OOV
     path = tmp_path / "text.txt"
     path.write_text(text, encoding="utf-8")
     data = json.loads(ok(run("visualize", run_dir, path, "--json", "--max-chars", 0)).stdout)

@@ -8,7 +8,9 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py; benchmarks/RES
    scaled by how fast this machine runs a small one-thread matrix-multiply probe now
    against the probe on that machine (``probe``, NumPy, about 0.3 s, before TensorFlow
    starts).  ``model.auto_throughput`` gives the symbols/s of the reference 2x256 LSTM
-   instead (no probe; what tests use).
+   instead (no probe; what tests use).  The calibration is of LSTMs; other cells are
+   predicted from their multiply-adds alike (for mingru/minlstm, whose matmuls span a
+   whole window, this is not measured).
 2. Size.  Each candidate of ``LADDER`` would see ``budget x throughput`` symbols.  Take the
    largest whose budget gives it at least ``TOKENS_PER_PARAM`` symbols per weight: below
    that a smaller network that sees more text wins in the same time.  Measured
@@ -29,9 +31,11 @@ is refused.
 import math
 import time
 
-from charrnn.nn.cells import GATES
+from charrnn.nn.cells import FF_MULT, GATES, PARALLEL
+from charrnn.nn.cells import embedding_size as cell_embedding_size
 
-# (layers, units), smallest first; embedding 64 up to 256 units, then 128.
+# (layers, units), smallest first; embedding 64 up to 256 units, then 128 (a parallel
+# cell's is its rnn_size).
 LADDER = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512), (3, 768)]
 REFERENCE = (2, 256)
 TOKENS_PER_PARAM = 30.0
@@ -46,25 +50,33 @@ CALIBRATION = {
 }
 
 
-def embedding_size(units):
-    return 64 if units <= 256 else 128
+def embedding_size(units, cell="lstm"):
+    return cell_embedding_size(cell, units, 64 if units <= 256 else 128)
 
 
-def _kernel_weights(layers, units, cell):
-    """Input and recurrent kernel weights of the recurrent layers."""
+def _matrix_weights(layers, units, cell):
+    """The layers' matrix weights, each multiplied once per symbol: input and recurrent
+    kernels; a parallel cell's block: its input projection and feed-forward (F = 4H)."""
+    if cell in PARALLEL:
+        return layers * (GATES[cell] + 2 * FF_MULT) * units * units
     inputs = embedding_size(units) + (layers - 1) * units
     return GATES[cell] * units * (inputs + layers * units)
 
 
 def macs_per_symbol(layers, units, vocab, cell="lstm"):
     """Multiply-adds one symbol costs in training (forward + backward = 3x forward)."""
-    return 3 * (_kernel_weights(layers, units, cell) + units * vocab)
+    return 3 * (_matrix_weights(layers, units, cell) + units * vocab)
 
 
 def params(layers, units, vocab, cell="lstm"):
-    """Weights of the model (Keras' GRU keeps an input and a recurrent bias)."""
-    biases = layers * GATES[cell] * units * (2 if cell == "gru" else 1)
-    return (vocab * embedding_size(units) + _kernel_weights(layers, units, cell) + biases
+    """Weights of the model: embedding, layers, output layer.  Besides the matrices a layer
+    has its biases (Keras' GRU: an input and a recurrent one); a parallel cell's block the
+    projection's, the feed-forward's two and two norm scales, and the model a final norm."""
+    if cell in PARALLEL:
+        others = layers * (GATES[cell] + FF_MULT + 3) * units + units
+    else:
+        others = layers * GATES[cell] * units * (2 if cell == "gru" else 1)
+    return (vocab * embedding_size(units, cell) + _matrix_weights(layers, units, cell) + others
             + units * vocab + vocab)
 
 
@@ -100,7 +112,7 @@ def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=Non
     """The model settings for a ``budget_s`` run on ``train_symbols`` of data:
     {"num_layers", "rnn_size", "embedding_size", "dropout"} and a one-line reason."""
     if throughput:  # symbols/s of the reference size: the speed it implies
-        ref = symbols_per_second(*REFERENCE, vocab, cell, 1.0)
+        ref = symbols_per_second(*REFERENCE, vocab, "lstm", 1.0)  # what the setting measures
         speed, how = throughput / ref, f"given throughput {throughput:,.0f} symbols/s at 2x256"
     else:
         speed = probe() / CALIBRATION["probe"]
@@ -119,11 +131,12 @@ def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=Non
     if exposure > DROPOUT_FROM:
         dropout = min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * math.log2(exposure / DROPOUT_FROM))
     dropout = round(dropout, 2)
-    chosen = {"num_layers": layers, "rnn_size": units, "embedding_size": embedding_size(units),
+    embedding = embedding_size(units, cell)
+    chosen = {"num_layers": layers, "rnn_size": units, "embedding_size": embedding,
               "dropout": dropout}
     why = (f"the largest size with at least {TOKENS_PER_PARAM:g}" if seen / n >= TOKENS_PER_PARAM
            else f"the smallest size; none reaches {TOKENS_PER_PARAM:g}")
-    reason = (f"model auto: {layers}x{units} {cell}, embedding {embedding_size(units)}, dropout "
+    reason = (f"model auto: {layers}x{units} {cell}, embedding {embedding}, dropout "
               f"{dropout:g} ({n:,} parameters): {budget_s / 60:g} min at about "
               f"{seen / budget_s:,.0f} symbols/s reads {seen / 1e6:,.1f}M symbols, "
               f"{seen / n:.0f} per parameter ({why}), {epochs:.1f} epochs of {train_symbols:,}, "

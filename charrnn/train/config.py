@@ -18,11 +18,12 @@ import yaml
 
 from charrnn.train.distribute import PRECISIONS, STRATEGIES
 from charrnn.errors import CharrnnError
-from charrnn.nn.cells import CELLS
+from charrnn.nn.cells import CELLS, embedding_size
 
 DEFAULTS = {
     "data": "data/linux",
-    "model": {"cell": "lstm", "num_layers": 3, "rnn_size": 512, "embedding_size": 128,
+    "model": {"cell": "lstm", "num_layers": 3, "rnn_size": 512,
+              "embedding_size": 128,    # mingru, minlstm: always rnn_size (their residual stream)
               "dropout": 0.0,
               "size": None,             # auto: num_layers, rnn_size, embedding_size and
                                         # dropout chosen for max_time (charrnn.train.autosize)
@@ -274,7 +275,9 @@ def _coerce(kind, value):
 
 
 def validate(config: dict, sources: dict) -> dict:
-    """Type-check and range-check every value in place; returns the config."""
+    """Type-check and range-check every value in place; returns the config.  A parallel
+    cell's model.embedding_size is set to its rnn_size (charrnn.nn.cells.embedding_size),
+    so config.yaml, model.json and resume's comparison all hold the model's real width."""
     def where(key):
         return sources.get(key, "default")
 
@@ -291,6 +294,9 @@ def validate(config: dict, sources: dict) -> dict:
             value = holder[name]
             if check and value is not None and not check[0](value):
                 raise CharrnnError(f"{where(key)}: {key} {check[1]}, got {value!r}")
+    model = config["model"]  # the width the model will have (a parallel cell's: rnn_size)
+    model["embedding_size"] = embedding_size(model["cell"], model["rnn_size"],
+                                             model["embedding_size"])
     return config
 
 

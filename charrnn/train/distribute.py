@@ -149,6 +149,8 @@ def intra_op_threads(setting, batch_size: int, rnn_size: int, cell: str) -> int:
     `charrnn train` (median of 12 log windows, runs interleaved): 1.06x at 2x128 and
     2x256 LSTM (batch 64, seq 100), but 0.96x at 3x512 (batch 50: 52M multiply-adds a
     step), hence the bound; not measured on more cores, so TensorFlow's default there.
+    The parallel cells (mingru, minlstm: no recurrent matmul, an element-wise step) get
+    the same bound on their input projection's share of a step; not measured either.
     """
     if setting != "auto":
         return setting

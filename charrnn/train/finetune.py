@@ -3,10 +3,11 @@
 The source may have been trained on another alphabet.  Symbols both vocabularies
 hold keep their embedding row, output-layer column and bias entry; symbols only
 the new data has keep the new model's own initialisation (from train.seed);
-symbols only the source has are dropped.  Every other weight is copied as it
-is, so the architecture must match (all model settings but the vocabulary size
-and dropout), and so must the jamo scheme and the newline policy: otherwise a
-shared symbol would stand for something else in the new data.
+symbols only the source has are dropped.  Every other weight (by its name in
+charrnn.nn.tensors: whatever the cell has, kernels, norms, feed-forward) is copied as
+it is, so the architecture must match (all model settings but the vocabulary size
+and dropout), and so must the jamo scheme and the newline policy: otherwise a shared
+symbol would stand for something else in the new data.
 
 `charrnn prepare --vocab-from RUN` (charrnn.store.prepare) keeps the source's symbols and
 ids, so nothing is dropped and a small new corpus does not cost the old alphabet.
@@ -15,8 +16,7 @@ ids, so nothing is dropped and a small new corpus does not cost the old alphabet
 import numpy as np
 
 from charrnn.errors import CharrnnError
-from charrnn.nn.model import build_model
-from charrnn.nn.tensors import assign_to_model
+from charrnn.nn.tensors import assign_to_model, tensors_from_model
 from charrnn.store import loader
 from charrnn.store.loaded import LoadedModel
 from charrnn.text import Vocab
@@ -67,34 +67,28 @@ def restore(model, source: LoadedModel, vocab: Vocab, log, on_warning=None) -> N
     reading its best checkpoint now if only its header was read."""
     if source.tensors is None:
         source = loader.load(source.path, "best", on_warning=on_warning)
-    # Read into a model of the source's own shape, then copy: the same code for any
-    # vocabulary, and the dropout setting (which owns a random generator) may differ.
-    src_model = build_model(**{**source.model_args, "dropout": 0.0})
-    assign_to_model(src_model, source.tensors)
-    name = source.checkpoint
     old_ids, new_ids = symbol_map(source.vocab, vocab)
-    copy_weights(src_model, model, old_ids, new_ids)
+    assign_to_model(model, mapped(source.tensors, tensors_from_model(model), old_ids, new_ids))
     shared = len(new_ids)
-    log(f"initialised weights from {name}: {shared} symbols shared (weights kept), "
+    log(f"initialised weights from {source.checkpoint}: {shared} symbols shared (weights kept), "
         f"{len(vocab) - shared} new (fresh weights), {len(source.vocab) - shared} dropped "
         "(not in this data)")
 
 
-def copy_weights(src_model, model, old_ids, new_ids) -> None:
-    """Copy every weight of ``src_model`` into ``model``; the vocabulary-sized ones
-    only at the shared symbols (embedding rows, output kernel columns, bias entries)."""
-    by_symbol = {id(model.embedding.embeddings): 0, id(model.dense.kernel): 1,
-                 id(model.dense.bias): 0}  # which axis is the vocabulary
-    for a, b in zip(src_model.trainable_weights, model.trainable_weights, strict=True):
-        value = a.numpy()
-        axis = by_symbol.get(id(b))
-        if axis is not None:
-            fresh = b.numpy()
-            index = [slice(None)] * fresh.ndim
-            src_index = list(index)
-            index[axis], src_index[axis] = new_ids, old_ids
-            fresh[tuple(index)] = value[tuple(src_index)]
-            value = fresh
-        if value.shape != tuple(b.shape):  # would mean a bug in check(), never bad input
-            raise RuntimeError(f"internal error: {a.path} {value.shape} vs {b.path} {b.shape}")
-        b.assign(value)
+BY_SYMBOL = {"embedding": 0, "logits.kernel": 1, "logits.bias": 0}  # name -> vocabulary axis
+
+
+def mapped(src: dict, fresh: dict, old_ids, new_ids) -> dict:
+    """The source's named tensors (charrnn.nn.tensors) for the new model, whose own are
+    ``fresh``: every tensor as it is (whatever the cell has: kernels, norms,
+    feed-forward), but the vocabulary-sized ones, which keep ``fresh`` and take the
+    source's values at the shared symbols only."""
+    out = dict(src)
+    for name, axis in BY_SYMBOL.items():
+        value = fresh[name].copy()
+        index = [slice(None)] * value.ndim
+        src_index = list(index)
+        index[axis], src_index[axis] = new_ids, old_ids
+        value[tuple(index)] = src[name][tuple(src_index)]
+        out[name] = value
+    return out

@@ -12,6 +12,7 @@ from charrnn import backend
 from charrnn.analysis import scoring
 from charrnn.atomic import read_json, write_text_atomic
 from charrnn.errors import CharrnnError
+from charrnn.nn.cells import PARALLEL
 from charrnn.store import rundir
 from charrnn.train import autosize, distribute
 from charrnn.store.weightsfile import checkpoint_extra
@@ -229,15 +230,16 @@ def _make_train_step(tf, model, optimizer, strategy, tokens, clip, scale, jit):
 
 
 def describe(log, config, ds, batches, setup, role):
-    train_cfg, model_cfg = config["train"], config["model"]
+    train_cfg = config["train"]
     replicas = setup.strategy.num_replicas_in_sync
     log(f"data {config['data']}: {len(ds.vocab)} symbols; train {len(ds.split('train')):,}, "
         f"val {len(ds.split('val')):,} symbols; {batches.batches:,} batches of "
         f"{train_cfg['batch_size']}x{batches.seq_length} per epoch"
         + (f" (seq_length {train_cfg['seq_length']} characters, about {batches.seq_length} jamo "
            "symbols)" if batches.seq_length != train_cfg["seq_length"] else ""))
-    log(f"model: {model_cfg['num_layers']}x{model_cfg['rnn_size']} {model_cfg['cell']}, "
-        f"embedding {model_cfg['embedding_size']}, "
-        f"{setup.model.count_params():,} parameters")
+    model = setup.model
+    stream = " (= rnn_size, the residual stream)" if model.cell in PARALLEL else ""
+    log(f"model: {model.num_layers}x{model.rnn_size} {model.cell}, embedding "
+        f"{model.embedding_size}{stream}, {model.count_params():,} parameters")
     log(f"strategy {type(setup.strategy).__name__}: {replicas} replica{'s' * (replicas > 1)}"
         f"{f' on {role.num_workers} workers' if role.num_workers > 1 else ''}; {setup.notes}")
