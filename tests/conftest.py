@@ -12,6 +12,7 @@ import pytest
 LONGEST_FIRST = ["tests/test_distribute.py",   # a two-process cluster, three times: 70
                  "tests/test_train.py",        # real training, time budgets: 60
                  "tests/test_sample.py",       # sample processes and their XLA children: 60
+                 "tests/test_parallel_cells.py",  # 55
                  "tests/test_serve.py",        # 28
                  "tests/test_evaluate.py",     # 26
                  "killed_run",                 # training processes killed: 25

@@ -47,7 +47,7 @@ def expected_shapes(args) -> dict:
     g = GATES[args["cell"]] * h
     shapes = {"embedding": (v, e), "logits.kernel": (h, v), "logits.bias": (v,)}
     if args["cell"] in PARALLEL:
-        f = FF_MULT * h
+        f, shapes["embedding"] = FF_MULT * h, (v, h)  # the residual stream (nn.cells)
         for i in range(n):
             shapes.update({f"layers.{i}.{k}": s for k, s in (
                 ("norm", (h,)), ("kernel", (h, g)), ("bias", (g,)), ("ff_norm", (h,)),
