@@ -29,7 +29,7 @@ from charrnn.errors import CharrnnError
 from charrnn.export import webpage
 from charrnn.generate.sampler import start_id
 from charrnn.nn.cells import GATES, PARALLEL, state_names, states_per_layer
-from charrnn.nn.step import GELU_A, GELU_C, RMS_EPS, NumpyOps, cell_step, tf_ops
+from charrnn.nn.step import RMS_EPS, NumpyOps, cell_step, tf_ops
 from charrnn.nn.tensors import engine_weights, tensors_from_model
 from charrnn.store import checkpoints, loader, weightsfile
 from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
@@ -171,12 +171,9 @@ def onnx_model(tensors, args, metadata=None):
                f"{p}_r")
         return op("Mul", [op("Mul", [x, r], f"{p}_xr"), scale], f"{p}_out")
 
-    def gelu(x, p):  # the tanh approximation, as charrnn.nn.step.gelu
-        x3 = op("Mul", [op("Mul", [x, x], f"{p}_x2"), x], f"{p}_x3")
-        inner = op("Add", [x, op("Mul", [const(GELU_A), x3], f"{p}_ax3")], f"{p}_in")
-        t = op("Tanh", [op("Mul", [const(GELU_C), inner], f"{p}_cin")], f"{p}_t")
-        return op("Mul", [op("Mul", [const(0.5), x], f"{p}_hx"), op("Add", [const(1.0), t], f"{p}_1t")],
-                  f"{p}_out")
+    def relu2(x, p):  # squared ReLU, as charrnn.nn.step.relu2
+        r = op("Relu", [x], f"{p}_r")
+        return op("Mul", [r, r], f"{p}_out")
 
     def parallel_block(i, x):
         p, t = f"l{i}", f"layers.{i}."
@@ -194,7 +191,7 @@ def onnx_model(tensors, args, metadata=None):
             b = op("Mul", [op("Div", [ig, s], f"{p}_in"), hc], f"{p}_b")
         h = op("Add", [op("Mul", [a, f"state_h_{i}"], f"{p}_ah"), b], f"new_state_h_{i}")
         x = op("Add", [x, h], f"{p}_x1")
-        ff = gelu(op("Add", [op("MatMul", [rms_norm(x, t + "ff_norm", f"{p}_fn"), t + "ff_in.kernel"],
+        ff = relu2(op("Add", [op("MatMul", [rms_norm(x, t + "ff_norm", f"{p}_fn"), t + "ff_in.kernel"],
                                 f"{p}_f1"), t + "ff_in.bias"], f"{p}_f1b"), f"{p}_g")
         y = op("Add", [op("MatMul", [ff, t + "ff_out.kernel"], f"{p}_f2"), t + "ff_out.bias"], f"{p}_f2b")
         return op("Add", [x, y], f"{p}_x2")

@@ -24,7 +24,7 @@ import numpy as np
 from charrnn.atomic import write_text_atomic
 from charrnn.generate.sampler import start_id
 from charrnn.nn.cells import GATES, PARALLEL
-from charrnn.nn.step import GELU_A, GELU_C, RMS_EPS
+from charrnn.nn.step import RMS_EPS
 from charrnn.text import JAMO_SCHEME
 from charrnn.web import fill, script_json, template
 
@@ -46,7 +46,6 @@ def page_data(loaded) -> dict:
     return {
         "format": FORMAT, "cell": w.cell, "gates": GATES[w.cell], "layers": len(w.layers),
         "parallel": w.cell in PARALLEL, "rms_eps": RMS_EPS,
-        "gelu": [GELU_C, GELU_A],
         "units": w.units, "vocab": vocab.symbols, "jamo": JAMO_SCHEME if vocab.jamo else None,
         "unk": vocab.unk_id, "start_id": start_id(vocab), "checkpoint": loaded.short_checkpoint,
         "arrays": index, "weights": base64.b64encode(b"".join(parts)).decode("ascii"),

@@ -3,7 +3,7 @@
 Their gates depend on the input only (charrnn.nn.cells), so a block's every matmul is
 one large matmul over the whole window (T*B rows), and all that stays sequential is
 the element-wise recurrence h_t = a_t * h_{t-1} + b_t (``linear_scan``).  The maths of
-a block is charrnn.nn.step's (``min_gates``, ``rms_norm``, ``gelu``), the one the
+a block is charrnn.nn.step's (``min_gates``, ``rms_norm``, ``relu2``), the one the
 samplers and exports step through; here it runs over all the window's rows at once,
 with dropout on the two residual branches.
 
@@ -14,7 +14,7 @@ charrnn.nn.fused).
 
 from charrnn.backend import tensorflow
 from charrnn.nn.cells import FF_MULT, GATES
-from charrnn.nn.step import gelu, min_gates, rms_norm, tf_ops
+from charrnn.nn.step import min_gates, relu2, rms_norm, tf_ops
 
 
 def linear_scan(a, b, h0):
@@ -126,7 +126,7 @@ def min_block_class():
                              + v["bias"])
             hs = linear_scan(tf.reshape(a, shape), tf.reshape(b, shape), h0)
             rows = rows + drop(tf.reshape(hs, [-1, self.units]))
-            f = gelu(ops, mm(rms_norm(ops, rows, v["ff_norm"]), "ff_in.kernel") + v["ff_in.bias"])
+            f = relu2(mm(rms_norm(ops, rows, v["ff_norm"]), "ff_in.kernel") + v["ff_in.bias"])
             rows = rows + drop(mm(f, "ff_out.kernel") + v["ff_out.bias"])
             return tf.reshape(rows, shape), hs[-1]
 

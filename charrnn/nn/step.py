@@ -20,7 +20,6 @@ from charrnn.nn.cells import PARALLEL, states_per_layer
 LAYER_ARRAYS = ("W", "U", "WU", "b", "br",  # the parallel cells' blocks add:
                 "norm", "ff_norm", "F1", "f1b", "F2", "f2b")
 RMS_EPS = 1e-6  # in the parallel cells' RMS norms
-GELU_C, GELU_A = 0.7978845608028654, 0.044715  # GELU's tanh approximation: sqrt(2/pi), a
 
 
 # --- weights --------------------------------------------------------------------
@@ -253,8 +252,8 @@ def min_gates(ops, cell, p):
 
 
 def feed_forward(ops, layer, x):
-    """The block's second half: x + F2 gelu(F1 rmsnorm(x))."""
-    f = gelu(ops, rms_norm(ops, x, layer["ff_norm"]) @ layer["F1"] + layer["f1b"])
+    """The block's second half: x + F2 relu(F1 rmsnorm(x))^2."""
+    f = relu2(rms_norm(ops, x, layer["ff_norm"]) @ layer["F1"] + layer["f1b"])
     return x + (f @ layer["F2"] + layer["f2b"])
 
 
@@ -263,6 +262,9 @@ def rms_norm(ops, x, scale):
     return x * ops.rsqrt(ops.mean_last(x * x) + RMS_EPS) * scale
 
 
-def gelu(ops, x):
-    """GELU, its tanh approximation (the one ONNX, TFLite and JavaScript write alike)."""
-    return 0.5 * x * (1.0 + ops.tanh(GELU_C * (x + GELU_A * (x * x * x))))
+def relu2(x):
+    """Squared ReLU, the feed-forward's activation (So et al. 2021, "Primer"): measured
+    better than GELU here at a quarter of its element-wise cost (benchmarks/RESULTS.md,
+    "Parallel cells")."""
+    r = 0.5 * (x + abs(x))  # max(x, 0) in NumPy and TensorFlow alike
+    return r * r
