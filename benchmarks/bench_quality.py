@@ -7,6 +7,7 @@ Each part runs on its own and appends one JSON line per training run to RESULTS
   python benchmarks/bench_quality.py shakespeare [--minutes 10]   # shipped vs shakespeare_before.yaml
   python benchmarks/bench_quality.py korean --minutes 3 10 --seeds 0 1
   python benchmarks/bench_quality.py grid --corpus FILE --minutes 3 --seeds 0 1   # model sizes
+  python benchmarks/bench_quality.py cells --minutes 3 10 --parallel   # LSTM against minGRU
   python benchmarks/bench_quality.py table [--filter TEXT]
 
 Datasets are prepared with --val-fraction 0.05 --test-fraction 0.05: settings are tuned on
@@ -222,6 +223,17 @@ def main(argv=None):
     gr.add_argument("--parallel", action="store_true", help="two runs at a time")
     gr.add_argument("--config", default=str(HERE / "grid.yaml"))
     gr.add_argument("--tag", default="", help="appended to the run names")
+    ce = sub.add_parser("cells", help="shakespeare.yaml's LSTM against a parallel cell's "
+                        "config, corpus by corpus, budget by budget, side by side")
+    ce.add_argument("--corpora", nargs="+",
+                    default=["tinyshakespeare.txt", "dahdi_c.txt", "korean_libreoffice_help.txt"])
+    ce.add_argument("--minutes", type=float, nargs="+", default=[3, 10])
+    ce.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ce.add_argument("--config", default=str(HERE / "mingru.yaml"), help="the parallel cell's")
+    ce.add_argument("--set", dest="sets", action="append", default=[],
+                    help="for the parallel cell's runs only")
+    ce.add_argument("--tree", help="a checkout to run instead of this one")
+    ce.add_argument("--parallel", action="store_true", help="each pair at once, side by side")
     ca = sub.add_parser("calibrate", help="throughput per size: autosize's cost model")
     ca.add_argument("--sizes", nargs="+", default=["1x128", "2x128", "2x256", "2x384", "2x512",
                                                     "3x512"])
@@ -252,6 +264,18 @@ def main(argv=None):
                     a.sets + extra.get(v, []), s, jamo[v])
                 for m in a.minutes for s in a.seeds for v in a.variants]
         pairs(jobs, a.parallel)
+    elif a.part == "cells":
+        for corpus in a.corpora:
+            prepare(corpus, tree=a.tree)  # once, before a pair would race to prepare it
+            for m in a.minutes:
+                for s in a.seeds:
+                    pairs([lambda name=name, config=config, sets=sets, m=m, s=s, corpus=corpus:
+                           train_and_score(f"cells-{name}-{Path(corpus).stem}-{m:g}m-s{s}", corpus,
+                                           m, config, sets, seed=s, tree=a.tree,
+                                           windows=corpus == "tinyshakespeare.txt")
+                           for name, config, sets in (("lstm", "shakespeare", []),
+                                                      (Path(a.config).stem, a.config, a.sets))],
+                          a.parallel)
     elif a.part == "grid":
         jobs = []
         prepare(a.corpus)
