@@ -58,3 +58,18 @@ def test_dropout_only_when_the_budget_rereads_the_data():
     many, _ = autosize.choose(65, 100_000, 600, throughput=10000)      # hundreds of epochs
     assert few["dropout"] == 0.0
     assert 0 < many["dropout"] <= autosize.DROPOUT_MAX
+
+
+def test_cell_auto_chooses_mingru_only_where_the_lstm_would_read_the_data_few_times():
+    speed = autosize.machine_speed(65, 10000.0)
+    lines = []
+    few = autosize.choose_cell(65, 100_000_000, 600, speed, lines.append)   # a fraction of an epoch
+    many = autosize.choose_cell(65, 100_000, 600, speed, lines.append)      # hundreds of epochs
+    assert (few, many) == ("mingru", "lstm")
+    assert lines[0].startswith("model auto: mingru: a ") and "(under 8: mingru" in lines[0]
+    assert lines[1].startswith("model auto: lstm: a ") and "(at least 8: lstm" in lines[1]
+    # the boundary is the LSTM's reading of the data, whatever the budget and the corpus
+    layers, units, seen, _ = autosize._largest(65, 600, "lstm", speed[0])
+    edge = seen / autosize.PARALLEL_BELOW_EPOCHS
+    assert autosize.choose_cell(65, int(edge * 1.01), 600, speed) == "mingru"
+    assert autosize.choose_cell(65, int(edge * 0.99), 600, speed) == "lstm"

@@ -125,14 +125,18 @@ def test_resume_without_a_run_is_an_error(tmp_path):
     assert_error(run("train", "--resume", "--out", tmp_path / "none"), "nothing to resume")
 
 
-def test_model_auto_is_short_for_size_auto_and_checked(tmp_path):
+def test_model_auto_is_short_for_size_and_cell_auto_and_checked(tmp_path):
     from charrnn.train.config import load_config
 
     path = tmp_path / "a.yaml"
     path.write_text("model: auto\n")
     config, _ = load_config(str(path))
     assert config["model"]["size"] == "auto" and config["model"]["num_layers"] == 3
+    assert config["model"]["cell"] == "auto"
     with pytest.raises(CharrnnError, match="model.size must be auto or null"):
         load_config(None, sets=["model.size=huge"])
+    with pytest.raises(CharrnnError, match="model.cell must be auto or one of lstm, gru, rnn, "
+                                           "mingru, minlstm"):
+        load_config(None, sets=["model.cell=mamba"])
     with pytest.raises(CharrnnError, match="train.seq_unit must be symbols or chars"):
         load_config(None, sets=["train.seq_unit=bytes"])

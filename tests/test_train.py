@@ -402,27 +402,32 @@ def test_model_auto_chooses_for_the_budget_prints_stores_and_keeps_it_on_resume(
     out = tmp_path / "auto"
     vocab = len(json.loads((english_data / "vocab.json").read_text())["symbols"])
     train_symbols = len(np.load(english_data / "train.npy", mmap_mode="r"))
-    expect, _ = autosize.choose(vocab, train_symbols, 2.0, throughput=3000.0)
+    speed = autosize.machine_speed(vocab, 3000.0)
+    cell = autosize.choose_cell(vocab, train_symbols, 2.0, speed)
+    expect, _ = autosize.choose(vocab, train_symbols, 2.0, cell, throughput=3000.0)
+    expect["cell"] = cell
     first = ok(run("train", "--config", config, "--data", english_data, "--out", out,
                    "--max-time", "2s", "--set", "model.auto_throughput=3000"))
-    line = next(ln for ln in first.stderr.splitlines() if ln.startswith("model auto: "))
+    lines = [ln for ln in first.stderr.splitlines() if ln.startswith("model auto: ")]
+    assert lines[0].startswith(f"model auto: {cell}: a ") and " LSTM would read the train " \
+        "split " in lines[0]
     size = f"{expect['num_layers']}x{expect['rnn_size']}"
-    assert line.startswith(f"model auto: {size} lstm, embedding {expect['embedding_size']}, "
-                           f"dropout {expect['dropout']:g} (")
-    assert "given throughput 3,000 symbols/s at 2x256" in line
+    assert lines[1].startswith(f"model auto: {size} {cell}, embedding "
+                               f"{expect['embedding_size']}, dropout {expect['dropout']:g} (")
+    assert "given throughput 3,000 symbols/s at 2x256" in lines[1]
     stored = json.loads((out / "model.json").read_text())
     assert {k: stored[k] for k in expect} == expect
-    assert f"model: {size} lstm" in first.stderr
+    assert f"model: {size} {cell}" in first.stderr
     # resumed with a budget and a speed that would choose otherwise: the choice stands
     assert autosize.choose(vocab, train_symbols, 3600.0, throughput=1e6)[0] != expect
     more = ok(run("train", "--resume", "--out", out, "--max-time", "1h", "--max-steps", 40,
                   "--set", "model.auto_throughput=1e6"))
-    assert f"keeping the choice made when the run started, {size}" in more.stderr
+    assert f"keeping the choice made when the run started, {size} {cell}" in more.stderr
     assert json.loads((out / "model.json").read_text()) == stored
     # the command-line spelling, and no budget to plan for
     line = error_line(run("train", "--data", english_data, "--out", tmp_path / "nobudget",
                           "--model-size", "auto"))
-    assert "model size auto chooses the model for a time budget" in line
+    assert "model auto chooses the model for a time budget" in line
     assert not (tmp_path / "nobudget" / "model.json").exists()
 
 

@@ -11,7 +11,7 @@ from charrnn.train.distribute import STRATEGIES
 @click.option("--data", type=click.Path(), help="Prepared dataset directory (sets data).")
 @click.option("-o", "--out", type=click.Path(), help="Run directory to write (sets train.out).")
 @click.option("--max-time", metavar="DURATION", help="Train for this long, counted across --resume: seconds or e.g. 90s, 10m, 2h. The run times its first steps and plans its step count (where the LR schedule ends) to fit (sets train.max_time).")
-@click.option("--model-size", type=click.Choice(["auto"]), help="auto: choose the layers, units, embedding and dropout for --max-time from the data and this machine's speed; printed, stored in model.json, kept on --resume (sets model.size; in YAML `model: auto`).")
+@click.option("--model-size", type=click.Choice(["auto"]), help="auto: choose the layers, units, embedding and dropout for --max-time from the data and this machine's speed; printed, stored in model.json, kept on --resume (sets model.size; YAML `model: auto` also chooses the cell, `model.cell: auto`).")
 @click.option("--max-steps", type=int, help="Stop at this global step (sets train.max_steps).")
 @click.option("--max-epochs", type=int, help="Stop after this many epochs (sets train.max_epochs).")
 @click.option("--seed", type=int, help="Random seed for the initial weights and dropout (sets train.seed).")

@@ -23,6 +23,12 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py; benchmarks/RES
    Shakespeare runs: 0.1 beat 0.25 at 2 epochs (exposure 1.7); 0.25-0.35 beat 0.1 at 25-36
    epochs (exposure 22-31).
 
+4. Cell (``model.cell: auto``, which ``model: auto`` implies).  ``mingru`` where the LSTM of
+   rule 2 would read the train split fewer than ``PARALLEL_BELOW_EPOCHS`` times in the
+   budget, else ``lstm``.  Measured side by side (benchmarks/RESULTS.md, "Parallel cells"):
+   minGRU won on C at 3 minutes (the LSTM read it 5.7 times) and lost on tiny-shakespeare
+   at 3 and 10 minutes (13 and 20+ times), where its larger blocks overfit.
+
 The choice is printed with its reasons, written to ``model.json`` and config.yaml, and never
 made again on ``--resume``.  Without ``max_time`` there is no budget to plan, so ``auto``
 is refused.
@@ -39,6 +45,7 @@ from charrnn.nn.cells import embedding_size as cell_embedding_size
 LADDER = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512), (3, 768)]
 REFERENCE = (2, 256)
 TOKENS_PER_PARAM = 30.0
+PARALLEL_BELOW_EPOCHS = 8.0  # rule 4
 DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 2.0, 0.1, 0.5
 # Measured by `python benchmarks/bench_quality.py calibrate` (tiny-shakespeare, vocabulary 65,
 # batch 64 x 100): training multiply-adds per symbol -> symbols/s, and the probe's rate then.
@@ -108,23 +115,47 @@ def symbols_per_second(layers, units, vocab, cell, speed):
     return speed * math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
 
-def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=None):
-    """The model settings for a ``budget_s`` run on ``train_symbols`` of data:
-    {"num_layers", "rnn_size", "embedding_size", "dropout"} and a one-line reason."""
+def machine_speed(vocab, throughput=None):
+    """(this machine's speed over the calibration machine's, how it was found)."""
     if throughput:  # symbols/s of the reference size: the speed it implies
         ref = symbols_per_second(*REFERENCE, vocab, "lstm", 1.0)  # what the setting measures
-        speed, how = throughput / ref, f"given throughput {throughput:,.0f} symbols/s at 2x256"
-    else:
-        speed = probe() / CALIBRATION["probe"]
-        ref = symbols_per_second(*REFERENCE, vocab, cell, speed)
-        how = f"measured: about {ref:,.0f} symbols/s at 2x256 here"
+        return throughput / ref, f"given throughput {throughput:,.0f} symbols/s at 2x256"
+    speed = probe() / CALIBRATION["probe"]
+    ref = symbols_per_second(*REFERENCE, vocab, "lstm", speed)
+    return speed, f"measured: about {ref:,.0f} symbols/s at 2x256 here"
+
+
+def choose_cell(vocab, train_symbols, budget_s, speed, log=None):
+    # speed: machine_speed's (speed, how)
+    """``model.cell: auto``: ``mingru`` where the budget lets the LSTM that ``choose`` would
+    pick read the train split fewer than ``PARALLEL_BELOW_EPOCHS`` times, else ``lstm``."""
+    layers, units, seen, _ = _largest(vocab, budget_s, "lstm", speed[0])
+    epochs = seen / max(1, train_symbols)
+    cell = "mingru" if epochs < PARALLEL_BELOW_EPOCHS else "lstm"
+    if log:
+        log(f"model auto: {cell}: a {layers}x{units} LSTM would read the train split "
+            f"{epochs:.1f} times in {budget_s / 60:g} min ({'under' if cell != 'lstm' else 'at least'}"
+            f" {PARALLEL_BELOW_EPOCHS:g}: {cell} trains better there)")
+    return cell
+
+
+def _largest(vocab, budget_s, cell, speed):
+    """(layers, units, symbols seen, parameters) of the size rule 2 picks."""
     best = None
     for layers, units in LADDER:
         seen = budget_s * symbols_per_second(layers, units, vocab, cell, speed)
         n = params(layers, units, vocab, cell)
         if best is None or seen / n >= TOKENS_PER_PARAM:
             best = (layers, units, seen, n)
-    layers, units, seen, n = best
+    return best
+
+
+def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=None, speed=None):
+    """The model settings for a ``budget_s`` run on ``train_symbols`` of data:
+    {"num_layers", "rnn_size", "embedding_size", "dropout"} and a one-line reason.
+    ``speed``: ``machine_speed``'s (speed, how), found here if None."""
+    speed, how = speed or machine_speed(vocab, throughput)
+    layers, units, seen, n = _largest(vocab, budget_s, cell, speed)
     epochs = seen / max(1, train_symbols)
     exposure = epochs * n / max(1, train_symbols)
     dropout = 0.0

@@ -85,7 +85,7 @@ TYPES = {
 # Impossible values: (test, what it must be).
 _POSITIVE = (lambda v: v > 0, "must be > 0")
 CHECKS = {
-    "model.cell": (lambda v: v in CELLS, f"must be one of {', '.join(CELLS)}"),
+    "model.cell": (lambda v: v in CELLS or v == "auto", f"must be auto or one of {', '.join(CELLS)}"),
     "model.num_layers": _POSITIVE, "model.rnn_size": _POSITIVE,
     "model.embedding_size": _POSITIVE,
     "model.dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
@@ -180,8 +180,8 @@ def merge(config: dict, overrides: dict, source: str, sources: dict) -> None:
         if key not in TYPES:
             raise CharrnnError(f"{source}: unknown section {key!r}; the sections are "
                                f"{', '.join(TYPES)}")
-        if key == "model" and value == "auto":  # `model: auto` is short for {size: auto}
-            value = {"size": "auto"}
+        if key == "model" and value == "auto":  # `model: auto`: {size: auto, cell: auto}
+            value = {"size": "auto", "cell": "auto"}
         if isinstance(TYPES[key], dict):
             if value is None:
                 continue

@@ -13,6 +13,7 @@ from charrnn.analysis import scoring
 from charrnn.atomic import read_json, write_text_atomic
 from charrnn.errors import CharrnnError
 from charrnn.nn.cells import PARALLEL
+from charrnn.nn.cells import embedding_size as cell_embedding_size
 from charrnn.store import rundir
 from charrnn.train import autosize, distribute
 from charrnn.store.weightsfile import checkpoint_extra
@@ -66,29 +67,37 @@ def symbols_per_char(meta, split="val"):
 # --- model size: chosen once, for the time budget (model: auto) ---------------------
 
 def choose_size(config, ds, out, resume, role, log):
-    """``model.size: auto``: fill in the model settings (charrnn.train.autosize); a resumed run
-    keeps the choice its model.json records."""
+    """``model.size: auto`` and ``model.cell: auto``: fill in the model settings
+    (charrnn.train.autosize); a resumed run keeps the choice its model.json records."""
     model_cfg, train_cfg = config["model"], config["train"]
-    if model_cfg["size"] != "auto":
+    keys = (["cell"] if model_cfg["cell"] == "auto" else []) + (
+        ["num_layers", "rnn_size", "embedding_size", "dropout"] if model_cfg["size"] == "auto"
+        else [])
+    if not keys:
         return
     if resume and (out / rundir.MODEL_FILE).is_file():
         old = rundir.read_model_args(out)
-        model_cfg.update({k: old[k] for k in
-                          ("num_layers", "rnn_size", "embedding_size", "dropout")})
-        log(f"model auto: keeping the choice made when the run started, {model_cfg['num_layers']}x"
-            f"{model_cfg['rnn_size']}, dropout {model_cfg['dropout']:g}")
+        model_cfg.update({k: old[k] for k in keys})
+        log(f"model auto: keeping the choice made when the run started, {old['num_layers']}x"
+            f"{old['rnn_size']} {old['cell']}, dropout {old['dropout']:g}")
         return
     if not train_cfg["max_time"]:
-        raise CharrnnError("model size auto chooses the model for a time budget: give one with "
-                           "--max-time (e.g. --max-time 30m), or set model.num_layers and "
-                           "model.rnn_size instead of model.size")
+        raise CharrnnError("model auto chooses the model for a time budget: give one with "
+                           "--max-time (e.g. --max-time 30m), or set model.cell, "
+                           "model.num_layers and model.rnn_size instead of auto")
     if role.num_workers > 1 and not model_cfg["auto_throughput"]:
-        raise CharrnnError("model size auto on several workers needs model.auto_throughput "
+        raise CharrnnError("model auto on several workers needs model.auto_throughput "
                            "(symbols/s of a 2x256 LSTM), so every worker chooses the same model")
-    chosen, _ = autosize.choose(len(ds.vocab), len(ds.split("train")), train_cfg["max_time"],
-                                model_cfg["cell"],
-                                model_cfg["auto_throughput"], log)
-    model_cfg.update(chosen)
+    vocab, symbols = len(ds.vocab), len(ds.split("train"))
+    speed = autosize.machine_speed(vocab, model_cfg["auto_throughput"])
+    if model_cfg["cell"] == "auto":
+        model_cfg["cell"] = autosize.choose_cell(vocab, symbols, train_cfg["max_time"], speed, log)
+    if model_cfg["size"] == "auto":
+        chosen, _ = autosize.choose(vocab, symbols, train_cfg["max_time"], model_cfg["cell"],
+                                    log=log, speed=speed)
+        model_cfg.update(chosen)
+    model_cfg["embedding_size"] = cell_embedding_size(model_cfg["cell"], model_cfg["rnn_size"],
+                                                      model_cfg["embedding_size"])
 
 
 # --- the run directory ----------------------------------------------------------------
