@@ -60,14 +60,19 @@ def test_dropout_only_when_the_budget_rereads_the_data():
     assert 0 < many["dropout"] <= autosize.DROPOUT_MAX
 
 
-def test_cell_auto_chooses_mingru_only_where_the_lstm_would_read_the_data_few_times():
+def test_cell_auto_chooses_mingru_where_the_lstm_reads_the_data_few_times_or_symbols_are_many():
     speed = autosize.machine_speed(65, 10000.0)
     lines = []
     few = autosize.choose_cell(65, 100_000_000, 600, speed, lines.append)   # a fraction of an epoch
     many = autosize.choose_cell(65, 100_000, 600, speed, lines.append)      # hundreds of epochs
     assert (few, many) == ("mingru", "lstm")
-    assert lines[0].startswith("model auto: mingru: a ") and "(under 8: mingru" in lines[0]
-    assert lines[1].startswith("model auto: lstm: a ") and "(at least 8: lstm" in lines[1]
+    assert lines[0].startswith("model auto: mingru: 65 symbols (under 256); a ")
+    assert lines[0].endswith("times in 10 min (under 8)")
+    assert lines[1].startswith("model auto: lstm: 65 symbols (under 256); a ")
+    assert lines[1].endswith("times in 10 min (at least 8)")
+    # a syllable vocabulary: minGRU however often the data is read
+    assert autosize.choose_cell(964, 100_000, 600, speed) == "mingru"
+    assert autosize.choose_cell(255, 100_000, 600, speed) == "lstm"
     # the boundary is the LSTM's reading of the data, whatever the budget and the corpus
     layers, units, seen, _ = autosize._largest(65, 600, "lstm", speed[0])
     edge = seen / autosize.PARALLEL_BELOW_EPOCHS

@@ -409,8 +409,8 @@ def test_model_auto_chooses_for_the_budget_prints_stores_and_keeps_it_on_resume(
     first = ok(run("train", "--config", config, "--data", english_data, "--out", out,
                    "--max-time", "2s", "--set", "model.auto_throughput=3000"))
     lines = [ln for ln in first.stderr.splitlines() if ln.startswith("model auto: ")]
-    assert lines[0].startswith(f"model auto: {cell}: a ") and " LSTM would read the train " \
-        "split " in lines[0]
+    assert lines[0].startswith(f"model auto: {cell}: {vocab} symbols (under 256); a ")
+    assert " LSTM would read the train split " in lines[0]
     size = f"{expect['num_layers']}x{expect['rnn_size']}"
     assert lines[1].startswith(f"model auto: {size} {cell}, embedding "
                                f"{expect['embedding_size']}, dropout {expect['dropout']:g} (")

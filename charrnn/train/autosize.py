@@ -25,9 +25,12 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py; benchmarks/RES
 
 4. Cell (``model.cell: auto``, which ``model: auto`` implies).  ``mingru`` where the LSTM of
    rule 2 would read the train split fewer than ``PARALLEL_BELOW_EPOCHS`` times in the
-   budget, else ``lstm``.  Measured side by side (benchmarks/RESULTS.md, "Parallel cells"):
-   minGRU won on C at 3 minutes (the LSTM read it 5.7 times) and lost on tiny-shakespeare
-   at 3 and 10 minutes (13 and 20+ times), where its larger blocks overfit.
+   budget, or the vocabulary has at least ``PARALLEL_FROM_VOCAB`` symbols; else ``lstm``.
+   Measured side by side at 3 and 10 minutes (benchmarks/RESULTS.md, "Parallel cells"):
+   minGRU won on C (the LSTM read it 4.5 and 7 times) by 0.05-0.08 nats on validation and
+   on Korean syllables (964 symbols, read 18-40 times) by 0.02-0.12; the LSTM won on
+   tiny-shakespeare (65 symbols, read 13-17 times) by 0.03-0.04.  Three corpora: the
+   boundary is where these fall, not a law.
 
 The choice is printed with its reasons, written to ``model.json`` and config.yaml, and never
 made again on ``--resume``.  Without ``max_time`` there is no budget to plan, so ``auto``
@@ -45,7 +48,7 @@ from charrnn.nn.cells import embedding_size as cell_embedding_size
 LADDER = [(1, 128), (2, 128), (2, 192), (2, 256), (2, 384), (2, 512), (3, 512), (3, 768)]
 REFERENCE = (2, 256)
 TOKENS_PER_PARAM = 30.0
-PARALLEL_BELOW_EPOCHS = 8.0  # rule 4
+PARALLEL_BELOW_EPOCHS, PARALLEL_FROM_VOCAB = 8.0, 256  # rule 4
 DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 2.0, 0.1, 0.5
 # Measured by `python benchmarks/bench_quality.py calibrate` (tiny-shakespeare, vocabulary 65,
 # batch 64 x 100): training multiply-adds per symbol -> symbols/s, and the probe's rate then.
@@ -126,16 +129,16 @@ def machine_speed(vocab, throughput=None):
 
 
 def choose_cell(vocab, train_symbols, budget_s, speed, log=None):
-    # speed: machine_speed's (speed, how)
-    """``model.cell: auto``: ``mingru`` where the budget lets the LSTM that ``choose`` would
-    pick read the train split fewer than ``PARALLEL_BELOW_EPOCHS`` times, else ``lstm``."""
+    """``model.cell: auto`` (rule 4): ``mingru`` or ``lstm``.  ``speed``: machine_speed's."""
     layers, units, seen, _ = _largest(vocab, budget_s, "lstm", speed[0])
     epochs = seen / max(1, train_symbols)
-    cell = "mingru" if epochs < PARALLEL_BELOW_EPOCHS else "lstm"
+    few, large = epochs < PARALLEL_BELOW_EPOCHS, vocab >= PARALLEL_FROM_VOCAB
+    cell = "mingru" if few or large else "lstm"
     if log:
-        log(f"model auto: {cell}: a {layers}x{units} LSTM would read the train split "
-            f"{epochs:.1f} times in {budget_s / 60:g} min ({'under' if cell != 'lstm' else 'at least'}"
-            f" {PARALLEL_BELOW_EPOCHS:g}: {cell} trains better there)")
+        log(f"model auto: {cell}: {vocab} symbols ({'' if large else 'under '}"
+            f"{PARALLEL_FROM_VOCAB}); a {layers}x{units} LSTM would read the train split "
+            f"{epochs:.1f} times in {budget_s / 60:g} min ({'under' if few else 'at least'} "
+            f"{PARALLEL_BELOW_EPOCHS:g})")
     return cell
 
 
