@@ -29,7 +29,7 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py; benchmarks/RES
    Measured side by side at 3 and 10 minutes (benchmarks/RESULTS.md, "Parallel cells"):
    minGRU won on C (the LSTM read it 4.5 and 7 times) by 0.05-0.08 nats on validation and
    on Korean syllables (964 symbols, read 18-40 times) by 0.02-0.12; the LSTM won on
-   tiny-shakespeare (65 symbols, read 13-17 times) by 0.03-0.04.  Three corpora: the
+   tiny-shakespeare (65 symbols, read 10-16 times) by 0.03-0.04.  Three corpora: the
    boundary is where these fall, not a law.
 
 The choice is printed with its reasons, written to ``model.json`` and config.yaml, and never
