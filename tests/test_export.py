@@ -315,7 +315,7 @@ def test_bad_weights_files_are_one_clear_error(models, tmp_path):
         elif path.stem == "vocab":
             assert "symbols but the weights are for" in err
         elif path.stem == "cell":
-            assert "unknown or inconsistent cell 'mamba'" in err
+            assert "is a model of cell 'mamba', which this charrnn does not know" in err
         else:
             assert "export it again" in err
     error_line(run("evaluate", tmp_path / "missing.safetensors", README), only=True)

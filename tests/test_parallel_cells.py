@@ -295,3 +295,20 @@ def test_visualize_page_of_a_parallel_cell(minlstm_run, tmp_path):
     assert data["cell"] == "minlstm" and data["units"] == 32
     assert [(g["layer"], g["kind"]) for g in data["unit_groups"]] == [(1, "h"), (2, "h")]
     assert "minlstm" in Path(out).read_text(encoding="utf-8")
+
+
+def test_a_run_of_a_cell_this_charrnn_does_not_know_is_one_error(mingru_run, tmp_path):
+    import shutil
+
+    from clihelp import error_line
+
+    run_dir = tmp_path / "future"
+    shutil.copytree(mingru_run, run_dir)
+    args = json.loads((run_dir / "model.json").read_text())
+    (run_dir / "model.json").write_text(json.dumps({**args, "cell": "mamba"}))
+    text = tmp_path / "text.txt"
+    text.write_text(ENGLISH, encoding="utf-8")
+    for cmd in (["sample", run_dir, "-n", 5], ["evaluate", run_dir, text]):
+        line = error_line(run(*cmd), only=True)
+        assert f"{run_dir} is a run of cell 'mamba', which this charrnn does not know" in line
+        assert line.endswith("upgrade charrnn")

@@ -98,8 +98,11 @@ def _model_args(path, meta):
     for k in SHAPE_KEYS:
         if k not in args:
             raise _bad(path, f"metadata 'model' lacks {k!r}")
-    if args["cell"] not in CELLS or args["cell"] != meta.get("cell"):
-        raise _bad(path, f"unknown or inconsistent cell {args['cell']!r}")
+    if args["cell"] != meta.get("cell"):
+        raise _bad(path, f"inconsistent cell {args['cell']!r}")
+    if args["cell"] not in CELLS:  # from a newer charrnn, most likely
+        raise CharrnnError(f"{path} is a model of cell {args['cell']!r}, which this charrnn does "
+                           f"not know ({', '.join(CELLS)}); upgrade charrnn")
     for k in ("vocab_size", "num_layers", "rnn_size", "embedding_size"):
         if not isinstance(args[k], int) or isinstance(args[k], bool) or not 0 < args[k] < 1 << 24:
             raise _bad(path, f"model {k} is {args[k]!r}")
