@@ -51,6 +51,17 @@ def lstm_run(tiny, english_data, tmp_path_factory):
     return out, result
 
 
+def same_metrics(whole_run, split_run, steps):
+    """The logged losses, gradient norms, LRs and epochs of two runs agree at every step."""
+    whole, split = metrics(whole_run), metrics(split_run)
+    assert [r["step"] for r in whole] == [r["step"] for r in split] == steps
+    for a, b in zip(whole, split):
+        for key in ("loss", "grad_norm", "lr", "val_loss", "epoch"):
+            if key in a or key in b:
+                assert f"{a[key]:.4g}" == f"{b[key]:.4g}", (a, b)
+    return whole
+
+
 def test_short_lstm_run_writes_a_complete_run_directory(lstm_run, english_data):
     out, result = lstm_run
     for name in ("config.yaml", "model.json", "vocab.json", "dataset_meta.json", "metrics.jsonl",
@@ -200,12 +211,7 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tiny, english_data
     assert "batches of 16x32 per epoch" in half.stderr
     ok(run("train", "--resume", "--out", tmp_path / "split", "--max-steps", 24))
 
-    whole, split = metrics(tmp_path / "whole"), metrics(tmp_path / "split")
-    assert [r["step"] for r in whole] == [r["step"] for r in split] == list(range(2, 25, 2))
-    for a, b in zip(whole, split):
-        for key in ("loss", "grad_norm", "lr", "val_loss", "epoch"):
-            if key in a or key in b:
-                assert f"{a[key]:.4g}" == f"{b[key]:.4g}", (a, b)
+    same_metrics(tmp_path / "whole", tmp_path / "split", list(range(2, 25, 2)))
     # Everything else in the final checkpoints matches too: weights, Adam slots,
     # carried state, step/epoch/position, dropout RNG.
     from charrnn.store.checkpoints import list_in
