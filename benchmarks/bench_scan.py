@@ -15,6 +15,20 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def doubling_scan(a, b, h0):
+    """The same recurrence as a Hillis-Steele scan: log2(T) rounds over the whole window."""
+    import tensorflow as tf
+
+    T = a.shape[0]
+    b = tf.concat([b[:1] + a[:1] * h0[None], b[1:]], 0)
+    k = 1
+    while k < T:
+        b = b + a * tf.concat([tf.zeros_like(b[:k]), b[:-k]], 0)
+        a = a * tf.concat([tf.ones_like(a[:k]), a[:-k]], 0)
+        k *= 2
+    return b
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--units", type=int, nargs="+", default=[128, 512], help="H")
@@ -26,7 +40,7 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from charrnn.nn.parallel import doubling_scan, linear_scan
+    from charrnn.nn.parallel import linear_scan
 
     rng = np.random.default_rng(0)
     print(f"T={args.window} B={args.batch}, forward + backward, median of {args.repeats}; "

@@ -36,3 +36,12 @@ def embedding_size(cell: str, rnn_size: int, asked: int) -> int:
     """The embedding width a model of ``cell`` has: a parallel cell's embedding is its
     residual stream, rnn_size wide, whatever was asked."""
     return int(rnn_size) if cell in PARALLEL else int(asked)
+
+
+def block_shapes(cell, h) -> dict:
+    """A parallel cell's block: tensor name (after "layers.<i>.") -> shape, in the order
+    charrnn.nn.parallel.MinBlock creates them."""
+    g, f = GATES[cell] * h, FF_MULT * h
+    return {"norm": (h,), "kernel": (h, g), "bias": (g,), "ff_norm": (h,),
+            "ff_in.kernel": (h, f), "ff_in.bias": (f,), "ff_out.kernel": (f, h),
+            "ff_out.bias": (h,)}

@@ -13,8 +13,8 @@ are the same either way, so a GPU-trained model loads and samples on a CPU.
 """
 
 from charrnn.backend import tensorflow
-from charrnn.nn.cells import CELLS, PARALLEL, embedding_size as cell_embedding_size
-from charrnn.nn.cells import states_per_layer
+from charrnn.nn.cells import CELLS, PARALLEL, states_per_layer
+from charrnn.nn.cells import embedding_size as cell_embedding_size
 
 # The model arguments a run stores and resume/sample rebuild the model from.
 MODEL_DEFAULTS = {

@@ -13,7 +13,7 @@ charrnn.nn.fused).
 """
 
 from charrnn.backend import tensorflow
-from charrnn.nn.cells import FF_MULT, GATES
+from charrnn.nn.cells import block_shapes
 from charrnn.nn.step import min_gates, relu2, rms_norm, tf_ops
 
 
@@ -24,7 +24,8 @@ def linear_scan(a, b, h0):
     A plain loop of three element-wise ops a step, with a hand-written backward pass
     that is the same loop run backwards (the gradient obeys g_t = a_{t+1} g_{t+1} +
     dh_t).  A parallel (Hillis-Steele) scan of log2(T) rounds over the whole window
-    was measured slower on a 2-core CPU (benchmarks/RESULTS.md, "Parallel cells")."""
+    was measured slower on a 2-core CPU (benchmarks/bench_scan.py; benchmarks/RESULTS.md,
+    "Parallel cells")."""
     tf = tensorflow()
 
     @tf.custom_gradient
@@ -55,20 +56,6 @@ def _loop(tf, a, b, h0):
     return hs.stack()
 
 
-def doubling_scan(a, b, h0):
-    """The same recurrence as a Hillis-Steele scan: log2(T) rounds over the whole window
-    (T must be known when traced).  Kept to measure against ``linear_scan``."""
-    tf = tensorflow()
-    T = a.shape[0]
-    b = tf.concat([b[:1] + a[:1] * h0[None], b[1:]], 0)
-    k = 1
-    while k < T:
-        b = b + a * tf.concat([tf.zeros_like(b[:k]), b[:-k]], 0)
-        a = a * tf.concat([tf.ones_like(a[:k]), a[:-k]], 0)
-        k *= 2
-    return b
-
-
 _CLASS = None
 
 
@@ -94,15 +81,13 @@ def min_block_class():
             self.drop = keras.layers.Dropout(dropout, dtype="float32") if dropout > 0 else None
 
         def build(self, input_shape):
-            h, g, f = self.units, GATES[self.cell] * self.units, FF_MULT * self.units
-            glorot, ones, zeros = "glorot_uniform", "ones", "zeros"
-            spec = (("norm", (h,), ones), ("kernel", (h, g), glorot), ("bias", (g,), zeros),
-                    ("ff_norm", (h,), ones), ("ff_in.kernel", (h, f), glorot),
-                    ("ff_in.bias", (f,), zeros), ("ff_out.kernel", (f, h), glorot),
-                    ("ff_out.bias", (h,), zeros))
+            def init(name):  # norm scales 1, biases 0, matrices Glorot
+                return ("ones" if name.endswith("norm") else "zeros" if name.endswith("bias")
+                        else "glorot_uniform")
+
             # tensor name (charrnn.nn.tensors) -> variable
-            self.named = {k: self.add_weight(name=k.replace(".", "_"), shape=s, initializer=i)
-                          for k, s, i in spec}
+            self.named = {k: self.add_weight(name=k.replace(".", "_"), shape=s, initializer=init(k))
+                          for k, s in block_shapes(self.cell, self.units).items()}
             # one attribute each as well: tf.train.Checkpoint does not look inside the dict
             # (which Keras wraps), and would save none of them (keras-team/keras#18398)
             for k, var in self.named.items():

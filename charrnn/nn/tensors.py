@@ -11,7 +11,7 @@ layout, float32; G = charrnn.nn.cells.GATES[cell]; H = rnn_size):
   logits.bias                 (vocab_size,)
 
 The parallel cells (mingru, minlstm; charrnn.nn.cells) have no recurrent kernel; each
-layer is a residual block, and the embedding is H wide (F = FF_MULT * H):
+layer is a residual block, the embedding H wide (F = FF_MULT * H; nn.cells.block_shapes):
 
   embedding                   (vocab_size, H)
   layers.<i>.norm             (H,)          RMS norm scale before the cell
@@ -30,7 +30,7 @@ engines' arrangement (charrnn.nn.step.Weights).
 
 import numpy as np
 
-from charrnn.nn.cells import FF_MULT, GATES, PARALLEL
+from charrnn.nn.cells import GATES, PARALLEL, block_shapes
 from charrnn.nn.step import Weights, make_parallel_weights, make_weights
 
 # The model arguments (charrnn.nn.model.build_model) that fix the weights' shapes.
@@ -47,12 +47,9 @@ def expected_shapes(args) -> dict:
     g = GATES[args["cell"]] * h
     shapes = {"embedding": (v, e), "logits.kernel": (h, v), "logits.bias": (v,)}
     if args["cell"] in PARALLEL:
-        f, shapes["embedding"] = FF_MULT * h, (v, h)  # the residual stream (nn.cells)
+        shapes["embedding"] = (v, h)  # the residual stream (nn.cells)
         for i in range(n):
-            shapes.update({f"layers.{i}.{k}": s for k, s in (
-                ("norm", (h,)), ("kernel", (h, g)), ("bias", (g,)), ("ff_norm", (h,)),
-                ("ff_in.kernel", (h, f)), ("ff_in.bias", (f,)), ("ff_out.kernel", (f, h)),
-                ("ff_out.bias", (h,)))})
+            shapes.update({f"layers.{i}.{k}": s for k, s in block_shapes(args["cell"], h).items()})
         shapes["final_norm"] = (h,)
         return shapes
     for i in range(n):
