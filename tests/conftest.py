@@ -263,15 +263,21 @@ def killed_run(tmp_path_factory, english_data):
     def steps(folder="checkpoints"):
         return [c.step for c in checkpoints.list_in(out / folder)]
 
-    def kill_at_random(proc):
+    def stop(proc, sig, timeout):
+        """Send ``sig`` and wait; whatever happens, the process does not outlive the test."""
         try:
-            time.sleep(rng.uniform(0.2, 2.0))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+            proc.send_signal(sig)
+            proc.wait(timeout=timeout)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(timeout=30)
+
+    def kill_at_random(proc):
+        try:
+            time.sleep(rng.uniform(0.2, 2.0))
+        finally:
+            stop(proc, signal.SIGKILL, 30)
         snapshots.append(root / f"after-kill-{len(snapshots) + 1}")
         shutil.copytree(out, snapshots[-1], symlinks=True)
 
@@ -308,11 +314,7 @@ def killed_run(tmp_path_factory, english_data):
     proc = spawn("--resume", "--out", out, "--max-steps", 100000)
     try:
         _wait_for(lambda: steps()[0] > kept, proc)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        stop(proc, signal.SIGINT, 60)  # Ctrl-C: saves and exits 130
     result.update(final=(proc.returncode, logs[-1].read_text()), snapshots=snapshots, out=out)
     return result
