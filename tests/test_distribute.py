@@ -18,8 +18,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from charrnn.backend import tensorflow
 from charrnn.train import distribute
 from charrnn.cli import main
 
@@ -353,3 +355,35 @@ def test_intra_op_threads_auto_is_one_only_for_small_steps_on_small_cpus(monkeyp
     assert distribute.intra_op_threads(3, 64, 128, "lstm") == 3        # explicit wins
     monkeypatch.setattr(distribute, "cpu_count", lambda: 16)
     assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 0   # not measured there
+
+
+def test_embedding_rows_of_one_symbol_are_one_adam_update():
+    """A symbol read k times in a batch gives its embedding k gradient rows (IndexedSlices);
+    Keras 3's Adam applied them one by one, moving a row up to ~2.7x further than Adam's
+    bound of one learning rate per step.  reduce_and_clip hands the optimizer their sum,
+    and the norm it clips by is that sum's."""
+    tf = tensorflow()
+    import keras
+
+    rng = np.random.default_rng(0)
+
+    def train(to_grad):
+        var = keras.Variable(np.zeros((4, 2), np.float32))
+        adam = keras.optimizers.Adam(0.002)
+        adam.build([var])
+        for _ in range(50):
+            rows = tf.constant(rng.normal(0.001, 0.01, (600, 2)), tf.float32)
+            grads, norm = to_grad(tf.IndexedSlices(rows, tf.zeros(600, tf.int32),
+                                                   tf.constant([4, 2])))
+            np.testing.assert_allclose(float(norm), np.linalg.norm(rows.numpy().sum(0)),
+                                       rtol=1e-5)
+            adam.apply_gradients(zip(grads, [var]))
+        return var.numpy()
+
+    moved = train(lambda g: distribute.reduce_and_clip([g]))
+    assert np.abs(moved[0]).max() <= 50 * 0.002 * 1.001  # Adam's bound held
+    rng = np.random.default_rng(0)
+    dense = train(lambda g: ([tf.convert_to_tensor(g)],
+                             tf.norm(tf.convert_to_tensor(g))))
+    np.testing.assert_allclose(moved, dense, atol=1e-6)
+    assert not moved[1:].any()  # rows of symbols not read stay put

@@ -19,11 +19,13 @@ def _loss_and_grads(model, x, y, states):
     return loss, new_states, [tf.convert_to_tensor(g) for g in grads]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 2), ("lstm", 1), ("lstm", 3)])
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
-def test_fused_matches_keras_layer(graph, cell):
+def test_fused_matches_keras_layer(graph, cell, layers):
+    """Also the LSTM's wavefront over 1 and 3 layers (layer l runs time t in iteration
+    t + 2l: the first and last iterations have idle layers, which must keep their state)."""
     tf = tensorflow()
-    model = build_model(17, cell, num_layers=2, rnn_size=12, embedding_size=5)
+    model = build_model(17, cell, num_layers=layers, rnn_size=12, embedding_size=5)
     assert model.fused  # this suite runs on CPUs
     rng = np.random.default_rng(0)
     for v in model.trainable_variables:  # non-zero biases, so their paths are checked too
@@ -31,7 +33,7 @@ def test_fused_matches_keras_layer(graph, cell):
     x = tf.constant(rng.integers(0, 17, (3, 9)), tf.int32)
     y = tf.constant(rng.integers(0, 17, (3, 9)), tf.int32)
     states = [tf.constant(rng.normal(size=(3, 12)) * 2, tf.float32)
-              for _ in range(2 * model.states_per_layer)]
+              for _ in range(layers * model.states_per_layer)]
     fn = tf.function(_loss_and_grads) if graph else _loss_and_grads
 
     fused = fn(model, x, y, states)
@@ -48,24 +50,74 @@ def test_fused_matches_keras_layer(graph, cell):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_fused_bfloat16_close_to_float32(cell):
     tf = tensorflow()
-    from charrnn.nn.fused import gru_sequence, lstm_sequence
+    from charrnn.nn.fused import gru_sequence, lstm_stack
 
     rng = np.random.default_rng(1)
     gates = 4 if cell == "lstm" else 3
-    x = tf.constant(rng.normal(size=(6, 2, 4)), tf.float32)
     k, u = (tf.constant(rng.normal(size=s) * 0.3, tf.float32)
             for s in ((4, 8 * gates), (8, 8 * gates)))
     if cell == "lstm":
-        args = (x, k, u, tf.zeros(32), tf.zeros((2, 8)), tf.zeros((2, 8)))
-        run = lstm_sequence
+        ids = tf.constant(rng.integers(0, 5, (6, 2)), tf.int32)
+        embedding = tf.constant(rng.normal(size=(5, 4)), tf.float32)
+        zeros = tf.zeros((2, 8))
+
+        def run(dtype):
+            return lstm_stack(ids, embedding, [(k, u, tf.zeros(32))], [zeros, zeros], None,
+                              dtype)
     else:
-        args = (x, k, u, tf.zeros((2, 24)), tf.zeros((2, 8)))
-        run = gru_sequence
-    full = run(*args, "float32")[0].numpy()
-    half = run(*args, "bfloat16")[0]
+        x = tf.constant(rng.normal(size=(6, 2, 4)), tf.float32)
+
+        def run(dtype):
+            return gru_sequence(x, k, u, tf.zeros((2, 24)), tf.zeros((2, 8)), dtype)
+    full = run("float32")[0].numpy()
+    half = run("bfloat16")[0]
     assert half.dtype == tf.float32  # only matmul operands are rounded
     np.testing.assert_allclose(half.numpy(), full, atol=3e-2)
     assert not np.allclose(half.numpy(), full, atol=1e-7)  # bfloat16 really was used
+
+
+def test_lstm_stack_dropout_masks_match_keras_layers():
+    """The dropout between layers is drawn up front as masks; the wavefront applies them
+    where Keras' layers with the same masks multiplied in between would, gradients too."""
+    tf = tensorflow()
+    import keras
+
+    from charrnn.nn.fused import lstm_stack
+
+    rng = np.random.default_rng(3)
+    T, B, H, V, E = 7, 3, 6, 9, 4
+    ids = tf.constant(rng.integers(0, V, (T, B)), tf.int32)
+    embedding = tf.Variable(rng.normal(size=(V, E)), dtype=tf.float32)
+    layers = [keras.layers.LSTM(H, return_sequences=True, return_state=True) for _ in range(3)]
+    for i, layer in enumerate(layers):
+        layer.build((None, None, E if i == 0 else H))
+        for v in layer.weights:
+            v.assign(rng.normal(size=v.shape) * 0.4)
+    masks = [tf.constant((rng.random((T, B, H)) > 0.3) / 0.7, tf.float32) for _ in range(2)]
+    states = [tf.constant(rng.normal(size=(B, H)), tf.float32) for _ in range(6)]
+    variables = [embedding] + [v for layer in layers for v in layer.trainable_weights]
+
+    def loss_of(out, final):
+        return tf.reduce_sum(out * out) + tf.reduce_sum(final[-1]) + tf.reduce_sum(final[2])
+
+    with tf.GradientTape() as tape:
+        out, *final = lstm_stack(ids, embedding, [
+            (layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias)
+            for layer in layers], states, masks)
+        loss = loss_of(out, final)
+    got = [loss, *final, *tape.gradient(loss, variables)]
+    with tf.GradientTape() as tape:
+        x, ref_final = tf.transpose(tf.gather(embedding, ids), [1, 0, 2]), []
+        for i, layer in enumerate(layers):
+            x, h, c = layer(x, initial_state=states[2 * i:2 * i + 2])
+            ref_final += [h, c]
+            if i < 2:
+                x = x * tf.transpose(masks[i], [1, 0, 2])
+        loss = loss_of(tf.transpose(x, [1, 0, 2]), ref_final)
+    want = [loss, *ref_final, *tape.gradient(loss, variables)]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(),
+                                   tf.convert_to_tensor(b).numpy(), atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

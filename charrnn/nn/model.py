@@ -131,24 +131,37 @@ def _call_layers(tf, model, inputs, states, training):
 
 def _call_fused(tf, model, inputs, states, training):
     """The same layers' weights through charrnn.nn.fused (CPUs): (logits, new states)."""
-    from charrnn.nn.fused import gru_sequence, lstm_sequence
+    from charrnn.nn.fused import gru_sequence, lstm_stack
 
-    # time-major: transposing the ids is cheaper than the embeddings and their gradient
-    x = model.embedding(tf.transpose(inputs), training=training)
+    ids = tf.transpose(inputs)  # time-major: transposing the ids is cheaper than the embeddings
     if states is None:
         states = model.initial_state(tf.shape(inputs)[0])
-    run = lstm_sequence if model.cell == "lstm" else gru_sequence
-    k = model.states_per_layer
-    new_states = []
+    if not model.embedding.built:
+        model.embedding.build((None,))
     for i, rnn in enumerate(model.rnns):
         if not rnn.built:
-            rnn.build((None, None, x.shape[-1]))
-        cell = rnn.cell
-        x, *layer_states = run(x, cell.kernel, cell.recurrent_kernel, cell.bias,
-                               *states[i * k:(i + 1) * k], rnn.compute_dtype)
-        new_states += layer_states
+            rnn.build((None, None, model.embedding_size if i == 0 else model.rnn_size))
+    if model.cell == "lstm":  # the whole stack in one loop, embedding included
+        masks = None
+        if model.drop is not None and training:  # the dropout between layers, drawn up front
+            ones = tf.ones([tf.shape(ids)[0], tf.shape(ids)[1], model.rnn_size])
+            masks = [model.drop(ones, training=True) for _ in model.rnns[1:]]
+        x, *new_states = lstm_stack(
+            ids, model.embedding.embeddings,
+            [(r.cell.kernel, r.cell.recurrent_kernel, r.cell.bias) for r in model.rnns],
+            states, masks, model.rnns[0].compute_dtype)
         if model.drop is not None:
             x = model.drop(x, training=training)
+    else:
+        x = model.embedding(ids, training=training)
+        new_states = []
+        for i, rnn in enumerate(model.rnns):
+            cell = rnn.cell
+            x, h = gru_sequence(x, cell.kernel, cell.recurrent_kernel, cell.bias, states[i],
+                                rnn.compute_dtype)
+            new_states.append(h)
+            if model.drop is not None:
+                x = model.drop(x, training=training)
     # Dense on 2-D rows: a plain matmul (on 3-D input Keras uses a slower einsum)
     shape = tf.shape(x)
     logits = model.dense(tf.reshape(x, [-1, model.rnn_size]), training=training)

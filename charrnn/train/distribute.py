@@ -253,13 +253,14 @@ def reduce_and_clip(grads, clip_norm=None, scale=None):
     """In a replica: the whole batch's gradient norm, and gradients clipped by it.
 
     Returns ``(grads_for_apply, norm)``; norm is the unclipped global norm of the
-    true (unscaled) gradient, the same number one device would compute.  Dense
-    gradients are summed over replicas *before* clipping (Keras 3's optimizer
-    would clip each replica's part); it sums them again, so each replica hands it
-    1/n of the sum.  The embedding's gradient is IndexedSlices, one row per input
-    token, which Keras 3 applies row by row (Adam's second moment sums the rows'
-    squares): each replica keeps its own rows, Keras concatenates them, so the
-    update equals one device's, and their squares enter the norm as on one device.
+    true (unscaled) gradient, the same number one device would compute.  Gradients
+    are summed over replicas *before* clipping (Keras 3's optimizer would clip each
+    replica's part); it sums them again, so each replica hands it 1/n of the sum.
+    An embedding's gradient (IndexedSlices, one row per input token) is made dense
+    first: Keras 3's Adam applies such rows one by one, so a symbol seen k times gets
+    k moment updates with the rows' squares instead of one with their sum's
+    (tests/test_distribute.py: its step grew past Adam's bound of one learning rate), and
+    the norm must be that of the sum.  A char model's embedding is small.
     ``scale`` is the LossScaleOptimizer's: clipping the scaled gradient at
     ``clip_norm * scale`` is clipping the true one at ``clip_norm``; the optimizer
     unscales, or skips the step when the scaled gradient overflowed.
@@ -267,23 +268,16 @@ def reduce_and_clip(grads, clip_norm=None, scale=None):
     tf = tensorflow()
     ctx = tf.distribute.get_replica_context()
     n = ctx.num_replicas_in_sync
-    sparse = [isinstance(g, tf.IndexedSlices) for g in grads]
-    dense = [g for g, s in zip(grads, sparse) if not s]
-    rows = [g for g, s in zip(grads, sparse) if s]
-    row_sq = tf.add_n([tf.reduce_sum(tf.square(g.values)) for g in rows]) if rows else 0.0
+    grads = [tf.convert_to_tensor(g) for g in grads]
     if n > 1:
-        dense = ctx.all_reduce(tf.distribute.ReduceOp.SUM, dense)
-        row_sq = ctx.all_reduce(tf.distribute.ReduceOp.SUM, row_sq) if rows else 0.0
-    norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in dense]) + row_sq)
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+    norm = tf.linalg.global_norm(grads)
     scale = 1.0 if scale is None else tf.cast(scale, tf.float32)
     if clip_norm:
-        dense, _ = tf.clip_by_global_norm(dense, clip_norm * scale, use_norm=norm)
-        if rows:
-            rows, _ = tf.clip_by_global_norm(rows, clip_norm * scale, use_norm=norm)
+        grads, _ = tf.clip_by_global_norm(grads, clip_norm * scale, use_norm=norm)
     if n > 1:
-        dense = [g / n for g in dense]
-    dense, rows = iter(dense), iter(rows)
-    return [next(rows) if s else next(dense) for s in sparse], norm / scale
+        grads = [g / n for g in grads]
+    return grads, norm / scale
 
 
 def _multiworker(strategy) -> bool:
