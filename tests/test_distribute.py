@@ -359,9 +359,9 @@ def test_intra_op_threads_auto_is_one_only_for_small_steps_on_small_cpus(monkeyp
 
 def test_embedding_rows_of_one_symbol_are_one_adam_update():
     """A symbol read k times in a batch gives its embedding k gradient rows (IndexedSlices);
-    Keras 3's Adam applied them one by one, moving a row up to ~2.7x further than Adam's
-    bound of one learning rate per step.  reduce_and_clip hands the optimizer their sum,
-    and the norm it clips by is that sum's."""
+    Keras 3's Adam squared them before summing, so the second moment was too small and a
+    row moved ~2.5x past Adam's bound of one learning rate per step.  reduce_and_clip hands
+    the optimizer their sum, and the norm it clips by is that sum's."""
     tf = tensorflow()
     import keras
 

@@ -8,8 +8,9 @@ step by step (a small weight-gradient matmul per step).  Here instead:
   not depend on it (input projections, the factors the backward pass needs) runs
   beside it on the other core (parallel_iterations);
 - a hand-written backward pass (tf.custom_gradient) walks back through time doing only
-  ``dz @ recurrent_kernel^T`` and a few element-wise ops per step; the gradients of the
-  kernels and the bias are then one large matmul each over all T*B rows;
+  ``dz @ recurrent_kernel^T`` (and, in the LSTM stack, each upper layer's ``dz @ kernel^T``
+  for the layer below) and a few element-wise ops per step; the gradients of the kernels
+  and the bias are then one large matmul each over all T*B rows;
 - the LSTM runs its whole stack in one loop as a wavefront (:func:`lstm_stack`):
   iteration j runs layer k at time j - 2k, so the layers of one iteration depend only
   on the previous iteration and two cores run them side by side; and the embedding and
@@ -41,12 +42,17 @@ def _run(layer, compute_dtype, *args):
     tf = tensorflow()
     cdt = tf.as_dtype(compute_dtype)
 
-    def mm(a, w, **kw):  # matmul with ``cdt`` operands, float32 result
-        return tf.cast(tf.matmul(tf.cast(a, cdt), tf.cast(w, cdt), **kw), tf.float32)
+    def mm(a, w, **kw):
+        return _matmul(tf, cdt, a, w, **kw)
 
     # float32 in and out (under a mixed policy Keras hands us bfloat16-cast weights)
     f32 = [tf.cast(v, tf.float32) for v in args]
     return tf.custom_gradient(lambda *a: layer(tf, cdt, mm, *a))(*f32)
+
+
+def _matmul(tf, cdt, a, w, **kw):
+    """A matmul with ``cdt`` operands and a float32 result."""
+    return tf.cast(tf.matmul(tf.cast(a, cdt), tf.cast(w, cdt), **kw), tf.float32)
 
 
 def _saved(tf, size):
@@ -57,8 +63,8 @@ def _saved(tf, size):
 def _gru(tf, cdt, mm, x, K, U, b, h0):
     # Keras' GRU (reset_after): z, r = sigmoid(x W_zr + b_x + h U_zr + b_h),
     # n = tanh(x W_n + b_xn + r * (h U_n + b_hn)), h' = z * h + (1 - z) * n.
-    # The same plan as the LSTM: the input projection runs ahead inside the loop, the
-    # backward pass is hand-written and the weight gradients are one matmul each.
+    # Layer by layer: the input projection runs ahead inside the loop, the backward pass is
+    # hand-written and the weight gradients are one matmul each.
     T, B, I = tf.unstack(tf.shape(x))
     H3 = tf.shape(K)[1]
     xc, Kc, Uc = tf.cast(x, cdt), tf.cast(K, cdt), tf.cast(U, cdt)
@@ -75,7 +81,7 @@ def _gru(tf, cdt, mm, x, K, U, b, h0):
         return t + 1, h, hs.write(t + 1, h), xzs.write(t, xz), hzs.write(t, hz)
 
     # hs[t] is the state before step t, hs[t + 1] after it; the backward pass recomputes the
-    # gates from the two projections (as the LSTM does from its pre-activations).
+    # gates from the two projections.
     _, hT, hs, xzs, hzs = tf.while_loop(
         lambda t, *_: t < T, step,
         (tf.constant(0), h0, _saved(tf, T + 1).write(0, h0), _saved(tf, T), _saved(tf, T)),
@@ -89,7 +95,7 @@ def _gru(tf, cdt, mm, x, K, U, b, h0):
 
         def back(t, dh_next, dxzs, dhzs):
             t = t - 1
-            # off the serial chain (run ahead, as in the LSTM): the gates and the factors
+            # off the serial chain (run ahead on the other core): the gates and the factors
             # that turn dh into the gradients of the two projections
             x_z, x_r, x_n = tf.split(xzs.read(t), 3, axis=1)
             h_z, h_r, h_n = tf.split(hzs.read(t), 3, axis=1)
@@ -128,9 +134,9 @@ def lstm_stack(ids, embedding, layers, states, masks=None, compute_dtype="float3
 
     ``layers``: (kernel, recurrent_kernel, bias) per layer; ``states``: h0, c0 per layer;
     ``masks``: None, or for every layer but the last a [T, B, H] tensor that multiplies
-    its outputs before the next layer reads them (dropout).  Returns the last layer's
-    outputs [T, B, H], then h_T, c_T per layer, all float32; the embedding's gradient is
-    dense.
+    its outputs before the next layer reads them (dropout; constants, no gradient).
+    Returns the last layer's outputs [T, B, H], then h_T, c_T per layer, all float32; the
+    embedding's gradient is dense.
     """
     tf = tensorflow()
     n = len(layers)
@@ -166,9 +172,8 @@ class _Wave:
         # one sigmoid for all four gates: the cell input's tanh(x) is 2 sigmoid(2x) - 1
         self.gate_scale = tf.concat([tf.ones([2 * H]), tf.fill([H], 2.0), tf.ones([H])], 0)
 
-    def mm(self, a, w, **kw):  # matmul with ``cdt`` operands, float32 result
-        tf = self.tf
-        return tf.cast(tf.matmul(tf.cast(a, self.cdt), tf.cast(w, self.cdt), **kw), tf.float32)
+    def mm(self, a, w, **kw):
+        return _matmul(self.tf, self.cdt, a, w, **kw)
 
     def at(self, t):  # a time index clamped into the window: what an idle layer reads
         return self.tf.clip_by_value(t, 0, self.T - 1)
@@ -226,7 +231,8 @@ def _wave_forward(w):
 def _wave_backward(w, outs, saved, dout, dfinal):
     tf, n, T, B = w.tf, w.n, w.T, w.B
     dout = tf.zeros_like(outs[-1]) if dout is None else dout
-    dfinal = [tf.zeros_like(w.h0[0]) if d is None else d for d in dfinal]
+    dfinal = [tf.zeros_like(s) if d is None else d
+              for d, s in zip(dfinal, (s for pair in zip(w.h0, w.c0) for s in pair))]
     Ut = [tf.transpose(U) for U in w.U]  # once: a transpose_b matmul in the loop is slower
     Kt = [None] + [tf.transpose(K) for K in w.K[1:]]
     coefs, ots, fs = saved[1::4], saved[2::4], saved[3::4]
@@ -256,7 +262,7 @@ def _wave_backward(w, outs, saved, dout, dfinal):
 
     _, dh0, dc0, _, _, dzs = tf.while_loop(
         lambda j, *_: j > 0, back,
-        (w.J, list(dfinal[0::2]), list(dfinal[1::2]), [tf.zeros_like(h) for h in w.h0[1:]],
+        (w.J, list(dfinal[0::2]), list(dfinal[1::2]), [tf.zeros_like(h) for h in w.h0[:-1]],
          [tf.zeros([B, 4 * tf.shape(h)[1]], w.cdt) for h in w.h0[1:]],
          [tf.TensorArray(w.cdt, size=w.J) for _ in range(n)]),
         parallel_iterations=2)
@@ -278,7 +284,8 @@ def _wave_backward(w, outs, saved, dout, dfinal):
             db = tf.reshape(w.mm(tf.ones([1, T * B]), dz), [H4])  # a matmul beats reduce_sum
         # h_{t-1}^T dz_t summed over t, without copying outs into a shifted [h0, outs[:-1]]
         dU = w.mm(w.h0[k], dzl[0], transpose_a=True) + w.mm(
-            tf.reshape(outs[k][:-1], [(T - 1) * B, -1]), tf.reshape(dzl[1:], [(T - 1) * B, H4]),
+            tf.reshape(outs[k][:-1], [(T - 1) * B, tf.shape(outs[k])[2]]),
+            tf.reshape(dzl[1:], [(T - 1) * B, H4]),
             transpose_a=True)
         grads += [dK, dU, db]
     return [dE, *grads, *(d for pair in zip(dh0, dc0) for d in pair), *([None] * len(w.masks))]

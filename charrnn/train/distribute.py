@@ -257,10 +257,11 @@ def reduce_and_clip(grads, clip_norm=None, scale=None):
     are summed over replicas *before* clipping (Keras 3's optimizer would clip each
     replica's part); it sums them again, so each replica hands it 1/n of the sum.
     An embedding's gradient (IndexedSlices, one row per input token) is made dense
-    first: Keras 3's Adam applies such rows one by one, so a symbol seen k times gets
-    k moment updates with the rows' squares instead of one with their sum's
-    (tests/test_distribute.py: its step grew past Adam's bound of one learning rate), and
-    the norm must be that of the sum.  A char model's embedding is small.
+    first: Keras 3's Adam squares such rows before their duplicates are summed, so the
+    second moment of a symbol read k times gets the sum of k squares instead of the
+    square of the sum, and its step grows past Adam's bound of one learning rate
+    (tests/test_distribute.py); the norm must be that of the sum too.  A char model's
+    embedding is small.
     ``scale`` is the LossScaleOptimizer's: clipping the scaled gradient at
     ``clip_norm * scale`` is clipping the true one at ``clip_norm``; the optimizer
     unscales, or skips the step when the scaled gradient overflowed.
