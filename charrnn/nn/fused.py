@@ -56,7 +56,8 @@ def _matmul(tf, cdt, a, w, **kw):
 
 
 def _saved(tf, size):
-    """A TensorArray of what the forward pass keeps, read more than once going back."""
+    """A TensorArray of what the forward pass keeps for the backward pass (kept after a read,
+    so a value can be read twice, and again if the gradient is taken twice)."""
     return tf.TensorArray(tf.float32, size=size, clear_after_read=False)
 
 
