@@ -41,6 +41,7 @@ jamo model compares fairly with a syllable model.
 """
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,29 +106,79 @@ def make_step(model, jit=None):
     return step
 
 
-def _windows(model, ids, pieces, step, warmup):
-    """Yield (target positions, their NLLs) window by window; every target 1..len-1
-    exactly once.  Only one window of ids is copied at a time (``ids`` may be a
-    memory-mapped split)."""
-    m = len(ids) - 1  # predictions: targets 1..m
-    b = pieces_for(m, pieces)
-    per = -(-m // b)
-    first = 1 + per * np.arange(b)                     # first scored target of each piece
-    end = np.minimum(m + 1, first + per)               # one past its last
-    start = np.maximum(0, first - 1 - warmup)          # first input read
-    lengths = end - 1 - start
-    calls = -(-int(lengths.max()) // WINDOW)
-    w = -(-int(lengths.max()) // calls)                # one traced shape, little padding
-    step = step or make_step(model)
-    states = model.initial_state(b)
-    for c in range(0, calls * w, w):
-        cols = np.arange(c, c + w)
-        pos = start[:, None] + cols[None, :]           # input position of each column
-        x = np.asarray(ids[np.minimum(pos, m).ravel()], np.int32).reshape(b, w)
-        y = np.asarray(ids[np.minimum(pos + 1, m).ravel()], np.int32).reshape(b, w)
-        nll, states = step(x, y, states)
-        scored = (cols[None, :] < lengths[:, None]) & (pos + 1 >= first[:, None])
-        yield (pos + 1)[scored], np.asarray(nll, np.float64)[scored]
+class Spans:
+    """Which targets of a text are scored, as pieces read side by side: piece i scores
+    targets ``first[i] .. end[i] - 1``, reading ``warmup`` unscored symbols before them
+    (fewer at the text's start).  :meth:`cover` scores every target (the definition
+    above); :meth:`subset` scores a fixed, evenly spaced sample of them (training's
+    bounded validation).  Reading is cut into ``calls`` windows of one traced shape."""
+
+    def __init__(self, n, first, end, warmup=WARMUP):
+        self.n = n                                          # symbols in the text
+        m = n - 1                                           # predictions: targets 1..m
+        self.first, self.end = first, np.minimum(m + 1, end)
+        self.start = np.maximum(0, first - 1 - warmup)      # first input read
+        self.lengths = self.end - 1 - self.start            # inputs read per piece
+        self.calls = -(-int(self.lengths.max()) // WINDOW)
+        self.width = -(-int(self.lengths.max()) // self.calls)  # little padding
+        self.scored = int(np.maximum(0, self.end - self.first).sum())
+
+    @classmethod
+    def cover(cls, n, pieces=None, warmup=WARMUP):
+        """Every target 1..n-1 exactly once, in ``pieces`` (default :func:`pieces_for`)."""
+        m = n - 1
+        b = pieces_for(m, pieces)
+        per = -(-m // b)
+        first = 1 + per * np.arange(b)
+        return cls(n, first, first + per, warmup)
+
+    @classmethod
+    def subset(cls, n, symbols, warmup=WARMUP):
+        """About ``symbols`` targets: up to MAX_PIECES pieces of equal length spread evenly
+        from the text's start to its end (the whole text when it has no more targets).
+        Depends only on ``n`` and ``symbols``, so every evaluation reads the same ones."""
+        m = n - 1
+        if symbols >= m:
+            return cls.cover(n, warmup=warmup)
+        b = max(1, min(MAX_PIECES, symbols // MIN_PIECE))
+        per = max(1, symbols // b)
+        first = 1 + np.round(np.arange(b) * ((m - per) / max(1, b - 1))).astype(np.int64)
+        return cls(n, first, first + per, warmup)
+
+    @property
+    def whole(self) -> bool:
+        return self.scored == self.n - 1
+
+    def describe(self) -> str:
+        if self.whole:
+            return f"the whole split ({self.scored:,} symbols)"
+        return (f"a fixed subset: {len(self.first)} pieces of {self.scored // len(self.first):,} "
+                f"symbols, {self.scored:,} of {self.n - 1:,} ({self.scored / (self.n - 1):.1%})")
+
+    def identity(self, ids) -> str:
+        """Names the pieces and the symbols they score, for checkpoints: evaluations with
+        the same identity are comparable."""
+        crc = 0
+        for a, b in zip(self.first.tolist(), self.end.tolist()):
+            crc = zlib.crc32(np.ascontiguousarray(ids[a:b]).tobytes(), crc)
+        return f"{len(self.first)}x{self.scored // len(self.first)}/{self.n - 1}:{crc:08x}"
+
+    def windows(self, model, ids, step=None):
+        """Yield (target positions, their NLLs) window by window, ``calls`` times.  Only one
+        window of ids is copied at a time (``ids`` may be a memory-mapped split); a caller
+        may stop early (Ctrl-C) or time a few windows and multiply by ``calls``."""
+        m = self.n - 1
+        b, w = len(self.first), self.width
+        step = step or make_step(model)
+        states = model.initial_state(b)
+        for c in range(0, self.calls * w, w):
+            cols = np.arange(c, c + w)
+            pos = self.start[:, None] + cols[None, :]      # input position of each column
+            x = np.asarray(ids[np.minimum(pos, m).ravel()], np.int32).reshape(b, w)
+            y = np.asarray(ids[np.minimum(pos + 1, m).ravel()], np.int32).reshape(b, w)
+            nll, states = step(x, y, states)
+            scored = (cols[None, :] < self.lengths[:, None]) & (pos + 1 >= self.first[:, None])
+            yield (pos + 1)[scored], np.asarray(nll, np.float64)[scored]
 
 
 def symbol_nats(model, ids, pieces=None, step=None, warmup=WARMUP) -> np.ndarray:
@@ -139,17 +190,18 @@ def symbol_nats(model, ids, pieces=None, step=None, warmup=WARMUP) -> np.ndarray
     """
     out = np.full(len(ids), np.nan)
     if len(ids) >= 2:
-        for where, nll in _windows(model, ids, pieces, step, warmup):
+        for where, nll in Spans.cover(len(ids), pieces, warmup).windows(model, ids, step):
             out[where] = nll
     return out
 
 
-def mean_nats(model, ids, pieces=None, step=None):
-    """Mean nats per predicted symbol of ``ids`` (training's validation loss), or None."""
+def mean_nats(model, ids, pieces=None, step=None, spans=None):
+    """Mean nats per predicted symbol of ``ids`` (training's validation loss), or None.
+    ``spans``: only the targets of these :class:`Spans` (default: all of them)."""
     if len(ids) < 2:
         return None
-    return sum(float(nll.sum()) for _, nll in _windows(model, ids, pieces, step, WARMUP)) \
-        / (len(ids) - 1)
+    spans = spans or Spans.cover(len(ids), pieces)
+    return sum(float(nll.sum()) for _, nll in spans.windows(model, ids, step)) / spans.scored
 
 
 # --- text -------------------------------------------------------------------------
