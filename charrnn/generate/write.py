@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from charrnn.errors import CharrnnError
-from charrnn.generate.beam import beam_search
+from charrnn.generate.beam import beam_steps
 from charrnn.generate.choice import Options
 from charrnn.generate.constraints import Allowed
 from charrnn.generate.sampler import CHUNK, Sampler, start_id
@@ -72,7 +72,7 @@ def samples(loaded, request: Request, engine="auto", numpy_steps=None, on_warnin
         on_warning("no character of the prime is in the vocabulary; sampling without a prime")
     allowed = Allowed(vocab, request.allow) if request.allow else None
     if request.beam:
-        return (yield from _beam(loaded, request, ids, allowed))
+        return (yield from _beam(loaded, request, ids, allowed, chunk_seconds))
     run = dict(engine=engine, numpy_steps=numpy_steps, chunk_seconds=chunk_seconds)
     if request.require:
         return (yield from _required(loaded, request, ids, allowed, run))
@@ -85,7 +85,6 @@ def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
     sampler = Sampler(loaded.weights, batch, request.options, start_id=start_id(vocab),
                       engine=run["engine"], numpy_steps=run["numpy_steps"],
                       first_lane=first_lane, allowed=allowed)
-    sampler.prime(ids)
     per_char = loaded.symbols_per_char if vocab.jamo else 1.0
     # Will NumPy's share of the steps run out?  Then TensorFlow imports and compiles
     # in a child process from the start, on the other core.
@@ -93,6 +92,7 @@ def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
     if len(ids) + request.length * per_char * (1.2 if vocab.jamo else 1) + 16 > sampler.numpy_steps:
         sampler.start_compiling()
     try:
+        yield from _prime(sampler, ids, run["chunk_seconds"])
         streams = [TextStream(vocab, request.length, request.stop) for _ in range(batch)]
         shown_prime = ""
         if request.echo_prime:
@@ -129,6 +129,19 @@ def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
         return [shown_prime + t for t in texts]
     finally:
         sampler.close()
+
+
+def _prime(sampler, ids, chunk_seconds):
+    """Feed the prime in turns of about ``chunk_seconds`` (a long prime would otherwise be
+    one long step); the ids are the same however the prime is split."""
+    i, n = 0, 256
+    while i < len(ids):
+        t = time.perf_counter()
+        sampler.prime(ids[i:i + n])
+        sampler.generate(0)
+        i += n
+        n = max(16, min(CHUNK * 4, int(n * chunk_seconds / max(time.perf_counter() - t, 1e-4))))
+        yield None
 
 
 def _required(loaded, request, ids, allowed, run):
@@ -171,13 +184,13 @@ def _quiet(gen):
         yield None
 
 
-def _beam(loaded, request, ids, allowed):
+def _beam(loaded, request, ids, allowed, chunk_seconds):
     vocab = loaded.vocab
     stream = TextStream(vocab, request.length, request.stop)
     shown_prime = stream.decoder.feed(ids) if request.echo_prime else ""
     yield None
-    best = beam_search(loaded.weights, stream, ids, start_id(vocab), request.length,
-                       request.beam, allowed)
+    best = yield from beam_steps(loaded.weights, stream, ids, start_id(vocab), request.length,
+                                 request.beam, allowed, chunk_seconds)
     text = shown_prime + best.text
     yield 0, text
     return [text]
