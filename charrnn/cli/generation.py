@@ -108,15 +108,21 @@ def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; the default serves this machine only, 0.0.0.0 every interface (other machines too).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free one, said at start).")
 @click.option("--checkpoint", default="best", show_default=True, help="Which weights: best, latest, or a checkpoint path; POST /v1/reload loads it again (latest: the newest of a run still training).")
-@click.option("--max-streams", type=click.IntRange(min=1), default=16, show_default=True, help="Requests generating at once; more get 503.")
-@click.option("--max-chars", type=click.IntRange(min=1), default=10_000, show_default=True, help="Largest n a request may ask for.")
-@click.option("--max-body", type=click.IntRange(min=64), default=65_536, show_default=True, help="Largest request body, bytes (413 above).")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds a request may take (504 after).")
+@click.option("--max-streams", type=click.IntRange(min=1), default=16, show_default=True, help="Requests at once (generating, or scoring one at a time); more get 503. A client that goes away frees its slot at once.")
+@click.option("--max-chars", type=click.IntRange(min=1), default=10_000, show_default=True, help="Largest n, and longest prime, a request may ask for.")
+@click.option("--max-body", type=click.IntRange(min=64), default=65_536, show_default=True, help="Largest request body, bytes (413 above); also bounds /v1/score's text.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds a request may take, waiting included, beam and score too (504 after; its slot and memory are freed).")
 def serve(run_dir, host, port, checkpoint, max_streams, max_chars, max_body, timeout):
     """Serve a model (a run directory or .safetensors file) over HTTP/JSON.
 
     POST /v1/generate takes `charrnn sample`'s options (stream: true for server-sent
     events), POST /v1/score a text; GET /v1/model and /healthz describe it.
+
+    Limits (GET /v1/model lists them): n and the prime up to --max-chars,
+    num_samples, require_tries and beam up to 64 (beam also up to the vocabulary
+    size), stop and require up to 256 characters. Requests run in ~20 ms turns, so
+    none holds another; memory above the idle server stays under a bound computed
+    from these limits (said at start and by /v1/model: about 530 MB at the defaults).
 
     \b
     charrnn serve runs/shakespeare --port 8000

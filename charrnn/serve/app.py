@@ -12,11 +12,19 @@ Requests must come from this machine's own pages or tools: the Host header must 
 address served (so a web page cannot reach it through DNS rebinding), and a request a
 browser marks with another Origin is refused, as is a POST that is not application/json
 (what a cross-site form could send).  Errors are JSON {"error": "..."} with a 4xx/5xx.
+
+No request can hold the server: every option whose cost grows is bounded
+(charrnn.serve.request.Limits, said by /v1/model), a body is read only up to --max-body,
+every request holds one of --max-streams slots and gives it up after --timeout or as
+soon as its client goes, and generation runs in ~20 ms turns on one engine thread
+(/v1/score, which needs TensorFlow, in a thread of its own, one window of symbols at a
+time, checking the timeout and the client between windows).
 """
 
 import asyncio
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -28,7 +36,7 @@ from charrnn.analysis.novelty import sample_reports
 from charrnn.errors import CharrnnError
 from charrnn.generate.write import samples
 from charrnn.serve.engine import CHUNK_SECONDS, Engine, Full
-from charrnn.serve.request import SCORE, BadRequest, fields, generate_request
+from charrnn.serve.request import SCORE, BadRequest, Limits, fields, generate_request
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -40,13 +48,22 @@ class Served:
         self.path, self.checkpoint, self._load = path, checkpoint, load
         self.lock = threading.Lock()
         self.loaded = load(path, checkpoint)
-        self.novelty = None
+        self.novelty = self.step = None
 
     def reload(self):
         loaded = self._load(self.path, self.checkpoint)
         with self.lock:
-            self.loaded, self.novelty = loaded, None
+            self.loaded, self.novelty, self.step = loaded, None, None
         return loaded
+
+    def score_step(self, loaded):
+        """The compiled scoring step of ``loaded``'s Keras model (imports TensorFlow)."""
+        from charrnn.analysis.scoring import make_step
+
+        with self.lock:
+            if self.step is None or self.step[0] is not loaded:
+                self.step = (loaded, make_step(loaded.model))
+            return self.step[1]
 
     def novelty_index(self):
         from charrnn.analysis.novelty import index_for
@@ -61,23 +78,25 @@ def error(status, message):
     return JSONResponse({"error": message}, status_code=status)
 
 
-def make_app(served: Served, *, host, port, max_streams=16, max_chars=10_000,
-             max_body=65_536, timeout=300.0):
-    engine = Engine(max_streams)
+def make_app(served: Served, *, host, port, limits=Limits()):
+    engine = Engine(limits.max_streams)
     hosts = _allowed_hosts(host, port)
-    score_lock = threading.Lock()
+    scorer = ThreadPoolExecutor(1, thread_name_prefix="charrnn-score")
+    busy = (f"all {limits.max_streams} streams are busy (--max-streams); try again in a "
+            "moment")
 
     def describe():
         loaded = served.loaded
         return {"path": str(served.path), **loaded.model_args, "jamo": loaded.vocab.jamo,
                 "vocab": loaded.vocab.symbols, "checkpoint": loaded.short_checkpoint,
                 "step": loaded.step, "val_loss": loaded.val_loss,
-                "active_streams": engine.active, "max_streams": max_streams,
-                "max_chars": max_chars}
+                "active_streams": engine.active, "max_streams": limits.max_streams,
+                "max_chars": limits.max_chars,
+                "limits": limits.describe(len(loaded.vocab.symbols))}
 
     async def healthz(request):
         return JSONResponse({"status": "ok", "active_streams": engine.active,
-                             "max_streams": max_streams})
+                             "max_streams": limits.max_streams})
 
     async def model(request):
         return JSONResponse(describe())
@@ -90,10 +109,12 @@ def make_app(served: Served, *, host, port, max_streams=16, max_chars=10_000,
         return JSONResponse(describe())
 
     async def generate(request):
-        body = await _json_body(request, max_body)
+        body = await _json_body(request, limits.max_body)
         loaded = served.loaded
-        req, stream, novelty, seed = generate_request(body, loaded, max_chars)
+        req, stream, novelty, seed = generate_request(body, loaded, limits)
         index = await asyncio.to_thread(served.novelty_index) if novelty else None
+        if await request.is_disconnected():
+            return error(499, "the client went away")
         events = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -102,11 +123,10 @@ def make_app(served: Served, *, host, port, max_streams=16, max_chars=10_000,
 
         gen = samples(loaded, req, chunk_seconds=CHUNK_SECONDS)
         try:
-            job = engine.submit(gen, emit, timeout)
+            job = engine.submit(gen, emit, limits.timeout)
         except Full:
             gen.close()
-            return error(503, f"all {max_streams} streams are busy (--max-streams); try again "
-                              "in a moment")
+            return error(503, busy)
         meta = {"seed": seed, "checkpoint": loaded.short_checkpoint, "step": loaded.step}
         if stream:
             return StreamingResponse(_sse(job, events, meta, req, index, loaded),
@@ -115,25 +135,28 @@ def make_app(served: Served, *, host, port, max_streams=16, max_chars=10_000,
         return await _whole(request, job, events, meta, req, index, loaded)
 
     async def score(request):
-        text = fields(await _json_body(request, max_body), SCORE)["text"]
+        text = fields(await _json_body(request, limits.max_body), SCORE)["text"]
         if text is None:
             raise BadRequest(400, 'give the text to score as {"text": "..."}')
         loaded = served.loaded
-
-        def run():
-            from charrnn.analysis import scoring
-            from charrnn.analysis.evaluate import per_line
-
-            with score_lock:  # one Keras model, built on first use (imports TensorFlow)
-                t = text.replace("\r\n", "\n").replace("\r", "\n") \
-                    if loaded.newlines == "lf" else text
-                scored = scoring.score_text(loaded.model, loaded.vocab, t, name="the text")
-                return {"lines": list(per_line("request", scored)), "total": scored.figures()}
-
         try:
-            return JSONResponse(await asyncio.to_thread(run))
+            job = engine.hold(limits.timeout)
+        except Full:
+            return error(503, busy)
+        try:
+            work = asyncio.get_running_loop().run_in_executor(
+                scorer, _score, served, loaded, text, job)
+            work.add_done_callback(lambda f: f.cancelled() or f.exception())  # _Gone: no one to tell
+            while not (await asyncio.wait({work}, timeout=0.25))[0]:
+                if await request.is_disconnected():
+                    return error(499, "the client went away")
+            return JSONResponse(work.result())
+        except TimeoutError as e:
+            return error(*_failure(e))
         except CharrnnError as e:
             return error(400, str(e))
+        finally:
+            job.cancel()
 
     routes = [Route("/healthz", healthz), Route("/v1/model", model),
               Route("/v1/generate", generate, methods=["POST"]),
@@ -185,19 +208,54 @@ class _Guard:
         return None
 
 
+class _Gone(Exception):
+    """The client of a /v1/score went away."""
+
+
+def _score(served, loaded, text, job):
+    """/v1/score's work, on the scoring thread: what `evaluate --per-line` gives, stopping
+    between windows of symbols once the client is gone or --timeout has passed."""
+    from charrnn.analysis import scoring
+    from charrnn.analysis.evaluate import per_line
+
+    def check():
+        if job.cancelled:
+            raise _Gone
+        if job.expired:
+            raise TimeoutError
+
+    check()  # it may have waited for the thread
+    step = served.score_step(loaded)
+
+    def checked_step(*args):
+        check()
+        return step(*args)
+
+    t = text.replace("\r\n", "\n").replace("\r", "\n") if loaded.newlines == "lf" else text
+    scored = scoring.score_text(loaded.model, loaded.vocab, t, step=checked_step,
+                                name="the text")
+    return {"lines": list(per_line("request", scored)), "total": scored.figures()}
+
+
 async def _json_body(request: Request, max_body):
+    """The body as JSON, read only up to ``max_body`` bytes whether it says its length
+    (Content-Length) or streams (chunked); 400 for whatever the parser cannot take."""
+    too_big = BadRequest(413, f"the body is over {max_body:,} bytes (the server's --max-body)")
     size = request.headers.get("content-length")
     if size is not None and size.isdigit() and int(size) > max_body:
-        raise BadRequest(413, f"the body is over {max_body:,} bytes (the server's --max-body)")
-    body = b""
+        raise too_big
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > max_body:
-            raise BadRequest(413, f"the body is over {max_body:,} bytes (the server's --max-body)")
+            raise too_big
     try:
-        return json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(400, f"the body is not valid JSON ({e})") from None
+        return json.loads(bytes(body) or b"{}")
+    except RecursionError:
+        raise BadRequest(400, "the body is not valid JSON for this server (nested too "
+                              "deeply)") from None
+    except (ValueError, UnicodeDecodeError) as e:  # huge numbers are ValueErrors too
+        raise BadRequest(400, f"the body is not valid JSON ({str(e)[:200]})") from None
 
 
 def _failure(value):

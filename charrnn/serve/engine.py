@@ -2,8 +2,15 @@
 
 Every request is a ``charrnn.generate.write.samples`` generator -- the code `charrnn
 sample` runs, so the same seed and options give the same text.  One thread steps all
-active requests in turn, one chunk each (about ``CHUNK_SECONDS`` of work), so no request
-blocks another's stream and a new one starts within a chunk of every other's.
+active requests in turn, one chunk each (about ``CHUNK_SECONDS`` of work: sampling,
+priming and beam search all hand back control so), so no request blocks another's
+stream and a new one starts within a chunk of every other's.
+
+A request holds one of ``max_streams`` slots from ``submit`` (or ``hold``, for work done
+on another thread: /v1/score) until it ends, times out (``timeout`` counts from
+``submit``, whether it was stepped or waiting) or is cancelled.  Cancelling (the client
+went away) frees the slot at once, from any thread; the engine thread drops the
+generator, and with it the request's memory, before its next turn would come.
 
 The requests' rows are not fused into one matrix product: BLAS computes a row of a
 (16 x n) product in another order than the same row alone (measured: results up to
@@ -26,23 +33,32 @@ class Full(Exception):
 
 
 class Job:
-    """One request in the engine: its generator and where its events go.
+    """One request's slot: its generator (None for work on another thread) and where its
+    events go.
 
     ``emit(kind, value)`` is called from the engine thread: ("piece", (index, text)),
-    then ("done", return value) or ("error", CharrnnError or other exception)."""
+    then ("done", return value) or ("error", CharrnnError, TimeoutError or other
+    exception)."""
 
-    def __init__(self, gen, emit, deadline):
-        self.gen, self.emit, self.deadline = gen, emit, deadline
+    def __init__(self, engine, gen, emit, deadline):
+        self.engine, self.gen, self.emit, self.deadline = engine, gen, emit, deadline
         self.cancelled = False
 
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() > self.deadline
+
     def cancel(self):
-        self.cancelled = True
+        """Give up the slot now (from any thread); the generator is closed on the engine
+        thread."""
+        self.engine.release(self)
 
 
 class Engine:
     def __init__(self, max_streams):
         self.max_streams = max_streams
-        self.jobs = []
+        self.held = set()    # every job holding a slot
+        self.jobs = []       # the ones this thread steps, cancelled ones until closed
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._loop, name="charrnn-engine", daemon=True)
         self.thread.start()
@@ -50,17 +66,30 @@ class Engine:
     @property
     def active(self) -> int:
         with self.cond:
-            return len(self.jobs)
+            return len(self.held)
 
     def submit(self, gen, emit, timeout) -> Job:
-        """Start a job; raises Full when ``max_streams`` are running."""
-        job = Job(gen, emit, time.monotonic() + timeout)
+        """Start stepping ``gen``; raises Full when ``max_streams`` slots are held."""
+        job = self.hold(timeout, gen, emit)
         with self.cond:
-            if len(self.jobs) >= self.max_streams:
-                raise Full
             self.jobs.append(job)
             self.cond.notify()
         return job
+
+    def hold(self, timeout, gen=None, emit=None) -> Job:
+        """Take a slot for ``timeout`` seconds; raises Full when ``max_streams`` are held."""
+        job = Job(self, gen, emit, time.monotonic() + timeout)
+        with self.cond:
+            if len(self.held) >= self.max_streams:
+                raise Full
+            self.held.add(job)
+        return job
+
+    def release(self, job):
+        with self.cond:
+            job.cancelled = True
+            self.held.discard(job)
+            self.cond.notify()
 
     def _loop(self):
         while True:
@@ -72,13 +101,15 @@ class Engine:
                 if not self._step(job):
                     with self.cond:
                         self.jobs.remove(job)
+                        self.held.discard(job)
                     job.gen.close()  # runs the generator's cleanup (a sampler's child process)
+                    job.gen = None   # its memory goes now, not when the reply has been sent
 
     def _step(self, job) -> bool:
         """Advance ``job`` by one chunk; False when it is over."""
         if job.cancelled:
             return False
-        if time.monotonic() > job.deadline:
+        if job.expired:
             job.emit("error", TimeoutError())
             return False
         try:

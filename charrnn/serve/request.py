@@ -1,14 +1,24 @@
-"""What a client may ask for, checked before anything runs: one 4xx with what to fix."""
+"""What a client may ask for, checked before anything runs: one 4xx with what to fix.
+
+Every option whose cost grows with its value is bounded (``Limits``), so the work and
+the memory of one request are bounded, and so the server's: see ``Limits.memory_bound``.
+"""
 
 import math
 import os
+from dataclasses import dataclass
 
 from charrnn.errors import CharrnnError
-from charrnn.generate.choice import Options
+from charrnn.generate.beam import max_steps
+from charrnn.generate.choice import PAIRWISE_MAX, Options
 from charrnn.generate.constraints import Allowed
 from charrnn.generate.write import REQUIRE_TRIES, Request
 
 MAX_SAMPLES = 64
+MAX_BEAM = 64          # and at most the vocabulary size
+MAX_REQUIRE_TRIES = 64
+MAX_STRING = 256       # characters of stop and of require
+INT_LIMIT = 2 ** 63    # integers beyond +-this are refused (NumPy's int64)
 
 # name: (type, default); the same options as `charrnn sample` (n is -n/--length)
 GENERATE = {
@@ -19,6 +29,50 @@ GENERATE = {
     "stream": (bool, False), "novelty": (bool, False),
 }
 SCORE = {"text": (str, None)}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's limits: its options and the fixed ones above."""
+    max_chars: int = 10_000
+    max_body: int = 65_536
+    max_streams: int = 16
+    timeout: float = 300.0
+
+    @property
+    def connections(self) -> int:
+        """Connections served at once (uvicorn answers 503 above): every stream, as many
+        again waiting for a slot or reading their reply, and 32 for /healthz and the like."""
+        return 2 * self.max_streams + 32
+
+    def max_beam(self, vocab_size) -> int:
+        return min(MAX_BEAM, vocab_size)
+
+    def memory_bound(self, vocab_size) -> int:
+        """Bytes above the idle server's resident memory that requests in flight can hold
+        at most (README: Serving a model).  Per stream, the larger of
+          sampled text: num_samples x (prime + n) characters, 4 bytes a character, in 4
+            copies at most (the texts, the events not yet sent, the reply, its JSON);
+          beam: one (parent, symbol) pair of 2 bytes each per kept text per step;
+        then one engine step's working set (top_p's pairwise nucleus: PAIRWISE_MAX
+        x 16 bytes), one /v1/score at a time (2 KiB per character of text: its arrays,
+        a line's dict per newline, the JSON), and every connection's body read and
+        parsed (6 bytes per byte).  The TensorFlow child process a long sample of a large
+        model hands over to is a process of its own, not in this figure."""
+        sampled = 4 * 4 * MAX_SAMPLES * 2 * self.max_chars
+        beam = 2 * 2 * self.max_beam(vocab_size) * max_steps(self.max_chars)
+        return (self.max_streams * max(sampled, beam) + 16 * PAIRWISE_MAX
+                + 2048 * self.max_body + self.connections * 6 * self.max_body)
+
+    def describe(self, vocab_size) -> dict:
+        """The limits as /v1/model gives them."""
+        return {"max_chars": self.max_chars, "max_prime_chars": self.max_chars,
+                "max_samples": MAX_SAMPLES, "max_beam": self.max_beam(vocab_size),
+                "max_require_tries": MAX_REQUIRE_TRIES, "max_stop_chars": MAX_STRING,
+                "max_require_chars": MAX_STRING, "max_body": self.max_body,
+                "max_score_chars": self.max_body, "max_streams": self.max_streams,
+                "max_connections": self.connections, "timeout": self.timeout,
+                "memory_bound_mb": round(self.memory_bound(vocab_size) / 2 ** 20)}
 
 
 class BadRequest(Exception):
@@ -48,24 +102,44 @@ def fields(body, spec) -> dict:
             value, ok = float(value), True
         if not ok or (kind is float and not math.isfinite(value)):
             raise BadRequest(400, f"{name} must be a {'number' if kind is float else kind.__name__}"
-                                  f", not {value!r}")
+                                  f", not {_short(value)}")
+        if kind is int and not -INT_LIMIT < value < INT_LIMIT:
+            raise BadRequest(400, f"{name} must be between {-INT_LIMIT + 1} and {INT_LIMIT - 1}")
+        if kind is str:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(400, f"{name} is not valid Unicode (a lone surrogate escape "
+                                      "such as \\ud800)") from None
         out[name] = value
     return out
 
 
-def generate_request(body, loaded, max_chars) -> tuple:
+def generate_request(body, loaded, limits: Limits) -> tuple:
     """(charrnn.generate.write.Request, stream?, novelty?, seed) for a /v1/generate body."""
     f = fields(body, GENERATE)
-    if not 0 <= f["n"] <= max_chars:
-        raise BadRequest(400, f"n must be between 0 and {max_chars} (the server's --max-chars)")
-    if not 1 <= f["num_samples"] <= MAX_SAMPLES:
-        raise BadRequest(400, f"num_samples must be between 1 and {MAX_SAMPLES}")
+    _within(f, "n", 0, limits.max_chars, "the server's --max-chars")
+    _within(f, "num_samples", 1, MAX_SAMPLES)
+    _within(f, "require_tries", 1, MAX_REQUIRE_TRIES)
+    vocab_size = len(loaded.vocab.symbols)
+    if f["beam"] > limits.max_beam(vocab_size):
+        raise BadRequest(400, f"beam must be between 0 and {limits.max_beam(vocab_size)} (at "
+                              f"most {MAX_BEAM} and the vocabulary's {vocab_size} symbols)")
+    if len(f["prime"]) > limits.max_chars:
+        raise BadRequest(400, f"the prime is over {limits.max_chars} characters (the server's "
+                              "--max-chars)")
+    for name in ("stop", "require", "allow"):
+        if f[name] == "":
+            raise BadRequest(400, f"{name} must not be empty; leave it out instead")
+    for name in ("stop", "require"):
+        if f[name] is not None and len(f[name]) > MAX_STRING:
+            raise BadRequest(400, f"{name} is over {MAX_STRING} characters")
     seed = f["seed"] if f["seed"] is not None else int.from_bytes(os.urandom(4), "little")
     if seed < 0:
         raise BadRequest(400, "seed must be 0 or more")
     request = Request(f["prime"], f["n"], f["num_samples"],
-                      Options(f["temperature"], f["top_k"], f["top_p"], seed), f["stop"] or None,
-                      f["allow"] or None, f["require"], f["require_tries"], f["beam"],
+                      Options(f["temperature"], f["top_k"], f["top_p"], seed), f["stop"],
+                      f["allow"], f["require"], f["require_tries"], f["beam"],
                       f["echo_prime"], f["unknown"])
     try:
         request.check()
@@ -79,6 +153,17 @@ def generate_request(body, loaded, max_chars) -> tuple:
         raise BadRequest(400, "beam and require give whole samples at the end: they cannot "
                               "stream; leave out stream (or set it to false)")
     return request, f["stream"], f["novelty"], seed
+
+
+def _within(f, name, low, high, why=None):
+    if not low <= f[name] <= high:
+        raise BadRequest(400, f"{name} must be between {low} and {high}"
+                              + (f" ({why})" if why else ""))
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _options(message):

@@ -6,6 +6,7 @@ import socket
 
 from charrnn.errors import CharrnnError
 from charrnn.serve.app import Served, make_app
+from charrnn.serve.request import Limits
 from charrnn.store.loader import load
 
 EXTRA = "pip install 'charrnn[serve]'"
@@ -22,8 +23,9 @@ def serve(path, *, host="127.0.0.1", port=8000, checkpoint="best", max_streams=1
     served = Served(path, checkpoint, lambda p, c: load(p, c, on_warning=on_warning))
     sock = _bind(host, port)
     port = sock.getsockname()[1]
-    app, engine = make_app(served, host=host, port=port, max_streams=max_streams,
-                           max_chars=max_chars, max_body=max_body, timeout=timeout)
+    limits = Limits(max_chars=max_chars, max_body=max_body, max_streams=max_streams,
+                    timeout=timeout)
+    app, engine = make_app(served, host=host, port=port, limits=limits)
     m = served.loaded.model_args
     where = (f"on http://{host}:{port} on every interface: other machines can reach it "
              "(--host)" if host in ("0.0.0.0", "::") else
@@ -31,10 +33,13 @@ def serve(path, *, host="127.0.0.1", port=8000, checkpoint="best", max_streams=1
              "to others)")
     on_info(f"Serving {path} ({m['cell']} {m['num_layers']}x{m['rnn_size']}, "
             f"{served.loaded.short_checkpoint}, step {served.loaded.step}) {where}; "
-            f"up to {max_streams} streams. Ctrl-C stops.")
+            f"up to {max_streams} streams, memory at most "
+            f"{limits.describe(len(served.loaded.vocab.symbols))['memory_bound_mb']:,} MB above "
+            "idle. Ctrl-C stops.")
     config = uvicorn.Config(app, log_level="info" if verbose else "warning",
                             access_log=verbose, lifespan="off",
-                            timeout_graceful_shutdown=timeout)
+                            timeout_graceful_shutdown=timeout,
+                            limit_concurrency=limits.connections)
     server = _server_class(uvicorn)(config)
     server.on_stop = lambda: on_info(f"Stopping: finishing {engine.active} request(s) in "
                                      "flight, taking no new ones (Ctrl-C again: stop now)")
