@@ -5,30 +5,40 @@ dataset, and where in that text it is (character offset, line and column, from 1
 the share of its characters that lie inside substrings of at least ``RUN`` characters
 found in the training text.
 
-The index is a suffix array of the train split's characters (code points), built once
-with pydivsufsort (libdivsufsort) and cached under ``~/.cache/charrnn/novelty/<key>/``
-(``$XDG_CACHE_HOME`` if set) as two .npy files -- the text's code points and the suffix
-array, no pickle -- keyed by the dataset's meta.json and vocab.json, which change whenever
-its text does.  A lookup walks the sample once (matching statistics): for each position,
-the longest prefix of the rest that occurs in the text, by binary search in the suffix
-array, starting from the previous position's match less one character.
+The index (charrnn.analysis.suffixes) is a suffix array over the train split, one symbol a
+character: the dataset's own ids, memory-mapped from its train.npy, or, for a jamo
+vocabulary (several ids a syllable), its decoded characters numbered and stored beside the
+index.  It is built once and cached under ``~/.cache/charrnn/novelty/<key>/``
+(``$XDG_CACHE_HOME`` if set), keyed by the dataset's meta.json and vocab.json: plain .npy
+files and an index.json, no pickle, written aside and renamed.  Opening it checks what it
+can afford to (the format, every array's dtype and shape, a fingerprint of the dataset's
+train.npy, the order of the suffix array at a few places) and builds it again when any of
+that does not match, so a damaged cache is never trusted.  A report reads the cached files
+memory-mapped, a few pages per sample character.
 """
 
-import bisect
 import hashlib
+import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
+from charrnn.analysis.suffixes import (PEAK_PER_SYMBOL, SECONDS_PER_BYTE, ArrayReader,
+                                       FileReader, Suffixes, npy_chunks, npy_header,
+                                       sort_suffixes, write_npy)
+from charrnn.atomic import write_json_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store.dataset import load_dataset
 from charrnn.text import from_cps, to_cps
 
 RUN = 20          # shared substrings this long or longer count as copied
-EXTRA = "pip install 'charrnn[novelty]'"
+FORMAT = "charrnn-novelty/2"
+log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
@@ -37,51 +47,50 @@ def cache_root() -> Path:
 
 
 class NoveltyIndex:
-    """A suffix array over one text; ``report(sample)`` says what the sample shares with it."""
+    """A suffix array over one text; ``report(sample)`` says what the sample shares with it.
 
-    def __init__(self, cps: np.ndarray, sa: np.ndarray, name=""):
-        self.text = from_cps(cps)
-        self.sa = sa  # int32 (int64 past 2**31 characters): 4 bytes a character
+    ``text``: ids, one a character; ``alphabet[id]``: its code point; ``sa``: the suffixes
+    sorted by ``rank``; ``line_starts``: where lines 2... begin (the three as readers of
+    charrnn.analysis.suffixes, or arrays).
+    """
+
+    def __init__(self, text, sa, rank, alphabet, line_starts, name=""):
+        text, sa, line_starts = (x if hasattr(x, "rows") else ArrayReader(x)
+                                 for x in (text, sa, line_starts))
+        self.suffixes = Suffixes(text, sa, rank)
+        self.alphabet = np.asarray(alphabet, np.uint32)
+        self._order = np.argsort(self.alphabet, kind="stable")
+        self.line_starts = line_starts
         self.name = name
-        self.line_starts = np.flatnonzero(cps == 10) + 1
 
     @classmethod
     def build(cls, text: str, name=""):
-        try:
-            from pydivsufsort import divsufsort
-        except ImportError:
-            raise CharrnnError(f"the novelty report needs the Python package 'pydivsufsort'; "
-                               f"install it with {EXTRA}") from None
-        cps = np.ascontiguousarray(to_cps(text))
-        return cls(cps, divsufsort(cps.copy()) if len(cps) else np.zeros(0, np.int32), name)
+        """The index of ``text``, in memory (for small texts: tests, benchmarks)."""
+        cps = to_cps(text)
+        alphabet, ids = np.unique(cps, return_inverse=True)
+        ids = ids.astype(np.uint16 if len(alphabet) <= 1 << 16 else np.uint32)
+        with tempfile.TemporaryDirectory() as tmp:
+            np.save(os.path.join(tmp, "text.npy"), ids)
+            rank = sort_suffixes(os.path.join(tmp, "text.npy"),
+                                 np.bincount(ids, minlength=len(alphabet)),
+                                 os.path.join(tmp, "sa.npy"))
+            sa = np.load(os.path.join(tmp, "sa.npy"), allow_pickle=False)
+        return cls(ids, sa, rank, alphabet, np.flatnonzero(cps == 10) + 1, name)
 
     # -- lookups
-    def _range(self, pattern, lo, hi):
-        """The suffixes in sa[lo:hi] that start with ``pattern`` (all of sa[lo:hi] share
-        its prefix but the last character): their [lo, hi)."""
-        n, text, sa = len(pattern), self.text, self.sa
-        key = lambda i: text[int(sa[i]):int(sa[i]) + n]  # noqa: E731
-        return (bisect.bisect_left(range(len(sa)), pattern, lo, hi, key=key),
-                bisect.bisect_right(range(len(sa)), pattern, lo, hi, key=key))
+    def _ranks(self, sample: str):
+        """The sample's characters as ranks of the index (-1: a character the text lacks)."""
+        cps = to_cps(sample)
+        pos = np.searchsorted(self.alphabet[self._order], cps)
+        ok = pos < len(self.alphabet)
+        ok[ok] = self.alphabet[self._order[pos[ok]]] == cps[ok]
+        return np.where(ok, self.suffixes.rank[self._order[np.where(ok, pos, 0)]], -1) \
+            if len(self.alphabet) else np.full(len(cps), -1)
 
     def matches(self, sample: str):
         """Per position i of ``sample``: (length of the longest prefix of sample[i:] found in
-        the text, an offset in the text where it starts)."""
-        lengths, where = np.zeros(len(sample), np.int64), np.full(len(sample), -1, np.int64)
-        length = 0
-        for i in range(len(sample)):
-            lo, hi = self._range(sample[i:i + length], 0, len(self.sa)) if length else \
-                (0, len(self.sa))
-            while i + length < len(sample):
-                nlo, nhi = self._range(sample[i:i + length + 1], lo, hi)
-                if nlo == nhi:
-                    break
-                lo, hi, length = nlo, nhi, length + 1
-            lengths[i] = length
-            if length:
-                where[i] = int(self.sa[lo])
-            length = max(0, length - 1)
-        return lengths, where
+        the text, an offset in the text where it starts, -1 if none)."""
+        return self.suffixes.longest(self._ranks(sample))
 
     def report(self, sample: str) -> dict:
         """The longest shared substring (text, length, offset, line, column) and the share
@@ -97,11 +106,22 @@ class NoveltyIndex:
         if len(sample) and lengths.max() > 0:
             i = int(np.argmax(lengths))
             at = int(where[i])
-            line = int(np.searchsorted(self.line_starts, at, side="right"))
-            first = int(self.line_starts[line - 1]) if line else 0
+            line = self._line(at)
+            first = int(self.line_starts.rows(np.array([line - 1]), 1)[0, 0]) if line else 0
             out.update(longest=int(lengths[i]), longest_text=sample[i:i + int(lengths[i])],
                        offset=at, line=line + 1, column=at - first + 1)
         return out
+
+    def _line(self, at) -> int:
+        """How many lines start at or before offset ``at`` after the first (bisection)."""
+        lo, hi = 0, self.line_starts.n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if int(self.line_starts.rows(np.array([mid]), 1)[0, 0]) <= at:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
 
 
 def sample_reports(index, vocab, request, texts) -> list:
@@ -124,6 +144,12 @@ def describe(i, r) -> str:
             f"{RUN} or more")
 
 
+# --- the cached index of a run's training text ---------------------------------------
+
+class _Stale(Exception):
+    """The cache cannot be used (the message says why; empty: there is none yet)."""
+
+
 def index_for(loaded, on_info=None) -> NoveltyIndex:
     """The index of the train split of the dataset ``loaded``'s run was trained on, from
     the cache or built now (and cached)."""
@@ -132,48 +158,162 @@ def index_for(loaded, on_info=None) -> NoveltyIndex:
         raise CharrnnError(f"{loaded.path} names no training data (a .safetensors file carries "
                            "none): the novelty report needs a run directory whose dataset is "
                            "still there")
-    path = Path(data)
-    if not (path / "meta.json").is_file():
+    if not (Path(data) / "meta.json").is_file():
         raise CharrnnError(f"the novelty report needs the run's training text, but its dataset "
                            f"{data} (config.yaml's data) is gone; prepare it again there, or "
                            "sample without --novelty")
+    return dataset_index(data, on_info)
+
+
+def dataset_index(data, on_info=None) -> NoveltyIndex:
+    """The index of the train split of the prepared dataset ``data``, from the cache or
+    built now (and cached); ``on_info`` hears what takes time (default: logging)."""
+    on_info = on_info or log.info
+    path = Path(data)
+    ds = load_dataset(path)
     key = hashlib.sha256((path / "meta.json").read_bytes() + (path / "vocab.json").read_bytes())
     folder = cache_root() / key.hexdigest()[:32]
     try:
-        cps = np.load(folder / "text.npy", allow_pickle=False)
-        sa = np.load(folder / "sa.npy", allow_pickle=False)
-        if len(cps) == len(sa):
-            return NoveltyIndex(cps, sa, str(path))
-    except (OSError, ValueError):
-        pass  # not cached yet, or a damaged cache: build it again
-    if on_info:
-        on_info(f"Indexing the training text of {data} for the novelty report (once; cached "
-                f"in {folder})")
-    ds = load_dataset(path)
-    text = "".join(_decoded(ds))
-    index = NoveltyIndex.build(text, str(path))
-    _save(folder, to_cps(text), index.sa)
-    return index
-
-
-def _decoded(ds, chunk=1 << 20):
-    ids, dec = ds.split("train"), ds.vocab.stream_decoder()
-    for i in range(0, len(ids), chunk):
-        yield dec.feed(ids[i:i + chunk])
-    yield dec.flush()
-
-
-def _save(folder: Path, cps, sa):
-    """Write the cache whole or not at all (a temporary folder, then rename)."""
+        return _open(folder, ds)
+    except _Stale as e:
+        if str(e):
+            on_info(f"The cached novelty index in {folder} does not match its dataset ({e}); "
+                    "building it again")
+    chars = int(ds.meta.get("splits", {}).get("train", {}).get("chars", 0))
+    on_info(f"Indexing the training text of {data} for the novelty report (once; cached in "
+            f"{folder}): {chars:,} characters, ~{max(1, chars * SECONDS_PER_BYTE * 1.5):.0f} s "
+            f"and ~{chars * PEAK_PER_SYMBOL / 1e9:.1f} GB of memory")
+    t = time.perf_counter()
     tmp = None
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
-        np.save(tmp / "text.npy", np.ascontiguousarray(cps, np.uint32))
-        np.save(tmp / "sa.npy", sa)
-        shutil.rmtree(folder, ignore_errors=True)
-        os.rename(tmp, folder)
-    except OSError:
-        # no cache (read-only home, full disk): the next report indexes again
+    except OSError:  # no cache (read-only home, full disk): index in the temporary folder
+        pass
+    try:
+        if tmp is None:
+            tmp = Path(tempfile.mkdtemp(prefix="charrnn-novelty-"))
+            _build(tmp, ds, on_info)
+            return _open(tmp, ds)  # mapped, so the files outlive the folder removed below
+        _build(tmp, ds, on_info)
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.rename(tmp, folder)
+            tmp = None
+        except OSError:
+            return _open(tmp, ds)
+        index = _open(folder, ds)
+        on_info(f"Novelty index ready in {time.perf_counter() - t:.1f} s")
+        return index
+    except _Stale as e:  # would mean a bug here, never bad input
+        raise RuntimeError(f"internal error: the index just built does not open ({e})") from None
+    finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fingerprint(path) -> str:
+    """The size, .npy header and 64 blocks spread over ``path``: cheap to read, and
+    different for another text (a full hash would read all of it on every report)."""
+    size = os.path.getsize(path)
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as f:
+        for at in sorted({0, *np.linspace(0, max(0, size - 4096), 64).astype(np.int64).tolist()}):
+            f.seek(at)
+            h.update(f.read(4096))
+    return h.hexdigest()
+
+
+def _array(path, dtypes, length=None, whole=False):
+    """The 1-D .npy ``path`` (``whole``: read into memory, else a FileReader) if its dtype
+    is one of ``dtypes`` and its size is exactly what its header says (and ``length`` when
+    given); else _Stale."""
+    try:
+        shape, dtype, offset = npy_header(path)
+        if len(shape) != 1 or dtype not in [np.dtype(d) for d in dtypes] or \
+                (length is not None and shape[0] != length) or \
+                os.path.getsize(path) != offset + shape[0] * dtype.itemsize:
+            raise _Stale(f"{path.name} is not the array it should be")
+        return np.load(path, allow_pickle=False) if whole else FileReader(path)
+    except (OSError, ValueError) as e:
+        raise _Stale(f"{path.name}: {e}") from None
+
+
+def _open(folder: Path, ds) -> NoveltyIndex:
+    try:
+        info = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _Stale("") from None
+    except (OSError, ValueError) as e:
+        raise _Stale(f"index.json: {e}") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT or \
+            not all(isinstance(info.get(k), int) for k in ("symbols", "vocab", "lines")):
+        raise _Stale(f"index.json is not {FORMAT}")
+    train = Path(ds.path) / "train.npy"
+    if info.get("train") != _fingerprint(train):
+        raise _Stale("its train.npy is not the one the index was built from")
+    n, v = info["symbols"], info["vocab"]
+    text = _array(folder / "text.npy" if info.get("text") == "cache" else train,
+                  ("u1", "<u2", "<u4"), n)
+    sa = _array(folder / "sa.npy", ("<i4",) if n < 1 << 31 else ("<i8",), n)
+    rank = _array(folder / "rank.npy", ("<i4",), v, whole=True)
+    alphabet = _array(folder / "alphabet.npy", ("<u4",), v, whole=True)
+    lines = _array(folder / "lines.npy", ("<i8",), info["lines"])
+    if not np.array_equal(np.sort(rank), np.arange(v)) or \
+            (v > 1 and not (np.diff(np.sort(alphabet).astype(np.int64)) > 0).all()):
+        raise _Stale("rank.npy or alphabet.npy is not a numbering of the characters")
+    index = NoveltyIndex(text, sa, rank, alphabet, lines, str(ds.path))
+    if not index.suffixes.check_order():
+        raise _Stale("its suffix array is out of order")
+    return index
+
+
+def _build(folder: Path, ds, on_info):
+    """Write the index of ``ds``'s train split into ``folder``: the suffix array and, for a
+    jamo vocabulary, the decoded text numbered (text.npy)."""
+    train = Path(ds.path) / "train.npy"
+    if ds.vocab.jamo:
+        text_path, alphabet = folder / "text.npy", _number_characters(ds, folder / "text.npy")
+    else:
+        text_path, alphabet = train, ds.vocab.code_points
+    counts = np.zeros(len(alphabet), np.int64)
+    newline = np.flatnonzero(alphabet == 10)
+    starts, at = [], 0
+    for ids in npy_chunks(text_path):
+        if len(ids) and int(ids.max()) >= len(alphabet):
+            raise CharrnnError(f"{train} holds id {int(ids.max())}, outside its vocabulary of "
+                               f"{len(alphabet)} symbols; prepare the dataset again")
+        counts += np.bincount(ids, minlength=len(alphabet))
+        if len(newline):
+            starts.append(np.flatnonzero(ids == newline[0]) + at + 1)
+        at += len(ids)
+    lines = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+    np.save(folder / "lines.npy", lines.astype(np.int64))
+    del starts, lines
+    rank = sort_suffixes(text_path, counts, folder / "sa.npy", on_info)
+    np.save(folder / "rank.npy", rank.astype(np.int32))
+    np.save(folder / "alphabet.npy", np.asarray(alphabet, np.uint32))
+    write_json_atomic(folder / "index.json", {
+        "format": FORMAT, "symbols": at, "vocab": len(alphabet), "lines": int(counts[newline].sum()),
+        "text": "cache" if ds.vocab.jamo else "dataset", "train": _fingerprint(train)})
+
+
+def _number_characters(ds, out) -> np.ndarray:
+    """Write the train split's decoded characters to ``out`` as numbers (indices into the
+    returned sorted code points): two passes over the ids, a chunk at a time."""
+    train = Path(ds.path) / "train.npy"
+
+    def chars():
+        dec = ds.vocab.stream_decoder()
+        for ids in npy_chunks(train):
+            yield to_cps(dec.feed(ids))
+        yield to_cps(dec.flush())
+
+    alphabet, n = np.zeros(0, np.uint32), 0
+    for cps in chars():
+        alphabet, n = np.union1d(alphabet, cps).astype(np.uint32), n + len(cps)
+    if len(alphabet) > 1 << 16:
+        raise CharrnnError(f"the novelty index handles up to 65,536 distinct characters; "
+                           f"{train} has {len(alphabet):,}")
+    write_npy(out, np.uint16, n, (np.searchsorted(alphabet, cps) for cps in chars()))
+    return alphabet
