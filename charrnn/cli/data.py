@@ -1,5 +1,6 @@
 """`charrnn prepare` and `charrnn dump`: text in, a dataset out, and back."""
 
+import math
 import sys
 
 import click
@@ -20,9 +21,28 @@ def _prepare_summary(s: dict) -> None:
          f"newlines {s['newlines']}); vocabulary {s['vocab_size']} symbols{base}{unk}")
     if s["jamo"].get("why"):
         info(f"jamo {jamo} (auto): {s['jamo']['why']}")
+    if s.get("rare_symbols", {}).get("note"):
+        _rare_note(s["rare_symbols"], s["vocab_size"])
     sp = s["splits"]
     info("Split (contiguous): " + ", ".join(f"{k} {sp[k]['symbols']:,}" for k in sp) + " symbols")
     info(f"Wrote {s['out']} ({s['dtype']})")
+
+
+def _percent(share: float) -> str:
+    """Two significant digits, never an exponent: 0.024%, 0.0087%, 12%."""
+    p = 100 * share
+    if p <= 0:
+        return "0%"
+    return f"{p:.{max(0, 1 - math.floor(math.log10(p)))}f}%"
+
+
+def _rare_note(r: dict, vocab_size: int) -> None:
+    info(f"Rare symbols: {r['symbols']:,} of the {vocab_size:,} symbols are seen fewer than "
+         f"{r['below']} times ({_percent(r['share'])} of the text), but each costs the output "
+         "layer as much as a common one: training time grows with the vocabulary")
+    offers = [o for o in r["options"] if o["offered"]]
+    info("  " + ", ".join(f"--min-count {o['min_count']} would give {o['vocab_size']:,} symbols "
+                          f"({_percent(o['unk_share'])} of the text -> U+FFFD)" for o in offers))
 
 
 @cli.command()
@@ -33,7 +53,7 @@ def _prepare_summary(s: dict) -> None:
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Undecodable bytes: stop with an error naming the offset, or replace them with U+FFFD.")
 @click.option("--keep-newlines", is_flag=True, help="Keep CRLF and lone CR as they are (by default both become LF).")
 @click.option("--jamo", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True, help="Split Hangul syllables into conjoining jamo (lossless; a much smaller vocabulary). auto: on when syllables are at least 10% of the characters, except for mostly-Hangul text of few distinct syllables, where whole syllables train better (the summary says which and why; see README).")
-@click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True, help="Map symbols seen fewer times to one unknown symbol (U+FFFD).")
+@click.option("--min-count", type=click.IntRange(min=1), default=1, show_default=True, help="Map symbols seen fewer times to one unknown symbol (U+FFFD). The default keeps the text exactly; when rare symbols are most of a large vocabulary the summary says what 10 or 100 would give (the output layer, and so training, is slower the more symbols there are).")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True, help="Share of the characters for validation: the contiguous part after train.")
 @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True, help="Share of the characters for test: the contiguous tail.")
 @click.option("--force", is_flag=True, help="Replace an existing dataset directory (only once the new one is complete).")

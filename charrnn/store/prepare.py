@@ -26,28 +26,54 @@ import tempfile
 import numpy as np
 
 from charrnn import __version__
-from charrnn.atomic import read_json, write_json_atomic
+from charrnn.atomic import write_json_atomic
 from charrnn.errors import CharrnnError
-from charrnn.store import loader, rundir
 from charrnn.store.dataset import FORMAT, SPLITS, is_dataset
-from charrnn.text import MAX_CP, N_SYLLABLES, S_BASE, UNK, Vocab, decompose_cps, iter_text
-from charrnn.text.jamo import extra_symbols, extra_symbols_table, jamo_counts
+from charrnn.store.prepare_vocab import (auto_jamo, base_vocab, extend_vocab, make_vocab,  # noqa: F401
+                                         rare_symbols)
+from charrnn.text import MAX_CP, decompose_cps, iter_text
+from charrnn.text.jamo import extra_symbols, extra_symbols_table
 
 JAMO_MODES = ("auto", "on", "off")
-# --jamo auto (README, "Korean: the jamo scheme"): jamo when Hangul syllables are at least 10%
-# of the characters, except where syllables measured better: mostly Hangul text (jamo spend 2-3
-# predictions on each syllable) of few distinct syllables, and enough of it.
-AUTO_JAMO_SHARE = 0.10
-AUTO_SYLLABLES_SHARE = 0.45   # syllables won at 50% and 65% Hangul, jamo at 38%
-AUTO_SYLLABLES_MAX = 1000     # distinct syllables: at most 835 where syllables were measured
-AUTO_SYLLABLES_MIN = 20_000   # syllables in the text: at least 23,000 where they were measured
 MIN_SPLIT_CHARS = 2  # a split needs at least one input/target pair
+FLUSH_CHARS = 1 << 20  # pass 1 counts and stores decoded text in chunks of about this many
 
 
 # --- inputs and output ----------------------------------------------------------
 
 def _hidden(name):
     return name.startswith(".")
+
+
+def _walk(top, include):
+    """(relative path, path) of the non-empty, non-hidden files under ``top`` matching
+    ``include``, sorted by relative path.  One stat per file kept (os.scandir's entries
+    say which are files and directories), none per file skipped: a tree of tens of
+    thousands of files is listed in a fraction of a second."""
+    found = []
+    stack = [("", top)]
+    while stack:
+        rel_dir, path = stack.pop()
+        try:
+            it = os.scandir(path)
+        except OSError:
+            continue  # unreadable, as os.walk would skip it
+        with it:
+            for e in it:
+                if _hidden(e.name):
+                    continue  # .git and friends
+                rel = rel_dir + e.name
+                if e.is_dir(follow_symlinks=False):
+                    stack.append((rel + "/", e.path))
+                elif e.is_file():
+                    if include and not any(fnmatch.fnmatchcase(e.name, g)
+                                           or fnmatch.fnmatchcase(rel, g) for g in include):
+                        continue
+                    if e.stat().st_size == 0:
+                        continue  # an empty __init__.py is no reason to fail a whole tree
+                    found.append((rel, e.path))
+    found.sort()
+    return found
 
 
 def expand_inputs(inputs, include=()):
@@ -61,25 +87,12 @@ def expand_inputs(inputs, include=()):
                 raise CharrnnError("- (standard input) can be given only once")
             files.append(p)
         elif os.path.isdir(p):
-            found = []
-            for root, dirs, names in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not _hidden(d))  # skip .git and friends
-                for name in names:
-                    full = os.path.join(root, name)
-                    rel = os.path.relpath(full, p).replace(os.sep, "/")
-                    if _hidden(name) or not os.path.isfile(full):
-                        continue
-                    if include and not any(fnmatch.fnmatchcase(name, g) or fnmatch.fnmatchcase(rel, g)
-                                           for g in include):
-                        continue
-                    if os.path.getsize(full) == 0:
-                        continue  # an empty __init__.py is no reason to fail a whole tree
-                    found.append((rel, full))
+            found = _walk(os.fspath(p), include)
             if not found:
                 what = f"matching {' '.join(include)}" if include else "non-empty, non-hidden"
                 raise CharrnnError(f"directory {p} has no {what} files; check the path or pass "
                                    "--include globs such as '*.txt' '*.c'")
-            files.extend(full for _, full in sorted(found))
+            files.extend(full for _, full in found)
         elif os.path.exists(p):
             files.append(p)
         else:
@@ -102,7 +115,7 @@ def default_out(inputs):
 
 def _check_out(out, files, force):
     out_abs = os.path.realpath(out)
-    for f in files:
+    for f in files if os.path.lexists(out) else ():  # nothing is inside what does not exist
         if f != "-":
             real = os.path.realpath(f)
             if real == out_abs or real.startswith(out_abs + os.sep):
@@ -125,12 +138,6 @@ def _npy(path, dtype, n):
     np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
                                              "fortran_order": False, "shape": (int(n),)})
     return f
-
-
-def _dtype_for(n):
-    for dt in (np.uint8, np.uint16, np.uint32):
-        if n <= np.iinfo(dt).max + 1:
-            return np.dtype(dt)
 
 
 def _split_chars(chars, val_fraction, test_fraction):
@@ -180,23 +187,38 @@ def _read_inputs(files, raw, progress, **decode):
     """
     counts = np.zeros(MAX_CP, np.int64)
     extra = extra_symbols_table()  # int64, indexed by code point up to U+E000
-    chunk_log, infos = [], []
-    sizes = [os.path.getsize(f) for f in files if f != "-"]
-    total = sum(sizes) if len(sizes) == len(files) else None
+    chunk_log, infos, pending = [], [], []
+
+    def flush():
+        # small files' texts are gathered into one chunk: NumPy's per-call costs are paid
+        # per chunk, not per file
+        c, h = _code_points_and_counts("".join(pending))
+        pending.clear()
+        counts[:len(h)] += h
+        h = h[:len(extra)]
+        chunk_log.append((len(c), c.itemsize, int(h @ extra[:len(h)])))
+        raw.write(memoryview(c))
+
+    total = None
+    if progress and "-" not in files:
+        total = sum(os.path.getsize(f) for f in files)
     with _bar(progress, total, "B", "reading") as bar:
+        n_pending = 0
         for path in files:
             info, n_file = {}, 0
             for text in iter_text(path, info=info, on_bytes=bar.update, **decode):
-                c, h = _code_points_and_counts(text)
-                counts[:len(h)] += h
-                h = h[:len(extra)]
-                chunk_log.append((len(c), c.itemsize, int(h @ extra[:len(h)])))
-                raw.write(memoryview(c))
-                n_file += len(c)
+                pending.append(text)
+                n_pending += len(text)
+                n_file += len(text)
+                if n_pending >= FLUSH_CHARS:
+                    flush()
+                    n_pending = 0
             if n_file == 0:
                 raise CharrnnError(f"{info.get('path', path)} contains no text; remove it from "
                                    "the inputs")
             infos.append(info)
+        if pending:
+            flush()
     return counts, chunk_log, infos
 
 
@@ -216,102 +238,6 @@ def _syms_before(raw, chunk_log, char_pos):
             return syms + len(head) + extra_symbols(head)
         chars, syms, offset = chars + n, syms + n + extra, offset + n * size
     return syms
-
-
-def auto_jamo(counts):
-    """``--jamo auto``'s choice from the code point counts: ``(on, why)``, ``why`` None
-    for text without Hangul."""
-    syl = counts[S_BASE:S_BASE + N_SYLLABLES]
-    n, distinct = int(syl.sum()), int(np.count_nonzero(syl))
-    if not n:
-        return False, None
-    share = n / int(counts.sum())
-    seen = f"Hangul syllables {share:.0%} of the characters, {n:,} of them, {distinct:,} distinct"
-    if share < AUTO_JAMO_SHARE:
-        return False, f"{seen}: too little Hangul to split"
-    if share < AUTO_SYLLABLES_SHARE:
-        return True, f"{seen}: jamo, which train better on text this mixed"
-    if distinct > AUTO_SYLLABLES_MAX:
-        return True, f"{seen}: jamo, for so many distinct syllables"
-    if n < AUTO_SYLLABLES_MIN:
-        return True, f"{seen}: jamo, for so little text"
-    return False, f"{seen}: whole syllables, which train better on such text"
-
-
-def _make_vocab(counts, applied, min_count):
-    """``(vocab, lookup table code point -> id, symbols replaced by unknown)``, split into jamo
-    if ``applied``."""
-    sym_counts = jamo_counts(counts) if applied else counts
-    present = np.flatnonzero(sym_counts)
-    rare = present[(sym_counts[present] < min_count) & (present != ord(UNK))]
-    keep = present[sym_counts[present] >= min_count]
-    unk_replaced = int(sym_counts[rare].sum())
-    unk_id = None
-    vocab_counts = sym_counts[keep]
-    if len(rare):
-        if not len(keep[keep != ord(UNK)]):
-            raise CharrnnError(f"--min-count {min_count} leaves no symbol in the vocabulary "
-                               "(every symbol is rarer); lower --min-count")
-        keep = np.union1d(keep, [ord(UNK)])
-        vocab_counts = sym_counts[keep].copy()
-        unk_id = int(np.searchsorted(keep, ord(UNK)))
-        vocab_counts[unk_id] += unk_replaced
-    vocab = Vocab([chr(c) for c in keep], vocab_counts.tolist(), unk_id, applied)
-    lut = np.zeros(int(max(present[-1], keep[-1])) + 1, _dtype_for(len(vocab)))
-    lut[rare] = unk_id or 0
-    lut[keep] = np.arange(len(keep))
-    return vocab, lut, unk_replaced
-
-
-def _extend_vocab(counts, base, min_count):
-    """``_make_vocab`` for ``prepare --vocab-from``: ``base``'s symbols keep their ids
-    (whether or not this corpus has them) and the corpus' other symbols follow, sorted
-    by code point; new symbols rarer than ``min_count`` become the unknown symbol
-    (the base's own, else U+FFFD added after them).  Counts are this corpus'."""
-    sym_counts = jamo_counts(counts) if base.jamo else counts
-    present = np.flatnonzero(sym_counts)
-    new = present[~base.lookup(present.astype(np.uint32))[1]]
-    rare = new[(sym_counts[new] < min_count) & (new != ord(UNK))]
-    added = new[sym_counts[new] >= min_count]
-    symbols = base.symbols + [chr(c) for c in added]
-    unk_id = base.unk_id
-    if len(rare) and unk_id is None:
-        if UNK not in symbols:
-            symbols.append(UNK)
-        unk_id = symbols.index(UNK)
-    unk_replaced = int(sym_counts[rare].sum())
-    vocab = Vocab(symbols, None, unk_id, base.jamo)
-    vocab.counts = sym_counts[vocab.code_points].tolist()
-    if unk_id is not None:
-        vocab.counts[unk_id] += unk_replaced
-    lut = np.zeros(int(present[-1]) + 1, _dtype_for(len(vocab)))
-    lut[present] = vocab.lookup(present.astype(np.uint32))[0]
-    lut[rare] = unk_id or 0
-    return vocab, lut, unk_replaced
-
-
-def base_vocab(run, jamo, newlines):
-    """The vocabulary of run (or dataset, or weights file) ``run`` for ``prepare
-    --vocab-from``, after checking that the jamo and newline settings agree with it."""
-    if loader.is_weights_file(run) or rundir.is_run(run):
-        source = loader.load(run, read_weights=False)
-        base, old_nl = source.vocab, source.newlines
-    elif is_dataset(run):
-        base = Vocab.load(os.path.join(run, "vocab.json"))
-        old_nl = read_json(os.path.join(run, "meta.json")).get("newlines", "lf")
-    else:
-        raise CharrnnError(f"--vocab-from {run}: no vocab.json there; pass the directory of a "
-                           "`charrnn train` run (or of a prepared dataset), or a .safetensors "
-                           "file from `charrnn export`")
-    if old_nl != newlines:
-        fix = "pass --keep-newlines" if old_nl == "keep" else "leave out --keep-newlines"
-        raise CharrnnError(f"--vocab-from {run}: its data was prepared with newlines {old_nl}, "
-                           f"this one with {newlines}; {fix} so the newline symbols mean the same")
-    if jamo != "auto" and (jamo == "on") != base.jamo:
-        raise CharrnnError(f"--vocab-from {run}: its vocabulary has jamo "
-                           f"{'on' if base.jamo else 'off'}, but --jamo {jamo} was given; leave "
-                           "out --jamo (the run's setting is used)")
-    return base
 
 
 def _write_ids(raw, chunk_log, outs, char_bounds, vocab, lut, progress):
@@ -347,9 +273,9 @@ def _write_dataset(tmp, files, *, jamo, min_count, val_fraction, test_fraction, 
         chars = int(counts.sum())
         if base is None:
             applied, why = auto_jamo(counts) if jamo == "auto" else (jamo == "on", None)
-            vocab, lut, unk_replaced = _make_vocab(counts, applied, min_count)
+            vocab, lut, unk_replaced = make_vocab(counts, applied, min_count)
         else:  # --vocab-from: the run's jamo setting
-            (vocab, lut, unk_replaced), why = _extend_vocab(counts, base, min_count), None
+            (vocab, lut, unk_replaced), why = extend_vocab(counts, base, min_count), None
         split_chars = _split_chars(chars, val_fraction, test_fraction)
         char_bounds = np.cumsum([0] + split_chars).tolist()
         if vocab.jamo:
@@ -381,6 +307,8 @@ def _write_dataset(tmp, files, *, jamo, min_count, val_fraction, test_fraction, 
     if base is not None:
         meta["vocab_from"] = {"path": base_path, "symbols": len(base),
                               "added": len(vocab) - len(base)}
+    else:  # with --vocab-from the run's symbols are kept whatever their counts here
+        meta["rare_symbols"] = rare_symbols(vocab, min_count)
     write_json_atomic(os.path.join(tmp, "meta.json"), meta)
     return meta, vocab
 
