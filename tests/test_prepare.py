@@ -1,6 +1,7 @@
 """`charrnn prepare` and `charrnn dump` through the real CLI, on real text in real encodings."""
 
 import codecs
+import collections
 import json
 import os
 import subprocess
@@ -316,3 +317,133 @@ def test_bad_encoding_name_and_bad_dataset(tmp_path):
     fails(run("dump", tmp_path / "nothing"), "not a prepared dataset", "charrnn prepare")
     with pytest.raises(CharrnnError, match="not a prepared dataset"):
         load_dataset(tmp_path)
+
+
+# --- rare symbols -------------------------------------------------------------------
+
+def test_rare_symbols_note_says_what_min_count_would_give(tmp_path):
+    """A long tail of rare symbols (300 ideographs once each beside the plays): the summary
+    says how many, their share of the text, and offers --min-count 10 (0.065% of the text
+    unknown) but not 100 (0.13%, over the 0.1% an option may cost)."""
+    rare = tmp_path / "rare.txt"
+    rare.write_text("".join(chr(0x4E00 + i) for i in range(300)) + "\n", encoding="utf-8")
+    r = prepare(DATA / "shakespeare.txt", rare, "-o", tmp_path / "d")
+    lines = r.stderr.splitlines()
+    i = lines.index("Rare symbols: 315 of the 375 symbols are seen fewer than 100 times (0.13% of "
+                    "the text), but each costs the output layer as much as a common one: "
+                    "training time grows with the vocabulary")
+    assert lines[i + 1] == "  --min-count 10 would give 69 symbols (0.065% of the text -> U+FFFD)"
+    counts = collections.Counter((DATA / "shakespeare.txt").read_text(encoding="utf-8")
+                                 + rare.read_text(encoding="utf-8"))
+    chars = sum(counts.values())
+    below = {n: sum(c for c in counts.values() if c < n) for n in (10, 100)}
+    assert (below[10], sum(c < 10 for c in counts.values())) == (307, 307)  # each seen once
+    m = meta(tmp_path / "d")
+    assert m["rare_symbols"] == {
+        "below": 100, "symbols": 315, "share": below[100] / chars, "note": True,
+        "options": [{"min_count": 10, "vocab_size": 69, "unk_share": 307 / chars, "offered": True},
+                    {"min_count": 100, "vocab_size": 61, "unk_share": below[100] / chars,
+                     "offered": False}]}
+    # taking the offer: exactly the symbols seen fewer than 10 times become U+FFFD
+    prepare(DATA / "shakespeare.txt", rare, "-o", tmp_path / "f", "--min-count", "10")
+    folded = load_dataset(tmp_path / "f")
+    assert len(folded.vocab) == 69 and folded.meta["unk_replaced"] == 307
+    assert folded.meta["rare_symbols"]["options"] == [
+        {"min_count": 100, "vocab_size": 61, "unk_share": below[100] / chars, "offered": False}]
+    assert "Rare symbols" not in ok(run("prepare", DATA / "shakespeare.txt", rare, "-o",
+                                        tmp_path / "g", "--min-count", "10")).stderr
+
+
+def test_no_rare_symbols_note_where_folding_would_cost_text_or_the_vocabulary_is_small(tmp_path):
+    # Korean syllables: 339 of 380 are rare, but folding them would lose 3% (10) or 33% (100)
+    r = prepare(DATA / "korean_constitution.txt", "-o", tmp_path / "k", "--jamo", "off")
+    assert "Rare symbols" not in r.stderr
+    k = meta(tmp_path / "k")["rare_symbols"]
+    assert (k["symbols"], k["note"]) == (339, False)
+    assert [(o["min_count"], o["vocab_size"], o["offered"]) for o in k["options"]] == [
+        (10, 206, False), (100, 42, False)]
+    # a small vocabulary: the output layer costs little whatever the counts
+    p = tmp_path / "small.txt"
+    p.write_text("the quick brown fox\n" * 2000 + "".join(chr(0x4E00 + i) for i in range(40)) + "\n",
+                 encoding="utf-8")
+    r = prepare(p, "-o", tmp_path / "s")
+    s = meta(tmp_path / "s")["rare_symbols"]
+    assert "Rare symbols" not in r.stderr and s["symbols"] == 40 and s["note"] is False
+    assert s["options"][0]["offered"] is True  # cheap, yet not worth a note at 57 symbols
+    # --vocab-from keeps the run's symbols whatever their counts: no report
+    prepare(p, "-o", tmp_path / "v", "--vocab-from", tmp_path / "s")
+    assert "rare_symbols" not in meta(tmp_path / "v")
+
+
+# --- many small files ---------------------------------------------------------------
+
+SITE = Path(np.__file__).resolve().parent.parent  # the installed packages' directory
+
+
+def installed_sources(n):
+    """``n`` real .py files of installed packages (deterministic: sorted, evenly spaced)."""
+    files = sorted(p for pkg in ("numpy", "click", "chardet", "tqdm", "yaml")
+                   if (SITE / pkg).is_dir() for p in (SITE / pkg).rglob("*.py")
+                   if p.stat().st_size and not any(d.startswith(".") for d in p.relative_to(SITE).parts))
+    assert len(files) >= n
+    return files[::len(files) // n][:n]
+
+
+def test_plain_ascii_fast_path_answers_as_chardet_does():
+    """detect_encoding answers plain ASCII without chardet (fast=True); it must say what
+    chardet says, on real files and on the ASCII texts chardet reads as something else."""
+    from charrnn.text.decode import detect_encoding, plain_ascii
+
+    samples = [p.read_bytes()[:1 << 16] for p in installed_sources(400)]
+    samples += [(DATA / n).read_bytes() for n in ("shakespeare.txt", "dahdi_drivers.c")]
+    fast = [s for s in samples if plain_ascii(s)]
+    assert len(fast) > len(samples) // 2  # the fast path does its job on source code
+    for s in samples:
+        assert detect_encoding(s) == detect_encoding(s, fast=False)
+    for s in fast:
+        assert detect_encoding(s, fast=False) == ("utf-8", 1.0)  # chardet: ascii, certain
+
+    tricky = {  # plain ASCII bytes that chardet reads otherwise, and what it reads
+        b"# -*- coding: latin-1 -*-\nx = 1\n": ("iso8859-1", 0.95),          # PEP 263
+        b'<?xml version="1.0" encoding="iso-8859-1"?>\n<a/>\n': ("iso8859-1", 0.95),
+        b'<html><head><meta charset="windows-1252"></head></html>\n': ("cp1252", 0.95),
+        b"~{<:Ky2;S{#,NpJ)l6HK!#~}\n": ("hz", 0.95),                          # HZ-GB-2312
+        b"Hi Mom -+Jjo--!\n": ("utf-7", 0.95),                                 # RFC 2152
+        b"a\x0cb\n": ("cp1252", 0.1),                                          # a form feed
+    }
+    for s, expected in tricky.items():
+        assert not plain_ascii(s)
+        assert detect_encoding(s) == detect_encoding(s, fast=False) == expected, s
+    for s in (b"%PDF-1.4\ntext\n", b"GIF89a text\n", b"BM text\n", b"MZ text\n",
+              b"ID3 text\n", b"x" * 257 + b"ustar  text\n"):  # binary signatures
+        assert not plain_ascii(s)
+        with pytest.raises(CharrnnError, match="looks like a binary file"):
+            detect_encoding(s)
+    assert plain_ascii(b"x = a+b + c\n") and plain_ascii(b"plain text\n")
+
+
+def test_many_small_files_make_the_same_dataset_as_their_concatenation(tmp_path):
+    """Small files' text is gathered into large chunks (and detected by the fast path):
+    the dataset is the one their concatenation gives, and every file is recorded."""
+    import hashlib
+
+    files = installed_sources(300)
+    tree = tmp_path / "tree"
+    for i, p in enumerate(files):
+        dst = tree / f"{i // 100:02d}" / f"{i % 100:02d}_{p.name}"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(p.read_bytes())
+    cat = tmp_path / "all.py"
+    cat.write_bytes(b"".join(p.read_bytes() for p in files))
+    r = prepare(tree, "-o", tmp_path / "many", "--include", "*.py", "--json")
+    prepare(cat, "-o", tmp_path / "one")
+    many, one = load_dataset(tmp_path / "many"), load_dataset(tmp_path / "one")
+    assert many.vocab.symbols == one.vocab.symbols and many.vocab.counts == one.vocab.counts
+    for split in ("train", "val"):
+        assert np.array_equal(many.split(split), one.split(split))
+    inputs = json.loads(r.stdout)["inputs"]
+    assert len(inputs) == 300
+    for i, p in zip(inputs, files):
+        raw = p.read_bytes()
+        assert (i["bytes"], i["sha256"]) == (len(raw), hashlib.sha256(raw).hexdigest())
+        assert i["encoding"] == "utf-8"
