@@ -71,3 +71,14 @@ def human_size(n: int) -> str:
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
+
+
+def process_seconds():
+    """Seconds since this process started, from /proc (None where there is none)."""
+    try:
+        # field 22 of /proc/self/stat, counted after the command name, which may hold spaces
+        ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None

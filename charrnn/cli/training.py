@@ -2,7 +2,7 @@
 
 import click
 
-from charrnn.cli.group import cli, info
+from charrnn.cli.group import cli, info, process_seconds
 from charrnn.train.distribute import STRATEGIES
 
 
@@ -43,5 +43,7 @@ def train(ctx, config_name, data, out, max_time, model_size, max_steps, max_epoc
              "train.logdir": logdir, "train.strategy": strategy}
     cfg = configmod.resolve(config_name, sets, flags, resume)
     result = trainmod.train(cfg, resume=resume, init_from=init_from, force=force, log=info)
+    if (wall := process_seconds()) is not None:  # beside the run's own clock ("time:" above)
+        info(f"wall time: {wall:.1f} s from the start of this process to its end")
     if result.status == "interrupted":
         ctx.exit(128 + (result.signal or 2))

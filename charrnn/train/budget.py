@@ -1,8 +1,9 @@
 """Time-planned training: a time budget becomes a step count the LR schedule ends with.
 
 When ``train.max_time`` is set, the run times its first steps (at least 20 and 5% of the
-budget), fixes its total step count
-(the budget left over the measured time per step, evaluations included, but never past
+budget), an evaluation (a few windows of the validation subset, extrapolated:
+charrnn.train.validation) and a checkpoint, fixes its total step count (the budget left
+over the measured time per step, evaluations and checkpoints included, but never past
 ``max_steps`` / ``max_epochs``) and stops exactly there.  The plan is stored with every
 checkpoint, so a resumed run keeps it and equals an uninterrupted one: for planned runs
 ``max_time`` is the training time of the whole run, across resumes.  Resuming with a
@@ -16,6 +17,8 @@ a checkpoint, and ``--resume`` goes on with the same plan.
 
 import math
 import time
+
+from charrnn.train.config import interval
 
 MEASURE = 20        # steps timed for the plan, after the first (compiling) step, and ...
 MEASURE_SHARE = 0.05  # ... at least this share of the budget: a plan timed over the first few
@@ -36,7 +39,7 @@ class Budget:
         if self.planned is None and plan.get("budget") == self.max_time:
             self.planned = plan.get("steps")
         self.step_time = plan.get("step_time")
-        self.eval_every = max(1, t["eval_every"])
+        self.eval_every, self.save_every = interval(t["eval_every"]), interval(t["save_every"])
         self.first, self.timed_from, self.paced_from, self.warned = step, None, None, False
         self.measure = MEASURE
 
@@ -54,41 +57,56 @@ class Budget:
     def seconds(self) -> float:
         return self.elapsed + time.monotonic() - self.started
 
-    def after_step(self, step, log, agree=None, evaluate=None):
-        """Call after each step; plans once enough steps are timed.  ``agree(n)``: the
-        largest n over all workers (multi-worker runs keep one plan).  ``evaluate()``: one
-        validation pass, timed for the plan (for small models it costs far more than its
-        arithmetic says, so it is measured, not estimated), after one untimed pass that
-        compiles it."""
+    def after_step(self, step, busy, log, agree=None, overheads=None, now=False):
+        """Call after each step; plans once enough steps are timed, or at once (``now``)
+        when an evaluation is due before that, so the plan sizes its validation subset.
+        ``busy``: the seconds spent in training steps so far, what is timed (evaluations
+        and checkpoints during the timing are not steps).  ``agree(n)``: the largest n
+        over all workers (multi-worker runs keep one plan).  ``overheads(n)``: (seconds of
+        one evaluation in a run that evaluates n times, seconds of one checkpoint), both
+        measured: it fixes the validation subset, times a few of its windows and writes a
+        checkpoint (for small models each costs far more than its arithmetic says); None
+        when Ctrl-C came during it: no plan then (a resumed run plans afresh)."""
         if not self.planning:
             return
         if step == self.first + 1:          # the first step compiles: time from here
-            self.timed_from = (step, time.monotonic())
+            self.timed_from = (step, busy)
             return
         if not self.timed_from:
             return
-        timed, spent = step - self.timed_from[0], time.monotonic() - self.timed_from[1]
+        timed, spent = step - self.timed_from[0], busy - self.timed_from[1]
         if timed == MEASURE:  # steps that make MEASURE_SHARE of the budget, agreed by all workers
             per = max(spent, 1e-6) / timed
             self.measure = max(MEASURE, math.ceil(MEASURE_SHARE * self.max_time / per))
             if agree is not None:
                 self.measure = agree(self.measure)
-        if timed == self.measure:
-            per = spent / timed
-            eval_time = 0.0
-            if evaluate is not None:
-                evaluate()  # the first pass compiles: timing it made 10-min runs end 10% early
-                start = time.monotonic()
-                evaluate()
-                eval_time = time.monotonic() - start
-            self.step_time = per + eval_time / self.eval_every
-            left = max(0.0, self.max_time - self.seconds())
-            self.planned = min(self.limit, step + int(left / self.step_time))
-            if agree is not None:
-                self.planned = agree(self.planned)
-            log(f"planned {self.planned:,} steps for max_time {self.max_time:g}s "
-                f"({self.step_time:.3g} s/step measured over {timed:,} steps, evaluations "
-                "included); the LR schedule ends there")
+        if timed == self.measure or (now and agree is None):
+            self._plan(step, spent / timed, timed, log, agree, overheads)
+
+    def _plan(self, step, per, timed, log, agree, overheads):
+        evaluations = evaluations_in(self.max_time - self.seconds(), per, self.eval_every)
+        costs = overheads(evaluations) if overheads else (0.0, 0.0)
+        if costs is None:
+            return
+        eval_time, save_time = costs
+        # an evaluation may save the best checkpoint; save_every saves the latest
+        self.step_time, share = per, 0.0
+        for cost, (kind, every) in ((eval_time + save_time, self.eval_every),
+                                    (save_time, self.save_every)):
+            if kind == "steps":
+                self.step_time += cost / every
+            else:
+                share += cost / every
+        self.step_time /= max(0.5, 1 - share)
+        left = max(0.0, self.max_time - self.seconds() - eval_time - save_time)  # the last
+        self.planned = min(self.limit, step + int(left / self.step_time))
+        if agree is not None:
+            self.planned = agree(self.planned)
+        log(f"planned {self.planned:,} steps for max_time {self.max_time:g}s "
+            f"({per:.3g} s/step measured over {timed:,} steps; about {evaluations} "
+            f"evaluation{'s' * (evaluations != 1)} of {eval_time:.2g} s, "
+            f"{evaluations * eval_time / self.max_time:.1%} of the budget; checkpoints "
+            f"{save_time:.2g} s); the LR schedule ends there")
 
     def stop_reason(self, step):
         if self.planned is not None and step >= self.planned:
@@ -119,11 +137,23 @@ class Budget:
         if eta > 1.25 * self.max_time:
             self.warned = True
             log(f"Warning: this machine is slower now than when the run was planned; it will "
-                f"reach its planned step {self.planned} after about {eta / 60:.0f} min instead "
-                f"of {self.max_time / 60:.0f}")
+                f"reach its planned step {self.planned} after about {_minutes(eta)} instead of "
+                f"{_minutes(self.max_time)}")
 
     def record(self) -> dict:
         """What a checkpoint stores of the plan."""
         plan = None if self.planned is None else {
             "steps": self.planned, "budget": self.max_time, "step_time": self.step_time}
         return {"plan": plan, "elapsed": self.seconds()}
+
+
+def evaluations_in(seconds, step_time, every) -> int:
+    """How many evaluations ``seconds`` of training hold, the last one included, for an
+    eval_every of ``every`` = ("steps", n) or ("seconds", s)."""
+    kind, n = every
+    steps_or_seconds = seconds if kind == "seconds" else seconds / max(step_time, 1e-9)
+    return int(max(0.0, steps_or_seconds) // n) + 1
+
+
+def _minutes(seconds) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds:.0f} s"

@@ -44,7 +44,13 @@ DEFAULTS = {
         "max_epochs": 50, "max_steps": None, "max_time": None,
         "planned_steps": None,      # the step a time budget plans the run to end at (budget.py);
                                     # null: measured from max_time
-        "eval_every": 500, "save_every": 500, "keep_checkpoints": 5,
+        "eval_every": 500,          # steps, or a duration of the run's clock (e.g. 5m)
+        "save_every": 500,          # likewise
+        "keep_checkpoints": 5,
+        "eval_symbols": "auto",     # validation symbols scored per evaluation: a number, all
+                                    # (the whole split), or auto: up to 262,144 (with max_time:
+                                    # what keeps evaluations within 5% of it); a fixed subset
+        "final_eval": "subset",     # at the end: subset, or all (the whole split once more)
         "log_every": 50,            # steps between metrics.jsonl / TensorBoard lines
         "sample_length": 200,       # length of the TensorBoard text sample at each eval
         "seed": 0,
@@ -62,7 +68,8 @@ DEFAULTS = {
 }
 
 # Types: "int", "float", "str", "bool", "duration", "decay", "auto_int" ("auto" or an int),
-# "auto_bool" ("auto" or a bool);
+# "auto_bool" ("auto" or a bool), "interval" (steps, or a duration string), "eval_size"
+# ("auto", "all" or an int);
 # "?" suffix = null allowed.
 TYPES = {
     "data": "str",
@@ -75,7 +82,8 @@ TYPES = {
         "weight_decay": "float",
         "max_epochs": "int?", "max_steps": "int?", "max_time": "duration?",
         "planned_steps": "int?",
-        "eval_every": "int", "save_every": "int", "keep_checkpoints": "int",
+        "eval_every": "interval", "save_every": "interval", "keep_checkpoints": "int",
+        "eval_symbols": "eval_size", "final_eval": "str",
         "log_every": "int", "sample_length": "int", "seed": "int?", "deterministic": "auto_bool",
         "jit_compile": "bool", "out": "str", "logdir": "str?", "strategy": "str",
         "precision": "str", "intra_op_threads": "auto_int",
@@ -84,6 +92,7 @@ TYPES = {
 
 # Impossible values: (test, what it must be).
 _POSITIVE = (lambda v: v > 0, "must be > 0")
+_POSITIVE_INTERVAL = (lambda v: interval(v)[1] > 0, "must be > 0")
 CHECKS = {
     "model.cell": (lambda v: v in CELLS or v == "auto", f"must be auto or one of {', '.join(CELLS)}"),
     "model.num_layers": _POSITIVE, "model.rnn_size": _POSITIVE,
@@ -102,7 +111,9 @@ CHECKS = {
     "train.grad_clip": _POSITIVE, "train.weight_decay": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "train.max_epochs": _POSITIVE, "train.max_steps": _POSITIVE,
     "train.max_time": _POSITIVE, "train.planned_steps": _POSITIVE,
-    "train.eval_every": _POSITIVE, "train.save_every": _POSITIVE,
+    "train.eval_every": _POSITIVE_INTERVAL, "train.save_every": _POSITIVE_INTERVAL,
+    "train.eval_symbols": (lambda v: v in ("auto", "all") or v >= 2, "must be auto, all or >= 2"),
+    "train.final_eval": (lambda v: v in ("subset", "all"), "must be subset or all"),
     "train.keep_checkpoints": _POSITIVE, "train.log_every": _POSITIVE,
     "train.sample_length": (lambda v: v >= 0, "must be >= 0"),
     "train.out": (lambda v: v.strip() != "", "must not be empty"),
@@ -133,6 +144,14 @@ def parse_duration(value):
     if not text:
         raise ValueError("empty duration")
     return total
+
+
+def interval(value) -> tuple:
+    """``("steps", n)`` or ``("seconds", s)`` from an eval_every / save_every value: an
+    integer counts steps, a duration string (``5m``) the run's clock."""
+    if isinstance(value, str):
+        return "seconds", parse_duration(value)
+    return "steps", value
 
 
 def shipped_configs() -> list:
@@ -262,6 +281,22 @@ def _coerce(kind, value):
         except ValueError:
             raise ValueError(f"must be seconds or a duration such as 90s, 10m, 2h; "
                              f"got {value!r}") from None
+    if kind == "interval":  # steps, or a duration kept as written (config.yaml reads back)
+        if isinstance(value, str) and not value.strip().isdigit():
+            try:
+                parse_duration(value)
+            except ValueError:
+                raise ValueError(f"must be a step count or a duration such as 90s, 5m; "
+                                 f"got {value!r}") from None
+            return value.strip()
+        return _coerce("int", int(value) if isinstance(value, str) else value)
+    if kind == "eval_size":
+        if value in ("auto", "all"):
+            return value
+        try:
+            return _coerce("int", value)
+        except ValueError:
+            raise ValueError(f"must be auto, all or a number of symbols, got {value!r}") from None
     if kind == "auto_bool":
         if value == "auto" or isinstance(value, bool):
             return value

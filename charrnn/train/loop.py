@@ -20,16 +20,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn.analysis import scoring
 from charrnn.atomic import write_json_atomic, write_text_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store import checkpoints, rundir
 from charrnn.store.dataset import load_dataset
 from charrnn.train import distribute, finetune, setup as prepare
 from charrnn.train.budget import Budget
-from charrnn.train.config import to_yaml
+from charrnn.train.config import interval, to_yaml
 from charrnn.store.lock import RunLock
 from charrnn.train.metrics import Sinks, preview
+from charrnn.train.validation import WHOLE_SPLIT, Validation
 
 LN2 = math.log(2.0)
 
@@ -42,6 +42,8 @@ class TrainResult:
     val_loss: float | None = None
     best_val_loss: float | None = None
     signal: int | None = None   # the signal that interrupted the run
+    timing: dict | None = None  # seconds: clock (the run's, across resumes), steps,
+                                # evaluation, checkpoints (this process)
 
 
 # --- batches -------------------------------------------------------------------------
@@ -138,9 +140,8 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
     """Train until a limit, Ctrl-C or an error: log, evaluate, save."""
     tf, train_cfg, strategy, tstate = setup.tf, config["train"], setup.strategy, setup.tstate
     batch_size, batches_per_epoch = train_cfg["batch_size"], batches.batches
-    val_ids = ds.split("val")
     step, epoch, position, best = tstate.values()
-    saved = (tstate.last.manifest or {}).get("train") if tstate.last else None
+    saved = ((tstate.last.manifest or {}).get("train") if tstate.last else None) or {}
     budget = Budget(train_cfg, _step_limit(train_cfg, batches_per_epoch), step, saved)
     if reason := _limit_reached(train_cfg, budget, step, epoch):
         distribute.discard(write_dir, role)
@@ -148,7 +149,7 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
             "train.max_epochs (or --max-time, for a planned run) to train further")
         return TrainResult(str(out), step, "nothing-to-do", best_val_loss=_finite(best))
 
-    # --- logging sinks; Ctrl-C finishes the current step -----------------------------------
+    # --- logging sinks; Ctrl-C finishes the current step or evaluation ------------------
     logdir = Path(train_cfg["logdir"]) if train_cfg["logdir"] and role.chief else write_dir / "logs"
     sinks = Sinks(tf, write_dir, logdir, config, step, budget.total_steps() or budget.limit, log,
                   tstate.write_error)
@@ -156,11 +157,34 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
     symbols_per_char = prepare.symbols_per_char(ds.meta) if ds.vocab.jamo else None
     # every worker keeps the same plan
     agree = (lambda n: distribute.agree_max(strategy, n)) if role.num_workers > 1 else None
+    # A checkpoint from before bounded validation measured its best on the whole split.
+    validation = Validation(setup, ds.split("val"), train_cfg,
+                            saved.get("eval", {"identity": WHOLE_SPLIT}) if tstate.last else None,
+                            # workers evaluate in step (their means are agreed): no early exit
+                            stopped=(lambda: stop.signal is not None) if role.num_workers == 1
+                            else (lambda: False), say=sinks.progress.write)
+    eval_due = _Every(train_cfg["eval_every"], budget.seconds())
+    save_due = _Every(train_cfg["save_every"], budget.seconds())
+    log(f"validation: {validation.describe()}, every {_every_text(train_cfg['eval_every'])}")
+    timing = {"steps": 0.0, "checkpoints": 0.0}
 
     def save(kind="latest", val_loss=None):
+        tick = time.perf_counter()
         _check_finite_weights(setup, train_cfg, out, step)
         tstate.save(kind, step, epoch, position, best,
-                    distribute.gather_streams(strategy, states), val_loss, budget.record())
+                    distribute.gather_streams(strategy, states), val_loss,
+                    {**budget.record(), "eval": validation.record()})
+        timing["checkpoints"] += time.perf_counter() - tick
+
+    def overheads(evaluations):
+        """For the plan: the seconds of one evaluation (fixing the subset) and of one
+        checkpoint (a real one, of this step)."""
+        eval_time = validation.fix_for(evaluations, budget.max_time, agree)
+        if eval_time is None:
+            return None
+        tick = time.perf_counter()
+        save()
+        return eval_time, time.perf_counter() - tick
 
     # --- the loop -----------------------------------------------------------------------
     val_loss, reason = None, None
@@ -181,35 +205,72 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
                 if position == batches_per_epoch:
                     epoch, position = epoch + 1, 0
                 acc.add(loss, norm, skipped, time.perf_counter() - tick)
-                budget.after_step(step, sinks.progress.write, agree, lambda: scoring.mean_nats(
-                    setup.model, val_ids, step=setup.eval_step))
+                timing["steps"] += time.perf_counter() - tick
+                eval_now = eval_due(step, budget.seconds())
+                budget.after_step(step, timing["steps"], sinks.progress.write, agree, overheads,
+                                  now=eval_now)
                 budget.check_pace(step, sinks.progress.write)
                 sinks.progress.update(step, loss, lr, budget.total_steps())
                 reason = _agree_stop(strategy, role, _limit_reached(train_cfg, budget, step, epoch)
                                      or (stop.signal and "interrupted"))
-                do_eval = (step % train_cfg["eval_every"] == 0
-                           or (reason and reason != "interrupted"))
+                do_eval = eval_now or (reason and reason != "interrupted")
 
                 # evaluate, log, save
                 if do_eval or step % train_cfg["log_every"] == 0 or reason:
                     record = acc.record(step, round(epoch + position / batches_per_epoch, 4), lr,
                                         batch_size * batches.seq_length)
                     sample = None
-                    if do_eval and (val_loss := _validate(setup, val_ids, role)) is not None:
-                        _add_val(record, val_loss, best, symbols_per_char)
+                    if do_eval and (val_loss := _validate(validation, setup, role)) is not None:
+                        if validation.changed:
+                            best, validation.changed = math.inf, False
+                            log(f"the validation subset is not the one the run's best "
+                                f"checkpoint was measured on; the next evaluation's loss "
+                                f"replaces it ({validation.describe()})")
+                        _add_val(record, val_loss, best, validation, symbols_per_char)
+                        if reason and train_cfg["final_eval"] == "all" and not validation.spans.whole:
+                            record["val_loss_whole"] = validation.run_whole()
                         if val_loss < best:
                             best = val_loss
                             save("best", val_loss)
                         sample = preview(setup.model, ds.vocab, train_cfg["sample_length"], step) \
                             if role.chief else None
+                    elif do_eval and stop.signal and not reason:
+                        reason = "interrupted"  # during the evaluation (one worker only)
                     sinks.record(record, sample)
-                if step % train_cfg["save_every"] == 0 or reason:
+                if save_due(step, budget.seconds()) or reason:
                     save()
     finally:
         stop.restore()
         sinks.close()
         distribute.discard(write_dir, role)
-    return _finish(log, out, step, reason, val_loss, best, stop.signal)
+    timing.update(evaluation=validation.seconds, clock=budget.seconds())
+    return _finish(log, out, step, reason, val_loss, best, stop.signal, timing,
+                   budget.max_time)
+
+
+class _Every:
+    """eval_every / save_every: every n steps, or each time the run's clock passes a
+    multiple of s seconds (counted across --resume, like max_time)."""
+
+    def __init__(self, value, clock):
+        self.kind, self.n = interval(value)
+        self.next = self._after(clock)
+
+    def _after(self, clock):
+        return (math.floor(clock / self.n) + 1) * self.n
+
+    def __call__(self, step, clock) -> bool:
+        if self.kind == "steps":
+            return step % self.n == 0
+        if clock < self.next:
+            return False
+        self.next = self._after(clock)
+        return True
+
+
+def _every_text(value) -> str:
+    kind, n = interval(value)
+    return f"{n:,} steps" if kind == "steps" else f"{value} of the run's clock"
 
 
 def _limit_reached(train_cfg, budget, step, epoch):
@@ -242,17 +303,20 @@ def _lost_worker_is_an_error(tf, role, out):
                            f"worker with `charrnn train --resume --out {out}`") from None
 
 
-def _finish(log, out, step, reason, val_loss, best, signum) -> TrainResult:
-    """The last line for the user, and the result."""
+def _finish(log, out, step, reason, val_loss, best, signum, timing, max_time) -> TrainResult:
+    """The last lines for the user, and the result."""
+    budget = f" of max_time {max_time:g} s" if max_time else ""
+    log(f"time: run clock {timing['clock']:.1f} s{budget}: steps {timing['steps']:.1f} s, "
+        f"evaluation {timing['evaluation']:.1f} s, checkpoints {timing['checkpoints']:.1f} s")
     if reason == "interrupted":
         log(f"interrupted at step {step}; checkpoint saved in {out / rundir.CHECKPOINTS_DIR}. "
             f"Resume with: charrnn train --resume --out {out}")
-        return TrainResult(str(out), step, "interrupted", val_loss, _finite(best), signum)
+        return TrainResult(str(out), step, "interrupted", val_loss, _finite(best), signum, timing)
     summary = f"done at step {step} ({reason})"
     if val_loss is not None:
         summary += f"; val loss {val_loss:.4f} nats ({val_loss / LN2:.3f} bits)/symbol"
     log(summary + f"; run saved in {out}")
-    return TrainResult(str(out), step, "done", val_loss, _finite(best))
+    return TrainResult(str(out), step, "done", val_loss, _finite(best), None, timing)
 
 
 def _step(setup, train_cfg, lr, xy, states, step, out):
@@ -278,10 +342,10 @@ def _agree_stop(strategy, role, reason):
     return [None, reason or "another worker reached max_time", "interrupted"][code]
 
 
-def _validate(setup, val_ids, role):
-    """The validation loss (None: no validation split); workers agree on one mean, so
-    they agree on which checkpoint is the best."""
-    val_loss = scoring.mean_nats(setup.model, val_ids, step=setup.eval_step)
+def _validate(validation, setup, role):
+    """The validation loss (None: no validation split, or Ctrl-C during it); workers
+    agree on one mean, so they agree on which checkpoint is the best."""
+    val_loss = validation.run()
     if val_loss is not None and role.num_workers > 1:
         val_loss = distribute.agree_mean(setup.strategy, val_loss)
     return val_loss
@@ -299,8 +363,10 @@ def _step_limit(train_cfg, batches_per_epoch):
     return limit
 
 
-def _add_val(record, val_loss, best, symbols_per_char):
-    record.update(val_loss=val_loss, val_bpc=val_loss / LN2, best=val_loss < best)
+def _add_val(record, val_loss, best, validation, symbols_per_char):
+    # val_symbols says what was measured: the whole split or a fixed subset of it
+    record.update(val_loss=val_loss, val_bpc=val_loss / LN2, best=val_loss < best,
+                  val_symbols=validation.spans.scored, val_subset=not validation.spans.whole)
     if symbols_per_char:  # bits per original character
         record["val_bpc_char"] = val_loss / LN2 * symbols_per_char
 

@@ -99,10 +99,17 @@ def _summaries(tf, writer, record, sample):
         tf.summary.scalar("grad_norm", record["grad_norm"], step=step)
         tf.summary.scalar("chars_per_s", record["chars_per_s"], step=step)
         if "val_loss" in record:
-            tf.summary.scalar("val/loss", record["val_loss"], step=step)
-            tf.summary.scalar("val/bpc", record["val_bpc"], step=step)
+            what = (f"{record['val_symbols']:,} symbols of the validation split"
+                    + (", a fixed subset (train.eval_symbols)" if record["val_subset"] else ""))
+            tf.summary.scalar("val/loss", record["val_loss"], step=step,
+                              description=f"mean nats per symbol over {what}")
+            tf.summary.scalar("val/bpc", record["val_bpc"], step=step,
+                              description=f"bits per symbol over {what}")
             if "val_bpc_char" in record:
                 tf.summary.scalar("val/bpc_char", record["val_bpc_char"], step=step)
+            if "val_loss_whole" in record:
+                tf.summary.scalar("val/loss_whole", record["val_loss_whole"], step=step,
+                                  description="the whole validation split (train.final_eval)")
         if sample:
             tf.summary.text("sample", sample, step=step)
     writer.flush()
@@ -141,6 +148,8 @@ class _Progress:
                 f"lr {r['lr']:.2e} grad {r['grad_norm']:.2f} {r['chars_per_s']:,.0f} chars/s")
         if "val_loss" in r:
             line += f" | val {r['val_loss']:.4f} ({r['val_bpc']:.3f} bits)"
+        if "val_loss_whole" in r:
+            line += f", whole split {r['val_loss_whole']:.4f}"
         if self.bar is None:
             self.log(line)
             return

@@ -1,0 +1,180 @@
+"""Validation during training: a fixed subset of the validation split, bounded in time.
+
+Scoring a whole split at every evaluation does not scale: 9 million validation
+symbols took a small LSTM longer than its whole time budget.  So each evaluation
+scores the same fixed sample of the split (charrnn.analysis.scoring.Spans.subset:
+up to 64 evenly spaced pieces, each read after its 256 warm-up symbols, as the
+scoring definition requires), and every evaluation of a run is comparable:
+
+- ``train.eval_symbols: N`` scores N symbols; ``all`` the whole split;
+- ``auto`` (the default) at most AUTO_SYMBOLS, and with ``max_time`` what keeps the
+  run's evaluations within EVAL_SHARE of it, from the time of a few windows
+  extrapolated (the planner calls :meth:`Validation.fix_for`).  Small splits are read
+  whole either way.
+
+The subset's identity (pieces, length, a CRC of the symbols scored) goes into every
+checkpoint; a run resumed on another subset does not compare its new losses with a
+``best`` measured on the old one.  An evaluation stops between two windows when
+Ctrl-C arrives (``stopped()``), so a long one never holds the run.
+"""
+
+import sys
+import time
+
+from charrnn.analysis.scoring import MAX_PIECES, MIN_PIECE, Spans
+
+AUTO_SYMBOLS = 262_144   # ~1-3 s for the small models on two cores; a stable mean (64 pieces)
+EVAL_SHARE = 0.05        # of max_time, for all the evaluations of a run together
+MIN_SYMBOLS = 16_384     # auto never goes below: a mean over fewer is too noisy to pick "best"
+WHOLE_SPLIT = "whole"     # the identity of a checkpoint from before subsets: the whole split
+PROGRESS_AFTER = 2.0     # seconds: an evaluation longer than this shows its progress ...
+PLAIN_EVERY = 10.0       # ... without a terminal, a line this often
+
+
+class Validation:
+    def __init__(self, setup, ids, train_cfg, saved=None, stopped=lambda: False, say=None):
+        """``saved``: the "eval" record of the checkpoint resumed from; ``stopped()``: true
+        once the run should stop (Ctrl-C); ``say(str)``: progress lines for people."""
+        self.setup, self.ids, self.stopped, self.say = setup, ids, stopped, say or (lambda m: None)
+        self.setting = train_cfg["eval_symbols"]
+        self.budgeted = bool(train_cfg["max_time"])
+        self.saved = saved or {}
+        self.spans = None            # fixed at the plan or at the first evaluation
+        self.identity = None
+        self.changed = False         # the subset differs from the checkpoint's
+        self.seconds = 0.0           # spent evaluating in this process
+
+    @property
+    def available(self) -> bool:
+        return len(self.ids) >= 2
+
+    def _symbols(self, fitted=None):
+        """How many symbols to score under the setting (``fitted``: what the budget allows)."""
+        if self.setting == "all":
+            return len(self.ids)
+        if self.setting != "auto":
+            return self.setting
+        if self.saved.get("symbols"):  # a resumed run keeps its subset
+            return self.saved["symbols"]
+        if fitted is not None:
+            return fitted
+        # evaluating before a time budget's plan could size the subset: the least
+        return MIN_SYMBOLS if self.budgeted else AUTO_SYMBOLS
+
+    def _fix(self, symbols):
+        if self.spans is None:
+            self.spans = Spans.subset(len(self.ids), int(symbols))
+            self.identity = self.spans.identity(self.ids)
+            old = self.saved.get("identity")
+            self.changed = (not self.spans.whole if old == WHOLE_SPLIT
+                            else old is not None and old != self.identity)
+
+    def describe(self) -> str:
+        if not self.available:
+            return "none (no validation split)"
+        if self.spans is None and self.setting == "auto" and self.budgeted \
+                and not self.saved.get("symbols") and len(self.ids) - 1 > MIN_SYMBOLS:
+            return (f"a fixed subset of the {len(self.ids) - 1:,} symbols, sized when the run "
+                    f"is planned to keep evaluations within {EVAL_SHARE:.0%} of max_time")
+        spans = self.spans or Spans.subset(len(self.ids), self._symbols())
+        return spans.describe()
+
+    def record(self) -> dict | None:
+        """What a checkpoint keeps of the subset."""
+        if self.spans is None:
+            return self.saved or None
+        return {"symbols": self.spans.scored, "identity": self.identity}
+
+    # --- the planner ---------------------------------------------------------------
+
+    def fix_for(self, evaluations, max_time, agree=None) -> float:
+        """Fix the subset for a run that will evaluate ``evaluations`` times in ``max_time``
+        seconds (``agree(n)``: the largest n over all workers) and return the seconds one
+        evaluation will take, from a few windows timed after one that compiles."""
+        if not self.available:
+            return 0.0
+        per_symbol = self._time_per_symbol()
+        if per_symbol is None:  # stopped
+            return None
+        if self.spans is None and self.setting == "auto" and not self.saved.get("symbols"):
+            allowed = EVAL_SHARE * max_time / max(1, evaluations) / per_symbol
+            symbols = max(MIN_SYMBOLS, min(AUTO_SYMBOLS * 64, int(allowed)))
+            if agree is not None:
+                symbols = agree(symbols)
+            self._fix(symbols)
+            share = evaluations * per_symbol * self.spans.scored / max_time
+            if share > 2 * EVAL_SHARE:
+                self.say(f"Warning: {evaluations} evaluations of even the smallest subset "
+                         f"({self.spans.scored:,} symbols) take about {share:.0%} of max_time; "
+                         "evaluate less often (train.eval_every, e.g. 5m)")
+        self._fix(self._symbols())
+        return per_symbol * self.spans.scored
+
+    def _time_per_symbol(self):
+        """Seconds per scored symbol of a full-width evaluation: three windows of
+        MAX_PIECES pieces, the first compiling (so the later evaluations' shape is the
+        same as long as the subset has MAX_PIECES pieces)."""
+        probe = Spans.subset(len(self.ids), MAX_PIECES * MIN_PIECE * 4)
+        windows = probe.windows(self.setup.model, self.ids, self.setup.eval_step)
+        start, timed = None, 0
+        for i, _ in enumerate(windows):
+            if self.stopped():
+                return None
+            if i == 0:
+                start = time.monotonic()
+            elif i == 3 or i == probe.calls - 1:
+                timed = i
+                break
+        windows.close()
+        if not timed:  # a split of one window: its time is all there is
+            return (time.monotonic() - start if start else 0.0) / max(1, probe.scored)
+        return (time.monotonic() - start) / timed * probe.calls / probe.scored
+
+    # --- evaluating ------------------------------------------------------------------
+
+    def run(self, spans=None):
+        """The mean loss over the subset (or ``spans``); None when there is no split or the
+        run was stopped during it (the partial sum is thrown away)."""
+        if not self.available:
+            return None
+        if spans is None:
+            self._fix(self._symbols())
+            spans = self.spans
+        started = time.monotonic()
+        total, bar, last_said = 0.0, None, None
+        try:
+            for i, (_, nll) in enumerate(spans.windows(self.setup.model, self.ids,
+                                                       self.setup.eval_step), 1):
+                total += float(nll.sum())
+                if self.stopped() and i < spans.calls:
+                    self.say(f"evaluation stopped at window {i}/{spans.calls}")
+                    return None
+                now = time.monotonic()
+                if now - started > PROGRESS_AFTER and i < spans.calls:
+                    bar, last_said = self._progress(bar, i, spans.calls, now, last_said)
+        finally:
+            if bar is not None:
+                bar.close()
+            self.seconds += time.monotonic() - started
+        return total / spans.scored
+
+    def run_whole(self):
+        """The whole split once (``final_eval: all``)."""
+        return self.run(Spans.cover(len(self.ids))) if self.available else None
+
+    def _progress(self, bar, done, calls, now, last_said):
+        """A bar on a terminal; otherwise a line at once and then every ~10 s."""
+        if sys.stderr.isatty():
+            if bar is None:
+                from tqdm import tqdm
+
+                bar = tqdm(total=calls, initial=done, unit="window", desc="evaluating",
+                           file=sys.stderr, leave=False, dynamic_ncols=True)
+            else:
+                bar.update(done - bar.n)
+            return bar, last_said
+        if last_said is None or now - last_said >= PLAIN_EVERY:
+            self.say(f"evaluating: window {done}/{calls} ({done / calls:.0%})")
+            return bar, now
+        return bar, last_said
+
