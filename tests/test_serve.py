@@ -191,10 +191,26 @@ BAD = [  # (body or raw bytes, headers, status, words the error must say)
     ({"n": 5}, {"Host": "attacker.example:80"}, 403, "not this server's address"),
     ({"n": 5}, {"Origin": "http://attacker.example"}, 403, "are refused"),
     ({"require": "zqzqzq", "n": 10, "require_tries": 2}, {}, 422, "after 2 tries"),
+    # bounds on every option whose cost grows with its value, and hostile bodies
+    ({"n": 5, "beam": 1_000_000}, {}, 400, "beam must be between 0 and "),
+    ({"n": 5, "num_samples": 65}, {}, 400, "num_samples must be between 1 and 64"),
+    ({"n": 5, "require": "e", "require_tries": 65}, {}, 400, "require_tries must be between 1 and 64"),
+    ({"n": 5, "stop": "x" * 257}, {}, 400, "stop is over 256 characters"),
+    ({"n": 5, "require": "x" * 257}, {}, 400, "require is over 256 characters"),
+    ({"n": 5, "allow": ""}, {}, 400, "allow must not be empty"),
+    ({"n": 5, "stop": ""}, {}, 400, "stop must not be empty"),
+    ({"n": 5, "seed": 10 ** 30}, {}, 400, "seed must be between"),
+    ({"n": 5, "top_k": -(10 ** 30)}, {}, 400, "top_k must be between"),
+    (b'{"n": 1e999}', {}, 400, "n must be a int, not inf"),
+    (b'{"n": 5, "temperature": NaN}', {}, 400, "temperature must be a number"),
+    (b"[" * 20_000 + b"]" * 20_000, {}, 413, "over 4,096 bytes"),
+    (b"[" * 2_000 + b"]" * 2_000, {}, 400, "nested too deeply"),
+    (b'{"n": 5, "prime": "\\ud800"}', {}, 400, "prime is not valid Unicode"),
+    (b'{"n": 5, "prime": "\xff"}', {}, 400, "not valid JSON"),
 ]
 
 
-@pytest.mark.parametrize("body, headers, status, words", BAD)
+@pytest.mark.parametrize("body, headers, status, words", BAD, ids=[b[3] for b in BAD])
 def test_bad_requests_get_a_json_error_and_the_server_goes_on(server, body, headers, status,
                                                               words):
     raw = body if isinstance(body, bytes) else None
@@ -299,3 +315,170 @@ def test_reload_takes_the_newest_checkpoint_and_timeouts_are_504(english_run, tm
     finally:
         rc, err = s.stop()
     assert rc == 0, err
+
+
+# --- no request can hold the server (issue 27) -----------------------------------------
+
+def post(port, body):
+    """A request left in flight: its open connection (close it to leave)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("POST", "/v1/generate", json.dumps(body), {"Content-Type": "application/json"})
+    return c
+
+
+def leave(conn):
+    """The client goes away: its socket closes at once."""
+    conn.sock.shutdown(2)
+    conn.close()
+
+
+def served_within(s, seconds):
+    """/healthz and a small generate, each answered within ``seconds`` (5 rounds)."""
+    for seed in range(5):
+        t = time.perf_counter()
+        assert s.request("GET", "/healthz")[0] == 200
+        assert time.perf_counter() - t < seconds
+        t = time.perf_counter()
+        status, reply = s.generate(n=20, seed=seed)
+        assert status == 200 and len(reply["samples"][0]) == 20, reply
+        assert time.perf_counter() - t < seconds
+
+
+def test_the_limits_are_said(server):
+    m = server.request("GET", "/v1/model")[1]
+    width = min(64, m["vocab_size"])
+    limits = m["limits"]
+    assert limits == {"max_chars": BIG, "max_prime_chars": BIG, "max_samples": 64,
+                      "max_beam": width, "max_require_tries": 64, "max_stop_chars": 256,
+                      "max_require_chars": 256, "max_body": 4096, "max_score_chars": 4096,
+                      "max_streams": 8, "max_connections": 48, "timeout": 300.0,
+                      "memory_bound_mb": limits["memory_bound_mb"]}
+    # the bound as README states it: streams x (64 samples x 2 x max_chars x 16 bytes,
+    # or beam x steps x 4 bytes) + 64 MiB + 2 KiB x max_body + connections x 6 x max_body
+    per_stream = max(64 * 2 * BIG * 16, width * (8 * BIG + 64) * 4)
+    bound = 8 * per_stream + 16 * (1 << 22) + 2048 * 4096 + 48 * 6 * 4096
+    assert limits["memory_bound_mb"] == round(bound / 2 ** 20)
+    assert f"memory at most {limits['memory_bound_mb']:,} MB above idle" in server.first_line
+    status, reply = server.generate(n=5, beam=width + 1)
+    assert status == 400 and f"beam must be between 0 and {width}" in reply["error"]
+
+
+def test_the_largest_beam_holds_no_one_and_its_client_leaving_ends_it(server):
+    """The widest beam the limits allow, over the longest text, runs in turns: /healthz
+    and another client are answered within a second while it runs; when its client goes
+    its slot is free at once."""
+    width = server.request("GET", "/v1/model")[1]["limits"]["max_beam"]
+    beam = post(server.port, {"n": BIG, "beam": width, "prime": "We "})
+    try:
+        wait_until(lambda: server.active() == 1)
+        time.sleep(0.5)  # well into the search
+        served_within(server, 1.0)
+        assert server.active() == 1  # still searching
+    finally:
+        leave(beam)
+    wait_until(lambda: server.active() == 0, 2)
+
+
+def test_clients_that_leave_free_their_slots_while_the_engine_is_busy(english_run):
+    """Two slots: the largest beam in one, a long sample in the other, a third request
+    503.  The sample's client leaves: its slot is free within a second though the beam
+    keeps the engine busy, and the next request is served."""
+    s = Server(english_run, "--max-streams", "2", "--max-chars", str(BIG))
+    try:
+        width = s.request("GET", "/v1/model")[1]["limits"]["max_beam"]
+        beam = post(s.port, {"n": BIG, "beam": width})
+        waiting = post(s.port, {"n": BIG, "num_samples": 64})
+        wait_until(lambda: s.active() == 2)
+        assert s.generate(n=5)[0] == 503
+        leave(waiting)
+        t = time.perf_counter()
+        wait_until(lambda: s.active() == 1, 2)
+        assert time.perf_counter() - t < 1.0
+        assert s.generate(n=5, seed=1)[0] == 200
+        leave(beam)
+        wait_until(lambda: s.active() == 0, 2)
+    finally:
+        rc, err = s.stop()
+    assert rc == 0 and "Traceback" not in err, err
+
+
+def test_hostile_bodies_at_a_larger_max_body(english_run):
+    """With --max-body 65536: 20,000 nested brackets, a streamed (chunked) body over the
+    limit, a prime over --max-chars, a hostile /v1/score: each a 4xx JSON error."""
+    s = Server(english_run, "--max-chars", "100")
+    try:
+        for raw, status, words in (
+                (b"[" * 20_000 + b"]" * 20_000, 400, "nested too deeply"),
+                (b'{"n": 5, "seed": 1' + b"0" * 5000 + b"}", 400, "not valid JSON"),
+                (b'{"text": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", 400, "nested too deeply"),
+                (json.dumps({"n": 5, "prime": "e" * 101}).encode(), 400,
+                 "prime is over 100 characters")):
+            for path in ("/v1/generate", "/v1/score"):
+                if path == "/v1/score" and b"prime" in raw:
+                    continue
+                got, reply = s.request("POST", path, raw=raw)
+                assert (got, words in reply["error"]) == (status, True), reply
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+        c.request("POST", "/v1/generate", body=(b"[" * 8192 for _ in range(9)),
+                  headers={"Content-Type": "application/json"}, encode_chunked=True)
+        r = c.getresponse()
+        assert (r.status, "over 65,536 bytes" in json.loads(r.read())["error"]) == (413, True)
+        c.close()
+        assert s.generate(n=10, seed=2)[0] == 200
+    finally:
+        rc, err = s.stop()
+    assert rc == 0 and "Traceback" not in err, err
+
+
+def memory(pid):
+    """(resident, peak resident) bytes of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return tuple(int(re.search(rf"{k}:\s+(\d+) kB", status).group(1)) * 1024
+                 for k in ("VmRSS", "VmHWM"))
+
+
+WORST = [  # the costliest requests these limits allow, of each kind
+    {"n": 100, "prime": "e" * 100, "num_samples": 64, "stop": "z" * 256},
+    {"n": 100, "prime": "e" * 100, "beam": 64, "stop": "z" * 256},
+    {"n": 100, "prime": "e" * 100, "num_samples": 64, "require": "zqzq", "require_tries": 2},
+    {"n": 100, "prime": "e" * 100, "num_samples": 64, "top_p": 0.9},  # top_p's nucleus:
+]                                     # the largest step (run in the first round only: slow)
+
+
+def test_memory_stays_under_the_stated_bound_through_200_worst_requests(english_run):
+    """200 requests of the worst kinds the limits allow, 4 at a time: the server's peak
+    resident memory stays within the bound /v1/model states above the idle server's, and
+    what is left after them is what was left after the first round (nothing kept per
+    request)."""
+    s = Server(english_run, "--max-chars", "100", "--max-streams", "4", "--max-body", "8192")
+    try:
+        limits = s.request("GET", "/v1/model")[1]["limits"]
+        idle = memory(s.proc.pid)[0]
+
+        def requests(first, count):
+            """``count`` requests from 4 clients at once."""
+            def client(k):
+                for i in range(first + k, first + count, 4):
+                    body = dict(WORST[i % (4 if i < 12 else 3)], seed=i)
+                    body["beam"] = min(body.get("beam", 0), limits["max_beam"])
+                    status, reply = s.generate(**body)
+                    assert status == (422 if "require" in body else 200), reply
+
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(300)
+
+        requests(0, 12)  # every client has run every kind
+        after_first = memory(s.proc.pid)[0]
+        requests(12, 200)
+        rss, peak = memory(s.proc.pid)
+    finally:
+        rc, err = s.stop()
+    assert rc == 0 and "Traceback" not in err, err
+    bound = limits["memory_bound_mb"] * 2 ** 20
+    print(f"memory: idle {idle / 2**20:.0f} MB, peak +{(peak - idle) / 2**20:.1f} MB of "
+          f"+{bound / 2**20:.0f} MB allowed; after 200 {(rss - after_first) / 2**20:+.1f} MB")
+    assert peak - idle <= bound, (peak - idle, bound)
+    assert rss - after_first <= 8 * 2 ** 20, (rss - after_first) / 2 ** 20

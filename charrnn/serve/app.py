@@ -267,14 +267,21 @@ def _failure(value):
 
 
 async def _whole(request, job, events, meta, req, index, loaded):
-    """Wait for the whole reply, giving up the slot if the client goes away."""
+    """Wait for the whole reply, giving up the slot if the client goes away (asked every
+    quarter second, whether pieces are coming or not)."""
+    loop = asyncio.get_running_loop()
     try:
+        ask = loop.time() + 0.25
         while True:
             try:
-                kind, value = await asyncio.wait_for(events.get(), 0.25)
+                kind, value = await asyncio.wait_for(events.get(), max(0.0, ask - loop.time()))
             except asyncio.TimeoutError:
+                kind = None
+            if loop.time() >= ask:
                 if await request.is_disconnected():
                     return error(499, "the client went away")
+                ask = loop.time() + 0.25
+            if kind is None:
                 continue
             if kind == "done":
                 reply = {"samples": value, **meta}
