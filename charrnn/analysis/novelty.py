@@ -34,7 +34,7 @@ from charrnn.analysis.suffixes import (PEAK_PER_SYMBOL, SECONDS_PER_BYTE, ArrayR
 from charrnn.atomic import write_json_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store.dataset import load_dataset
-from charrnn.text import from_cps, to_cps
+from charrnn.text import to_cps
 
 RUN = 20          # shared substrings this long or longer count as copied
 FORMAT = "charrnn-novelty/2"
@@ -194,7 +194,7 @@ def dataset_index(data, on_info=None) -> NoveltyIndex:
         if tmp is None:
             tmp = Path(tempfile.mkdtemp(prefix="charrnn-novelty-"))
             _build(tmp, ds, on_info)
-            return _open(tmp, ds)  # mapped, so the files outlive the folder removed below
+            return _open(tmp, ds)  # open, so the files outlive the folder removed below
         _build(tmp, ds, on_info)
         try:
             shutil.rmtree(folder, ignore_errors=True)
@@ -294,8 +294,9 @@ def _build(folder: Path, ds, on_info):
     np.save(folder / "rank.npy", rank.astype(np.int32))
     np.save(folder / "alphabet.npy", np.asarray(alphabet, np.uint32))
     write_json_atomic(folder / "index.json", {
-        "format": FORMAT, "symbols": at, "vocab": len(alphabet), "lines": int(counts[newline].sum()),
-        "text": "cache" if ds.vocab.jamo else "dataset", "train": _fingerprint(train)})
+        "format": FORMAT, "symbols": at, "vocab": len(alphabet),
+        "lines": int(counts[newline].sum()), "text": "cache" if ds.vocab.jamo else "dataset",
+        "train": _fingerprint(train)})
 
 
 def _number_characters(ds, out) -> np.ndarray:
