@@ -1,9 +1,9 @@
 """A suffix array over a text of symbol ids, built with bounded memory, and the longest-match
-query on it that reads only the pages it needs (charrnn.analysis.novelty uses both).
+query on it that reads only the pieces it needs (charrnn.analysis.novelty uses both).
 
 Building.  libdivsufsort (pydivsufsort) sorts bytes.  Ids of a vocabulary past 256 symbols
-are written as a byte code first: the 255-odd commonest symbols one byte each, the rest two
-bytes, a prefix-free code whose byte order is the order of the symbols' ranks.  The suffixes
+are written as a byte code first: the commonest symbols one byte each (as many as leave
+room: 255 of 300 symbols, 222 of 8,779), the rest two bytes, a prefix-free code whose byte order is the order of the symbols' ranks.  The suffixes
 that start at a code's first byte then sort exactly as the symbol strings do (rank order,
 a shorter string first), so after the sort the array keeps those entries, mapped back to
 symbol positions.  Peak memory: the coded text (n + r bytes for n symbols, r of them with
@@ -31,7 +31,7 @@ import numpy as np
 
 from charrnn.errors import CharrnnError
 
-CHUNK = 1 << 18            # items a pass handles at a time: a few MB of temporaries
+CHUNK = 1 << 18                # items a pass handles at a time: a few MB of temporaries
 MAX_SYMBOLS = 1 << 16          # the byte code has room for this many distinct symbols
 PEAK_PER_SYMBOL = 5            # bytes a symbol while sorting, when few symbols need 2 bytes
 SECONDS_PER_BYTE = 1.5e-7      # libdivsufsort: 3.5 s for 50 MB of .py, 52 s for 196 MB (busy)
