@@ -8,6 +8,9 @@ validation, and by anything that shows per-character surprise.
    the text may be cut into ``pieces`` scored side by side; each piece after the
    first first reads the ``WARMUP`` (256) symbols before it, unscored, so no
    symbol is scored from a cold (zero) state except at the very start of the text.
+   A long text is streamed ``CHUNK`` characters at a time (memory flat in its
+   length), each part cut into its own pieces; with one piece the state is carried
+   from part to part, so ``pieces=1`` is one pass over any length.
 2. **The start.**  The first symbol is context only (there is nothing to predict
    it from).  For a text, the first *character* is context only: with jamo, all
    the symbols of the first syllable.
@@ -54,6 +57,8 @@ WARMUP = 256         # unscored context symbols read before each piece after the
 WINDOW = 256         # symbols per compiled call, at most
 MIN_PIECE = 1024     # scored symbols per piece when choosing the number of pieces
 MAX_PIECES = 64
+CHUNK = 1 << 20      # characters a streamed text is scored in at a time (flat memory)
+LOGITS_BYTES = 1 << 24  # one call's float32 logits (pieces x window x vocabulary), at most
 LN2 = math.log(2.0)
 
 # (first, last, name), checked in order; what is left of the BMP (U+0800..U+FFFF without
@@ -88,6 +93,12 @@ def pieces_for(predictions: int, pieces=None) -> int:
     return max(1, min(b, predictions))
 
 
+def window_for(pieces: int, vocab_size: int) -> int:
+    """Symbols per call: WINDOW, fewer when ``pieces`` rows of a big vocabulary's logits
+    would pass LOGITS_BYTES (7,639 symbols x 64 pieces x 256 were 500 MB a call)."""
+    return max(1, min(WINDOW, LOGITS_BYTES // (4 * pieces * vocab_size)))
+
+
 def make_step(model, jit=None):
     """A compiled (x, y, states) -> (NLL in nats of every y [b, w], new states)."""
     from charrnn.backend import tensorflow
@@ -111,26 +122,38 @@ class Spans:
     targets ``first[i] .. end[i] - 1``, reading ``warmup`` unscored symbols before them
     (fewer at the text's start).  :meth:`cover` scores every target (the definition
     above); :meth:`subset` scores a fixed, evenly spaced sample of them (training's
-    bounded validation).  Reading is cut into ``calls`` windows of one traced shape."""
+    bounded validation).  Reading is cut into ``calls`` windows of one traced shape, at
+    most ``window`` symbols wide; ``exact``: no padding (full windows, then the rest in
+    power-of-two windows, so few shapes are traced), so that with one piece the states
+    after the last window (``states`` after :meth:`windows`) carry on exactly."""
 
-    def __init__(self, n, first, end, warmup=WARMUP):
+    def __init__(self, n, first, end, warmup=WARMUP, window=WINDOW, exact=False):
         self.n = n                                          # symbols in the text
         m = n - 1                                           # predictions: targets 1..m
         self.first, self.end = first, np.minimum(m + 1, end)
         self.start = np.maximum(0, first - 1 - warmup)      # first input read
         self.lengths = self.end - 1 - self.start            # inputs read per piece
-        self.calls = -(-int(self.lengths.max()) // WINDOW)
-        self.width = -(-int(self.lengths.max()) // self.calls)  # little padding
+        longest = int(self.lengths.max())
+        if exact:
+            rest = longest % window
+            self.widths = [window] * (longest // window) + [
+                1 << k for k in reversed(range(rest.bit_length())) if rest >> k & 1]
+        else:
+            calls = -(-longest // window)
+            self.widths = [-(-longest // calls)] * calls    # little padding
+        self.calls, self.width = len(self.widths), self.widths[0]
         self.scored = int(np.maximum(0, self.end - self.first).sum())
+        self.states = None
 
     @classmethod
-    def cover(cls, n, pieces=None, warmup=WARMUP):
-        """Every target 1..n-1 exactly once, in ``pieces`` (default :func:`pieces_for`)."""
-        m = n - 1
+    def cover(cls, n, pieces=None, warmup=WARMUP, window=WINDOW, lo=1, exact=False):
+        """Every target lo..n-1 exactly once, in ``pieces`` (default :func:`pieces_for`);
+        ``lo`` > 1: the symbols before it are context (a streamed text's previous part)."""
+        m = n - lo
         b = pieces_for(m, pieces)
         per = -(-m // b)
-        first = 1 + per * np.arange(b)
-        return cls(n, first, first + per, warmup)
+        first = lo + per * np.arange(b)
+        return cls(n, first, first + per, warmup, window, exact)
 
     @classmethod
     def subset(cls, n, symbols, warmup=WARMUP):
@@ -163,20 +186,25 @@ class Spans:
             crc = zlib.crc32(np.ascontiguousarray(ids[a:b]).tobytes(), crc)
         return f"{len(self.first)}x{self.scored // len(self.first)}/{self.n - 1}:{crc:08x}"
 
-    def windows(self, model, ids, step=None):
+    def windows(self, model, ids, step=None, states=None):
         """Yield (target positions, their NLLs) window by window, ``calls`` times.  Only one
         window of ids is copied at a time (``ids`` may be a memory-mapped split); a caller
-        may stop early (Ctrl-C) or time a few windows and multiply by ``calls``."""
+        may stop early (Ctrl-C) or time a few windows and multiply by ``calls``.
+        ``states``: the pieces' states to start from (default zero); the last ones are
+        left in ``self.states``."""
         m = self.n - 1
-        b, w = len(self.first), self.width
+        b = len(self.first)
         step = step or make_step(model)
-        states = model.initial_state(b)
-        for c in range(0, self.calls * w, w):
+        states = model.initial_state(b) if states is None else states
+        c = 0
+        for w in self.widths:
             cols = np.arange(c, c + w)
+            c += w
             pos = self.start[:, None] + cols[None, :]      # input position of each column
             x = np.asarray(ids[np.minimum(pos, m).ravel()], np.int32).reshape(b, w)
             y = np.asarray(ids[np.minimum(pos + 1, m).ravel()], np.int32).reshape(b, w)
             nll, states = step(x, y, states)
+            self.states = states
             scored = (cols[None, :] < self.lengths[:, None]) & (pos + 1 >= self.first[:, None])
             yield (pos + 1)[scored], np.asarray(nll, np.float64)[scored]
 
@@ -208,14 +236,16 @@ def mean_nats(model, ids, pieces=None, step=None, spans=None):
 
 @dataclass
 class Scored:
-    """A text scored under the definition above.  Arrays are per symbol or per character."""
+    """A text, or one part of a streamed text (:func:`score_parts`), scored under the
+    definition above.  Arrays are per symbol or per character of ``text``."""
     text: str
     ids: np.ndarray            # the symbols the model read
     symbol_nats: np.ndarray    # per symbol; NaN for context
     symbol_char: np.ndarray    # index in ``text`` of the character each symbol spells
     char_nats: np.ndarray      # per character, OOV charge included; NaN for context
     oov: np.ndarray            # per character: outside the vocabulary
-    context: int               # leading characters that are context only (usually 1)
+    context: int               # leading characters that are context only (usually 1; 0 in
+                               # the parts of a streamed text after the first character)
     unk_symbols: int           # symbols that stand for an OOV character (unknown symbol)
 
     @property
@@ -223,9 +253,10 @@ class Scored:
         return self.char_nats / LN2
 
     def line_bits(self):
-        """Per line of the text (its newline included; the last line may lack one):
-        ``(start, end, scored characters, bits)``, the OOV charge included.  The one
-        per-line figure of `evaluate --per-line` and `visualize`."""
+        """Per line of the text (its newline included; the last line may lack one, and in
+        a part of a streamed text goes on in the next part): ``(start, end, scored
+        characters, bits)``, the OOV charge included.  The one per-line figure of
+        `evaluate --per-line` and `visualize`."""
         bits = self.char_bits
         ends = np.flatnonzero(to_cps(self.text) == 10) + 1
         if not len(ends) or ends[-1] != len(self.text):
@@ -278,15 +309,11 @@ def _symbols_of_each_char(vocab, cps):
     return out
 
 
-def score_text(model, vocab, text: str, pieces=None, step=None, name="the text",
-               nats_of=None) -> Scored:
-    """Score ``text`` (already through the run's newline policy) under the definition above.
-
-    ``nats_of(ids)``: the per-symbol nats (as :func:`symbol_nats` gives them) from another
-    engine, e.g. `charrnn visualize`'s NumPy pass; default: ``model`` through TensorFlow."""
+def _encode(vocab, text):
+    """What the model reads of ``text``: (code points, OOV mask, the distinct OOV code
+    points sorted, ids, the character of each id)."""
     cps = to_cps(text)
-    bad = vocab.unknown_chars(text)
-    bad_cps = np.sort(to_cps("".join(bad)))
+    bad_cps = np.sort(to_cps("".join(vocab.unknown_chars(text))))
     oov = np.isin(cps, bad_cps)
     unk = vocab.unk_id is not None
     per_char = _symbols_of_each_char(vocab, cps)
@@ -294,28 +321,125 @@ def score_text(model, vocab, text: str, pieces=None, step=None, name="the text",
     ids = vocab.encode(text, unknown="unk" if unk else "skip")
     if len(ids) != per_char.sum():  # would mean a bug here, never bad input
         raise RuntimeError(f"internal error: {len(ids)} symbols, expected {per_char.sum()}")
-    symbol_char = np.repeat(np.arange(len(cps)), per_char)
-    # The first character the model reads is context only, with everything before it.
-    context = int(symbol_char[0]) + 1 if len(ids) else len(cps)
-    skip = int(per_char[:context].sum())
-    if skip >= len(ids):
-        raise CharrnnError(f"{name} has {len(text)} character(s) of which the model can read "
-                           f"{int((~oov).sum())}; scoring needs at least 2 (the first is "
-                           "only context)")
-    nats = nats_of(ids) if nats_of else symbol_nats(model, ids, pieces, step)
-    nats[:skip] = np.nan
+    return cps, oov, bad_cps, ids, np.repeat(np.arange(len(cps), dtype=np.int32), per_char)
 
-    char_nats = np.bincount(symbol_char, weights=np.nan_to_num(nats), minlength=len(cps))
-    if len(bad_cps):
-        spell = np.log([char_class(chr(c))[1] for c in bad_cps])
-        where = np.flatnonzero(oov)
-        charge = spell[np.searchsorted(bad_cps, cps[where])]
-        if not unk:  # the model's own P(unknown symbol) is already in char_nats otherwise
-            charge = charge - math.log(escape_probability(vocab))
-        char_nats[where] += charge
-    char_nats[:context] = np.nan
-    unk_symbols = int((oov[symbol_char] & ~np.isnan(nats)).sum()) if unk else 0
-    return Scored(text, ids, nats, symbol_char, char_nats, oov, context, unk_symbols)
+
+class TextScorer:
+    """Scores one text handed over in parts, in order (:func:`score_parts`): the same
+    definition as for the whole text, and a part holds all memory that grows with it.
+
+    Each part's symbols are cut into pieces read side by side like a whole text's, each
+    warming up on the WARMUP symbols before it (which may lie in the previous part), so a
+    text of one part is scored exactly as :func:`score_text` scores it.  With one piece
+    (``pieces=1``) the state is carried from part to part instead: one pass, exactly."""
+
+    def __init__(self, model, vocab, pieces=None, step=None, nats_of=None):
+        self.model, self.vocab, self.pieces, self.nats_of = model, vocab, pieces, nats_of
+        self.step = step if step or nats_of else make_step(model)
+        self.tail = np.zeros(0, np.int32)  # the last WARMUP + 1 symbols read
+        self.symbols = 0                   # read so far
+        self.states = None                 # one piece: its state after them
+        self.started = False               # the first readable character (context) seen
+
+    def part(self, text: str) -> "Scored":
+        cps, oov, bad_cps, ids, symbol_char = _encode(self.vocab, text)
+        nats = self._nats(ids)
+        context = len(cps)                 # nothing readable yet: all context
+        if self.started:
+            context = 0
+        elif len(ids):
+            context = int(symbol_char[0]) + 1
+            nats[:int(np.searchsorted(symbol_char, context))] = np.nan
+            self.started = True
+        unk = self.vocab.unk_id is not None
+        char_nats = np.bincount(symbol_char, weights=np.nan_to_num(nats), minlength=len(cps))
+        if len(bad_cps):
+            spell = np.log([char_class(chr(c))[1] for c in bad_cps])
+            where = np.flatnonzero(oov)
+            charge = spell[np.searchsorted(bad_cps, cps[where])]
+            if not unk:  # the model's own P(unknown symbol) is already in char_nats otherwise
+                charge = charge - math.log(escape_probability(self.vocab))
+            char_nats[where] += charge
+        char_nats[:context] = np.nan
+        unk_symbols = int((oov[symbol_char] & ~np.isnan(nats)).sum()) if unk else 0
+        return Scored(text, ids, nats, symbol_char, char_nats, oov, context, unk_symbols)
+
+    def _nats(self, ids):
+        """-ln P of each of ``ids`` given everything read before it (NaN at the text's
+        first symbol)."""
+        if self.nats_of:
+            if self.symbols:
+                raise RuntimeError("internal error: nats_of scores a text in one part")
+            self.symbols = len(ids)
+            return self.nats_of(ids)
+        out = np.full(len(ids), np.nan)
+        one = self.pieces == 1
+        keep = 1 if one else WARMUP + 1
+        buf = np.concatenate([self.tail, ids])
+        lo = len(self.tail) + (self.symbols == 0)  # the first target of this part
+        if len(buf) > lo:
+            b = pieces_for(len(buf) - lo, self.pieces)
+            spans = Spans.cover(len(buf), b, WARMUP, window_for(b, self.model.vocab_size), lo,
+                                exact=one)
+            for where, nll in spans.windows(self.model, buf, self.step, self.states if one
+                                            else None):
+                out[where - len(self.tail)] = nll
+            self.states = spans.states
+        self.symbols += len(ids)
+        self.tail = buf[-keep:]
+        return out
+
+
+def score_parts(model, vocab, texts, pieces=None, step=None, name="the text", nats_of=None,
+                chunk=CHUNK):
+    """Score the text that ``texts`` (strings) make together, ``chunk`` characters at a
+    time (None: all at once): yields its :class:`Scored` parts in order; their figures
+    add up to the text's.  Nothing is yielded until a symbol has been scored, so a text
+    that cannot be scored (CharrnnError at the end) yields nothing.  ``nats_of`` (see
+    :func:`score_text`) scores the text in one part."""
+    scorer = TextScorer(model, vocab, pieces, step, nats_of)
+    held, chars, readable = [], 0, 0
+    for part in _parts(texts, None if nats_of else chunk):
+        scored = scorer.part(part)
+        chars += len(scored.text)
+        readable += int((~scored.oov).sum())
+        if held is None:
+            yield scored
+        elif (~np.isnan(scored.symbol_nats)).any():
+            yield from held
+            yield scored
+            held = None
+        else:
+            held.append(scored)
+    if held is not None:
+        raise CharrnnError(f"{name} has {chars} character(s) of which the model can read "
+                           f"{readable}; scoring needs at least 2 (the first is only context)")
+
+
+def _parts(texts, chunk):
+    """``texts`` re-cut into strings of ``chunk`` characters (the last may be shorter)."""
+    if chunk is None:
+        yield "".join(texts)
+        return
+    rest = ""
+    for text in texts:
+        rest += text
+        while len(rest) >= chunk:
+            yield rest[:chunk]
+            rest = rest[chunk:]
+    if rest:
+        yield rest
+
+
+def score_text(model, vocab, text: str, pieces=None, step=None, name="the text",
+               nats_of=None) -> Scored:
+    """Score ``text`` (already through the run's newline policy) under the definition above:
+    :func:`score_parts` with the whole text as one part.
+
+    ``nats_of(ids)``: the per-symbol nats (as :func:`symbol_nats` gives them) from another
+    engine, e.g. `charrnn visualize`'s NumPy pass; default: ``model`` through TensorFlow."""
+    parts = list(score_parts(model, vocab, [text], pieces, step, name, nats_of, chunk=None))
+    return parts[0]
 
 
 def escape_info(vocab) -> dict:

@@ -29,10 +29,10 @@ def _num(x):
 @click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
 @click.option("--encoding", help="Decode the files with this codec instead of detecting it.")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Undecodable bytes: stop with an error, or replace them with U+FFFD.")
-@click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece after the first reads the 256 symbols before it as unscored warm-up); 1 scores it in one pass [default: one per 1024 symbols, at most 64].")
+@click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece after the first reads the 256 symbols before it as unscored warm-up; a file past 1,048,576 characters is scored that many at a time, each part in its own pieces); 1 scores it in one pass [default: one per 1024 symbols, at most 64].")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on stdout.")
-@click.option("--per-line", is_flag=True, help="Print one JSON object per input line on stdout (path, line, text, chars, bits, bits_per_char, the most surprising character); the figures go to stderr.")
-@click.option("--dynamic", is_flag=True, help="Dynamic evaluation: read each file in one stream and let the weights adapt (an SGD step on each segment after scoring it, so no character is predicted by weights that saw it); they reset for each file.")
+@click.option("--per-line", is_flag=True, help="Print one JSON object per input line on stdout (path, line, text, chars, bits, bits_per_char, the most surprising character), as the file is scored; the figures go to stderr. Costs little beyond the output itself, but a line is held until it ends: the longest line must fit in memory.")
+@click.option("--dynamic", is_flag=True, help="Dynamic evaluation: read each file in one stream and let the weights adapt (an SGD step on each segment after scoring it, so no character is predicted by weights that saw it); they reset for each file. Each file is held in memory whole (~40 bytes a character).")
 @click.option("--dynamic-lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True, help="With --dynamic: the SGD learning rate per segment (charrnn.analysis.dynamic.LR).")
 @click.option("--dynamic-segment", type=click.IntRange(min=1), default=50, show_default=True, help="With --dynamic: symbols scored per weight update (charrnn.analysis.dynamic.SEGMENT).")
 def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per_line, dynamic,
@@ -43,7 +43,9 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
     newline policy, jamo). Reports nats/symbol, bits/symbol and bits per original
     character (fair between jamo and syllable models); characters outside the
     vocabulary are charged -log2 P(escape) + log2 |class| bits (README: Sampling
-    and evaluating) and the figures are also given without them.
+    and evaluating) and the figures are also given without them. Files of any size:
+    they are read and scored 1,048,576 characters at a time, in memory that does
+    not grow with them.
 
     \b
     charrnn evaluate runs/shakespeare held_out.txt
@@ -53,7 +55,6 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
     import json
 
     from charrnn.analysis.evaluate import evaluate as score
-    from charrnn.analysis.evaluate import per_line as lines_of
     from charrnn.store.loader import load
 
     if as_json and per_line:
@@ -62,12 +63,11 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
         raise click.UsageError("--dynamic reads each file in one stream; leave out --streams")
     run = load(run_dir, checkpoint, on_warning=warn)
 
-    def on_file(path, scored):
-        for line in lines_of(path, scored):
-            click.echo(json.dumps(line, ensure_ascii=False))
+    def on_line(line):
+        click.echo(json.dumps(line, ensure_ascii=False))
 
     result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
-                   on_warning=warn, on_file=on_file if per_line else None,
+                   on_warning=warn, on_line=on_line if per_line else None,
                    dynamic={"segment": dynamic_segment, "lr": dynamic_lr} if dynamic else None)
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
