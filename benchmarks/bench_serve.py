@@ -8,6 +8,15 @@ character), medians over --rounds.  The reference starts `charrnn sample RUN -n 
 
     python benchmarks/bench_serve.py --rounds 5
 
+--worst: instead, the server under the worst requests its default limits allow (issue 27):
+/healthz and a 20-character generate timed by a probe client (median and slowest of
+--probes) on the idle server (the reference, same run) and while (a) the widest beam
+over --max-chars with the longest prime runs, (b) every slot but one holds a worst
+request (widest beams and 64 samples x --max-chars, alternating); the server's resident
+memory (idle, peak, after) against the bound /v1/model states.
+
+    python benchmarks/bench_serve.py --worst
+
 The model is trained here for a few steps (speed does not depend on the weights):
 `charrnn prepare data/shakespeare.txt` and `charrnn train --config quick.yaml
 --max-steps 30` in --work.
@@ -104,13 +113,102 @@ def cpu():
         return platform.processor()
 
 
+def memory_mb(pid):
+    """(resident, peak resident) MB of a process."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return tuple(int(re.search(rf"{k}:\s+(\d+) kB", status).group(1)) / 1024
+                 for k in ("VmRSS", "VmHWM"))
+
+
+def get(port, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request(method, path, json.dumps(body) if body is not None else None,
+              {"Content-Type": "application/json"} if body is not None else {})
+    r = c.getresponse()
+    out = r.status, json.loads(r.read())
+    c.close()
+    return out
+
+
+def probe(port, probes):
+    """Median and slowest seconds of /healthz and of a 20-character generate."""
+    health, gen = [], []
+    for i in range(probes):
+        t = time.perf_counter()
+        assert get(port, "GET", "/healthz")[0] == 200
+        health.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        status, reply = get(port, "POST", "/v1/generate", {"n": 20, "seed": i})
+        assert status == 200, reply
+        gen.append(time.perf_counter() - t)
+        time.sleep(0.05)
+    return [(statistics.median(x), max(x)) for x in (health, gen)]
+
+
+def worst(run, probes):
+    server = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0"],
+                              stderr=subprocess.PIPE, text=True)
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stderr.readline()).group(1))
+    try:
+        m = get(port, "GET", "/v1/model")[1]
+        lim = m["limits"]
+        n, streams = lim["max_chars"], lim["max_streams"]
+        prime = ("the " * n)[:n]
+        kinds = [{"n": n, "prime": prime, "beam": lim["max_beam"]},
+                 {"n": n, "prime": prime, "num_samples": lim["max_samples"], "top_p": 0.9}]
+        get(port, "POST", "/v1/generate", {"n": 20})  # warm
+        idle_rss = memory_mb(server.pid)[0]
+        print(f"# {cpu()}; Python {platform.python_version()}; {m['cell']} "
+              f"{m['num_layers']}x{m['rnn_size']}, vocabulary {m['vocab_size']}; limits: "
+              f"max_chars {n}, {streams} streams, beam {lim['max_beam']}, bound "
+              f"+{lim['memory_bound_mb']} MB; {probes} probes, median / slowest", flush=True)
+        print("| load | /healthz | generate n=20 | server RSS now / peak (MB) |")
+        print("|---|---:|---:|---:|")
+
+        def row(name):
+            (h50, hmax), (g50, gmax) = probe(port, probes)
+            rss, peak = memory_mb(server.pid)
+            print(f"| {name} | {h50 * 1000:.0f} / {hmax * 1000:.0f} ms | {g50 * 1000:.0f} / "
+                  f"{gmax * 1000:.0f} ms | {rss:.0f} / {peak:.0f} |", flush=True)
+
+        row("idle (reference)")
+        for name, bodies in (("the widest beam, longest prime and n", kinds[:1]),
+                             (f"{streams - 1} worst requests (beams, 64 x n top_p samples)",
+                              [kinds[i % 2] for i in range(streams - 1)])):
+            conns = []
+            for body in bodies:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+                c.request("POST", "/v1/generate", json.dumps(body),
+                          {"Content-Type": "application/json"})
+                conns.append(c)
+            while get(port, "GET", "/healthz")[1]["active_streams"] < len(bodies):
+                time.sleep(0.05)
+            time.sleep(1)
+            row(name)
+            for c in conns:
+                c.sock.shutdown(2)
+                c.close()
+            while get(port, "GET", "/healthz")[1]["active_streams"]:
+                time.sleep(0.05)
+        rss, peak = memory_mb(server.pid)
+        print(f"\nresident memory: idle {idle_rss:.0f} MB, peak {peak:.0f} MB (+{peak - idle_rss:.0f} "
+              f"MB; bound +{lim['memory_bound_mb']} MB), after the clients left {rss:.0f} MB")
+    finally:
+        server.terminate()
+        server.wait()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--work", type=Path, default=Path("/tmp/charrnn-bench-serve"))
+    ap.add_argument("--worst", action="store_true", help="the server under the worst requests")
+    ap.add_argument("--probes", type=int, default=20)
     a = ap.parse_args()
     run = setup(a.work)
+    if a.worst:
+        return worst(run, a.probes)
     server = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0",
                                "--max-streams", str(max(a.clients) * 2)],
                               stderr=subprocess.PIPE, text=True)

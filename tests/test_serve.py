@@ -312,6 +312,16 @@ def test_reload_takes_the_newest_checkpoint_and_timeouts_are_504(english_run, tm
         status, reply = s.generate(n=BIG * 10)
         assert status == 504 and "--timeout" in reply["error"]
         assert s.generate(n=10, seed=1)[0] == 200
+        # every kind of request: the widest beam, and a score (TensorFlow's import alone
+        # takes longer than the second), each 504 with its slot freed
+        width = s.request("GET", "/v1/model")[1]["limits"]["max_beam"]
+        t = time.perf_counter()
+        status, reply = s.generate(n=BIG * 10, beam=width)
+        assert status == 504 and "--timeout" in reply["error"]
+        assert time.perf_counter() - t < 3
+        status, reply = s.request("POST", "/v1/score", {"text": "We hold these truths\n" * 100})
+        assert status == 504 and "--timeout" in reply["error"]
+        assert s.active() == 0
     finally:
         rc, err = s.stop()
     assert rc == 0, err
