@@ -78,3 +78,44 @@ def test_cell_auto_chooses_mingru_where_the_lstm_reads_the_data_few_times_or_sym
     edge = seen / autosize.PARALLEL_BELOW_EPOCHS
     assert autosize.choose_cell(65, int(edge * 1.01), 600, speed) == "mingru"
     assert autosize.choose_cell(65, int(edge * 0.99), 600, speed) == "lstm"
+
+
+def test_the_cost_of_a_symbol_counts_the_output_layer_and_the_softmax():
+    """Each symbol of the vocabulary costs the output layer's multiply-adds (units, forward,
+    and twice that backward) and the softmax's."""
+    for layers, units, cell in [(1, 64, "lstm"), (2, 256, "lstm"), (2, 128, "mingru")]:
+        extra = autosize.cost_per_symbol(layers, units, 8779, cell) - \
+            autosize.cost_per_symbol(layers, units, 250, cell)
+        assert extra == (3 * units + autosize.SOFTMAX_MACS) * (8779 - 250)
+        assert autosize.cost_per_symbol(layers, units, 65, cell) == \
+            autosize.macs_per_symbol(layers, units, 65, cell) + autosize.SOFTMAX_MACS * 65
+
+
+# Training on 197 MB of Python: its 8,779 symbols against the 250 `prepare --min-count 100`
+# leaves, chars per CPU-second (benchmarks/RESULTS.md, "Rare symbols").
+MEASURED = {(1, 64): (10522, 172507), (2, 256): (3699, 17907)}
+
+
+def test_predicted_throughput_falls_with_the_vocabulary_as_measured():
+    for (layers, units), (full, folded) in MEASURED.items():
+        predicted = (autosize.symbols_per_second(layers, units, 250, "lstm", 1.0)
+                     / autosize.symbols_per_second(layers, units, 8779, "lstm", 1.0))
+        assert predicted == pytest.approx(folded / full, rel=0.15), (layers, units)
+
+
+def test_a_large_vocabulary_gets_a_smaller_model_for_the_same_budget(monkeypatch):
+    speed = autosize.machine_speed(65, 10000.0)
+    for budget in (600, 7200, 36000, 72000):
+        small, _ = autosize.choose(100, 50_000_000, budget, speed=speed)
+        large, reason = autosize.choose(7639, 50_000_000, budget, speed=speed)
+        assert large["rnn_size"] * large["num_layers"] < small["rnn_size"] * small["num_layers"]
+        seen = float(reason.split(" at about ")[1].split(" symbols/s")[0].replace(",", ""))
+        assert seen == pytest.approx(autosize.symbols_per_second(
+            large["num_layers"], large["rnn_size"], 7639, "lstm", speed[0]), rel=1e-3)
+    # 2 hours: a 1x128 LSTM, where counting the output layer's multiply-adds alone chose 2x128
+    large, reason = autosize.choose(7639, 50_000_000, 7200, speed=speed)
+    assert (large["num_layers"], large["rnn_size"]) == (1, 128)
+    assert reason.startswith("model auto: 1x128 lstm, embedding 64, dropout 0 (1,573,143 "
+                             "parameters): 120 min at about ")
+    monkeypatch.setattr(autosize, "SOFTMAX_MACS", 0)
+    assert autosize.choose(7639, 50_000_000, 7200, speed=speed)[0]["num_layers"] == 2

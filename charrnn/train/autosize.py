@@ -4,7 +4,9 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py; benchmarks/RES
 "Quality"):
 
 1. Throughput.  How many symbols a second each candidate size trains here is predicted from
-   its multiply-adds per symbol by the throughputs measured on one machine (``CALIBRATION``),
+   its cost per symbol (``cost_per_symbol``: its multiply-adds, and the softmax over the
+   vocabulary counted as ``SOFTMAX_MACS`` multiply-adds a symbol of the vocabulary) by the
+   throughputs measured on one machine (``CALIBRATION``),
    scaled by how fast this machine runs a small one-thread matrix-multiply probe now
    against the probe on that machine (``probe``, NumPy, about 0.3 s, before TensorFlow
    starts).  ``model.auto_throughput`` gives the symbols/s of the reference 2x256 LSTM
@@ -50,10 +52,18 @@ REFERENCE = (2, 256)
 TOKENS_PER_PARAM = 30.0
 PARALLEL_BELOW_EPOCHS, PARALLEL_FROM_VOCAB = 8.0, 256  # rule 4
 DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 2.0, 0.1, 0.5
+# The softmax's cost per symbol of the vocabulary, in multiply-adds taking the same time:
+# fitted to training on 197 MB of Python with its 8,779 symbols and with the 250 that
+# --min-count 100 leaves (benchmarks/RESULTS.md, "Rare symbols"; chars per CPU-second):
+# 16.4x faster at 1x64 and 4.8x at 2x256 measured, 15.8x and 5.0x predicted.  It is 4.6x
+# the output layer's multiply-adds at 1x64 (3 x 64 a symbol): the logits, 6,400 x 8,779
+# floats a step, are written and read several times, so the softmax is memory-bound.
+SOFTMAX_MACS = 875
 # Measured by `python benchmarks/bench_quality.py calibrate` (tiny-shakespeare, vocabulary 65,
 # batch 64 x 100): training multiply-adds per symbol -> symbols/s, and the probe's rate then.
 CALIBRATION = {
     "machine": "2-vCPU AMD EPYC (AVX2, no AVX-512), 2026-11-26",
+    "vocab": 65,
     "probe": 1.336e10,
     "table": [(0.32e6, 61014), (0.71e6, 36195), (2.61e6, 10659), (5.97e6, 6720),
               (10.32e6, 3537), (16.61e6, 2057)],
@@ -76,6 +86,14 @@ def _matrix_weights(layers, units, cell):
 def macs_per_symbol(layers, units, vocab, cell="lstm"):
     """Multiply-adds one symbol costs in training (forward + backward = 3x forward)."""
     return 3 * (_matrix_weights(layers, units, cell) + units * vocab)
+
+
+def cost_per_symbol(layers, units, vocab, cell="lstm"):
+    """What one symbol costs in training, in multiply-adds: the matrices' (``macs_per_symbol``,
+    the output layer's ``units x vocab`` among them) and the softmax's, which is paid per
+    symbol of the vocabulary whatever the size (the logits' exponentials and normalisation
+    forward, the probabilities less the target backward, the logits written and read)."""
+    return macs_per_symbol(layers, units, vocab, cell) + SOFTMAX_MACS * vocab
 
 
 def params(layers, units, vocab, cell="lstm"):
@@ -111,8 +129,9 @@ def probe(seconds=0.3):
 def symbols_per_second(layers, units, vocab, cell, speed):
     """Predicted training throughput, interpolated in log-log between the calibration
     points (extrapolated along the end segments); ``speed``: this machine over that one."""
-    x = math.log(macs_per_symbol(layers, units, vocab, cell))
-    table = [(math.log(m), math.log(s)) for m, s in CALIBRATION["table"]]
+    x = math.log(cost_per_symbol(layers, units, vocab, cell))
+    softmax = SOFTMAX_MACS * CALIBRATION["vocab"]  # the table's runs had their softmax too
+    table = [(math.log(m + softmax), math.log(s)) for m, s in CALIBRATION["table"]]
     i = min(max(1, sum(m < x for m, _ in table)), len(table) - 1)
     (x0, y0), (x1, y1) = table[i - 1], table[i]
     return speed * math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
