@@ -24,6 +24,8 @@ MEASURE = 20        # steps timed for the plan, after the first (compiling) step
 MEASURE_SHARE = 0.05  # ... at least this share of the budget: a plan timed over the first few
                       # seconds was 30% optimistic when another training started beside it
 SLACK = 2.0         # stop anyway at this multiple of the budget
+MIN_TIMED, SLOW_SHARE = 3, 0.1  # steps so slow that MEASURE of them take over this share of
+                                # the budget: plan from MIN_TIMED once they have taken it
 
 
 class Budget:
@@ -80,7 +82,8 @@ class Budget:
             self.measure = max(MEASURE, math.ceil(MEASURE_SHARE * self.max_time / per))
             if agree is not None:
                 self.measure = agree(self.measure)
-        if timed == self.measure or (now and agree is None):
+        slow = timed >= MIN_TIMED and spent >= SLOW_SHARE * self.max_time  # big steps
+        if timed == self.measure or ((now or slow) and agree is None):
             self._plan(step, spent / timed, timed, log, agree, overheads)
 
     def _plan(self, step, per, timed, log, agree, overheads):

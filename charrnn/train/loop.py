@@ -111,6 +111,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
             checkpoints.clean_leftovers(write_dir / folder)  # of a save that was killed
 
         # --- TensorFlow, model, optimizer, checkpoint ------------------------------------
+        prepare.describe_data(log, config, ds, batches)
         setup = prepare.build(config, ds, model_settings, batches.seq_length, write_dir, out)
         if resume:
             ck = setup.tstate.restore(on_warning=_warn(log))
@@ -128,7 +129,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
             raise setup.tstate.write_error("the run files in", write_dir, e) from None
         if init_from:
             finetune.restore(setup.model, source, ds.vocab, log, _warn(log))
-        prepare.describe(log, config, ds, batches, setup, role)
+        prepare.describe(log, setup, role)
         return _loop(config, setup, ds, batches, role, write_dir, out, log)
 
 
@@ -158,7 +159,7 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
     # every worker keeps the same plan
     agree = (lambda n: distribute.agree_max(strategy, n)) if role.num_workers > 1 else None
     # A checkpoint from before bounded validation measured its best on the whole split.
-    validation = Validation(setup, ds.split("val"), train_cfg,
+    validation = Validation(setup, ds.split("val"), train_cfg, budget.planning,
                             saved.get("eval", {"identity": WHOLE_SPLIT}) if tstate.last else None,
                             # workers evaluate in step (their means are agreed): no early exit
                             stopped=(lambda: stop.signal is not None) if role.num_workers == 1

@@ -238,14 +238,20 @@ def _make_train_step(tf, model, optimizer, strategy, tokens, clip, scale, jit):
     return train_step
 
 
-def describe(log, config, ds, batches, setup, role):
+def describe_data(log, config, ds, batches):
+    """The start-up line about the data: before TensorFlow starts, so a user sees at once
+    what is being read."""
     train_cfg = config["train"]
-    replicas = setup.strategy.num_replicas_in_sync
     log(f"data {config['data']}: {len(ds.vocab)} symbols; train {len(ds.split('train')):,}, "
         f"val {len(ds.split('val')):,} symbols; {batches.batches:,} batches of "
         f"{train_cfg['batch_size']}x{batches.seq_length} per epoch"
         + (f" (seq_length {train_cfg['seq_length']} characters, about {batches.seq_length} jamo "
            "symbols)" if batches.seq_length != train_cfg["seq_length"] else ""))
+
+
+def describe(log, setup, role):
+    """The start-up lines about the model and how it runs."""
+    replicas = setup.strategy.num_replicas_in_sync
     model = setup.model
     stream = " (= rnn_size, the residual stream)" if model.cell in PARALLEL else ""
     log(f"model: {model.num_layers}x{model.rnn_size} {model.cell}, embedding "

@@ -32,12 +32,14 @@ PLAIN_EVERY = 10.0       # ... without a terminal, a line this often
 
 
 class Validation:
-    def __init__(self, setup, ids, train_cfg, saved=None, stopped=lambda: False, say=None):
-        """``saved``: the "eval" record of the checkpoint resumed from; ``stopped()``: true
+    def __init__(self, setup, ids, train_cfg, planning, saved=None, stopped=lambda: False,
+                 say=None):
+        """``planning``: a time budget will plan the run (and size an auto subset);
+        ``saved``: the "eval" record of the checkpoint resumed from; ``stopped()``: true
         once the run should stop (Ctrl-C); ``say(str)``: progress lines for people."""
         self.setup, self.ids, self.stopped, self.say = setup, ids, stopped, say or (lambda m: None)
         self.setting = train_cfg["eval_symbols"]
-        self.budgeted = bool(train_cfg["max_time"])
+        self.budgeted = planning
         self.saved = saved or {}
         self.spans = None            # fixed at the plan or at the first evaluation
         self.identity = None
