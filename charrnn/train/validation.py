@@ -118,18 +118,22 @@ class Validation:
         same as long as the subset has MAX_PIECES pieces)."""
         probe = Spans.subset(len(self.ids), MAX_PIECES * MIN_PIECE * 4)
         windows = probe.windows(self.setup.model, self.ids, self.setup.eval_step)
+        began = time.monotonic()
         start, timed = None, 0
-        for i, _ in enumerate(windows):
-            if self.stopped():
-                return None
-            if i == 0:
-                start = time.monotonic()
-            elif i == 3 or i == probe.calls - 1:
-                timed = i
-                break
-        windows.close()
+        try:
+            for i, _ in enumerate(windows):
+                if self.stopped():
+                    return None
+                if i == 0:
+                    start = time.monotonic()
+                elif i == 3 or i == probe.calls - 1:
+                    timed = i
+                    break
+        finally:
+            windows.close()
+            self.seconds += time.monotonic() - began
         if not timed:  # a split of one window: its time is all there is
-            return (time.monotonic() - start if start else 0.0) / max(1, probe.scored)
+            return (time.monotonic() - began) / max(1, probe.scored)
         return (time.monotonic() - start) / timed * probe.calls / probe.scored
 
     # --- evaluating ------------------------------------------------------------------
