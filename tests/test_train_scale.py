@@ -203,3 +203,14 @@ def test_max_time_holds_on_a_big_validation_split(big_val, tmp_path):
     assert len(evals) >= 2 and all(m["val_subset"] for m in evals)
     assert len({m["val_symbols"] for m in evals}) == 1
     assert evals[0]["val_symbols"] < len(val_ids(big_val)) // 10
+
+
+def test_steps_too_slow_for_twenty_are_planned_from_a_few(big_val, tmp_path):
+    """20 steps of a 2x256 LSTM would take over a tenth of a 6-second budget: the plan is made
+    once that tenth is spent, from at least 3 steps, and the run ends at it."""
+    r = ok(run("train", "--data", big_val, "--out", tmp_path / "slow", "--max-time", "6s",
+               *sets("model.num_layers=2", "model.rnn_size=256", "train.batch_size=32",
+                     "train.seq_length=64", "train.eval_every=100000")))
+    timed = int(re.search(r"measured over ([0-9,]+) steps", r.stderr).group(1))
+    assert 3 <= timed < 20, r.stderr
+    assert "reached the planned step" in r.stderr
