@@ -133,8 +133,8 @@ def base_vocab(run, jamo, newlines):
 # The rare-symbol report.  Each symbol costs the output layer as much as a common one (a row
 # of the logits and of the softmax, for every symbol trained), so a long tail of rare ones
 # makes training slow for no gain: on 197 MB of Python, 8,530 of 8,779 symbols are seen
-# fewer than 100 times, 0.024% of the text, and a 1x64 LSTM trained ~15x faster without
-# them (benchmarks/RESULTS.md, "Rare symbols").  prepare keeps every symbol by default (a
+# fewer than 100 times, 0.024% of the text, and without them a 1x64 LSTM trained 17x
+# faster, a 2x256 4.8x (benchmarks/RESULTS.md, "Rare symbols").  prepare keeps every symbol by default (a
 # dataset is the text, exactly) and says so when folding them is cheap.
 RARE_BELOW = 100            # "rare": seen fewer times than this
 RARE_NOTE_FROM_VOCAB = 256  # below this the output layer costs little beside the LSTM's

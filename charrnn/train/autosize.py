@@ -54,11 +54,11 @@ PARALLEL_BELOW_EPOCHS, PARALLEL_FROM_VOCAB = 8.0, 256  # rule 4
 DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 2.0, 0.1, 0.5
 # The softmax's cost per symbol of the vocabulary, in multiply-adds taking the same time:
 # fitted to training on 197 MB of Python with its 8,779 symbols and with the 250 that
-# --min-count 100 leaves (benchmarks/RESULTS.md, "Rare symbols"; chars per CPU-second):
-# 16.4x faster at 1x64 and 4.8x at 2x256 measured, 15.8x and 5.0x predicted.  It is 4.6x
-# the output layer's multiply-adds at 1x64 (3 x 64 a symbol): the logits, 6,400 x 8,779
-# floats a step, are written and read several times, so the softmax is memory-bound.
-SOFTMAX_MACS = 875
+# --min-count 100 leaves (benchmarks/RESULTS.md, "Rare symbols"; chars per CPU-second, means
+# of 2 rounds): 17.3x faster at 1x64 and 4.8x at 2x256 measured, 16.4x and 5.1x predicted.
+# It is 4.8x the output layer's multiply-adds at 1x64 (3 x 64 a symbol): the logits, 6,400 x
+# 8,779 floats a step, are written and read several times, so the softmax is memory-bound.
+SOFTMAX_MACS = 925
 # Measured by `python benchmarks/bench_quality.py calibrate` (tiny-shakespeare, vocabulary 65,
 # batch 64 x 100): training multiply-adds per symbol -> symbols/s, and the probe's rate then.
 CALIBRATION = {
