@@ -364,8 +364,8 @@ def test_no_rare_symbols_note_where_folding_would_cost_text_or_the_vocabulary_is
         (10, 206, False), (100, 42, False)]
     # a small vocabulary: the output layer costs little whatever the counts
     p = tmp_path / "small.txt"
-    p.write_text("the quick brown fox\n" * 2000 + "".join(chr(0x4E00 + i) for i in range(40)) + "\n",
-                 encoding="utf-8")
+    rare = "".join(chr(0x4E00 + i) for i in range(40))
+    p.write_text("the quick brown fox\n" * 2000 + rare + "\n", encoding="utf-8")
     r = prepare(p, "-o", tmp_path / "s")
     s = meta(tmp_path / "s")["rare_symbols"]
     assert "Rare symbols" not in r.stderr and s["symbols"] == 40 and s["note"] is False
@@ -384,7 +384,8 @@ def installed_sources(n):
     """``n`` real .py files of installed packages (deterministic: sorted, evenly spaced)."""
     files = sorted(p for pkg in ("numpy", "click", "chardet", "tqdm", "yaml")
                    if (SITE / pkg).is_dir() for p in (SITE / pkg).rglob("*.py")
-                   if p.stat().st_size and not any(d.startswith(".") for d in p.relative_to(SITE).parts))
+                   if p.stat().st_size
+                   and not any(d.startswith(".") for d in p.relative_to(SITE).parts))
     assert len(files) >= n
     return files[::len(files) // n][:n]
 

@@ -29,7 +29,7 @@ from charrnn import __version__
 from charrnn.atomic import write_json_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store.dataset import FORMAT, SPLITS, is_dataset
-from charrnn.store.prepare_vocab import (auto_jamo, base_vocab, extend_vocab, make_vocab,  # noqa: F401
+from charrnn.store.prepare_vocab import (auto_jamo, base_vocab, extend_vocab, make_vocab,
                                          rare_symbols)
 from charrnn.text import MAX_CP, decompose_cps, iter_text
 from charrnn.text.jamo import extra_symbols, extra_symbols_table
