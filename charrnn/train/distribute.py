@@ -71,8 +71,8 @@ def tf_config() -> dict | None:
     try:
         cfg = json.loads(raw)
     except ValueError as e:
-        raise CharrnnError(f"TF_CONFIG is not valid JSON ({e}); set it as in the README "
-                           "section 'Scaling out' or unset it") from None
+        raise CharrnnError(f"TF_CONFIG is not valid JSON ({e}); set it as docs/scaling.md "
+                           "shows or unset it") from None
     cluster = cfg.get("cluster") if isinstance(cfg, dict) else None
     if not cluster:
         return None
@@ -119,7 +119,7 @@ def make_strategy(name: str = "auto"):
         return tf.distribute.MirroredStrategy(devices)
     if not tf_config():
         raise CharrnnError("train.strategy multiworker needs TF_CONFIG describing the cluster "
-                           "and this process's task; see the README section 'Scaling out'")
+                           "and this process's task; see docs/scaling.md")
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as e:  # e.g. created after TensorFlow already ran ops
