@@ -59,19 +59,20 @@ def unk_run(tmp_path_factory):
     return root / "run"
 
 
-def hand_nats(model, ids, pieces=1, warmup=256):
+def hand_nats(model, ids, pieces=1, warmup=256, firsts=None):
     """-ln p(ids[t] | ids[..t]) for every target t >= 1 (index t-1 of the result), from the
-    plain Keras forward pass: ``pieces`` contiguous pieces, each after the first reading
-    ``warmup`` symbols before it from the zero state, unscored."""
+    plain Keras forward pass: ``pieces`` contiguous pieces (or pieces starting at the
+    targets ``firsts``), each after the first reading ``warmup`` symbols before it from the
+    zero state, unscored."""
     from charrnn.backend import tensorflow
 
     tf = tensorflow()
     forward = tf.function(lambda x: model(x))  # traced (eager is slow)
     m = len(ids) - 1
     per = -(-m // pieces)
+    firsts = firsts or list(range(1, m + 1, per))
     out = np.full(m, np.nan)
-    for a in range(1, m + 1, per):  # targets a .. e-1
-        e = min(m + 1, a + per)
+    for a, e in zip(firsts, firsts[1:] + [m + 1]):  # targets a .. e-1
         s = max(0, a - 1 - warmup)
         logits = forward(tf.constant(ids[None, s:e - 1])).numpy()[0].astype(np.float64)
         logp = logits - logits.max(-1, keepdims=True)
@@ -330,3 +331,113 @@ def test_evaluate_errors(english_run, tmp_path):
     assert r.exit_code == 2 and "give --json or --per-line, not both" in r.stderr
     r = run("evaluate", tmp_path, tmp_path / "one.txt")
     assert r.exit_code == 1 and r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
+
+
+# --- big files: read and scored in parts of scoring.CHUNK characters -----------------------
+
+@pytest.fixture
+def chunk(monkeypatch):
+    """Set scoring.CHUNK (characters per part) for the CLI in this process."""
+    from charrnn.analysis import scoring
+
+    return lambda n: monkeypatch.setattr(scoring, "CHUNK", n)
+
+
+def test_parts_follow_the_definition(english, english_run, tmp_path, chunk):
+    """A file longer than a part: each part is cut into its own pieces, each warming up on
+    the 256 symbols before it (in the previous part); --streams 1 carries the state from
+    part to part, so it is one pass exactly; lines crossing parts are whole."""
+    text = ENGLISH[:3000]
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    ids = english.vocab.encode(text)
+    whole = evaluate_json(english_run, tmp_path / "t.txt", "--streams", 1)["files"][0]
+    lines, _ = per_line(english_run, tmp_path / "t.txt", "--streams", 1)
+    chunk(1000)
+    # parts of 1,000 symbols: targets 1-999, 1000-1999, 2000-2999, one piece each (auto) ...
+    f = evaluate_json(english_run, tmp_path / "t.txt")["files"][0]
+    want = hand_nats(english.model, ids, firsts=[1, 1000, 2000])
+    assert f["predictions"] == len(ids) - 1 and f["chars"] == len(text)
+    assert f["loss_nats"] == pytest.approx(want.mean(), rel=1e-5)
+    assert f["loss_nats"] == pytest.approx(whole["loss_nats"], rel=1e-3)  # warm-up: close
+    # ... or two pieces each
+    f = evaluate_json(english_run, tmp_path / "t.txt", "--streams", 2)["files"][0]
+    want = hand_nats(english.model, ids, firsts=[1, 501, 1000, 1500, 2000, 2500])
+    assert f["loss_nats"] == pytest.approx(want.mean(), rel=1e-5)
+    # one pass, state carried: the same figures and lines as a file of one part
+    f = evaluate_json(english_run, tmp_path / "t.txt", "--streams", 1)["files"][0]
+    for k, v in whole.items():
+        assert f[k] == (pytest.approx(v, rel=1e-6) if isinstance(v, float) else v), k
+    mine, _ = per_line(english_run, tmp_path / "t.txt", "--streams", 1)
+    assert len(mine) == len(lines) == len(text.splitlines())
+    crossing = [i for i, x in enumerate(lines) if sum(y["chars"] for y in lines[:i]) // 1000
+                != (sum(y["chars"] for y in lines[:i + 1]) - 1) // 1000]
+    assert len(crossing) == 2  # lines 1,000 and 2,000 fall in
+    for a, b in zip(mine, lines):
+        approx = ("bits", "bits_per_char", "worst_prob", "worst_bits")
+        assert {k: v for k, v in a.items() if k not in approx} == \
+            {k: v for k, v in b.items() if k not in approx}
+        assert [a[k] for k in approx] == pytest.approx([b[k] for k in approx], rel=1e-6)
+
+
+def test_parts_with_jamo_and_outside_characters(korean_run, tmp_path, chunk):
+    """Parts of 37 characters cut syllables' jamo runs and lines apart; characters outside
+    the vocabulary (one starts the file: context with the first readable one) are charged
+    alike; one pass gives the figures and lines of the whole file."""
+    text = "€" + KOREAN[:100] + "닼" + KOREAN[100:200] + "€" + KOREAN[200:300]
+    (tmp_path / "k.txt").write_text(text, encoding="utf-8")
+    whole = evaluate_json(korean_run, tmp_path / "k.txt", "--streams", 1)["files"][0]
+    lines, _ = per_line(korean_run, tmp_path / "k.txt", "--streams", 1)
+    assert whole["oov_chars"] == 3 and whole["scored_chars"] == len(text) - 2
+    chunk(37)
+    f = evaluate_json(korean_run, tmp_path / "k.txt", "--streams", 1)["files"][0]
+    for k, v in whole.items():
+        assert f[k] == (pytest.approx(v, rel=1e-6) if isinstance(v, float) else v), k
+    mine, _ = per_line(korean_run, tmp_path / "k.txt", "--streams", 1)
+    assert [(x["text"], x["chars"], x["oov_chars"], x["worst_char"]) for x in mine] == \
+        [(x["text"], x["chars"], x["oov_chars"], x["worst_char"]) for x in lines]
+    assert [x["bits"] for x in mine] == pytest.approx([x["bits"] for x in lines], rel=1e-6)
+
+
+def test_a_file_the_model_cannot_read_across_parts(english_run, tmp_path, chunk):
+    """Nothing readable in the first parts: they are all context, no line is printed
+    before the error a file without two readable characters gets."""
+    chunk(100)
+    (tmp_path / "odd.txt").write_text("∑" * 250 + "a" + "∑" * 250, encoding="utf-8")
+    r = run("evaluate", english_run, tmp_path / "odd.txt", "--per-line")
+    assert r.exit_code == 1 and r.stdout == "" and r.stderr == (
+        f"Error: {tmp_path / 'odd.txt'} has 501 character(s) of which the model can read 1; "
+        "scoring needs at least 2 (the first is only context)\n")
+    (tmp_path / "late.txt").write_text("∑" * 250 + ENGLISH[:500], encoding="utf-8")
+    f = evaluate_json(english_run, tmp_path / "late.txt", "--streams", 1)["files"][0]
+    assert f["scored_chars"] == 750 - 251 and f["oov_chars"] == 250 and f["oov_bits"] == 0
+    assert f["predictions"] == 499
+
+
+def test_memory_is_flat_in_the_file_size(english_run, tmp_path):
+    """`charrnn evaluate` in a child process: its peak RSS on a 4,000,000-character file
+    is within 2 bytes a character of the difference of its peak on a 250,000-character
+    one (the whole-file path took ~140 bytes a character; holding the file's ids alone
+    would take 4).  Parts of 65,536 characters, read 65,536 bytes at a time, so the test
+    takes seconds; benchmarks/bench_evaluate.py measures the shipped sizes."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from charrnn.analysis import scoring; import charrnn.text.decode as d; "
+            "scoring.CHUNK = d.CHUNK_BYTES = 65536; from charrnn.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    big = (ENGLISH * (4_000_000 // len(ENGLISH) + 1))[:4_000_000]
+    peak = {}
+    for n in (250_000, 4_000_000):
+        path = tmp_path / f"{n}.txt"
+        path.write_text(big[:n], encoding="utf-8")
+        with open(tmp_path / "out", "w+") as out, open(tmp_path / "err", "w+") as err:
+            child = subprocess.Popen([sys.executable, "-c", code, "evaluate", str(english_run),
+                                      str(path), "--json"], stdout=out, stderr=err)
+            _, status, usage = os.wait4(child.pid, 0)  # this child's own peak
+            child.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0), err.seek(0)
+            assert child.returncode == 0, err.read()
+            assert json.load(out)["total"]["chars"] == n
+        peak[n] = usage.ru_maxrss * 1024
+    assert peak[4_000_000] - peak[250_000] < 2 * 3_750_000, peak

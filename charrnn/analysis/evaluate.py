@@ -18,17 +18,17 @@ _SUMMED = ("chars", "scored_chars", "in_vocab_chars", "symbols", "predictions", 
 
 
 def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warning=None,
-             on_part=None, on_line=None, dynamic=None, chunk=scoring.CHUNK) -> dict:
+             on_part=None, on_line=None, dynamic=None, chunk=None) -> dict:
     """Score each of ``files`` (paths, ``-`` for stdin) with ``run`` (a
     charrnn.store.loaded.LoadedModel).
 
     Returns {"run", "checkpoint", "step", "jamo", "unk", "scoring", "files": [per file],
     "total"}; each file has path, encoding, oov_distinct and the figures of
     :func:`charrnn.analysis.scoring.figures`.  ``streams``: pieces per part of a file (1:
-    one pass).  ``on_part(path, scored)`` is called with each part of each file in order
-    (a :class:`charrnn.analysis.scoring.Scored` of up to ``chunk`` characters; a line may
-    go on in the next part); ``on_line(record)`` with each line of :func:`per_line` as
-    soon as it is scored.
+    one pass).  Files are scored ``chunk`` characters at a time (default scoring.CHUNK):
+    ``on_part(path, scored)`` is called with each part of each file in order (a
+    :class:`charrnn.analysis.scoring.Scored`; a line may go on in the next part), and
+    ``on_line(record)`` with each line of :func:`per_line` as soon as it is scored.
     ``dynamic``: {"segment", "lr"} for dynamic evaluation (charrnn.analysis.dynamic: one
     stream, the weights adapting as the text is scored; they reset for each file); it
     reads each file whole.
@@ -46,7 +46,7 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
         mine = dict.fromkeys(_SUMMED, 0)
         oov, lines = {}, Lines(path)
         for part in scoring.score_parts(run.model, vocab, texts, streams, step, name, nats_of,
-                                        chunk):
+                                        chunk or scoring.CHUNK):
             for k, v in part.figures().items():
                 if k in mine:
                     mine[k] += v

@@ -58,7 +58,7 @@ WINDOW = 256         # symbols per compiled call, at most
 MIN_PIECE = 1024     # scored symbols per piece when choosing the number of pieces
 MAX_PIECES = 64
 CHUNK = 1 << 20      # characters a streamed text is scored in at a time (flat memory)
-LOGITS_BYTES = 1 << 24  # one call's float32 logits (pieces x window x vocabulary), at most
+LOGITS_BYTES = 1 << 26  # one call's float32 logits (pieces x window x vocabulary), at most
 LN2 = math.log(2.0)
 
 # (first, last, name), checked in order; what is left of the BMP (U+0800..U+FFFF without
@@ -352,7 +352,8 @@ class TextScorer:
             nats[:int(np.searchsorted(symbol_char, context))] = np.nan
             self.started = True
         unk = self.vocab.unk_id is not None
-        char_nats = np.bincount(symbol_char, weights=np.nan_to_num(nats), minlength=len(cps))
+        char_nats = np.bincount(symbol_char, weights=np.nan_to_num(nats),
+                                minlength=len(cps)).astype(np.float64)  # int64 if no symbols
         if len(bad_cps):
             spell = np.log([char_class(chr(c))[1] for c in bad_cps])
             where = np.flatnonzero(oov)
