@@ -99,7 +99,8 @@ def test_figures_match_a_hand_computation(english, english_run, tmp_path):
         assert f["bits_per_char"] == pytest.approx(f["bits_per_symbol"])  # one symbol per char
         assert f["bits_per_char_in_vocab"] == pytest.approx(f["bits_per_char"])
         assert r["total"]["loss_nats"] == f["loss_nats"]
-        assert r["scoring"] == {"pieces": streams, "warmup": 256, "escape": "witten-bell",
+        assert r["scoring"] == {"pieces": streams, "warmup": 256, "part_chars": 1 << 20,
+                                "escape": "witten-bell",
                                 "p_escape": pytest.approx(49 / (len(ENGLISH) * 2 + 49))}
     # Pieces with warm-up agree closely with one pass; pieces read from a cold state do not.
     cold = hand_nats(english.model, ids, 3, warmup=0).mean()

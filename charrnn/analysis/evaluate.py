@@ -64,6 +64,7 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
     return {"run": run.path, "checkpoint": run.checkpoint, "step": run.step,
             "jamo": vocab.jamo, "unk": vocab.unk_id is not None,
             "scoring": {"pieces": 1 if dynamic else streams or "auto", "warmup": scoring.WARMUP,
+                        "part_chars": None if dynamic else chunk or scoring.CHUNK,
                         **({"dynamic": dynamic} if dynamic else {}), **scoring.escape_info(vocab)},
             "files": results, "total": scoring.figures(**sums)}
 
