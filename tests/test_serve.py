@@ -15,14 +15,16 @@ from pathlib import Path
 import pytest
 
 from clihelp import error_line, ok, run
+from charrnn.generate.sampler import NUMPY_STEPS_ENV
+from charrnn.store.loader import load
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BIG = 100_000  # characters: a stream that lasts seconds with the tiny test model
 
 
 class Server:
-    def __init__(self, run_dir, *args, cache=None):
-        env = dict(os.environ, **({"XDG_CACHE_HOME": str(cache)} if cache else {}))
+    def __init__(self, run_dir, *args, cache=None, env=None):
+        env = dict(os.environ, **({"XDG_CACHE_HOME": str(cache)} if cache else {}), **(env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "charrnn", "serve", str(run_dir), "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -83,6 +85,15 @@ def server(english_run, tmp_path_factory):
 
 def cli_sample(run_dir, *args):
     return ok(run("sample", run_dir, *args)).stdout
+
+
+def cli_process(run_dir, *args, env=None):
+    """The stdout of a real `charrnn sample` process (test hooks in ``env``)."""
+    p = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(run_dir), *map(str, args)],
+                       capture_output=True, text=True, env=dict(os.environ, **(env or {})),
+                       timeout=300)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
 
 
 def wait_until(test, seconds=20):
@@ -354,7 +365,7 @@ def served_within(s, seconds):
         assert time.perf_counter() - t < seconds
 
 
-def test_the_limits_are_said(server):
+def test_the_limits_are_said(server, english_run):
     m = server.request("GET", "/v1/model")[1]
     width = min(64, m["vocab_size"])
     limits = m["limits"]
@@ -362,13 +373,23 @@ def test_the_limits_are_said(server):
                       "max_beam": width, "max_require_tries": 64, "max_stop_chars": 256,
                       "max_require_chars": 256, "max_body": 4096, "max_score_chars": 4096,
                       "max_streams": 8, "max_connections": 48, "timeout": 300.0,
+                      "max_children": 2, "child_memory_mb": limits["child_memory_mb"],
                       "memory_bound_mb": limits["memory_bound_mb"]}
+    assert m["active_children"] == 0
     # the bound as README states it: streams x (64 samples x 2 x max_chars x 16 bytes,
     # or beam x steps x 4 bytes) + 64 MiB + 2 KiB x max_body + connections x 6 x max_body
+    # + children x (800 MiB + 3.1 x the weights' bytes + 64 samples' states x 16 bytes
+    # + 64 x 4096 ids x 16 bytes)
+    w = load(english_run).weights
+    weights = sum(a.nbytes for a in w.arrays().values())
+    child = int(800 * 2 ** 20 + 3.1 * weights + 16 * 64 * w.units * 2 * len(w.layers)
+                + 16 * 64 * 4096)
+    assert limits["child_memory_mb"] == round(child / 2 ** 20)
     per_stream = max(64 * 2 * BIG * 16, width * (8 * BIG + 64) * 4)
-    bound = 8 * per_stream + 16 * (1 << 22) + 2048 * 4096 + 48 * 6 * 4096
+    bound = 8 * per_stream + 16 * (1 << 22) + 2048 * 4096 + 48 * 6 * 4096 + 2 * child
     assert limits["memory_bound_mb"] == round(bound / 2 ** 20)
-    assert f"memory at most {limits['memory_bound_mb']:,} MB above idle" in server.first_line
+    assert (f"memory at most {limits['memory_bound_mb']:,} MB above idle (up to 2 TensorFlow "
+            f"child process(es) of {limits['child_memory_mb']:,} MB included)") in server.first_line
     status, reply = server.generate(n=5, beam=width + 1)
     assert status == 400 and f"beam must be between 0 and {width}" in reply["error"]
 
@@ -492,3 +513,127 @@ def test_memory_stays_under_the_stated_bound_through_200_worst_requests(english_
           f"+{bound / 2**20:.0f} MB allowed; after 200 {(rss - after_first) / 2**20:+.1f} MB")
     assert peak - idle <= bound, (peak - idle, bound)
     assert rss - after_first <= 8 * 2 ** 20, (rss - after_first) / 2 ** 20
+
+
+# --- TensorFlow children: never waited for, capped, killed with their request ---------
+
+def children(pid):
+    """The live TensorFlow child processes of process ``pid`` (from /proc): {pid: peak
+    resident bytes}."""
+    found = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"charrnn.generate.xla_process" in (d / "cmdline").read_bytes():
+                found[int(d.name)] = memory(int(d.name))[1]
+        except (OSError, AttributeError):
+            continue  # gone meanwhile
+    return found
+
+
+class Watch(threading.Thread):
+    """Every 50 ms: the most TensorFlow children a server had at once, and the most
+    memory it and they held above the idle server (its resident memory, their peaks)."""
+
+    def __init__(self, server):
+        super().__init__(daemon=True)
+        self.server, self.idle = server, memory(server.proc.pid)[0]
+        self.most = self.most_memory = 0
+        self.running = True
+        self.start()
+
+    def run(self):
+        while self.running:
+            kids = children(self.server.proc.pid)
+            held = memory(self.server.proc.pid)[0] - self.idle + sum(kids.values())
+            self.most, self.most_memory = max(self.most, len(kids)), max(self.most_memory, held)
+            time.sleep(0.05)
+
+    def stop(self):
+        self.running = False
+        self.join()
+
+
+HANDOVER = {NUMPY_STEPS_ENV: "200"}  # NumPy hands over to a child at step 200
+
+
+@pytest.fixture(scope="module")
+def child_server(english_run, tmp_path_factory):
+    s = Server(english_run, "--max-chars", str(BIG), "--max-streams", "6", "--max-children", "2",
+               cache=tmp_path_factory.mktemp("cache"), env=HANDOVER)
+    yield s
+    rc, err = s.stop()
+    assert rc == 0 and "Traceback" not in err, err
+
+
+def test_children_start_and_compute_while_the_server_answers_within_a_second(child_server,
+                                                                            english_run):
+    """Three requests of 8 samples past NumPy's share (their children start, compute,
+    and the third waits for room under --max-children 2): /healthz and a small generate
+    are answered within a second all along, never more than 2 children live, memory
+    stays within the bound, and every reply is `charrnn sample`'s text."""
+    s = child_server
+    bound = s.request("GET", "/v1/model")[1]["limits"]["memory_bound_mb"] * 2 ** 20
+    body = {"n": 3000, "num_samples": 8, "seed": 5, "prime": "We "}
+    cli = {}
+    reference = threading.Thread(target=lambda: cli.setdefault("text", cli_process(
+        english_run, "-n", 3000, "--num-samples", 8, "--seed", 5, "--prime", "We ",
+        "--separator", "\x1e", env=HANDOVER)))
+    reference.start()
+    watch = Watch(s)
+    replies = []
+
+    def client():
+        replies.append(s.generate(**body))
+
+    clients = [threading.Thread(target=client) for _ in range(3)]
+    try:
+        for c in clients:
+            c.start()
+        wait_until(lambda: s.active() == 3)
+        wait_until(lambda: watch.most == 2)
+        rounds = 0
+        while any(c.is_alive() for c in clients):
+            served_within(s, 1.0)
+            rounds += 1
+        for c in clients:
+            c.join()
+    finally:
+        watch.stop()
+    reference.join()
+    assert rounds >= 3  # the probes ran while the children started and computed
+    assert watch.most == 2, watch.most
+    assert [r[0] for r in replies] == [200] * 3, replies
+    assert all(r[1]["samples"] == cli["text"].split("\x1e") for r in replies)
+    assert watch.most_memory <= bound, (watch.most_memory / 2 ** 20, bound / 2 ** 20)
+    wait_until(lambda: not children(s.proc.pid), 5)  # each ended with its request
+
+
+def test_a_request_that_goes_kills_its_child_starting_or_computing(child_server):
+    """One client leaves while its child starts, another once its child computes (its
+    text is past the handover): both children are gone within 2 seconds, the slots free."""
+    s = child_server
+    starting = post(s.port, {"n": BIG, "num_samples": 8})
+    wait_until(lambda: len(children(s.proc.pid)) == 1)
+    leave(starting)
+    t = time.perf_counter()
+    wait_until(lambda: not children(s.proc.pid) and s.active() == 0, 2)
+    gone_starting = time.perf_counter() - t
+    c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
+    c.request("POST", "/v1/generate", json.dumps({"n": BIG, "num_samples": 2, "stream": True}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    text = ""
+    for line in r:
+        if line.startswith(b"data: ") and b'"text"' in line:
+            text += json.loads(line[6:])["text"]
+        if len(text) > 1000:  # well past step 200: the child computes it
+            break
+    assert len(children(s.proc.pid)) == 1
+    leave(c)
+    t = time.perf_counter()
+    wait_until(lambda: not children(s.proc.pid) and s.active() == 0, 2)
+    print(f"children gone {gone_starting:.2f} s after their client left while starting, "
+          f"{time.perf_counter() - t:.2f} s while computing")

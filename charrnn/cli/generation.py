@@ -112,7 +112,8 @@ def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
 @click.option("--max-chars", type=click.IntRange(min=1), default=10_000, show_default=True, help="Largest n, and longest prime, a request may ask for.")
 @click.option("--max-body", type=click.IntRange(min=64), default=65_536, show_default=True, help="Largest request body, bytes (413 above); also bounds /v1/score's text.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds a request may take, waiting included, beam and score too (504 after; its slot and memory are freed).")
-def serve(run_dir, host, port, checkpoint, max_streams, max_chars, max_body, timeout):
+@click.option("--max-children", type=click.IntRange(min=1), default=2, show_default=True, help="TensorFlow child processes at once: a sample longer than NumPy's share of the steps hands over to one (each ~800 MB plus 3x the weights, counted in the memory bound); requests needing one when none is free wait their turn, same text.")
+def serve(run_dir, host, port, checkpoint, max_streams, max_chars, max_body, timeout, max_children):
     """Serve a model (a run directory or .safetensors file) over HTTP/JSON.
 
     POST /v1/generate takes `charrnn sample`'s options (stream: true for server-sent
@@ -121,8 +122,10 @@ def serve(run_dir, host, port, checkpoint, max_streams, max_chars, max_body, tim
     Limits (GET /v1/model lists them): n and the prime up to --max-chars,
     num_samples, require_tries and beam up to 64 (beam also up to the vocabulary
     size), stop and require up to 256 characters. Requests run in ~20 ms turns, so
-    none holds another; memory above the idle server stays under a bound computed
-    from these limits (said at start and by /v1/model: about 530 MB at the defaults).
+    none holds another (nor do the TensorFlow child processes long samples hand over
+    to, at most --max-children); memory above the idle server, the children included,
+    stays under a bound computed from these limits and the model (said at start and
+    by /v1/model).
 
     \b
     charrnn serve runs/shakespeare --port 8000
@@ -133,5 +136,5 @@ def serve(run_dir, host, port, checkpoint, max_streams, max_chars, max_body, tim
 
     run_server(run_dir_or_latest(run_dir), host=host, port=port, checkpoint=checkpoint,
                max_streams=max_streams, max_chars=max_chars, max_body=max_body, timeout=timeout,
-               verbose=is_verbose(),
+               max_children=max_children, verbose=is_verbose(),
                on_info=info, on_warning=warn)

@@ -8,9 +8,15 @@ charrnn.store.weightsfile), so text streams while a child process
 then XLA (charrnn.generate.xla_engine) for the rest.  They use the same algorithm and
 the same counter-based random numbers, and the switch happens at a fixed step, so
 the output depends only on the seed and the options -- never on timing or chunk sizes.
+
+``generate(n)`` blocks while the child starts or computes; ``generating(n)`` is the same
+work as a generator that yields a ``Wait`` there instead, so a caller with other work
+(the server's engine thread) does it meanwhile.
 """
 
 import os
+import select
+import time
 
 import numpy as np
 
@@ -18,7 +24,7 @@ from charrnn import backend
 from charrnn.generate.choice import Options
 from charrnn.generate.numpy_engine import NumpyEngine
 from charrnn.generate.xla_engine import CHUNK, XLAEngine
-from charrnn.generate.xla_process import XLAProcess
+from charrnn.generate.xla_process import ChildSlots, XLAProcess
 from charrnn.nn.step import Weights
 
 NUMPY_STEPS_ENV = "CHARRNN_TEST_NUMPY_STEPS"  # test hook: NumPy's share of the steps
@@ -47,6 +53,33 @@ def numpy_steps_for(w: Weights, batch=1):
     return int(max(64, min(200_000, NUMPY_COVER / seconds)))
 
 
+class Wait:
+    """Yielded by ``Sampler.generating`` where it would otherwise block: nothing to do
+    until ``fd`` (the child's pipe) is readable, or, with ``fd`` None (waiting for room
+    under a ChildSlots cap), until a little later."""
+    __slots__ = ("fd",)
+    RETRY = 0.02  # seconds between asks for room under the cap
+
+    def __init__(self, fd=None):
+        self.fd = fd
+
+    def block(self):
+        """Wait here for what this waits for."""
+        if self.fd is None:
+            time.sleep(self.RETRY)
+        else:
+            select.select([self.fd], [], [])
+
+
+def finish(gen):
+    """Run ``gen`` (of ``Wait``s only) to its end, blocking at each; its return value."""
+    while True:
+        try:
+            next(gen).block()
+        except StopIteration as stop:
+            return stop.value
+
+
 class Sampler:
     """Generates ``batch`` independent streams of symbol ids from ``weights``.
 
@@ -60,10 +93,13 @@ class Sampler:
     ``first_lane``: row b draws the random numbers of sample first_lane + b (so a sample
     is the same whatever batch it is generated in).  ``allowed``: a
     charrnn.generate.constraints.Allowed; constrained sampling runs on the NumPy engine.
+    ``children``: a ChildSlots shared with other samplers (a server's cap on TensorFlow
+    children); the child starts once it has room (None: at once).
     """
 
     def __init__(self, weights: Weights, batch=1, options=Options(), start_id=0,
-                 engine="auto", numpy_steps=None, first_lane=0, allowed=None):
+                 engine="auto", numpy_steps=None, first_lane=0, allowed=None,
+                 children: ChildSlots = None):
         options.check()
         self.w, self.opt, self.batch = weights, options, int(batch)
         self.first_lane = int(first_lane)
@@ -82,25 +118,32 @@ class Sampler:
         self._np = (NumpyEngine(weights, options, self.batch, self.first_lane, allowed)
                     if engine != "xla" else None)
         self._xla = None
+        self.children = children
+        self.wants_child = False
+        self.work_seconds = 0.0  # the last generate's computing, waits left out
 
     def start_compiling(self):
-        """Start TensorFlow's import and the compile (a child process in "auto" mode)."""
-        if self._xla is None and self.engine == "auto":
+        """Start TensorFlow's import and the compile (a child process in "auto" mode):
+        now, or once ``children`` has room (each generate asks again)."""
+        if self.engine == "auto":
+            self.wants_child = True
+            self._child()
+
+    def _child(self):
+        """The child process, started if wanted and allowed; None until then."""
+        if self._xla is None and self.wants_child and (
+                self.children is None or self.children.take(self)):
             self._xla = XLAProcess(self.w, self.opt, self.batch, self.first_lane,
                                    verbose=backend.is_verbose())
-
-    def _xla_engine(self):
-        if self._xla is None:
-            if self.engine == "auto":
-                self.start_compiling()
-            else:
-                self._xla = XLAEngine(self.w, self.opt, self.batch, self.first_lane)
         return self._xla
 
     def close(self):
-        """End the child process, if any (the sampler cannot generate after this)."""
+        """End the child process, if any, and give back its slot (the sampler cannot
+        generate after this)."""
         if self._xla is not None and hasattr(self._xla, "close"):
             self._xla.close()
+        if self.children is not None:
+            self.children.give_back(self)
 
     # -- feeding and generating
     def prime(self, ids):
@@ -119,27 +162,59 @@ class Sampler:
 
     def generate(self, n):
         """The next ``n`` ids of every stream, (batch, n) int32."""
+        return finish(self.generating(n))
+
+    def generating(self, n):
+        """``generate(n)`` as a generator: it yields a ``Wait`` wherever it would wait on
+        the child (its start, its computing, room for it under ``children``) and returns
+        the ids.  Closing it midway leaves the sampler good only for ``close()``."""
         p = len(self.pending)
         forced = np.full((self.batch, p + n), -1, np.int32)
         forced[:, :p] = self.pending
         self.pending = self.pending[:0]
+        self.work_seconds = 0.0
         outs, i = [], 0
         while i < forced.shape[1]:
-            if self.t < self.numpy_steps:
-                m = min(forced.shape[1] - i, self.numpy_steps - self.t)
-                engine = self._np
+            self._child()  # a child waiting for room starts as soon as there is some
+            left = forced.shape[1] - i
+            if self.t < self.numpy_steps or self.engine == "xla":
+                # In this process one XLA call is at most CHUNK steps (the compiled buffer).
+                m = (min(left, self.numpy_steps - self.t) if self.t < self.numpy_steps
+                     else min(left, CHUNK))
+                engine = self._np if self.t < self.numpy_steps else self._in_process_xla()
+                t = time.perf_counter()
+                out, self.tok, self.states = engine.run(self.tok, self.states, self.t,
+                                                        forced[:, i:i + m])
+                if engine is not self._np:
+                    self.tok, self.states = self.tok.numpy(), [s.numpy() for s in self.states]
+                self.work_seconds += time.perf_counter() - t
             else:
-                # The child process runs any number of steps per call; in this process
-                # one call is at most CHUNK steps (the compiled buffer size).
-                engine = self._xla_engine()
-                left = forced.shape[1] - i
-                m = left if isinstance(engine, XLAProcess) else min(left, CHUNK)
-            out, self.tok, self.states = engine.run(self.tok, self.states, self.t,
-                                                    forced[:, i:i + m])
-            if isinstance(engine, XLAEngine):
-                self.tok, self.states = self.tok.numpy(), [s.numpy() for s in self.states]
+                # The child process runs any number of steps per call.
+                out, m = (yield from self._on_child(forced[:, i:])), left
             outs.append(out)
             self.t += m
             i += m
         out = np.concatenate(outs, axis=1) if outs else np.zeros((self.batch, 0), np.int32)
         return out[:, p:]
+
+    def _in_process_xla(self):
+        if self._xla is None:
+            self._xla = XLAEngine(self.w, self.opt, self.batch, self.first_lane)
+        return self._xla
+
+    def _on_child(self, forced):
+        """The steps of ``forced`` from the child, yielding a Wait while it is not there,
+        starts or computes."""
+        self.wants_child = True
+        while self._child() is None:
+            yield Wait()
+        child = self._xla
+        while not child.poll_ready():
+            yield Wait(child.fileno())
+        child.send_run(self.tok, self.states, self.t, forced)
+        self.states = None  # the child holds the state from now on
+        while (out := child.poll_run()) is None:
+            yield Wait(child.fileno())
+        self.tok = out[:, -1].copy()
+        self.work_seconds += child.seconds
+        return out

@@ -1,18 +1,19 @@
 """Text out: a request's samples as they are generated, for `sample`, `-i` and `serve`.
 
 ``samples(loaded, request)`` is a generator of ``(sample index, text)`` pieces in the
-order they are printed -- sample 0 whole, then sample 1, ... -- and of ``None`` where it
-only hands back control (a server interleaves many requests so); its return value is
-the list of sample texts.  `charrnn sample` writes the pieces to stdout
-(``write_samples``); `charrnn serve` streams them.  Either way the same seed and
-options give the same text.
+order they are printed -- sample 0 whole, then sample 1, ... -- of ``None`` where it
+only hands back control (a server interleaves many requests so), and of a
+charrnn.generate.sampler ``Wait`` where it would otherwise wait on a TensorFlow child
+process (its start or its computing: the caller blocks on it, or does other work till
+its pipe is readable); its return value is the list of sample texts.  `charrnn
+sample` writes the pieces to stdout (``write_samples``); `charrnn serve` streams them.
+Either way the same seed and options give the same text.
 
 What can stream: plain sampling, --allow and --stop.  --beam (the best text is known
 only at the end) and --require (rejection: a sample is kept only once it contains the
 string) come whole, at the end.
 """
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,11 +22,12 @@ from charrnn.errors import CharrnnError
 from charrnn.generate.beam import beam_steps
 from charrnn.generate.choice import Options
 from charrnn.generate.constraints import Allowed
-from charrnn.generate.sampler import CHUNK, Sampler, start_id
+from charrnn.generate.sampler import CHUNK, Sampler, Wait, start_id
 from charrnn.generate.textstream import TextStream
 
 SEPARATOR = "\n\n----------------\n\n"
 REQUIRE_TRIES = 16  # --require: candidates per sample before giving up
+MAX_ASK = 4 * CHUNK  # most steps one generate (or one part of the prime) asks for
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,10 @@ class Request:
 
 
 def samples(loaded, request: Request, engine="auto", numpy_steps=None, on_warning=None,
-            chunk_seconds=0.1):
-    """The generator described in the module doc."""
+            chunk_seconds=0.1, children=None):
+    """The generator described in the module doc.  ``children``: a
+    charrnn.generate.xla_process.ChildSlots capping the TensorFlow children of all the
+    requests it is shared by (a server's); None: no cap."""
     request.check()
     vocab = loaded.vocab
     ids = vocab.encode(request.prime, unknown=request.unknown) if request.prime \
@@ -73,7 +77,8 @@ def samples(loaded, request: Request, engine="auto", numpy_steps=None, on_warnin
     allowed = Allowed(vocab, request.allow) if request.allow else None
     if request.beam:
         return (yield from _beam(loaded, request, ids, allowed, chunk_seconds))
-    run = dict(engine=engine, numpy_steps=numpy_steps, chunk_seconds=chunk_seconds)
+    run = dict(engine=engine, numpy_steps=numpy_steps, chunk_seconds=chunk_seconds,
+               children=children)
     if request.require:
         return (yield from _required(loaded, request, ids, allowed, run))
     return (yield from _sampled(loaded, request, ids, allowed, 0, request.num_samples, run))
@@ -84,10 +89,10 @@ def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
     vocab = loaded.vocab
     sampler = Sampler(loaded.weights, batch, request.options, start_id=start_id(vocab),
                       engine=run["engine"], numpy_steps=run["numpy_steps"],
-                      first_lane=first_lane, allowed=allowed)
+                      first_lane=first_lane, allowed=allowed, children=run["children"])
     per_char = loaded.symbols_per_char if vocab.jamo else 1.0
     # Will NumPy's share of the steps run out?  Then TensorFlow imports and compiles
-    # in a child process from the start, on the other core.
+    # in a child process from the start (or once the cap has room), on the other core.
     # (The jamo per character is the corpus' average: allow 20% more.)
     if len(ids) + request.length * per_char * (1.2 if vocab.jamo else 1) + 16 > sampler.numpy_steps:
         sampler.start_compiling()
@@ -118,13 +123,13 @@ def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
                 break
             most_left = max(s.left for s in streams if not s.done)
             ask = max(1, min(n, int(most_left * per_char) + 1))
-            t = time.perf_counter()
-            chunk = sampler.generate(ask)
+            chunk = yield from sampler.generating(ask)
             for s, row in zip(streams, chunk):
                 s.feed(row)
-            # Aim for chunk_seconds per chunk: smooth streaming at any model size.
-            took = time.perf_counter() - t
-            n = max(16, min(CHUNK * 4, int(ask * run["chunk_seconds"] / max(took, 1e-4))))
+            # Aim for chunk_seconds of computing per chunk (waits on the child left out):
+            # smooth streaming at any model size.
+            took = sampler.work_seconds
+            n = max(16, min(MAX_ASK, int(ask * run["chunk_seconds"] / max(took, 1e-4))))
             yield None
         return [shown_prime + t for t in texts]
     finally:
@@ -136,11 +141,10 @@ def _prime(sampler, ids, chunk_seconds):
     one long step); the ids are the same however the prime is split."""
     i, n = 0, 256
     while i < len(ids):
-        t = time.perf_counter()
         sampler.prime(ids[i:i + n])
-        sampler.generate(0)
+        yield from sampler.generating(0)
         i += n
-        n = max(16, min(CHUNK * 4, int(n * chunk_seconds / max(time.perf_counter() - t, 1e-4))))
+        n = max(16, min(MAX_ASK, int(n * chunk_seconds / max(sampler.work_seconds, 1e-4))))
         yield None
 
 
@@ -174,14 +178,14 @@ def echoed_prime(vocab, request) -> str:
 
 
 def _quiet(gen):
-    """Run a sample generator handing back control only (its pieces are not for output);
-    returns what it returns."""
+    """Run a sample generator handing back control only (its pieces are not for output,
+    its Waits are passed on); returns what it returns."""
     while True:
         try:
-            next(gen)
+            event = next(gen)
         except StopIteration as stop:
             return stop.value
-        yield None
+        yield event if isinstance(event, Wait) else None
 
 
 def _beam(loaded, request, ids, allowed, chunk_seconds):
@@ -197,12 +201,15 @@ def _beam(loaded, request, ids, allowed, chunk_seconds):
 
 
 def run_to_end(gen):
-    """Drive a ``samples`` generator to its end: (pieces in order, return value)."""
+    """Drive a ``samples`` generator to its end, blocking at its Waits: (pieces in order,
+    return value)."""
     pieces = []
     try:
         while True:
             event = next(gen)
-            if event is not None:
+            if isinstance(event, Wait):
+                event.block()
+            elif event is not None:
                 pieces.append(event)
     except StopIteration as stop:
         return pieces, stop.value
@@ -217,6 +224,9 @@ def write_samples(out, loaded, request: Request, separator=SEPARATOR, engine="au
     try:
         while True:
             event = next(gen)
+            if isinstance(event, Wait):
+                event.block()
+                continue
             if event is None:
                 continue
             index, piece = event

@@ -18,7 +18,9 @@ No request can hold the server: every option whose cost grows is bounded
 every request holds one of --max-streams slots and gives it up after --timeout or as
 soon as its client goes, and generation runs in ~20 ms turns on one engine thread
 (/v1/score, which needs TensorFlow, in a thread of its own, one window of symbols at a
-time, checking the timeout and the client between windows).
+time, checking the timeout and the client between windows).  Long samples past NumPy's
+share hand over to TensorFlow child processes, at most --max-children at once, which the
+engine thread never waits for (charrnn.serve.engine).
 """
 
 import asyncio
@@ -79,7 +81,7 @@ def error(status, message):
 
 
 def make_app(served: Served, *, host, port, limits=Limits()):
-    engine = Engine(limits.max_streams)
+    engine = Engine(limits.max_streams, limits.max_children)
     hosts = _allowed_hosts(host, port)
     scorer = ThreadPoolExecutor(1, thread_name_prefix="charrnn-score")
     busy = (f"all {limits.max_streams} streams are busy (--max-streams); try again in a "
@@ -92,7 +94,8 @@ def make_app(served: Served, *, host, port, limits=Limits()):
                 "step": loaded.step, "val_loss": loaded.val_loss,
                 "active_streams": engine.active, "max_streams": limits.max_streams,
                 "max_chars": limits.max_chars,
-                "limits": limits.describe(len(loaded.vocab.symbols))}
+                "active_children": engine.children.running,
+                "limits": limits.describe(loaded)}
 
     async def healthz(request):
         return JSONResponse({"status": "ok", "active_streams": engine.active,
@@ -121,7 +124,7 @@ def make_app(served: Served, *, host, port, limits=Limits()):
         def emit(kind, value):
             loop.call_soon_threadsafe(events.put_nowait, (kind, value))
 
-        gen = samples(loaded, req, chunk_seconds=CHUNK_SECONDS)
+        gen = samples(loaded, req, chunk_seconds=CHUNK_SECONDS, children=engine.children)
         try:
             job = engine.submit(gen, emit, limits.timeout)
         except Full:

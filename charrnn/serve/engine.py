@@ -6,6 +6,14 @@ active requests in turn, one chunk each (about ``CHUNK_SECONDS`` of work: sampli
 priming and beam search all hand back control so), so no request blocks another's
 stream and a new one starts within a chunk of every other's.
 
+A request whose samples go past NumPy's share of the steps hands over to a TensorFlow
+child process (charrnn.generate.xla_process); its generator yields a ``Wait`` instead
+of blocking while the child starts or computes, so the thread steps the others
+meanwhile, and sleeps on the children's pipes (at most a turn) only when every request
+waits.  At most ``max_children`` children run at once (``ChildSlots``); a request that
+needs one when none is free waits its turn, in order, in NumPy's share or at the
+handover -- the text is the same, as the handover is at a fixed step.
+
 A request holds one of ``max_streams`` slots from ``submit`` (or ``hold``, for work done
 on another thread: /v1/score) until it ends, times out (``timeout`` counts from
 ``submit``, whether it was stepped or waiting) or is cancelled.  Cancelling (the client
@@ -20,10 +28,13 @@ model loaded once, no process or TensorFlow start per request (the NumPy engine 
 none), one thread doing the arithmetic while the event loop serves the sockets.
 """
 
+import select
 import threading
 import time
 
 from charrnn.errors import CharrnnError
+from charrnn.generate.sampler import Wait
+from charrnn.generate.xla_process import ChildSlots
 
 CHUNK_SECONDS = 0.02
 
@@ -55,8 +66,9 @@ class Job:
 
 
 class Engine:
-    def __init__(self, max_streams):
+    def __init__(self, max_streams, max_children=2):
         self.max_streams = max_streams
+        self.children = ChildSlots(max_children)  # pass to charrnn.generate.write.samples
         self.held = set()    # every job holding a slot
         self.jobs = []       # the ones this thread steps, cancelled ones until closed
         self.cond = threading.Condition()
@@ -97,16 +109,26 @@ class Engine:
                 while not self.jobs:
                     self.cond.wait()
                 jobs = list(self.jobs)
+            fds, busy = [], False
             for job in jobs:
-                if not self._step(job):
+                event = self._step(job)
+                if event is False:
                     with self.cond:
                         self.jobs.remove(job)
                         self.held.discard(job)
                     job.gen.close()  # runs the generator's cleanup (a sampler's child process)
                     job.gen = None   # its memory goes now, not when the reply has been sent
+                if not isinstance(event, Wait):
+                    busy = True
+                elif event.fd is not None:
+                    fds.append(event.fd)
+            if not busy:
+                # Every job waits on a child or for room under the cap: sleep till a child
+                # has something to say or a turn has passed (a new job, a cancel, room).
+                select.select(fds, [], [], CHUNK_SECONDS)
 
-    def _step(self, job) -> bool:
-        """Advance ``job`` by one chunk; False when it is over."""
+    def _step(self, job):
+        """Advance ``job`` by one chunk: False when it is over, else what it yielded."""
         if job.cancelled:
             return False
         if job.expired:
@@ -120,6 +142,6 @@ class Engine:
         except Exception as e:  # noqa: BLE001 - reported to the request, the server goes on
             job.emit("error", e if isinstance(e, CharrnnError) else RuntimeError(repr(e)))
             return False
-        if event is not None:
+        if event is not None and not isinstance(event, Wait):
             job.emit("piece", event)
-        return True
+        return event

@@ -1,7 +1,8 @@
 """What a client may ask for, checked before anything runs: one 4xx with what to fix.
 
 Every option whose cost grows with its value is bounded (``Limits``), so the work and
-the memory of one request are bounded, and so the server's: see ``Limits.memory_bound``.
+the memory of one request are bounded, and so the server's, its TensorFlow children
+included: see ``Limits.memory_bound``.
 """
 
 import math
@@ -12,7 +13,8 @@ from charrnn.errors import CharrnnError
 from charrnn.generate.beam import max_steps
 from charrnn.generate.choice import PAIRWISE_MAX, Options
 from charrnn.generate.constraints import Allowed
-from charrnn.generate.write import REQUIRE_TRIES, Request
+from charrnn.generate.write import MAX_ASK, REQUIRE_TRIES, Request
+from charrnn.generate.xla_process import child_memory
 
 MAX_SAMPLES = 64
 MAX_BEAM = 64          # and at most the vocabulary size
@@ -38,6 +40,7 @@ class Limits:
     max_body: int = 65_536
     max_streams: int = 16
     timeout: float = 300.0
+    max_children: int = 2
 
     @property
     def connections(self) -> int:
@@ -48,31 +51,42 @@ class Limits:
     def max_beam(self, vocab_size) -> int:
         return min(MAX_BEAM, vocab_size)
 
-    def memory_bound(self, vocab_size) -> int:
+    def child_memory(self, loaded) -> int:
+        """Bytes one TensorFlow child may hold for this model: see
+        charrnn.generate.xla_process.child_memory (per model size: its weights count)."""
+        return child_memory(loaded.weights, MAX_SAMPLES, MAX_ASK)
+
+    def memory_bound(self, loaded) -> int:
         """Bytes above the idle server's resident memory that requests in flight can hold
-        at most (README: Serving a model).  Per stream, the larger of
+        at most, the server's TensorFlow children included (README: Serving a model).
+        Per stream, the larger of
           sampled text: num_samples x (prime + n) characters, 4 bytes a character, in 4
             copies at most (the texts, the events not yet sent, the reply, its JSON);
           beam: one (parent, symbol) pair of 2 bytes each per kept text per step;
         then one engine step's working set (top_p's pairwise nucleus: PAIRWISE_MAX
         x 16 bytes), one /v1/score at a time (2 KiB per character of text: its arrays,
-        a line's dict per newline, the JSON), and every connection's body read and
-        parsed (6 bytes per byte).  The TensorFlow child process a long sample of a large
-        model hands over to is a process of its own, not in this figure."""
+        a line's dict per newline, the JSON), every connection's body read and parsed
+        (6 bytes per byte), and max_children x one child's memory (the processes that
+        long samples past NumPy's share hand over to)."""
+        vocab_size = len(loaded.vocab.symbols)
         sampled = 4 * 4 * MAX_SAMPLES * 2 * self.max_chars
         beam = 2 * 2 * self.max_beam(vocab_size) * max_steps(self.max_chars)
         return (self.max_streams * max(sampled, beam) + 16 * PAIRWISE_MAX
-                + 2048 * self.max_body + self.connections * 6 * self.max_body)
+                + 2048 * self.max_body + self.connections * 6 * self.max_body
+                + self.max_children * self.child_memory(loaded))
 
-    def describe(self, vocab_size) -> dict:
+    def describe(self, loaded) -> dict:
         """The limits as /v1/model gives them."""
+        vocab_size = len(loaded.vocab.symbols)
         return {"max_chars": self.max_chars, "max_prime_chars": self.max_chars,
                 "max_samples": MAX_SAMPLES, "max_beam": self.max_beam(vocab_size),
                 "max_require_tries": MAX_REQUIRE_TRIES, "max_stop_chars": MAX_STRING,
                 "max_require_chars": MAX_STRING, "max_body": self.max_body,
                 "max_score_chars": self.max_body, "max_streams": self.max_streams,
                 "max_connections": self.connections, "timeout": self.timeout,
-                "memory_bound_mb": round(self.memory_bound(vocab_size) / 2 ** 20)}
+                "max_children": self.max_children,
+                "child_memory_mb": round(self.child_memory(loaded) / 2 ** 20),
+                "memory_bound_mb": round(self.memory_bound(loaded) / 2 ** 20)}
 
 
 class BadRequest(Exception):

@@ -13,8 +13,8 @@ EXTRA = "pip install 'charrnn[serve]'"
 
 
 def serve(path, *, host="127.0.0.1", port=8000, checkpoint="best", max_streams=16,
-          max_chars=10_000, max_body=65_536, timeout=300.0, verbose=False, on_info=print,
-          on_warning=None):
+          max_chars=10_000, max_body=65_536, timeout=300.0, max_children=2, verbose=False,
+          on_info=print, on_warning=None):
     try:
         import uvicorn
     except ImportError:
@@ -24,7 +24,8 @@ def serve(path, *, host="127.0.0.1", port=8000, checkpoint="best", max_streams=1
     sock = _bind(host, port)
     port = sock.getsockname()[1]
     limits = Limits(max_chars=max_chars, max_body=max_body, max_streams=max_streams,
-                    timeout=timeout)
+                    timeout=timeout, max_children=max_children)
+    said = limits.describe(served.loaded)
     app, engine = make_app(served, host=host, port=port, limits=limits)
     m = served.loaded.model_args
     where = (f"on http://{host}:{port} on every interface: other machines can reach it "
@@ -33,9 +34,9 @@ def serve(path, *, host="127.0.0.1", port=8000, checkpoint="best", max_streams=1
              "to others)")
     on_info(f"Serving {path} ({m['cell']} {m['num_layers']}x{m['rnn_size']}, "
             f"{served.loaded.short_checkpoint}, step {served.loaded.step}) {where}; "
-            f"up to {max_streams} streams, memory at most "
-            f"{limits.describe(len(served.loaded.vocab.symbols))['memory_bound_mb']:,} MB above "
-            "idle. Ctrl-C stops.")
+            f"up to {max_streams} streams, memory at most {said['memory_bound_mb']:,} MB above "
+            f"idle (up to {max_children} TensorFlow child process(es) of {said['child_memory_mb']:,} "
+            "MB included). Ctrl-C stops.")
     config = uvicorn.Config(app, log_level="info" if verbose else "warning",
                             access_log=verbose, lifespan="off",
                             timeout_graceful_shutdown=timeout,
