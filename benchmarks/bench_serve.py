@@ -12,8 +12,11 @@ character), medians over --rounds.  The reference starts `charrnn sample RUN -n 
 /healthz and a 20-character generate timed by a probe client (median and slowest of
 --probes) on the idle server (the reference, same run) and while (a) the widest beam
 over --max-chars with the longest prime runs, (b) every slot but one holds a worst
-request (widest beams and 64 samples x --max-chars, alternating); the server's resident
-memory (idle, peak, after) against the bound /v1/model states.
+request (widest beams and 64 samples x --max-chars, alternating: the samples go past
+NumPy's share, so they hand over to TensorFlow child processes, at most --max-children at
+once); the server's resident memory (idle, peak, after), the most children live at once,
+and the server's memory above idle plus its children's peaks against the bound /v1/model
+states (which counts the children).
 
     python benchmarks/bench_serve.py --worst
 
@@ -120,6 +123,38 @@ def memory_mb(pid):
                  for k in ("VmRSS", "VmHWM"))
 
 
+def children(pid):
+    """{pid: peak resident MB} of the live TensorFlow child processes of ``pid``."""
+    found = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"charrnn.generate.xla_process" in (d / "cmdline").read_bytes():
+                found[int(d.name)] = memory_mb(int(d.name))[1]
+        except (OSError, AttributeError):
+            continue
+    return found
+
+
+class Watch(threading.Thread):
+    """Every 0.1 s: the most children live at once and the most memory the server (above
+    ``idle``) and its children (their peaks) held together, MB."""
+
+    def __init__(self, pid, idle):
+        super().__init__(daemon=True)
+        self.pid, self.idle, self.most, self.held, self.on = pid, idle, 0, 0.0, True
+        self.start()
+
+    def run(self):
+        while self.on:
+            kids = children(self.pid)
+            self.most = max(self.most, len(kids))
+            self.held = max(self.held, memory_mb(self.pid)[0] - self.idle + sum(kids.values()))
+            time.sleep(0.1)
+
+
 def get(port, method, path, body=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     c.request(method, path, json.dumps(body) if body is not None else None,
@@ -160,16 +195,20 @@ def worst(run, probes):
         idle_rss = memory_mb(server.pid)[0]
         print(f"# {cpu()}; Python {platform.python_version()}; {m['cell']} "
               f"{m['num_layers']}x{m['rnn_size']}, vocabulary {m['vocab_size']}; limits: "
-              f"max_chars {n}, {streams} streams, beam {lim['max_beam']}, bound "
-              f"+{lim['memory_bound_mb']} MB; {probes} probes, median / slowest", flush=True)
-        print("| load | /healthz | generate n=20 | server RSS now / peak (MB) |")
-        print("|---|---:|---:|---:|")
+              f"max_chars {n}, {streams} streams, beam {lim['max_beam']}, {lim['max_children']} "
+              f"children of {lim['child_memory_mb']} MB, bound +{lim['memory_bound_mb']} MB; "
+              f"{probes} probes, median / slowest", flush=True)
+        print("| load | /healthz | generate n=20 | server RSS now / peak (MB) | children "
+              "now / most |")
+        print("|---|---:|---:|---:|---:|")
+        watch = Watch(server.pid, idle_rss)
 
         def row(name):
             (h50, hmax), (g50, gmax) = probe(port, probes)
             rss, peak = memory_mb(server.pid)
             print(f"| {name} | {h50 * 1000:.0f} / {hmax * 1000:.0f} ms | {g50 * 1000:.0f} / "
-                  f"{gmax * 1000:.0f} ms | {rss:.0f} / {peak:.0f} |", flush=True)
+                  f"{gmax * 1000:.0f} ms | {rss:.0f} / {peak:.0f} | {len(children(server.pid))}"
+                  f" / {watch.most} |", flush=True)
 
         row("idle (reference)")
         for name, bodies in (("the widest beam, longest prime and n", kinds[:1]),
@@ -190,9 +229,13 @@ def worst(run, probes):
                 c.close()
             while get(port, "GET", "/healthz")[1]["active_streams"]:
                 time.sleep(0.05)
+        watch.on = False
+        watch.join()
         rss, peak = memory_mb(server.pid)
         print(f"\nresident memory: idle {idle_rss:.0f} MB, peak {peak:.0f} MB (+{peak - idle_rss:.0f} "
-              f"MB; bound +{lim['memory_bound_mb']} MB), after the clients left {rss:.0f} MB")
+              f"MB), after the clients left {rss:.0f} MB; with the children (their peaks) at "
+              f"most +{watch.held:.0f} MB of the bound's +{lim['memory_bound_mb']} MB; at most "
+              f"{watch.most} children at once, {len(children(server.pid))} left")
     finally:
         server.terminate()
         server.wait()
