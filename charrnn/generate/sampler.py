@@ -39,18 +39,24 @@ def start_id(vocab) -> int:
     return int(np.argmax(vocab.counts)) if len(vocab.counts) else 0
 
 
+def step_seconds(w: Weights, batch=1) -> float:
+    """An estimate of the NumPy engine's seconds per step for this shape (on the 2-core
+    test machine): a fixed cost per step and per layer -- NumPy calls -- plus the
+    multiply-adds."""
+    seconds = 12e-6 + 8e-6 * len(w.layers) + 0.15e-9 * w.macs_per_step() * batch
+    if w.cell != "lstm" or batch > 1:
+        seconds += 15e-6 * len(w.layers)  # the generic step: more NumPy calls
+    return seconds
+
+
 def numpy_steps_for(w: Weights, batch=1):
     """How many steps the NumPy engine runs before XLA takes over: enough to cover
     TensorFlow's usual start-up in the child process (import and compile; measured
     on the 2-core test machine: as long as 60,000-110,000 NumPy steps of a 2x128 LSTM)
-    from an estimate of NumPy's time per step for this shape (a fixed cost per step
-    and per layer -- NumPy calls -- plus the multiply-adds).  Both scale with the
-    machine alike, so the cover in steps is roughly machine-independent; it is never
-    measured at run time, or the text would depend on timing."""
-    seconds = 12e-6 + 8e-6 * len(w.layers) + 0.15e-9 * w.macs_per_step() * batch
-    if w.cell != "lstm" or batch > 1:
-        seconds += 15e-6 * len(w.layers)  # the generic step: more NumPy calls
-    return int(max(64, min(200_000, NUMPY_COVER / seconds)))
+    from ``step_seconds``.  Both scale with the machine alike, so the cover in steps is
+    roughly machine-independent; it is never measured at run time, or the text would
+    depend on timing."""
+    return int(max(64, min(200_000, NUMPY_COVER / step_seconds(w, batch))))
 
 
 class Wait:

@@ -22,7 +22,7 @@ from charrnn.errors import CharrnnError
 from charrnn.generate.beam import beam_steps
 from charrnn.generate.choice import Options
 from charrnn.generate.constraints import Allowed
-from charrnn.generate.sampler import CHUNK, Sampler, Wait, start_id
+from charrnn.generate.sampler import CHUNK, Sampler, Wait, start_id, step_seconds
 from charrnn.generate.textstream import TextStream
 
 SEPARATOR = "\n\n----------------\n\n"
@@ -96,8 +96,11 @@ def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
     # (The jamo per character is the corpus' average: allow 20% more.)
     if len(ids) + request.length * per_char * (1.2 if vocab.jamo else 1) + 16 > sampler.numpy_steps:
         sampler.start_compiling()
+    # The first turns' steps from an estimate of the step's cost (a 64-sample batch of a
+    # large model takes far longer a step than one sample); the next from their time.
+    first = max(1, int(run["chunk_seconds"] / step_seconds(loaded.weights, batch)))
     try:
-        yield from _prime(sampler, ids, run["chunk_seconds"])
+        yield from _prime(sampler, ids, run["chunk_seconds"], min(256, first))
         streams = [TextStream(vocab, request.length, request.stop) for _ in range(batch)]
         shown_prime = ""
         if request.echo_prime:
@@ -107,7 +110,7 @@ def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
                 shown_prime = s.decoder.feed(ids)
         texts, current = [""] * batch, 0
         yield 0, shown_prime
-        n = 32  # a small first chunk: the first characters come at once
+        n = min(32, first)  # a small first chunk: the first characters come at once
         while True:
             # Hand over what the current sample has; move on to the next when it is finished.
             while True:
@@ -126,25 +129,30 @@ def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
             chunk = yield from sampler.generating(ask)
             for s, row in zip(streams, chunk):
                 s.feed(row)
-            # Aim for chunk_seconds of computing per chunk (waits on the child left out):
-            # smooth streaming at any model size.
-            took = sampler.work_seconds
-            n = max(16, min(MAX_ASK, int(ask * run["chunk_seconds"] / max(took, 1e-4))))
+            n = _next_turn(ask, sampler.work_seconds, run["chunk_seconds"])
             yield None
         return [shown_prime + t for t in texts]
     finally:
         sampler.close()
 
 
-def _prime(sampler, ids, chunk_seconds):
+def _next_turn(steps, seconds, chunk_seconds):
+    """Steps for the next turn, after ``steps`` took ``seconds`` of computing (waits on a
+    child left out): about ``chunk_seconds`` each -- smooth streaming at any model size,
+    and a server's turns short."""
+    return max(1, min(MAX_ASK, int(steps * chunk_seconds / max(seconds, 1e-4))))
+
+
+def _prime(sampler, ids, chunk_seconds, n):
     """Feed the prime in turns of about ``chunk_seconds`` (a long prime would otherwise be
-    one long step); the ids are the same however the prime is split."""
-    i, n = 0, 256
+    one long step), the first of ``n`` ids; the ids are the same however the prime is
+    split."""
+    i = 0
     while i < len(ids):
         sampler.prime(ids[i:i + n])
         yield from sampler.generating(0)
         i += n
-        n = max(16, min(MAX_ASK, int(n * chunk_seconds / max(sampler.work_seconds, 1e-4))))
+        n = _next_turn(n, sampler.work_seconds, chunk_seconds)
         yield None
 
 

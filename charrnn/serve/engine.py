@@ -2,8 +2,9 @@
 
 Every request is a ``charrnn.generate.write.samples`` generator -- the code `charrnn
 sample` runs, so the same seed and options give the same text.  One thread steps all
-active requests in turn, one chunk each (about ``CHUNK_SECONDS`` of work: sampling,
-priming and beam search all hand back control so), so no request blocks another's
+active requests in turn, each for about ``CHUNK_SECONDS`` (sampling, priming and beam
+search hand back control after about that much work, and a job whose steps are short
+gets several in its turn), so no request blocks another's
 stream and a new one starts within a chunk of every other's.
 
 A request whose samples go past NumPy's share of the steps hands over to a TensorFlow
@@ -111,7 +112,7 @@ class Engine:
                 jobs = list(self.jobs)
             fds, busy = [], False
             for job in jobs:
-                event = self._step(job)
+                event = self._turn(job)
                 if event is False:
                     with self.cond:
                         self.jobs.remove(job)
@@ -126,6 +127,15 @@ class Engine:
                 # Every job waits on a child or for room under the cap: sleep till a child
                 # has something to say or a turn has passed (a new job, a cancel, room).
                 select.select(fds, [], [], CHUNK_SECONDS)
+
+    def _turn(self, job):
+        """Step ``job`` for up to CHUNK_SECONDS (a short request is done in one turn, not
+        one round of every other job per chunk); what its last step gave."""
+        end = time.perf_counter() + CHUNK_SECONDS
+        while True:
+            event = self._step(job)
+            if event is False or isinstance(event, Wait) or time.perf_counter() >= end:
+                return event
 
     def _step(self, job):
         """Advance ``job`` by one chunk: False when it is over, else what it yielded."""
