@@ -10,8 +10,9 @@ character), medians over --rounds.  The reference starts `charrnn sample RUN -n 
 
 --worst: instead, the server under the worst requests its default limits allow (issue 27):
 /healthz and a 20-character generate timed by a probe client (median and slowest of
---probes) on the idle server (the reference, same run) and while (a) the widest beam
-over --max-chars with the longest prime runs, (b) every slot but one holds a worst
+--probes, and of all those in --hold seconds under load) on the idle server (the
+reference, same run) and while (a) the widest beam over --max-chars with the longest
+prime runs, (b) every slot but one holds a worst
 request (widest beams and 64 samples x --max-chars, alternating: the samples go past
 NumPy's share, so they hand over to TensorFlow child processes, at most --max-children at
 once); the server's resident memory (idle, peak, after), the most children live at once,
@@ -165,10 +166,13 @@ def get(port, method, path, body=None):
     return out
 
 
-def probe(port, probes):
-    """Median and slowest seconds of /healthz and of a 20-character generate."""
+def probe(port, probes, hold=0.0):
+    """Median and slowest seconds of /healthz and of a 20-character generate: ``probes``
+    of each, and more until ``hold`` seconds have passed."""
     health, gen = [], []
-    for i in range(probes):
+    end = time.perf_counter() + hold
+    i = 0
+    while i < probes or time.perf_counter() < end:
         t = time.perf_counter()
         assert get(port, "GET", "/healthz")[0] == 200
         health.append(time.perf_counter() - t)
@@ -176,11 +180,12 @@ def probe(port, probes):
         status, reply = get(port, "POST", "/v1/generate", {"n": 20, "seed": i})
         assert status == 200, reply
         gen.append(time.perf_counter() - t)
+        i += 1
         time.sleep(0.05)
     return [(statistics.median(x), max(x)) for x in (health, gen)]
 
 
-def worst(run, probes):
+def worst(run, probes, hold):
     server = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0"],
                               stderr=subprocess.PIPE, text=True)
     port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stderr.readline()).group(1))
@@ -197,14 +202,15 @@ def worst(run, probes):
               f"{m['num_layers']}x{m['rnn_size']}, vocabulary {m['vocab_size']}; limits: "
               f"max_chars {n}, {streams} streams, beam {lim['max_beam']}, {lim['max_children']} "
               f"children of {lim['child_memory_mb']} MB, bound +{lim['memory_bound_mb']} MB; "
-              f"{probes} probes, median / slowest", flush=True)
+              f"at least {probes} probes (for {hold:g} s under load), median / slowest",
+              flush=True)
         print("| load | /healthz | generate n=20 | server RSS now / peak (MB) | children "
               "now / most |")
         print("|---|---:|---:|---:|---:|")
         watch = Watch(server.pid, idle_rss)
 
-        def row(name):
-            (h50, hmax), (g50, gmax) = probe(port, probes)
+        def row(name, hold=0.0):
+            (h50, hmax), (g50, gmax) = probe(port, probes, hold)
             rss, peak = memory_mb(server.pid)
             print(f"| {name} | {h50 * 1000:.0f} / {hmax * 1000:.0f} ms | {g50 * 1000:.0f} / "
                   f"{gmax * 1000:.0f} ms | {rss:.0f} / {peak:.0f} | {len(children(server.pid))}"
@@ -223,7 +229,7 @@ def worst(run, probes):
             while get(port, "GET", "/healthz")[1]["active_streams"] < len(bodies):
                 time.sleep(0.05)
             time.sleep(1)
-            row(name)
+            row(name, hold)
             for c in conns:
                 c.sock.shutdown(2)
                 c.close()
@@ -248,10 +254,13 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/tmp/charrnn-bench-serve"))
     ap.add_argument("--worst", action="store_true", help="the server under the worst requests")
     ap.add_argument("--probes", type=int, default=20)
+    ap.add_argument("--hold", type=float, default=20.0,
+                    help="--worst: seconds to probe each load (TensorFlow children take "
+                         "several to start, then compute)")
     a = ap.parse_args()
     run = setup(a.work)
     if a.worst:
-        return worst(run, a.probes)
+        return worst(run, a.probes, a.hold)
     server = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0",
                                "--max-streams", str(max(a.clients) * 2)],
                               stderr=subprocess.PIPE, text=True)

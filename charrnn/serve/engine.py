@@ -5,7 +5,8 @@ sample` runs, so the same seed and options give the same text.  One thread steps
 active requests in turn, each for about ``CHUNK_SECONDS`` (sampling, priming and beam
 search hand back control after about that much work, and a job whose steps are short
 gets several in its turn), so no request blocks another's
-stream and a new one starts within a chunk of every other's.
+stream; a new request's first turn comes after the turn under way, so a small one is
+answered within a turn or two however many are running.
 
 A request whose samples go past NumPy's share of the steps hands over to a TensorFlow
 child process (charrnn.generate.xla_process); its generator yields a ``Wait`` instead
@@ -72,6 +73,7 @@ class Engine:
         self.children = ChildSlots(max_children)  # pass to charrnn.generate.write.samples
         self.held = set()    # every job holding a slot
         self.jobs = []       # the ones this thread steps, cancelled ones until closed
+        self.fresh = []      # submitted since the engine last looked: their first turn is next
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._loop, name="charrnn-engine", daemon=True)
         self.thread.start()
@@ -86,6 +88,7 @@ class Engine:
         job = self.hold(timeout, gen, emit)
         with self.cond:
             self.jobs.append(job)
+            self.fresh.append(job)
             self.cond.notify()
         return job
 
@@ -112,21 +115,37 @@ class Engine:
                 jobs = list(self.jobs)
             fds, busy = [], False
             for job in jobs:
-                event = self._turn(job)
-                if event is False:
-                    with self.cond:
-                        self.jobs.remove(job)
-                        self.held.discard(job)
-                    job.gen.close()  # runs the generator's cleanup (a sampler's child process)
-                    job.gen = None   # its memory goes now, not when the reply has been sent
-                if not isinstance(event, Wait):
-                    busy = True
-                elif event.fd is not None:
-                    fds.append(event.fd)
+                for new in self._fresh():  # a new request's first turn comes next, not a round later
+                    busy = self._give_turn(new, fds) or busy
+                busy = self._give_turn(job, fds) or busy
             if not busy:
                 # Every job waits on a child or for room under the cap: sleep till a child
                 # has something to say or a turn has passed (a new job, a cancel, room).
                 select.select(fds, [], [], CHUNK_SECONDS)
+
+    def _fresh(self):
+        with self.cond:
+            fresh, self.fresh = self.fresh, []
+        return fresh
+
+    def _give_turn(self, job, fds) -> bool:
+        """One turn of ``job``: True if it did something, False if it only waits (on the
+        pipe it adds to ``fds``, if any)."""
+        if job.gen is None:
+            return False  # ended in its first turn, earlier in this round
+        event = self._turn(job)
+        if event is False:
+            with self.cond:
+                self.jobs.remove(job)
+                self.held.discard(job)
+            job.gen.close()  # runs the generator's cleanup (a sampler's child process)
+            job.gen = None   # its memory goes now, not when the reply has been sent
+            return True
+        if isinstance(event, Wait):
+            if event.fd is not None:
+                fds.append(event.fd)
+            return False
+        return True
 
     def _turn(self, job):
         """Step ``job`` for up to CHUNK_SECONDS (a short request is done in one turn, not
