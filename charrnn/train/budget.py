@@ -62,8 +62,7 @@ class Budget:
     def after_step(self, step, busy, log, agree=None, overheads=None, now=False):
         """Call after each step; plans once enough steps are timed, or at once (``now``)
         when an evaluation is due before that, so the plan sizes its validation subset.
-        ``busy``: the seconds spent in training steps so far, what is timed (evaluations
-        and checkpoints during the timing are not steps).  ``agree(n)``: the largest n
+        ``busy``: the run's clock less its evaluations and checkpoints, what is timed.  ``agree(n)``: the largest n
         over all workers (multi-worker runs keep one plan).  ``overheads(n)``: (seconds of
         one evaluation in a run that evaluates n times, seconds of one checkpoint), both
         measured: it fixes the validation subset, times a few of its windows and writes a

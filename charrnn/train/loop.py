@@ -208,7 +208,10 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
                 acc.add(loss, norm, skipped, time.perf_counter() - tick)
                 timing["steps"] += time.perf_counter() - tick
                 eval_now = eval_due(step, budget.seconds())
-                budget.after_step(step, timing["steps"], sinks.progress.write, agree, overheads,
+                # what a step costs: the clock less evaluations and checkpoints (the loop's
+                # own work per step counts: for small models it is a good share of a step)
+                budget.after_step(step, budget.seconds() - validation.seconds
+                                  - timing["checkpoints"], sinks.progress.write, agree, overheads,
                                   now=eval_now)
                 budget.check_pace(step, sinks.progress.write)
                 sinks.progress.update(step, loss, lr, budget.total_steps())

@@ -21,7 +21,7 @@ Ctrl-C arrives (``stopped()``), so a long one never holds the run.
 import sys
 import time
 
-from charrnn.analysis.scoring import MAX_PIECES, MIN_PIECE, Spans
+from charrnn.analysis.scoring import MAX_PIECES, MIN_PIECE, Spans, pieces_for, window_for
 
 AUTO_SYMBOLS = 262_144   # ~1-3 s for the small models on two cores; a stable mean (64 pieces)
 EVAL_SHARE = 0.05        # of max_time, for all the evaluations of a run together
@@ -39,6 +39,7 @@ class Validation:
         once the run should stop (Ctrl-C); ``say(str)``: progress lines for people."""
         self.setup, self.ids, self.stopped, self.say = setup, ids, stopped, say or (lambda m: None)
         self.setting = train_cfg["eval_symbols"]
+        self.vocab_size = setup.model.vocab_size
         self.budgeted = planning
         self.saved = saved or {}
         self.spans = None            # fixed at the plan or at the first evaluation
@@ -63,9 +64,12 @@ class Validation:
         # evaluating before a time budget's plan could size the subset: the least
         return MIN_SYMBOLS if self.budgeted else AUTO_SYMBOLS
 
+    def _subset(self, symbols):
+        return Spans.subset(len(self.ids), int(symbols), vocab_size=self.vocab_size)
+
     def _fix(self, symbols):
         if self.spans is None:
-            self.spans = Spans.subset(len(self.ids), int(symbols))
+            self.spans = self._subset(symbols)
             self.identity = self.spans.identity(self.ids)
             old = self.saved.get("identity")
             self.changed = (not self.spans.whole if old == WHOLE_SPLIT
@@ -78,7 +82,7 @@ class Validation:
                 and not self.saved.get("symbols") and len(self.ids) - 1 > MIN_SYMBOLS:
             return (f"a fixed subset of the {len(self.ids) - 1:,} symbols, sized when the run "
                     f"is planned to keep evaluations within {EVAL_SHARE:.0%} of max_time")
-        spans = self.spans or Spans.subset(len(self.ids), self._symbols())
+        spans = self.spans or self._subset(self._symbols())
         return spans.describe()
 
     def record(self) -> dict | None:
@@ -95,29 +99,32 @@ class Validation:
         evaluation will take, from a few windows timed after one that compiles."""
         if not self.available:
             return 0.0
-        per_symbol = self._time_per_symbol()
-        if per_symbol is None:  # stopped
-            return None
         if self.spans is None and self.setting == "auto" and not self.saved.get("symbols"):
-            allowed = EVAL_SHARE * max_time / max(1, evaluations) / per_symbol
+            # the widest shape first, for the cost of a symbol where calls are full ...
+            probe = self._time(self._subset(MAX_PIECES * MIN_PIECE * 4))
+            if probe is None:  # stopped
+                return None
+            allowed = EVAL_SHARE * max_time / max(1, evaluations) / probe
             symbols = max(MIN_SYMBOLS, min(AUTO_SYMBOLS * 64, int(allowed)))
             if agree is not None:
                 symbols = agree(symbols)
             self._fix(symbols)
-            share = evaluations * per_symbol * self.spans.scored / max_time
-            if share > 2 * EVAL_SHARE:
-                self.say(f"Warning: {evaluations} evaluations of even the smallest subset "
-                         f"({self.spans.scored:,} symbols) take about {share:.0%} of max_time; "
-                         "evaluate less often (train.eval_every, e.g. 5m)")
         self._fix(self._symbols())
+        # ... then the subset itself: fewer pieces cost more per symbol (a call's overhead)
+        per_symbol = self._time(self.spans)
+        if per_symbol is None:
+            return None
+        share = evaluations * per_symbol * self.spans.scored / max_time
+        if share > 2 * EVAL_SHARE:
+            self.say(f"Warning: {evaluations} evaluations of {self.spans.scored:,} validation "
+                     f"symbols (train.eval_symbols {self.setting}) will take about {share:.0%} "
+                     "of max_time; evaluate less often (train.eval_every, e.g. 5m)")
         return per_symbol * self.spans.scored
 
-    def _time_per_symbol(self):
-        """Seconds per scored symbol of a full-width evaluation: three windows of
-        MAX_PIECES pieces, the first compiling (so the later evaluations' shape is the
-        same as long as the subset has MAX_PIECES pieces)."""
-        probe = Spans.subset(len(self.ids), MAX_PIECES * MIN_PIECE * 4)
-        windows = probe.windows(self.setup.model, self.ids, self.setup.eval_step)
+    def _time(self, spans):
+        """Seconds per scored symbol of an evaluation over ``spans``: up to three windows
+        timed after one that compiles, times the windows it has (None: stopped)."""
+        windows = spans.windows(self.setup.model, self.ids, self.setup.eval_step)
         began = time.monotonic()
         start, timed = None, 0
         try:
@@ -126,15 +133,15 @@ class Validation:
                     return None
                 if i == 0:
                     start = time.monotonic()
-                elif i == 3 or i == probe.calls - 1:
+                elif i == 3 or i == spans.calls - 1:
                     timed = i
                     break
         finally:
             windows.close()
             self.seconds += time.monotonic() - began
         if not timed:  # a split of one window: its time is all there is
-            return (time.monotonic() - began) / max(1, probe.scored)
-        return (time.monotonic() - start) / timed * probe.calls / probe.scored
+            return (time.monotonic() - began) / max(1, spans.scored)
+        return (time.monotonic() - start) / timed * spans.calls / spans.scored
 
     # --- evaluating ------------------------------------------------------------------
 
@@ -166,7 +173,10 @@ class Validation:
 
     def run_whole(self):
         """The whole split once (``final_eval: all``)."""
-        return self.run(Spans.cover(len(self.ids))) if self.available else None
+        if not self.available:
+            return None
+        b = pieces_for(len(self.ids) - 1)
+        return self.run(Spans.cover(len(self.ids), b, window=window_for(b, self.vocab_size)))
 
     def _progress(self, bar, done, calls, now, last_said):
         """A bar on a terminal; otherwise a line at once and then every ~10 s."""
