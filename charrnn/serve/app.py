@@ -1,7 +1,8 @@
 """The HTTP/JSON API of `charrnn serve` (Starlette; uvicorn runs it).
 
   GET  /healthz       {"status": "ok", "active_streams", "max_streams"}
-  GET  /v1/model      the model: cell, sizes, vocabulary, checkpoint, step, val_loss, ...
+  GET  /v1/model      the model: cell, sizes, vocabulary, checkpoint, step, val_loss, the
+                      streams and TensorFlow children active, the limits and memory bound
   POST /v1/generate   `charrnn sample`'s options as JSON; the samples as JSON, or with
                       "stream": true as server-sent events ("piece" events
                       {"sample", "text"}, then one "done" event, or an "error" event)
