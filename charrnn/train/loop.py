@@ -224,22 +224,17 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
                     record = acc.record(step, round(epoch + position / batches_per_epoch, 4), lr,
                                         batch_size * batches.seq_length)
                     sample = None
-                    if do_eval and (val_loss := _validate(validation, setup, role)) is not None:
-                        if validation.changed:
-                            best, validation.changed = math.inf, False
-                            log(f"the validation subset is not the one the run's best "
-                                f"checkpoint was measured on; the next evaluation's loss "
-                                f"replaces it ({validation.describe()})")
-                        _add_val(record, val_loss, best, validation, symbols_per_char)
-                        if reason and train_cfg["final_eval"] == "all" and not validation.spans.whole:
-                            record["val_loss_whole"] = validation.run_whole()
-                        if val_loss < best:
+                    if do_eval:
+                        val_loss, best = _evaluate(validation, setup, role, record, best, log,
+                                                   symbols_per_char, final=bool(reason))
+                    if do_eval and val_loss is None and stop.signal:
+                        reason = "interrupted"  # during the evaluation (one worker only)
+                    elif do_eval and val_loss is not None:
+                        if record["best"]:
                             best = val_loss
                             save("best", val_loss)
                         sample = preview(setup.model, ds.vocab, train_cfg["sample_length"], step) \
                             if role.chief else None
-                    elif do_eval and stop.signal and not reason:
-                        reason = "interrupted"  # during the evaluation (one worker only)
                     sinks.record(record, sample)
                 if save_due(step, budget.seconds()) or reason:
                     save()
@@ -346,13 +341,27 @@ def _agree_stop(strategy, role, reason):
     return [None, reason or "another worker reached max_time", "interrupted"][code]
 
 
-def _validate(validation, setup, role):
-    """The validation loss (None: no validation split, or Ctrl-C during it); workers
-    agree on one mean, so they agree on which checkpoint is the best."""
+def _evaluate(validation, setup, role, record, best, log, symbols_per_char, final):
+    """One evaluation into ``record``: (its loss, the best loss to compare it with); the
+    loss is None when there is no split or Ctrl-C came during it.  Workers agree on one
+    mean, so they agree on which checkpoint is the best."""
     val_loss = validation.run()
-    if val_loss is not None and role.num_workers > 1:
+    if val_loss is None:
+        return None, best
+    if role.num_workers > 1:
         val_loss = distribute.agree_mean(setup.strategy, val_loss)
-    return val_loss
+    if validation.changed:
+        best, validation.changed = math.inf, False
+        log(f"the validation subset is not the one the run's best checkpoint was measured on; "
+            f"the next evaluation's loss replaces it ({validation.describe()})")
+    record.update(val_loss=val_loss, val_bpc=val_loss / LN2, best=val_loss < best,
+                  # what was measured: the whole split or a fixed subset of it
+                  val_symbols=validation.spans.scored, val_subset=not validation.spans.whole)
+    if symbols_per_char:  # bits per original character
+        record["val_bpc_char"] = val_loss / LN2 * symbols_per_char
+    if final and validation.final_whole and not validation.spans.whole:
+        record["val_loss_whole"] = validation.run_whole()
+    return val_loss, best
 
 
 def _step_limit(train_cfg, batches_per_epoch):
@@ -365,14 +374,6 @@ def _step_limit(train_cfg, batches_per_epoch):
         raise CharrnnError("train.lr_schedule cosine needs train.max_steps, train.max_epochs or "
                            "train.max_time to know where the schedule ends")
     return limit
-
-
-def _add_val(record, val_loss, best, validation, symbols_per_char):
-    # val_symbols says what was measured: the whole split or a fixed subset of it
-    record.update(val_loss=val_loss, val_bpc=val_loss / LN2, best=val_loss < best,
-                  val_symbols=validation.spans.scored, val_subset=not validation.spans.whole)
-    if symbols_per_char:  # bits per original character
-        record["val_bpc_char"] = val_loss / LN2 * symbols_per_char
 
 
 class _Accumulator:

@@ -39,6 +39,7 @@ class Validation:
         once the run should stop (Ctrl-C); ``say(str)``: progress lines for people."""
         self.setup, self.ids, self.stopped, self.say = setup, ids, stopped, say or (lambda m: None)
         self.setting = train_cfg["eval_symbols"]
+        self.final_whole = train_cfg["final_eval"] == "all"
         self.vocab_size = setup.model.vocab_size
         self.budgeted = planning
         self.saved = saved or {}
