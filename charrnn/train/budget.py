@@ -106,9 +106,9 @@ class Budget:
             self.planned = agree(self.planned)
         log(f"planned {self.planned:,} steps for max_time {self.max_time:g}s "
             f"({per:.3g} s/step measured over {timed:,} steps; about {evaluations} "
-            f"evaluation{'s' * (evaluations != 1)} of {eval_time:.2g} s, "
+            f"evaluation{'s' * (evaluations != 1)} of {_seconds(eval_time)}, "
             f"{evaluations * eval_time / self.max_time:.1%} of the budget; checkpoints "
-            f"{save_time:.2g} s); the LR schedule ends there")
+            f"{_seconds(save_time)}); the LR schedule ends there")
 
     def stop_reason(self, step):
         if self.planned is not None and step >= self.planned:
@@ -155,6 +155,10 @@ def evaluations_in(seconds, step_time, every) -> int:
     kind, n = every
     steps_or_seconds = seconds if kind == "seconds" else seconds / max(step_time, 1e-9)
     return int(max(0.0, steps_or_seconds) // n) + 1
+
+
+def _seconds(seconds) -> str:
+    return f"{seconds:.2g} s" if seconds < 100 else f"{seconds:,.0f} s"
 
 
 def _minutes(seconds) -> str:
