@@ -186,8 +186,8 @@ def _call_parallel(tf, model, inputs, states, training):
     return tf.transpose(logits, [1, 0, 2]), new_states
 
 
-def start_from_unigram(model, ids, chunk=1 << 24) -> None:
-    """Set the output bias to the log frequency of each symbol in ``ids`` (add-one
+def start_from_unigram(model, counts) -> None:
+    """Set the output bias to the log frequency of each symbol (``counts``, add-one
     smoothed), so the new model already predicts the unigram distribution.
 
     Otherwise the first steps are spent learning the symbol frequencies through the
@@ -196,10 +196,6 @@ def start_from_unigram(model, ids, chunk=1 << 24) -> None:
     and starts learning at once from this bias (benchmarks/RESULTS.md, Quality)."""
     import numpy as np
 
-    # the train split's own counts: vocab.json's cover the held-out text too
-    counts = np.zeros(model.vocab_size, np.int64)
-    for i in range(0, len(ids), chunk):  # a memory-mapped corpus is never read whole
-        counts += np.bincount(ids[i:i + chunk], minlength=model.vocab_size)
     model.dense.bias.assign(np.log((counts + 1) / (counts.sum() + len(counts)), dtype=np.float32))
 
 

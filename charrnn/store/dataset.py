@@ -43,6 +43,19 @@ class Dataset:
             raise CharrnnError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
         return np.load(os.path.join(self.path, f"{name}.npy"), mmap_mode="r", allow_pickle=False)
 
+    def counts(self, name, chunk=1 << 22) -> np.ndarray:
+        """How often each symbol occurs in ``name``, read from the file a chunk at a time:
+        one pass over the memory-mapped split would leave all of it resident (378 MB after
+        counting a 190M-symbol train split that way)."""
+        ids = self.split(name)
+        counts = np.zeros(len(self.vocab), np.int64)
+        with open(ids.filename, "rb") as f:
+            f.seek(ids.offset)
+            for start in range(0, len(ids), chunk):
+                block = np.fromfile(f, ids.dtype, min(chunk, len(ids) - start))
+                counts += np.bincount(block, minlength=len(counts))[:len(counts)]
+        return counts
+
 
 def load_dataset(path) -> Dataset:
     path = os.fspath(path)

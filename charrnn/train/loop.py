@@ -117,7 +117,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
             ck = setup.tstate.restore(on_warning=_warn(log))
             log(f"resuming {out} from {ck.name}")
         else:  # (fine-tuning then overwrites the symbols it shares)
-            start_from_unigram(setup.model, ds.split("train"))
+            start_from_unigram(setup.model, ds.counts("train"))  # the train split's own
         setup.tstate.check_writable()
         try:
             write_text_atomic(write_dir / rundir.CONFIG_FILE, to_yaml(config))
