@@ -3,8 +3,8 @@ query on it that reads only the pieces it needs (charrnn.analysis.novelty uses b
 
 Building.  libdivsufsort (pydivsufsort) sorts bytes.  Ids of a vocabulary past 256 symbols
 are written as a byte code first: the commonest symbols one byte each (as many as leave
-room: 255 of 300 symbols, 222 of 8,779), the rest two bytes, a prefix-free code whose byte order is the order of the symbols' ranks.  The suffixes
-that start at a code's first byte then sort exactly as the symbol strings do (rank order,
+room: 255 of 300 symbols, 222 of 8,779), the rest two bytes, a prefix-free code whose
+byte order is the order of the symbols' ranks.  The suffixes that start at a code's first byte then sort exactly as the symbol strings do (rank order,
 a shorter string first), so after the sort the array keeps those entries, mapped back to
 symbol positions.  Peak memory: the coded text (n + r bytes for n symbols, r of them with
 two-byte codes), its byte suffix array (4 bytes each, 8 past 2**31 bytes) and r positions

@@ -62,12 +62,13 @@ class Budget:
     def after_step(self, step, busy, log, agree=None, overheads=None, now=False):
         """Call after each step; plans once enough steps are timed, or at once (``now``)
         when an evaluation is due before that, so the plan sizes its validation subset.
-        ``busy``: the run's clock less its evaluations and checkpoints, what is timed.  ``agree(n)``: the largest n
-        over all workers (multi-worker runs keep one plan).  ``overheads(n)``: (seconds of
-        one evaluation in a run that evaluates n times, seconds of one checkpoint), both
-        measured: it fixes the validation subset, times a few of its windows and writes a
-        checkpoint (for small models each costs far more than its arithmetic says); None
-        when Ctrl-C came during it: no plan then (a resumed run plans afresh)."""
+        ``busy``: the run's clock less its evaluations and checkpoints, what is timed.
+        ``agree(n)``: the largest n over all workers (multi-worker runs keep one plan).
+        ``overheads(n)``: (seconds of one evaluation in a run that evaluates n times,
+        seconds of one checkpoint), both measured: it fixes the validation subset, times a
+        few of its windows and writes a checkpoint (for small models each costs far more
+        than its arithmetic says); None when Ctrl-C came during it: no plan then (a
+        resumed run plans afresh)."""
         if not self.planning:
             return
         if step == self.first + 1:          # the first step compiles: time from here
