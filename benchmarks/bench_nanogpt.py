@@ -2,7 +2,8 @@
 split of tiny-shakespeare, scored the same way, one row appended to bench_quality's RESULTS.
 
   pip install torch==2.13.0     # benchmark reference only; not a charrnn dependency
-  python benchmarks/bench_nanogpt.py --minutes 10
+  git clone https://github.com/karpathy/nanoGPT ../nanoGPT    # any checkout; charrnn ships none
+  python benchmarks/bench_nanogpt.py --nanogpt ../nanoGPT --minutes 10
   python benchmarks/bench_quality.py shakespeare --minutes 10   # the charrnn rows
   python benchmarks/bench_quality.py table
 
@@ -11,7 +12,8 @@ Data: bench_quality.prepare's dataset (train 90%, val 5%, test 5%).  The model t
 "symbols", in id order), so losses are nats per character over the same alphabet.  Batches
 are random windows of block_size+1 characters, as nanoGPT's get_batch draws them.
 
-Model and optimiser: nanoGPT's model.py (vendored as nanogpt_model.py), with the config of
+Model and optimiser: nanoGPT's model.py, imported from the checkout --nanogpt names (results
+so far: its commit 3adf61e, model.py last changed in f08abb4), with the config of
 nanoGPT's config/train_shakespeare_char.py scaled down for a CPU as its README suggests
 (--device=cpu --compile=False --eval_iters=20 --log_interval=1 --block_size=64 --batch_size=12
 --n_layer=4 --n_head=4 --n_embd=128 --max_iters=2000 --lr_decay_iters=2000 --dropout=0.0),
@@ -67,6 +69,8 @@ PLAN_SHARE = 0.05   # ... and this share of the budget, up to the end of warm-up
 WINDOW = 256        # scoring window, as bench_quality.windows_nats
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+p.add_argument("--nanogpt", required=True, metavar="DIR",
+               help="a checkout of karpathy/nanoGPT (its model.py is imported from there)")
 p.add_argument("--minutes", type=float, default=10, help="training wall-clock budget")
 p.add_argument("--seed", type=int, default=0, help="torch seed (init and batches)")
 p.add_argument("--batch-size", type=int, default=12, help="windows per iteration")
@@ -81,8 +85,12 @@ name = a.name or f"nanogpt-{a.minutes:g}m-s{a.seed}"
 if a.block_size < WINDOW:
     p.error(f"--block-size must be at least the scoring window, {WINDOW}")
 
+if not os.path.isfile(os.path.join(a.nanogpt, "model.py")):
+    p.error(f"--nanogpt {a.nanogpt}: no model.py there; give a checkout of karpathy/nanoGPT")
+sys.path.insert(0, os.path.abspath(a.nanogpt))
+
 import torch
-from nanogpt_model import GPT, GPTConfig
+from model import GPT, GPTConfig  # nanoGPT's model.py, from the checkout
 
 torch.manual_seed(a.seed)
 torch.set_num_threads(os.cpu_count())
