@@ -214,3 +214,20 @@ def test_steps_too_slow_for_twenty_are_planned_from_a_few(big_val, tmp_path):
     timed = int(re.search(r"measured over ([0-9,]+) steps", r.stderr).group(1))
     assert 3 <= timed < 20, r.stderr
     assert "reached the planned step" in r.stderr
+
+
+def test_a_checkpoint_from_before_subsets_counts_as_the_whole_split(big_val, tmp_path):
+    """A checkpoint written before bounded validation (no subset in its manifest) measured its
+    best on the whole split: resumed on a subset, the run says so and replaces that best."""
+    out = tmp_path / "old"
+    ok(run("train", "--data", big_val, "--out", out, "--max-steps", 10,
+           *sets("train.eval_every=10", "train.eval_symbols=all")))
+    for manifest in out.glob("*/ckpt-*/manifest.json"):  # as the code before wrote them
+        data = json.loads(manifest.read_text())
+        assert data["train"].pop("eval")["symbols"] == len(val_ids(big_val)) - 1
+        manifest.write_text(json.dumps(data))
+    r = ok(run("train", "--resume", "--out", out, "--max-steps", 20,
+               "--set", "train.eval_symbols=auto", "--set", "train.eval_every=10"))
+    assert "not the one the run's best checkpoint was measured on" in r.stderr
+    last = metrics(out)[-1]
+    assert last["step"] == 20 and last["val_subset"] and last["best"] is True
