@@ -231,3 +231,22 @@ def test_a_checkpoint_from_before_subsets_counts_as_the_whole_split(big_val, tmp
     assert "not the one the run's best checkpoint was measured on" in r.stderr
     last = metrics(out)[-1]
     assert last["step"] == 20 and last["val_subset"] and last["best"] is True
+
+
+def test_on_a_terminal_a_long_evaluation_draws_a_bar_and_ctrl_c_stops_it(big_val, tmp_path):
+    import pexpect
+
+    out = tmp_path / "tty"
+    c = pexpect.spawn(sys.executable, ["-m", "charrnn", "train", "--data", str(big_val),
+                                       "--out", str(out), "--max-steps", "1000",
+                                       *sets("model.rnn_size=256", "train.eval_every=2",
+                                             "train.eval_symbols=all")],
+                      env=dict(os.environ), dimensions=(24, 120), encoding="utf-8", timeout=120)
+    c.expect(r"evaluating:\s+\d+%\|")  # tqdm's bar, drawn in place once it takes over 2 s
+    c.sendintr()                       # Ctrl-C, as the terminal sends it
+    c.expect(pexpect.EOF)
+    c.close()
+    assert c.exitstatus == 130, c.before
+    assert re.search(r"evaluation stopped at window \d+/\d+", c.before), c.before
+    assert "interrupted at step 2" in c.before and "Traceback" not in c.before
+    assert (out / "checkpoints" / "ckpt-2").is_dir()
