@@ -8,17 +8,20 @@ import pytest
 # --- with pytest-xdist (setup.cfg: -n 2 --dist loadgroup): which worker runs what ---------
 
 # The groups that take longest (seconds of one worker in a two-worker run on the 2-core test
-# machine), started first so that the workers end together; the rest follow in file order.
-LONGEST_FIRST = ["tests/test_distribute.py",   # a two-process cluster, three times: 70
-                 "tests/test_train.py",        # real training, time budgets: 60
-                 "tests/test_sample.py",       # sample processes and their XLA children: 60
-                 "tests/test_parallel_cells.py",  # 55
-                 "tests/test_serve.py",        # 28
-                 "tests/test_evaluate.py",     # 26
+# machine, 2026-12-07), started first so that the workers end together; the rest follow in
+# file order.
+LONGEST_FIRST = ["tests/test_evaluate.py",     # parts, jamo, memory in a child: 145
+                 "tests/test_distribute.py",   # a two-process cluster, three times: 77
+                 "tests/test_train.py",        # real training, time budgets: 73
+                 "tests/test_train_scale.py",  # big splits, Ctrl-C in evaluations: 69
+                 "tests/test_serve.py",        # real servers, worst requests, children: 60
+                 "tests/test_sample.py",       # sample processes and their XLA children: 49
+                 "tests/test_parallel_cells.py",  # 44
                  "killed_run",                 # training processes killed: 25
-                 "tests/test_export.py",       # 22
-                 "tests/test_reliability.py",  # 20
-                 "tests/test_finetune.py"]     # 16
+                 "tests/test_export.py",       # 22 besides killed_run
+                 "tests/test_visualize.py",    # 25
+                 "tests/test_reliability.py",  # 14
+                 "tests/test_finetune.py"]     # 12
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
