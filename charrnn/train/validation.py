@@ -7,10 +7,11 @@ up to 64 evenly spaced pieces, each read after its 256 warm-up symbols, as the
 scoring definition requires), and every evaluation of a run is comparable:
 
 - ``train.eval_symbols: N`` scores N symbols; ``all`` the whole split;
-- ``auto`` (the default) at most AUTO_SYMBOLS, and with ``max_time`` what keeps the
-  run's evaluations within EVAL_SHARE of it, from the time of a few windows
-  extrapolated (the planner calls :meth:`Validation.fix_for`).  Small splits are read
-  whole either way.
+- ``auto`` (the default): AUTO_SYMBOLS; with a time budget to plan, what keeps the
+  run's evaluations within EVAL_SHARE of ``max_time`` (at least MIN_SYMBOLS, at most
+  64 x AUTO_SYMBOLS), from a few windows timed and extrapolated (the planner calls
+  :meth:`Validation.fix_for`; an evaluation due before the plan takes MIN_SYMBOLS).
+  Splits no larger are read whole.
 
 The subset's identity (pieces, length, a CRC of the symbols scored) goes into every
 checkpoint; a run resumed on another subset does not compare its new losses with a
@@ -26,7 +27,7 @@ from charrnn.analysis.scoring import MAX_PIECES, MIN_PIECE, Spans, pieces_for, w
 AUTO_SYMBOLS = 262_144   # ~1-3 s for the small models on two cores; a stable mean (64 pieces)
 EVAL_SHARE = 0.05        # of max_time, for all the evaluations of a run together
 MIN_SYMBOLS = 16_384     # auto never goes below: a mean over fewer is too noisy to pick "best"
-WHOLE_SPLIT = "whole"     # the identity of a checkpoint from before subsets: the whole split
+WHOLE_SPLIT = "whole"    # the identity of a checkpoint from before subsets: the whole split
 PROGRESS_AFTER = 2.0     # seconds: an evaluation longer than this shows its progress ...
 PLAIN_EVERY = 10.0       # ... without a terminal, a line this often
 
