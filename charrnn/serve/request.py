@@ -136,9 +136,8 @@ def generate_request(body, loaded, limits: Limits) -> tuple:
     _within(f, "num_samples", 1, MAX_SAMPLES)
     _within(f, "require_tries", 1, MAX_REQUIRE_TRIES)
     vocab_size = len(loaded.vocab.symbols)
-    if f["beam"] > limits.max_beam(vocab_size):
-        raise BadRequest(400, f"beam must be between 0 and {limits.max_beam(vocab_size)} (at "
-                              f"most {MAX_BEAM} and the vocabulary's {vocab_size} symbols)")
+    _within(f, "beam", 0, limits.max_beam(vocab_size),
+            f"at most {MAX_BEAM} and the vocabulary's {vocab_size} symbols")
     if len(f["prime"]) > limits.max_chars:
         raise BadRequest(400, f"the prime is over {limits.max_chars} characters (the server's "
                               "--max-chars)")

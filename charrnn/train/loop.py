@@ -183,9 +183,9 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
         eval_time = validation.fix_for(evaluations, budget.max_time, agree)
         if eval_time is None:
             return None
-        tick = time.perf_counter()
+        before = timing["checkpoints"]
         save()
-        return eval_time, time.perf_counter() - tick
+        return eval_time, timing["checkpoints"] - before
 
     # --- the loop -----------------------------------------------------------------------
     val_loss, reason = None, None
@@ -205,8 +205,9 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
                 step, position = step + 1, position + 1
                 if position == batches_per_epoch:
                     epoch, position = epoch + 1, 0
-                acc.add(loss, norm, skipped, time.perf_counter() - tick)
-                timing["steps"] += time.perf_counter() - tick
+                took = time.perf_counter() - tick
+                acc.add(loss, norm, skipped, took)
+                timing["steps"] += took
                 eval_now = eval_due(step, budget.seconds())
                 # what a step costs: the clock less evaluations and checkpoints (the loop's
                 # own work per step counts: for small models it is a good share of a step)

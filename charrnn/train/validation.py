@@ -66,6 +66,11 @@ class Validation:
         # evaluating before a time budget's plan could size the subset: the least
         return MIN_SYMBOLS if self.budgeted else AUTO_SYMBOLS
 
+    @property
+    def _sizing(self) -> bool:
+        """The subset is the budget's to size (auto, not fixed yet, not kept by a resume)."""
+        return self.spans is None and self.setting == "auto" and not self.saved.get("symbols")
+
     def _subset(self, symbols):
         return Spans.subset(len(self.ids), int(symbols), vocab_size=self.vocab_size)
 
@@ -80,8 +85,7 @@ class Validation:
     def describe(self) -> str:
         if not self.available:
             return "none (no validation split)"
-        if self.spans is None and self.setting == "auto" and self.budgeted \
-                and not self.saved.get("symbols") and len(self.ids) - 1 > MIN_SYMBOLS:
+        if self._sizing and self.budgeted and len(self.ids) - 1 > MIN_SYMBOLS:
             return (f"a fixed subset of the {len(self.ids) - 1:,} symbols, sized when the run "
                     f"is planned to keep evaluations within {EVAL_SHARE:.0%} of max_time")
         spans = self.spans or self._subset(self._symbols())
@@ -101,7 +105,7 @@ class Validation:
         evaluation will take, from a few windows timed after one that compiles."""
         if not self.available:
             return 0.0
-        if self.spans is None and self.setting == "auto" and not self.saved.get("symbols"):
+        if self._sizing:
             # the widest shape first, for the cost of a symbol where calls are full ...
             probe = self._time(self._subset(MAX_PIECES * MIN_PIECE * 4))
             if probe is None:  # stopped
