@@ -29,9 +29,20 @@ import threading
 import time
 from pathlib import Path
 
-LSTM = ["--set", "model.cell=lstm", "--set", "model.num_layers=2", "--set", "model.rnn_size=256",
-        "--set", "model.embedding_size=64", "--set", "train.batch_size=64",
-        "--set", "train.seq_length=100"]
+LSTM = [
+    "--set",
+    "model.cell=lstm",
+    "--set",
+    "model.num_layers=2",
+    "--set",
+    "model.rnn_size=256",
+    "--set",
+    "model.embedding_size=64",
+    "--set",
+    "train.batch_size=64",
+    "--set",
+    "train.seq_length=100",
+]
 AUTO = ["--set", "model.size=auto", "--set", "model.cell=auto"]
 
 
@@ -41,12 +52,24 @@ def cpu() -> dict:
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             break
-    model = next((ln.split(":", 1)[1].strip() for ln in
-                  Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")), "?")
-    return {"model": model, "cores": os.cpu_count(),
-            "flags": sorted(f for f in flags if f in {"avx2", "fma", "avx512f", "avx512_bf16",
-                                                       "amx_bf16", "amx_tile"}),
-            "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA")}
+    model = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "?",
+    )
+    return {
+        "model": model,
+        "cores": os.cpu_count(),
+        "flags": sorted(
+            f
+            for f in flags
+            if f in {"avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+        ),
+        "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    }
 
 
 def build_corpus(path: Path, megabytes: float) -> dict:
@@ -77,22 +100,26 @@ def run_train(cmd, interrupt_after=None, interrupt_on=None):
     SIGINT to exit)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
     lines, sent = [], None
 
     def read():
         for line in proc.stderr:
             lines.append(line.rstrip("\n"))
-            print(f"  | {time.monotonic() - start:6.1f} s  {lines[-1]}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"  | {time.monotonic() - start:6.1f} s  {lines[-1]}", file=sys.stderr, flush=True
+            )
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     while proc.poll() is None:
         time.sleep(0.05)
-        if sent is None and ((interrupt_on and any(re.search(interrupt_on, ln) for ln in lines))
-                             or (interrupt_after and time.monotonic() - start > interrupt_after)):
+        if sent is None and (
+            (interrupt_on and any(re.search(interrupt_on, ln) for ln in lines))
+            or (interrupt_after and time.monotonic() - start > interrupt_after)
+        ):
             proc.send_signal(signal.SIGINT)
             sent = time.monotonic()
     end = time.monotonic()
@@ -101,8 +128,20 @@ def run_train(cmd, interrupt_after=None, interrupt_on=None):
 
 
 def run_and_measure(name, data, out, seconds, extra):
-    cmd = [sys.executable, "-m", "charrnn", "train", "--data", str(data), "--out", str(out),
-           "--force", "--max-time", f"{seconds}s", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "charrnn",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--force",
+        "--max-time",
+        f"{seconds}s",
+        *extra,
+    ]
     stderr, wall, code, _ = run_train([sys.executable, "-c", _WRAPPER, *cmd])
     rss = float(re.search(r"^peak_rss_mb ([0-9.]+)$", stderr, re.M).group(1))
     return summarise(name, stderr, wall, rss, code, seconds, out)
@@ -119,27 +158,47 @@ sys.exit(code)
 
 
 def summarise(name, stderr, wall, rss, code, budget, out):
-    m = re.search(r"time: run clock ([0-9.]+) s of max_time [0-9.]+ s: steps ([0-9.]+) s, "
-                  r"evaluation ([0-9.]+) s, checkpoints ([0-9.]+) s", stderr)
+    m = re.search(
+        r"time: run clock ([0-9.]+) s of max_time [0-9.]+ s: steps ([0-9.]+) s, "
+        r"evaluation ([0-9.]+) s, checkpoints ([0-9.]+) s",
+        stderr,
+    )
     clock, steps, evaluation, ckpt = (float(x) for x in m.groups()) if m else (None,) * 4
-    metrics = [json.loads(ln) for ln in (Path(out) / "metrics.jsonl").read_text().splitlines()] \
-        if (Path(out) / "metrics.jsonl").exists() else []
+    metrics = (
+        [json.loads(ln) for ln in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+        if (Path(out) / "metrics.jsonl").exists()
+        else []
+    )
     evals = [r for r in metrics if "val_loss" in r]
     model = re.search(r"^model: (.*)$", stderr, re.M)
-    return {"run": name, "exit": code, "model": model.group(1) if model else None,
-            "max_time": budget, "clock": clock, "clock_vs_budget": clock / budget if clock else None,
-            "wall": round(wall, 1), "steps_s": steps, "step_share_of_wall": steps / wall if steps
-            else None, "evaluation_s": evaluation, "checkpoints_s": ckpt, "evaluations": len(evals),
-            "val_symbols": evals[-1]["val_symbols"] if evals else None,
-            "last_step": metrics[-1]["step"] if metrics else None, "peak_rss_mb": rss}
+    return {
+        "run": name,
+        "exit": code,
+        "model": model.group(1) if model else None,
+        "max_time": budget,
+        "clock": clock,
+        "clock_vs_budget": clock / budget if clock else None,
+        "wall": round(wall, 1),
+        "steps_s": steps,
+        "step_share_of_wall": steps / wall if steps else None,
+        "evaluation_s": evaluation,
+        "checkpoints_s": ckpt,
+        "evaluations": len(evals),
+        "val_symbols": evals[-1]["val_symbols"] if evals else None,
+        "last_step": metrics[-1]["step"] if metrics else None,
+        "peak_rss_mb": rss,
+    }
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--mb", type=float, default=200, help="corpus size in MB")
     ap.add_argument("--seconds", type=int, default=240, help="max_time of each training run")
-    ap.add_argument("--only", default="lstm,auto,interrupt",
-                    help="which runs: lstm, auto, interrupt (comma-separated)")
+    ap.add_argument(
+        "--only",
+        default="lstm,auto,interrupt",
+        help="which runs: lstm, auto, interrupt (comma-separated)",
+    )
     ap.add_argument("--work", help="a directory to keep the corpus and runs in [default: temp]")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="bigcorpus-"))
@@ -149,8 +208,10 @@ def main():
     if not (data / "meta.json").exists():
         report["corpus"] = build_corpus(corpus, args.mb)
         start = time.monotonic()
-        subprocess.run([sys.executable, "-m", "charrnn", "prepare", str(corpus), "-o", str(data),
-                        "--force"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "charrnn", "prepare", str(corpus), "-o", str(data), "--force"],
+            check=True,
+        )
         report["prepare_s"] = round(time.monotonic() - start, 1)
     meta = json.loads((data / "meta.json").read_text())
     report["vocab"] = len(json.loads((data / "vocab.json").read_text())["symbols"])
@@ -162,18 +223,50 @@ def main():
     if "auto" in only:
         runs.append(run_and_measure("model auto", data, work / "auto", args.seconds, AUTO))
     if "interrupt" in only:
-        base = [sys.executable, "-m", "charrnn", "train", "--data", str(data), "--force",
-                "--max-time", f"{args.seconds}s", *LSTM]
-        stderr, wall, code, latency = run_train(base + ["--out", str(work / "int1")],
-                                                interrupt_after=60)
-        runs.append({"run": "SIGINT at 60 s", "exit": code, "sigint_to_exit_s": latency,
-                     "wall": round(wall, 1)})
+        base = [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "train",
+            "--data",
+            str(data),
+            "--force",
+            "--max-time",
+            f"{args.seconds}s",
+            *LSTM,
+        ]
         stderr, wall, code, latency = run_train(
-            base + ["--out", str(work / "int2"), "--set", "train.eval_every=20",
-                    "--set", "train.eval_symbols=all"], interrupt_on=r"^evaluating: window")
-        runs.append({"run": "SIGINT inside a whole-split evaluation", "exit": code,
-                     "sigint_to_exit_s": latency, "wall": round(wall, 1),
-                     "stopped": bool(re.search(r"evaluation stopped at window", stderr))})
+            base + ["--out", str(work / "int1")], interrupt_after=60
+        )
+        runs.append(
+            {
+                "run": "SIGINT at 60 s",
+                "exit": code,
+                "sigint_to_exit_s": latency,
+                "wall": round(wall, 1),
+            }
+        )
+        stderr, wall, code, latency = run_train(
+            base
+            + [
+                "--out",
+                str(work / "int2"),
+                "--set",
+                "train.eval_every=20",
+                "--set",
+                "train.eval_symbols=all",
+            ],
+            interrupt_on=r"^evaluating: window",
+        )
+        runs.append(
+            {
+                "run": "SIGINT inside a whole-split evaluation",
+                "exit": code,
+                "sigint_to_exit_s": latency,
+                "wall": round(wall, 1),
+                "stopped": bool(re.search(r"evaluation stopped at window", stderr)),
+            }
+        )
     report["runs"] = runs
     print(json.dumps(report, indent=1))
 

@@ -21,14 +21,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPORA = ROOT.parent / "shared" / "corpora"
-SOURCES = {"shakespeare": (ROOT / "data" / "shakespeare.txt", None),
-           "dahdi": (CORPORA / "dahdi_c.txt", 1_000_000),
-           "korean": (CORPORA / "korean_libreoffice_help.txt", None)}
+SOURCES = {
+    "shakespeare": (ROOT / "data" / "shakespeare.txt", None),
+    "dahdi": (CORPORA / "dahdi_c.txt", 1_000_000),
+    "korean": (CORPORA / "korean_libreoffice_help.txt", None),
+}
 
 
 def charrnn(*args, cwd, out=subprocess.DEVNULL):
-    return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, check=True,
-                          stdout=out, stderr=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "charrnn", *map(str, args)],
+        cwd=cwd,
+        check=True,
+        stdout=out,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def setup(work, name, steps):
@@ -37,9 +44,25 @@ def setup(work, name, steps):
         data = src.read_bytes()
         (work / f"{name}.txt").write_bytes(data[:limit] if limit else data)
         charrnn("prepare", f"{name}.txt", "-o", f"data/{name}", "--force", "-q", cwd=work)
-        charrnn("train", "--data", f"data/{name}", "--out", f"runs/{name}", "--force",
-                "--max-steps", steps, "--set", "model.num_layers=2", "--set", "model.rnn_size=128",
-                "--set", "train.batch_size=32", "--set", "train.seq_length=100", cwd=work)
+        charrnn(
+            "train",
+            "--data",
+            f"data/{name}",
+            "--out",
+            f"runs/{name}",
+            "--force",
+            "--max-steps",
+            steps,
+            "--set",
+            "model.num_layers=2",
+            "--set",
+            "model.rnn_size=128",
+            "--set",
+            "train.batch_size=32",
+            "--set",
+            "train.seq_length=100",
+            cwd=work,
+        )
     val = work / f"val_{name}.txt"
     if not val.exists():
         with open(val, "wb") as f:
@@ -67,8 +90,10 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    print("| corpus | val chars | static bits/char | dynamic (lr, segment): bits/char | "
-          "gain | static s/100k chars | dynamic s/100k chars |")
+    print(
+        "| corpus | val chars | static bits/char | dynamic (lr, segment): bits/char | "
+        "gain | static s/100k chars | dynamic s/100k chars |"
+    )
     print("|---|---:|---:|---|---:|---:|---:|")
     sys.path.insert(0, str(ROOT))
     from charrnn.analysis import dynamic
@@ -83,15 +108,21 @@ def main():
         warm.write_text(val.read_text(encoding="utf-8")[:300], encoding="utf-8")
         score(run, warm), score(run, warm, default_args)  # compile both steps
         static = [score(run, val) for _ in range(a.repeats)]
-        grid = {(lr, seg): score(run, val, {"segment": seg, "lr": lr})
-                for lr in a.lrs for seg in a.segments}
+        grid = {
+            (lr, seg): score(run, val, {"segment": seg, "lr": lr})
+            for lr in a.lrs
+            for seg in a.segments
+        }
         default = [score(run, val, default_args) for _ in range(a.repeats)]
         cells = ", ".join(f"({lr:g}, {seg}): {b:.4f}" for (lr, seg), (b, _) in grid.items())
         per = 100_000 / chars
-        print(f"| {name} | {chars:,} | {static[0][0]:.4f} | {cells}; default: "
-              f"{default[0][0]:.4f} | {static[0][0] - default[0][0]:.3f} | "
-              f"{statistics.median(s for _, s in static) * per:.1f} | "
-              f"{statistics.median(s for _, s in default) * per:.1f} |", flush=True)
+        print(
+            f"| {name} | {chars:,} | {static[0][0]:.4f} | {cells}; default: "
+            f"{default[0][0]:.4f} | {static[0][0] - default[0][0]:.3f} | "
+            f"{statistics.median(s for _, s in static) * per:.1f} | "
+            f"{statistics.median(s for _, s in default) * per:.1f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

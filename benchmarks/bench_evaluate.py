@@ -72,20 +72,52 @@ def corpus(work, mb):
 
 
 def charrnn(*args, cwd):
-    subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "charrnn", *map(str, args)],
+        cwd=cwd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def make_run(work, name, src, steps):
     if (work / "runs" / name / "model.json").exists():
         return work / "runs" / name
     extra = ["--min-count", "5000"] if name == "small" else []
-    charrnn("prepare", src, "-o", f"data/{name}", "--force", "-q", "--val-fraction", "0.0002",
-            *extra, cwd=work)
-    charrnn("train", "--data", f"data/{name}", "--out", f"runs/{name}", "--force",
-            "--max-steps", steps, "--set", "model.num_layers=1", "--set", "model.rnn_size=64",
-            "--set", "train.batch_size=32", "--set", "train.seq_length=64",
-            "--set", "train.sample_length=0", cwd=work)
+    charrnn(
+        "prepare",
+        src,
+        "-o",
+        f"data/{name}",
+        "--force",
+        "-q",
+        "--val-fraction",
+        "0.0002",
+        *extra,
+        cwd=work,
+    )
+    charrnn(
+        "train",
+        "--data",
+        f"data/{name}",
+        "--out",
+        f"runs/{name}",
+        "--force",
+        "--max-steps",
+        steps,
+        "--set",
+        "model.num_layers=1",
+        "--set",
+        "model.rnn_size=64",
+        "--set",
+        "train.batch_size=32",
+        "--set",
+        "train.seq_length=64",
+        "--set",
+        "train.sample_length=0",
+        cwd=work,
+    )
     return work / "runs" / name
 
 
@@ -94,14 +126,19 @@ def held_out(work, src, mb):
     if not out.exists():
         with open(src, encoding="utf-8") as f:
             text = f.read()
-        out.write_text(text[-int(mb * 1_000_000):], encoding="utf-8")
+        out.write_text(text[-int(mb * 1_000_000) :], encoding="utf-8")
     return out
 
 
 def measure(tree, run, path):
     env = dict(os.environ, PYTHONPATH=str(tree), TF_CPP_MIN_LOG_LEVEL="2")
-    r = subprocess.run([sys.executable, "-c", CHILD, str(run), str(path)], env=env, cwd=tree,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-c", CHILD, str(run), str(path)],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode:
         raise SystemExit(r.stderr[-2000:])
     return json.loads(r.stdout.splitlines()[-1])
@@ -113,25 +150,36 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/tmp/charrnn-bench-evaluate"))
     ap.add_argument("--mb", type=float, default=110, help="MB of .py text to gather")
     ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--sizes", default="big:1:new,big:1:base,big:3:new,small:5:base,"
-                    "small:5:new,small:100:new", help="run:MB:tree, measured in this order")
+    ap.add_argument(
+        "--sizes",
+        default="big:1:new,big:1:base,big:3:new,small:5:base,small:5:new,small:100:new",
+        help="run:MB:tree, measured in this order",
+    )
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     src = corpus(a.work, a.mb)
     trees = {"new": ROOT, "base": a.base.resolve()}
     print(f"uptime: {os.getloadavg()}", flush=True)
-    print("| run (symbols) | file MB | checkout | chars | s | chars/s | loss nats | RSS after "
-          "load MB | peak MB | peak - load MB |")
+    print(
+        "| run (symbols) | file MB | checkout | chars | s | chars/s | loss nats | RSS after "
+        "load MB | peak MB | peak - load MB |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for item in a.sizes.split(","):
         name, mb, tree = item.split(":")
         run = make_run(a.work, name, src, a.steps)
-        symbols = len(json.loads((run / "vocab.json").read_text())["symbols"]) \
-            if (run / "vocab.json").exists() else "?"
+        symbols = (
+            len(json.loads((run / "vocab.json").read_text())["symbols"])
+            if (run / "vocab.json").exists()
+            else "?"
+        )
         m = measure(trees[tree], run, held_out(a.work, src, float(mb)))
-        print(f"| {name} ({symbols}) | {mb} | {tree} | {m['chars']:,} | {m['seconds']:.1f} | "
-              f"{m['chars'] / m['seconds']:,.0f} | {m['loss']:.6f} | {m['base_mb']:.0f} | "
-              f"{m['peak_mb']:.0f} | {m['peak_mb'] - m['base_mb']:.0f} |", flush=True)
+        print(
+            f"| {name} ({symbols}) | {mb} | {tree} | {m['chars']:,} | {m['seconds']:.1f} | "
+            f"{m['chars'] / m['seconds']:,.0f} | {m['loss']:.6f} | {m['base_mb']:.0f} | "
+            f"{m['peak_mb']:.0f} | {m['peak_mb'] - m['base_mb']:.0f} |",
+            flush=True,
+        )
     print(f"uptime: {os.getloadavg()}")
 
 

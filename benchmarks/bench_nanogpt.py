@@ -53,7 +53,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import bench_quality as bq
+import bench_quality as bq  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # fixed settings (nanoGPT's train_shakespeare_char.py / train.py values)
@@ -64,13 +64,17 @@ WEIGHT_DECAY = 0.1
 GRAD_CLIP = 1.0
 WARMUP_ITERS = 100
 EVAL_INTERVAL = 250
-PLAN_ITERS = 20     # at least this many iterations timed to plan lr_decay_iters ...
-PLAN_SHARE = 0.05   # ... and this share of the budget, up to the end of warm-up
-WINDOW = 256        # scoring window, as bench_quality.windows_nats
+PLAN_ITERS = 20  # at least this many iterations timed to plan lr_decay_iters ...
+PLAN_SHARE = 0.05  # ... and this share of the budget, up to the end of warm-up
+WINDOW = 256  # scoring window, as bench_quality.windows_nats
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-p.add_argument("--nanogpt", required=True, metavar="DIR",
-               help="a checkout of karpathy/nanoGPT (its model.py is imported from there)")
+p.add_argument(
+    "--nanogpt",
+    required=True,
+    metavar="DIR",
+    help="a checkout of karpathy/nanoGPT (its model.py is imported from there)",
+)
 p.add_argument("--minutes", type=float, default=10, help="training wall-clock budget")
 p.add_argument("--seed", type=int, default=0, help="torch seed (init and batches)")
 p.add_argument("--batch-size", type=int, default=12, help="windows per iteration")
@@ -89,8 +93,8 @@ if not os.path.isfile(os.path.join(a.nanogpt, "model.py")):
     p.error(f"--nanogpt {a.nanogpt}: no model.py there; give a checkout of karpathy/nanoGPT")
 sys.path.insert(0, os.path.abspath(a.nanogpt))
 
-import torch
-from model import GPT, GPTConfig  # nanoGPT's model.py, from the checkout
+import torch  # noqa: E402
+from model import GPT, GPTConfig  # noqa: E402  (nanoGPT's model.py, from the checkout)
 
 torch.manual_seed(a.seed)
 torch.set_num_threads(os.cpu_count())
@@ -121,8 +125,8 @@ last10 = torch.cat([val, test])  # as windows_nats joins the two texts
 
 def get_batch():
     ix = torch.randint(len(train) - a.block_size, (a.batch_size,))
-    x = torch.stack([train[i:i + a.block_size] for i in ix])
-    y = torch.stack([train[i + 1:i + 1 + a.block_size] for i in ix])
+    x = torch.stack([train[i : i + a.block_size] for i in ix])
+    y = torch.stack([train[i + 1 : i + 1 + a.block_size] for i in ix])
     return x, y
 
 
@@ -131,19 +135,26 @@ def windows_nats(ids, window=WINDOW):
     """Consecutive windows of ``window`` predictions, each from an empty context."""
     model.eval()
     n = (len(ids) - 1) // window
-    x, y = ids[:n * window].view(n, window), ids[1:n * window + 1].view(n, window)
+    x, y = ids[: n * window].view(n, window), ids[1 : n * window + 1].view(n, window)
     total = 0.0
     for b in range(0, n, 64):
-        _, loss = model(x[b:b + 64], y[b:b + 64])
-        total += loss.item() * y[b:b + 64].numel()
+        _, loss = model(x[b : b + 64], y[b : b + 64])
+        total += loss.item() * y[b : b + 64].numel()
     model.train()
     return {"window": window, "windows": n, "nats_per_char": total / (n * window)}
 
 
 # -----------------------------------------------------------------------------
 # model and optimiser (nanoGPT's own; its prints go to stderr, stdout is the row)
-config = GPTConfig(block_size=a.block_size, vocab_size=len(stoi), n_layer=a.n_layer,
-                   n_head=a.n_head, n_embd=a.n_embd, dropout=a.dropout, bias=False)
+config = GPTConfig(
+    block_size=a.block_size,
+    vocab_size=len(stoi),
+    n_layer=a.n_layer,
+    n_head=a.n_head,
+    n_embd=a.n_embd,
+    dropout=a.dropout,
+    bias=False,
+)
 with contextlib.redirect_stdout(sys.stderr):
     model = GPT(config)
     optimizer = model.configure_optimizers(WEIGHT_DECAY, LEARNING_RATE, BETAS, "cpu")
@@ -182,8 +193,9 @@ it = 0
 while time.monotonic() - start < budget:
     if it == 1:
         t_plan = time.monotonic()
-    if lr_decay_iters is None and (it == WARMUP_ITERS or it > PLAN_ITERS and
-                                   time.monotonic() - t_plan >= PLAN_SHARE * budget):
+    if lr_decay_iters is None and (
+        it == WARMUP_ITERS or it > PLAN_ITERS and time.monotonic() - t_plan >= PLAN_SHARE * budget
+    ):
         per_iter = (time.monotonic() - t_plan) / (it - 1)
         t_eval = time.monotonic()
         evaluate(it)  # timed: its share of an iteration goes into the plan
@@ -204,8 +216,11 @@ while time.monotonic() - start < budget:
     optimizer.zero_grad(set_to_none=True)
     it += 1
     if it % 50 == 0:
-        print(f"iter {it}: loss {loss.item():.4f}, lr {lr:.2e}, "
-              f"{time.monotonic() - start:.0f}s", file=sys.stderr, flush=True)
+        print(
+            f"iter {it}: loss {loss.item():.4f}, lr {lr:.2e}, {time.monotonic() - start:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
 train_s = time.monotonic() - start
 if not evals or evals[-1][0] != it:
     evaluate(it)
@@ -222,18 +237,39 @@ def scores():
 
 
 best_step, best_loss = min(evals, key=lambda e: e[1])
-row = {"name": name, "model": f"nanoGPT {a.n_layer}x{a.n_embd} ctx{a.block_size}",
-       "params": params, "corpus": "tinyshakespeare.txt", "seed": a.seed, "minutes": a.minutes,
-       "steps": it, "lr_decay_iters": lr_decay_iters, "wall_s": round(wall, 1),
-       "train_s": round(train_s, 1), "best_step": best_step, "val_loss": best_loss,
-       "val_bpc_char": best_loss / math.log(2),
-       "config": {"batch_size": a.batch_size, "block_size": a.block_size, "n_layer": a.n_layer,
-                  "n_head": a.n_head, "n_embd": a.n_embd, "dropout": a.dropout, "bias": False,
-                  "lr": LEARNING_RATE, "min_lr": MIN_LR, "betas": BETAS,
-                  "weight_decay": WEIGHT_DECAY, "grad_clip": GRAD_CLIP,
-                  "warmup_iters": WARMUP_ITERS, "threads": torch.get_num_threads()},
-       "scored": "final model; test in windows of 256 (no state to carry), not one pass",
-       **scores()}
+row = {
+    "name": name,
+    "model": f"nanoGPT {a.n_layer}x{a.n_embd} ctx{a.block_size}",
+    "params": params,
+    "corpus": "tinyshakespeare.txt",
+    "seed": a.seed,
+    "minutes": a.minutes,
+    "steps": it,
+    "lr_decay_iters": lr_decay_iters,
+    "wall_s": round(wall, 1),
+    "train_s": round(train_s, 1),
+    "best_step": best_step,
+    "val_loss": best_loss,
+    "val_bpc_char": best_loss / math.log(2),
+    "config": {
+        "batch_size": a.batch_size,
+        "block_size": a.block_size,
+        "n_layer": a.n_layer,
+        "n_head": a.n_head,
+        "n_embd": a.n_embd,
+        "dropout": a.dropout,
+        "bias": False,
+        "lr": LEARNING_RATE,
+        "min_lr": MIN_LR,
+        "betas": BETAS,
+        "weight_decay": WEIGHT_DECAY,
+        "grad_clip": GRAD_CLIP,
+        "warmup_iters": WARMUP_ITERS,
+        "threads": torch.get_num_threads(),
+    },
+    "scored": "final model; test in windows of 256 (no state to carry), not one pass",
+    **scores(),
+}
 if best_step != it:
     model.load_state_dict(best_state)
     row["best_model"] = {"step": best_step, **scores()}

@@ -82,8 +82,12 @@ print(json.dumps({"seconds": time.perf_counter() - t, "base": base, "peak": hwm(
 
 def child(code, *args, cache):
     env = dict(os.environ, XDG_CACHE_HOME=str(cache))
-    out = subprocess.run([sys.executable, "-c", PRELUDE.format(root=str(ROOT)) + code,
-                          *map(str, args)], env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PRELUDE.format(root=str(ROOT)) + code, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode:
         sys.exit(out.stderr)
     return json.loads(out.stdout), out.stderr
@@ -101,25 +105,52 @@ def make_samples(data, k=20):
     out = []
     for _ in range(k):
         at = rng.randrange(len(ids) - 600)
-        copied = ds.vocab.decode(ids[at:at + 600])[:500]
+        copied = ds.vocab.decode(ids[at : at + 600])[:500]
         out.append(copied + "".join(rng.choice("qxzjv etaoin\n") for _ in range(500)))
     return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--src", type=Path, default=Path(sysconfig.get_paths()["purelib"]),
-                    help="the corpus: a directory (default: this Python's site-packages)")
+    ap.add_argument(
+        "--src",
+        type=Path,
+        default=Path(sysconfig.get_paths()["purelib"]),
+        help="the corpus: a directory (default: this Python's site-packages)",
+    )
     ap.add_argument("--include", default="*.py", help="which files of --src")
-    ap.add_argument("--work", type=Path, default=Path("/tmp/charrnn-bench-novelty"),
-                    help="where the prepared corpus and the caches go (kept for the next run)")
-    ap.add_argument("--old-mb", type=float, default=20,
-                    help="million characters of the old index to build beside (0: none)")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/charrnn-bench-novelty"),
+        help="where the prepared corpus and the caches go (kept for the next run)",
+    )
+    ap.add_argument(
+        "--old-mb",
+        type=float,
+        default=20,
+        help="million characters of the old index to build beside (0: none)",
+    )
     a = ap.parse_args()
     data, cache = a.work / "data", a.work / "cache"
     if not (data / "meta.json").is_file():
-        subprocess.run([sys.executable, "-m", "charrnn", "prepare", str(a.src), "--include",
-                        a.include, "-o", str(data), "--val-fraction", "0.001", "-q"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "charrnn",
+                "prepare",
+                str(a.src),
+                "--include",
+                a.include,
+                "-o",
+                str(data),
+                "--val-fraction",
+                "0.001",
+                "-q",
+            ],
+            check=True,
+        )
     shutil.rmtree(cache, ignore_errors=True)
     built, said = child(BUILD, data, cache=cache)
     sizes = sum(f.stat().st_size for f in cache.rglob("*.npy"))
@@ -127,24 +158,32 @@ def main():
     samples.write_text(json.dumps(make_samples(data)))
     reported, _ = child(REPORT, data, samples, cache=cache)
     n, gb = built["chars"], 1e9
-    print(f"{n:,} characters ({a.src} {a.include}), vocabulary "
-          f"{json.loads((data / 'vocab.json').read_text())['symbols'].__len__()} symbols")
+    print(
+        f"{n:,} characters ({a.src} {a.include}), vocabulary "
+        f"{json.loads((data / 'vocab.json').read_text())['symbols'].__len__()} symbols"
+    )
     print(said.rstrip())
-    print(f"new index: built in {built['seconds']:.1f} s, peak {built['peak'] / gb:.2f} GB "
-          f"({(built['peak'] - built['base']) / n:.2f} bytes a character above the imports' "
-          f"{built['base'] / 1e6:.0f} MB); {sizes / gb:.2f} GB on disk ({sizes / n:.2f} bytes a "
-          f"character, beside the dataset's own train.npy)")
-    print(f"cached report: open + first report {reported['first']:.3f} s, then "
-          f"{reported['median'] * 1000:.1f} ms a 1,000-character sample (median of 20); "
-          f"peak {reported['peak'] / 1e6:.0f} MB "
-          f"({(reported['peak'] - reported['base']) / 1e6:.0f} MB above the imports)")
+    print(
+        f"new index: built in {built['seconds']:.1f} s, peak {built['peak'] / gb:.2f} GB "
+        f"({(built['peak'] - built['base']) / n:.2f} bytes a character above the imports' "
+        f"{built['base'] / 1e6:.0f} MB); {sizes / gb:.2f} GB on disk ({sizes / n:.2f} bytes a "
+        f"character, beside the dataset's own train.npy)"
+    )
+    print(
+        f"cached report: open + first report {reported['first']:.3f} s, then "
+        f"{reported['median'] * 1000:.1f} ms a 1,000-character sample (median of 20); "
+        f"peak {reported['peak'] / 1e6:.0f} MB "
+        f"({(reported['peak'] - reported['base']) / 1e6:.0f} MB above the imports)"
+    )
     if a.old_mb:
         old, _ = child(OLD, data, a.old_mb, cache=cache)
-        print(f"old index on the first {old['chars']:,} characters: built in "
-              f"{old['seconds']:.1f} s, {(old['peak'] - old['base']) / old['chars']:.1f} bytes a "
-              f"character above the imports ({old['peak'] / gb:.2f} GB peak); new, whole "
-              f"corpus: {built['seconds'] / n * old['chars']:.1f} s for as many characters, "
-              f"{(built['peak'] - built['base']) / n:.2f} bytes a character")
+        print(
+            f"old index on the first {old['chars']:,} characters: built in "
+            f"{old['seconds']:.1f} s, {(old['peak'] - old['base']) / old['chars']:.1f} bytes a "
+            f"character above the imports ({old['peak'] / gb:.2f} GB peak); new, whole "
+            f"corpus: {built['seconds'] / n * old['chars']:.1f} s for as many characters, "
+            f"{(built['peak'] - built['base']) / n:.2f} bytes a character"
+        )
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ def make_tree(tree, one, size_mb):
     found = []
     for root, dirs, names in os.walk(site):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [os.path.join(root, n) for n in names
-                  if n.endswith(".py") and not n.startswith(".")]
+        found += [
+            os.path.join(root, n) for n in names if n.endswith(".py") and not n.startswith(".")
+        ]
     found.sort()
     n = count = 0
     with open(one, "wb") as out:
@@ -98,8 +99,14 @@ def run_child(cmd, cpu, env=None):
     """(wall seconds, cpu seconds, peak RSS bytes) of one child process."""
     pin = (lambda: os.sched_setaffinity(0, {cpu})) if hasattr(os, "sched_setaffinity") else None
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin,
-                         env=env, cwd=os.sep if env else None)  # no charrnn/ in the cwd
+    p = subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=pin,
+        env=env,
+        cwd=os.sep if env else None,
+    )  # no charrnn/ in the cwd
     err = p.stderr.read()
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.perf_counter() - t0
@@ -121,28 +128,43 @@ def machine():
     model = platform.processor() or "?"
     try:
         with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            model = next(
+                line.split(":", 1)[1].strip() for line in f if line.startswith("model name")
+            )
     except (OSError, StopIteration):
         pass
     import numpy
 
-    return (f"{model}, {os.cpu_count()} CPUs (child pinned to one), Python {platform.python_version()}, "
-            f"NumPy {numpy.__version__}, {platform.system()} {platform.release()}")
+    return (
+        f"{model}, {os.cpu_count()} CPUs (child pinned to one), Python "
+        f"{platform.python_version()}, "
+        f"NumPy {numpy.__version__}, {platform.system()} {platform.release()}"
+    )
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--size", type=int, default=100, help="corpus size in MB (the large one is 3x)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per row; the table shows medians")
     ap.add_argument("--cpu", type=int, default=0, help="CPU to pin the children to")
     ap.add_argument("--no-reference", action="store_true", help="skip the naive reference")
     ap.add_argument("--dir", help="where to put the corpora (default: a temporary directory)")
-    ap.add_argument("--files-mb", type=int, default=50,
-                    help="many small files: MB of installed .py files (0: all; -1: skip)")
+    ap.add_argument(
+        "--files-mb",
+        type=int,
+        default=50,
+        help="many small files: MB of installed .py files (0: all; -1: skip)",
+    )
     ap.add_argument("--no-corpora", action="store_true", help="skip the repeated-corpus rows")
-    ap.add_argument("--baseline", metavar="DIR", help="many small files: also time the charrnn "
-                    "package in DIR (e.g. `git archive REV charrnn | tar -x -C DIR`) on the same "
-                    "tree, e.g. the version before a change")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="many small files: also time the charrnn "
+        "package in DIR (e.g. `git archive REV charrnn | tar -x -C DIR`) on the same "
+        "tree, e.g. the version before a change",
+    )
     args = ap.parse_args()
 
     load = f"{os.getloadavg()[0]:.2f}"
@@ -159,14 +181,22 @@ def main():
     charrnn = [sys.executable, "-m", "charrnn", "prepare", "-q", "-o", out]
     reference = [sys.executable, "-c", REFERENCE]
     rows, tree_rows = [], []
-    corpora = [] if args.no_corpora else [("English+C", ["shakespeare.txt", "dahdi_drivers.c"]),
-                                          ("Korean", ["korean_constitution.txt"])]
+    corpora = (
+        []
+        if args.no_corpora
+        else [
+            ("English+C", ["shakespeare.txt", "dahdi_drivers.c"]),
+            ("Korean", ["korean_constitution.txt"]),
+        ]
+    )
     try:
         if args.files_mb >= 0:
             tree, one = os.path.join(tmp, "tree"), os.path.join(tmp, "one.py")
             count, nbytes = make_tree(tree, one, args.files_mb)
-            cases = [(f"{count:,} files", charrnn + [tree, "--include", "*.py"], None),
-                     ("one file", charrnn + [one], None)]
+            cases = [
+                (f"{count:,} files", charrnn + [tree, "--include", "*.py"], None),
+                ("one file", charrnn + [one], None),
+            ]
             if args.baseline:
                 env = dict(os.environ, PYTHONPATH=os.path.abspath(args.baseline))
                 cases[1:1] = [(f"{count:,} files, baseline", cases[0][1], env)]
@@ -188,27 +218,39 @@ def main():
                     for who, cmd in cases:
                         wall, cpu, rss = measure(cmd, args.cpu, args.repeat, cleanup)
                         rows.append((label, nbytes, jamo, who, wall, cpu, rss))
-                        print(f"  {label} {nbytes / 1e6:.0f} MB jamo {jamo} {who}: {wall:.2f} s, "
-                              f"{rss / 2**20:.0f} MiB", file=sys.stderr)
+                        print(
+                            f"  {label} {nbytes / 1e6:.0f} MB jamo {jamo} {who}: {wall:.2f} s, "
+                            f"{rss / 2**20:.0f} MiB",
+                            file=sys.stderr,
+                        )
                 os.remove(path)
     finally:
         if not args.dir:
             shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"Machine: {machine()}")
-    print(f"Command: python {' '.join(sys.argv)} (medians of {args.repeat}); load before: "
-          f"{load}, after: {os.getloadavg()[0]:.2f}\n")
+    print(
+        f"Command: python {' '.join(sys.argv)} (medians of {args.repeat}); load before: "
+        f"{load}, after: {os.getloadavg()[0]:.2f}\n"
+    )
     if tree_rows:
-        print("| input | MB | wall s | MB/s (wall) | MB/s (CPU) | peak RSS MiB | CPU time / one file's |")
+        print(
+            "| input | MB | wall s | MB/s (wall) | MB/s (CPU) | peak RSS MiB | CPU time / one "
+            "file's |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|")
         for who, nbytes, wall, cpu, rss in tree_rows:
-            print(f"| {who} | {nbytes / 1e6:.0f} | {wall:.2f} | {nbytes / 1e6 / wall:.1f} | "
-                  f"{nbytes / 1e6 / cpu:.1f} | {rss / 2**20:.0f} | {cpu / tree_rows[-1][3]:.2f}x |")
+            print(
+                f"| {who} | {nbytes / 1e6:.0f} | {wall:.2f} | {nbytes / 1e6 / wall:.1f} | "
+                f"{nbytes / 1e6 / cpu:.1f} | {rss / 2**20:.0f} | {cpu / tree_rows[-1][3]:.2f}x |"
+            )
         print()
     if not rows:
         return
-    print("| corpus | MB | jamo | command | wall s | MB/s (wall) | MB/s (CPU) | peak RSS MiB |"
-          " speed-up vs reference | RSS reference / charrnn |")
+    print(
+        "| corpus | MB | jamo | command | wall s | MB/s (wall) | MB/s (CPU) | peak RSS MiB |"
+        " speed-up vs reference | RSS reference / charrnn |"
+    )
     print("|---|---:|---|---|---:|---:|---:|---:|---:|---:|")
     ref = {(r[0], r[1], r[2]): r for r in rows if r[3] == "naive reference"}
     for label, nbytes, jamo, who, wall, cpu, rss in rows:
@@ -217,8 +259,10 @@ def main():
         r = ref.get((label, nbytes, jamo))
         if r and who != "naive reference":
             vs = f"{r[4] / wall:.1f}x | {r[6] / rss:.1f}x"
-        print(f"| {label} | {mb:.0f} | {jamo} | {who} | {wall:.2f} | {mb / wall:.1f} | "
-              f"{mb / cpu:.1f} | {rss / 2**20:.0f} | {vs} |")
+        print(
+            f"| {label} | {mb:.0f} | {jamo} | {who} | {wall:.2f} | {mb / wall:.1f} | "
+            f"{mb / cpu:.1f} | {rss / 2**20:.0f} | {vs} |"
+        )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from charrnn.backend import tensorflow  # noqa: E402
 from charrnn.generate.choice import Options  # noqa: E402
 from charrnn.generate.sampler import Sampler  # noqa: E402
 from charrnn.nn.tensors import weights_from_model  # noqa: E402
-from charrnn.backend import tensorflow  # noqa: E402
 
 VOCAB = 100
 
@@ -44,12 +44,30 @@ def make_run(root: Path, layers, units):
     rng = np.random.default_rng(0)
     text = "".join(chr(c) for c in rng.integers(32, 32 + VOCAB, 20000))
     (root / "text.txt").write_text(text, encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "charrnn", "prepare", str(root / "text.txt"),
-                    "-o", str(root / "data"), "-q"], check=True)
-    cfg, _ = load_config(sets=[f"model.num_layers={layers}", f"model.rnn_size={units}",
-                               "model.embedding_size=64", "train.max_steps=1",
-                               "train.batch_size=8", "train.seq_length=32"],
-                         flags={"data": str(root / "data"), "train.out": str(root / "run")})
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "prepare",
+            str(root / "text.txt"),
+            "-o",
+            str(root / "data"),
+            "-q",
+        ],
+        check=True,
+    )
+    cfg, _ = load_config(
+        sets=[
+            f"model.num_layers={layers}",
+            f"model.rnn_size={units}",
+            "model.embedding_size=64",
+            "train.max_steps=1",
+            "train.batch_size=8",
+            "train.seq_length=32",
+        ],
+        flags={"data": str(root / "data"), "train.out": str(root / "run")},
+    )
     train(cfg, log=lambda s: None)
     return root / "run"
 
@@ -81,8 +99,17 @@ def engine_rate(weights, batch, engine, steps, repeats):
 
 def first_char(run, repeats, length=20000):
     """Seconds from starting `charrnn sample` to its first generated character, and in total."""
-    cmd = [shutil.which("charrnn") or sys.executable, *([] if shutil.which("charrnn") else ["-m", "charrnn"]),
-           "sample", str(run), "-n", str(length), "--seed", "1", "--no-prime-echo"]
+    cmd = [
+        shutil.which("charrnn") or sys.executable,
+        *([] if shutil.which("charrnn") else ["-m", "charrnn"]),
+        "sample",
+        str(run),
+        "-n",
+        str(length),
+        "--seed",
+        "1",
+        "--no-prime-echo",
+    ]
     firsts, totals = [], []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -102,8 +129,10 @@ def main():
     a = ap.parse_args()
     repeats = a.repeats
     tf = tensorflow()
-    print(f"# charrnn sample benchmark: {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
-          f"repeats {repeats} (medians)\n")
+    print(
+        f"# charrnn sample benchmark: {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
+        f"repeats {repeats} (medians)\n"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for layers, units in ((2, 128), (3, 512)):
@@ -116,22 +145,36 @@ def main():
             weights = weights_from_model(model)
             for batch in (1, 16):
                 ref_steps = 60 if units == 128 else 20
-                ref = statistics.median(naive_keras(model, batch, ref_steps) for _ in range(repeats))
+                ref = statistics.median(
+                    naive_keras(model, batch, ref_steps) for _ in range(repeats)
+                )
                 xla_steps = 20000 if units == 128 else 2000
                 xla = engine_rate(weights, batch, "xla", xla_steps, repeats)
                 npy = engine_rate(weights, batch, "numpy", xla_steps // 20, repeats)
                 rows.append((f"{layers}x{units}", batch, ref, npy, xla))
-                print(f"{layers}x{units} batch {batch}: reference {ref:,.0f}, numpy {npy:,.0f}, "
-                      f"xla {xla:,.0f} chars/s", file=sys.stderr)
+                print(
+                    f"{layers}x{units} batch {batch}: reference {ref:,.0f}, numpy {npy:,.0f}, "
+                    f"xla {xla:,.0f} chars/s",
+                    file=sys.stderr,
+                )
             first, total = first_char(run, repeats)
             rows.append((f"{layers}x{units}", "cli", first, total, None))
-            print(f"{layers}x{units}: first char {first:.2f} s, 20,000 chars {total:.2f} s", file=sys.stderr)
+            print(
+                f"{layers}x{units}: first char {first:.2f} s, 20,000 chars {total:.2f} s",
+                file=sys.stderr,
+            )
 
-    print("| model | samples | naive Keras loop (chars/s) | charrnn NumPy engine | charrnn XLA loop | XLA / naive |")
+    print(
+        "| model | samples | naive Keras loop (chars/s) | charrnn NumPy engine | charrnn XLA loop "
+        "| XLA / naive |"
+    )
     print("|---|---|---|---|---|---|")
     for name, batch, ref, npy, xla in rows:
         if batch != "cli":
-            print(f"| {name} LSTM | {batch} | {ref:,.0f} | {npy:,.0f} | {xla:,.0f} | {xla / ref:,.0f}x |")
+            print(
+                f"| {name} LSTM | {batch} | {ref:,.0f} | {npy:,.0f} | {xla:,.0f} | "
+                f"{xla / ref:,.0f}x |"
+            )
     print("\n| model | `charrnn sample -n 20000`: first character | all 20,000 characters |")
     print("|---|---|---|")
     for name, batch, first, total, _ in rows:

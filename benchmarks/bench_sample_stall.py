@@ -6,7 +6,8 @@ reference tree (e.g. main at 211de7e checked out beside it), in one run.
     python benchmarks/bench_sample_stall.py --ref /work/ref-211de7e --repeats 3 -n 61000
 
 A 2x128 LSTM (vocabulary 100, one training step) as a real run, trained by each tree
-itself (their checkpoint layouts differ); each tree runs `charrnn sample RUN -n N --seed 1` as a real process with PYTHONPATH at that
+itself (their checkpoint layouts differ); each tree runs `charrnn sample RUN -n N --seed 1`
+as a real process with PYTHONPATH at that
 tree, the two alternating, after one untimed warm-up each (page cache; the XLA
 compile cache of this tree).  Every read of the process's stdout is timestamped:
 total time, first byte, and the longest gap between two writes.
@@ -38,8 +39,9 @@ def timed_sample(tree, run, n):
     t0 = time.perf_counter()
     # cwd: `python -m` puts the working directory first on sys.path, ahead of
     # PYTHONPATH, so running from a charrnn checkout would import that one.
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
-                         cwd=Path(run).parent)
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=Path(run).parent
+    )
     fd, stamps, chunks = p.stdout.fileno(), [], []
     while True:
         data = os.read(fd, 1 << 16)
@@ -75,7 +77,9 @@ class SteadyRate:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ref", required=True, help="the reference tree (a checkout of charrnn)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed runs per tree and length (medians)")
+    ap.add_argument(
+        "--repeats", type=int, default=5, help="timed runs per tree and length (medians)"
+    )
     ap.add_argument("-n", type=int, action="append", help="lengths [default: 61000 and 301000]")
     a = ap.parse_args()
     lengths = a.n or [61000, 301000]
@@ -85,16 +89,25 @@ def main():
 
         # each tree trains its own run: their checkpoint layouts differ (the reference
         # cannot read today's checkpoint directories)
-        runs = {name: make_run(tree, Path(tmp) / name.replace(" ", "-"), 2, 128)
-                for name, tree in trees.items()}
+        runs = {
+            name: make_run(tree, Path(tmp) / name.replace(" ", "-"), 2, 128)
+            for name, tree in trees.items()
+        }
         steady = SteadyRate(runs["this tree"])
         load = os.getloadavg()[0]
-        print(f"# 2x128 LSTM, {os.cpu_count()} CPUs, load average {load:.1f} at the start; "
-              f"medians of {a.repeats}\n")
+        print(
+            f"# 2x128 LSTM, {os.cpu_count()} CPUs, load average {load:.1f} at the start; "
+            f"medians of {a.repeats}\n"
+        )
         for name, tree in trees.items():  # each process imports its own tree's charrnn
-            where = subprocess.run([sys.executable, "-c", "import charrnn; print(charrnn.__file__)"],
-                                   env=dict(os.environ, PYTHONPATH=str(tree)), cwd=tmp,
-                                   capture_output=True, text=True, check=True).stdout
+            where = subprocess.run(
+                [sys.executable, "-c", "import charrnn; print(charrnn.__file__)"],
+                env=dict(os.environ, PYTHONPATH=str(tree)),
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             assert where.startswith(str(tree)), (name, where)
         rows = []
         for n in lengths:
@@ -110,22 +123,32 @@ def main():
                     total, first, gap, out = timed_sample(tree, runs[name], n)
                     assert out == outs[name], f"{name}: the text changed between runs"
                     res[name].append((total, total - n / rate, first, gap))
-                    print(f"  -n {n} {name}: total {total:.2f} s, overhead {total - n / rate:.2f} s "
-                          f"(steady {rate:,.0f}/s), first byte {first:.2f} s, longest gap {gap:.2f} s",
-                          file=sys.stderr)
+                    print(
+                        f"  -n {n} {name}: total {total:.2f} s, overhead {total - n / rate:.2f} s "
+                        f"(steady {rate:,.0f}/s), first byte {first:.2f} s, longest gap {gap:.2f} "
+                        f"s",
+                        file=sys.stderr,
+                    )
             for name in trees:
                 total, over, first, gap = (statistics.median(x) for x in zip(*res[name]))
                 rows.append((n, name, total, over, first, gap, statistics.median(rates)))
         print(f"# load average {os.getloadavg()[0]:.1f} at the end\n")
-    print("| -n | tree | total | call overhead | first byte | longest gap between writes | steady rate |")
+    print(
+        "| -n | tree | total | call overhead | first byte | longest gap between writes | steady "
+        "rate |"
+    )
     print("|---|---|---|---|---|---|---|")
     for n, name, total, over, first, gap, rate in rows:
-        print(f"| {n:,} | {name} | {total:.2f} s | {over:.2f} s | {first:.2f} s | {gap:.2f} s "
-              f"| {rate:,.0f}/s |")
+        print(
+            f"| {n:,} | {name} | {total:.2f} s | {over:.2f} s | {first:.2f} s | {gap:.2f} s "
+            f"| {rate:,.0f}/s |"
+        )
     for n in lengths:
         ref, new = (next(r for r in rows if r[0] == n and r[1] == name) for name in trees)
-        print(f"\n-n {n:,}: overhead {new[3] / ref[3]:.2f}x the reference's, "
-              f"longest gap {new[5] / ref[5]:.2f}x")
+        print(
+            f"\n-n {n:,}: overhead {new[3] / ref[3]:.2f}x the reference's, "
+            f"longest gap {new[5] / ref[5]:.2f}x"
+        )
 
 
 if __name__ == "__main__":

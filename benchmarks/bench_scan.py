@@ -43,8 +43,10 @@ def main():
     from charrnn.nn.parallel import linear_scan
 
     rng = np.random.default_rng(0)
-    print(f"T={args.window} B={args.batch}, forward + backward, median of {args.repeats}; "
-          f"{os.cpu_count()} cpu, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"T={args.window} B={args.batch}, forward + backward, median of {args.repeats}; "
+        f"{os.cpu_count()} cpu, load {os.getloadavg()[0]:.1f}"
+    )
     for h in args.units:
         shape = (args.window, args.batch, h)
         a = tf.constant(rng.uniform(0, 1, shape).astype(np.float32))
@@ -52,6 +54,7 @@ def main():
         h0 = tf.zeros(shape[1:])
         times = {}
         for name, scan in (("loop", linear_scan), ("doubling", doubling_scan)):
+
             @tf.function
             def step(a, b, h0, scan=scan):
                 with tf.GradientTape() as tape:
@@ -67,8 +70,11 @@ def main():
                 step(a, b, h0)[0].numpy()
                 ts.append(time.perf_counter() - t0)
             times[name] = statistics.median(ts)
-        print(f"H={h:4}  loop {1e3 * times['loop']:7.2f} ms   doubling "
-              f"{1e3 * times['doubling']:7.2f} ms   doubling/loop {times['doubling'] / times['loop']:.1f}x")
+        print(
+            f"H={h:4}  loop {1e3 * times['loop']:7.2f} ms   doubling "
+            f"{1e3 * times['doubling']:7.2f} ms   "
+            f"doubling/loop {times['doubling'] / times['loop']:.1f}x"
+        )
 
 
 if __name__ == "__main__":

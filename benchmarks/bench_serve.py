@@ -44,8 +44,13 @@ N = 500
 
 
 def sh(*args, cwd):
-    subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], cwd=cwd, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "charrnn", *map(str, args)],
+        cwd=cwd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def setup(work: Path) -> Path:
@@ -54,8 +59,19 @@ def setup(work: Path) -> Path:
         work.mkdir(parents=True, exist_ok=True)
         (work / "shakespeare.txt").write_bytes((ROOT / "data" / "shakespeare.txt").read_bytes())
         sh("prepare", "shakespeare.txt", "-o", "data/shakespeare", "--force", "-q", cwd=work)
-        sh("train", "--config", "quick.yaml", "--data", "data/shakespeare", "--out", run,
-           "--max-steps", 30, "--force", cwd=work)
+        sh(
+            "train",
+            "--config",
+            "quick.yaml",
+            "--data",
+            "data/shakespeare",
+            "--out",
+            run,
+            "--max-steps",
+            30,
+            "--force",
+            cwd=work,
+        )
     return run
 
 
@@ -63,8 +79,12 @@ def one_request(port, seed):
     """(time to the first generated character, total time) of one streamed request."""
     t0 = time.perf_counter()
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    c.request("POST", "/v1/generate", json.dumps({"n": N, "seed": seed, "stream": True}),
-              {"Content-Type": "application/json"})
+    c.request(
+        "POST",
+        "/v1/generate",
+        json.dumps({"n": N, "seed": seed, "stream": True}),
+        {"Content-Type": "application/json"},
+    )
     first, chars = None, 0
     for line in c.getresponse():
         if line.startswith(b"data: ") and b'"text"' in line:
@@ -79,8 +99,11 @@ def one_request(port, seed):
 
 def one_process(run, seed):
     t0 = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-m", "charrnn", "sample", str(run), "-n", str(N),
-                          "--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "sample", str(run), "-n", str(N), "--seed", str(seed)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     p.stdout.read(1)
     first = time.perf_counter() - t0
     rest = p.stdout.read()
@@ -112,7 +135,8 @@ def cpu():
         model = re.search(r"model name\s*:\s*(.*)", info).group(1)
         flags = re.search(r"flags\s*:\s*(.*)", info).group(1).split()
         return f"{model}, {os.cpu_count()} CPUs, " + " ".join(
-            f for f in ("avx2", "avx512f", "avx512_bf16") if f in flags)
+            f for f in ("avx2", "avx512f", "avx512_bf16") if f in flags
+        )
     except (OSError, AttributeError):
         return platform.processor()
 
@@ -120,8 +144,9 @@ def cpu():
 def memory_mb(pid):
     """(resident, peak resident) MB of a process."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return tuple(int(re.search(rf"{k}:\s+(\d+) kB", status).group(1)) / 1024
-                 for k in ("VmRSS", "VmHWM"))
+    return tuple(
+        int(re.search(rf"{k}:\s+(\d+) kB", status).group(1)) / 1024 for k in ("VmRSS", "VmHWM")
+    )
 
 
 def children(pid):
@@ -158,8 +183,12 @@ class Watch(threading.Thread):
 
 def get(port, method, path, body=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    c.request(method, path, json.dumps(body) if body is not None else None,
-              {"Content-Type": "application/json"} if body is not None else {})
+    c.request(
+        method,
+        path,
+        json.dumps(body) if body is not None else None,
+        {"Content-Type": "application/json"} if body is not None else {},
+    )
     r = c.getresponse()
     out = r.status, json.loads(r.read())
     c.close()
@@ -186,45 +215,61 @@ def probe(port, probes, hold=0.0):
 
 
 def worst(run, probes, hold):
-    server = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0"],
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stderr.readline()).group(1))
     try:
         m = get(port, "GET", "/v1/model")[1]
         lim = m["limits"]
         n, streams = lim["max_chars"], lim["max_streams"]
         prime = ("the " * n)[:n]
-        kinds = [{"n": n, "prime": prime, "beam": lim["max_beam"]},
-                 {"n": n, "prime": prime, "num_samples": lim["max_samples"], "top_p": 0.9}]
+        kinds = [
+            {"n": n, "prime": prime, "beam": lim["max_beam"]},
+            {"n": n, "prime": prime, "num_samples": lim["max_samples"], "top_p": 0.9},
+        ]
         get(port, "POST", "/v1/generate", {"n": 20})  # warm
         idle_rss = memory_mb(server.pid)[0]
-        print(f"# {cpu()}; Python {platform.python_version()}; {m['cell']} "
-              f"{m['num_layers']}x{m['rnn_size']}, vocabulary {m['vocab_size']}; limits: "
-              f"max_chars {n}, {streams} streams, beam {lim['max_beam']}, {lim['max_children']} "
-              f"children of {lim['child_memory_mb']} MB, bound +{lim['memory_bound_mb']} MB; "
-              f"at least {probes} probes (for {hold:g} s under load), median / slowest",
-              flush=True)
-        print("| load | /healthz | generate n=20 | server RSS now / peak (MB) | children "
-              "now / most |")
+        print(
+            f"# {cpu()}; Python {platform.python_version()}; {m['cell']} "
+            f"{m['num_layers']}x{m['rnn_size']}, vocabulary {m['vocab_size']}; limits: "
+            f"max_chars {n}, {streams} streams, beam {lim['max_beam']}, {lim['max_children']} "
+            f"children of {lim['child_memory_mb']} MB, bound +{lim['memory_bound_mb']} MB; "
+            f"at least {probes} probes (for {hold:g} s under load), median / slowest",
+            flush=True,
+        )
+        print(
+            "| load | /healthz | generate n=20 | server RSS now / peak (MB) | children now / most |"
+        )
         print("|---|---:|---:|---:|---:|")
         watch = Watch(server.pid, idle_rss)
 
         def row(name, hold=0.0):
             (h50, hmax), (g50, gmax) = probe(port, probes, hold)
             rss, peak = memory_mb(server.pid)
-            print(f"| {name} | {h50 * 1000:.0f} / {hmax * 1000:.0f} ms | {g50 * 1000:.0f} / "
-                  f"{gmax * 1000:.0f} ms | {rss:.0f} / {peak:.0f} | {len(children(server.pid))}"
-                  f" / {watch.most} |", flush=True)
+            print(
+                f"| {name} | {h50 * 1000:.0f} / {hmax * 1000:.0f} ms | {g50 * 1000:.0f} / "
+                f"{gmax * 1000:.0f} ms | {rss:.0f} / {peak:.0f} | {len(children(server.pid))}"
+                f" / {watch.most} |",
+                flush=True,
+            )
 
         row("idle (reference)")
-        for name, bodies in (("the widest beam, longest prime and n", kinds[:1]),
-                             (f"{streams - 1} worst requests (beams, 64 x n top_p samples)",
-                              [kinds[i % 2] for i in range(streams - 1)])):
+        for name, bodies in (
+            ("the widest beam, longest prime and n", kinds[:1]),
+            (
+                f"{streams - 1} worst requests (beams, 64 x n top_p samples)",
+                [kinds[i % 2] for i in range(streams - 1)],
+            ),
+        ):
             conns = []
             for body in bodies:
                 c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-                c.request("POST", "/v1/generate", json.dumps(body),
-                          {"Content-Type": "application/json"})
+                c.request(
+                    "POST", "/v1/generate", json.dumps(body), {"Content-Type": "application/json"}
+                )
                 conns.append(c)
             while get(port, "GET", "/healthz")[1]["active_streams"] < len(bodies):
                 time.sleep(0.05)
@@ -238,10 +283,13 @@ def worst(run, probes, hold):
         watch.on = False
         watch.join()
         rss, peak = memory_mb(server.pid)
-        print(f"\nresident memory: idle {idle_rss:.0f} MB, peak {peak:.0f} MB (+{peak - idle_rss:.0f} "
-              f"MB), after the clients left {rss:.0f} MB; with the children (their peaks) at "
-              f"most +{watch.held:.0f} MB of the bound's +{lim['memory_bound_mb']} MB; at most "
-              f"{watch.most} children at once, {len(children(server.pid))} left")
+        print(
+            f"\nresident memory: idle {idle_rss:.0f} MB, peak {peak:.0f} MB "
+            f"(+{peak - idle_rss:.0f} MB), after the clients left {rss:.0f} MB; "
+            f"with the children (their peaks) at "
+            f"most +{watch.held:.0f} MB of the bound's +{lim['memory_bound_mb']} MB; at most "
+            f"{watch.most} children at once, {len(children(server.pid))} left"
+        )
     finally:
         server.terminate()
         server.wait()
@@ -254,34 +302,58 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/tmp/charrnn-bench-serve"))
     ap.add_argument("--worst", action="store_true", help="the server under the worst requests")
     ap.add_argument("--probes", type=int, default=20)
-    ap.add_argument("--hold", type=float, default=20.0,
-                    help="--worst: seconds to probe each load (TensorFlow children take "
-                         "several to start, then compute)")
+    ap.add_argument(
+        "--hold",
+        type=float,
+        default=20.0,
+        help="--worst: seconds to probe each load (TensorFlow children take "
+        "several to start, then compute)",
+    )
     a = ap.parse_args()
     run = setup(a.work)
     if a.worst:
         return worst(run, a.probes, a.hold)
-    server = subprocess.Popen([sys.executable, "-m", "charrnn", "serve", str(run), "--port", "0",
-                               "--max-streams", str(max(a.clients) * 2)],
-                              stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "serve",
+            str(run),
+            "--port",
+            "0",
+            "--max-streams",
+            str(max(a.clients) * 2),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     port = int(re.search(r"127\.0\.0\.1:(\d+)", server.stderr.readline()).group(1))
     one_request(port, 0)  # warm
-    print(f"# {cpu()}; Python {platform.python_version()}; {a.rounds} rounds, medians; "
-          f"2x128 LSTM, n = {N}, streamed", flush=True)
-    print("| clients | serve req/s | process-per-request req/s | ratio | serve first char | "
-          "process first char |")
+    print(
+        f"# {cpu()}; Python {platform.python_version()}; {a.rounds} rounds, medians; "
+        f"2x128 LSTM, n = {N}, streamed",
+        flush=True,
+    )
+    print(
+        "| clients | serve req/s | process-per-request req/s | ratio | serve first char | "
+        "process first char |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     try:
         for clients in a.clients:
             serve, proc = [], []
             for r in range(a.rounds):  # alternate, so both see the same machine
                 seeds = r * 1000
-                serve.append(round_of(clients, lambda i: one_request(port, seeds + i)))
-                proc.append(round_of(clients, lambda i: one_process(run, seeds + i)))
+                serve.append(round_of(clients, lambda i, s=seeds: one_request(port, s + i)))
+                proc.append(round_of(clients, lambda i, s=seeds: one_process(run, s + i)))
             s_rps, p_rps = (statistics.median(x[0] for x in v) for v in (serve, proc))
             s_ttfc, p_ttfc = (statistics.median(x[1] for x in v) for v in (serve, proc))
-            print(f"| {clients} | {s_rps:.1f} | {p_rps:.2f} | {s_rps / p_rps:.1f}x | "
-                  f"{s_ttfc * 1000:.0f} ms | {p_ttfc * 1000:.0f} ms |", flush=True)
+            print(
+                f"| {clients} | {s_rps:.1f} | {p_rps:.2f} | {s_rps / p_rps:.1f}x | "
+                f"{s_ttfc * 1000:.0f} ms | {p_ttfc * 1000:.0f} ms |",
+                flush=True,
+            )
     finally:
         server.terminate()
         server.wait()

@@ -73,15 +73,21 @@ def main():
     p.add_argument("--intra", type=int, default=1, help="intra-op threads (charrnn's auto: 1)")
     p.add_argument("--threads", type=int, default=0, help="inter-op threads (0: TF's default)")
     args = p.parse_args()
-    spec = {k: getattr(args, k) for k in ("cell", "layers", "size", "batch", "seq", "dropout",
-                                          "precision", "intra")}
+    spec = {
+        k: getattr(args, k)
+        for k in ("cell", "layers", "size", "batch", "seq", "dropout", "precision", "intra")
+    }
     spec["inter"] = args.threads
     times = {t: [] for t in args.tree}
     for r in range(args.rounds):
         for tree in args.tree:
             env = dict(os.environ, PYTHONPATH=os.path.abspath(tree), TF_CPP_MIN_LOG_LEVEL="3")
-            out = subprocess.run([sys.executable, "-P", "-c", CHILD, json.dumps(spec)], env=env,
-                                 capture_output=True, text=True)
+            out = subprocess.run(
+                [sys.executable, "-P", "-c", CHILD, json.dumps(spec)],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             if out.returncode:
                 sys.exit(f"{tree} failed:\n{out.stderr[-2000:]}")
             ms = json.loads(out.stdout.strip().splitlines()[-1])["ms"]
@@ -89,12 +95,16 @@ def main():
             print(f"round {r + 1} {tree}: {ms:.1f} ms", file=sys.stderr, flush=True)
     chars = args.batch * args.seq
     first = statistics.median(times[args.tree[0]])
-    print(f"{args.layers}x{args.size} {args.cell}, batch {args.batch} x {args.seq}, "
-          f"{args.precision}, intra {args.intra}, inter {args.threads or 'default'}")
+    print(
+        f"{args.layers}x{args.size} {args.cell}, batch {args.batch} x {args.seq}, "
+        f"{args.precision}, intra {args.intra}, inter {args.threads or 'default'}"
+    )
     for tree, ts in times.items():
         med = statistics.median(ts)
-        print(f"  {tree}: median {med:.1f} ms/step, {chars / med * 1e3:,.0f} chars/s, "
-              f"{first / med:.2f}x the first")
+        print(
+            f"  {tree}: median {med:.1f} ms/step, {chars / med * 1e3:,.0f} chars/s, "
+            f"{first / med:.2f}x the first"
+        )
 
 
 if __name__ == "__main__":

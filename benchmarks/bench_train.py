@@ -60,6 +60,7 @@ DEFAULT_REFERENCES = REFERENCES[:4]
 
 # --- the workers (each runs in its own process) -----------------------------------------
 
+
 def load_ids(dataset):
     """The prepared train split and vocabulary size (charrnn's own format, memory-mapped)."""
     import numpy as np
@@ -77,17 +78,27 @@ def worker_keras(dataset, L, H, B, T, steps, windows, cell="lstm"):
 
     ids, V = load_ids(dataset)
     n = (len(ids) - 1) // T
-    x = ids[:n * T].reshape(n, T)
-    y = ids[1:n * T + 1].reshape(n, T)
-    data = (tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n, seed=0)
-            .batch(B, drop_remainder=True).repeat().prefetch(tf.data.AUTOTUNE))
+    x = ids[: n * T].reshape(n, T)
+    y = ids[1 : n * T + 1].reshape(n, T)
+    data = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(n, seed=0)
+        .batch(B, drop_remainder=True)
+        .repeat()
+        .prefetch(tf.data.AUTOTUNE)
+    )
     model = keras.Sequential(
         [keras.Input((T,), dtype="int32"), keras.layers.Embedding(V, EMBEDDING)]
-        + [{"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell](H, return_sequences=True)
-           for _ in range(L)]
-        + [keras.layers.Dense(V)])
-    model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE, global_clipnorm=GRAD_CLIP),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        + [
+            {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[cell](H, return_sequences=True)
+            for _ in range(L)
+        ]
+        + [keras.layers.Dense(V)]
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(LEARNING_RATE, global_clipnorm=GRAD_CLIP),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
 
     times = []
 
@@ -114,8 +125,9 @@ def worker_torch(dataset, L, H, B, T, steps, windows, cell="lstm"):
         def __init__(self):
             super().__init__()
             self.embedding = nn.Embedding(V, EMBEDDING)
-            self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](EMBEDDING, H, num_layers=L,
-                                                              batch_first=True)
+            self.rnn = {"lstm": nn.LSTM, "gru": nn.GRU}[cell](
+                EMBEDDING, H, num_layers=L, batch_first=True
+            )
             self.out = nn.Linear(H, V)
 
         def forward(self, x, hidden):
@@ -127,17 +139,19 @@ def worker_torch(dataset, L, H, B, T, steps, windows, cell="lstm"):
     loss_fn = nn.CrossEntropyLoss()
     # B contiguous streams, consecutive batches continue them (truncated BPTT).
     per = (len(ids) - 1) // B
-    streams = np.stack([ids[b * per:(b + 1) * per + 1] for b in range(B)])
+    streams = np.stack([ids[b * per : (b + 1) * per + 1] for b in range(B)])
     nb = (per - 1) // T
     hidden = None
     rates = []
     k = 0
-    for w in range(windows + 1):
+    for _ in range(windows + 1):
         t0 = time.perf_counter()
         for _ in range(steps):
             if k % nb == 0:
                 hidden = None
-            chunk = torch.from_numpy(streams[:, (k % nb) * T:(k % nb + 1) * T + 1].astype(np.int64))
+            chunk = torch.from_numpy(
+                streams[:, (k % nb) * T : (k % nb + 1) * T + 1].astype(np.int64)
+            )
             x, y = chunk[:, :-1], chunk[:, 1:]
             logits, hidden = model(x, hidden)
             hidden = hidden.detach() if cell == "gru" else tuple(h.detach() for h in hidden)
@@ -152,23 +166,43 @@ def worker_torch(dataset, L, H, B, T, steps, windows, cell="lstm"):
     return rates[1:]
 
 
-def worker_charrnn(dataset, L, H, B, T, steps, windows, cell="lstm", workdir=None,
-                   precision=None):
+def worker_charrnn(dataset, L, H, B, T, steps, windows, cell="lstm", workdir=None, precision=None):
     """Run the real CLI and time its progress lines; returns (rates, peak RSS of the child)."""
     out = tempfile.mkdtemp(prefix="run-", dir=workdir)
-    sets = {"model.cell": cell, "model.num_layers": L, "model.rnn_size": H,
-            "model.embedding_size": EMBEDDING, "model.dropout": 0.0,
-            "train.batch_size": B, "train.seq_length": T, "train.learning_rate": LEARNING_RATE,
-            "train.grad_clip": GRAD_CLIP, "train.max_epochs": "null",
-            "train.max_steps": (windows + 2) * steps, "train.log_every": steps,
-            "train.eval_every": 10 ** 9, "train.save_every": 10 ** 9, "train.sample_length": 0}
+    sets = {
+        "model.cell": cell,
+        "model.num_layers": L,
+        "model.rnn_size": H,
+        "model.embedding_size": EMBEDDING,
+        "model.dropout": 0.0,
+        "train.batch_size": B,
+        "train.seq_length": T,
+        "train.learning_rate": LEARNING_RATE,
+        "train.grad_clip": GRAD_CLIP,
+        "train.max_epochs": "null",
+        "train.max_steps": (windows + 2) * steps,
+        "train.log_every": steps,
+        "train.eval_every": 10**9,
+        "train.save_every": 10**9,
+        "train.sample_length": 0,
+    }
     if precision:
         sets["train.precision"] = precision
-    cmd = [sys.executable, "-m", "charrnn", "train", "--data", dataset, "--out", os.path.join(out, "r")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "charrnn",
+        "train",
+        "--data",
+        dataset,
+        "--out",
+        os.path.join(out, "r"),
+    ]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT
+    )
     stamps, lines = [], []
     for line in proc.stderr:
         lines.append(line)
@@ -187,9 +221,14 @@ WORKERS = {"keras": worker_keras, "torch": worker_torch}
 
 # --- the driver -------------------------------------------------------------------------
 
+
 def prepare(text_path, out):
-    subprocess.run([sys.executable, "-m", "charrnn", "prepare", text_path, "-o", out, "-q"],
-                   check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "charrnn", "prepare", text_path, "-o", out, "-q"],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     return out
 
 
@@ -202,8 +241,20 @@ def run_reference(name, dataset, shape, windows, workdir, cell):
     env = dict(os.environ)
     if name == "keras-1thread":  # the thread setting charrnn picks for small models on 2 cores
         name, env["TF_NUM_INTRAOP_THREADS"] = "keras", "1"
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--dataset", dataset,
-           "--shapes", shape, "--windows", str(windows), "--cell", cell]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        name,
+        "--dataset",
+        dataset,
+        "--shapes",
+        shape,
+        "--windows",
+        str(windows),
+        "--cell",
+        cell,
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if res.returncode != 0:
         sys.exit(f"{name} worker failed:\n{res.stderr[-3000:]}")
@@ -223,9 +274,12 @@ def machine():
 def versions():
     out = {}
     for mod in ("tensorflow", "keras", "torch"):
-        res = subprocess.run([sys.executable, "-c", f"import {mod}; print({mod}.__version__)"],
-                             capture_output=True, text=True, env={**os.environ,
-                                                                  "TF_CPP_MIN_LOG_LEVEL": "3"})
+        res = subprocess.run(
+            [sys.executable, "-c", f"import {mod}; print({mod}.__version__)"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
         out[mod] = res.stdout.strip() or "not installed"
     return out
 
@@ -248,11 +302,17 @@ def memory_check(workdir, windows=1):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shapes", default="small,large",
-                   help="comma-separated: small (2x128, batch 64, seq 100), "
-                        "large (3x512, batch 50, seq 50), or none")
-    p.add_argument("--only", default=",".join(DEFAULT_REFERENCES),
-                   help=f"which references to run, of {', '.join(REFERENCES)}")
+    p.add_argument(
+        "--shapes",
+        default="small,large",
+        help="comma-separated: small (2x128, batch 64, seq 100), "
+        "large (3x512, batch 50, seq 50), or none",
+    )
+    p.add_argument(
+        "--only",
+        default=",".join(DEFAULT_REFERENCES),
+        help=f"which references to run, of {', '.join(REFERENCES)}",
+    )
     p.add_argument("--cell", default="lstm", choices=("lstm", "gru"), help="the recurrent cell")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--windows", type=int, default=3, help="timed windows per process")
@@ -270,8 +330,10 @@ def main():
     shapes = [s for s in a.shapes.split(",") if s and s != "none"]
     only = [r for r in REFERENCES if r in a.only.split(",")]
     report = {"machine": machine(), "versions": versions(), "cell": a.cell, "shapes": {}}
-    print(f"# {report['machine']}; " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
-          flush=True)
+    print(
+        f"# {report['machine']}; " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         dataset = prepare(CORPUS, os.path.join(tmp, "data"))
         for shape in shapes:
@@ -280,8 +342,11 @@ def main():
                 for r in only:
                     got = run_reference(r, dataset, shape, a.windows, tmp, a.cell)
                     rates[r] += got
-                    print(f"{shape} round {rnd + 1} {r}: " + " ".join(f"{x:,.0f}" for x in got),
-                          file=sys.stderr, flush=True)
+                    print(
+                        f"{shape} round {rnd + 1} {r}: " + " ".join(f"{x:,.0f}" for x in got),
+                        file=sys.stderr,
+                        flush=True,
+                    )
             med = {r: statistics.median(v) for r, v in rates.items()}
             report["shapes"][shape] = {"shape": SHAPES[shape][:4], "median": med, "rates": rates}
         if a.memory:
@@ -290,18 +355,28 @@ def main():
     ours = [r for r in only if r.startswith("charrnn")]
     refs = [r for r in only if not r.startswith("charrnn")]
     ratios = [(o, r) for o in ours for r in refs]
-    print("\n| shape | " + " | ".join(f"{r} chars/s" for r in only)
-          + "".join(f" | {o}/{r}" for o, r in ratios) + " |")
+    print(
+        "\n| shape | "
+        + " | ".join(f"{r} chars/s" for r in only)
+        + "".join(f" | {o}/{r}" for o, r in ratios)
+        + " |"
+    )
     print("|---" * (len(only) + len(ratios) + 1) + "|")
-    for shape, res in report["shapes"].items():
+    for res in report["shapes"].values():
         L, H, B, T = res["shape"]
         med = res["median"]
-        print(f"| {L}x{H} {a.cell}, batch {B}, seq {T} | " + " | ".join(f"{med[r]:,.0f}" for r in only)
-              + "".join(f" | {med[o] / med[r]:.2f}x" for o, r in ratios) + " |")
+        print(
+            f"| {L}x{H} {a.cell}, batch {B}, seq {T} | "
+            + " | ".join(f"{med[r]:,.0f}" for r in only)
+            + "".join(f" | {med[o] / med[r]:.2f}x" for o, r in ratios)
+            + " |"
+        )
     if "memory" in report:
-        for factor, m in report["memory"].items():
-            print(f"memory: corpus {m['corpus_bytes'] / 1e6:,.1f} MB -> charrnn train peak RSS "
-                  f"{m['peak_rss'] / 2 ** 20:,.0f} MiB")
+        for m in report["memory"].values():
+            print(
+                f"memory: corpus {m['corpus_bytes'] / 1e6:,.1f} MB -> charrnn train peak RSS "
+                f"{m['peak_rss'] / 2**20:,.0f} MiB"
+            )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=1)

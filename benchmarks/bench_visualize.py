@@ -32,9 +32,15 @@ def random_loaded(symbols, layers, units, cell="lstm", seed=0):
     g = {"lstm": 4, "gru": 3}[cell] * units
     f = lambda *s: rng.normal(scale=1 / np.sqrt(s[0]), size=s).astype(np.float32)  # noqa: E731
     bias = (2, g) if cell == "gru" else (g,)
-    w = make_weights(cell, f(v, e), [f(e if i == 0 else units, g) for i in range(layers)],
-                     [f(units, g) for _ in range(layers)], [f(*bias) for _ in range(layers)],
-                     f(units, v), np.zeros(v, np.float32))
+    w = make_weights(
+        cell,
+        f(v, e),
+        [f(e if i == 0 else units, g) for i in range(layers)],
+        [f(units, g) for _ in range(layers)],
+        [f(*bias) for _ in range(layers)],
+        f(units, v),
+        np.zeros(v, np.float32),
+    )
     loaded = LoadedModel("random", {"cell": cell}, Vocab(sorted(symbols)), {}, checkpoint="random")
     loaded.weights = w
     return loaded
@@ -51,7 +57,7 @@ def main():
 
     from charrnn.analysis.visualize import analyse, visualize_page
 
-    text = (ROOT / "data" / "shakespeare.txt").read_text("utf-8")[:a.chars]
+    text = (ROOT / "data" / "shakespeare.txt").read_text("utf-8")[: a.chars]
     loaded = random_loaded(set(text), a.layers, a.units)
     out = Path(tempfile.mkdtemp()) / "page.html"
     writes = []
@@ -61,9 +67,11 @@ def main():
         out.write_text(visualize_page(data), encoding="utf-8")
         writes.append(time.perf_counter() - t)
     size = out.stat().st_size
-    print(f"{a.layers}x{a.units} LSTM, {len(text):,} chars: page {size / 1e6:.2f} MB, "
-          f"{len(data['activations']['stored'])} units stored; written in median "
-          f"{statistics.median(writes):.2f} s ({', '.join(f'{w:.2f}' for w in writes)})")
+    print(
+        f"{a.layers}x{a.units} LSTM, {len(text):,} chars: page {size / 1e6:.2f} MB, "
+        f"{len(data['activations']['stored'])} units stored; written in median "
+        f"{statistics.median(writes):.2f} s ({', '.join(f'{w:.2f}' for w in writes)})"
+    )
     if a.no_browser:
         return
     import browser
@@ -75,11 +83,15 @@ def main():
         browser.open_page(driver, out)
         ms = driver.execute_async_script(
             "const done = arguments[0];"
-            "requestAnimationFrame(() => setTimeout(() => done(performance.now()), 0));")
+            "requestAnimationFrame(() => setTimeout(() => done(performance.now()), 0));"
+        )
         opens.append(ms / 1000)
     browser.assert_offline(driver, out.resolve().as_uri())
     session.close()
-    print(f"opened in median {statistics.median(opens):.2f} s ({', '.join(f'{o:.2f}' for o in opens)})")
+    print(
+        f"opened in median {statistics.median(opens):.2f} s "
+        f"({', '.join(f'{o:.2f}' for o in opens)})"
+    )
 
 
 if __name__ == "__main__":

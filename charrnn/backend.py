@@ -62,8 +62,8 @@ def tensorflow():
     if "tensorflow" not in sys.modules:
         set_verbose(_verbose)
         with quiet_fd2():
-            import tensorflow  # noqa: F401
             import keras  # noqa: F401
+            import tensorflow  # noqa: F401
         if not _verbose:
             import logging
 

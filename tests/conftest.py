@@ -4,24 +4,25 @@ import os
 
 import pytest
 
-
 # --- with pytest-xdist (setup.cfg: -n 2 --dist loadgroup): which worker runs what ---------
 
 # The groups that take longest (seconds of one worker in a two-worker run on the 2-core test
 # machine, 2026-12-07), started first so that the workers end together; the rest follow in
 # file order.
-LONGEST_FIRST = ["tests/test_evaluate.py",     # parts, jamo, memory in a child: 145
-                 "tests/test_distribute.py",   # a two-process cluster, three times: 77
-                 "tests/test_train.py",        # real training, time budgets: 73
-                 "tests/test_train_scale.py",  # big splits, Ctrl-C in evaluations: 69
-                 "tests/test_serve.py",        # real servers, worst requests, children: 60
-                 "tests/test_sample.py",       # sample processes and their XLA children: 49
-                 "tests/test_parallel_cells.py",  # 44
-                 "killed_run",                 # training processes killed: 25
-                 "tests/test_export.py",       # 22 besides killed_run
-                 "tests/test_visualize.py",    # 25
-                 "tests/test_reliability.py",  # 14
-                 "tests/test_finetune.py"]     # 12
+LONGEST_FIRST = [
+    "tests/test_evaluate.py",  # parts, jamo, memory in a child: 145
+    "tests/test_distribute.py",  # a two-process cluster, three times: 77
+    "tests/test_train.py",  # real training, time budgets: 73
+    "tests/test_train_scale.py",  # big splits, Ctrl-C in evaluations: 69
+    "tests/test_serve.py",  # real servers, worst requests, children: 60
+    "tests/test_sample.py",  # sample processes and their XLA children: 49
+    "tests/test_parallel_cells.py",  # 44
+    "killed_run",  # training processes killed: 25
+    "tests/test_export.py",  # 22 besides killed_run
+    "tests/test_visualize.py",  # 25
+    "tests/test_reliability.py",  # 14
+    "tests/test_finetune.py",
+]  # 12
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -132,8 +133,9 @@ def _prepare(tmp_path_factory, name, text, *args):
         src = root / f"{name}.txt"
         src.write_text(text, encoding="utf-8")
         out = root / name
-        assert main(["prepare", str(src), "-o", str(out), "--val-fraction", "0.1", "-q",
-                     *args]) == 0
+        assert (
+            main(["prepare", str(src), "-o", str(out), "--val-fraction", "0.1", "-q", *args]) == 0
+        )
         return out
 
     return _once(tmp_path_factory, name, build)
@@ -153,10 +155,20 @@ def korean_data(tmp_path_factory):
 
 # --- tiny trained runs, made with the real `charrnn train` (sample-helper) ---------------
 
+
 def _train(tmp_path_factory, name, data, *sets, steps=150):
-    sets = ["model.num_layers=2", "model.rnn_size=32", "model.embedding_size=16",
-            "train.batch_size=16", "train.seq_length=32", "train.learning_rate=0.01",
-            "train.eval_every=40", "train.save_every=40", "train.log_every=40", *sets]
+    sets = [
+        "model.num_layers=2",
+        "model.rnn_size=32",
+        "model.embedding_size=16",
+        "train.batch_size=16",
+        "train.seq_length=32",
+        "train.learning_rate=0.01",
+        "train.eval_every=40",
+        "train.save_every=40",
+        "train.log_every=40",
+        *sets,
+    ]
 
     def build(root):
         from charrnn.cli import main
@@ -183,6 +195,7 @@ def korean_run(tmp_path_factory, korean_data):
 
 # --- a GRU run (visualize/web helper) --------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def gru_run(tmp_path_factory, english_data):
     """A 2x32 GRU run trained for 150 steps on english_data."""
@@ -190,6 +203,7 @@ def gru_run(tmp_path_factory, english_data):
 
 
 # --- the parallel cells (mingru, minlstm) ---------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def mingru_run(tmp_path_factory, english_data):
@@ -205,9 +219,16 @@ def minlstm_run(tmp_path_factory, korean_data):
 
 # --- one long training, read, refused and killed (reliability and export helper) ----------
 
-TINY_SETS = ["model.num_layers=1", "model.rnn_size=16", "model.embedding_size=8",
-             "train.batch_size=8", "train.seq_length=16", "train.learning_rate=0.01",
-             "train.sample_length=0", "train.intra_op_threads=1"]
+TINY_SETS = [
+    "model.num_layers=1",
+    "model.rnn_size=16",
+    "model.embedding_size=8",
+    "train.batch_size=8",
+    "train.seq_length=16",
+    "train.learning_rate=0.01",
+    "train.sample_length=0",
+    "train.intra_op_threads=1",
+]
 
 
 def _wait_for(what, proc, timeout=180):
@@ -248,8 +269,9 @@ def killed_run(tmp_path_factory, english_data):
     import sys
     import time
 
-    from charrnn.store import checkpoints
     from clihelp import run
+
+    from charrnn.store import checkpoints
 
     root = tmp_path_factory.mktemp("killed")
     out = root / "run"
@@ -259,9 +281,13 @@ def killed_run(tmp_path_factory, english_data):
     def spawn(*args):
         logs.append(root / f"stderr-{len(logs) + 1}.txt")
         with open(logs[-1], "w") as err:  # a file: no pipe to fill while nobody reads it
-            return subprocess.Popen([sys.executable, "-m", "charrnn", "train", *map(str, args)],
-                                    stdout=subprocess.DEVNULL, stderr=err, text=True,
-                                    env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            return subprocess.Popen(
+                [sys.executable, "-m", "charrnn", "train", *map(str, args)],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                text=True,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            )
 
     def steps(folder="checkpoints"):
         return [c.step for c in checkpoints.list_in(out / folder)]
@@ -286,15 +312,33 @@ def killed_run(tmp_path_factory, english_data):
 
     rng = random.Random(9)
     snapshots, result = [], {}
-    proc = spawn("--data", english_data, "--out", out, "--max-steps", 100000, *tiny,
-                 "--set", "train.save_every=1", "--set", "train.eval_every=1",
-                 "--set", "train.keep_checkpoints=1", "--set", "train.log_every=1")
+    proc = spawn(
+        "--data",
+        english_data,
+        "--out",
+        out,
+        "--max-steps",
+        100000,
+        *tiny,
+        "--set",
+        "train.save_every=1",
+        "--set",
+        "train.eval_every=1",
+        "--set",
+        "train.keep_checkpoints=1",
+        "--set",
+        "train.log_every=1",
+    )
     result["pid"] = proc.pid
     try:
         _wait_for(lambda: steps() and steps("best"), proc)
-        result["refused"] = [run(*args) for args in (
-            ["train", "--resume", "--out", out],
-            ["train", "--data", english_data, "--out", out, "--force", *tiny])]
+        result["refused"] = [
+            run(*args)
+            for args in (
+                ["train", "--resume", "--out", out],
+                ["train", "--data", english_data, "--out", out, "--force", *tiny],
+            )
+        ]
         result["still_training"] = proc.poll() is None
         first = steps()[0]
         samples, deadline = [], time.monotonic() + 180

@@ -8,11 +8,23 @@ from charrnn.train import autosize
 def test_parameter_counts_match_the_real_model():
     from charrnn.nn.model import build_model
 
-    for cell, layers, units in [("lstm", 1, 128), ("lstm", 2, 192), ("lstm", 2, 384),
-                                ("gru", 2, 128), ("rnn", 2, 128), ("mingru", 1, 128),
-                                ("mingru", 2, 192), ("minlstm", 3, 64)]:
-        model = build_model(70, cell=cell, num_layers=layers, rnn_size=units,
-                            embedding_size=autosize.embedding_size(units))
+    for cell, layers, units in [
+        ("lstm", 1, 128),
+        ("lstm", 2, 192),
+        ("lstm", 2, 384),
+        ("gru", 2, 128),
+        ("rnn", 2, 128),
+        ("mingru", 1, 128),
+        ("mingru", 2, 192),
+        ("minlstm", 3, 64),
+    ]:
+        model = build_model(
+            70,
+            cell=cell,
+            num_layers=layers,
+            rnn_size=units,
+            embedding_size=autosize.embedding_size(units),
+        )
         assert model.count_params() == autosize.params(layers, units, 70, cell), cell
 
 
@@ -33,15 +45,23 @@ def test_a_parallel_cell_s_multiply_adds_are_its_blocks_and_logits(cell):
 
 def test_throughput_reproduces_the_calibration_and_falls_with_size():
     for macs, measured in autosize.CALIBRATION["table"]:
-        layers, units = next((lu for lu in autosize.LADDER
-                              if abs(autosize.macs_per_symbol(*lu, 65) - macs) < 0.01e6), (0, 0))
+        layers, units = next(
+            (
+                lu
+                for lu in autosize.LADDER
+                if abs(autosize.macs_per_symbol(*lu, 65) - macs) < 0.01e6
+            ),
+            (0, 0),
+        )
         if layers:
-            assert autosize.symbols_per_second(layers, units, 65, "lstm", 1.0) == \
-                pytest.approx(measured, rel=0.02)
+            assert autosize.symbols_per_second(layers, units, 65, "lstm", 1.0) == pytest.approx(
+                measured, rel=0.02
+            )
     speeds = [autosize.symbols_per_second(*lu, 65, "lstm", 1.0) for lu in autosize.LADDER]
     assert speeds == sorted(speeds, reverse=True)
-    assert autosize.symbols_per_second(2, 256, 65, "lstm", 2.0) == \
-        pytest.approx(2 * autosize.symbols_per_second(2, 256, 65, "lstm", 1.0))
+    assert autosize.symbols_per_second(2, 256, 65, "lstm", 2.0) == pytest.approx(
+        2 * autosize.symbols_per_second(2, 256, 65, "lstm", 1.0)
+    )
 
 
 def test_more_time_or_a_faster_machine_never_chooses_a_smaller_model():
@@ -54,8 +74,8 @@ def test_more_time_or_a_faster_machine_never_chooses_a_smaller_model():
 
 
 def test_dropout_only_when_the_budget_rereads_the_data():
-    few, _ = autosize.choose(65, 100_000_000, 600, throughput=10000)   # a fraction of an epoch
-    many, _ = autosize.choose(65, 100_000, 600, throughput=10000)      # hundreds of epochs
+    few, _ = autosize.choose(65, 100_000_000, 600, throughput=10000)  # a fraction of an epoch
+    many, _ = autosize.choose(65, 100_000, 600, throughput=10000)  # hundreds of epochs
     assert few["dropout"] == 0.0
     assert 0 < many["dropout"] <= autosize.DROPOUT_MAX
 
@@ -63,8 +83,8 @@ def test_dropout_only_when_the_budget_rereads_the_data():
 def test_cell_auto_chooses_mingru_where_the_lstm_reads_the_data_few_times_or_symbols_are_many():
     speed = autosize.machine_speed(65, 10000.0)
     lines = []
-    few = autosize.choose_cell(65, 100_000_000, 600, speed, lines.append)   # a fraction of an epoch
-    many = autosize.choose_cell(65, 100_000, 600, speed, lines.append)      # hundreds of epochs
+    few = autosize.choose_cell(65, 100_000_000, 600, speed, lines.append)  # a fraction of an epoch
+    many = autosize.choose_cell(65, 100_000, 600, speed, lines.append)  # hundreds of epochs
     assert (few, many) == ("mingru", "lstm")
     assert lines[0].startswith("model auto: mingru: 65 symbols (under 256); a ")
     assert lines[0].endswith("times in 10 min (under 8)")
@@ -84,11 +104,14 @@ def test_the_cost_of_a_symbol_counts_the_output_layer_and_the_softmax():
     """Each symbol of the vocabulary costs the output layer's multiply-adds (units, forward,
     and twice that backward) and the softmax's."""
     for layers, units, cell in [(1, 64, "lstm"), (2, 256, "lstm"), (2, 128, "mingru")]:
-        extra = autosize.cost_per_symbol(layers, units, 8779, cell) - \
-            autosize.cost_per_symbol(layers, units, 250, cell)
+        extra = autosize.cost_per_symbol(layers, units, 8779, cell) - autosize.cost_per_symbol(
+            layers, units, 250, cell
+        )
         assert extra == (3 * units + autosize.SOFTMAX_MACS) * (8779 - 250)
-        assert autosize.cost_per_symbol(layers, units, 65, cell) == \
-            autosize.macs_per_symbol(layers, units, 65, cell) + autosize.SOFTMAX_MACS * 65
+        assert (
+            autosize.cost_per_symbol(layers, units, 65, cell)
+            == autosize.macs_per_symbol(layers, units, 65, cell) + autosize.SOFTMAX_MACS * 65
+        )
 
 
 # Training on 197 MB of Python: its 8,779 symbols against the 250 `prepare --min-count 100`
@@ -98,8 +121,9 @@ MEASURED = {(1, 64): (9958, 172740), (2, 256): (3722, 17706)}
 
 def test_predicted_throughput_falls_with_the_vocabulary_as_measured():
     for (layers, units), (full, folded) in MEASURED.items():
-        predicted = (autosize.symbols_per_second(layers, units, 250, "lstm", 1.0)
-                     / autosize.symbols_per_second(layers, units, 8779, "lstm", 1.0))
+        predicted = autosize.symbols_per_second(
+            layers, units, 250, "lstm", 1.0
+        ) / autosize.symbols_per_second(layers, units, 8779, "lstm", 1.0)
         assert predicted == pytest.approx(folded / full, rel=0.15), (layers, units)
 
 
@@ -110,12 +134,17 @@ def test_a_large_vocabulary_gets_a_smaller_model_for_the_same_budget(monkeypatch
         large, reason = autosize.choose(7639, 50_000_000, budget, speed=speed)
         assert large["rnn_size"] * large["num_layers"] < small["rnn_size"] * small["num_layers"]
         seen = float(reason.split(" at about ")[1].split(" symbols/s")[0].replace(",", ""))
-        assert seen == pytest.approx(autosize.symbols_per_second(
-            large["num_layers"], large["rnn_size"], 7639, "lstm", speed[0]), rel=1e-3)
+        assert seen == pytest.approx(
+            autosize.symbols_per_second(
+                large["num_layers"], large["rnn_size"], 7639, "lstm", speed[0]
+            ),
+            rel=1e-3,
+        )
     # 2 hours: a 1x128 LSTM, where counting the output layer's multiply-adds alone chose 2x128
     large, reason = autosize.choose(7639, 50_000_000, 7200, speed=speed)
     assert (large["num_layers"], large["rnn_size"]) == (1, 128)
-    assert reason.startswith("model auto: 1x128 lstm, embedding 64, dropout 0 (1,573,143 "
-                             "parameters): 120 min at about ")
+    assert reason.startswith(
+        "model auto: 1x128 lstm, embedding 64, dropout 0 (1,573,143 parameters): 120 min at about "
+    )
     monkeypatch.setattr(autosize, "SOFTMAX_MACS", 0)
     assert autosize.choose(7639, 50_000_000, 7200, speed=speed)[0]["num_layers"] == 2

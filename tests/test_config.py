@@ -1,12 +1,12 @@
 """Training configuration: shipped configs, precedence, and one-line errors for bad values."""
 
 import pytest
+from clihelp import error_line, run
 from hypothesis import given
 from hypothesis import strategies as st
 
-from charrnn.train.config import find_config, load_config, parse_duration, resolve, shipped_configs
 from charrnn.errors import CharrnnError
-from clihelp import error_line, run
+from charrnn.train.config import find_config, load_config, parse_duration, resolve, shipped_configs
 
 
 def assert_error(result, *needles):
@@ -24,9 +24,15 @@ def test_every_shipped_config_loads_and_validates():
             assert cfg["train"]["out"].startswith("runs/")
             assert cfg["data"].startswith("data/")
     linux, _ = load_config("linux")
-    assert linux["model"] == {"cell": "lstm", "num_layers": 3, "rnn_size": 512,
-                              "embedding_size": 128, "dropout": 0.0, "size": None,
-                              "auto_throughput": None}
+    assert linux["model"] == {
+        "cell": "lstm",
+        "num_layers": 3,
+        "rnn_size": 512,
+        "embedding_size": 128,
+        "dropout": 0.0,
+        "size": None,
+        "auto_throughput": None,
+    }
     assert load_config("quick")[0]["train"]["max_time"] == 90.0
     assert load_config("korean")[0]["data"] == "data/korean_constitution"
 
@@ -34,13 +40,31 @@ def test_every_shipped_config_loads_and_validates():
 def test_defaults_match_the_issue():
     cfg, _ = load_config()
     assert cfg["data"] == "data/linux"
-    assert cfg["model"] == {"cell": "lstm", "num_layers": 3, "rnn_size": 512,
-                            "embedding_size": 128, "dropout": 0.0, "size": None,
-                            "auto_throughput": None}
-    issue = {"batch_size": 50, "seq_length": 100, "learning_rate": 0.002, "decay_rate": 0.97,
-             "decay_every": "epoch", "grad_clip": 5.0, "max_epochs": 50, "max_steps": None,
-             "max_time": None, "eval_every": 500, "save_every": 500, "keep_checkpoints": 5,
-             "seed": 0, "out": "runs/linux"}
+    assert cfg["model"] == {
+        "cell": "lstm",
+        "num_layers": 3,
+        "rnn_size": 512,
+        "embedding_size": 128,
+        "dropout": 0.0,
+        "size": None,
+        "auto_throughput": None,
+    }
+    issue = {
+        "batch_size": 50,
+        "seq_length": 100,
+        "learning_rate": 0.002,
+        "decay_rate": 0.97,
+        "decay_every": "epoch",
+        "grad_clip": 5.0,
+        "max_epochs": 50,
+        "max_steps": None,
+        "max_time": None,
+        "eval_every": 500,
+        "save_every": 500,
+        "keep_checkpoints": 5,
+        "seed": 0,
+        "out": "runs/linux",
+    }
     assert {k: cfg["train"][k] for k in issue} == issue
 
 
@@ -55,9 +79,11 @@ def test_a_file_path_wins_over_a_shipped_name(tmp_path, monkeypatch):
 def test_precedence_file_then_set_then_flags(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data: data/x\ntrain: {batch_size: 8, out: runs/a, max_time: 2h}\n")
-    cfg, sources = load_config(str(path), sets=["train.batch_size=16", "train.out=runs/b",
-                                                "model.cell=gru"],
-                               flags={"train.out": "runs/c", "data": None})
+    cfg, sources = load_config(
+        str(path),
+        sets=["train.batch_size=16", "train.out=runs/b", "model.cell=gru"],
+        flags={"train.out": "runs/c", "data": None},
+    )
     assert cfg["train"]["batch_size"] == 16 and cfg["train"]["out"] == "runs/c"
     assert cfg["model"]["cell"] == "gru" and cfg["data"] == "data/x"
     assert cfg["train"]["max_time"] == 7200.0
@@ -65,8 +91,18 @@ def test_precedence_file_then_set_then_flags(tmp_path):
     assert sources["train.out"] == "--out"
 
 
-@pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400),
-                                          ("45", 45), (30, 30), ("1.5h", 5400)])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("90s", 90),
+        ("10m", 600),
+        ("2h", 7200),
+        ("1h30m", 5400),
+        ("45", 45),
+        (30, 30),
+        ("1.5h", 5400),
+    ],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -76,22 +112,25 @@ def test_duration_parts_add_up(h, m, s):
     assert parse_duration(f"{h}h{m}m{s}s") == h * 3600 + m * 60 + s
 
 
-@pytest.mark.parametrize("yaml_text,needles", [
-    ("train: {batch_sise: 8}\n", ["train.batch_sise", "unknown key"]),
-    ("modle: {cell: lstm}\n", ["modle", "unknown section"]),
-    ("train: {batch_size: big}\n", ["train.batch_size", "integer"]),
-    ("train: {batch_size: 0}\n", ["train.batch_size", "> 0"]),
-    ("train: {learning_rate: -1}\n", ["train.learning_rate"]),
-    ("model: {cell: transformer}\n", ["model.cell", "lstm"]),
-    ("model: {dropout: 1.5}\n", ["model.dropout"]),
-    ("train: {max_time: soon}\n", ["train.max_time", "10m"]),
-    ("train: {decay_every: weekly}\n", ["train.decay_every"]),
-    ("train: {deterministic: maybe}\n", ["train.deterministic", "true or false"]),
-    ("train: {intra_op_threads: many}\n", ["train.intra_op_threads", "'auto' or an integer"]),
-    ("train: {intra_op_threads: -1}\n", ["train.intra_op_threads", "auto or >= 0"]),
-    ("train: [1, 2]\n", ["train must be a mapping"]),
-    ("train: {batch_size: 8\n", ["not valid YAML"]),
-])
+@pytest.mark.parametrize(
+    "yaml_text,needles",
+    [
+        ("train: {batch_sise: 8}\n", ["train.batch_sise", "unknown key"]),
+        ("modle: {cell: lstm}\n", ["modle", "unknown section"]),
+        ("train: {batch_size: big}\n", ["train.batch_size", "integer"]),
+        ("train: {batch_size: 0}\n", ["train.batch_size", "> 0"]),
+        ("train: {learning_rate: -1}\n", ["train.learning_rate"]),
+        ("model: {cell: transformer}\n", ["model.cell", "lstm"]),
+        ("model: {dropout: 1.5}\n", ["model.dropout"]),
+        ("train: {max_time: soon}\n", ["train.max_time", "10m"]),
+        ("train: {decay_every: weekly}\n", ["train.decay_every"]),
+        ("train: {deterministic: maybe}\n", ["train.deterministic", "true or false"]),
+        ("train: {intra_op_threads: many}\n", ["train.intra_op_threads", "'auto' or an integer"]),
+        ("train: {intra_op_threads: -1}\n", ["train.intra_op_threads", "auto or >= 0"]),
+        ("train: [1, 2]\n", ["train must be a mapping"]),
+        ("train: {batch_size: 8\n", ["not valid YAML"]),
+    ],
+)
 def test_bad_config_files_are_one_line_errors_naming_key_and_file(tmp_path, yaml_text, needles):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text)
@@ -99,8 +138,11 @@ def test_bad_config_files_are_one_line_errors_naming_key_and_file(tmp_path, yaml
 
 
 def test_bad_set_values_name_the_option():
-    assert_error(run("train", "--config", "quick", "--set", "train.batch_size=0"),
-                 "--set train.batch_size", "> 0")
+    assert_error(
+        run("train", "--config", "quick", "--set", "train.batch_size=0"),
+        "--set train.batch_size",
+        "> 0",
+    )
     assert_error(run("train", "--config", "quick", "--set", "train.nope=1"), "train.nope")
     assert_error(run("train", "--config", "quick", "--set", "batch_size"), "section.key=value")
     assert_error(run("train", "--config", "quick", "--max-time", "later"), "--max-time")
@@ -113,8 +155,9 @@ def test_missing_config_lists_the_shipped_ones():
 def test_unprepared_data_dir_is_an_error(tmp_path):
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "corpus.txt").write_text("hello\n")
-    result = run("train", "--config", "quick", "--data", tmp_path / "raw",
-                 "--out", tmp_path / "run")
+    result = run(
+        "train", "--config", "quick", "--data", tmp_path / "raw", "--out", tmp_path / "run"
+    )
     assert_error(result, "not a prepared dataset", "charrnn prepare")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
@@ -135,8 +178,9 @@ def test_model_auto_is_short_for_size_and_cell_auto_and_checked(tmp_path):
     assert config["model"]["cell"] == "auto"
     with pytest.raises(CharrnnError, match="model.size must be auto or null"):
         load_config(None, sets=["model.size=huge"])
-    with pytest.raises(CharrnnError, match="model.cell must be auto or one of lstm, gru, rnn, "
-                                           "mingru, minlstm"):
+    with pytest.raises(
+        CharrnnError, match="model.cell must be auto or one of lstm, gru, rnn, mingru, minlstm"
+    ):
         load_config(None, sets=["model.cell=mamba"])
     with pytest.raises(CharrnnError, match="train.seq_unit must be symbols or chars"):
         load_config(None, sets=["train.seq_unit=bytes"])

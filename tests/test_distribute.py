@@ -22,23 +22,50 @@ import numpy as np
 import pytest
 
 from charrnn.backend import tensorflow
-from charrnn.train import distribute
 from charrnn.cli import main
+from charrnn.train import distribute
 
-WORDS = ("the quick brown fox jumps over a lazy dog while seven wizards quietly "
-         "hex each jovial king of pack my box with five dozen liquor jugs").split()
+WORDS = (
+    "the quick brown fox jumps over a lazy dog while seven wizards quietly "
+    "hex each jovial king of pack my box with five dozen liquor jugs"
+).split()
 STEPS = 30
 TRAIN = [
-    "--set", "model.cell=lstm", "--set", "model.num_layers=2", "--set", "model.rnn_size=16",
-    "--set", "model.embedding_size=8", "--set", "model.dropout=0.0",
-    "--set", "train.batch_size=8", "--set", "train.seq_length=16",
+    "--set",
+    "model.cell=lstm",
+    "--set",
+    "model.num_layers=2",
+    "--set",
+    "model.rnn_size=16",
+    "--set",
+    "model.embedding_size=8",
+    "--set",
+    "model.dropout=0.0",
+    "--set",
+    "train.batch_size=8",
+    "--set",
+    "train.seq_length=16",
     # a clip this low is active on most steps: replicas must clip the summed gradient
-    "--set", "train.learning_rate=0.03", "--set", "train.grad_clip=0.2",
-    "--set", "train.eval_every=10",
-    "--set", "train.save_every=10", "--set", "train.log_every=10",
-    "--set", "train.sample_length=0", "--set", "train.seed=0",
-    "--set", "train.jit_compile=false", "--set", "train.max_epochs=null",
-    "--set", "train.precision=float32",  # auto would pick bfloat16 on a CPU that has it
+    "--set",
+    "train.learning_rate=0.03",
+    "--set",
+    "train.grad_clip=0.2",
+    "--set",
+    "train.eval_every=10",
+    "--set",
+    "train.save_every=10",
+    "--set",
+    "train.log_every=10",
+    "--set",
+    "train.sample_length=0",
+    "--set",
+    "train.seed=0",
+    "--set",
+    "train.jit_compile=false",
+    "--set",
+    "train.max_epochs=null",
+    "--set",
+    "train.precision=float32",  # auto would pick bfloat16 on a CPU that has it
 ]
 # Same data and seed: the sums differ only in float order, so the losses agree far
 # more closely than this; a wrong loss average, gradient sum or state split is off
@@ -59,8 +86,17 @@ def _env(**extra):
 
 
 def _train_args(data, out, *args, steps=STEPS):
-    return ["train", "--data", str(data), "--out", str(out), *TRAIN,
-            "--set", f"train.max_steps={steps}", *args]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        *TRAIN,
+        "--set",
+        f"train.max_steps={steps}",
+        *args,
+    ]
 
 
 def _train_cmd(data, out, *args, steps=STEPS):
@@ -116,8 +152,13 @@ print(json.dumps(results))
 
 def _run_in_one_process(commands, env):
     """[(exit status, stderr)] of ``charrnn ARGS`` for each ARGS, in order, in one process."""
-    p = subprocess.run([sys.executable, "-c", ONE_PROCESS, json.dumps(commands)], env=env,
-                       capture_output=True, text=True, timeout=2 * LIMIT_S)
+    p = subprocess.run(
+        [sys.executable, "-c", ONE_PROCESS, json.dumps(commands)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=2 * LIMIT_S,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     results = json.loads(p.stdout.splitlines()[-1])
     for code, err, crash in results:
@@ -137,29 +178,45 @@ def two_cpus(dist_data, tmp_path_factory):
     root = tmp_path_factory.mktemp("two_cpus")
     odd, mirrored, mingru = root / "odd", root / "mirrored", root / "mingru"
     env = _env(**{distribute.CPU_DEVICES_ENV: "2"})
-    proc = subprocess.Popen(_train_cmd(dist_data, mingru, "--strategy", "mirrored", *MINGRU),
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _train_cmd(dist_data, mingru, "--strategy", "mirrored", *MINGRU),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         (odd_code, odd_err), (code, err) = _run_in_one_process(
-            [_train_args(dist_data, odd, "--strategy", "mirrored", "--set", "train.batch_size=5"),
-             _train_args(dist_data, mirrored, "--strategy", "mirrored")], env)
+            [
+                _train_args(
+                    dist_data, odd, "--strategy", "mirrored", "--set", "train.batch_size=5"
+                ),
+                _train_args(dist_data, mirrored, "--strategy", "mirrored"),
+            ],
+            env,
+        )
         _, mingru_err = proc.communicate(timeout=LIMIT_S)
     finally:
         _kill([proc])
     assert code == 0, err[-3000:]
     assert proc.returncode == 0, mingru_err[-3000:]
-    return {"odd": (odd, odd_code, odd_err), "mirrored": (mirrored, err),
-            "mingru": (mingru, mingru_err)}
+    return {
+        "odd": (odd, odd_code, odd_err),
+        "mirrored": (mirrored, err),
+        "mingru": (mingru, mingru_err),
+    }
 
 
 # --- roles and paths (TF_CONFIG parsing; no TensorFlow) -----------------------------------
+
 
 def _tf_config(monkeypatch, task_type, index, chief=False):
     cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
     if chief:
         cluster["chief"] = ["127.0.0.1:3"]
-    monkeypatch.setenv("TF_CONFIG", json.dumps(
-        {"cluster": cluster, "task": {"type": task_type, "index": index}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+    )
 
 
 def test_worker_zero_is_chief_without_a_chief_task(monkeypatch, tmp_path):
@@ -190,20 +247,24 @@ def test_chief_task_outranks_worker_zero(monkeypatch):
 
 def test_bad_tf_config_is_one_clear_error(dist_data, tmp_path):
     one = '"cluster": {"worker": ["a:1"]}'
-    for value, words in (("{not json", "TF_CONFIG is not valid JSON"),
-                         ("{" + one + ', "task": {"type": "ps", "index": 0}}',
-                          "not a chief or worker"),
-                         ("{" + one + ', "task": {"type": "worker", "index": 3}}',
-                          "index 3 is not in")):
-        p = subprocess.run(_train_cmd(dist_data, tmp_path / "bad"), env=_env(TF_CONFIG=value),
-                           capture_output=True, text=True, timeout=LIMIT_S)
+    for value, words in (
+        ("{not json", "TF_CONFIG is not valid JSON"),
+        ("{" + one + ', "task": {"type": "ps", "index": 0}}', "not a chief or worker"),
+        ("{" + one + ', "task": {"type": "worker", "index": 3}}', "index 3 is not in"),
+    ):
+        p = subprocess.run(
+            _train_cmd(dist_data, tmp_path / "bad"),
+            env=_env(TF_CONFIG=value),
+            capture_output=True,
+            text=True,
+            timeout=LIMIT_S,
+        )
         assert p.returncode == 1, p.stderr
         assert words in p.stderr and "Traceback" not in p.stderr
         assert p.stderr.strip().splitlines()[-1].startswith("Error: ")
 
 
-def test_multiworker_without_tf_config_and_odd_batch(dist_data, two_cpus, tmp_path,
-                                                    monkeypatch):
+def test_multiworker_without_tf_config_and_odd_batch(dist_data, two_cpus, tmp_path, monkeypatch):
     from clihelp import run
 
     # no cluster to describe, no devices to split: this process will do
@@ -218,6 +279,7 @@ def test_multiworker_without_tf_config_and_odd_batch(dist_data, two_cpus, tmp_pa
 
 
 # --- MirroredStrategy over two logical CPUs ------------------------------------------------
+
 
 def test_mirrored_two_cpus_matches_default(reference_run, two_cpus):
     _assert_mirrored_matches(reference_run, *two_cpus["mirrored"])
@@ -243,6 +305,7 @@ def _assert_mirrored_matches(reference_run, out, err):
 
 # --- a real two-process MultiWorkerMirroredStrategy cluster --------------------------------
 
+
 def _free_ports(n):
     socks = [socket.socket() for _ in range(n)]
     try:
@@ -256,9 +319,20 @@ def _free_ports(n):
 
 def _start_cluster(cmd):
     workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-    return [subprocess.Popen(cmd, env=_env(TF_CONFIG=json.dumps(
-        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    return [
+        subprocess.Popen(
+            cmd,
+            env=_env(
+                TF_CONFIG=json.dumps(
+                    {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}
+                )
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
 
 
 def _kill(procs):
@@ -279,8 +353,9 @@ def _cluster(cmd, limit=LIMIT_S):
         _kill(procs)
 
 
-def test_two_worker_cluster_trains_resumes_and_survives_a_dead_worker(dist_data, reference_run,
-                                                                      tmp_path):
+def test_two_worker_cluster_trains_resumes_and_survives_a_dead_worker(
+    dist_data, reference_run, tmp_path
+):
     from charrnn.store import loader as runs
 
     # --- 20 steps: only the chief writes; the worker's temporary copies are gone
@@ -294,7 +369,7 @@ def test_two_worker_cluster_trains_resumes_and_survives_a_dead_worker(dist_data,
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["cluster"]
 
     # --- resumed without a limit, worker 1 dies mid-run with no chance to clean up
-    procs = _start_cluster(_train_cmd(dist_data, out, "--resume", steps=10 ** 6))
+    procs = _start_cluster(_train_cmd(dist_data, out, "--resume", steps=10**6))
     try:
         deadline = time.monotonic() + LIMIT_S
         while not (out / "checkpoints" / f"ckpt-{STEPS}" / "manifest.json").exists():
@@ -325,13 +400,31 @@ def test_two_worker_cluster_trains_resumes_and_survives_a_dead_worker(dist_data,
 
 # --- mixed precision ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_is_finite_and_close_to_float32(dist_data, reference_run, tmp_path,
-                                                          precision):
+def test_mixed_precision_is_finite_and_close_to_float32(
+    dist_data, reference_run, tmp_path, precision
+):
     out = tmp_path / precision
-    assert main(["train", "--data", str(dist_data), "--out", str(out), *TRAIN,
-                 "--set", f"train.max_steps={STEPS}", "--strategy", "default",
-                 "--set", f"train.precision={precision}"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(dist_data),
+                "--out",
+                str(out),
+                *TRAIN,
+                "--set",
+                f"train.max_steps={STEPS}",
+                "--strategy",
+                "default",
+                "--set",
+                f"train.precision={precision}",
+            ]
+        )
+        == 0
+    )
     vals = {step: (_val(out, step), _val(reference_run, step)) for step in (10, 20, STEPS)}
     for step, (got, ref) in vals.items():
         assert math.isfinite(got)
@@ -346,15 +439,16 @@ def test_mixed_precision_is_finite_and_close_to_float32(dist_data, reference_run
 
 # --- threads ----------------------------------------------------------------------------------
 
+
 def test_intra_op_threads_auto_is_one_only_for_small_steps_on_small_cpus(monkeypatch):
     monkeypatch.setattr(distribute, "cpu_count", lambda: 2)
-    assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 1   # 4M multiply-adds
-    assert distribute.intra_op_threads("auto", 64, 256, "lstm") == 1   # 16M
-    assert distribute.intra_op_threads("auto", 50, 512, "lstm") == 0   # 52M: TF's default
-    assert distribute.intra_op_threads("auto", 50, 512, "rnn") == 1    # one gate: 13M
-    assert distribute.intra_op_threads(3, 64, 128, "lstm") == 3        # explicit wins
+    assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 1  # 4M multiply-adds
+    assert distribute.intra_op_threads("auto", 64, 256, "lstm") == 1  # 16M
+    assert distribute.intra_op_threads("auto", 50, 512, "lstm") == 0  # 52M: TF's default
+    assert distribute.intra_op_threads("auto", 50, 512, "rnn") == 1  # one gate: 13M
+    assert distribute.intra_op_threads(3, 64, 128, "lstm") == 3  # explicit wins
     monkeypatch.setattr(distribute, "cpu_count", lambda: 16)
-    assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 0   # not measured there
+    assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 0  # not measured there
 
 
 def test_embedding_rows_of_one_symbol_are_one_adam_update():
@@ -373,17 +467,16 @@ def test_embedding_rows_of_one_symbol_are_one_adam_update():
         adam.build([var])
         for _ in range(50):
             rows = tf.constant(rng.normal(0.001, 0.01, (600, 2)), tf.float32)
-            grads, norm = to_grad(tf.IndexedSlices(rows, tf.zeros(600, tf.int32),
-                                                   tf.constant([4, 2])))
-            np.testing.assert_allclose(float(norm), np.linalg.norm(rows.numpy().sum(0)),
-                                       rtol=1e-5)
+            grads, norm = to_grad(
+                tf.IndexedSlices(rows, tf.zeros(600, tf.int32), tf.constant([4, 2]))
+            )
+            np.testing.assert_allclose(float(norm), np.linalg.norm(rows.numpy().sum(0)), rtol=1e-5)
             adam.apply_gradients(zip(grads, [var]))
         return var.numpy()
 
     moved = train(lambda g: distribute.reduce_and_clip([g]))
     assert np.abs(moved[0]).max() <= 50 * 0.002 * 1.001  # Adam's bound held
     rng = np.random.default_rng(0)
-    dense = train(lambda g: ([tf.convert_to_tensor(g)],
-                             tf.norm(tf.convert_to_tensor(g))))
+    dense = train(lambda g: ([tf.convert_to_tensor(g)], tf.norm(tf.convert_to_tensor(g))))
     np.testing.assert_allclose(moved, dense, atol=1e-6)
     assert not moved[1:].any()  # rows of symbols not read stay put

@@ -58,8 +58,9 @@ def code_blocks(lines, first=1):
         while j < len(lines) and lines[j].strip() != ticks:
             j += 1
         assert j < len(lines), f"README line {first + i}: the code block is never closed"
-        code = "\n".join(line[indent:] if line[:indent].isspace() else line.lstrip()
-                         for line in lines[i + 1:j])
+        code = "\n".join(
+            line[indent:] if line[:indent].isspace() else line.lstrip() for line in lines[i + 1 : j]
+        )
         blocks.append((first + i, info, code + "\n"))
         i = j + 1
     return blocks
@@ -76,6 +77,7 @@ def has_option(help_output, option):
 
 
 # --- a. the Usage block against --help ----------------------------------------------------
+
 
 def usage_lines():
     first, lines = section("Usage")
@@ -99,10 +101,13 @@ def parse_usage_line(line):
         else:
             current.append(token)
     segments.append(current)
-    ours = [s for s in segments if "charrnn" in s
-            and all(re.match(r"[A-Za-z_]\w*=", t) for t in s[:s.index("charrnn")])]  # VAR=x charrnn
+    ours = [
+        s
+        for s in segments
+        if "charrnn" in s and all(re.match(r"[A-Za-z_]\w*=", t) for t in s[: s.index("charrnn")])
+    ]  # VAR=x charrnn
     assert len(ours) == 1, f"expected one charrnn command, got {segments}"
-    words = ours[0][ours[0].index("charrnn") + 1:]
+    words = ours[0][ours[0].index("charrnn") + 1 :]
     group = []
     while words and OPTION.match(words[0]):
         group.append(words.pop(0).split("=", 1)[0])
@@ -121,10 +126,16 @@ def test_usage_block_names_real_commands_and_options():
         if result.exit_code != 0:
             problems.append(f"README line {lineno}: `charrnn {command}` is not a command: {line}")
             continue
-        problems += [f"README line {lineno}: {o} is not in `charrnn --help`: {line}"
-                     for o in group if not has_option(group_help, o)]
-        problems += [f"README line {lineno}: {o} is not in `charrnn {command} --help`: {line}"
-                     for o in options if not has_option(result.output, o)]
+        problems += [
+            f"README line {lineno}: {o} is not in `charrnn --help`: {line}"
+            for o in group
+            if not has_option(group_help, o)
+        ]
+        problems += [
+            f"README line {lineno}: {o} is not in `charrnn {command} --help`: {line}"
+            for o in options
+            if not has_option(result.output, o)
+        ]
     assert {"prepare", "train", "sample"} <= commands, commands  # the parse found the commands
     assert not problems, "\n".join(problems)
 
@@ -150,16 +161,26 @@ def test_every_subcommand_is_in_the_usage_block():
 
 
 def test_usage_line_parser():
-    assert parse_usage_line("cat *.c | charrnn prepare - -o data/linux          # stdin") == \
-        ([], "prepare", ["-o"])
-    assert parse_usage_line("charrnn evaluate runs/linux app.log --per-line | jq -s '.[:5]'") == \
-        ([], "evaluate", ["--per-line"])
-    assert parse_usage_line("charrnn -v train --set train.batch_size=32 --max-time=2h") == \
-        (["-v"], "train", ["--set", "--max-time"])
+    assert parse_usage_line("cat *.c | charrnn prepare - -o data/linux          # stdin") == (
+        [],
+        "prepare",
+        ["-o"],
+    )
+    assert parse_usage_line("charrnn evaluate runs/linux app.log --per-line | jq -s '.[:5]'") == (
+        [],
+        "evaluate",
+        ["--per-line"],
+    )
+    assert parse_usage_line("charrnn -v train --set train.batch_size=32 --max-time=2h") == (
+        ["-v"],
+        "train",
+        ["--set", "--max-time"],
+    )
     assert parse_usage_line("TF_CONFIG=x charrnn train --resume") == ([], "train", ["--resume"])
 
 
 # --- b. the runnable blocks still run --------------------------------------------------------
+
 
 def runnable_blocks():
     blocks = [b for b in code_blocks(readme()) if "runnable" in b[1].split()[1:]]
@@ -184,25 +205,35 @@ def reader_dir(tmp_path_factory, english_run):
 def test_runnable_blocks_run_in_order(reader_dir):
     blocks = runnable_blocks()
     assert len(blocks) >= 3, blocks  # the marker is still in use
-    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    env = dict(
+        os.environ,
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    )
     for lineno, info, code in blocks:
         if info.split()[0] == "sh":
             argv = ["bash", "-e", "-o", "pipefail", "-c", code]
         else:
             argv = [sys.executable, "-c", code]
-        p = subprocess.run(argv, cwd=reader_dir, env=env, capture_output=True, text=True, timeout=180)
-        assert p.returncode == 0, (f"README line {lineno} (```{info}) failed with exit {p.returncode}:\n"
-                                   f"{code}\n--- stderr:\n{p.stderr[-3000:]}")
+        p = subprocess.run(
+            argv, cwd=reader_dir, env=env, capture_output=True, text=True, timeout=180
+        )
+        assert p.returncode == 0, (
+            f"README line {lineno} (```{info}) failed with exit {p.returncode}:\n"
+            f"{code}\n--- stderr:\n{p.stderr[-3000:]}"
+        )
     assert (reader_dir / "data" / "korean_constitution" / "vocab.json").exists()
     assert (reader_dir / "quick.html").stat().st_size > 10_000
 
 
 # --- c. README stays a user's document -------------------------------------------------------
 
+
 def test_readme_is_short():
     n = len(readme())
-    assert n < MAX_LINES, (f"README.md has {n} lines (limit {MAX_LINES}): dated measurements belong in "
-                           "benchmarks/RESULTS.md, with a one-line pointer in the README")
+    assert n < MAX_LINES, (
+        f"README.md has {n} lines (limit {MAX_LINES}): dated measurements belong in "
+        "benchmarks/RESULTS.md, with a one-line pointer in the README"
+    )
 
 
 def results_table():
@@ -211,7 +242,7 @@ def results_table():
     rows = [i for i, line in enumerate(lines) if line.startswith("|")]
     assert rows and rows == list(range(rows[0], rows[-1] + 1)), "one table in README's Benchmarks"
     cells = [[c.strip() for c in lines[i].strip().strip("|").split("|")] for i in rows]
-    above = [line for line in lines[:rows[0]] if line.strip()][-1]
+    above = [line for line in lines[: rows[0]] if line.strip()][-1]
     return above, cells[0], cells[2:]
 
 
@@ -244,8 +275,11 @@ def test_pointers_into_the_log_name_its_sections():
     text = " ".join(README.read_text(encoding="utf-8").split())
     names = re.findall(r"benchmarks/RESULTS\.md, '([^']+)'", text)
     assert names
-    headings = [line[3:] for line in RESULTS.read_text(encoding="utf-8").splitlines()
-                if line.startswith("## ")]
+    headings = [
+        line[3:]
+        for line in RESULTS.read_text(encoding="utf-8").splitlines()
+        if line.startswith("## ")
+    ]
     missing = [n for n in names if not any(h.startswith(n) for h in headings)]
     assert not missing, f"README points to sections RESULTS.md does not have: {missing}"
     _, lines = section("Benchmarks")

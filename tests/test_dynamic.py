@@ -4,15 +4,17 @@ import json
 
 import numpy as np
 import pytest
-
 from clihelp import ok, run
+
 from charrnn.analysis import scoring
 from charrnn.analysis.dynamic import dynamic_scorer
 from charrnn.store.loader import load
 
 # Text the model never saw, twice: the second time it should know it better.
-NEW = ("Slow rivers carry old boats past the mill, and the miller counts them every "
-       "morning before the bread is baked.\n")
+NEW = (
+    "Slow rivers carry old boats past the mill, and the miller counts them every "
+    "morning before the bread is baked.\n"
+)
 
 
 def test_each_symbol_is_scored_before_the_weights_see_it(english_run):
@@ -35,16 +37,29 @@ def test_evaluate_dynamic_through_the_cli(english_run, tmp_path):
     path = tmp_path / "new.txt"
     path.write_text(NEW * 3, encoding="utf-8")
     static = json.loads(ok(run("evaluate", english_run, path, "--json")).stdout)
-    args = ("evaluate", english_run, path, path, "--json", "--dynamic", "--dynamic-lr", 0.1,
-            "--dynamic-segment", 50)
+    args = (
+        "evaluate",
+        english_run,
+        path,
+        path,
+        "--json",
+        "--dynamic",
+        "--dynamic-lr",
+        0.1,
+        "--dynamic-segment",
+        50,
+    )
     dyn = json.loads(ok(run(*args)).stdout)
-    assert dyn["scoring"]["pieces"] == 1 and dyn["scoring"]["dynamic"] == {"segment": 50,
-                                                                           "lr": 0.1}
+    assert dyn["scoring"]["pieces"] == 1 and dyn["scoring"]["dynamic"] == {"segment": 50, "lr": 0.1}
     first, second = dyn["files"]
     assert first["bits_per_char"] == pytest.approx(second["bits_per_char"], rel=1e-6)  # reset
     assert first["bits_per_char"] < static["files"][0]["bits_per_char"] - 0.05
-    lines = [json.loads(x) for x in ok(run("evaluate", english_run, path, "--per-line",
-                                           "--dynamic", "--dynamic-lr", 0.1)).stdout.splitlines()]
+    lines = [
+        json.loads(x)
+        for x in ok(
+            run("evaluate", english_run, path, "--per-line", "--dynamic", "--dynamic-lr", 0.1)
+        ).stdout.splitlines()
+    ]
     assert len(lines) == 3 and lines[2]["bits_per_char"] < lines[0]["bits_per_char"]
     r = run("evaluate", english_run, path, "--dynamic", "--streams", 4)
     assert r.exit_code == 2 and "--dynamic reads each file in one stream" in r.stderr

@@ -9,10 +9,8 @@ import random
 
 import numpy as np
 import pytest
-
-
-from conftest import ENGLISH, KOREAN
 from clihelp import ok, run
+from conftest import ENGLISH, KOREAN
 
 LOG2 = math.log(2)
 OTHER_BMP = 65536 - 2048 - 11172 - 20992  # U+0800..U+FFFF without syllables and ideographs
@@ -49,13 +47,48 @@ def unk_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("unk")
     (root / "en.txt").write_text(ENGLISH * 2, encoding="utf-8")
-    assert main(["prepare", str(root / "en.txt"), "-o", str(root / "data"), "-q",
-                 "--min-count", "3", "--val-fraction", "0.1"]) == 0
-    sets = ["model.num_layers=1", "model.rnn_size=32", "model.embedding_size=16",
-            "train.batch_size=16", "train.seq_length=32", "train.learning_rate=0.01",
-            "train.eval_every=30", "train.save_every=30", "train.log_every=30"]
-    assert main(["train", "--data", str(root / "data"), "--out", str(root / "run"),
-                 "--max-steps", "30", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                str(root / "en.txt"),
+                "-o",
+                str(root / "data"),
+                "-q",
+                "--min-count",
+                "3",
+                "--val-fraction",
+                "0.1",
+            ]
+        )
+        == 0
+    )
+    sets = [
+        "model.num_layers=1",
+        "model.rnn_size=32",
+        "model.embedding_size=16",
+        "train.batch_size=16",
+        "train.seq_length=32",
+        "train.learning_rate=0.01",
+        "train.eval_every=30",
+        "train.save_every=30",
+        "train.log_every=30",
+    ]
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(root / "data"),
+                "--out",
+                str(root / "run"),
+                "--max-steps",
+                "30",
+                *[a for s in sets for a in ("--set", s)],
+            ]
+        )
+        == 0
+    )
     return root / "run"
 
 
@@ -74,11 +107,11 @@ def hand_nats(model, ids, pieces=1, warmup=256, firsts=None):
     out = np.full(m, np.nan)
     for a, e in zip(firsts, firsts[1:] + [m + 1]):  # targets a .. e-1
         s = max(0, a - 1 - warmup)
-        logits = forward(tf.constant(ids[None, s:e - 1])).numpy()[0].astype(np.float64)
+        logits = forward(tf.constant(ids[None, s : e - 1])).numpy()[0].astype(np.float64)
         logp = logits - logits.max(-1, keepdims=True)
         logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
-        nll = -logp[np.arange(e - 1 - s), ids[s + 1:e]]
-        out[a - 1:e - 1] = nll[a - 1 - s:]
+        nll = -logp[np.arange(e - 1 - s), ids[s + 1 : e]]
+        out[a - 1 : e - 1] = nll[a - 1 - s :]
     assert not np.isnan(out).any()
     return out
 
@@ -99,9 +132,13 @@ def test_figures_match_a_hand_computation(english, english_run, tmp_path):
         assert f["bits_per_char"] == pytest.approx(f["bits_per_symbol"])  # one symbol per char
         assert f["bits_per_char_in_vocab"] == pytest.approx(f["bits_per_char"])
         assert r["total"]["loss_nats"] == f["loss_nats"]
-        assert r["scoring"] == {"pieces": streams, "warmup": 256, "part_chars": 1 << 20,
-                                "escape": "witten-bell",
-                                "p_escape": pytest.approx(49 / (len(ENGLISH) * 2 + 49))}
+        assert r["scoring"] == {
+            "pieces": streams,
+            "warmup": 256,
+            "part_chars": 1 << 20,
+            "escape": "witten-bell",
+            "p_escape": pytest.approx(49 / (len(ENGLISH) * 2 + 49)),
+        }
     # Pieces with warm-up agree closely with one pass; pieces read from a cold state do not.
     cold = hand_nats(english.model, ids, 3, warmup=0).mean()
     assert loss[3] == pytest.approx(loss[1], rel=1e-3)
@@ -109,8 +146,9 @@ def test_figures_match_a_hand_computation(english, english_run, tmp_path):
     # the default (one piece per 1,024 symbols: 2 here)
     default = evaluate_json(english_run, tmp_path / "held.txt")
     assert default["scoring"]["pieces"] == "auto"
-    assert default["total"]["loss_nats"] == pytest.approx(hand_nats(english.model, ids, 2).mean(),
-                                                          rel=1e-5)
+    assert default["total"]["loss_nats"] == pytest.approx(
+        hand_nats(english.model, ids, 2).mean(), rel=1e-5
+    )
 
 
 def test_validation_is_the_same_definition(english_run, english_data, tmp_path):
@@ -137,7 +175,7 @@ def test_jamo_bits_per_character(korean, korean_run, tmp_path):
     f = evaluate_json(korean_run, tmp_path / "ko.txt", "--streams", 1)["files"][0]
     assert f["chars"] == len(text) and f["symbols"] == len(ids)
     assert f["predictions"] == len(ids) - first and f["scored_chars"] == len(text) - 1
-    nats = hand_nats(korean.model, ids)[first - 1:].sum()
+    nats = hand_nats(korean.model, ids)[first - 1 :].sum()
     assert f["loss_nats"] == pytest.approx(nats / (len(ids) - first), rel=1e-5)
     assert f["bits_per_char"] == pytest.approx(nats / LOG2 / (len(text) - 1), rel=1e-5)
     # same pipeline as prepare: cp949 detected, CRLF -> LF, same figures
@@ -176,7 +214,8 @@ def test_outside_the_vocabulary_is_charged(english, english_run, tmp_path):
         f"{charge:.1f} bits), {len(text):,} symbols: loss "
         f"{f['loss_nats']:.4f} nats/symbol, {f['bits_per_symbol']:.4f} bits/symbol, "
         f"{f['bits_per_char']:.4f} bits/char ({f['bits_per_char_in_vocab']:.4f} without the "
-        "outside characters)\n")
+        "outside characters)\n"
+    )
 
 
 def test_unknown_symbol_pays_its_probability_and_the_class(unk_run, tmp_path):
@@ -199,9 +238,9 @@ def test_unknown_symbol_pays_its_probability_and_the_class(unk_run, tmp_path):
     charge = sum(nll[t - 1] + math.log2(classes.get(text[t], 128)) for t in unk)
     assert f["oov_chars"] == len(unk) == 7 and f["symbols"] == len(text)
     assert f["oov_bits"] == pytest.approx(charge, rel=1e-5)
-    assert f["bits_per_char"] == pytest.approx((nll.sum() + 7 * len(unk)
-                                                + math.log2(OTHER_BMP / 128)) / (len(text) - 1),
-                                               rel=1e-5)
+    assert f["bits_per_char"] == pytest.approx(
+        (nll.sum() + 7 * len(unk) + math.log2(OTHER_BMP / 128)) / (len(text) - 1), rel=1e-5
+    )
     inside = np.setdiff1d(np.arange(1, len(ids)), unk)
     assert f["predictions"] == len(inside)
     assert f["loss_nats"] == pytest.approx(nll[inside - 1].mean() * LOG2, rel=1e-5)
@@ -225,7 +264,8 @@ def test_jamo_and_syllable_characters_alike(korean, korean_run, tmp_path):
     assert f["symbols"] == g["symbols"] and f["predictions"] == g["predictions"]
     assert f["loss_nats"] == pytest.approx(g["loss_nats"], rel=1e-5)  # the model read the same
     assert f["bits_per_char"] * (len(text) - 1) == pytest.approx(
-        g["bits_per_char"] * (len(rest) - 1) + f["oov_bits"], rel=1e-5)
+        g["bits_per_char"] * (len(rest) - 1) + f["oov_bits"], rel=1e-5
+    )
     # per line: a character's bits are its jamo's (mapped back by hand) or its charge
     lines, _ = per_line(korean_run, tmp_path / "k.txt", "--streams", 1)
     assert sum(x["bits"] for x in lines) == pytest.approx(f["nats"] / LOG2, rel=1e-9)
@@ -234,13 +274,16 @@ def test_jamo_and_syllable_characters_alike(korean, korean_run, tmp_path):
     char_bits, at = [], 0
     for ch in text:
         n = len(korean.vocab.encode(ch, unknown="skip"))
-        char_bits.append(nll[at:at + n].sum() if n else {"닼": math.log2(11172)}.get(
-            ch, math.log2(OTHER_BMP)) + escape)
+        char_bits.append(
+            nll[at : at + n].sum()
+            if n
+            else {"닼": math.log2(11172)}.get(ch, math.log2(OTHER_BMP)) + escape
+        )
         at += n
     start = 0
     for x in lines[1:4]:
         start = text.index(x["text"] + "\n", start)
-        mine = char_bits[start:start + x["chars"]]
+        mine = char_bits[start : start + x["chars"]]
         assert x["bits"] == pytest.approx(sum(mine), rel=1e-5)
         assert x["worst_bits"] == pytest.approx(max(mine), rel=1e-5)
         assert x["worst_char"] == text[start + int(np.argmax(mine))]
@@ -250,7 +293,7 @@ def test_jamo_and_syllable_characters_alike(korean, korean_run, tmp_path):
 def test_per_line_scores(english, english_run, tmp_path):
     """One JSON line per input line; the newline belongs to the line it ends; the totals
     equal an independent `evaluate --streams 1`; the default pieces agree closely."""
-    text = ENGLISH[:ENGLISH.index("\n", 2500) + 1]  # > 2,048 symbols: 2 pieces by default
+    text = ENGLISH[: ENGLISH.index("\n", 2500) + 1]  # > 2,048 symbols: 2 pieces by default
     (tmp_path / "a.txt").write_text(text, encoding="utf-8")
     (tmp_path / "b.txt").write_text("Four score and seven\nyears ago", encoding="utf-8")
     lines, r = per_line(english_run, tmp_path / "a.txt", tmp_path / "b.txt", "--streams", 1)
@@ -258,30 +301,42 @@ def test_per_line_scores(english, english_run, tmp_path):
     assert r.stderr.startswith(f"{tmp_path / 'a.txt'}: ") and "total: " in r.stderr
     a = [x for x in lines if x["path"] == str(tmp_path / "a.txt")]
     b = [x for x in lines if x["path"] == str(tmp_path / "b.txt")]
-    assert len(a) + len(b) == len(lines) and [x["line"] for x in a] == \
-        list(range(1, len(text.splitlines()) + 1))
+    assert len(a) + len(b) == len(lines) and [x["line"] for x in a] == list(
+        range(1, len(text.splitlines()) + 1)
+    )
     assert [x["text"] + "\n" for x in a] == text.splitlines(keepends=True)
     assert [x["chars"] for x in a] == [len(x) for x in text.splitlines(keepends=True)]
-    assert set(b[0]) == {"path", "line", "text", "chars", "bits", "bits_per_char", "oov_chars",
-                         "worst_char", "worst_column", "worst_prob", "worst_bits"}
-    assert [(x["text"], x["chars"]) for x in b] == [("Four score and seven", 21),
-                                                    ("years ago", 9)]
+    assert set(b[0]) == {
+        "path",
+        "line",
+        "text",
+        "chars",
+        "bits",
+        "bits_per_char",
+        "oov_chars",
+        "worst_char",
+        "worst_column",
+        "worst_prob",
+        "worst_bits",
+    }
+    assert [(x["text"], x["chars"]) for x in b] == [("Four score and seven", 21), ("years ago", 9)]
     for f, mine in zip(whole["files"], (a, b)):
         assert sum(x["chars"] for x in mine) == f["chars"]
         assert sum(x["bits"] for x in mine) == pytest.approx(f["nats"] / LOG2, rel=1e-9)
         assert mine[0]["bits"] / (mine[0]["chars"] - 1) == pytest.approx(mine[0]["bits_per_char"])
-    assert sum(x["bits"] for x in lines) / (sum(x["chars"] for x in lines) - 2) == \
-        pytest.approx(whole["total"]["bits_per_char"], rel=1e-9)
+    assert sum(x["bits"] for x in lines) / (sum(x["chars"] for x in lines) - 2) == pytest.approx(
+        whole["total"]["bits_per_char"], rel=1e-9
+    )
     # the most surprising character, checked against the hand computation
     ids = english.vocab.encode(text)
     nll = np.concatenate([[np.nan], hand_nats(english.model, ids)]) / LOG2
     x = a[3]
     start = sum(len(t) for t in text.splitlines(keepends=True)[:3])
-    j = int(np.argmax(nll[start:start + x["chars"]]))
+    j = int(np.argmax(nll[start : start + x["chars"]]))
     assert (x["worst_column"], x["worst_char"]) == (j + 1, text[start + j])
     assert x["worst_bits"] == pytest.approx(nll[start + j], rel=1e-5)
     assert x["worst_prob"] == pytest.approx(2 ** -nll[start + j], rel=1e-5)
-    assert x["bits"] == pytest.approx(nll[start:start + x["chars"]].sum(), rel=1e-5)
+    assert x["bits"] == pytest.approx(nll[start : start + x["chars"]].sum(), rel=1e-5)
     # default pieces (2, with warm-up): every line close to the one-pass figure
     default, _ = per_line(english_run, tmp_path / "a.txt")
     assert sum(x["bits"] for x in default) == pytest.approx(sum(x["bits"] for x in a), rel=2e-3)
@@ -309,9 +364,11 @@ def test_several_files_and_stdin(english_run, tmp_path):
     assert r["total"]["predictions"] == a["predictions"] + b["predictions"]
     assert r["total"]["loss_nats"] == pytest.approx(nats / r["total"]["predictions"])
     assert r["total"]["bits_per_char"] == pytest.approx(
-        (a["nats"] + b["nats"]) / LOG2 / (a["chars"] + b["chars"] - 2))
-    piped = json.loads(ok(run("evaluate", english_run, "-", "--json", "--streams", 1,
-                              input=ENGLISH[:800])).stdout)
+        (a["nats"] + b["nats"]) / LOG2 / (a["chars"] + b["chars"] - 2)
+    )
+    piped = json.loads(
+        ok(run("evaluate", english_run, "-", "--json", "--streams", 1, input=ENGLISH[:800])).stdout
+    )
     assert piped["files"][0]["loss_nats"] == pytest.approx(a["loss_nats"], rel=1e-9)
     human = ok(run("evaluate", english_run, tmp_path / "a.txt", tmp_path / "b.txt"))
     assert human.stdout == "" and "total:" in human.stderr and "bits/char" in human.stderr
@@ -324,7 +381,8 @@ def test_evaluate_errors(english_run, tmp_path):
     r = run("evaluate", english_run, tmp_path / "one.txt")
     assert r.exit_code == 1 and r.stderr == (
         f"Error: {tmp_path / 'one.txt'} has 1 character(s) of which the model can read 1; "
-        "scoring needs at least 2 (the first is only context)\n")
+        "scoring needs at least 2 (the first is only context)\n"
+    )
     (tmp_path / "odd.txt").write_text("a∑∑", encoding="utf-8")
     r = run("evaluate", english_run, tmp_path / "odd.txt", "--per-line")
     assert r.exit_code == 1 and r.stdout == "" and "can read 1;" in r.stderr
@@ -335,6 +393,7 @@ def test_evaluate_errors(english_run, tmp_path):
 
 
 # --- big files: read and scored in parts of scoring.CHUNK characters -----------------------
+
 
 @pytest.fixture
 def chunk(monkeypatch):
@@ -370,13 +429,18 @@ def test_parts_follow_the_definition(english, english_run, tmp_path, chunk):
         assert f[k] == (pytest.approx(v, rel=1e-6) if isinstance(v, float) else v), k
     mine, _ = per_line(english_run, tmp_path / "t.txt", "--streams", 1)
     assert len(mine) == len(lines) == len(text.splitlines())
-    crossing = [i for i, x in enumerate(lines) if sum(y["chars"] for y in lines[:i]) // 1000
-                != (sum(y["chars"] for y in lines[:i + 1]) - 1) // 1000]
+    crossing = [
+        i
+        for i, x in enumerate(lines)
+        if sum(y["chars"] for y in lines[:i]) // 1000
+        != (sum(y["chars"] for y in lines[: i + 1]) - 1) // 1000
+    ]
     assert len(crossing) == 2  # lines 1,000 and 2,000 fall in
     for a, b in zip(mine, lines):
         approx = ("bits", "bits_per_char", "worst_prob", "worst_bits")
-        assert {k: v for k, v in a.items() if k not in approx} == \
-            {k: v for k, v in b.items() if k not in approx}
+        assert {k: v for k, v in a.items() if k not in approx} == {
+            k: v for k, v in b.items() if k not in approx
+        }
         assert [a[k] for k in approx] == pytest.approx([b[k] for k in approx], rel=1e-6)
 
 
@@ -394,8 +458,9 @@ def test_parts_with_jamo_and_outside_characters(korean_run, tmp_path, chunk):
     for k, v in whole.items():
         assert f[k] == (pytest.approx(v, rel=1e-6) if isinstance(v, float) else v), k
     mine, _ = per_line(korean_run, tmp_path / "k.txt", "--streams", 1)
-    assert [(x["text"], x["chars"], x["oov_chars"], x["worst_char"]) for x in mine] == \
-        [(x["text"], x["chars"], x["oov_chars"], x["worst_char"]) for x in lines]
+    assert [(x["text"], x["chars"], x["oov_chars"], x["worst_char"]) for x in mine] == [
+        (x["text"], x["chars"], x["oov_chars"], x["worst_char"]) for x in lines
+    ]
     assert [x["bits"] for x in mine] == pytest.approx([x["bits"] for x in lines], rel=1e-6)
 
 
@@ -405,9 +470,15 @@ def test_a_file_the_model_cannot_read_across_parts(english_run, tmp_path, chunk)
     chunk(100)
     (tmp_path / "odd.txt").write_text("∑" * 250 + "a" + "∑" * 250, encoding="utf-8")
     r = run("evaluate", english_run, tmp_path / "odd.txt", "--per-line")
-    assert r.exit_code == 1 and r.stdout == "" and r.stderr == (
-        f"Error: {tmp_path / 'odd.txt'} has 501 character(s) of which the model can read 1; "
-        "scoring needs at least 2 (the first is only context)\n")
+    assert (
+        r.exit_code == 1
+        and r.stdout == ""
+        and r.stderr
+        == (
+            f"Error: {tmp_path / 'odd.txt'} has 501 character(s) of which the model can read 1; "
+            "scoring needs at least 2 (the first is only context)\n"
+        )
+    )
     (tmp_path / "late.txt").write_text("∑" * 250 + ENGLISH[:500], encoding="utf-8")
     f = evaluate_json(english_run, tmp_path / "late.txt", "--streams", 1)["files"][0]
     assert f["scored_chars"] == 750 - 251 and f["oov_chars"] == 250 and f["oov_bits"] == 0
@@ -424,17 +495,22 @@ def test_memory_is_flat_in_the_file_size(english_run, tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from charrnn.analysis import scoring; import charrnn.text.decode as d; "
-            "scoring.CHUNK = d.CHUNK_BYTES = 65536; from charrnn.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
+    code = (
+        "import sys; from charrnn.analysis import scoring; import charrnn.text.decode as d; "
+        "scoring.CHUNK = d.CHUNK_BYTES = 65536; from charrnn.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
     big = (ENGLISH * (4_000_000 // len(ENGLISH) + 1))[:4_000_000]
     peak = {}
     for n in (250_000, 4_000_000):
         path = tmp_path / f"{n}.txt"
         path.write_text(big[:n], encoding="utf-8")
         with open(tmp_path / "out", "w+") as out, open(tmp_path / "err", "w+") as err:
-            child = subprocess.Popen([sys.executable, "-c", code, "evaluate", str(english_run),
-                                      str(path), "--json"], stdout=out, stderr=err)
+            child = subprocess.Popen(
+                [sys.executable, "-c", code, "evaluate", str(english_run), str(path), "--json"],
+                stdout=out,
+                stderr=err,
+            )
             _, status, usage = os.wait4(child.pid, 0)  # this child's own peak
             child.returncode = os.waitstatus_to_exitcode(status)
             out.seek(0), err.seek(0)

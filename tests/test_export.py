@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clihelp import error_line, ok, run
 
 from charrnn.export import formats as E
 from charrnn.nn import tensors as nn_tensors
 from charrnn.nn.cells import GATE_ORDER, PARALLEL
 from charrnn.store import weightsfile as W
-from clihelp import error_line, ok, run
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 FORMATS = ("safetensors", "onnx", "tflite")
@@ -44,8 +44,13 @@ def models(english_run, gru_run, korean_run, mingru_run, minlstm_run, tmp_path_f
 
     out = tmp_path_factory.mktemp("exports")
     result = {}
-    runs = {"lstm": english_run, "gru": gru_run, "jamo": korean_run, "mingru": mingru_run,
-            "minlstm": minlstm_run}  # minlstm: jamo too
+    runs = {
+        "lstm": english_run,
+        "gru": gru_run,
+        "jamo": korean_run,
+        "mingru": mingru_run,
+        "minlstm": minlstm_run,
+    }  # minlstm: jamo too
     for name, path in runs.items():
         files = {}
         for fmt in FORMATS:
@@ -57,9 +62,15 @@ def models(english_run, gru_run, korean_run, mingru_run, minlstm_run, tmp_path_f
         r = load_run(path)
         ids, _ = E.reference(r)
         batch = np.stack([ids, ids[::-1]])
-        ref = tensorflow().function(lambda x: r.model(x))(batch).numpy()
-        result[name] = {"run": path, "files": files, "ids": batch, "ref": ref,
-                        "args": r.model_args, "vocab": r.vocab}
+        ref = tensorflow().function(r.model)(batch).numpy()
+        result[name] = {
+            "run": path,
+            "files": files,
+            "ids": batch,
+            "ref": ref,
+            "args": r.model_args,
+            "vocab": r.vocab,
+        }
     return result
 
 
@@ -81,8 +92,11 @@ def test_every_format_reproduces_the_model(models, name):
 
     m = models[name]
     args, H = m["args"], m["args"]["rnn_size"]
-    names = [f"state_{s}_{i}" for i in range(args["num_layers"])
-             for s in (("h", "c") if args["cell"] == "lstm" else ("h",))]
+    names = [
+        f"state_{s}_{i}"
+        for i in range(args["num_layers"])
+        for s in (("h", "c") if args["cell"] == "lstm" else ("h",))
+    ]
 
     sess = ort.InferenceSession(str(m["files"]["onnx"]), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["ids", *names]
@@ -109,7 +123,7 @@ def test_every_format_reproduces_the_model(models, name):
 
     wf = W.read(m["files"]["safetensors"])
     assert wf.vocab.symbols == m["vocab"].symbols and wf.vocab.jamo == m["vocab"].jamo
-    from charrnn.nn.step import cell_step, NumpyOps
+    from charrnn.nn.step import NumpyOps, cell_step
 
     weights = wf.weights
     for step in (onnx_step, tflite_step, lambda ids, st: cell_step(NumpyOps, weights, ids, st)):
@@ -120,8 +134,13 @@ def test_tflite_has_builtin_ops_only(models):
     from ai_edge_litert.interpreter import Interpreter
 
     for m in models.values():
-        ops = {o["op_name"] for o in Interpreter(model_path=str(m["files"]["tflite"]))._get_ops_details()}
-        assert ops and all(op.isupper() and not op.startswith(("FLEX", "CUSTOM")) for op in ops), ops
+        ops = {
+            o["op_name"]
+            for o in Interpreter(model_path=str(m["files"]["tflite"]))._get_ops_details()
+        }
+        assert ops and all(op.isupper() and not op.startswith(("FLEX", "CUSTOM")) for op in ops), (
+            ops
+        )
 
 
 # --- the README's snippets, verbatim, without charrnn or TensorFlow ----------------------
@@ -148,15 +167,28 @@ def readme_snippet(marker):
     return blocks[0]
 
 
-@pytest.mark.parametrize("fmt,marker", [("safetensors", "def load_safetensors"),
-                                        ("onnx", "import onnxruntime")])
+@pytest.mark.parametrize(
+    "fmt,marker", [("safetensors", "def load_safetensors"), ("onnx", "import onnxruntime")]
+)
 def test_readme_snippets_run_verbatim(models, tmp_path, fmt, marker):
     code = readme_snippet(marker)
     for m in models.values():
         np.save(tmp_path / "ids.npy", m["ids"])
-        p = subprocess.run([sys.executable, "-I", "-c", code + HARNESS, str(m["files"][fmt]),
-                            str(tmp_path / "ids.npy"), str(tmp_path / "logits.npy")],
-                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                code + HARNESS,
+                str(m["files"][fmt]),
+                str(tmp_path / "ids.npy"),
+                str(tmp_path / "logits.npy"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
         assert p.returncode == 0, p.stderr
         within(m["ref"], np.load(tmp_path / "logits.npy"))
         sample = p.stdout  # the snippet's own sampling loop ran (its __main__ block)
@@ -183,22 +215,39 @@ def test_readme_pytorch_snippet(models, tmp_path):
         if m["args"]["cell"] in PARALLEL:
             continue  # PyTorch has no layer of the parallel cells
         np.save(tmp_path / "ids.npy", m["ids"])
-        p = subprocess.run([sys.executable, "-I", "-c", code, str(m["files"]["safetensors"]),
-                            str(tmp_path / "ids.npy"), str(tmp_path / "logits.npy")],
-                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                code,
+                str(m["files"]["safetensors"]),
+                str(tmp_path / "ids.npy"),
+                str(tmp_path / "logits.npy"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
         assert p.returncode == 0, p.stderr
         within(m["ref"], np.load(tmp_path / "logits.npy"))
 
 
 # --- one file is a model ----------------------------------------------------------------
 
+
 def test_sample_from_the_file_before_tensorflow(models):
     """Same text as the run directory; a short sample never imports TensorFlow."""
     m = models["lstm"]
-    code = ("import sys; from charrnn.cli import main; rc = main(sys.argv[1:]); "
-            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; sys.exit(rc)")
+    code = (
+        "import sys; from charrnn.cli import main; rc = main(sys.argv[1:]); "
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; sys.exit(rc)"
+    )
     args = ["sample", str(m["files"]["safetensors"]), "-n", "40", "--seed", "3", "--prime", "We"]
-    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 0, p.stderr
     assert p.stdout == ok(run("sample", m["run"], *args[2:])).stdout
     # long enough for the XLA engine to take over, with top-p: still the same text
@@ -225,7 +274,7 @@ def test_weights_file_round_trip(cell, tmp_path):
     """Write, read, load into a fresh Keras model: every cell, the same logits."""
     from charrnn.backend import tensorflow
     from charrnn.nn.model import build_model, model_args
-    from charrnn.nn.step import cell_step, NumpyOps
+    from charrnn.nn.step import NumpyOps, cell_step
     from charrnn.text import Vocab
 
     tf = tensorflow()
@@ -235,8 +284,13 @@ def test_weights_file_round_trip(cell, tmp_path):
     for v in model.weights:
         v.assign(rng.normal(0, 0.4, v.shape).astype(np.float32))
     path = tmp_path / "m.safetensors"
-    meta = W.metadata_for(model_args(model), vocab, {"newlines": "keep", "chars": 10, "symbols": 12},
-                          step=77, val_loss=1.5)
+    meta = W.metadata_for(
+        model_args(model),
+        vocab,
+        {"newlines": "keep", "chars": 10, "symbols": 12},
+        step=77,
+        val_loss=1.5,
+    )
     W.write(path, nn_tensors.tensors_from_model(model), meta)
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary left
     wf = W.read(path)
@@ -261,6 +315,7 @@ def test_weights_file_round_trip(cell, tmp_path):
 
 # --- bad files, failed checks, missing extras ---------------------------------------------
 
+
 def _rewrite(src, dst, change_tensors=None, change_meta=None):
     from safetensors import safe_open
     from safetensors.numpy import save_file
@@ -281,32 +336,59 @@ def test_bad_weights_files_are_one_clear_error(models, tmp_path):
     cases = {
         "garbage": b"\x00" * 3,
         "header": (40).to_bytes(8, "little") + b'{"a": 1' + b" " * 33 + b"\x00" * 8,
-        "truncated": raw[:len(raw) // 2],
+        "truncated": raw[: len(raw) // 2],
         "huge length": (10**15).to_bytes(8, "little") + raw[8:],
     }
     for name, data in cases.items():
         (tmp_path / f"{name}.safetensors").write_bytes(data)
-    _rewrite(good, tmp_path / "shape.safetensors",
-             lambda t: t.__setitem__("logits.bias", np.zeros(3, np.float32)))
-    _rewrite(good, tmp_path / "dtype.safetensors",
-             lambda t: t.__setitem__("embedding", t["embedding"].astype(np.float16)))
+    _rewrite(
+        good,
+        tmp_path / "shape.safetensors",
+        lambda t: t.__setitem__("logits.bias", np.zeros(3, np.float32)),
+    )
+    _rewrite(
+        good,
+        tmp_path / "dtype.safetensors",
+        lambda t: t.__setitem__("embedding", t["embedding"].astype(np.float16)),
+    )
     _rewrite(good, tmp_path / "missing.safetensors", lambda t: t.pop("layers.1.bias"))
-    _rewrite(good, tmp_path / "extra.safetensors", lambda t: t.__setitem__("x", np.zeros(1, np.float32)))
+    _rewrite(
+        good, tmp_path / "extra.safetensors", lambda t: t.__setitem__("x", np.zeros(1, np.float32))
+    )
     _rewrite(good, tmp_path / "nan.safetensors", lambda t: t["logits.bias"].__setitem__(0, np.nan))
-    _rewrite(good, tmp_path / "vocab.safetensors",
-             change_meta=lambda m: m.__setitem__("vocab", json.dumps(json.loads(m["vocab"])[:-1])))
-    _rewrite(good, tmp_path / "repeated.safetensors",  # any order is fine, twice is not
-             change_meta=lambda m: m.__setitem__("vocab", json.dumps(
-                 (lambda v: v[:-1] + v[:1])(json.loads(m["vocab"])))))
-    _rewrite(good, tmp_path / "model.safetensors",
-             change_meta=lambda m: m.__setitem__("model", "{not json"))
-    _rewrite(good, tmp_path / "version.safetensors",
-             change_meta=lambda m: m.__setitem__("format_version", "9"))
-    _rewrite(good, tmp_path / "jamo.safetensors",
-             change_meta=lambda m: m.__setitem__("jamo", "hangul/99"))
+    _rewrite(
+        good,
+        tmp_path / "vocab.safetensors",
+        change_meta=lambda m: m.__setitem__("vocab", json.dumps(json.loads(m["vocab"])[:-1])),
+    )
+    _rewrite(
+        good,
+        tmp_path / "repeated.safetensors",  # any order is fine, twice is not
+        change_meta=lambda m: m.__setitem__(
+            "vocab", json.dumps((lambda v: v[:-1] + v[:1])(json.loads(m["vocab"])))
+        ),
+    )
+    _rewrite(
+        good,
+        tmp_path / "model.safetensors",
+        change_meta=lambda m: m.__setitem__("model", "{not json"),
+    )
+    _rewrite(
+        good,
+        tmp_path / "version.safetensors",
+        change_meta=lambda m: m.__setitem__("format_version", "9"),
+    )
+    _rewrite(
+        good,
+        tmp_path / "jamo.safetensors",
+        change_meta=lambda m: m.__setitem__("jamo", "hangul/99"),
+    )
     _rewrite(good, tmp_path / "foreign.safetensors", change_meta=lambda m: m.clear())
-    _rewrite(good, tmp_path / "cell.safetensors",  # a cell this charrnn does not know
-             change_meta=lambda m: m.update(cell="mamba", model=m["model"].replace('"lstm"', '"mamba"')))
+    _rewrite(
+        good,
+        tmp_path / "cell.safetensors",  # a cell this charrnn does not know
+        change_meta=lambda m: m.update(cell="mamba", model=m["model"].replace('"lstm"', '"mamba"')),
+    )
     for path in sorted(tmp_path.glob("*.safetensors")):
         err = error_line(run("sample", path, "-n", 5), only=True)
         assert str(path) in err, err
@@ -330,13 +412,16 @@ def test_a_failed_check_leaves_nothing(models, tmp_path, monkeypatch):
 
         def bad(ids, states):
             logits, states = step(ids, states)
-            return logits + np.eye(logits.shape[1], dtype=np.float32)[3] * 2e-4 * (1 + abs(logits[0, 3])), states
+            return logits + np.eye(logits.shape[1], dtype=np.float32)[3] * 2e-4 * (
+                1 + abs(logits[0, 3])
+            ), states
 
         return bad
 
     monkeypatch.setattr(E, "numpy_step", off_by_a_little)
-    err = error_line(run("export", models["lstm"]["run"], "-o", tmp_path / "m.safetensors"),
-                     only=True)
+    err = error_line(
+        run("export", models["lstm"]["run"], "-o", tmp_path / "m.safetensors"), only=True
+    )
     assert "does not reproduce the model" in err and "nothing was written" in err
     assert list(tmp_path.iterdir()) == []
 
@@ -345,21 +430,30 @@ def test_export_usage_errors(models, tmp_path):
     r = models["lstm"]["run"]
     bad_format = run("export", r, "-o", tmp_path / "m.bin")
     assert "cannot tell the format" in error_line(bad_format, only=True)
-    assert "does not exist" in error_line(run("export", r, "-o", tmp_path / "no" / "m.onnx"),
-                                            only=True)
+    assert "does not exist" in error_line(
+        run("export", r, "-o", tmp_path / "no" / "m.onnx"), only=True
+    )
     assert "checkpoint" in error_line(
-        run("export", r, "-o", tmp_path / "m.onnx", "--checkpoint", tmp_path / "ckpt-7"), only=True)
+        run("export", r, "-o", tmp_path / "m.onnx", "--checkpoint", tmp_path / "ckpt-7"), only=True
+    )
     assert not list(tmp_path.iterdir())
     # a missing extra names it (onnx made unimportable in a real process)
-    code = ("import sys; sys.modules['onnx'] = None; from charrnn.cli import main; "
-            "sys.exit(main(sys.argv[1:]))")
-    p = subprocess.run([sys.executable, "-c", code, "export", str(r), "-o", str(tmp_path / "m.onnx")],
-                       capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys; sys.modules['onnx'] = None; from charrnn.cli import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, "export", str(r), "-o", str(tmp_path / "m.onnx")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1 and "pip install 'charrnn[export]'" in p.stderr, p.stderr
     assert p.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
 
 
 # --- the weights file of every kept checkpoint -------------------------------------------
+
 
 @pytest.mark.parametrize("which", ["english_run", "mingru_run"])
 def test_every_kept_checkpoint_has_its_weights_file(which, request):

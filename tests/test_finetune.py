@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clihelp import error_line, ok, run
 
 # Public domain: the Declaration of the Rights of Man and of the Citizen (1789), articles 1-6.
@@ -29,8 +28,13 @@ personnellement, ou par leurs Représentants, à sa formation. Elle doit être l
 soit qu'elle protège, soit qu'elle punisse.
 """
 # The source run's settings (tests/conftest.py _train); the fine-tuned runs must match them.
-MODEL = ["model.num_layers=2", "model.rnn_size=32", "model.embedding_size=16",
-         "train.batch_size=16", "train.seq_length=32"]
+MODEL = [
+    "model.num_layers=2",
+    "model.rnn_size=32",
+    "model.embedding_size=16",
+    "train.batch_size=16",
+    "train.seq_length=32",
+]
 ACCENTED = set("éèêàû")
 
 
@@ -42,8 +46,13 @@ def train(data, out, *sets, steps, init_from=None, seed=1):
     args = ["train", "--data", data, "--out", out, "--max-steps", steps, "--seed", seed]
     if init_from:
         args += ["--init-from", init_from]
-    for s in MODEL + ["train.eval_every=20", "train.save_every=20", "train.log_every=20",
-                      "train.sample_length=0", *sets]:
+    for s in MODEL + [
+        "train.eval_every=20",
+        "train.save_every=20",
+        "train.log_every=20",
+        "train.sample_length=0",
+        *sets,
+    ]:
         args += ["--set", s]
     return ok(run(*args))
 
@@ -53,8 +62,12 @@ def weights(run_dir, checkpoint="best"):
     from charrnn.store.loader import load_run
 
     m = load_run(run_dir, checkpoint).model
-    return {"emb": m.embedding.embeddings.numpy(), "kernel": m.dense.kernel.numpy(),
-            "bias": m.dense.bias.numpy(), "rnn": [w.numpy() for r in m.rnns for w in r.weights]}
+    return {
+        "emb": m.embedding.embeddings.numpy(),
+        "kernel": m.dense.kernel.numpy(),
+        "bias": m.dense.bias.numpy(),
+        "rnn": [w.numpy() for r in m.rnns for w in r.weights],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +96,14 @@ def test_init_from_maps_by_symbol(english_run, french_data, tmp_path):
     tiny_lr = "train.learning_rate=1e-12"
     result = train(french_data, tmp_path / "init", tiny_lr, steps=1, init_from=english_run)
     line = [ln for ln in result.stderr.splitlines() if ln.startswith("initialised weights")]
-    assert len(line) == 1 and (f"{len(shared)} symbols shared (weights kept), {len(fresh)} new "
-                               f"(fresh weights), {len(dropped)} dropped") in line[0]
+    assert (
+        len(line) == 1
+        and (
+            f"{len(shared)} symbols shared (weights kept), {len(fresh)} new "
+            f"(fresh weights), {len(dropped)} dropped"
+        )
+        in line[0]
+    )
     train(french_data, tmp_path / "scratch", tiny_lr, steps=1)  # same seed, no --init-from
     src, init = weights(english_run), weights(tmp_path / "init", "latest")
     scratch = weights(tmp_path / "scratch", "latest")
@@ -106,21 +125,39 @@ def test_init_from_maps_by_symbol(english_run, french_data, tmp_path):
 
 def test_vocab_from_keeps_the_old_alphabet(english_run, english_data, french, tmp_path):
     data = tmp_path / "fr+en"
-    summary = ok(run("prepare", french, "-o", data, "--val-fraction", "0.1", "--vocab-from",
-                     english_run, "--json", "-q")).stdout
+    summary = ok(
+        run(
+            "prepare",
+            french,
+            "-o",
+            data,
+            "--val-fraction",
+            "0.1",
+            "--vocab-from",
+            english_run,
+            "--json",
+            "-q",
+        )
+    ).stdout
     old, new = symbols(english_run), symbols(data)
-    assert new[:len(old)] == old  # the old ids
-    added = new[len(old):]
+    assert new[: len(old)] == old  # the old ids
+    added = new[len(old) :]
     assert ACCENTED <= set(added) and added == sorted(added)
-    assert json.loads(summary)["vocab_from"] == {"path": str(english_run),
-                                                 "symbols": len(old), "added": len(added)}
+    assert json.loads(summary)["vocab_from"] == {
+        "path": str(english_run),
+        "symbols": len(old),
+        "added": len(added),
+    }
     assert ok(run("dump", data)).stdout == FRENCH * 3  # ids decode through the new order
 
     out = tmp_path / "tuned"
-    result = train(data, out, "train.learning_rate=0.01", "model.dropout=0.1", steps=60,
-                   init_from=english_run)  # dropout may differ from the source's
-    assert f"{len(old)} symbols shared (weights kept), {len(added)} new (fresh weights), " \
-           "0 dropped" in result.stderr
+    result = train(
+        data, out, "train.learning_rate=0.01", "model.dropout=0.1", steps=60, init_from=english_run
+    )  # dropout may differ from the source's
+    assert (
+        f"{len(old)} symbols shared (weights kept), {len(added)} new (fresh weights), "
+        "0 dropped" in result.stderr
+    )
     # Training proceeds, and the model writes the new characters.
     losses = [json.loads(ln)["loss"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < losses[0] - 0.3, losses
@@ -132,33 +169,42 @@ def test_vocab_from_keeps_the_old_alphabet(english_run, english_data, french, tm
     assert len(unseen) > 3
     src, tuned = weights(english_run), weights(out, "latest")
     np.testing.assert_allclose(tuned["emb"][unseen], src["emb"][unseen], atol=1e-6)
-    assert not np.allclose(tuned["emb"][:len(old)], src["emb"], atol=1e-4)  # it did train
+    assert not np.allclose(tuned["emb"][: len(old)], src["emb"], atol=1e-4)  # it did train
     # The old characters still encode: a prime made of them, and English scored as a whole.
     prime = "".join(old[i] for i in unseen if old[i].isalpha())[:4]
     assert ok(run("sample", out, "-n", 20, "--prime", prime, "--seed", 1)).stdout.startswith(prime)
-    report = json.loads(ok(run("evaluate", out, Path(english_data).parent / "english.txt",
-                               "--json")).stdout)
+    report = json.loads(
+        ok(run("evaluate", out, Path(english_data).parent / "english.txt", "--json")).stdout
+    )
     assert report["total"]["oov_chars"] == 0
 
 
 def test_prepare_vocab_from_min_count_and_settings(english_run, english_data, french, tmp_path):
     ok(run("prepare", french, "-o", tmp_path / "ds", "--vocab-from", english_data, "-q"))
-    assert symbols(tmp_path / "ds")[:len(symbols(english_data))] == symbols(english_data)
+    assert symbols(tmp_path / "ds")[: len(symbols(english_data))] == symbols(english_data)
     data = tmp_path / "rare"
     ok(run("prepare", french, "-o", data, "--vocab-from", english_run, "--min-count", 10, "-q"))
     old, new = symbols(english_run), json.loads((data / "vocab.json").read_text("utf-8"))
-    assert new["symbols"][:len(old)] == old and "\ufffd" in new["symbols"][len(old):]
+    assert new["symbols"][: len(old)] == old and "\ufffd" in new["symbols"][len(old) :]
     assert new["symbols"][new["unk"]] == "\ufffd"
     counts = dict(zip(new["symbols"], new["counts"]))
     assert counts["é"] >= 10 and "û" not in counts and counts["W"] == 0
-    assert counts["\ufffd"] == sum(FRENCH.count(c) * 3 for c in set(FRENCH)
-                                   if c not in old and FRENCH.count(c) * 3 < 10)
-    assert "newlines lf" in error_line(run("prepare", french, "-o", tmp_path / "a",
-                                           "--vocab-from", english_run, "--keep-newlines"), only=True)
-    assert "jamo off" in error_line(run("prepare", french, "-o", tmp_path / "b",
-                                        "--vocab-from", english_run, "--jamo", "on"), only=True)
-    assert "no vocab.json" in error_line(run("prepare", french, "-o", tmp_path / "c",
-                                             "--vocab-from", tmp_path), only=True)
+    assert counts["\ufffd"] == sum(
+        FRENCH.count(c) * 3 for c in set(FRENCH) if c not in old and FRENCH.count(c) * 3 < 10
+    )
+    assert "newlines lf" in error_line(
+        run(
+            "prepare", french, "-o", tmp_path / "a", "--vocab-from", english_run, "--keep-newlines"
+        ),
+        only=True,
+    )
+    assert "jamo off" in error_line(
+        run("prepare", french, "-o", tmp_path / "b", "--vocab-from", english_run, "--jamo", "on"),
+        only=True,
+    )
+    assert "no vocab.json" in error_line(
+        run("prepare", french, "-o", tmp_path / "c", "--vocab-from", tmp_path), only=True
+    )
     assert not any((tmp_path / x).exists() for x in "abc")
 
 
@@ -167,46 +213,94 @@ def test_prepare_vocab_from_a_jamo_vocabulary(korean_data, tmp_path):
     text = src.read_text(encoding="utf-8").replace("\r\n", "\n")
     ok(run("prepare", src, "-o", tmp_path / "ko", "--vocab-from", korean_data, "-q"))
     old, new = symbols(korean_data), symbols(tmp_path / "ko")
-    assert new[:len(old)] == old and len(new) > len(old)  # more jamo and punctuation
+    assert new[: len(old)] == old and len(new) > len(old)  # more jamo and punctuation
     assert all(len(c) == 1 and not "\uac00" <= c <= "\ud7a3" for c in new)  # still jamo
     assert ok(run("dump", tmp_path / "ko")).stdout == text
 
 
 def test_init_from_refuses_a_different_architecture_or_data_policy(
-        english_run, french, french_data, korean_data, tmp_path):
-    line = error_line(run("train", "--data", french_data, "--out", tmp_path / "a",
-                          "--init-from", english_run, *sum((["--set", s] for s in MODEL), []),
-                          "--set", "model.rnn_size=48", "--set", "model.cell=gru"), only=True)
+    english_run, french, french_data, korean_data, tmp_path
+):
+    line = error_line(
+        run(
+            "train",
+            "--data",
+            french_data,
+            "--out",
+            tmp_path / "a",
+            "--init-from",
+            english_run,
+            *sum((["--set", s] for s in MODEL), []),
+            "--set",
+            "model.rnn_size=48",
+            "--set",
+            "model.cell=gru",
+        ),
+        only=True,
+    )
     assert "architecture differs (cell lstm (source) vs gru, rnn_size 32 (source) vs 48)" in line
-    line = error_line(run("train", "--data", korean_data, "--out", tmp_path / "b",
-                          "--init-from", english_run, *sum((["--set", s] for s in MODEL), [])), only=True)
+    line = error_line(
+        run(
+            "train",
+            "--data",
+            korean_data,
+            "--out",
+            tmp_path / "b",
+            "--init-from",
+            english_run,
+            *sum((["--set", s] for s in MODEL), []),
+        ),
+        only=True,
+    )
     assert "jamo off (source) vs on" in line and "architecture" not in line
     keep = tmp_path / "keep"
     ok(run("prepare", french, "-o", keep, "--keep-newlines", "-q"))
-    line = error_line(run("train", "--data", keep, "--out", tmp_path / "c",
-                          "--init-from", english_run, *sum((["--set", s] for s in MODEL), [])), only=True)
+    line = error_line(
+        run(
+            "train",
+            "--data",
+            keep,
+            "--out",
+            tmp_path / "c",
+            "--init-from",
+            english_run,
+            *sum((["--set", s] for s in MODEL), []),
+        ),
+        only=True,
+    )
     assert "newlines lf (source) vs keep" in line and "--vocab-from" in line
     assert not any((tmp_path / x / "model.json").exists() for x in "abc")  # refused up front
 
 
 def test_init_from_and_vocab_from_a_safetensors_file(english_run, french, french_data, tmp_path):
     """From the portable weights file of `charrnn export` (the export issue) instead of a run."""
-    bad = error_line(run("train", "--data", french_data, "--out", tmp_path / "x",
-                         "--init-from", french, *sum((["--set", s] for s in MODEL), [])), only=True)
+    bad = error_line(
+        run(
+            "train",
+            "--data",
+            french_data,
+            "--out",
+            tmp_path / "x",
+            "--init-from",
+            french,
+            *sum((["--set", s] for s in MODEL), []),
+        ),
+        only=True,
+    )
     assert "weights file" in bad  # a file that is no weights file: one clear error
     wfile = tmp_path / "en.safetensors"
     ok(run("export", english_run, "-o", wfile))
     data = tmp_path / "fr+en"
     ok(run("prepare", french, "-o", data, "--val-fraction", "0.1", "--vocab-from", wfile, "-q"))
     old = symbols(english_run)
-    assert symbols(data)[:len(old)] == old
+    assert symbols(data)[: len(old)] == old
     out = tmp_path / "init"
     result = train(data, out, "train.learning_rate=1e-12", steps=1, init_from=wfile)
     assert f"initialised weights from {wfile}: {len(old)} symbols shared" in result.stderr
     src, init = weights(english_run), weights(out, "latest")
     for key in ("emb", "bias"):
-        np.testing.assert_allclose(init[key][:len(old)], src[key], atol=1e-6)
-    np.testing.assert_allclose(init["kernel"][:, :len(old)], src["kernel"], atol=1e-6)
+        np.testing.assert_allclose(init[key][: len(old)], src[key], atol=1e-6)
+    np.testing.assert_allclose(init["kernel"][:, : len(old)], src["kernel"], atol=1e-6)
     for a, b in zip(init["rnn"], src["rnn"], strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -220,8 +314,14 @@ def test_init_from_a_parallel_cell_copies_every_block_tensor(mingru_run, french_
     o = [old.index(c) for c in new if c in old]
     n = [new.index(c) for c in new if c in old]
     out = tmp_path / "init"
-    train(french_data, out, "model.cell=mingru", "train.learning_rate=1e-12", steps=1,
-          init_from=mingru_run)
+    train(
+        french_data,
+        out,
+        "model.cell=mingru",
+        "train.learning_rate=1e-12",
+        steps=1,
+        init_from=mingru_run,
+    )
     src, init = load(mingru_run).tensors, load(out, "latest").tensors
     assert src.keys() == init.keys() and {"final_norm", "layers.1.ff_out.kernel"} <= set(src)
     for name in src.keys() - {"embedding", "logits.kernel", "logits.bias"}:
@@ -229,8 +329,20 @@ def test_init_from_a_parallel_cell_copies_every_block_tensor(mingru_run, french_
     np.testing.assert_allclose(init["embedding"][n], src["embedding"][o], atol=1e-6)
     np.testing.assert_allclose(init["logits.kernel"][:, n], src["logits.kernel"][:, o], atol=1e-6)
     np.testing.assert_allclose(init["logits.bias"][n], src["logits.bias"][o], atol=1e-6)
-    line = error_line(run("train", "--data", french_data, "--out", tmp_path / "x",
-                          "--init-from", mingru_run, *[a for s in MODEL for a in ("--set", s)]),
-                      only=True)
-    assert "architecture differs (cell mingru (source) vs lstm, embedding_size 32 (source) " \
-           "vs 16)" in line
+    line = error_line(
+        run(
+            "train",
+            "--data",
+            french_data,
+            "--out",
+            tmp_path / "x",
+            "--init-from",
+            mingru_run,
+            *[a for s in MODEL for a in ("--set", s)],
+        ),
+        only=True,
+    )
+    assert (
+        "architecture differs (cell mingru (source) vs lstm, embedding_size 32 (source) "
+        "vs 16)" in line
+    )

@@ -13,8 +13,11 @@ def _loss_and_grads(model, x, y, states):
         logits, new_states = model(x, states=states, return_state=True, training=True)
         # the final state feeds the loss too, so its gradient path is checked as well
         # (both states of the LSTM's last layer, the GRU's last two layers)
-        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)) \
-            + 0.1 * tf.reduce_sum(new_states[-1]) + 0.1 * tf.reduce_sum(new_states[-2])
+        loss = (
+            tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+            + 0.1 * tf.reduce_sum(new_states[-1])
+            + 0.1 * tf.reduce_sum(new_states[-2])
+        )
     grads = tape.gradient(loss, model.trainable_variables)
     return loss, new_states, [tf.convert_to_tensor(g) for g in grads]
 
@@ -32,8 +35,10 @@ def test_fused_matches_keras_layer(graph, cell, layers):
         v.assign(rng.normal(size=v.shape) * 0.3)
     x = tf.constant(rng.integers(0, 17, (3, 9)), tf.int32)
     y = tf.constant(rng.integers(0, 17, (3, 9)), tf.int32)
-    states = [tf.constant(rng.normal(size=(3, 12)) * 2, tf.float32)
-              for _ in range(layers * model.states_per_layer)]
+    states = [
+        tf.constant(rng.normal(size=(3, 12)) * 2, tf.float32)
+        for _ in range(layers * model.states_per_layer)
+    ]
     fn = tf.function(_loss_and_grads) if graph else _loss_and_grads
 
     fused = fn(model, x, y, states)
@@ -54,21 +59,22 @@ def test_fused_bfloat16_close_to_float32(cell):
 
     rng = np.random.default_rng(1)
     gates = 4 if cell == "lstm" else 3
-    k, u = (tf.constant(rng.normal(size=s) * 0.3, tf.float32)
-            for s in ((4, 8 * gates), (8, 8 * gates)))
+    k, u = (
+        tf.constant(rng.normal(size=s) * 0.3, tf.float32) for s in ((4, 8 * gates), (8, 8 * gates))
+    )
     if cell == "lstm":
         ids = tf.constant(rng.integers(0, 5, (6, 2)), tf.int32)
         embedding = tf.constant(rng.normal(size=(5, 4)), tf.float32)
         zeros = tf.zeros((2, 8))
 
         def run(dtype):
-            return lstm_stack(ids, embedding, [(k, u, tf.zeros(32))], [zeros, zeros], None,
-                              dtype)
+            return lstm_stack(ids, embedding, [(k, u, tf.zeros(32))], [zeros, zeros], None, dtype)
     else:
         x = tf.constant(rng.normal(size=(6, 2, 4)), tf.float32)
 
         def run(dtype):
             return gru_sequence(x, k, u, tf.zeros((2, 24)), tf.zeros((2, 8)), dtype)
+
     full = run("float32")[0].numpy()
     half = run("bfloat16")[0]
     assert half.dtype == tf.float32  # only matmul operands are rounded
@@ -103,23 +109,28 @@ def test_lstm_stack_dropout_masks_match_keras_layers(T):
         return tf.reduce_sum(out * out) + tf.reduce_sum(final[-1]) + tf.reduce_sum(final[2])
 
     with tf.GradientTape() as tape:
-        out, *final = lstm_stack(ids, embedding, [
-            (layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias)
-            for layer in layers], states, masks)
+        out, *final = lstm_stack(
+            ids,
+            embedding,
+            [(layer.cell.kernel, layer.cell.recurrent_kernel, layer.cell.bias) for layer in layers],
+            states,
+            masks,
+        )
         loss = loss_of(out, final)
     got = [loss, *final, *tape.gradient(loss, variables)]
     with tf.GradientTape() as tape:
         x, ref_final = tf.transpose(tf.gather(embedding, ids), [1, 0, 2]), []
         for i, layer in enumerate(layers):
-            x, h, c = layer(x, initial_state=states[2 * i:2 * i + 2])
+            x, h, c = layer(x, initial_state=states[2 * i : 2 * i + 2])
             ref_final += [h, c]
             if i < 2:
                 x = x * tf.transpose(masks[i], [1, 0, 2])
         loss = loss_of(tf.transpose(x, [1, 0, 2]), ref_final)
     want = [loss, *ref_final, *tape.gradient(loss, variables)]
     for a, b in zip(got, want):
-        np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(),
-                                   tf.convert_to_tensor(b).numpy(), atol=2e-5, rtol=1e-4)
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(a).numpy(), tf.convert_to_tensor(b).numpy(), atol=2e-5, rtol=1e-4
+        )
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

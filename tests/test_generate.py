@@ -3,9 +3,10 @@ beam): through the real CLI and the library, on the tiny trained runs."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from clihelp import error_line, ok, run
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from charrnn.generate.choice import Options
 from charrnn.generate.interactive import Session
 from charrnn.generate.sampler import start_id
@@ -30,10 +31,15 @@ def generated(m, request):
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), temperature=st.sampled_from([0.0, 0.7, 1.0, 2.5]),
-       top_k=st.sampled_from([0, 3]), top_p=st.sampled_from([1.0, 0.9]))
-def test_no_disallowed_character_ever_appears(english_run, korean_run, seed, temperature, top_k,
-                                              top_p):
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    temperature=st.sampled_from([0.0, 0.7, 1.0, 2.5]),
+    top_k=st.sampled_from([0, 3]),
+    top_p=st.sampled_from([1.0, 0.9]),
+)
+def test_no_disallowed_character_ever_appears(
+    english_run, korean_run, seed, temperature, top_k, top_p
+):
     options = Options(temperature, top_k, top_p, seed)
     en = loaded(english_run)
     for allow in ("aeiou ", "thn\n"):
@@ -47,8 +53,9 @@ def test_no_disallowed_character_ever_appears(english_run, korean_run, seed, tem
 
 
 def test_allow_through_the_cli_is_the_library(english_run):
-    out = ok(run("sample", english_run, "--prime", "We", "-n", 80, "--seed", 5, "--allow",
-                 "aeiou nrst")).stdout
+    out = ok(
+        run("sample", english_run, "--prime", "We", "-n", 80, "--seed", 5, "--allow", "aeiou nrst")
+    ).stdout
     assert out.startswith("We") and set(out[2:]) <= set("aeiou nrst") and len(out) == 82
     m = loaded(english_run)
     assert generated(m, Request("We", 80, 1, Options(seed=5), allow="aeiou nrst")) == [out[2:]]
@@ -66,18 +73,23 @@ def test_require_is_met_and_reproducible_or_one_error(english_run):
     m = loaded(english_run)
     firsts = generated(m, Request("", 40, 3, Options(seed=11)))
     kept = [t for t in firsts if "th" in t]
-    assert parts[:len(kept)] == kept
+    assert parts[: len(kept)] == kept
     r = run("sample", english_run, "-n", 10, "--require", "qqqq", "--require-tries", 3)
-    assert error_line(r, only=True) == ("Error: only 0 of 1 sample(s) contained 'qqqq' after 3 "
-                                        "tries; raise --require-tries, generate more characters "
-                                        "(-n), or put it in the prime")
+    assert error_line(r, only=True) == (
+        "Error: only 0 of 1 sample(s) contained 'qqqq' after 3 "
+        "tries; raise --require-tries, generate more characters "
+        "(-n), or put it in the prime"
+    )
 
 
 def _logprob(m, prime, continuation):
     """log P(continuation | prime) under the NumPy step (teacher forced)."""
     w, vocab = m.weights, m.vocab
-    ids = [*vocab.encode(prime), *vocab.encode(continuation)] if prime else \
-        [start_id(vocab), *vocab.encode(continuation)]
+    ids = (
+        [*vocab.encode(prime), *vocab.encode(continuation)]
+        if prime
+        else [start_id(vocab), *vocab.encode(continuation)]
+    )
     first = len(vocab.encode(prime)) - 1 if prime else 0
     states, total = w.zero_states(1), 0.0
     with np.errstate(over="ignore", under="ignore"):
@@ -95,16 +107,47 @@ def test_beam_is_never_less_probable_than_greedy(english_run, prime):
     greedy = ok(run("sample", english_run, "--prime", prime, "-n", 50, "-t", 0)).stdout
     beam = ok(run("sample", english_run, "--prime", prime, "-n", 50, "--beam", 4)).stdout
     assert greedy.startswith(prime) and beam.startswith(prime) and len(beam) == len(greedy)
-    lb, lg = _logprob(m, prime, beam[len(prime):]), _logprob(m, prime, greedy[len(prime):])
+    lb, lg = _logprob(m, prime, beam[len(prime) :]), _logprob(m, prime, greedy[len(prime) :])
     assert lb >= lg - 1e-6, (beam, lb, greedy, lg)
     # deterministic, and the seed and temperature do not matter
-    assert ok(run("sample", english_run, "--prime", prime, "-n", 50, "--beam", 4, "--seed", 9,
-                  "-t", 1.5)).stdout == beam
+    assert (
+        ok(
+            run(
+                "sample",
+                english_run,
+                "--prime",
+                prime,
+                "-n",
+                50,
+                "--beam",
+                4,
+                "--seed",
+                9,
+                "-t",
+                1.5,
+            )
+        ).stdout
+        == beam
+    )
 
 
 def test_beam_with_stop_and_allow_and_on_jamo(english_run, korean_run):
-    out = ok(run("sample", english_run, "--prime", "We", "-n", 200, "--beam", 3, "--stop", ".",
-                 "--allow", "abcdefghijklmnopqrstuvwxyz .")).stdout
+    out = ok(
+        run(
+            "sample",
+            english_run,
+            "--prime",
+            "We",
+            "-n",
+            200,
+            "--beam",
+            3,
+            "--stop",
+            ".",
+            "--allow",
+            "abcdefghijklmnopqrstuvwxyz .",
+        )
+    ).stdout
     assert set(out[2:]) <= set("abcdefghijklmnopqrstuvwxyz .")
     assert out.endswith(".") or len(out) == 202
     ko = ok(run("sample", korean_run, "--prime", "대한민국", "-n", 12, "--beam", 3)).stdout

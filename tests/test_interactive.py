@@ -24,9 +24,14 @@ def shows(text):
 
 
 def spawn(run_dir, *args):
-    return pexpect.spawn(sys.executable, ["-m", "charrnn", "sample", str(run_dir), "-i", *args],
-                         env=dict(os.environ), dimensions=(ROWS, COLS), encoding="utf-8",
-                         timeout=120)
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "charrnn", "sample", str(run_dir), "-i", *args],
+        env=dict(os.environ),
+        dimensions=(ROWS, COLS),
+        encoding="utf-8",
+        timeout=120,
+    )
 
 
 def screen(c, wait=DONE):
@@ -50,8 +55,8 @@ def model_probs(run_dir, text):
     """The next-symbol distribution after ``text`` (which follows a newline, as the
     session's text does), from the Keras model."""
     from charrnn.backend import tensorflow
-    from charrnn.store.loader import load_run
     from charrnn.generate.sampler import start_id
+    from charrnn.store.loader import load_run
 
     tf = tensorflow()
     run = load_run(run_dir)
@@ -69,7 +74,10 @@ def check_candidates(cands, vocab, p, label=None):
     for name, pct in cands:
         assert abs(by_label[name] - pct) <= 0.051, (name, pct, by_label[name])
     shown = {name for name, _ in cands}
-    assert min(pct for _, pct in cands) >= max(v for k, v in by_label.items() if k not in shown) - 0.051
+    assert (
+        min(pct for _, pct in cands)
+        >= max(v for k, v in by_label.items() if k not in shown) - 0.051
+    )
     assert [pct for _, pct in cands] == sorted((pct for _, pct in cands), reverse=True)
 
 
@@ -165,8 +173,14 @@ def test_stdout_redirected_gets_only_the_final_text(english_run, tmp_path):
     out = tmp_path / "out.txt"
     q = shlex.quote
     cmd = f"{q(sys.executable)} -m charrnn sample {q(str(english_run))} -i --seed 4 > {q(str(out))}"
-    c = pexpect.spawn("bash", ["-c", cmd], env=dict(os.environ), dimensions=(ROWS, COLS),
-                      encoding="utf-8", timeout=120)
+    c = pexpect.spawn(
+        "bash",
+        ["-c", cmd],
+        env=dict(os.environ),
+        dimensions=(ROWS, COLS),
+        encoding="utf-8",
+        timeout=120,
+    )
     screen(c)
     c.send("Liberty")
     screen(c, shows("Liberty"))
@@ -181,9 +195,13 @@ def test_stdout_redirected_gets_only_the_final_text(english_run, tmp_path):
 
 
 def test_no_terminal_is_a_clear_error(english_run):
-    p = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(english_run), "-i"],
-                       stdin=subprocess.DEVNULL, capture_output=True, start_new_session=True,
-                       timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "charrnn", "sample", str(english_run), "-i"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        start_new_session=True,
+        timeout=120,
+    )
     assert p.returncode == 1 and p.stdout == b""
     err = p.stderr.decode()
     assert err.startswith("Error: interactive mode needs a terminal") and err.count("\n") == 1, err
@@ -191,6 +209,10 @@ def test_no_terminal_is_a_clear_error(english_run):
 
 @pytest.mark.parametrize("args", [["--num-samples", "2"], ["--stop", "x"]])
 def test_options_that_do_not_apply(english_run, args):
-    p = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(english_run), "-i", *args],
-                       stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "charrnn", "sample", str(english_run), "-i", *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and b"Traceback" not in p.stderr

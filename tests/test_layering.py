@@ -21,10 +21,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "charrnn"
 
 LAYERS = {
-    "charrnn": 0, "errors": 0, "backend": 0, "atomic": 0, "web": 0,
-    "text": 1, "nn": 2, "store": 3, "generate": 4,
-    "train": 5, "analysis": 5, "export": 5, "serve": 6,
-    "cli": 7, "__main__": 7, "runs": 7, "data": 7, "scoring": 7,
+    "charrnn": 0,
+    "errors": 0,
+    "backend": 0,
+    "atomic": 0,
+    "web": 0,
+    "text": 1,
+    "nn": 2,
+    "store": 3,
+    "generate": 4,
+    "train": 5,
+    "analysis": 5,
+    "export": 5,
+    "serve": 6,
+    "cli": 7,
+    "__main__": 7,
+    "runs": 7,
+    "data": 7,
+    "scoring": 7,
 }
 SIDEWAYS = {("train", "analysis")}
 LOOSE = (0, 7)  # layers of single modules, not subpackages
@@ -57,7 +71,7 @@ def imports(path: Path, root: Path):
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: resolve against this module's package
-                up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(up + ([base] if base else []))
             if base.split(".")[0] != root.name:
                 continue
@@ -82,12 +96,19 @@ def problems(root: Path) -> list:
             graph.setdefault(src, {}).setdefault(dst, (path, line))
             a, b = group(src), group(dst)
             if a not in LAYERS or b not in LAYERS:
-                found.append(f"{path}:{line}: {src} or {dst} has no layer in tests/test_layering.py")
-            elif a != b and (LAYERS[b] > LAYERS[a] or LAYERS[b] == LAYERS[a] not in LOOSE
-                             and (a, b) not in SIDEWAYS):
+                found.append(
+                    f"{path}:{line}: {src} or {dst} has no layer in tests/test_layering.py"
+                )
+            elif a != b and (
+                LAYERS[b] > LAYERS[a]
+                or LAYERS[b] == LAYERS[a] not in LOOSE
+                and (a, b) not in SIDEWAYS
+            ):
                 kind = "up" if LAYERS[b] > LAYERS[a] else "sideways"
-                found.append(f"{path}:{line}: {src} (layer {LAYERS[a]}) imports {kind} "
-                             f"{dst} (layer {LAYERS[b]})")
+                found.append(
+                    f"{path}:{line}: {src} (layer {LAYERS[a]}) imports {kind} "
+                    f"{dst} (layer {LAYERS[b]})"
+                )
     found += circles(graph)
     return found
 
@@ -100,7 +121,7 @@ def circles(graph: dict) -> list:
         state[node] = "open"
         for nxt, (path, line) in graph.get(node, {}).items():
             if state.get(nxt) == "open":
-                ring = trail[trail.index(nxt):] + [node, nxt] if nxt in trail else [node, nxt]
+                ring = trail[trail.index(nxt) :] + [node, nxt] if nxt in trail else [node, nxt]
                 found.append(f"{path}:{line}: closes a circle: {' -> '.join(ring)}")
             elif nxt not in state:
                 visit(nxt, trail + [node])
@@ -132,31 +153,51 @@ def _tree(tmp_path, files: dict) -> Path:
 
 def test_a_planted_upward_import_is_named_with_file_and_line(tmp_path):
     """The checker itself: an upward import inside a function, found at its line."""
-    root = _tree(tmp_path, {
-        "text/__init__.py": "", "text/vocab.py": "import numpy\n",
-        "store/__init__.py": "", "store/loader.py": "from charrnn.text import vocab\n",
-        "text/jamo.py": "def f():\n    from charrnn.store import loader\n",
-    })
-    assert problems(root) == [f"{root / 'text' / 'jamo.py'}:2: charrnn.text.jamo (layer 1) "
-                              "imports up charrnn.store.loader (layer 3)"]
+    root = _tree(
+        tmp_path,
+        {
+            "text/__init__.py": "",
+            "text/vocab.py": "import numpy\n",
+            "store/__init__.py": "",
+            "store/loader.py": "from charrnn.text import vocab\n",
+            "text/jamo.py": "def f():\n    from charrnn.store import loader\n",
+        },
+    )
+    assert problems(root) == [
+        f"{root / 'text' / 'jamo.py'}:2: charrnn.text.jamo (layer 1) "
+        "imports up charrnn.store.loader (layer 3)"
+    ]
 
 
 def test_a_circle_inside_one_layer_is_found(tmp_path):
-    root = _tree(tmp_path, {
-        "store/__init__.py": "",
-        "store/a.py": "from charrnn.store import b\n",
-        "store/b.py": "\n\ndef later():\n    from charrnn.store.a import x\n",
-    })
-    assert problems(root) == [f"{root / 'store' / 'b.py'}:4: closes a circle: "
-                              "charrnn.store.a -> charrnn.store.b -> charrnn.store.a"]
+    root = _tree(
+        tmp_path,
+        {
+            "store/__init__.py": "",
+            "store/a.py": "from charrnn.store import b\n",
+            "store/b.py": "\n\ndef later():\n    from charrnn.store.a import x\n",
+        },
+    )
+    assert problems(root) == [
+        f"{root / 'store' / 'b.py'}:4: closes a circle: "
+        "charrnn.store.a -> charrnn.store.b -> charrnn.store.a"
+    ]
 
 
 def test_siblings_may_not_import_each_other_but_train_may_score(tmp_path):
-    root = _tree(tmp_path, {
-        "analysis/__init__.py": "", "analysis/scoring.py": "",
-        "export/__init__.py": "", "export/page.py": "",
-        "train/__init__.py": "", "train/loop.py": "from charrnn.analysis import scoring\n",
-        "analysis/visualize.py": "import charrnn.export.page\n",
-    })
-    assert problems(root) == [f"{root / 'analysis' / 'visualize.py'}:1: charrnn.analysis.visualize "
-                              "(layer 5) imports sideways charrnn.export.page (layer 5)"]
+    root = _tree(
+        tmp_path,
+        {
+            "analysis/__init__.py": "",
+            "analysis/scoring.py": "",
+            "export/__init__.py": "",
+            "export/page.py": "",
+            "train/__init__.py": "",
+            "train/loop.py": "from charrnn.analysis import scoring\n",
+            "analysis/visualize.py": "import charrnn.export.page\n",
+        },
+    )
+    assert problems(root) == [
+        f"{root / 'analysis' / 'visualize.py'}:1: charrnn.analysis.visualize "
+        "(layer 5) imports sideways charrnn.export.page (layer 5)"
+    ]

@@ -11,9 +11,9 @@ import time
 import numpy as np
 import pytest
 import yaml
-
 from clihelp import error_line, ok, run
 from conftest import ENGLISH, KOREAN
+
 from charrnn.analysis.novelty import RUN, NoveltyIndex, cache_root, dataset_index, index_for
 from charrnn.analysis.suffixes import PEAK_PER_SYMBOL
 from charrnn.store.dataset import iter_dump, load_dataset
@@ -60,14 +60,21 @@ def check_against_brute_force(index, text, sample):
     for i in range(len(sample)):
         n = int(lengths[i])
         if n:
-            assert text[where[i]:where[i] + n] == sample[i:i + n], (i, n, where[i])
+            assert text[where[i] : where[i] + n] == sample[i : i + n], (i, n, where[i])
         else:
             assert where[i] == -1
-        assert i + n == len(sample) or sample[i:i + n + 1] not in text, (i, n)
+        assert i + n == len(sample) or sample[i : i + n + 1] not in text, (i, n)
 
 
-@pytest.mark.parametrize("alphabet", ["abcab \n", "".join(map(chr, range(32, 127))) + "".join(
-    map(chr, range(0x391, 0x3c9))) + "".join(map(chr, range(0x4e00, 0x4f00)))])
+@pytest.mark.parametrize(
+    "alphabet",
+    [
+        "abcab \n",
+        "".join(map(chr, range(32, 127)))
+        + "".join(map(chr, range(0x391, 0x3C9)))
+        + "".join(map(chr, range(0x4E00, 0x4F00))),
+    ],
+)
 def test_matching_statistics_agree_with_brute_force(alphabet):
     # the second alphabet has 470 characters: most two-byte codes, ranked by count
     rng = np.random.default_rng(0)
@@ -76,7 +83,7 @@ def test_matching_statistics_agree_with_brute_force(alphabet):
     index = NoveltyIndex.build(text)
     for _ in range(5):
         at = int(rng.integers(0, 2900))
-        sample = text[at:at + 40] + "".join(rng.choice(list(alphabet[:5] + "\u00e9"), 80))
+        sample = text[at : at + 40] + "".join(rng.choice(list(alphabet[:5] + "\u00e9"), 80))
         check_against_brute_force(index, text, sample)
 
 
@@ -92,9 +99,11 @@ def test_the_cached_index_agrees_with_brute_force(kind, tmp_path, monkeypatch):
     """Random texts prepared by the CLI; the index built, cached and read from its files."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     rng = np.random.default_rng({"bytes": 1, "wide": 2, "jamo": 3}[kind])
-    alphabet = {"bytes": list("ab \n"),
-                "wide": list("ab \n") + [chr(c) for c in range(0x400, 0x530)],  # 300 symbols
-                "jamo": list("\uac00\uac01\ud55c\uad6d \n") + list(KOREAN[:40])}[kind]
+    alphabet = {
+        "bytes": list("ab \n"),
+        "wide": list("ab \n") + [chr(c) for c in range(0x400, 0x530)],  # 300 symbols
+        "jamo": list("\uac00\uac01\ud55c\uad6d \n") + list(KOREAN[:40]),
+    }[kind]
     words = ["".join(rng.choice(alphabet, int(rng.integers(1, 6)))) for _ in range(400)]
     text = "".join(rng.choice(words, 3000))
     data = prepared(tmp_path, kind, text, *(("--jamo", "on") if kind == "jamo" else ()))
@@ -107,13 +116,17 @@ def test_the_cached_index_agrees_with_brute_force(kind, tmp_path, monkeypatch):
     assert not isinstance(index.suffixes.sa, np.ndarray)  # from the file, not in memory
     for _ in range(6):
         at = int(rng.integers(0, len(train) - 60))
-        sample = ("".join(rng.choice(words, 5)) + train[at:at + 60] + "\u00e9" +
-                  "".join(rng.choice(alphabet, 30)))
+        sample = (
+            "".join(rng.choice(words, 5))
+            + train[at : at + 60]
+            + "\u00e9"
+            + "".join(rng.choice(alphabet, 30))
+        )
         check_against_brute_force(index, train, sample)
         r = index.report(sample)
-        before = train[:r["offset"]].split("\n")
+        before = train[: r["offset"]].split("\n")
         assert (r["line"], r["column"]) == (len(before), len(before[-1]) + 1)
-        assert train[r["offset"]:r["offset"] + r["longest"]] == r["longest_text"]
+        assert train[r["offset"] : r["offset"] + r["longest"]] == r["longest_text"]
 
 
 def test_sample_novelty_through_the_cli(english_run, english_data, tmp_path, monkeypatch):
@@ -121,21 +134,29 @@ def test_sample_novelty_through_the_cli(english_run, english_data, tmp_path, mon
     args = ("sample", english_run, "-n", 300, "--seed", 2, "-t", 0.5, "--novelty")
     r = ok(run(*args))
     # what takes time is said beforehand (size, time and memory) and timed after, on stderr
-    assert re.search(r"Indexing the training text of .* for the novelty report \(once; cached "
-                     r"in .*\): [\d,]+ characters, ~\d+ s and ~[\d.]+ GB of memory", r.stderr)
+    assert re.search(
+        r"Indexing the training text of .* for the novelty report \(once; cached "
+        r"in .*\): [\d,]+ characters, ~\d+ s and ~[\d.]+ GB of memory",
+        r.stderr,
+    )
     assert re.search(r"Sorting the suffixes of [\d,]+ characters .*: one call", r.stderr)
     assert re.search(r"Novelty index ready in [\d.]+ s", r.stderr)
     assert "Indexing" not in r.stdout and "Novelty" not in r.stdout
     line = r.stderr.strip().splitlines()[-1]
-    m = re.match(r"Novelty, sample 1: longest shared substring (\d+) characters, at line (\d+), "
-                 r"column (\d+) of the training text: .*; ([\d.]+)% of its 300 characters lie in "
-                 r"shared runs of 20 or more$", line)
+    m = re.match(
+        r"Novelty, sample 1: longest shared substring (\d+) characters, at line (\d+), "
+        r"column (\d+) of the training text: .*; ([\d.]+)% of its 300 characters lie in "
+        r"shared runs of 20 or more$",
+        line,
+    )
     assert m, line
-    train = "".join(load_dataset(english_data).vocab.decode(load_dataset(english_data).split("train")))
+    train = "".join(
+        load_dataset(english_data).vocab.decode(load_dataset(english_data).split("train"))
+    )
     n, at_sample, at_train = longest_common(r.stdout, train)
     assert int(m.group(1)) == n
     # where it occurs in the training text (a shared run may occur there more than once)
-    shared, places = r.stdout[at_sample:at_sample + n], set()
+    shared, places = r.stdout[at_sample : at_sample + n], set()
     at = train.find(shared)
     while at >= 0:
         lines_before = train[:at].split("\n")
@@ -145,9 +166,14 @@ def test_sample_novelty_through_the_cli(english_run, english_data, tmp_path, mon
     # cached: the second report reads the index, and the cache is plain .npy files
     r2 = ok(run(*args))
     assert "Indexing" not in r2.stderr and r2.stderr.strip().splitlines()[-1] == line
-    folder, = (tmp_path / "cache" / "charrnn" / "novelty").iterdir()
-    assert sorted(p.name for p in folder.iterdir()) == ["alphabet.npy", "index.json",
-                                                        "lines.npy", "rank.npy", "sa.npy"]
+    (folder,) = (tmp_path / "cache" / "charrnn" / "novelty").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "alphabet.npy",
+        "index.json",
+        "lines.npy",
+        "rank.npy",
+        "sa.npy",
+    ]
     for f in folder.glob("*.npy"):
         np.load(f, allow_pickle=False)
     assert index_for(load(english_run)).report(r.stdout)["longest"] == n
@@ -155,8 +181,10 @@ def test_sample_novelty_through_the_cli(english_run, english_data, tmp_path, mon
     sa = folder / "sa.npy"
     sa.write_bytes(sa.read_bytes()[:-4])
     r3 = ok(run(*args))
-    assert (f"The cached novelty index in {folder} does not match its dataset (sa.npy is not "
-            "the array it should be); building it again") in r3.stderr
+    assert (
+        f"The cached novelty index in {folder} does not match its dataset (sa.npy is not "
+        "the array it should be); building it again"
+    ) in r3.stderr
     assert "Indexing" in r3.stderr and r3.stderr.strip().splitlines()[-1] == line
 
 
@@ -171,10 +199,12 @@ def test_novelty_needs_the_training_text(english_run, tmp_path):
     config["data"] = str(tmp_path / "gone")
     (moved / "config.yaml").write_text(yaml.safe_dump(config))
     r = run("sample", moved, "-n", 10, "--novelty")
-    assert error_line(r, only=True) == (f"Error: the novelty report needs the run's training "
-                                        f"text, but its dataset {tmp_path / 'gone'} "
-                                        "(config.yaml's data) is gone; prepare it again there, "
-                                        "or sample without --novelty")
+    assert error_line(r, only=True) == (
+        f"Error: the novelty report needs the run's training "
+        f"text, but its dataset {tmp_path / 'gone'} "
+        "(config.yaml's data) is gone; prepare it again there, "
+        "or sample without --novelty"
+    )
     assert r.stdout == ""  # nothing generated before the error
 
 
@@ -200,16 +230,27 @@ DAMAGE = {
     "sa truncated": (lambda f: _truncate(f, "sa.npy"), "sa.npy is not the array it should be"),
     "lines truncated": (lambda f: _truncate(f, "lines.npy"), "lines.npy is not the array"),
     "sa 64-bit": (lambda f: _resave(f, "sa.npy", lambda a: a.astype(np.int64)), "sa.npy is not"),
-    "sa shuffled": (lambda f: _resave(f, "sa.npy", np.random.default_rng(0).permutation),
-                    "its suffix array is out of order"),
-    "rank not a numbering": (lambda f: _resave(f, "rank.npy", np.zeros_like),
-                             "rank.npy or alphabet.npy is not a numbering"),
-    "pickle in place of sa": (lambda f: _resave(f, "sa.npy", lambda a: np.array(
-        [Unpickled(str(f.parent.parent / "unpickled"))] * len(a), object)), "sa.npy"),
+    "sa shuffled": (
+        lambda f: _resave(f, "sa.npy", np.random.default_rng(0).permutation),
+        "its suffix array is out of order",
+    ),
+    "rank not a numbering": (
+        lambda f: _resave(f, "rank.npy", np.zeros_like),
+        "rank.npy or alphabet.npy is not a numbering",
+    ),
+    "pickle in place of sa": (
+        lambda f: _resave(
+            f,
+            "sa.npy",
+            lambda a: np.array([Unpickled(str(f.parent.parent / "unpickled"))] * len(a), object),
+        ),
+        "sa.npy",
+    ),
     "index.json not JSON": (lambda f: (f / "index.json").write_text("{"), "index.json: "),
     "index.json of another format": (
         lambda f: (f / "index.json").write_text(json.dumps({"format": "charrnn-novelty/1"})),
-        "index.json is not charrnn-novelty/2"),
+        "index.json is not charrnn-novelty/2",
+    ),
 }
 
 
@@ -218,7 +259,7 @@ def test_a_damaged_cache_is_never_trusted(damage, english_data, tmp_path, monkey
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     sample = ENGLISH[200:300] + "qzx" + ENGLISH[:50]
     expected = dataset_index(english_data).report(sample)
-    folder, = cache_root().iterdir()
+    (folder,) = cache_root().iterdir()
     spoil, why = DAMAGE[damage]
     spoil(folder)
     said = []
@@ -253,8 +294,10 @@ def test_building_stays_within_its_memory_bound(tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
     symbols = np.array(list("abcdefghijklmnopqrstuvwxyz") + [chr(c) for c in range(0x400, 0x530)])
     weights = np.r_[np.full(26, 1.0), np.full(len(symbols) - 26, 0.002)]
-    words = ["".join(rng.choice(symbols, int(rng.integers(1, 9)), p=weights / weights.sum()))
-             for _ in range(20000)]
+    words = [
+        "".join(rng.choice(symbols, int(rng.integers(1, 9)), p=weights / weights.sum()))
+        for _ in range(20000)
+    ]
     picks = rng.integers(0, len(words), 4_000_000)
     text = " ".join(np.array(words)[picks].tolist())[:20_000_000]
     data = prepared(tmp_path, "big", text.replace(" ", "\n", 1))
@@ -270,11 +313,17 @@ def test_building_stays_within_its_memory_bound(tmp_path, monkeypatch):
         "            if line.startswith('VmHWM')][0]\n"
         "base = hwm()\n"
         "index = dataset_index(sys.argv[1])\n"
-        "print(json.dumps({'base': base, 'peak': hwm()}))\n")
+        "print(json.dumps({'base': base, 'peak': hwm()}))\n"
+    )
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", child, str(data)], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", child, str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     kb = json.loads(out.stdout)
     grown = (kb["peak"] - kb["base"]) * 1024

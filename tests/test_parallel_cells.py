@@ -22,31 +22,80 @@ from charrnn.nn.step import NumpyOps, cell_step
 from charrnn.store.loader import load
 
 # 2x16, batch 16 x 32: 10 batches an epoch of english_data
-COMMON = ["--set", "model.num_layers=2", "--set", "model.rnn_size=16",
-          "--set", "model.embedding_size=8",  # asked for, but a parallel cell's is rnn_size
-          "--set", "train.batch_size=16", "--set", "train.seq_length=32",
-          "--set", "train.learning_rate=0.01", "--set", "train.sample_length=0",
-          "--set", "train.intra_op_threads=1"]
+COMMON = [
+    "--set",
+    "model.num_layers=2",
+    "--set",
+    "model.rnn_size=16",
+    "--set",
+    "model.embedding_size=8",  # asked for, but a parallel cell's is rnn_size
+    "--set",
+    "train.batch_size=16",
+    "--set",
+    "train.seq_length=32",
+    "--set",
+    "train.learning_rate=0.01",
+    "--set",
+    "train.sample_length=0",
+    "--set",
+    "train.intra_op_threads=1",
+]
 
 
 def train(data, out, cell, *args, steps):
-    return ok(run("train", "--data", data, "--out", out, "--max-steps", steps, *COMMON,
-                  "--set", f"model.cell={cell}", *args))
+    return ok(
+        run(
+            "train",
+            "--data",
+            data,
+            "--out",
+            out,
+            "--max-steps",
+            steps,
+            *COMMON,
+            "--set",
+            f"model.cell={cell}",
+            *args,
+        )
+    )
 
 
 # --- training --------------------------------------------------------------------------
 
+
 def test_stopped_and_resumed_run_matches_an_uninterrupted_one(english_data, tmp_path):
     """TBPTT with the state carried across batches and reset at each epoch; dropout on
     the residual branches exercises the restored RNG.  The resume at step 12 is mid-epoch."""
-    common = ["--seed", 7, "--set", "model.dropout=0.3", "--set", "train.precision=float32",
-              "--set", "train.log_every=2",
-              "--set", "train.eval_every=6", "--set", "train.save_every=100",
-              "--set", "train.decay_every=7"]
+    common = [
+        "--seed",
+        7,
+        "--set",
+        "model.dropout=0.3",
+        "--set",
+        "train.precision=float32",
+        "--set",
+        "train.log_every=2",
+        "--set",
+        "train.eval_every=6",
+        "--set",
+        "train.save_every=100",
+        "--set",
+        "train.decay_every=7",
+    ]
     whole = train(english_data, tmp_path / "whole", "minlstm", *common, steps=24)
     train(english_data, tmp_path / "split", "minlstm", *common, steps=12)
-    ok(run("train", "--resume", "--out", tmp_path / "split", "--max-steps", 24,
-           "--set", "model.embedding_size=8"))  # asking again changes nothing
+    ok(
+        run(
+            "train",
+            "--resume",
+            "--out",
+            tmp_path / "split",
+            "--max-steps",
+            24,
+            "--set",
+            "model.embedding_size=8",
+        )
+    )  # asking again changes nothing
     # the embedding is the residual stream: what the log, config.yaml and model.json say
     assert "model: 2x16 minlstm, embedding 16 (= rnn_size" in whole.stderr
     assert "embedding_size: 16" in (tmp_path / "split" / "config.yaml").read_text()
@@ -70,9 +119,22 @@ def test_mixed_precision_is_finite_and_close_to_float32(english_data, tmp_path):
     vals = {}
     for precision in ("float32", "mixed_float16"):  # (auto: mixed_bfloat16, the fixtures')
         out = tmp_path / precision
-        result = train(english_data, out, "mingru", "--set", f"train.precision={precision}",
-                       "--set", "model.dropout=0.1", "--seed", 3,
-                       "--set", "train.eval_every=20", "--set", "train.log_every=5", steps=20)
+        result = train(
+            english_data,
+            out,
+            "mingru",
+            "--set",
+            f"train.precision={precision}",
+            "--set",
+            "model.dropout=0.1",
+            "--seed",
+            3,
+            "--set",
+            "train.eval_every=20",
+            "--set",
+            "train.log_every=5",
+            steps=20,
+        )
         assert f"precision {precision}" in result.stderr
         assert all(math.isfinite(r["loss"]) for r in metrics(out))
         vals[precision] = [r["val_loss"] for r in metrics(out) if "val_loss" in r][-1]
@@ -98,10 +160,31 @@ def test_model_auto_counts_a_parallel_cell_s_own_weights(english_data, tmp_path)
     vocab = len(json.loads((english_data / "vocab.json").read_text())["symbols"])
     train_symbols = len(np.load(english_data / "train.npy", mmap_mode="r"))
     expect, _ = autosize.choose(vocab, train_symbols, 2.0, "mingru", throughput=3000.0)
-    r = ok(run("train", "--data", english_data, "--out", out, "--model-size", "auto",
-               "--max-time", "2s", "--max-steps", 2, "--set", "model.cell=mingru",
-               "--set", "model.auto_throughput=3000", "--set", "train.batch_size=8",
-               "--set", "train.seq_length=16", "--set", "train.sample_length=0"))
+    r = ok(
+        run(
+            "train",
+            "--data",
+            english_data,
+            "--out",
+            out,
+            "--model-size",
+            "auto",
+            "--max-time",
+            "2s",
+            "--max-steps",
+            2,
+            "--set",
+            "model.cell=mingru",
+            "--set",
+            "model.auto_throughput=3000",
+            "--set",
+            "train.batch_size=8",
+            "--set",
+            "train.seq_length=16",
+            "--set",
+            "train.sample_length=0",
+        )
+    )
     units = expect["rnn_size"]
     assert expect["embedding_size"] == units
     n = autosize.params(expect["num_layers"], units, vocab, "mingru")
@@ -112,6 +195,7 @@ def test_model_auto_counts_a_parallel_cell_s_own_weights(english_data, tmp_path)
 
 
 # --- sampling --------------------------------------------------------------------------
+
 
 def keras_greedy(model, prime_ids, n):
     """Greedy continuation, one Keras call per symbol with the state carried."""
@@ -133,7 +217,7 @@ def test_greedy_is_the_keras_models_argmax(which, prime, request):
     ids = keras_greedy(m.model, m.vocab.encode(prime), 24)  # >= 6 syllables of jamo
     got = ok(run("sample", run_dir, "-t", 0, "-n", 6, "--prime", prime, "--seed", 1)).stdout
     want = prime + m.vocab.decode(ids)
-    assert got == want[:len(got)] and len(got) == len(prime) + 6
+    assert got == want[: len(got)] and len(got) == len(prime) + 6
 
 
 def test_numpy_and_xla_engines_draw_the_same_sample(mingru_run):
@@ -169,11 +253,11 @@ def test_beam_and_allow(which, prime, request):
     greedy = ok(run("sample", run_dir, "--prime", prime, "-n", 20, "-t", 0)).stdout
     beam = ok(run("sample", run_dir, "--prime", prime, "-n", 20, "--beam", 4)).stdout
     assert len(beam) == len(greedy) == len(prime) + 20
-    lb, lg = _logprob(m, prime, beam[len(prime):]), _logprob(m, prime, greedy[len(prime):])
+    lb, lg = _logprob(m, prime, beam[len(prime) :]), _logprob(m, prime, greedy[len(prime) :])
     assert lb >= lg - 1e-6, (beam, lb, greedy, lg)
     allow = "aeiou nrst" if which == "mingru_run" else "대한민국의 "
     out = ok(run("sample", run_dir, "--prime", prime, "-n", 30, "--seed", 2, "--allow", allow))
-    assert set(out.stdout[len(prime):]) <= set(allow) and len(out.stdout) == len(prime) + 30
+    assert set(out.stdout[len(prime) :]) <= set(allow) and len(out.stdout) == len(prime) + 30
 
 
 def test_interactive_candidates_are_the_models_and_tab_writes_a_sample(mingru_run):
@@ -199,11 +283,12 @@ def test_interactive_candidates_are_the_models_and_tab_writes_a_sample(mingru_ru
 
 # --- evaluating --------------------------------------------------------------------------
 
+
 def stepped_nats(w, ids):
     """-ln P(ids[t] | ids[:t]) for t >= 1, stepping charrnn.nn.step's cell from zero."""
     states, out = w.zero_states(1), []
     for t in range(len(ids) - 1):
-        logits, states = cell_step(NumpyOps, w, ids[t:t + 1], states)
+        logits, states = cell_step(NumpyOps, w, ids[t : t + 1], states)
         z = logits[0].astype(np.float64)
         out.append(z.max() + np.log(np.exp(z - z.max()).sum()) - z[ids[t + 1]])
     return np.array(out)
@@ -219,8 +304,10 @@ def test_evaluate_is_the_numpy_cell_stepped(mingru_run, tmp_path):
     total = json.loads(ok(run("evaluate", mingru_run, path, "--json")).stdout)["total"]
     assert total["nats"] == pytest.approx(want, rel=1e-5)
     assert total["predictions"] == len(text) - 1
-    lines = [json.loads(x) for x in
-             ok(run("evaluate", mingru_run, path, "--per-line")).stdout.splitlines()]
+    lines = [
+        json.loads(x)
+        for x in ok(run("evaluate", mingru_run, path, "--per-line")).stdout.splitlines()
+    ]
     assert len(lines) == text.count("\n") + 1
     assert sum(x["bits"] for x in lines) == pytest.approx(want / math.log(2), rel=1e-5)
 
@@ -244,23 +331,36 @@ def test_evaluate_dynamic_adapts_and_restores(mingru_run, tmp_path):
         np.testing.assert_array_equal(v.numpy(), b)
     path = tmp_path / "new.txt"
     path.write_text(text, encoding="utf-8")
-    f = {mode: json.loads(ok(run("evaluate", mingru_run, path, "--json", *mode)).stdout)["total"]
-         for mode in ((), ("--dynamic", "--dynamic-lr", "0.1", "--dynamic-segment", "50"))}
+    f = {
+        mode: json.loads(ok(run("evaluate", mingru_run, path, "--json", *mode)).stdout)["total"]
+        for mode in ((), ("--dynamic", "--dynamic-lr", "0.1", "--dynamic-segment", "50"))
+    }
     static_bpc, dynamic_bpc = (x["bits_per_char"] for x in f.values())
     assert dynamic_bpc < static_bpc - 0.1
 
 
 # --- visualize ---------------------------------------------------------------------------
 
+
 def random_weights(cell, vocab=13, layers=2, units=8, seed=0):
     from charrnn.nn.cells import PARALLEL
     from charrnn.nn.tensors import engine_weights, expected_shapes
 
-    args = {"vocab_size": vocab, "cell": cell, "num_layers": layers, "rnn_size": units,
-            "embedding_size": units if cell in PARALLEL else 5}
+    args = {
+        "vocab_size": vocab,
+        "cell": cell,
+        "num_layers": layers,
+        "rnn_size": units,
+        "embedding_size": units if cell in PARALLEL else 5,
+    }
     rng = np.random.default_rng(seed)
-    return engine_weights(cell, {k: rng.normal(scale=0.5, size=s).astype(np.float32)
-                                 for k, s in expected_shapes(args).items()})
+    return engine_weights(
+        cell,
+        {
+            k: rng.normal(scale=0.5, size=s).astype(np.float32)
+            for k, s in expected_shapes(args).items()
+        },
+    )
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "minlstm"])
@@ -275,10 +375,9 @@ def test_visualize_sweep_is_the_step(cell):
     assert acts.shape == (60, sum(g["size"] for g in unit_groups(w)))
     states = w.zero_states(1)
     for t in range(len(ids)):
-        want, states = cell_step(NumpyOps, w, ids[t:t + 1], states)
+        want, states = cell_step(NumpyOps, w, ids[t : t + 1], states)
         np.testing.assert_allclose(logits[t], want[0], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(acts[t], np.concatenate(states, axis=1)[0], rtol=1e-5,
-                                   atol=1e-5)
+        np.testing.assert_allclose(acts[t], np.concatenate(states, axis=1)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_visualize_page_of_a_parallel_cell(minlstm_run, tmp_path):

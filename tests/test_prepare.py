@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from charrnn.store.dataset import load_dataset
-from charrnn.errors import CharrnnError
 from clihelp import ok, run
+
+from charrnn.errors import CharrnnError
+from charrnn.store.dataset import load_dataset
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 KOREAN = (DATA / "korean_constitution.txt").read_text(encoding="utf-8").replace("\r\n", "\n")
@@ -32,6 +32,7 @@ def meta(path):
 
 
 # --- round trips on the shipped corpora ----------------------------------------
+
 
 @pytest.mark.parametrize("name", ["shakespeare.txt", "dahdi_drivers.c", "korean_constitution.txt"])
 def test_round_trip_shipped_corpora(tmp_path, name):
@@ -56,8 +57,10 @@ def test_korean_jamo_auto(tmp_path):
     """--jamo auto: whole syllables only for mostly-Hangul text of at most 1,000 distinct
     syllables and 20,000 in all (where they were measured better); else jamo, saying why."""
     r = prepare(DATA / "korean_constitution.txt", "-o", tmp_path / "on")
-    assert ("jamo on (auto): Hangul syllables 69% of the characters, 12,996 of them, 355 "
-            "distinct: jamo, for so little text\n") in r.stderr
+    assert (
+        "jamo on (auto): Hangul syllables 69% of the characters, 12,996 of them, 355 "
+        "distinct: jamo, for so little text\n"
+    ) in r.stderr
     prepare(DATA / "korean_constitution.txt", "-o", tmp_path / "off", "--jamo", "off")
     on, off = load_dataset(tmp_path / "on"), load_dataset(tmp_path / "off")
     assert on.meta["jamo"]["requested"] == "auto" and on.meta["jamo"]["applied"] is True
@@ -72,12 +75,17 @@ def test_korean_jamo_auto(tmp_path):
         r = prepare("-", "-o", tmp_path / "x", "--force", input=text.encode("utf-8"))
         return load_dataset(tmp_path / "x").vocab.jamo, r.stderr.splitlines()[-3]
 
-    assert auto(KOREAN * 2) == (False, "jamo off (auto): Hangul syllables 69% of the characters, "
-                                "25,992 of them, 355 distinct: whole syllables, which train "
-                                "better on such text")
+    assert auto(KOREAN * 2) == (
+        False,
+        "jamo off (auto): Hangul syllables 69% of the characters, "
+        "25,992 of them, 355 distinct: whole syllables, which train "
+        "better on such text",
+    )
     jamo, why = auto(KOREAN * 2 + "The quick brown fox jumps over the lazy dog. " * 500)
-    assert jamo and why.endswith("43% of the characters, 25,992 of them, 355 distinct: jamo, "
-                                 "which train better on text this mixed")
+    assert jamo and why.endswith(
+        "43% of the characters, 25,992 of them, 355 distinct: jamo, "
+        "which train better on text this mixed"
+    )
     jamo, why = auto("".join(chr(0xAC00 + i) for i in range(1001)) * 20)
     assert jamo and why.endswith("1,001 distinct: jamo, for so many distinct syllables")
 
@@ -103,16 +111,20 @@ SAMPLE = KOREAN[:3000]
 CP949_ONLY = "똠방각하 펲시콜라 쀍"  # not in EUC-KR (KS X 1001), only in CP949
 
 
-@pytest.mark.parametrize("raw,expected_encoding", [
-    (SAMPLE.encode("utf-8"), "utf-8"),
-    (codecs.BOM_UTF8 + SAMPLE.encode("utf-8"), "utf-8-sig"),
-    ((SAMPLE + CP949_ONLY).encode("cp949"), "cp949"),
-    (SAMPLE.encode("euc-kr"), "cp949"),  # an EUC-KR guess is decoded as CP949, its superset
-    (codecs.BOM_UTF16_LE + SAMPLE.encode("utf-16-le"), "utf-16"),
-    (codecs.BOM_UTF16_BE + SAMPLE.encode("utf-16-be"), "utf-16"),
-    (SAMPLE.encode("utf-16-le"), "utf-16-le"),
-    (SAMPLE.encode("utf-16-be"), "utf-16-be"),
-], ids=["utf8", "utf8-bom", "cp949", "euc-kr", "utf16le-bom", "utf16be-bom", "utf16le", "utf16be"])
+@pytest.mark.parametrize(
+    "raw,expected_encoding",
+    [
+        (SAMPLE.encode("utf-8"), "utf-8"),
+        (codecs.BOM_UTF8 + SAMPLE.encode("utf-8"), "utf-8-sig"),
+        ((SAMPLE + CP949_ONLY).encode("cp949"), "cp949"),
+        (SAMPLE.encode("euc-kr"), "cp949"),  # an EUC-KR guess is decoded as CP949, its superset
+        (codecs.BOM_UTF16_LE + SAMPLE.encode("utf-16-le"), "utf-16"),
+        (codecs.BOM_UTF16_BE + SAMPLE.encode("utf-16-be"), "utf-16"),
+        (SAMPLE.encode("utf-16-le"), "utf-16-le"),
+        (SAMPLE.encode("utf-16-be"), "utf-16-be"),
+    ],
+    ids=["utf8", "utf8-bom", "cp949", "euc-kr", "utf16le-bom", "utf16be-bom", "utf16le", "utf16be"],
+)
 def test_encodings_detected_and_exact(tmp_path, raw, expected_encoding):
     p = tmp_path / "in.txt"
     p.write_bytes(raw)
@@ -145,23 +157,33 @@ def test_short_cp949_text_low_confidence_warning_and_override(tmp_path):
     r = prepare(p, "-o", tmp_path / "e", "--val-fraction", "0.1", "--encoding", "cp949")
     assert "Warning" not in r.stderr
     inp = meta(tmp_path / "e")["inputs"][0]
-    assert (inp["encoding"], inp["confidence"], inp["encoding_source"]) == ("cp949", None, "override")
+    assert (inp["encoding"], inp["confidence"], inp["encoding_source"]) == (
+        "cp949",
+        None,
+        "override",
+    )
     assert dump(tmp_path / "e") == p.read_bytes().decode("cp949")
 
 
 # --- inputs: stdin, directories, several files -------------------------------------
 
+
 def test_stdin_through_a_real_pipe(tmp_path):
     src = DATA / "dahdi_drivers.c"
     out = tmp_path / "linux"
     with open(src, "rb") as f:
-        p = subprocess.run([sys.executable, "-m", "charrnn", "prepare", "-", "-o", str(out)],
-                           stdin=f, capture_output=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "charrnn", "prepare", "-", "-o", str(out)],
+            stdin=f,
+            capture_output=True,
+            timeout=120,
+        )
     assert p.returncode == 0, p.stderr.decode()
     assert b"standard input" in p.stderr and p.stdout == b""
     assert meta(out)["inputs"][0]["path"] == "-"
-    d = subprocess.run([sys.executable, "-m", "charrnn", "dump", str(out)], capture_output=True,
-                       timeout=120)
+    d = subprocess.run(
+        [sys.executable, "-m", "charrnn", "dump", str(out)], capture_output=True, timeout=120
+    )
     assert d.returncode == 0 and d.stdout == src.read_bytes()
 
 
@@ -175,8 +197,14 @@ def test_directory_with_include_globs_sorted(tmp_path, monkeypatch):
     src = tmp_path / "src"
     (src / "sub").mkdir(parents=True)
     (src / ".git").mkdir()
-    files = {"b.c": "int b;\n", "a.h": "#define A 1\n", "sub/c.c": "/* c */\n", "x.txt": "skip me\n",
-             ".git/y.c": "hidden\n", "empty.c": ""}
+    files = {
+        "b.c": "int b;\n",
+        "a.h": "#define A 1\n",
+        "sub/c.c": "/* c */\n",
+        "x.txt": "skip me\n",
+        ".git/y.c": "hidden\n",
+        "empty.c": "",
+    }
     for name, body in files.items():
         (src / name).write_text(body * 5)
     monkeypatch.chdir(tmp_path)
@@ -197,6 +225,7 @@ def test_several_inputs_concatenated(tmp_path):
 
 # --- options ----------------------------------------------------------------------
 
+
 def test_min_count_maps_rare_symbols_to_unknown(tmp_path):
     p = tmp_path / "rare.txt"
     p.write_text("abab\n" * 20 + "zq\n" + "abab\n" * 20, encoding="utf-8")
@@ -212,11 +241,22 @@ def test_min_count_maps_rare_symbols_to_unknown(tmp_path):
 
 
 def test_json_summary_and_quiet(tmp_path):
-    r = prepare(DATA / "dahdi_drivers.c", "-o", tmp_path / "d", "--json", "--val-fraction", "0.1",
-                "--test-fraction", "0.1")
+    r = prepare(
+        DATA / "dahdi_drivers.c",
+        "-o",
+        tmp_path / "d",
+        "--json",
+        "--val-fraction",
+        "0.1",
+        "--test-fraction",
+        "0.1",
+    )
     s = json.loads(r.stdout)
-    assert s == {"out": str(tmp_path / "d"), "vocab_size": len(load_dataset(tmp_path / "d").vocab),
-                 **meta(tmp_path / "d")}
+    assert s == {
+        "out": str(tmp_path / "d"),
+        "vocab_size": len(load_dataset(tmp_path / "d").vocab),
+        **meta(tmp_path / "d"),
+    }
     assert s["split"] == {"method": "contiguous", "val_fraction": 0.1, "test_fraction": 0.1}
     assert "Wrote" in r.stderr and "vocabulary" in r.stderr
     r = prepare(DATA / "dahdi_drivers.c", "-o", tmp_path / "q", "--quiet")
@@ -224,6 +264,7 @@ def test_json_summary_and_quiet(tmp_path):
 
 
 # --- bad input: one Error line, non-zero exit, nothing left behind --------------------
+
 
 def fails(result, *words):
     assert result.exit_code != 0
@@ -247,7 +288,11 @@ def test_missing_path(tmp_path):
 def test_directory_without_matching_files(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.txt").write_text("text\n")
-    fails(run("prepare", tmp_path / "src", "--include", "*.c", "-o", tmp_path / "d"), "*.c", "--include")
+    fails(
+        run("prepare", tmp_path / "src", "--include", "*.c", "-o", tmp_path / "d"),
+        "*.c",
+        "--include",
+    )
     assert leftovers(tmp_path) == ["src"]
 
 
@@ -273,7 +318,12 @@ def test_undecodable_bytes(tmp_path):
     p = tmp_path / "bad.txt"
     good = "plain text, then a stray byte\n" * 4000  # beyond chardet's sample, so utf-8 is detected
     p.write_bytes(good.encode() + b"caf\xe9\n")
-    err = fails(run("prepare", p, "-o", tmp_path / "d"), str(p), f"offset {len(good) + 3} ", "--errors replace")
+    err = fails(
+        run("prepare", p, "-o", tmp_path / "d"),
+        str(p),
+        f"offset {len(good) + 3} ",
+        "--errors replace",
+    )
     assert "utf-8" in err
     assert leftovers(tmp_path) == ["bad.txt"]
     prepare(p, "-o", tmp_path / "d", "--errors", "replace")
@@ -321,6 +371,7 @@ def test_bad_encoding_name_and_bad_dataset(tmp_path):
 
 # --- rare symbols -------------------------------------------------------------------
 
+
 def test_rare_symbols_note_says_what_min_count_would_give(tmp_path):
     """A long tail of rare symbols (300 ideographs once each beside the plays): the summary
     says how many, their share of the text, and offers --min-count 10 (0.065% of the text
@@ -329,29 +380,44 @@ def test_rare_symbols_note_says_what_min_count_would_give(tmp_path):
     rare.write_text("".join(chr(0x4E00 + i) for i in range(300)) + "\n", encoding="utf-8")
     r = prepare(DATA / "shakespeare.txt", rare, "-o", tmp_path / "d")
     lines = r.stderr.splitlines()
-    i = lines.index("Rare symbols: 315 of the 375 symbols are seen fewer than 100 times (0.13% of "
-                    "the text), but each costs the output layer as much as a common one: "
-                    "training time grows with the vocabulary")
+    i = lines.index(
+        "Rare symbols: 315 of the 375 symbols are seen fewer than 100 times (0.13% of "
+        "the text), but each costs the output layer as much as a common one: "
+        "training time grows with the vocabulary"
+    )
     assert lines[i + 1] == "  --min-count 10 would give 69 symbols (0.065% of the text -> U+FFFD)"
-    counts = collections.Counter((DATA / "shakespeare.txt").read_text(encoding="utf-8")
-                                 + rare.read_text(encoding="utf-8"))
+    counts = collections.Counter(
+        (DATA / "shakespeare.txt").read_text(encoding="utf-8") + rare.read_text(encoding="utf-8")
+    )
     chars = sum(counts.values())
     below = {n: sum(c for c in counts.values() if c < n) for n in (10, 100)}
     assert (below[10], sum(c < 10 for c in counts.values())) == (307, 307)  # each seen once
     m = meta(tmp_path / "d")
     assert m["rare_symbols"] == {
-        "below": 100, "symbols": 315, "share": below[100] / chars, "note": True,
-        "options": [{"min_count": 10, "vocab_size": 69, "unk_share": 307 / chars, "offered": True},
-                    {"min_count": 100, "vocab_size": 61, "unk_share": below[100] / chars,
-                     "offered": False}]}
+        "below": 100,
+        "symbols": 315,
+        "share": below[100] / chars,
+        "note": True,
+        "options": [
+            {"min_count": 10, "vocab_size": 69, "unk_share": 307 / chars, "offered": True},
+            {"min_count": 100, "vocab_size": 61, "unk_share": below[100] / chars, "offered": False},
+        ],
+    }
     # taking the offer: exactly the symbols seen fewer than 10 times become U+FFFD
     prepare(DATA / "shakespeare.txt", rare, "-o", tmp_path / "f", "--min-count", "10")
     folded = load_dataset(tmp_path / "f")
     assert len(folded.vocab) == 69 and folded.meta["unk_replaced"] == 307
     assert folded.meta["rare_symbols"]["options"] == [
-        {"min_count": 100, "vocab_size": 61, "unk_share": below[100] / chars, "offered": False}]
-    assert "Rare symbols" not in ok(run("prepare", DATA / "shakespeare.txt", rare, "-o",
-                                        tmp_path / "g", "--min-count", "10")).stderr
+        {"min_count": 100, "vocab_size": 61, "unk_share": below[100] / chars, "offered": False}
+    ]
+    assert (
+        "Rare symbols"
+        not in ok(
+            run(
+                "prepare", DATA / "shakespeare.txt", rare, "-o", tmp_path / "g", "--min-count", "10"
+            )
+        ).stderr
+    )
 
 
 def test_no_rare_symbols_note_where_folding_would_cost_text_or_the_vocabulary_is_small(tmp_path):
@@ -361,7 +427,9 @@ def test_no_rare_symbols_note_where_folding_would_cost_text_or_the_vocabulary_is
     k = meta(tmp_path / "k")["rare_symbols"]
     assert (k["symbols"], k["note"]) == (339, False)
     assert [(o["min_count"], o["vocab_size"], o["offered"]) for o in k["options"]] == [
-        (10, 206, False), (100, 42, False)]
+        (10, 206, False),
+        (100, 42, False),
+    ]
     # a small vocabulary: the output layer costs little whatever the counts
     p = tmp_path / "small.txt"
     rare = "".join(chr(0x4E00 + i) for i in range(40))
@@ -382,12 +450,15 @@ SITE = Path(np.__file__).resolve().parent.parent  # the installed packages' dire
 
 def installed_sources(n):
     """``n`` real .py files of installed packages (deterministic: sorted, evenly spaced)."""
-    files = sorted(p for pkg in ("numpy", "click", "chardet", "tqdm", "yaml")
-                   if (SITE / pkg).is_dir() for p in (SITE / pkg).rglob("*.py")
-                   if p.stat().st_size
-                   and not any(d.startswith(".") for d in p.relative_to(SITE).parts))
+    files = sorted(
+        p
+        for pkg in ("numpy", "click", "chardet", "tqdm", "yaml")
+        if (SITE / pkg).is_dir()
+        for p in (SITE / pkg).rglob("*.py")
+        if p.stat().st_size and not any(d.startswith(".") for d in p.relative_to(SITE).parts)
+    )
     assert len(files) >= n
-    return files[::len(files) // n][:n]
+    return files[:: len(files) // n][:n]
 
 
 def test_plain_ascii_fast_path_answers_as_chardet_does():
@@ -395,7 +466,7 @@ def test_plain_ascii_fast_path_answers_as_chardet_does():
     chardet says, on real files and on the ASCII texts chardet reads as something else."""
     from charrnn.text.decode import detect_encoding, plain_ascii
 
-    samples = [p.read_bytes()[:1 << 16] for p in installed_sources(400)]
+    samples = [p.read_bytes()[: 1 << 16] for p in installed_sources(400)]
     samples += [(DATA / n).read_bytes() for n in ("shakespeare.txt", "dahdi_drivers.c")]
     fast = [s for s in samples if plain_ascii(s)]
     assert len(fast) > len(samples) // 2  # the fast path does its job on source code
@@ -405,18 +476,24 @@ def test_plain_ascii_fast_path_answers_as_chardet_does():
         assert detect_encoding(s, fast=False) == ("utf-8", 1.0)  # chardet: ascii, certain
 
     tricky = {  # plain ASCII bytes that chardet reads otherwise, and what it reads
-        b"# -*- coding: latin-1 -*-\nx = 1\n": ("iso8859-1", 0.95),          # PEP 263
+        b"# -*- coding: latin-1 -*-\nx = 1\n": ("iso8859-1", 0.95),  # PEP 263
         b'<?xml version="1.0" encoding="iso-8859-1"?>\n<a/>\n': ("iso8859-1", 0.95),
         b'<html><head><meta charset="windows-1252"></head></html>\n': ("cp1252", 0.95),
-        b"~{<:Ky2;S{#,NpJ)l6HK!#~}\n": ("hz", 0.95),                          # HZ-GB-2312
-        b"Hi Mom -+Jjo--!\n": ("utf-7", 0.95),                                 # RFC 2152
-        b"a\x0cb\n": ("cp1252", 0.1),                                          # a form feed
+        b"~{<:Ky2;S{#,NpJ)l6HK!#~}\n": ("hz", 0.95),  # HZ-GB-2312
+        b"Hi Mom -+Jjo--!\n": ("utf-7", 0.95),  # RFC 2152
+        b"a\x0cb\n": ("cp1252", 0.1),  # a form feed
     }
     for s, expected in tricky.items():
         assert not plain_ascii(s)
         assert detect_encoding(s) == detect_encoding(s, fast=False) == expected, s
-    for s in (b"%PDF-1.4\ntext\n", b"GIF89a text\n", b"BM text\n", b"MZ text\n",
-              b"ID3 text\n", b"x" * 257 + b"ustar  text\n"):  # binary signatures
+    for s in (
+        b"%PDF-1.4\ntext\n",
+        b"GIF89a text\n",
+        b"BM text\n",
+        b"MZ text\n",
+        b"ID3 text\n",
+        b"x" * 257 + b"ustar  text\n",
+    ):  # binary signatures
         assert not plain_ascii(s)
         with pytest.raises(CharrnnError, match="looks like a binary file"):
             detect_encoding(s)

@@ -14,10 +14,10 @@ import sys
 import textwrap
 
 import pytest
-
-from charrnn.store import checkpoints
-from charrnn.cli import main
 from conftest import TINY_SETS
+
+from charrnn.cli import main
+from charrnn.store import checkpoints
 
 TINY = [a for s in TINY_SETS for a in ("--set", s)]  # a 1x16 LSTM, batch 8x16
 LIMIT_S = 180
@@ -42,13 +42,32 @@ def steps(folder):
 
 # --- damaged checkpoints ---------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def run5(english_data, tmp_path_factory):
     """A run with 3 checkpoints (steps 20, 30, 40) in checkpoints/ and one in best/."""
     out = tmp_path_factory.mktemp("rel") / "run"
-    assert main(["train", "--data", str(english_data), "--out", str(out), *TINY,
-                 "--max-steps", "40", "--set", "train.save_every=10",
-                 "--set", "train.eval_every=10", "--set", "train.keep_checkpoints=3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(english_data),
+                "--out",
+                str(out),
+                *TINY,
+                "--max-steps",
+                "40",
+                "--set",
+                "train.save_every=10",
+                "--set",
+                "train.eval_every=10",
+                "--set",
+                "train.keep_checkpoints=3",
+            ]
+        )
+        == 0
+    )
     assert steps(out / "checkpoints") == [40, 30, 20]
     return out
 
@@ -62,7 +81,7 @@ def copy_run(run5, tmp_path):
 
 def truncate(path, keep=0.5):
     data = path.read_bytes()
-    path.write_bytes(data[:int(len(data) * keep)])
+    path.write_bytes(data[: int(len(data) * keep)])
 
 
 def flip(path):
@@ -77,13 +96,13 @@ DAMAGE = {
     "truncated index": lambda d: truncate(d / "tf.index", 0.3),
     "missing shard": lambda d: (d / "tf.data-00000-of-00001").unlink(),
     "manifest mismatch": lambda d: (d / "manifest.json").write_text(
-        (d / "manifest.json").read_text().replace('"size": ', '"size": 1')),
+        (d / "manifest.json").read_text().replace('"size": ', '"size": 1')
+    ),
 }
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_a_damaged_newest_checkpoint_falls_back_with_one_warning(run5, tmp_path, capsys,
-                                                                   damage):
+def test_a_damaged_newest_checkpoint_falls_back_with_one_warning(run5, tmp_path, capsys, damage):
     run = copy_run(run5, tmp_path)
     DAMAGE[damage](run / "checkpoints" / "ckpt-40")
     code, out, err = cli(capsys, "sample", run, "--checkpoint", "latest", "-n", 30, "--seed", 1)
@@ -92,8 +111,17 @@ def test_a_damaged_newest_checkpoint_falls_back_with_one_warning(run5, tmp_path,
     assert len(warnings) == 1 and "Traceback" not in err, err
     assert "ckpt-40" in warnings[0] and "ckpt-30" in warnings[0] and "damaged" in warnings[0]
     # the same text as sampling the checkpoint it fell back to
-    code, same, _ = cli(capsys, "sample", run, "--checkpoint", run / "checkpoints" / "ckpt-30",
-                        "-n", 30, "--seed", 1)
+    code, same, _ = cli(
+        capsys,
+        "sample",
+        run,
+        "--checkpoint",
+        run / "checkpoints" / "ckpt-30",
+        "-n",
+        30,
+        "--seed",
+        1,
+    )
     assert code == 0 and same == out
     # an explicit damaged checkpoint is one clear error
     code, _, err = cli(capsys, "sample", run, "--checkpoint", run / "checkpoints" / "ckpt-40")
@@ -109,7 +137,9 @@ def test_evaluate_and_resume_fall_back_too(run5, tmp_path, capsys, english_data)
     assert code == 0 and json.loads(out)["step"] == 30 and "ckpt-30" in err, err
     code, _, err = cli(capsys, "train", "--resume", "--out", run, "--max-steps", 32)
     assert code == 0 and "ckpt-40" in err and "resuming" in err and "Traceback" not in err, err
-    assert [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()][-1] == 32
+    assert [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()][
+        -1
+    ] == 32
     # the damaged ckpt-40 is older than the new save at 32?  no: it is newer, but not
     # intact, so it never counts towards keep_checkpoints and the intact ones stay
     assert 30 in steps(run / "checkpoints") and 32 in steps(run / "checkpoints")
@@ -138,11 +168,12 @@ def test_a_run_whose_checkpoints_are_all_damaged_is_one_clear_error(run5, tmp_pa
 def test_a_run_from_before_manifests_still_loads(run5, tmp_path, capsys):
     """The old layout (tf.train.CheckpointManager files, no manifest): used after a size
     check, TensorFlow's own checks catch the rest, and resume writes the new layout."""
+    import keras
+
     from charrnn.backend import tensorflow
     from charrnn.nn.model import build_model
     from charrnn.store.rundir import read_model_args
     from charrnn.train.state import TrainState
-    import keras
 
     tf = tensorflow()
     run = copy_run(run5, tmp_path)
@@ -170,12 +201,15 @@ def test_a_run_from_before_manifests_still_loads(run5, tmp_path, capsys):
 
 # --- one writer per run directory -------------------------------------------------------------
 
+
 def test_a_second_training_on_the_same_run_is_refused_and_kill_9_frees_the_lock(killed_run):
     """conftest's killed_run: tried while its first process trains, then resumed by a
     new process after that one was killed with SIGKILL."""
     for r in killed_run["refused"]:
         line = error_line(r.stderr)
-        assert r.exit_code == 1 and f"pid {killed_run['pid']} on host {socket.gethostname()}" in line
+        assert (
+            r.exit_code == 1 and f"pid {killed_run['pid']} on host {socket.gethostname()}" in line
+        )
     assert killed_run["still_training"]  # untouched, still training
     err = killed_run["resumed"]  # the next process, started after the SIGKILL
     assert "resuming" in err and "Error:" not in err and "Traceback" not in err, err
@@ -190,11 +224,13 @@ def test_force_starts_a_run_over_so_the_quickstart_runs_twice(english_data, tmp_
     code, _, err = cli(capsys, *args, "--max-steps", 2, "--force")
     assert code == 0, err
     assert steps(out / "checkpoints") == [2]
-    assert [json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines()] \
-        == [2]
+    assert [json.loads(ln)["step"] for ln in (out / "metrics.jsonl").read_text().splitlines()] == [
+        2
+    ]
 
 
 # --- readers while training rotates ------------------------------------------------------------
+
 
 def test_sampling_while_the_run_trains_and_rotates_never_fails(killed_run):
     """conftest's killed_run: `charrnn sample` while its first process trains and rotates."""
@@ -206,6 +242,7 @@ def test_sampling_while_the_run_trains_and_rotates_never_fails(killed_run):
 
 
 # --- kill -9 at random moments ------------------------------------------------------------------
+
 
 def test_kill_9_at_random_moments_then_resume_continues_from_an_intact_checkpoint(killed_run):
     """The processes are conftest's killed_run (test_export reads the same kills): killed
@@ -222,10 +259,10 @@ def test_kill_9_at_random_moments_then_resume_continues_from_an_intact_checkpoin
     assert not list(killed_run["out"].glob("*/.tmp-ckpt-*"))
 
 
-# --- a real full disk -------------------------------------------------------------------------------
+# --- a real full disk ----------------------------------------------------------------------
 
 # Fills the disk once the training has saved a checkpoint: another program (no charrnn).
-FILLER = textwrap.dedent('''
+FILLER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
     run, filler = Path(sys.argv[1]), Path(sys.argv[2])
@@ -240,11 +277,11 @@ FILLER = textwrap.dedent('''
                 f.write(b"x" * 4096)
         except OSError:
             pass
-''')
+""")
 
 # Runs inside the private mount namespace: the commands through the CLI in this process
 # (one TensorFlow import for them all), the filler beside the training.
-DRIVER = textwrap.dedent('''
+DRIVER = textwrap.dedent("""
     import json, os, subprocess, sys
     from pathlib import Path
     from click.testing import CliRunner
@@ -276,7 +313,7 @@ DRIVER = textwrap.dedent('''
     code, _, err = charrnn("train", "--resume", "--out", run, "--max-steps", latest + 2)
     result["resume"] = [code, err, latest]
     print(json.dumps(result))
-''')
+""")
 
 
 def test_a_full_disk_stops_training_cleanly_and_the_run_resumes_after(english_data, tmp_path):
@@ -289,10 +326,16 @@ def test_a_full_disk_stops_training_cleanly_and_the_run_resumes_after(english_da
     mnt.mkdir()
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    script = (f'mount -t tmpfs -o size=3m tmpfs {mnt} && exec {sys.executable} {driver} {mnt} '
-              f'{english_data} "$0" "$1"')
-    p = subprocess.run(["unshare", "-m", "sh", "-c", script, json.dumps(TINY), FILLER],
-                       capture_output=True, text=True, timeout=LIMIT_S * 2)
+    script = (
+        f"mount -t tmpfs -o size=3m tmpfs {mnt} && exec {sys.executable} {driver} {mnt} "
+        f'{english_data} "$0" "$1"'
+    )
+    p = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, json.dumps(TINY), FILLER],
+        capture_output=True,
+        text=True,
+        timeout=LIMIT_S * 2,
+    )
     if p.returncode != 0 and "mount" in p.stderr and "permission denied" in p.stderr.lower():
         if os.environ.get("CI") == "true":
             pytest.fail(f"cannot mount a tmpfs here: {p.stderr}")
@@ -312,7 +355,8 @@ def test_a_full_disk_stops_training_cleanly_and_the_run_resumes_after(english_da
     assert code == 0 and f"ckpt-{latest}" in err and "Traceback" not in err, err
 
 
-# --- GPU defaults ------------------------------------------------------------------------------------
+# --- GPU defaults --------------------------------------------------------------------------
+
 
 def test_deterministic_auto_is_on_without_a_gpu_and_off_with_one():
     from charrnn.train.distribute import resolve_deterministic

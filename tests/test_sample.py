@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from clihelp import ok, run
 
 from charrnn.generate import choice, sampler, write
 from charrnn.generate.choice import Options
@@ -19,7 +20,6 @@ from charrnn.generate.xla_engine import XLAEngine
 from charrnn.nn import step as M
 from charrnn.nn.tensors import weights_from_model
 from charrnn.store.loader import load
-from clihelp import ok, run
 
 RS = "\x1e"  # record separator: never in the test vocabularies
 
@@ -54,8 +54,24 @@ def keras_greedy(model, prime_ids, n):
 
 def first_symbols(run_dir, prime, *options, n=3000):
     """The first generated character of ``n`` samples (one batch), through the CLI."""
-    r = ok(run("sample", run_dir, "--prime", prime, "--no-prime-echo", "-n", 1,
-               "--num-samples", n, "--separator", RS, "--seed", 7, *options))
+    r = ok(
+        run(
+            "sample",
+            run_dir,
+            "--prime",
+            prime,
+            "--no-prime-echo",
+            "-n",
+            1,
+            "--num-samples",
+            n,
+            "--separator",
+            RS,
+            "--seed",
+            7,
+            *options,
+        )
+    )
     chars = r.stdout.split(RS)
     assert len(chars) == n and all(len(c) == 1 for c in chars)
     return chars
@@ -88,6 +104,7 @@ def entropy(chars):
 
 
 # --- the engine against the Keras layers ------------------------------------------------
+
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_cell_step_matches_keras_layers(cell):
@@ -128,12 +145,17 @@ def test_cell_step_matches_keras_layers(cell):
 def test_checkpoint_read_without_tensorflow(english_run):
     """The weights read straight from the checkpoint files equal those TensorFlow
     restores, and reading them imports no TensorFlow."""
-    code = ("import sys; from charrnn.store.loader import load; load(sys.argv[1]); "
-            "assert 'tensorflow' not in sys.modules")
+    code = (
+        "import sys; from charrnn.store.loader import load; load(sys.argv[1]); "
+        "assert 'tensorflow' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code, str(english_run)], check=True)
     direct = load(english_run).weights
     restored = weights_from_model(keras_run(english_run).model)
-    for a, b in zip([direct.table, direct.dense, direct.dense_b], [restored.table, restored.dense, restored.dense_b]):
+    for a, b in zip(
+        [direct.table, direct.dense, direct.dense_b],
+        [restored.table, restored.dense, restored.dense_b],
+    ):
         np.testing.assert_array_equal(a, b)
     for la, lb in zip(direct.layers, restored.layers):
         for k in ("W", "U", "b"):
@@ -142,6 +164,7 @@ def test_checkpoint_read_without_tensorflow(english_run):
 
 
 # --- greedy, seeds, top-k --------------------------------------------------------------
+
 
 def test_greedy_is_the_models_argmax_and_reproducible(english_run):
     run_ = keras_run(english_run)
@@ -161,8 +184,9 @@ def greedy_samplers(english_run):
     together: the child processes of those that hand over to XLA (in the test's steps)
     import TensorFlow side by side."""
     loaded = load(english_run)
-    samplers = {k: Sampler(loaded.weights, 1, Options(temperature=0), numpy_steps=k)
-                for k in (0, 7, 10_000)}
+    samplers = {
+        k: Sampler(loaded.weights, 1, Options(temperature=0), numpy_steps=k) for k in (0, 7, 10_000)
+    }
     for k, s in samplers.items():
         if k < GREEDY_STEPS:  # hands over within the test (NumPy only: no child at all)
             s.start_compiling()
@@ -196,8 +220,11 @@ def test_same_seed_whatever_the_chunks(english_run):
     split into calls, and where NumPy hands over to XLA, change nothing."""
     w = load(english_run).weights
     opt = Options(temperature=1.0, top_p=0.95, seed=11)
-    samplers = {(engine, which): Sampler(w, 3, opt, engine=engine, numpy_steps=steps)
-                for engine, steps in (("xla", None), ("auto", 20)) for which in ("ref", "parts")}
+    samplers = {
+        (engine, which): Sampler(w, 3, opt, engine=engine, numpy_steps=steps)
+        for engine, steps in (("xla", None), ("auto", 20))
+        for which in ("ref", "parts")
+    }
     try:
         for s in samplers.values():  # the "auto" child processes import TensorFlow meanwhile
             s.start_compiling()
@@ -218,11 +245,29 @@ def test_same_seed_whatever_the_chunks(english_run):
 def test_top_k_1_is_greedy(english_run):
     greedy = ok(run("sample", english_run, "-t", 0, "-n", 80, "--prime", "It is")).stdout
     for seed in (1, 2):
-        assert ok(run("sample", english_run, "--top-k", 1, "-t", 1.5, "-n", 80, "--prime", "It is",
-                      "--seed", seed)).stdout == greedy
+        assert (
+            ok(
+                run(
+                    "sample",
+                    english_run,
+                    "--top-k",
+                    1,
+                    "-t",
+                    1.5,
+                    "-n",
+                    80,
+                    "--prime",
+                    "It is",
+                    "--seed",
+                    seed,
+                )
+            ).stdout
+            == greedy
+        )
 
 
 # --- the distribution: temperature, top-p, top-k (statistically) ------------------------
+
 
 def test_temperature_reshapes_the_distribution(english_run):
     run_ = keras_run(english_run)
@@ -277,22 +322,48 @@ def test_xla_engine_samples_the_same_distribution(english_run):
 
 # --- prime ------------------------------------------------------------------------------
 
+
 def test_prime_is_echoed_and_steers_the_state(english_run):
     a = ok(run("sample", english_run, "-t", 0, "-n", 40, "--prime", "Liberty")).stdout
-    b = ok(run("sample", english_run, "-t", 0, "-n", 40, "--prime", "Liberty", "--no-prime-echo")).stdout
+    b = ok(
+        run("sample", english_run, "-t", 0, "-n", 40, "--prime", "Liberty", "--no-prime-echo")
+    ).stdout
     assert a == "Liberty" + b and len(b) == 40
     # the same random numbers after different primes: different text
-    x = ok(run("sample", english_run, "-n", 40, "--prime", "Liberty", "--no-prime-echo", "--seed", 1)).stdout
-    y = ok(run("sample", english_run, "-n", 40, "--prime", "dead,", "--no-prime-echo", "--seed", 1)).stdout
+    x = ok(
+        run("sample", english_run, "-n", 40, "--prime", "Liberty", "--no-prime-echo", "--seed", 1)
+    ).stdout
+    y = ok(
+        run("sample", english_run, "-n", 40, "--prime", "dead,", "--no-prime-echo", "--seed", 1)
+    ).stdout
     assert len(x) == len(y) == 40 and x != y
 
 
 def test_prime_file_and_stdin(english_run, tmp_path):
     (tmp_path / "p.txt").write_bytes("We hold these truths\r\n".encode("utf-16"))
-    direct = ok(run("sample", english_run, "-t", 0, "-n", 30, "--prime", "We hold these truths\n")).stdout
-    assert ok(run("sample", english_run, "-t", 0, "-n", 30, "--prime-file", tmp_path / "p.txt")).stdout == direct
-    assert ok(run("sample", english_run, "-t", 0, "-n", 30, "--prime-file", "-",
-                  input="We hold these truths\n")).stdout == direct
+    direct = ok(
+        run("sample", english_run, "-t", 0, "-n", 30, "--prime", "We hold these truths\n")
+    ).stdout
+    assert (
+        ok(run("sample", english_run, "-t", 0, "-n", 30, "--prime-file", tmp_path / "p.txt")).stdout
+        == direct
+    )
+    assert (
+        ok(
+            run(
+                "sample",
+                english_run,
+                "-t",
+                0,
+                "-n",
+                30,
+                "--prime-file",
+                "-",
+                input="We hold these truths\n",
+            )
+        ).stdout
+        == direct
+    )
 
 
 def test_unknown_prime_characters(english_run):
@@ -300,14 +371,31 @@ def test_unknown_prime_characters(english_run):
     assert r.exit_code == 1 and r.stdout == ""
     assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
     assert "'∑'" in r.stderr and "'☃'" in r.stderr and "closest" in r.stderr
-    skipped = ok(run("sample", english_run, "--prime", "Liberty ∑ and ☃", "-n", 10, "--unknown", "skip", "-t", 0))
-    assert skipped.stdout == ok(run("sample", english_run, "--prime", "Liberty  and ", "-n", 10, "-t", 0)).stdout
+    skipped = ok(
+        run(
+            "sample",
+            english_run,
+            "--prime",
+            "Liberty ∑ and ☃",
+            "-n",
+            10,
+            "--unknown",
+            "skip",
+            "-t",
+            0,
+        )
+    )
+    assert (
+        skipped.stdout
+        == ok(run("sample", english_run, "--prime", "Liberty  and ", "-n", 10, "-t", 0)).stdout
+    )
     # nothing of the prime is known: a warning, and sampling goes on without one
     empty = ok(run("sample", english_run, "--prime", "☃☃", "--unknown", "skip", "-n", 10))
     assert len(empty.stdout) == 10 and "Warning" in empty.stderr
 
 
 # --- jamo -------------------------------------------------------------------------------
+
 
 def test_jamo_run_samples_hangul_syllables(korean_run):
     from charrnn.text import decompose, recompose
@@ -316,7 +404,7 @@ def test_jamo_run_samples_hangul_syllables(korean_run):
     out = ok(run("sample", korean_run, "--prime", prime, "-n", 200, "-t", 0.5, "--seed", 1)).stdout
     assert out.startswith(prime)
     assert len(out) == len(prime) + 200  # -n counts syllables, not jamo
-    gen = out[len(prime):]
+    gen = out[len(prime) :]
     syllables = sum("\uac00" <= c <= "\ud7a3" for c in gen)
     assert syllables > 50, gen
     # what was printed is exactly the recomposed symbol stream (no syllable split across chunks)
@@ -352,13 +440,14 @@ def test_stream_never_prints_half_a_syllable(korean_run):
 
 # --- stop, num-samples ------------------------------------------------------------------
 
+
 def test_stop_string(english_run):
     args = ("sample", english_run, "-n", 2000, "--prime", "We ", "--seed", 3, "--no-prime-echo")
     full = ok(run(*args)).stdout
     stop = "e "
     at = full.index(stop)
     stopped = ok(run(*args, "--stop", stop)).stdout
-    assert stopped == full[:at + len(stop)]
+    assert stopped == full[: at + len(stop)]
     # with several samples each one stops on its own
     many = ok(run(*args, "--stop", stop, "--num-samples", 4, "--separator", RS)).stdout.split(RS)
     assert len(many) == 4 and all(s.endswith(stop) and s.count(stop) == 1 for s in many)
@@ -370,11 +459,14 @@ def test_num_samples(english_run):
     assert len(samples) == 5
     assert all(s.startswith("We") and len(s) == 52 for s in samples)
     assert len(set(samples)) == 5
-    again = ok(run("sample", english_run, "-n", 50, "--prime", "We", "--num-samples", 5, "--seed", 9))
+    again = ok(
+        run("sample", english_run, "-n", 50, "--prime", "We", "--num-samples", 5, "--seed", 9)
+    )
     assert again.stdout == r.stdout
 
 
 # --- run selection ---------------------------------------------------------------------
+
 
 def test_default_run_is_the_most_recent(english_run, korean_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -395,29 +487,44 @@ def test_checkpoint_option(english_run):
     a = ok(run("sample", english_run, "-n", 20, "-t", 0, "--checkpoint", "latest")).stdout
     path = max((english_run / "checkpoints").glob("ckpt-*"), key=lambda p: int(p.name[5:]))
     assert ok(run("sample", english_run, "-n", 20, "-t", 0, "--checkpoint", path)).stdout == a
-    assert ok(run("sample", english_run, "-n", 20, "-t", 0, "--checkpoint", path / "tf")).stdout == a
+    assert (
+        ok(run("sample", english_run, "-n", 20, "-t", 0, "--checkpoint", path / "tf")).stdout == a
+    )
     r = run("sample", english_run, "--checkpoint", english_run / "nope")
     assert r.exit_code == 1 and r.stderr.startswith("Error: ")
 
 
 def test_bad_options(english_run):
-    for args in (["--top-p", 0], ["--top-p", 1.5], ["-t", -1], ["--top-k", -2], ["--num-samples", 0]):
+    for args in (
+        ["--top-p", 0],
+        ["--top-p", 1.5],
+        ["-t", -1],
+        ["--top-k", -2],
+        ["--num-samples", 0],
+    ):
         r = run("sample", english_run, *args)
         assert r.exit_code == 2 and "Traceback" not in r.output
 
 
 # --- real processes: pipes, signals, quiet start --------------------------------------
 
+
 def test_pipe_into_head_ends_quietly(english_run):
-    script = f'charrnn sample "{english_run}" -n 100000 | head -c 200; echo " status=${{PIPESTATUS[0]}}" >&2'
+    script = (
+        f'charrnn sample "{english_run}" -n 100000 | head -c 200; '
+        'echo " status=${PIPESTATUS[0]}" >&2'
+    )
     p = subprocess.run(["bash", "-c", script], capture_output=True, timeout=120)
     assert len(p.stdout) == 200
     assert p.stderr.decode().strip() == "status=0", p.stderr.decode()
 
 
 def test_ctrl_c_ends_cleanly(english_run):
-    p = subprocess.Popen(["charrnn", "sample", str(english_run), "-n", "10000000"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(
+        ["charrnn", "sample", str(english_run), "-n", "10000000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert p.stdout.read(100)  # it is running
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
@@ -427,12 +534,16 @@ def test_ctrl_c_ends_cleanly(english_run):
 
 # --- the handover from NumPy to XLA (in a child process) --------------------------------
 
+
 def cli_sample(run_dir, n, env_extra, *args, command=(sys.executable, "-m", "charrnn")):
     """Start a real `charrnn sample` process (the test hooks in the environment)."""
     env = dict(os.environ, **env_extra)
-    return subprocess.Popen([*command, "sample", str(run_dir), "-n", str(n), "--seed", "3",
-                             "--prime", "We ", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [*command, "sample", str(run_dir), "-n", str(n), "--seed", "3", "--prime", "We ", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -442,10 +553,12 @@ def handover_runs(english_run):
     script), -n 1000 with TensorFlow 3 s late, -n 200 (NumPy only), and -n 500 handing over
     at step 401 instead.  (exit status, stdout text, stderr bytes) of each."""
     hook = {sampler.NUMPY_STEPS_ENV: "400"}
-    procs = {"long": cli_sample(english_run, 20000, hook, command=("charrnn",)),
-             "late": cli_sample(english_run, 1000, dict(hook, CHARRNN_TEST_XLA_DELAY="3")),
-             "short": cli_sample(english_run, 200, hook),
-             "moved": cli_sample(english_run, 500, {sampler.NUMPY_STEPS_ENV: "401"})}
+    procs = {
+        "long": cli_sample(english_run, 20000, hook, command=("charrnn",)),
+        "late": cli_sample(english_run, 1000, dict(hook, CHARRNN_TEST_XLA_DELAY="3")),
+        "short": cli_sample(english_run, 200, hook),
+        "moved": cli_sample(english_run, 500, {sampler.NUMPY_STEPS_ENV: "401"}),
+    }
     try:
         done = {k: p.communicate(timeout=300) for k, p in procs.items()}
     finally:
@@ -473,8 +586,8 @@ def test_handover_is_a_function_of_the_step_only(handover_runs):
         assert code == 0 and err == b"", err.decode()
     ready = handover_runs["long"][1]
     assert len(ready) == 3 + 20000
-    assert handover_runs["late"][1] == ready[:3 + 1000]
-    assert handover_runs["short"][1] == ready[:3 + 200]  # NumPy only: no child at all
+    assert handover_runs["late"][1] == ready[: 3 + 1000]
+    assert handover_runs["short"][1] == ready[: 3 + 200]  # NumPy only: no child at all
     # where the handover falls changes the text (the engines are not bit-identical
     # over thousands of steps), which is why it is fixed by the step, not the clock
     assert handover_runs["moved"][1][:404] == ready[:404]
@@ -497,10 +610,12 @@ def test_child_process_continues_exactly(english_run):
     head = np_.generate(148)  # + 2 prime steps = step 150
     xla = XLAEngine(w, opt, 3)
     a, tok, states = xla.run(np_.tok, np_.states, 150, np.full((3, 1024), -1, np.int32))
-    b, _, _ = xla.run(tok.numpy(), [s.numpy() for s in states], 1174, np.full((3, 628), -1, np.int32))
+    b, _, _ = xla.run(
+        tok.numpy(), [s.numpy() for s in states], 1174, np.full((3, 628), -1, np.int32)
+    )
     want = np.concatenate([head, a, b], axis=1)
     assert want.shape == got.shape
-    np.testing.assert_array_equal(got[:, :want.shape[1]], want)
+    np.testing.assert_array_equal(got[:, : want.shape[1]], want)
 
 
 def test_fused_numpy_step_matches_the_shared_step(english_run):

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from clihelp import error_line, ok, run
+
 from charrnn.generate.sampler import NUMPY_STEPS_ENV
 from charrnn.store.loader import load
 
@@ -27,7 +27,11 @@ class Server:
         env = dict(os.environ, **({"XDG_CACHE_HOME": str(cache)} if cache else {}), **(env or {}))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "charrnn", "serve", str(run_dir), "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         line = self.proc.stderr.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         assert m, line + self.proc.stderr.read()
@@ -50,8 +54,12 @@ class Server:
     def stream(self, **body):
         """The server-sent events of a streaming generate: [(event, data)]."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        c.request("POST", "/v1/generate", body=json.dumps({**body, "stream": True}),
-                  headers={"Content-Type": "application/json"})
+        c.request(
+            "POST",
+            "/v1/generate",
+            body=json.dumps({**body, "stream": True}),
+            headers={"Content-Type": "application/json"},
+        )
         r = c.getresponse()
         assert r.status == 200 and r.getheader("Content-Type").startswith("text/event-stream")
         events, name = [], None
@@ -76,8 +84,16 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(english_run, tmp_path_factory):
-    s = Server(english_run, "--max-chars", str(BIG), "--max-body", "4096", "--max-streams", "8",
-               cache=tmp_path_factory.mktemp("cache"))
+    s = Server(
+        english_run,
+        "--max-chars",
+        str(BIG),
+        "--max-body",
+        "4096",
+        "--max-streams",
+        "8",
+        cache=tmp_path_factory.mktemp("cache"),
+    )
     yield s
     rc, err = s.stop()
     assert rc == 0 and "Traceback" not in err, err
@@ -89,9 +105,13 @@ def cli_sample(run_dir, *args):
 
 def cli_process(run_dir, *args, env=None):
     """The stdout of a real `charrnn sample` process (test hooks in ``env``)."""
-    p = subprocess.run([sys.executable, "-m", "charrnn", "sample", str(run_dir), *map(str, args)],
-                       capture_output=True, text=True, env=dict(os.environ, **(env or {})),
-                       timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-m", "charrnn", "sample", str(run_dir), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **(env or {})),
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     return p.stdout
 
@@ -105,8 +125,10 @@ def wait_until(test, seconds=20):
 
 def test_start_up_line_and_descriptions(server, english_run):
     assert "(this machine only; --host 0.0.0.0 opens it to others)" in server.first_line
-    assert server.request("GET", "/healthz") == (200, {"status": "ok", "active_streams": 0,
-                                                       "max_streams": 8})
+    assert server.request("GET", "/healthz") == (
+        200,
+        {"status": "ok", "active_streams": 0, "max_streams": 8},
+    )
     status, m = server.request("GET", "/v1/model")
     assert status == 200
     assert (m["cell"], m["num_layers"], m["rnn_size"]) == ("lstm", 2, 32)
@@ -115,15 +137,22 @@ def test_start_up_line_and_descriptions(server, english_run):
 
 
 def test_same_seed_same_text_as_charrnn_sample(server, english_run):
-    for args in ({"prime": "We ", "n": 300, "seed": 7, "temperature": 0.8},
-                 {"n": 200, "seed": 3, "num_samples": 3, "top_k": 5, "stop": "."},
-                 {"prime": "The ", "n": 120, "seed": 1, "allow": "aeiou nrst"}):
+    for args in (
+        {"prime": "We ", "n": 300, "seed": 7, "temperature": 0.8},
+        {"n": 200, "seed": 3, "num_samples": 3, "top_k": 5, "stop": "."},
+        {"prime": "The ", "n": 120, "seed": 1, "allow": "aeiou nrst"},
+    ):
         status, reply = server.generate(**args)
         assert status == 200, reply
         cli = ["-n", args["n"], "--seed", args["seed"], "--separator", "\x1e"]
-        for key, flag in (("prime", "--prime"), ("temperature", "-t"), ("num_samples",
-                          "--num-samples"), ("top_k", "--top-k"), ("stop", "--stop"),
-                          ("allow", "--allow")):
+        for key, flag in (
+            ("prime", "--prime"),
+            ("temperature", "-t"),
+            ("num_samples", "--num-samples"),
+            ("top_k", "--top-k"),
+            ("stop", "--stop"),
+            ("allow", "--allow"),
+        ):
             if key in args:
                 cli += [flag, args[key]]
         assert reply["samples"] == cli_sample(english_run, *cli).split("\x1e")
@@ -134,21 +163,29 @@ def test_same_seed_same_text_as_charrnn_sample(server, english_run):
     pieces = [d for e, d in events if e == "piece"]
     assert [p["sample"] for p in pieces] == sorted(p["sample"] for p in pieces)
     texts = ["".join(p["text"] for p in pieces if p["sample"] == i) for i in range(3)]
-    assert texts == events[-1][1]["samples"] == server.generate(
-        n=200, seed=3, num_samples=3, top_k=5, stop=".")[1]["samples"]
+    assert (
+        texts
+        == events[-1][1]["samples"]
+        == server.generate(n=200, seed=3, num_samples=3, top_k=5, stop=".")[1]["samples"]
+    )
 
 
 def test_concurrent_streams_do_not_depend_on_each_other(server):
-    solo = {seed: server.generate(n=500, seed=seed, temperature=0.9)[1]["samples"][0]
-            for seed in range(4)}
+    solo = {
+        seed: server.generate(n=500, seed=seed, temperature=0.9)[1]["samples"][0]
+        for seed in range(4)
+    }
     got, first = {}, {}
 
     def client(seed):
         t0 = time.perf_counter()
         c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        c.request("POST", "/v1/generate", json.dumps({"n": 500, "seed": seed, "stream": True,
-                                                      "temperature": 0.9}),
-                  {"Content-Type": "application/json"})
+        c.request(
+            "POST",
+            "/v1/generate",
+            json.dumps({"n": 500, "seed": seed, "stream": True, "temperature": 0.9}),
+            {"Content-Type": "application/json"},
+        )
         text = ""
         for line in c.getresponse():
             if line.startswith(b"data: "):
@@ -168,10 +205,12 @@ def test_concurrent_streams_do_not_depend_on_each_other(server):
 
 
 def test_a_client_killed_mid_stream_frees_its_slot(server):
-    code = ("import http.client, json, sys; c = http.client.HTTPConnection('127.0.0.1', "
-            f"{server.port}); c.request('POST', '/v1/generate', json.dumps({{'n': {BIG}, "
-            "'stream': True}), {'Content-Type': 'application/json'}); r = c.getresponse(); "
-            "[print(line, flush=True) for line in r]")
+    code = (
+        "import http.client, json, sys; c = http.client.HTTPConnection('127.0.0.1', "
+        f"{server.port}); c.request('POST', '/v1/generate', json.dumps({{'n': {BIG}, "
+        "'stream': True}), {'Content-Type': 'application/json'}); r = c.getresponse(); "
+        "[print(line, flush=True) for line in r]"
+    )
     client = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert "event: start" in client.stdout.readline()
@@ -205,13 +244,18 @@ BAD = [  # (body or raw bytes, headers, status, words the error must say)
     # bounds on every option whose cost grows with its value, and hostile bodies
     ({"n": 5, "beam": 1_000_000}, {}, 400, "beam must be between 0 and "),
     ({"n": 5, "num_samples": 65}, {}, 400, "num_samples must be between 1 and 64"),
-    ({"n": 5, "require": "e", "require_tries": 65}, {}, 400, "require_tries must be between 1 and 64"),
+    (
+        {"n": 5, "require": "e", "require_tries": 65},
+        {},
+        400,
+        "require_tries must be between 1 and 64",
+    ),
     ({"n": 5, "stop": "x" * 257}, {}, 400, "stop is over 256 characters"),
     ({"n": 5, "require": "x" * 257}, {}, 400, "require is over 256 characters"),
     ({"n": 5, "allow": ""}, {}, 400, "allow must not be empty"),
     ({"n": 5, "stop": ""}, {}, 400, "stop must not be empty"),
-    ({"n": 5, "seed": 10 ** 30}, {}, 400, "seed must be between"),
-    ({"n": 5, "top_k": -(10 ** 30)}, {}, 400, "top_k must be between"),
+    ({"n": 5, "seed": 10**30}, {}, 400, "seed must be between"),
+    ({"n": 5, "top_k": -(10**30)}, {}, 400, "top_k must be between"),
     (b'{"n": 1e999}', {}, 400, "n must be a int, not inf"),
     (b'{"n": 5, "temperature": NaN}', {}, 400, "temperature must be a number"),
     (b"[" * 20_000 + b"]" * 20_000, {}, 413, "over 4,096 bytes"),
@@ -222,8 +266,7 @@ BAD = [  # (body or raw bytes, headers, status, words the error must say)
 
 
 @pytest.mark.parametrize("body, headers, status, words", BAD, ids=[b[3] for b in BAD])
-def test_bad_requests_get_a_json_error_and_the_server_goes_on(server, body, headers, status,
-                                                              words):
+def test_bad_requests_get_a_json_error_and_the_server_goes_on(server, body, headers, status, words):
     raw = body if isinstance(body, bytes) else None
     got, reply = server.request("POST", "/v1/generate", None if raw else body, headers, raw=raw)
     assert (got, words in reply["error"]) == (status, True), reply
@@ -242,8 +285,10 @@ def test_score_is_evaluate_per_line(server, english_run, tmp_path):
     assert status == 200, reply
     path = tmp_path / "t.txt"
     path.write_text(text, encoding="utf-8")
-    cli = [json.loads(line) for line in
-           ok(run("evaluate", english_run, path, "--per-line")).stdout.splitlines()]
+    cli = [
+        json.loads(line)
+        for line in ok(run("evaluate", english_run, path, "--per-line")).stdout.splitlines()
+    ]
     assert [dict(r, path=None) for r in reply["lines"]] == [dict(r, path=None) for r in cli]
     assert server.request("POST", "/v1/score", {"text": "W"})[0] == 400  # nothing to predict
 
@@ -261,8 +306,12 @@ def test_max_streams_is_503_and_sigterm_drains_the_stream_in_flight(english_run)
     s = Server(english_run, "--max-streams", "1", "--max-chars", str(BIG))
     try:
         c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
-        c.request("POST", "/v1/generate", json.dumps({"n": BIG // 4, "stream": True, "seed": 4}),
-                  {"Content-Type": "application/json"})
+        c.request(
+            "POST",
+            "/v1/generate",
+            json.dumps({"n": BIG // 4, "stream": True, "seed": 4}),
+            {"Content-Type": "application/json"},
+        )
         r = c.getresponse()
         assert r.readline().startswith(b"event: start")
         status, reply = s.generate(n=5)
@@ -275,8 +324,11 @@ def test_max_streams_is_503_and_sigterm_drains_the_stream_in_flight(english_run)
     finally:
         if s.proc.poll() is None:
             s.proc.kill()
-    text = "".join(json.loads(line[6:])["text"] for line in body.splitlines()
-                   if line.startswith("data: ") and '"text"' in line)
+    text = "".join(
+        json.loads(line[6:])["text"]
+        for line in body.splitlines()
+        if line.startswith("data: ") and '"text"' in line
+    )
     assert text == cli_sample(english_run, "-n", BIG // 4, "--seed", 4)
 
 
@@ -289,8 +341,12 @@ def test_readme_curl_examples_run(server):
     assert len(lines) >= 4, lines
     for line in lines:
         cmd = line.replace("localhost:8000", f"localhost:{server.port}")
-        p = subprocess.run(["bash", "-c", cmd + " -w '\\n%{http_code}' --fail-with-body"],
-                           capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            ["bash", "-c", cmd + " -w '\\n%{http_code}' --fail-with-body"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert p.returncode == 0, (line, p.stdout, p.stderr)
         *body, code = p.stdout.rstrip("\n").split("\n")
         assert code.startswith("2") and body, (line, p.stdout)
@@ -299,10 +355,26 @@ def test_readme_curl_examples_run(server):
 def test_a_missing_model_or_a_taken_port_is_one_error_line(server, tmp_path):
     r = run("serve", tmp_path / "nowhere")
     assert r.exit_code == 1 and "is not a charrnn run" in error_line(r, only=True)
-    p = subprocess.run([sys.executable, "-m", "charrnn", "serve", str(server.proc.args[4]),
-                        "--port", str(server.port)], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "serve",
+            str(server.proc.args[4]),
+            "--port",
+            str(server.port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert p.stderr.strip().splitlines()[-1].startswith(f"Error: cannot listen on 127.0.0.1:{server.port}")
+    assert (
+        p.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"Error: cannot listen on 127.0.0.1:{server.port}")
+    )
 
 
 def test_reload_takes_the_newest_checkpoint_and_timeouts_are_504(english_run, tmp_path):
@@ -340,6 +412,7 @@ def test_reload_takes_the_newest_checkpoint_and_timeouts_are_504(english_run, tm
 
 # --- no request can hold the server (issue 27) -----------------------------------------
 
+
 def post(port, body):
     """A request left in flight: its open connection (close it to leave)."""
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -369,12 +442,23 @@ def test_the_limits_are_said(server, english_run):
     m = server.request("GET", "/v1/model")[1]
     width = min(64, m["vocab_size"])
     limits = m["limits"]
-    assert limits == {"max_chars": BIG, "max_prime_chars": BIG, "max_samples": 64,
-                      "max_beam": width, "max_require_tries": 64, "max_stop_chars": 256,
-                      "max_require_chars": 256, "max_body": 4096, "max_score_chars": 4096,
-                      "max_streams": 8, "max_connections": 48, "timeout": 300.0,
-                      "max_children": 2, "child_memory_mb": limits["child_memory_mb"],
-                      "memory_bound_mb": limits["memory_bound_mb"]}
+    assert limits == {
+        "max_chars": BIG,
+        "max_prime_chars": BIG,
+        "max_samples": 64,
+        "max_beam": width,
+        "max_require_tries": 64,
+        "max_stop_chars": 256,
+        "max_require_chars": 256,
+        "max_body": 4096,
+        "max_score_chars": 4096,
+        "max_streams": 8,
+        "max_connections": 48,
+        "timeout": 300.0,
+        "max_children": 2,
+        "child_memory_mb": limits["child_memory_mb"],
+        "memory_bound_mb": limits["memory_bound_mb"],
+    }
     assert m["active_children"] == 0
     # the bound as README states it: streams x (64 samples x 2 x max_chars x 16 bytes,
     # or beam x steps x 4 bytes) + 64 MiB + 2 KiB x max_body + connections x 6 x max_body
@@ -382,14 +466,17 @@ def test_the_limits_are_said(server, english_run):
     # + 64 x 4096 ids x 16 bytes)
     w = load(english_run).weights
     weights = sum(a.nbytes for a in w.arrays().values())
-    child = int(800 * 2 ** 20 + 3.1 * weights + 16 * 64 * w.units * 2 * len(w.layers)
-                + 16 * 64 * 4096)
-    assert limits["child_memory_mb"] == round(child / 2 ** 20)
+    child = int(
+        800 * 2**20 + 3.1 * weights + 16 * 64 * w.units * 2 * len(w.layers) + 16 * 64 * 4096
+    )
+    assert limits["child_memory_mb"] == round(child / 2**20)
     per_stream = max(64 * 2 * BIG * 16, width * (8 * BIG + 64) * 4)
     bound = 8 * per_stream + 16 * (1 << 22) + 2048 * 4096 + 48 * 6 * 4096 + 2 * child
-    assert limits["memory_bound_mb"] == round(bound / 2 ** 20)
-    assert (f"memory at most {limits['memory_bound_mb']:,} MB above idle (up to 2 TensorFlow "
-            f"child process(es) of {limits['child_memory_mb']:,} MB included)") in server.first_line
+    assert limits["memory_bound_mb"] == round(bound / 2**20)
+    assert (
+        f"memory at most {limits['memory_bound_mb']:,} MB above idle (up to 2 TensorFlow "
+        f"child process(es) of {limits['child_memory_mb']:,} MB included)"
+    ) in server.first_line
     status, reply = server.generate(n=5, beam=width + 1)
     assert status == 400 and f"beam must be between 0 and {width}" in reply["error"]
 
@@ -439,19 +526,28 @@ def test_hostile_bodies_at_a_larger_max_body(english_run):
     s = Server(english_run, "--max-chars", "100")
     try:
         for raw, status, words in (
-                (b"[" * 20_000 + b"]" * 20_000, 400, "nested too deeply"),
-                (b'{"n": 5, "seed": 1' + b"0" * 5000 + b"}", 400, "not valid JSON"),
-                (b'{"text": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", 400, "nested too deeply"),
-                (json.dumps({"n": 5, "prime": "e" * 101}).encode(), 400,
-                 "prime is over 100 characters")):
+            (b"[" * 20_000 + b"]" * 20_000, 400, "nested too deeply"),
+            (b'{"n": 5, "seed": 1' + b"0" * 5000 + b"}", 400, "not valid JSON"),
+            (b'{"text": ' + b"[" * 20_000 + b"]" * 20_000 + b"}", 400, "nested too deeply"),
+            (
+                json.dumps({"n": 5, "prime": "e" * 101}).encode(),
+                400,
+                "prime is over 100 characters",
+            ),
+        ):
             for path in ("/v1/generate", "/v1/score"):
                 if path == "/v1/score" and b"prime" in raw:
                     continue
                 got, reply = s.request("POST", path, raw=raw)
                 assert (got, words in reply["error"]) == (status, True), reply
         c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
-        c.request("POST", "/v1/generate", body=(b"[" * 8192 for _ in range(9)),
-                  headers={"Content-Type": "application/json"}, encode_chunked=True)
+        c.request(
+            "POST",
+            "/v1/generate",
+            body=(b"[" * 8192 for _ in range(9)),
+            headers={"Content-Type": "application/json"},
+            encode_chunked=True,
+        )
         r = c.getresponse()
         assert (r.status, "over 65,536 bytes" in json.loads(r.read())["error"]) == (413, True)
         c.close()
@@ -464,8 +560,9 @@ def test_hostile_bodies_at_a_larger_max_body(english_run):
 def memory(pid):
     """(resident, peak resident) bytes of a process."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return tuple(int(re.search(rf"{k}:\s+(\d+) kB", status).group(1)) * 1024
-                 for k in ("VmRSS", "VmHWM"))
+    return tuple(
+        int(re.search(rf"{k}:\s+(\d+) kB", status).group(1)) * 1024 for k in ("VmRSS", "VmHWM")
+    )
 
 
 WORST = [  # the costliest requests these limits allow, of each kind
@@ -473,7 +570,7 @@ WORST = [  # the costliest requests these limits allow, of each kind
     {"n": 100, "prime": "e" * 100, "beam": 64, "stop": "z" * 256},
     {"n": 100, "prime": "e" * 100, "num_samples": 64, "require": "zqzq", "require_tries": 2},
     {"n": 100, "prime": "e" * 100, "num_samples": 64, "top_p": 0.9},  # top_p's nucleus:
-]                                     # the largest step (run in the first round only: slow)
+]  # the largest step (run in the first round only: slow)
 
 
 def test_memory_stays_under_the_stated_bound_through_200_worst_requests(english_run):
@@ -488,6 +585,7 @@ def test_memory_stays_under_the_stated_bound_through_200_worst_requests(english_
 
         def requests(first, count):
             """``count`` requests from 4 clients at once."""
+
             def client(k):
                 for i in range(first + k, first + count, 4):
                     body = dict(WORST[i % (4 if i < 12 else 3)], seed=i)
@@ -508,14 +606,17 @@ def test_memory_stays_under_the_stated_bound_through_200_worst_requests(english_
     finally:
         rc, err = s.stop()
     assert rc == 0 and "Traceback" not in err, err
-    bound = limits["memory_bound_mb"] * 2 ** 20
-    print(f"memory: idle {idle / 2**20:.0f} MB, peak +{(peak - idle) / 2**20:.1f} MB of "
-          f"+{bound / 2**20:.0f} MB allowed; after 200 {(rss - after_first) / 2**20:+.1f} MB")
+    bound = limits["memory_bound_mb"] * 2**20
+    print(
+        f"memory: idle {idle / 2**20:.0f} MB, peak +{(peak - idle) / 2**20:.1f} MB of "
+        f"+{bound / 2**20:.0f} MB allowed; after 200 {(rss - after_first) / 2**20:+.1f} MB"
+    )
     assert peak - idle <= bound, (peak - idle, bound)
-    assert rss - after_first <= 8 * 2 ** 20, (rss - after_first) / 2 ** 20
+    assert rss - after_first <= 8 * 2**20, (rss - after_first) / 2**20
 
 
 # --- TensorFlow children: never waited for, capped, killed with their request ---------
+
 
 def children(pid):
     """The live TensorFlow child processes of process ``pid`` (from /proc): {pid: peak
@@ -561,26 +662,52 @@ HANDOVER = {NUMPY_STEPS_ENV: "200"}  # NumPy hands over to a child at step 200
 
 @pytest.fixture(scope="module")
 def child_server(english_run, tmp_path_factory):
-    s = Server(english_run, "--max-chars", str(BIG), "--max-streams", "6", "--max-children", "2",
-               cache=tmp_path_factory.mktemp("cache"), env=HANDOVER)
+    s = Server(
+        english_run,
+        "--max-chars",
+        str(BIG),
+        "--max-streams",
+        "6",
+        "--max-children",
+        "2",
+        cache=tmp_path_factory.mktemp("cache"),
+        env=HANDOVER,
+    )
     yield s
     rc, err = s.stop()
     assert rc == 0 and "Traceback" not in err, err
 
 
-def test_children_start_and_compute_while_the_server_answers_within_a_second(child_server,
-                                                                            english_run):
+def test_children_start_and_compute_while_the_server_answers_within_a_second(
+    child_server, english_run
+):
     """Three requests of 8 samples past NumPy's share (their children start, compute,
     and the third waits for room under --max-children 2): /healthz and a small generate
     are answered within a second all along, never more than 2 children live, memory
     stays within the bound, and every reply is `charrnn sample`'s text."""
     s = child_server
-    bound = s.request("GET", "/v1/model")[1]["limits"]["memory_bound_mb"] * 2 ** 20
+    bound = s.request("GET", "/v1/model")[1]["limits"]["memory_bound_mb"] * 2**20
     body = {"n": 3000, "num_samples": 8, "seed": 5, "prime": "We "}
     cli = {}
-    reference = threading.Thread(target=lambda: cli.setdefault("text", cli_process(
-        english_run, "-n", 3000, "--num-samples", 8, "--seed", 5, "--prime", "We ",
-        "--separator", "\x1e", env=HANDOVER)))
+    reference = threading.Thread(
+        target=lambda: cli.setdefault(
+            "text",
+            cli_process(
+                english_run,
+                "-n",
+                3000,
+                "--num-samples",
+                8,
+                "--seed",
+                5,
+                "--prime",
+                "We ",
+                "--separator",
+                "\x1e",
+                env=HANDOVER,
+            ),
+        )
+    )
     reference.start()
     watch = Watch(s)
     replies = []
@@ -607,7 +734,7 @@ def test_children_start_and_compute_while_the_server_answers_within_a_second(chi
     assert watch.most == 2, watch.most
     assert [r[0] for r in replies] == [200] * 3, replies
     assert all(r[1]["samples"] == cli["text"].split("\x1e") for r in replies)
-    assert watch.most_memory <= bound, (watch.most_memory / 2 ** 20, bound / 2 ** 20)
+    assert watch.most_memory <= bound, (watch.most_memory / 2**20, bound / 2**20)
     wait_until(lambda: not children(s.proc.pid), 5)  # each ended with its request
 
 
@@ -622,8 +749,12 @@ def test_a_request_that_goes_kills_its_child_starting_or_computing(child_server)
     wait_until(lambda: not children(s.proc.pid) and s.active() == 0, 2)
     gone_starting = time.perf_counter() - t
     c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
-    c.request("POST", "/v1/generate", json.dumps({"n": BIG, "num_samples": 2, "stream": True}),
-              {"Content-Type": "application/json"})
+    c.request(
+        "POST",
+        "/v1/generate",
+        json.dumps({"n": BIG, "num_samples": 2, "stream": True}),
+        {"Content-Type": "application/json"},
+    )
     r = c.getresponse()
     text = ""
     for line in r:
@@ -635,5 +766,7 @@ def test_a_request_that_goes_kills_its_child_starting_or_computing(child_server)
     leave(c)
     t = time.perf_counter()
     wait_until(lambda: not children(s.proc.pid) and s.active() == 0, 2)
-    print(f"children gone {gone_starting:.2f} s after their client left while starting, "
-          f"{time.perf_counter() - t:.2f} s while computing")
+    print(
+        f"children gone {gone_starting:.2f} s after their client left while starting, "
+        f"{time.perf_counter() - t:.2f} s while computing"
+    )

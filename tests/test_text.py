@@ -1,20 +1,37 @@
 """charrnn.text: the jamo scheme, Vocab, the stream decoder and the decoding pipeline."""
 
 import codecs
-
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from charrnn.text import decode as T
 from charrnn.errors import CharrnnError
-from charrnn.text import Vocab, decompose, recompose, read_text
+from charrnn.text import Vocab, decompose, read_text, recompose
+from charrnn.text import decode as T
 
-ISSUE_EXAMPLES = ["가ㅋㅋ", "웃겨ㅋㅋ", "가ㄱ", "닭", "값", "앉", "ㅋㅋㅋ", "ㅠㅠ", "😀👍🏽 ok",
-                  "\ue000", "\ue000\ue000\u1100\u1161", "\u1100\u1161\u11a8", "각\u11a8", "가\u1161",
-                  "ᄀ", "\ue000가", "가\ue000", "한국어 text, 中文, Ελληνικά\r\n"]
+ISSUE_EXAMPLES = [
+    "가ㅋㅋ",
+    "웃겨ㅋㅋ",
+    "가ㄱ",
+    "닭",
+    "값",
+    "앉",
+    "ㅋㅋㅋ",
+    "ㅠㅠ",
+    "😀👍🏽 ok",
+    "\ue000",
+    "\ue000\ue000\u1100\u1161",
+    "\u1100\u1161\u11a8",
+    "각\u11a8",
+    "가\u1161",
+    "ᄀ",
+    "\ue000가",
+    "가\ue000",
+    "한국어 text, 中文, Ελληνικά\r\n",
+]
 
 # Random mixes of everything the scheme has to keep apart.
 _pieces = st.one_of(
@@ -86,7 +103,9 @@ def test_stream_decoder_any_pieces(text, cuts):
 
 
 def test_constitution_vocab_small_with_jamo():
-    text, info = read_text(str(Path(__file__).resolve().parent.parent / "data" / "korean_constitution.txt"))
+    text, info = read_text(
+        str(Path(__file__).resolve().parent.parent / "data" / "korean_constitution.txt")
+    )
     with_jamo, without = vocab_for(text, True), vocab_for(text, False)
     assert len(with_jamo) < 150 < 300 < len(without)
     assert with_jamo.decode(with_jamo.encode(text)) == text
@@ -106,8 +125,7 @@ def test_vocab_json_round_trip(tmp_path):
 
 
 def test_vocab_unknown_characters():
-    v = Vocab(sorted(set(decompose("abc 가나\ufffd")), key=ord), jamo=True,
-              unk_id=None)
+    v = Vocab(sorted(set(decompose("abc 가나\ufffd")), key=ord), jamo=True, unk_id=None)
     assert v.unknown_chars("abQ각☃Q") == ["Q", "각", "☃"]  # 각 needs a final ᆨ the vocab lacks
     with pytest.raises(CharrnnError) as e:
         v.encode("abQ")
@@ -133,6 +151,7 @@ def test_vocab_in_any_id_order_rejects_repeated_symbols():
 
 
 # --- decoding pipeline (read_text is what prepare runs per file) ---
+
 
 def test_crlf_and_cr_normalised_across_chunk_boundaries(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "CHUNK_BYTES", 3)  # every CR lands on a chunk edge somewhere
@@ -190,9 +209,11 @@ def test_every_hangul_syllable_splits_and_recombines_as_hangul_jamo_says():
     assert len(syllables) == hj.NUMBER_OF_SYLLABLES == 11172
     for s in syllables:
         lead, vowel, final = hj.decompose_syllable(s)
-        want = (chr(0x1100 + hj.LEADING_CONSONANTS.index(lead))
-                + chr(0x1161 + hj.VOWELS.index(vowel))
-                + (chr(0x11A7 + hj.TRAILING_CONSONANTS.index(final)) if final else ""))
+        want = (
+            chr(0x1100 + hj.LEADING_CONSONANTS.index(lead))
+            + chr(0x1161 + hj.VOWELS.index(vowel))
+            + (chr(0x11A7 + hj.TRAILING_CONSONANTS.index(final)) if final else "")
+        )
         assert decompose(s) == want, s
         assert recompose(want) == s == hj.compose_jamo_characters(lead, vowel, final)
     assert recompose(decompose("".join(syllables))) == "".join(syllables)

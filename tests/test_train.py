@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clihelp import error_line, ok, run
 
 TINY = """\
@@ -39,15 +38,31 @@ def checkpoint_values(prefix):
     from charrnn.backend import tensorflow
 
     reader = tensorflow().train.load_checkpoint(str(prefix))
-    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name != "_CHECKPOINTABLE_OBJECT_GRAPH" and "save_counter" not in name}
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if name != "_CHECKPOINTABLE_OBJECT_GRAPH" and "save_counter" not in name
+    }
 
 
 @pytest.fixture(scope="module")
 def lstm_run(tiny, english_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "lstm"
-    result = ok(run("train", "--config", tiny, "--data", english_data, "--out", out,
-                    "--max-steps", 30, "--set", "model.rnn_size=32"))
+    result = ok(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            english_data,
+            "--out",
+            out,
+            "--max-steps",
+            30,
+            "--set",
+            "model.rnn_size=32",
+        )
+    )
     return out, result
 
 
@@ -64,16 +79,25 @@ def same_metrics(whole_run, split_run, steps):
 
 def test_short_lstm_run_writes_a_complete_run_directory(lstm_run, english_data):
     out, result = lstm_run
-    for name in ("config.yaml", "model.json", "vocab.json", "dataset_meta.json", "metrics.jsonl",
-                 "train.lock", "checkpoints/ckpt-30/manifest.json", "checkpoints/ckpt-30/tf.index"):
+    for name in (
+        "config.yaml",
+        "model.json",
+        "vocab.json",
+        "dataset_meta.json",
+        "metrics.jsonl",
+        "train.lock",
+        "checkpoints/ckpt-30/manifest.json",
+        "checkpoints/ckpt-30/tf.index",
+    ):
         assert (out / name).is_file(), name
     assert len(list((out / "best").glob("ckpt-*/manifest.json"))) == 1
     # keep_checkpoints (tiny.yaml: 2) intact checkpoints, and nothing half-written
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-20", "ckpt-30"]
     assert result.stdout == ""  # progress and summaries go to stderr only
     assert "parameters" in result.stderr and "batches of 8x16" in result.stderr
-    assert json.loads((out / "vocab.json").read_text()) == \
-        json.loads((english_data / "vocab.json").read_text())
+    assert json.loads((out / "vocab.json").read_text()) == json.loads(
+        (english_data / "vocab.json").read_text()
+    )
     model = json.loads((out / "model.json").read_text())
     assert model["cell"] == "lstm" and model["rnn_size"] == 32
 
@@ -92,8 +116,8 @@ def test_short_lstm_run_writes_a_complete_run_directory(lstm_run, english_data):
 
 def test_load_run_restores_the_trained_weights(lstm_run, english_data):
     from charrnn.backend import tensorflow
-    from charrnn.store.rundir import find_latest_run
     from charrnn.store.loader import load_run
+    from charrnn.store.rundir import find_latest_run
 
     tf = tensorflow()
     out, _ = lstm_run
@@ -101,8 +125,8 @@ def test_load_run_restores_the_trained_weights(lstm_run, english_data):
     run_ = load_run(out, "latest")
     assert run_.step == 30 and run_.config["train"]["max_steps"] == 30
     # The best checkpoint holds exactly the weights whose validation loss was logged.
-    from charrnn.store.dataset import load_dataset
     from charrnn.analysis.scoring import mean_nats
+    from charrnn.store.dataset import load_dataset
 
     best = load_run(out)
     logged = {r["step"]: r["val_loss"] for r in metrics(out) if "val_loss" in r}
@@ -114,8 +138,11 @@ def test_load_run_restores_the_trained_weights(lstm_run, english_data):
     assert mean_nats(run_.model, val) == pytest.approx(logged[30], rel=1e-4)
     ids = run_.vocab.encode("We hold these truths to be self-evident, that all men are")
     logits = run_.model(tf.constant(ids[None, :-1]))
-    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.constant(ids[None, 1:]), logits=logits))
+    loss = tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.constant(ids[None, 1:]), logits=logits
+        )
+    )
     assert float(loss) < math.log(len(run_.vocab)) - 0.3
 
 
@@ -127,8 +154,23 @@ def test_a_new_model_starts_from_the_symbol_frequencies(tiny, english_data, tmp_
     from charrnn.store.loader import load_run
 
     out = tmp_path / "run"
-    ok(run("train", "--config", tiny, "--data", english_data, "--out", out, "--max-steps", 1,
-           "--set", "train.learning_rate=1e-12", "--set", "train.log_every=1"))
+    ok(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            english_data,
+            "--out",
+            out,
+            "--max-steps",
+            1,
+            "--set",
+            "train.learning_rate=1e-12",
+            "--set",
+            "train.log_every=1",
+        )
+    )
     ids = np.asarray(load_dataset(english_data).split("train"))
     model = load_run(out, "latest").model
     counts = np.bincount(ids, minlength=model.vocab_size)
@@ -143,8 +185,8 @@ def test_run_lookup_errors_say_what_to_do(lstm_run, tmp_path):
     import shutil
 
     from charrnn.errors import CharrnnError
-    from charrnn.store.rundir import find_latest_run
     from charrnn.store.loader import load_run
+    from charrnn.store.rundir import find_latest_run
 
     out, _ = lstm_run
     with pytest.raises(CharrnnError, match="not a charrnn run"):
@@ -184,10 +226,27 @@ def test_tensorboard_reader_finds_scalars_sample_and_config(lstm_run):
 
 def test_gru_on_jamo_reports_bits_per_original_character(tiny, korean_data, tmp_path):
     out = tmp_path / "gru"
-    ok(run("train", "--config", tiny, "--data", korean_data, "--out", out, "--max-steps", 10,
-           "--set", "model.cell=gru", "--set", "model.num_layers=2",
-           "--set", "train.jit_compile=true",  # the XLA path
-           "--logdir", tmp_path / "tb"))
+    ok(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            korean_data,
+            "--out",
+            out,
+            "--max-steps",
+            10,
+            "--set",
+            "model.cell=gru",
+            "--set",
+            "model.num_layers=2",
+            "--set",
+            "train.jit_compile=true",  # the XLA path
+            "--logdir",
+            tmp_path / "tb",
+        )
+    )
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert not (out / "logs").exists()
     assert json.loads((out / "model.json").read_text())["cell"] == "gru"
@@ -201,11 +260,30 @@ def test_gru_on_jamo_reports_bits_per_original_character(tiny, korean_data, tmp_
 def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tiny, english_data, tmp_path):
     # 10 batches per epoch, so the resume at step 12 lands mid-epoch and both halves
     # cross an epoch boundary (state reset); dropout exercises the restored RNG.
-    common = ["--config", tiny, "--data", english_data, "--seed", 7,
-              "--set", "train.batch_size=16", "--set", "train.seq_length=32",
-              "--set", "model.dropout=0.3", "--set", "model.num_layers=2",
-              "--set", "train.log_every=2", "--set", "train.eval_every=6",
-              "--set", "train.save_every=100", "--set", "train.decay_every=7"]
+    common = [
+        "--config",
+        tiny,
+        "--data",
+        english_data,
+        "--seed",
+        7,
+        "--set",
+        "train.batch_size=16",
+        "--set",
+        "train.seq_length=32",
+        "--set",
+        "model.dropout=0.3",
+        "--set",
+        "model.num_layers=2",
+        "--set",
+        "train.log_every=2",
+        "--set",
+        "train.eval_every=6",
+        "--set",
+        "train.save_every=100",
+        "--set",
+        "train.decay_every=7",
+    ]
     ok(run("train", *common, "--out", tmp_path / "whole", "--max-steps", 24))
     half = ok(run("train", *common, "--out", tmp_path / "split", "--max-steps", 12))
     assert "batches of 16x32 per epoch" in half.stderr
@@ -229,15 +307,19 @@ def test_stopped_and_resumed_run_matches_an_uninterrupted_one(tiny, english_data
 
 
 def test_resume_refuses_changed_architecture_vocabulary_or_batch_shape(
-        lstm_run, korean_data, tmp_path):
+    lstm_run, korean_data, tmp_path
+):
     out, _ = lstm_run
     before = (out / "metrics.jsonl").read_text()
     assert "different architecture" in error_line(
-        run("train", "--resume", "--out", out, "--set", "model.rnn_size=64"))
+        run("train", "--resume", "--out", out, "--set", "model.rnn_size=64")
+    )
     assert "different vocabulary" in error_line(
-        run("train", "--resume", "--out", out, "--data", korean_data))
+        run("train", "--resume", "--out", out, "--data", korean_data)
+    )
     assert "train.batch_size" in error_line(
-        run("train", "--resume", "--out", out, "--set", "train.batch_size=4"))
+        run("train", "--resume", "--out", out, "--set", "train.batch_size=4")
+    )
     line = error_line(run("train", "--config", out / "config.yaml", "--out", out))
     assert "already holds a training run" in line and "--resume" in line
     assert (out / "metrics.jsonl").read_text() == before
@@ -247,37 +329,103 @@ def test_resume_refuses_changed_architecture_vocabulary_or_batch_shape(
 
 
 def test_init_from_copies_weights_when_the_vocabulary_matches(
-        lstm_run, tiny, english_data, korean_data, tmp_path):
+    lstm_run, tiny, english_data, korean_data, tmp_path
+):
     from charrnn.store.loader import load_run
 
     src, _ = lstm_run
     out = tmp_path / "finetune"
-    ok(run("train", "--config", tiny, "--data", english_data, "--out", out, "--init-from", src,
-           "--set", "model.rnn_size=32", "--max-steps", 1, "--set", "train.learning_rate=1e-12"))
+    ok(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            english_data,
+            "--out",
+            out,
+            "--init-from",
+            src,
+            "--set",
+            "model.rnn_size=32",
+            "--max-steps",
+            1,
+            "--set",
+            "train.learning_rate=1e-12",
+        )
+    )
     new, old = load_run(out, "latest"), load_run(src)
     assert new.step == 1
     for a, b in zip(new.model.weights, old.model.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
-    assert "jamo off (source) vs on" in error_line(run(
-        "train", "--config", tiny, "--data", korean_data, "--out", tmp_path / "ko",
-        "--init-from", src, "--set", "model.rnn_size=32"))
-    assert "architecture differs" in error_line(run(
-        "train", "--config", tiny, "--data", english_data, "--out", tmp_path / "big",
-        "--init-from", src, "--set", "model.rnn_size=48"))
+    assert "jamo off (source) vs on" in error_line(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            korean_data,
+            "--out",
+            tmp_path / "ko",
+            "--init-from",
+            src,
+            "--set",
+            "model.rnn_size=32",
+        )
+    )
+    assert "architecture differs" in error_line(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            english_data,
+            "--out",
+            tmp_path / "big",
+            "--init-from",
+            src,
+            "--set",
+            "model.rnn_size=48",
+        )
+    )
 
 
 def test_diverging_run_stops_with_a_clear_error_and_keeps_a_good_checkpoint(
-        tiny, english_data, tmp_path):
+    tiny, english_data, tmp_path
+):
     from charrnn.store.checkpoints import list_in
     from charrnn.store.loader import load_run
 
     out = tmp_path / "nan"
     # A few sane steps first, so a good checkpoint exists whatever step the blow-up
     # comes at on this CPU (it depends on the matmul precision in effect).
-    ok(run("train", "--config", tiny, "--data", english_data, "--out", out,
-           "--set", "train.save_every=2", "--max-steps", 4))
-    result = run("train", "--resume", "--out", out, "--set", "train.learning_rate=1e38",
-                 "--set", "train.save_every=2", "--max-steps", 1000)
+    ok(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            english_data,
+            "--out",
+            out,
+            "--set",
+            "train.save_every=2",
+            "--max-steps",
+            4,
+        )
+    )
+    result = run(
+        "train",
+        "--resume",
+        "--out",
+        out,
+        "--set",
+        "train.learning_rate=1e38",
+        "--set",
+        "train.save_every=2",
+        "--max-steps",
+        1000,
+    )
     line = error_line(result)
     assert "diverged" in line and "learning_rate" in line and "grad_clip" in line
     kept = list_in(out / "checkpoints")[0].name
@@ -287,8 +435,20 @@ def test_diverging_run_stops_with_a_clear_error_and_keeps_a_good_checkpoint(
     # Lines logged after the kept checkpoint are dropped when the run continues from it
     # with a saner learning rate.
     assert metrics(out)[-1]["step"] > restored.step
-    ok(run("train", "--resume", "--out", out, "--set", "train.learning_rate=0.01",
-           "--max-steps", restored.step + 2, "--set", "train.log_every=1"))
+    ok(
+        run(
+            "train",
+            "--resume",
+            "--out",
+            out,
+            "--set",
+            "train.learning_rate=0.01",
+            "--max-steps",
+            restored.step + 2,
+            "--set",
+            "train.log_every=1",
+        )
+    )
     steps = [r["step"] for r in metrics(out)]
     assert steps == sorted(set(steps)) and steps[-1] == restored.step + 2
 
@@ -297,11 +457,33 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tiny, english_data, tmp_path):
     out = tmp_path / "sigint"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "charrnn", "train", "--config", str(tiny), "--data",
-         str(english_data), "--out", str(out), "--max-steps", "1000000",
-         "--set", "train.log_every=1", "--set", "train.eval_every=100000",
-         "--set", "train.save_every=100000", "--set", "train.intra_op_threads=1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "charrnn",
+            "train",
+            "--config",
+            str(tiny),
+            "--data",
+            str(english_data),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1000000",
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "train.eval_every=100000",
+            "--set",
+            "train.save_every=100000",
+            "--set",
+            "train.intra_op_threads=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 120
     while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -323,14 +505,32 @@ def test_ctrl_c_saves_and_exits_130_then_resumes(tiny, english_data, tmp_path):
 
 # --- time-planned training ----------------------------------------------------------------
 
+
 def test_a_planned_run_ends_its_schedule_at_the_plan_and_resumes_exactly(
-        tiny, english_data, tmp_path):
+    tiny, english_data, tmp_path
+):
     from charrnn.store.checkpoints import list_in
 
-    common = ["--config", tiny, "--data", english_data, "--seed", 3,
-              "--set", "train.lr_schedule=cosine", "--set", "train.final_lr_fraction=0.1",
-              "--set", "train.planned_steps=12", "--set", "train.log_every=1",
-              "--set", "train.eval_every=4", "--set", "train.save_every=100"]
+    common = [
+        "--config",
+        tiny,
+        "--data",
+        english_data,
+        "--seed",
+        3,
+        "--set",
+        "train.lr_schedule=cosine",
+        "--set",
+        "train.final_lr_fraction=0.1",
+        "--set",
+        "train.planned_steps=12",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "train.eval_every=4",
+        "--set",
+        "train.save_every=100",
+    ]
     whole = ok(run("train", *common, "--out", tmp_path / "whole"))
     assert "reached the planned step 12" in whole.stderr and "\nstep 12/12 epoch" in whole.stderr
     ok(run("train", *common, "--out", tmp_path / "split", "--max-steps", 5))
@@ -343,8 +543,9 @@ def test_a_planned_run_ends_its_schedule_at_the_plan_and_resumes_exactly(
                 assert f"{x[key]:.4g}" == f"{y[key]:.4g}", (x, y)
     # cosine from 0.01 down to 0.1 x 0.01, ending at the plan: the last step's LR
     assert a[-1]["lr"] == pytest.approx(0.001 + 0.009 * 0.5 * (1 + math.cos(math.pi * 11 / 12)))
-    manifest = json.loads((list_in(tmp_path / "whole" / "checkpoints")[0].dir
-                           / "manifest.json").read_text())
+    manifest = json.loads(
+        (list_in(tmp_path / "whole" / "checkpoints")[0].dir / "manifest.json").read_text()
+    )
     assert manifest["train"]["plan"]["steps"] == 12
 
 
@@ -352,9 +553,24 @@ def test_max_time_plans_the_step_count_and_keeps_the_plan_on_resume(tiny, englis
     from charrnn.store.checkpoints import list_in
 
     out = tmp_path / "timed"
-    args = ["--config", tiny, "--data", english_data, "--out", out, "--max-time", "5s",
-            "--set", "train.lr_schedule=cosine", "--set", "train.eval_every=1000",
-            "--set", "train.save_every=1000", "--set", "train.log_every=1000"]
+    args = [
+        "--config",
+        tiny,
+        "--data",
+        english_data,
+        "--out",
+        out,
+        "--max-time",
+        "5s",
+        "--set",
+        "train.lr_schedule=cosine",
+        "--set",
+        "train.eval_every=1000",
+        "--set",
+        "train.save_every=1000",
+        "--set",
+        "train.log_every=1000",
+    ]
     first = ok(run("train", *args))
     line = next(ln for ln in first.stderr.splitlines() if ln.startswith("planned "))
     planned = int(line.split()[1].replace(",", ""))
@@ -377,34 +593,69 @@ def test_max_time_plans_the_step_count_and_keeps_the_plan_on_resume(tiny, englis
 
 # --- train.seq_unit and model: auto -----------------------------------------------------------
 
+
 def test_seq_unit_chars_makes_a_jamo_window_cover_seq_length_characters(
-        tiny, korean_data, english_data, tmp_path):
+    tiny, korean_data, english_data, tmp_path
+):
     meta = json.loads((korean_data / "meta.json").read_text())["splits"]["train"]
     symbols = round(12 * meta["symbols"] / meta["chars"])
     assert symbols >= 20  # jamo: about two symbols per character
     out = tmp_path / "chars"
-    result = ok(run("train", "--config", tiny, "--data", korean_data, "--out", out,
-                    "--max-steps", 3, "--set", "train.seq_length=12",
-                    "--set", "train.seq_unit=chars"))
-    assert f"batches of 8x{symbols} per epoch (seq_length 12 characters, about {symbols} jamo " \
-           "symbols)" in result.stderr
+    result = ok(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            korean_data,
+            "--out",
+            out,
+            "--max-steps",
+            3,
+            "--set",
+            "train.seq_length=12",
+            "--set",
+            "train.seq_unit=chars",
+        )
+    )
+    assert (
+        f"batches of 8x{symbols} per epoch (seq_length 12 characters, about {symbols} jamo "
+        "symbols)" in result.stderr
+    )
     # what seq_length counts is part of the data position: a resume may not change it
-    line = error_line(run("train", "--resume", "--out", out, "--max-steps", 6,
-                          "--set", "train.seq_unit=symbols"))
+    line = error_line(
+        run("train", "--resume", "--out", out, "--max-steps", 6, "--set", "train.seq_unit=symbols")
+    )
     assert "train.seq_unit symbols (the run used chars)" in line
     # on character data the unit changes nothing
-    plain = ok(run("train", "--config", tiny, "--data", english_data,
-                   "--out", tmp_path / "plain", "--max-steps", 1, "--set", "train.seq_unit=chars"))
+    plain = ok(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            english_data,
+            "--out",
+            tmp_path / "plain",
+            "--max-steps",
+            1,
+            "--set",
+            "train.seq_unit=chars",
+        )
+    )
     assert "batches of 8x16 per epoch\n" in plain.stderr
 
 
 def test_model_auto_chooses_for_the_budget_prints_stores_and_keeps_it_on_resume(
-        english_data, tmp_path):
+    english_data, tmp_path
+):
     from charrnn.train import autosize
 
     config = tmp_path / "auto.yaml"
-    config.write_text("model: auto\ntrain: {batch_size: 8, seq_length: 16, eval_every: 1000, "
-                      "save_every: 1000, log_every: 1000, max_epochs: null}\n")
+    config.write_text(
+        "model: auto\ntrain: {batch_size: 8, seq_length: 16, eval_every: 1000, "
+        "save_every: 1000, log_every: 1000, max_epochs: null}\n"
+    )
     out = tmp_path / "auto"
     vocab = len(json.loads((english_data / "vocab.json").read_text())["symbols"])
     train_symbols = len(np.load(english_data / "train.npy", mmap_mode="r"))
@@ -412,42 +663,93 @@ def test_model_auto_chooses_for_the_budget_prints_stores_and_keeps_it_on_resume(
     cell = autosize.choose_cell(vocab, train_symbols, 2.0, speed)
     expect, _ = autosize.choose(vocab, train_symbols, 2.0, cell, throughput=3000.0)
     expect["cell"] = cell
-    first = ok(run("train", "--config", config, "--data", english_data, "--out", out,
-                   "--max-time", "2s", "--set", "model.auto_throughput=3000"))
+    first = ok(
+        run(
+            "train",
+            "--config",
+            config,
+            "--data",
+            english_data,
+            "--out",
+            out,
+            "--max-time",
+            "2s",
+            "--set",
+            "model.auto_throughput=3000",
+        )
+    )
     lines = [ln for ln in first.stderr.splitlines() if ln.startswith("model auto: ")]
     assert lines[0].startswith(f"model auto: {cell}: {vocab} symbols (under 256); a ")
     assert " LSTM would read the train split " in lines[0]
     size = f"{expect['num_layers']}x{expect['rnn_size']}"
-    assert lines[1].startswith(f"model auto: {size} {cell}, embedding "
-                               f"{expect['embedding_size']}, dropout {expect['dropout']:g} (")
+    assert lines[1].startswith(
+        f"model auto: {size} {cell}, embedding "
+        f"{expect['embedding_size']}, dropout {expect['dropout']:g} ("
+    )
     assert "given throughput 3,000 symbols/s at 2x256" in lines[1]
     stored = json.loads((out / "model.json").read_text())
     assert {k: stored[k] for k in expect} == expect
     assert f"model: {size} {cell}" in first.stderr
     # resumed with a budget and a speed that would choose otherwise: the choice stands
     assert autosize.choose(vocab, train_symbols, 3600.0, throughput=1e6)[0] != expect
-    more = ok(run("train", "--resume", "--out", out, "--max-time", "1h", "--max-steps", 40,
-                  "--set", "model.auto_throughput=1e6"))
+    more = ok(
+        run(
+            "train",
+            "--resume",
+            "--out",
+            out,
+            "--max-time",
+            "1h",
+            "--max-steps",
+            40,
+            "--set",
+            "model.auto_throughput=1e6",
+        )
+    )
     assert f"keeping the choice made when the run started, {size} {cell}" in more.stderr
     assert json.loads((out / "model.json").read_text()) == stored
     # the command-line spelling, and no budget to plan for
-    line = error_line(run("train", "--data", english_data, "--out", tmp_path / "nobudget",
-                          "--model-size", "auto"))
+    line = error_line(
+        run("train", "--data", english_data, "--out", tmp_path / "nobudget", "--model-size", "auto")
+    )
     assert "model auto chooses the model for a time budget" in line
     assert not (tmp_path / "nobudget" / "model.json").exists()
 
 
 def test_a_plan_the_machine_cannot_keep_warns_once_and_stops_at_twice_the_budget(
-        tiny, english_data, tmp_path):
+    tiny, english_data, tmp_path
+):
     # the plan (given: 100,000 steps) is far beyond what 2 s can train: after 100 steps at
     # the pace since the plan, it says so once, then stops at 2 x max_time with a checkpoint
     out = tmp_path / "slow"
-    result = ok(run("train", "--config", tiny, "--data", english_data, "--out", out,
-                    "--max-time", "2s", "--set", "train.planned_steps=100000",
-                    "--set", "train.eval_every=100000", "--set", "train.save_every=100000",
-                    "--set", "train.log_every=100000"))
-    assert result.stderr.count("Warning: this machine is slower now than when the run was "
-                               "planned; it will reach its planned step 100000") == 1
+    result = ok(
+        run(
+            "train",
+            "--config",
+            tiny,
+            "--data",
+            english_data,
+            "--out",
+            out,
+            "--max-time",
+            "2s",
+            "--set",
+            "train.planned_steps=100000",
+            "--set",
+            "train.eval_every=100000",
+            "--set",
+            "train.save_every=100000",
+            "--set",
+            "train.log_every=100000",
+        )
+    )
+    assert (
+        result.stderr.count(
+            "Warning: this machine is slower now than when the run was "
+            "planned; it will reach its planned step 100000"
+        )
+        == 1
+    )
     assert "reached 2x max_time before the planned step 100000" in result.stderr
     from charrnn.store.checkpoints import list_in
 
@@ -455,7 +757,8 @@ def test_a_plan_the_machine_cannot_keep_warns_once_and_stops_at_twice_the_budget
 
 
 def test_weight_decay_is_decoupled_scales_the_matrices_and_spares_the_biases(
-        tiny, english_data, tmp_path):
+    tiny, english_data, tmp_path
+):
     # One step from the same start: Adam's update u is the same with and without decay, so
     # w(wd) = w0 (1 - wd lr) - u for every matrix and the biases are untouched by it.
     from charrnn.store.loader import load_run
@@ -463,8 +766,23 @@ def test_weight_decay_is_decoupled_scales_the_matrices_and_spares_the_biases(
     lr, after = 0.01, {}
     for wd in (0.0, 0.5, 0.9):
         out = tmp_path / f"wd{wd}"
-        ok(run("train", "--config", tiny, "--data", english_data, "--out", out, "--max-steps", 1,
-               "--set", f"train.learning_rate={lr}", "--set", f"train.weight_decay={wd}"))
+        ok(
+            run(
+                "train",
+                "--config",
+                tiny,
+                "--data",
+                english_data,
+                "--out",
+                out,
+                "--max-steps",
+                1,
+                "--set",
+                f"train.learning_rate={lr}",
+                "--set",
+                f"train.weight_decay={wd}",
+            )
+        )
         variables = load_run(out, "latest").model.trainable_variables  # the same order each time
         after[wd] = {f"{i}:{v.path.split('/', 1)[1]}": v.numpy() for i, v in enumerate(variables)}
     plain, half, most = after[0.0], after[0.5], after[0.9]
@@ -474,6 +792,6 @@ def test_weight_decay_is_decoupled_scales_the_matrices_and_spares_the_biases(
     for k in biases:
         np.testing.assert_array_equal(plain[k], half[k], err_msg=k)
     for k in matrices:
-        w0 = (plain[k] - half[k]) / (0.5 * lr)          # the start, recovered
+        w0 = (plain[k] - half[k]) / (0.5 * lr)  # the start, recovered
         assert np.abs(w0).max() > 1e-3, k
         np.testing.assert_allclose(most[k], plain[k] - 0.9 * lr * w0, atol=2e-6, err_msg=k)

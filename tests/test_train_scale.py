@@ -14,13 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from clihelp import ok, run
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["model.num_layers=1", "model.rnn_size=16", "model.embedding_size=8",
-        "train.batch_size=8", "train.seq_length=16", "train.learning_rate=0.01",
-        "train.sample_length=0", "train.intra_op_threads=1", "train.log_every=1000"]
+TINY = [
+    "model.num_layers=1",
+    "model.rnn_size=16",
+    "model.embedding_size=8",
+    "train.batch_size=8",
+    "train.seq_length=16",
+    "train.learning_rate=0.01",
+    "train.sample_length=0",
+    "train.intra_op_threads=1",
+    "train.log_every=1000",
+]
 
 
 def sets(*items):
@@ -35,8 +42,7 @@ def metrics(out):
 def big_val(tmp_path_factory):
     """The shipped Shakespeare with 90% of it (about a million symbols) as validation."""
     out = tmp_path_factory.mktemp("data") / "bigval"
-    ok(run("prepare", ROOT / "data" / "shakespeare.txt", "-o", out, "--val-fraction", "0.9",
-           "-q"))
+    ok(run("prepare", ROOT / "data" / "shakespeare.txt", "-o", out, "--val-fraction", "0.9", "-q"))
     return out
 
 
@@ -46,8 +52,13 @@ def val_ids(data):
 
 def spawn(*args):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "charrnn", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def read_until(proc, pattern, timeout=180):
@@ -63,6 +74,7 @@ def read_until(proc, pattern, timeout=180):
 
 # --- the scoring of a subset ----------------------------------------------------------------
 
+
 def test_a_subset_piece_reads_its_warm_up_first(english_run):
     """Each piece of a subset is scored exactly as the same symbols read alone after the 256
     symbols before them (from a zero state), and the pieces lie evenly over the text."""
@@ -76,7 +88,7 @@ def test_a_subset_piece_reads_its_warm_up_first(english_run):
     spans = scoring.Spans.subset(len(ids), 3072)
     assert len(spans.first) == 3 and spans.scored == 3072 and not spans.whole
     assert spans.first[0] == 1 and spans.end[-1] == len(ids)  # from the start to the end
-    assert np.all(np.diff(spans.first) >= 1024)                 # no overlap
+    assert np.all(np.diff(spans.first) >= 1024)  # no overlap
     got = {}
     for where, nll in spans.windows(model, ids):
         got.update(zip(where.tolist(), nll.tolist()))
@@ -84,50 +96,90 @@ def test_a_subset_piece_reads_its_warm_up_first(english_run):
     for a, b in zip(spans.first.tolist(), spans.end.tolist()):
         lo = max(0, a - 1 - scoring.WARMUP)
         alone = scoring.symbol_nats(model, ids[lo:b], pieces=1)
-        np.testing.assert_allclose([got[t] for t in range(a, b)], alone[a - lo:], rtol=2e-4,
-                                   atol=1e-5)
-    assert scoring.mean_nats(model, ids, spans=spans) == pytest.approx(
-        np.mean(list(got.values())))
+        np.testing.assert_allclose(
+            [got[t] for t in range(a, b)], alone[a - lo :], rtol=2e-4, atol=1e-5
+        )
+    assert scoring.mean_nats(model, ids, spans=spans) == pytest.approx(np.mean(list(got.values())))
     # the same subset again: same identity; another size: another
     assert scoring.Spans.subset(len(ids), 3072).identity(ids) == spans.identity(ids)
     assert scoring.Spans.subset(len(ids), 2048).identity(ids) != spans.identity(ids)
-    assert scoring.Spans.subset(len(ids), 10 ** 9).whole
+    assert scoring.Spans.subset(len(ids), 10**9).whole
 
 
 # --- bounded validation in a run ---------------------------------------------------------------
+
 
 def test_each_evaluation_scores_the_same_fixed_subset_and_says_so(big_val, tmp_path):
     from charrnn.analysis import scoring
     from charrnn.runs import load_run
 
     out = tmp_path / "sub"
-    r = ok(run("train", "--data", big_val, "--out", out, "--max-steps", 20,
-               *sets("train.eval_every=10", "train.save_every=10", "train.eval_symbols=8192")))
-    assert ("validation: a fixed subset: 8 pieces of 1,024 symbols, 8,192 of "
-            f"{len(val_ids(big_val)) - 1:,}") in r.stderr
+    r = ok(
+        run(
+            "train",
+            "--data",
+            big_val,
+            "--out",
+            out,
+            "--max-steps",
+            20,
+            *sets("train.eval_every=10", "train.save_every=10", "train.eval_symbols=8192"),
+        )
+    )
+    assert (
+        "validation: a fixed subset: 8 pieces of 1,024 symbols, 8,192 of "
+        f"{len(val_ids(big_val)) - 1:,}"
+    ) in r.stderr
     evals = [m for m in metrics(out) if "val_loss" in m]
     assert [m["step"] for m in evals] == [10, 20]
     assert all(m["val_symbols"] == 8192 and m["val_subset"] for m in evals)
     # the logged loss is the loss on exactly that subset
     ids = val_ids(big_val)
     model = load_run(out, "latest").model
-    assert scoring.mean_nats(model, ids, spans=scoring.Spans.subset(len(ids), 8192)) == \
-        pytest.approx(evals[-1]["val_loss"], rel=1e-4)
+    assert scoring.mean_nats(
+        model, ids, spans=scoring.Spans.subset(len(ids), 8192)
+    ) == pytest.approx(evals[-1]["val_loss"], rel=1e-4)
     manifest = json.loads(next((out / "checkpoints").glob("ckpt-20/manifest.json")).read_text())
     assert manifest["train"]["eval"] == {
-        "symbols": 8192, "identity": scoring.Spans.subset(len(ids), 8192).identity(ids)}
+        "symbols": 8192,
+        "identity": scoring.Spans.subset(len(ids), 8192).identity(ids),
+    }
 
 
 def test_a_resumed_run_on_another_subset_does_not_compare_best(big_val, tmp_path):
     out = tmp_path / "resub"
-    ok(run("train", "--data", big_val, "--out", out, "--max-steps", 10,
-           *sets("train.eval_every=10", "train.eval_symbols=4096")))
+    ok(
+        run(
+            "train",
+            "--data",
+            big_val,
+            "--out",
+            out,
+            "--max-steps",
+            10,
+            *sets("train.eval_every=10", "train.eval_symbols=4096"),
+        )
+    )
     same = ok(run("train", "--resume", "--out", out, "--max-steps", 20))
     assert "not the one the run's best" not in same.stderr
-    other = ok(run("train", "--resume", "--out", out, "--max-steps", 30,
-                   "--set", "train.eval_symbols=8192", "--set", "train.final_eval=all"))
-    assert "the validation subset is not the one the run's best checkpoint was measured on" \
+    other = ok(
+        run(
+            "train",
+            "--resume",
+            "--out",
+            out,
+            "--max-steps",
+            30,
+            "--set",
+            "train.eval_symbols=8192",
+            "--set",
+            "train.final_eval=all",
+        )
+    )
+    assert (
+        "the validation subset is not the one the run's best checkpoint was measured on"
         in other.stderr
+    )
     last = metrics(out)[-1]
     assert last["step"] == 30 and last["val_symbols"] == 8192 and last["best"] is True
     assert last["val_loss_whole"] > 0 and last["val_loss_whole"] != last["val_loss"]
@@ -137,8 +189,18 @@ def test_a_resumed_run_on_another_subset_does_not_compare_best(big_val, tmp_path
 
 def test_intervals_in_time_evaluate_and_save_by_the_run_clock(english_data, tmp_path):
     out = tmp_path / "timed"
-    r = ok(run("train", "--data", english_data, "--out", out, "--max-time", "6s",
-               *sets("train.eval_every=1s", "train.save_every=2s", "train.keep_checkpoints=20")))
+    r = ok(
+        run(
+            "train",
+            "--data",
+            english_data,
+            "--out",
+            out,
+            "--max-time",
+            "6s",
+            *sets("train.eval_every=1s", "train.save_every=2s", "train.keep_checkpoints=20"),
+        )
+    )
     assert "validation: the whole split" in r.stderr and "every 1s of the run's clock" in r.stderr
     evals = [m["step"] for m in metrics(out) if "val_loss" in m]
     saves = sorted(int(p.name.split("-")[1]) for p in (out / "checkpoints").glob("ckpt-*"))
@@ -150,10 +212,19 @@ def test_intervals_in_time_evaluate_and_save_by_the_run_clock(english_data, tmp_
 
 # --- Ctrl-C and the budget on a big split -------------------------------------------------------
 
+
 def test_ctrl_c_during_a_long_evaluation_stops_it_within_seconds(big_val, tmp_path):
     out = tmp_path / "int-eval"
-    proc = spawn("train", "--data", big_val, "--out", out, "--max-steps", 1000,
-                 *sets("model.rnn_size=256", "train.eval_every=2", "train.eval_symbols=all"))
+    proc = spawn(
+        "train",
+        "--data",
+        big_val,
+        "--out",
+        out,
+        "--max-steps",
+        1000,
+        *sets("model.rnn_size=256", "train.eval_every=2", "train.eval_symbols=all"),
+    )
     try:
         read_until(proc, r"^evaluating: window \d+/\d+")  # shown once it takes over 2 s
         sent = time.monotonic()
@@ -172,8 +243,16 @@ def test_ctrl_c_during_a_long_evaluation_stops_it_within_seconds(big_val, tmp_pa
 
 def test_ctrl_c_while_the_budget_is_timed_saves_and_plans_again_on_resume(big_val, tmp_path):
     out = tmp_path / "int-plan"
-    proc = spawn("train", "--data", big_val, "--out", out, "--max-time", "10m",
-                 *sets("train.eval_every=100000"))
+    proc = spawn(
+        "train",
+        "--data",
+        big_val,
+        "--out",
+        out,
+        "--max-time",
+        "10m",
+        *sets("train.eval_every=100000"),
+    )
     try:
         read_until(proc, r"^validation: ")
         time.sleep(3)  # training, timing its steps for the plan (5% of 10 minutes)
@@ -193,8 +272,18 @@ def test_max_time_holds_on_a_big_validation_split(big_val, tmp_path):
     sized so evaluations stay within ~5% of the budget, and the run's clock ends near
     max_time."""
     out = tmp_path / "budget"
-    r = ok(run("train", "--data", big_val, "--out", out, "--max-time", "8s",
-               *sets("train.eval_every=300")))
+    r = ok(
+        run(
+            "train",
+            "--data",
+            big_val,
+            "--out",
+            out,
+            "--max-time",
+            "8s",
+            *sets("train.eval_every=300"),
+        )
+    )
     clock = float(re.search(r"time: run clock ([0-9.]+) s of max_time 8 s", r.stderr).group(1))
     evaluation = float(re.search(r"evaluation ([0-9.]+) s", r.stderr).group(1))
     assert 6 < clock < 8 * 1.25, r.stderr  # a shared CI machine: 5% on a quiet one
@@ -208,9 +297,24 @@ def test_max_time_holds_on_a_big_validation_split(big_val, tmp_path):
 def test_steps_too_slow_for_twenty_are_planned_from_a_few(big_val, tmp_path):
     """20 steps of a 2x256 LSTM would take over a tenth of a 6-second budget: the plan is made
     once that tenth is spent, from at least 3 steps, and the run ends at it."""
-    r = ok(run("train", "--data", big_val, "--out", tmp_path / "slow", "--max-time", "6s",
-               *sets("model.num_layers=2", "model.rnn_size=256", "train.batch_size=32",
-                     "train.seq_length=64", "train.eval_every=100000")))
+    r = ok(
+        run(
+            "train",
+            "--data",
+            big_val,
+            "--out",
+            tmp_path / "slow",
+            "--max-time",
+            "6s",
+            *sets(
+                "model.num_layers=2",
+                "model.rnn_size=256",
+                "train.batch_size=32",
+                "train.seq_length=64",
+                "train.eval_every=100000",
+            ),
+        )
+    )
     timed = int(re.search(r"measured over ([0-9,]+) steps", r.stderr).group(1))
     assert 3 <= timed < 20, r.stderr
     assert "reached the planned step" in r.stderr
@@ -220,14 +324,36 @@ def test_a_checkpoint_from_before_subsets_counts_as_the_whole_split(big_val, tmp
     """A checkpoint written before bounded validation (no subset in its manifest) measured its
     best on the whole split: resumed on a subset, the run says so and replaces that best."""
     out = tmp_path / "old"
-    ok(run("train", "--data", big_val, "--out", out, "--max-steps", 10,
-           *sets("train.eval_every=10", "train.eval_symbols=all")))
+    ok(
+        run(
+            "train",
+            "--data",
+            big_val,
+            "--out",
+            out,
+            "--max-steps",
+            10,
+            *sets("train.eval_every=10", "train.eval_symbols=all"),
+        )
+    )
     for manifest in out.glob("*/ckpt-*/manifest.json"):  # as the code before wrote them
         data = json.loads(manifest.read_text())
         assert data["train"].pop("eval")["symbols"] == len(val_ids(big_val)) - 1
         manifest.write_text(json.dumps(data))
-    r = ok(run("train", "--resume", "--out", out, "--max-steps", 20,
-               "--set", "train.eval_symbols=auto", "--set", "train.eval_every=10"))
+    r = ok(
+        run(
+            "train",
+            "--resume",
+            "--out",
+            out,
+            "--max-steps",
+            20,
+            "--set",
+            "train.eval_symbols=auto",
+            "--set",
+            "train.eval_every=10",
+        )
+    )
     assert "not the one the run's best checkpoint was measured on" in r.stderr
     last = metrics(out)[-1]
     assert last["step"] == 20 and last["val_subset"] and last["best"] is True
@@ -237,13 +363,27 @@ def test_on_a_terminal_a_long_evaluation_draws_a_bar_and_ctrl_c_stops_it(big_val
     import pexpect
 
     out = tmp_path / "tty"
-    c = pexpect.spawn(sys.executable, ["-m", "charrnn", "train", "--data", str(big_val),
-                                       "--out", str(out), "--max-steps", "1000",
-                                       *sets("model.rnn_size=256", "train.eval_every=2",
-                                             "train.eval_symbols=all")],
-                      env=dict(os.environ), dimensions=(24, 120), encoding="utf-8", timeout=120)
+    c = pexpect.spawn(
+        sys.executable,
+        [
+            "-m",
+            "charrnn",
+            "train",
+            "--data",
+            str(big_val),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1000",
+            *sets("model.rnn_size=256", "train.eval_every=2", "train.eval_symbols=all"),
+        ],
+        env=dict(os.environ),
+        dimensions=(24, 120),
+        encoding="utf-8",
+        timeout=120,
+    )
     c.expect(r"evaluating:\s+\d+%\|")  # tqdm's bar, drawn in place once it takes over 2 s
-    c.sendintr()                       # Ctrl-C, as the terminal sends it
+    c.sendintr()  # Ctrl-C, as the terminal sends it
     c.expect(pexpect.EOF)
     c.close()
     assert c.exitstatus == 130, c.before

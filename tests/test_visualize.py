@@ -4,24 +4,25 @@ unit ranking, and the page itself in a real headless Chromium opened from file:/
 import json
 import math
 
+import browser
 import numpy as np
 import pytest
-
-
-import browser
-from conftest import ENGLISH, KOREAN
 from clihelp import ok, run
+from conftest import ENGLISH, KOREAN
 
 EVIL = 'He said "</script><img src=x onerror="window.pwned=1"> \u2028 & <b>bold</b>" (ok) {x}\n'
 
 
 # --- the numbers -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("which", ["english_run", "korean_run", "mingru_run", "minlstm_run"])
 def test_surprise_sums_to_evaluate_streams_1(which, request, tmp_path):
     """visualize (NumPy, charrnn.nn.step's cell) against evaluate (the Keras model)."""
     run_dir = request.getfixturevalue(which)
-    text = (KOREAN if which in ("korean_run", "minlstm_run") else ENGLISH)[:1500] + "\u00e9t\u00e9 \u263a\n"  # + OOV
+    text = (KOREAN if which in ("korean_run", "minlstm_run") else ENGLISH)[
+        :1500
+    ] + "\u00e9t\u00e9 \u263a\n"  # + OOV
     path = tmp_path / "text.txt"
     path.write_text(text, encoding="utf-8")
     data = json.loads(ok(run("visualize", run_dir, path, "--json", "--max-chars", 0)).stdout)
@@ -30,7 +31,10 @@ def test_surprise_sums_to_evaluate_streams_1(which, request, tmp_path):
     expected = ev["nats"]  # OOV charge included
     assert nats == pytest.approx(expected, rel=1e-5)
     assert data["summary"]["nats"] == pytest.approx(expected, rel=1e-5)
-    assert data["summary"]["oov_bits"] == pytest.approx(ev["oov_bits"], rel=1e-5) and ev["oov_bits"] > 0
+    assert (
+        data["summary"]["oov_bits"] == pytest.approx(ev["oov_bits"], rel=1e-5)
+        and ev["oov_bits"] > 0
+    )
     assert data["summary"]["bits_per_char"] == pytest.approx(ev["bits_per_char"], rel=1e-5)
     assert data["summary"]["predictions"] == ev["predictions"]
     assert "\u263a" in data["oov"]
@@ -70,7 +74,7 @@ def test_features_of_code():
     assert f["bracket_depth"][at("b[")] == 2 and f["bracket_depth"][at("1")] == 3
     assert f["indentation"][at("if")] == 4 and f["line_position"][at("if")] == 5
     assert f["in_comment"][at("c ")] == 1 and f["in_quotes"][at("q")] == 0  # quotes in comments
-    assert f["in_quotes"][at("s\"")] == 1 and f["in_comment"][at("end")] == 1
+    assert f["in_quotes"][at('s"')] == 1 and f["in_comment"][at("end")] == 1
     assert f["in_comment"][at("x =")] == 0 and f["in_comment"][at("}")] == 0
 
 
@@ -84,11 +88,18 @@ def _random_loaded(symbols, cell="lstm", layers=2, units=128, jamo=False, seed=0
     g = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * units
     bias = (2, g) if cell == "gru" else (g,)
     f = lambda *s: rng.normal(scale=scale, size=s).astype(np.float32)  # noqa: E731
-    w = make_weights(cell, f(v, e), [f(e if i == 0 else units, g) for i in range(layers)],
-                     [f(units, g) for _ in range(layers)], [f(*bias) for _ in range(layers)],
-                     f(units, v), f(v))
-    loaded = LoadedModel("random", {"cell": cell}, Vocab(sorted(symbols), jamo=jamo), {},
-                         checkpoint="random")
+    w = make_weights(
+        cell,
+        f(v, e),
+        [f(e if i == 0 else units, g) for i in range(layers)],
+        [f(units, g) for _ in range(layers)],
+        [f(*bias) for _ in range(layers)],
+        f(units, v),
+        f(v),
+    )
+    loaded = LoadedModel(
+        "random", {"cell": cell}, Vocab(sorted(symbols), jamo=jamo), {}, checkpoint="random"
+    )
     loaded.weights = w
     return loaded
 
@@ -110,10 +121,14 @@ def test_bad_input_is_one_error_line(english_run, tmp_path):
     assert "Traceback" not in r.output and not (tmp_path / "p.html").exists()
     path.write_text("\u263a", encoding="utf-8")
     r = run("visualize", english_run, path)
-    assert r.exit_code != 0 and "Error: the text has 1 character(s) of which the model can read 0" in r.output
+    assert (
+        r.exit_code != 0
+        and "Error: the text has 1 character(s) of which the model can read 0" in r.output
+    )
 
 
 # --- the page in a browser ------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def driver():
@@ -130,7 +145,9 @@ def _page(run_dir, text, tmp_path, name, *args):
 
 def _backgrounds(driver):
     return driver.execute_script(
-        "return Array.from(document.querySelectorAll('#text span'), s => getComputedStyle(s).background)")
+        "return Array.from(document.querySelectorAll('#text span'), s => "
+        "getComputedStyle(s).background)"
+    )
 
 
 _models = {}  # run -> Keras model's forward pass, restored and traced once per test session
@@ -237,8 +254,12 @@ def test_korean_page_shows_syllables(korean_run, driver, tmp_path):
     _check_hover(driver, korean_run, text, i + 1)  # 3 jamo: 3 tables of next-jamo candidates
     detail = driver.find_element(By.ID, "detail").text
     assert "composed with the syllable so far" in detail
-    cands = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#detail .jamo")[2].find_elements(
-        By.CSS_SELECTOR, "td.sym")]
+    cands = [
+        e.text
+        for e in driver.find_elements(By.CSS_SELECTOR, "#detail .jamo")[2].find_elements(
+            By.CSS_SELECTOR, "td.sym"
+        )
+    ]
     assert any("\uac00" <= c[0] <= "\ud7a3" for c in cands if c)  # 하 + T candidates, composed
     after = _check_unit_changes_colours(driver, "jamo_position")
     assert "linear-gradient" in after[i + 1]  # a syllable shows one band per jamo
@@ -253,7 +274,9 @@ def test_hostile_text_renders_as_text_and_runs_nothing(driver, tmp_path):
     text = EVIL * 3
     data = analyse(_random_loaded(set(text) | {"\u2029"}, units=16), text)  # hostile vocabulary too
     page = tmp_path / "evil.html"
-    page.write_text(visualize_page(data, 'x</title><script>window.pwned=2</script>'), encoding="utf-8")
+    page.write_text(
+        visualize_page(data, "x</title><script>window.pwned=2</script>"), encoding="utf-8"
+    )
     url = browser.open_page(driver, page)
     browser.assert_offline(driver, url)
     assert driver.find_element(By.ID, "text").get_attribute("textContent") == text
@@ -280,7 +303,11 @@ def test_large_models_keep_top_units_and_those_asked_for(english_run, tmp_path, 
     top = {t["unit"] for f in data["features"].values() for t in f["top"]}
     assert set(stored) == top | {5, 77} and len(stored) < 128
     q = np.frombuffer(__import__("base64").b64decode(data["activations"]["data"]), np.uint8)
-    assert q.size == len(stored) * data["activations"]["steps"] == len(stored) * data["summary"]["symbols"]
+    assert (
+        q.size
+        == len(stored) * data["activations"]["steps"]
+        == len(stored) * data["summary"]["symbols"]
+    )
     everything = json.loads(ok(run("visualize", english_run, path, "--json", "--all-units")).stdout)
     assert everything["activations"]["stored"] == list(range(128))
 
@@ -304,5 +331,7 @@ def test_json_to_a_file_and_the_page_to_another(english_run, tmp_path):
     assert data["format"] == "charrnn-visualize/1" and data["text"] == ENGLISH[:300]
     ok(run("visualize", english_run, path, "-o", tmp_path / "p.html"))
     page = (tmp_path / "p.html").read_text("utf-8")
-    assert page.startswith("<!doctype html>") and '<script type="application/json" id="data">' in page
+    assert (
+        page.startswith("<!doctype html>") and '<script type="application/json" id="data">' in page
+    )
     assert "http://" not in page and "https://" not in page  # nothing to fetch

@@ -6,10 +6,9 @@ is within 1e-4 + 1e-4 * |logit| of charrnn's, and the argmax is the same whereve
 top two are more than 1e-3 apart.
 """
 
+import browser
 import numpy as np
 import pytest
-
-import browser
 from clihelp import ok, run
 
 STEPS = 200
@@ -36,12 +35,13 @@ def _write(run_dir, tmp_path):
 def _greedy_path(loaded, run_dir, prime_ids):
     """charrnn's greedy continuation (`charrnn sample -t 0`'s sampler) and the TF-restored
     model's teacher-forced logits over prime + path."""
-    from charrnn.store.loader import load_run
     from charrnn.generate.choice import Options
     from charrnn.generate.sampler import Sampler, start_id
+    from charrnn.store.loader import load_run
 
-    sampler = Sampler(loaded.weights, 1, Options(temperature=0), start_id=start_id(loaded.vocab),
-                      engine="numpy")
+    sampler = Sampler(
+        loaded.weights, 1, Options(temperature=0), start_id=start_id(loaded.vocab), engine="numpy"
+    )
     sampler.prime(prime_ids)
     ids = [int(i) for i in prime_ids] + [int(i) for i in sampler.generate(STEPS)[0]]
     model = load_run(run_dir).model
@@ -53,7 +53,10 @@ def _check_teacher_forced(driver, run_dir, prime, tmp_path):
     url = browser.open_page(driver, page)
     browser.assert_offline(driver, url)
     prime_ids = loaded.vocab.encode(prime)
-    assert driver.execute_script("return window.charrnn.encode(arguments[0])", prime) == prime_ids.tolist()
+    assert (
+        driver.execute_script("return window.charrnn.encode(arguments[0])", prime)
+        == prime_ids.tolist()
+    )
     ids, expected = _greedy_path(loaded, run_dir, prime_ids)
     got = np.array(driver.execute_script("return window.charrnn.logits(arguments[0])", ids))
     assert got.shape == expected.shape == (len(ids), len(loaded.vocab))
@@ -70,12 +73,19 @@ def _generate(driver, prime, temperature, topk, length):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    for name, value in (("prime", prime), ("temperature", temperature), ("topk", topk), ("length", length)):
+    for name, value in (
+        ("prime", prime),
+        ("temperature", temperature),
+        ("topk", topk),
+        ("length", length),
+    ):
         box = driver.find_element(By.ID, name)
         box.clear()
         box.send_keys(str(value))
     driver.find_element(By.ID, "generate").click()
-    WebDriverWait(driver, 60).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done")
+    WebDriverWait(driver, 60).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done"
+    )
     return driver.find_element(By.ID, "out").get_attribute("textContent")
 
 
@@ -113,16 +123,29 @@ def _random_parallel_loaded(symbols, cell, layers, units, seed):
     from charrnn.text import Vocab
 
     rng = np.random.default_rng(seed)
-    args = {"vocab_size": len(symbols), "cell": cell, "num_layers": layers, "rnn_size": units,
-            "embedding_size": units}
+    args = {
+        "vocab_size": len(symbols),
+        "cell": cell,
+        "num_layers": layers,
+        "rnn_size": units,
+        "embedding_size": units,
+    }
     tensors = {}
     for name, shape in expected_shapes(args).items():
         if name.endswith("norm"):
             tensors[name] = 1 + rng.normal(scale=0.2, size=shape)
         else:
-            tensors[name] = rng.normal(scale=shape[0] ** -0.5 if len(shape) == 2 else 0.1, size=shape)
-    loaded = LoadedModel("random", args, Vocab(sorted(symbols)), {}, checkpoint="random",
-                         tensors={k: v.astype(np.float32) for k, v in tensors.items()})
+            tensors[name] = rng.normal(
+                scale=shape[0] ** -0.5 if len(shape) == 2 else 0.1, size=shape
+            )
+    loaded = LoadedModel(
+        "random",
+        args,
+        Vocab(sorted(symbols)),
+        {},
+        checkpoint="random",
+        tensors={k: v.astype(np.float32) for k, v in tensors.items()},
+    )
     assert loaded.weights.final_norm is not None
     return loaded
 
@@ -131,10 +154,11 @@ def _random_parallel_loaded(symbols, cell, layers, units, seed):
 def test_web_page_every_cell_matches_the_numpy_step(cell, driver, tmp_path):
     """Wider random models (3x96, every cell type, incl. the plain RNN no test run trains)
     against charrnn.generate's NumPy step, with the same tolerance."""
-    from charrnn.nn.cells import PARALLEL
-    from charrnn.nn.step import cell_step, NumpyOps
-    from charrnn.export.webpage import write_page
     from test_visualize import _random_loaded
+
+    from charrnn.export.webpage import write_page
+    from charrnn.nn.cells import PARALLEL
+    from charrnn.nn.step import NumpyOps, cell_step
 
     symbols = set("abcdefgh ijklmnop\n.,")
     if cell in PARALLEL:
@@ -142,8 +166,9 @@ def test_web_page_every_cell_matches_the_numpy_step(cell, driver, tmp_path):
     else:
         # weights small enough that the net is not chaotic (else any rounding difference
         # grows without bound and no two float32 implementations agree after a few dozen steps)
-        loaded = _random_loaded(symbols, cell=cell, layers=3, units=96, seed=3,
-                                scale=0.08 if cell == "rnn" else 0.3)
+        loaded = _random_loaded(
+            symbols, cell=cell, layers=3, units=96, seed=3, scale=0.08 if cell == "rnn" else 0.3
+        )
     page = tmp_path / f"{cell}.html"
     write_page(loaded, page)
     url = browser.open_page(driver, page)

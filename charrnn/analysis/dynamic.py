@@ -15,8 +15,8 @@ from charrnn.backend import tensorflow
 
 # Chosen on the held-out tails of three corpora (benchmarks/RESULTS.md, 'evaluate --dynamic'):
 # the best of 0.01-1.0 x 25-200 symbols across them, or close to it
-SEGMENT = 50     # symbols scored per update
-LR = 0.1         # SGD learning rate per segment
+SEGMENT = 50  # symbols scored per update
+LR = 0.1  # SGD learning rate per segment
 
 
 def dynamic_scorer(model, segment=SEGMENT, lr=LR):
@@ -46,11 +46,14 @@ def dynamic_scorer(model, segment=SEGMENT, lr=LR):
         try:
             for s in range(0, len(ids) - 1, segment):
                 n = min(segment, len(ids) - 1 - s)
-                x, y, mask = (np.zeros((1, segment), np.int32), np.zeros((1, segment), np.int32),
-                              np.zeros((1, segment), np.float32))
-                x[0, :n], y[0, :n], mask[0, :n] = ids[s:s + n], ids[s + 1:s + n + 1], 1
+                x, y, mask = (
+                    np.zeros((1, segment), np.int32),
+                    np.zeros((1, segment), np.int32),
+                    np.zeros((1, segment), np.float32),
+                )
+                x[0, :n], y[0, :n], mask[0, :n] = ids[s : s + n], ids[s + 1 : s + n + 1], 1
                 nll, states = step(tf.constant(x), tf.constant(y), tf.constant(mask), states)
-                out[s + 1:s + n + 1] = nll.numpy()[0, :n]
+                out[s + 1 : s + n + 1] = nll.numpy()[0, :n]
         finally:
             for v, value in zip(variables, saved):
                 v.assign(value)

@@ -13,12 +13,30 @@ from charrnn.analysis import scoring
 from charrnn.analysis.dynamic import dynamic_scorer
 from charrnn.text import iter_text, to_cps
 
-_SUMMED = ("chars", "scored_chars", "in_vocab_chars", "symbols", "predictions", "nats",
-           "in_vocab_nats", "oov_chars")
+_SUMMED = (
+    "chars",
+    "scored_chars",
+    "in_vocab_chars",
+    "symbols",
+    "predictions",
+    "nats",
+    "in_vocab_nats",
+    "oov_chars",
+)
 
 
-def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warning=None,
-             on_part=None, on_line=None, dynamic=None, chunk=None) -> dict:
+def evaluate(
+    run,
+    files,
+    encoding=None,
+    errors="strict",
+    streams=None,
+    on_warning=None,
+    on_part=None,
+    on_line=None,
+    dynamic=None,
+    chunk=None,
+) -> dict:
     """Score each of ``files`` (paths, ``-`` for stdin) with ``run`` (a
     charrnn.store.loaded.LoadedModel).
 
@@ -40,13 +58,20 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
     sums = dict.fromkeys(_SUMMED, 0)
     for path in files:
         info = {}
-        texts = iter_text(path, encoding=encoding, errors=errors, newlines=run.newlines,
-                          info=info, on_warning=on_warning)
+        texts = iter_text(
+            path,
+            encoding=encoding,
+            errors=errors,
+            newlines=run.newlines,
+            info=info,
+            on_warning=on_warning,
+        )
         name = "standard input" if path == "-" else path
         mine = dict.fromkeys(_SUMMED, 0)
         oov, lines = {}, Lines(path)
-        for part in scoring.score_parts(run.model, vocab, texts, streams, step, name, nats_of,
-                                        chunk or scoring.CHUNK):
+        for part in scoring.score_parts(
+            run.model, vocab, texts, streams, step, name, nats_of, chunk or scoring.CHUNK
+        ):
             for k, v in part.figures().items():
                 if k in mine:
                     mine[k] += v
@@ -57,16 +82,32 @@ def evaluate(run, files, encoding=None, errors="strict", streams=None, on_warnin
                 on_line(line)
         for line in lines.close() if on_line else ():
             on_line(line)
-        results.append({"path": path, "encoding": info.get("encoding"),
-                        "oov_distinct": "".join(oov), **scoring.figures(**mine)})
+        results.append(
+            {
+                "path": path,
+                "encoding": info.get("encoding"),
+                "oov_distinct": "".join(oov),
+                **scoring.figures(**mine),
+            }
+        )
         for k in _SUMMED:
             sums[k] += mine[k]
-    return {"run": run.path, "checkpoint": run.checkpoint, "step": run.step,
-            "jamo": vocab.jamo, "unk": vocab.unk_id is not None,
-            "scoring": {"pieces": 1 if dynamic else streams or "auto", "warmup": scoring.WARMUP,
-                        "part_chars": None if dynamic else chunk or scoring.CHUNK,
-                        **({"dynamic": dynamic} if dynamic else {}), **scoring.escape_info(vocab)},
-            "files": results, "total": scoring.figures(**sums)}
+    return {
+        "run": run.path,
+        "checkpoint": run.checkpoint,
+        "step": run.step,
+        "jamo": vocab.jamo,
+        "unk": vocab.unk_id is not None,
+        "scoring": {
+            "pieces": 1 if dynamic else streams or "auto",
+            "warmup": scoring.WARMUP,
+            "part_chars": None if dynamic else chunk or scoring.CHUNK,
+            **({"dynamic": dynamic} if dynamic else {}),
+            **scoring.escape_info(vocab),
+        },
+        "files": results,
+        "total": scoring.figures(**sums),
+    }
 
 
 def oov_distinct(scored) -> str:
@@ -101,13 +142,19 @@ class Lines:
     def feed(self, part):
         text, bits = part.text, part.char_bits
         for start, end, n, line_bits in part.line_bits():
-            seg = {"text": [text[start:end]], "chars": end - start, "bits": line_bits,
-                   "scored": n, "oov_chars": int(part.oov[start:end].sum()), "worst": None}
+            seg = {
+                "text": [text[start:end]],
+                "chars": end - start,
+                "bits": line_bits,
+                "scored": n,
+                "oov_chars": int(part.oov[start:end].sum()),
+                "worst": None,
+            }
             if n:
                 j = int(np.nanargmax(bits[start:end]))
                 seg["worst"] = (float(bits[start + j]), text[start + j], j)
             self.line = seg if self.line is None else _join(self.line, seg)
-            if text[end - 1:end] == "\n":
+            if text[end - 1 : end] == "\n":
                 yield from self.close()
 
     def close(self):
@@ -122,17 +169,28 @@ def _join(line, seg):
     if seg["worst"] and (worst is None or seg["worst"][0] > worst[0]):  # the first on a tie
         b, ch, j = seg["worst"]
         worst = (b, ch, line["chars"] + j)
-    return {"text": line["text"] + seg["text"], "chars": line["chars"] + seg["chars"],
-            "bits": line["bits"] + seg["bits"], "scored": line["scored"] + seg["scored"],
-            "oov_chars": line["oov_chars"] + seg["oov_chars"], "worst": worst}
+    return {
+        "text": line["text"] + seg["text"],
+        "chars": line["chars"] + seg["chars"],
+        "bits": line["bits"] + seg["bits"],
+        "scored": line["scored"] + seg["scored"],
+        "oov_chars": line["oov_chars"] + seg["oov_chars"],
+        "worst": worst,
+    }
 
 
 def _record(path, number, line):
     n, worst = line["scored"], line["worst"]
-    return {"path": path, "line": number, "text": "".join(line["text"]).removesuffix("\n"),
-            "chars": line["chars"], "bits": line["bits"],
-            "bits_per_char": line["bits"] / n if n else None, "oov_chars": line["oov_chars"],
-            "worst_char": worst[1] if worst else None,
-            "worst_column": worst[2] + 1 if worst else None,
-            "worst_prob": float(2.0 ** -worst[0]) if worst else None,
-            "worst_bits": worst[0] if worst else None}
+    return {
+        "path": path,
+        "line": number,
+        "text": "".join(line["text"]).removesuffix("\n"),
+        "chars": line["chars"],
+        "bits": line["bits"],
+        "bits_per_char": line["bits"] / n if n else None,
+        "oov_chars": line["oov_chars"],
+        "worst_char": worst[1] if worst else None,
+        "worst_column": worst[2] + 1 if worst else None,
+        "worst_prob": float(2.0 ** -worst[0]) if worst else None,
+        "worst_bits": worst[0] if worst else None,
+    }

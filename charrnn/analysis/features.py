@@ -41,7 +41,7 @@ def char_features(text: str) -> dict:
     block_from, line_comment = -1, False  # block_from: where an open /* began
     prev = ""
     for i, ch in enumerate(text):
-        nxt = text[i + 1:i + 2]
+        nxt = text[i + 1 : i + 2]
         if ch == "\n":
             c, ind, at_start, line_comment = 0, 0, True, False
             if prev == "\n":
@@ -69,8 +69,13 @@ def char_features(text: str) -> dict:
         if block_from >= 0 and ch == "/" and prev == "*" and i >= block_from + 3:
             block_from = -1  # the closing */ is still part of the comment
         prev = ch
-    return {"in_quotes": quote, "bracket_depth": depth, "line_position": col,
-            "indentation": indent, "in_comment": comment}
+    return {
+        "in_quotes": quote,
+        "bracket_depth": depth,
+        "line_position": col,
+        "indentation": indent,
+        "in_comment": comment,
+    }
 
 
 def jamo_position(symbol_cps) -> np.ndarray:
@@ -116,7 +121,10 @@ def rank_units(activations, features: dict, top=10, shifts=64, seed=0) -> dict:
         shifted = np.stack([np.roll(fs, int(k)) for k in offsets])  # (S, T)
         null = np.abs(shifted @ a).max(axis=1)  # per shift: the best chance hit
         order = np.argsort(-np.abs(r), kind="stable")[:top]
-        out[name] = {"top": [(int(u), float(r[u])) for u in order],
-                     "null_max": float(null.max()), "null_p95": float(np.percentile(null, 95)),
-                     "shifts": int(len(offsets))}
+        out[name] = {
+            "top": [(int(u), float(r[u])) for u in order],
+            "null_max": float(null.max()),
+            "null_p95": float(np.percentile(null, 95)),
+            "shifts": int(len(offsets)),
+        }
     return out

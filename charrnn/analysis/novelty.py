@@ -28,15 +28,23 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn.analysis.suffixes import (PEAK_PER_SYMBOL, SECONDS_PER_BYTE, ArrayReader,
-                                       FileReader, Suffixes, npy_chunks, npy_header,
-                                       sort_suffixes, write_npy)
+from charrnn.analysis.suffixes import (
+    PEAK_PER_SYMBOL,
+    SECONDS_PER_BYTE,
+    ArrayReader,
+    FileReader,
+    Suffixes,
+    npy_chunks,
+    npy_header,
+    sort_suffixes,
+    write_npy,
+)
 from charrnn.atomic import write_json_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store.dataset import load_dataset
 from charrnn.text import to_cps
 
-RUN = 20          # shared substrings this long or longer count as copied
+RUN = 20  # shared substrings this long or longer count as copied
 FORMAT = "charrnn-novelty/2"
 log = logging.getLogger(__name__)
 
@@ -55,8 +63,9 @@ class NoveltyIndex:
     """
 
     def __init__(self, text, sa, rank, alphabet, line_starts, name=""):
-        text, sa, line_starts = (x if hasattr(x, "rows") else ArrayReader(x)
-                                 for x in (text, sa, line_starts))
+        text, sa, line_starts = (
+            x if hasattr(x, "rows") else ArrayReader(x) for x in (text, sa, line_starts)
+        )
         self.suffixes = Suffixes(text, sa, rank)
         self.alphabet = np.asarray(alphabet, np.uint32)
         self._order = np.argsort(self.alphabet, kind="stable")
@@ -71,9 +80,11 @@ class NoveltyIndex:
         ids = ids.astype(np.uint16 if len(alphabet) <= 1 << 16 else np.uint32)
         with tempfile.TemporaryDirectory() as tmp:
             np.save(os.path.join(tmp, "text.npy"), ids)
-            rank = sort_suffixes(os.path.join(tmp, "text.npy"),
-                                 np.bincount(ids, minlength=len(alphabet)),
-                                 os.path.join(tmp, "sa.npy"))
+            rank = sort_suffixes(
+                os.path.join(tmp, "text.npy"),
+                np.bincount(ids, minlength=len(alphabet)),
+                os.path.join(tmp, "sa.npy"),
+            )
             sa = np.load(os.path.join(tmp, "sa.npy"), allow_pickle=False)
         return cls(ids, sa, rank, alphabet, np.flatnonzero(cps == 10) + 1, name)
 
@@ -84,8 +95,11 @@ class NoveltyIndex:
         pos = np.searchsorted(self.alphabet[self._order], cps)
         ok = pos < len(self.alphabet)
         ok[ok] = self.alphabet[self._order[pos[ok]]] == cps[ok]
-        return np.where(ok, self.suffixes.rank[self._order[np.where(ok, pos, 0)]], -1) \
-            if len(self.alphabet) else np.full(len(cps), -1)
+        return (
+            np.where(ok, self.suffixes.rank[self._order[np.where(ok, pos, 0)]], -1)
+            if len(self.alphabet)
+            else np.full(len(cps), -1)
+        )
 
     def matches(self, sample: str):
         """Per position i of ``sample``: (length of the longest prefix of sample[i:] found in
@@ -101,15 +115,27 @@ class NoveltyIndex:
             covered[i] += 1
             covered[i + lengths[i]] -= 1
         share = float((np.cumsum(covered)[:-1] > 0).mean()) if len(sample) else 0.0
-        out = {"chars": len(sample), "longest": 0, "longest_text": "", "offset": None,
-               "line": None, "column": None, f"copied_{RUN}": round(share, 4)}
+        out = {
+            "chars": len(sample),
+            "longest": 0,
+            "longest_text": "",
+            "offset": None,
+            "line": None,
+            "column": None,
+            f"copied_{RUN}": round(share, 4),
+        }
         if len(sample) and lengths.max() > 0:
             i = int(np.argmax(lengths))
             at = int(where[i])
             line = self._line(at)
             first = int(self.line_starts.rows(np.array([line - 1]), 1)[0, 0]) if line else 0
-            out.update(longest=int(lengths[i]), longest_text=sample[i:i + int(lengths[i])],
-                       offset=at, line=line + 1, column=at - first + 1)
+            out.update(
+                longest=int(lengths[i]),
+                longest_text=sample[i : i + int(lengths[i])],
+                offset=at,
+                line=line + 1,
+                column=at - first + 1,
+            )
         return out
 
     def _line(self, at) -> int:
@@ -138,13 +164,16 @@ def describe(i, r) -> str:
     if not r["longest"]:
         return f"Novelty, sample {i + 1}: shares no character with the training text"
     shown = r["longest_text"][:60] + ("..." if r["longest"] > 60 else "")
-    return (f"Novelty, sample {i + 1}: longest shared substring {r['longest']} characters, at "
-            f"line {r['line']}, column {r['column']} of the training text: {shown!r}; "
-            f"{r[f'copied_{RUN}']:.1%} of its {r['chars']} characters lie in shared runs of "
-            f"{RUN} or more")
+    return (
+        f"Novelty, sample {i + 1}: longest shared substring {r['longest']} characters, at "
+        f"line {r['line']}, column {r['column']} of the training text: {shown!r}; "
+        f"{r[f'copied_{RUN}']:.1%} of its {r['chars']} characters lie in shared runs of "
+        f"{RUN} or more"
+    )
 
 
 # --- the cached index of a run's training text ---------------------------------------
+
 
 class _Stale(Exception):
     """The cache cannot be used (the message says why; empty: there is none yet)."""
@@ -155,13 +184,17 @@ def index_for(loaded, on_info=None) -> NoveltyIndex:
     the cache or built now (and cached)."""
     data = (loaded.config or {}).get("data")
     if not data:
-        raise CharrnnError(f"{loaded.path} names no training data (a .safetensors file carries "
-                           "none): the novelty report needs a run directory whose dataset is "
-                           "still there")
+        raise CharrnnError(
+            f"{loaded.path} names no training data (a .safetensors file carries "
+            "none): the novelty report needs a run directory whose dataset is "
+            "still there"
+        )
     if not (Path(data) / "meta.json").is_file():
-        raise CharrnnError(f"the novelty report needs the run's training text, but its dataset "
-                           f"{data} (config.yaml's data) is gone; prepare it again there, or "
-                           "sample without --novelty")
+        raise CharrnnError(
+            f"the novelty report needs the run's training text, but its dataset "
+            f"{data} (config.yaml's data) is gone; prepare it again there, or "
+            "sample without --novelty"
+        )
     return dataset_index(data, on_info)
 
 
@@ -177,12 +210,16 @@ def dataset_index(data, on_info=None) -> NoveltyIndex:
         return _open(folder, ds)
     except _Stale as e:
         if str(e):
-            on_info(f"The cached novelty index in {folder} does not match its dataset ({e}); "
-                    "building it again")
+            on_info(
+                f"The cached novelty index in {folder} does not match its dataset ({e}); "
+                "building it again"
+            )
     chars = int(ds.meta.get("splits", {}).get("train", {}).get("chars", 0))
-    on_info(f"Indexing the training text of {data} for the novelty report (once; cached in "
-            f"{folder}): {chars:,} characters, ~{max(1, chars * SECONDS_PER_BYTE * 1.5):.0f} s "
-            f"and ~{chars * PEAK_PER_SYMBOL / 1e9:.1f} GB of memory")
+    on_info(
+        f"Indexing the training text of {data} for the novelty report (once; cached in "
+        f"{folder}): {chars:,} characters, ~{max(1, chars * SECONDS_PER_BYTE * 1.5):.0f} s "
+        f"and ~{chars * PEAK_PER_SYMBOL / 1e9:.1f} GB of memory"
+    )
     t = time.perf_counter()
     tmp = None
     try:
@@ -230,9 +267,12 @@ def _array(path, dtypes, length=None, whole=False):
     given); else _Stale."""
     try:
         shape, dtype, offset = npy_header(path)
-        if len(shape) != 1 or dtype not in [np.dtype(d) for d in dtypes] or \
-                (length is not None and shape[0] != length) or \
-                os.path.getsize(path) != offset + shape[0] * dtype.itemsize:
+        if (
+            len(shape) != 1
+            or dtype not in [np.dtype(d) for d in dtypes]
+            or (length is not None and shape[0] != length)
+            or os.path.getsize(path) != offset + shape[0] * dtype.itemsize
+        ):
             raise _Stale(f"{path.name} is not the array it should be")
         return np.load(path, allow_pickle=False) if whole else FileReader(path)
     except (OSError, ValueError) as e:
@@ -246,21 +286,26 @@ def _open(folder: Path, ds) -> NoveltyIndex:
         raise _Stale("") from None
     except (OSError, ValueError) as e:
         raise _Stale(f"index.json: {e}") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT or \
-            not all(isinstance(info.get(k), int) for k in ("symbols", "vocab", "lines")):
+    if (
+        not isinstance(info, dict)
+        or info.get("format") != FORMAT
+        or not all(isinstance(info.get(k), int) for k in ("symbols", "vocab", "lines"))
+    ):
         raise _Stale(f"index.json is not {FORMAT}")
     train = Path(ds.path) / "train.npy"
     if info.get("train") != _fingerprint(train):
         raise _Stale("its train.npy is not the one the index was built from")
     n, v = info["symbols"], info["vocab"]
-    text = _array(folder / "text.npy" if info.get("text") == "cache" else train,
-                  ("u1", "<u2", "<u4"), n)
+    text = _array(
+        folder / "text.npy" if info.get("text") == "cache" else train, ("u1", "<u2", "<u4"), n
+    )
     sa = _array(folder / "sa.npy", ("<i4",) if n < 1 << 31 else ("<i8",), n)
     rank = _array(folder / "rank.npy", ("<i4",), v, whole=True)
     alphabet = _array(folder / "alphabet.npy", ("<u4",), v, whole=True)
     lines = _array(folder / "lines.npy", ("<i8",), info["lines"])
-    if not np.array_equal(np.sort(rank), np.arange(v)) or \
-            (v > 1 and not (np.diff(np.sort(alphabet).astype(np.int64)) > 0).all()):
+    if not np.array_equal(np.sort(rank), np.arange(v)) or (
+        v > 1 and not (np.diff(np.sort(alphabet).astype(np.int64)) > 0).all()
+    ):
         raise _Stale("rank.npy or alphabet.npy is not a numbering of the characters")
     index = NoveltyIndex(text, sa, rank, alphabet, lines, str(ds.path))
     if not index.suffixes.check_order():
@@ -281,8 +326,10 @@ def _build(folder: Path, ds, on_info):
     starts, at = [], 0
     for ids in npy_chunks(text_path):
         if len(ids) and int(ids.max()) >= len(alphabet):
-            raise CharrnnError(f"{train} holds id {int(ids.max())}, outside its vocabulary of "
-                               f"{len(alphabet)} symbols; prepare the dataset again")
+            raise CharrnnError(
+                f"{train} holds id {int(ids.max())}, outside its vocabulary of "
+                f"{len(alphabet)} symbols; prepare the dataset again"
+            )
         counts += np.bincount(ids, minlength=len(alphabet))
         if len(newline):
             starts.append(np.flatnonzero(ids == newline[0]) + at + 1)
@@ -293,10 +340,17 @@ def _build(folder: Path, ds, on_info):
     rank = sort_suffixes(text_path, counts, folder / "sa.npy", on_info)
     np.save(folder / "rank.npy", rank.astype(np.int32))
     np.save(folder / "alphabet.npy", np.asarray(alphabet, np.uint32))
-    write_json_atomic(folder / "index.json", {
-        "format": FORMAT, "symbols": at, "vocab": len(alphabet),
-        "lines": int(counts[newline].sum()), "text": "cache" if ds.vocab.jamo else "dataset",
-        "train": _fingerprint(train)})
+    write_json_atomic(
+        folder / "index.json",
+        {
+            "format": FORMAT,
+            "symbols": at,
+            "vocab": len(alphabet),
+            "lines": int(counts[newline].sum()),
+            "text": "cache" if ds.vocab.jamo else "dataset",
+            "train": _fingerprint(train),
+        },
+    )
 
 
 def _number_characters(ds, out) -> np.ndarray:
@@ -314,7 +368,9 @@ def _number_characters(ds, out) -> np.ndarray:
     for cps in chars():
         alphabet, n = np.union1d(alphabet, cps).astype(np.uint32), n + len(cps)
     if len(alphabet) > 1 << 16:
-        raise CharrnnError(f"the novelty index handles up to 65,536 distinct characters; "
-                           f"{train} has {len(alphabet):,}")
+        raise CharrnnError(
+            f"the novelty index handles up to 65,536 distinct characters; "
+            f"{train} has {len(alphabet):,}"
+        )
     write_npy(out, np.uint16, n, (np.searchsorted(alphabet, cps) for cps in chars()))
     return alphabet

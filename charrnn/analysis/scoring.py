@@ -53,19 +53,23 @@ from charrnn.errors import CharrnnError
 from charrnn.text import ESC, to_cps
 from charrnn.text.jamo import extra_symbols_table
 
-WARMUP = 256         # unscored context symbols read before each piece after the first
-WINDOW = 256         # symbols per compiled call, at most
-MIN_PIECE = 1024     # scored symbols per piece when choosing the number of pieces
+WARMUP = 256  # unscored context symbols read before each piece after the first
+WINDOW = 256  # symbols per compiled call, at most
+MIN_PIECE = 1024  # scored symbols per piece when choosing the number of pieces
 MAX_PIECES = 64
-CHUNK = 1 << 20      # characters a streamed text is scored in at a time (flat memory)
+CHUNK = 1 << 20  # characters a streamed text is scored in at a time (flat memory)
 LOGITS_BYTES = 1 << 26  # one call's float32 logits (pieces x window x vocabulary), at most
 LN2 = math.log(2.0)
 
 # (first, last, name), checked in order; what is left of the BMP (U+0800..U+FFFF without
 # the syllables and ideographs, surrogates included) is one more class.
-_CLASSES = ((0xAC00, 0xD7A3, "hangul syllable"), (0x4E00, 0x9FFF, "cjk ideograph"),
-            (0x0000, 0x007F, "ascii"), (0x0080, 0x07FF, "two-byte"),
-            (0x10000, 0x10FFFF, "supplementary"))
+_CLASSES = (
+    (0xAC00, 0xD7A3, "hangul syllable"),
+    (0x4E00, 0x9FFF, "cjk ideograph"),
+    (0x0000, 0x007F, "ascii"),
+    (0x0080, 0x07FF, "two-byte"),
+    (0x10000, 0x10FFFF, "supplementary"),
+)
 _BMP_REST = 0x10000 - 0x800 - (0xD7A3 - 0xAC00 + 1) - (0x9FFF - 0x4E00 + 1)  # 31,324
 
 
@@ -86,6 +90,7 @@ def escape_probability(vocab):
 
 
 # --- symbols ----------------------------------------------------------------------
+
 
 def pieces_for(predictions: int, pieces=None) -> int:
     """How many pieces to score side by side (default: one per MIN_PIECE, at most MAX_PIECES)."""
@@ -131,19 +136,20 @@ class Spans:
     after the last window (``states`` after :meth:`windows`) carry on exactly."""
 
     def __init__(self, n, first, end, warmup=WARMUP, window=WINDOW, exact=False):
-        self.n = n                                          # symbols in the text
-        m = n - 1                                           # predictions: targets 1..m
+        self.n = n  # symbols in the text
+        m = n - 1  # predictions: targets 1..m
         self.first, self.end = first, np.minimum(m + 1, end)
-        self.start = np.maximum(0, first - 1 - warmup)      # first input read
-        self.lengths = self.end - 1 - self.start            # inputs read per piece
+        self.start = np.maximum(0, first - 1 - warmup)  # first input read
+        self.lengths = self.end - 1 - self.start  # inputs read per piece
         longest = int(self.lengths.max())
         if exact:
             rest = longest % window
             self.widths = [window] * (longest // window) + [
-                1 << k for k in reversed(range(rest.bit_length())) if rest >> k & 1]
+                1 << k for k in reversed(range(rest.bit_length())) if rest >> k & 1
+            ]
         else:
             calls = -(-longest // window)
-            self.widths = [-(-longest // calls)] * calls    # little padding
+            self.widths = [-(-longest // calls)] * calls  # little padding
         self.calls, self.width = len(self.widths), self.widths[0]
         self.scored = int(np.maximum(0, self.end - self.first).sum())
         self.states = None
@@ -171,8 +177,9 @@ class Spans:
         b = max(1, min(MAX_PIECES, symbols // MIN_PIECE))
         per = max(1, symbols // b)
         first = 1 + np.round(np.arange(b) * ((m - per) / max(1, b - 1))).astype(np.int64)
-        return cls(n, first, first + per, warmup,
-                   window_for(b, vocab_size) if vocab_size else WINDOW)
+        return cls(
+            n, first, first + per, warmup, window_for(b, vocab_size) if vocab_size else WINDOW
+        )
 
     @property
     def whole(self) -> bool:
@@ -181,8 +188,10 @@ class Spans:
     def describe(self) -> str:
         if self.whole:
             return f"the whole split ({self.scored:,} symbols)"
-        return (f"a fixed subset: {len(self.first)} pieces of {self.scored // len(self.first):,} "
-                f"symbols, {self.scored:,} of {self.n - 1:,} ({self.scored / (self.n - 1):.1%})")
+        return (
+            f"a fixed subset: {len(self.first)} pieces of {self.scored // len(self.first):,} "
+            f"symbols, {self.scored:,} of {self.n - 1:,} ({self.scored / (self.n - 1):.1%})"
+        )
 
     def identity(self, ids) -> str:
         """Names the pieces and the symbols they score, for checkpoints: evaluations with
@@ -206,7 +215,7 @@ class Spans:
         for w in self.widths:
             cols = np.arange(c, c + w)
             c += w
-            pos = self.start[:, None] + cols[None, :]      # input position of each column
+            pos = self.start[:, None] + cols[None, :]  # input position of each column
             x = np.asarray(ids[np.minimum(pos, m).ravel()], np.int32).reshape(b, w)
             y = np.asarray(ids[np.minimum(pos + 1, m).ravel()], np.int32).reshape(b, w)
             nll, states = step(x, y, states)
@@ -240,19 +249,21 @@ def mean_nats(model, ids, pieces=None, step=None, spans=None):
 
 # --- text -------------------------------------------------------------------------
 
+
 @dataclass
 class Scored:
     """A text, or one part of a streamed text (:func:`score_parts`), scored under the
     definition above.  Arrays are per symbol or per character of ``text``."""
+
     text: str
-    ids: np.ndarray            # the symbols the model read
-    symbol_nats: np.ndarray    # per symbol; NaN for context
-    symbol_char: np.ndarray    # index in ``text`` of the character each symbol spells
-    char_nats: np.ndarray      # per character, OOV charge included; NaN for context
-    oov: np.ndarray            # per character: outside the vocabulary
-    context: int               # leading characters that are context only (usually 1; 0 in
-                               # the parts of a streamed text after the first character)
-    unk_symbols: int           # symbols that stand for an OOV character (unknown symbol)
+    ids: np.ndarray  # the symbols the model read
+    symbol_nats: np.ndarray  # per symbol; NaN for context
+    symbol_char: np.ndarray  # index in ``text`` of the character each symbol spells
+    char_nats: np.ndarray  # per character, OOV charge included; NaN for context
+    oov: np.ndarray  # per character: outside the vocabulary
+    context: int  # leading characters that are context only (usually 1; 0 in
+    # the parts of a streamed text after the first character)
+    unk_symbols: int  # symbols that stand for an OOV character (unknown symbol)
 
     @property
     def char_bits(self):
@@ -278,32 +289,45 @@ class Scored:
         nats = self.symbol_nats[~np.isnan(self.symbol_nats)]
         in_vocab = ~np.isnan(self.char_nats) & ~self.oov
         return figures(
-            chars=len(self.text), scored_chars=len(self.text) - self.context,
-            in_vocab_chars=int(in_vocab.sum()), symbols=len(self.ids),
+            chars=len(self.text),
+            scored_chars=len(self.text) - self.context,
+            in_vocab_chars=int(in_vocab.sum()),
+            symbols=len(self.ids),
             predictions=len(nats) - self.unk_symbols,
             nats=float(np.nansum(self.char_nats)),
             in_vocab_nats=float(self.char_nats[in_vocab].sum()),
-            oov_chars=int(self.oov.sum()))
+            oov_chars=int(self.oov.sum()),
+        )
 
 
-def figures(chars, scored_chars, in_vocab_chars, symbols, predictions, nats, in_vocab_nats,
-            oov_chars) -> dict:
+def figures(
+    chars, scored_chars, in_vocab_chars, symbols, predictions, nats, in_vocab_nats, oov_chars
+) -> dict:
     """Counts and figures.  Summing the counts and nats of several texts and calling this
     again gives their joint figures.
 
     nats: everything scored, OOV charge included; in_vocab_nats: the in-vocabulary
     characters only (also the nats of the ``predictions`` symbols that spell them).
     """
+
     def per(x, n):
         return x / n if n else None
 
-    return {"chars": chars, "scored_chars": scored_chars, "oov_chars": oov_chars,
-            "in_vocab_chars": in_vocab_chars, "symbols": symbols, "predictions": predictions,
-            "nats": nats, "in_vocab_nats": in_vocab_nats, "oov_bits": (nats - in_vocab_nats) / LN2,
-            "loss_nats": per(in_vocab_nats, predictions),
-            "bits_per_symbol": per(in_vocab_nats / LN2, predictions),
-            "bits_per_char": per(nats / LN2, scored_chars),
-            "bits_per_char_in_vocab": per(in_vocab_nats / LN2, in_vocab_chars)}
+    return {
+        "chars": chars,
+        "scored_chars": scored_chars,
+        "oov_chars": oov_chars,
+        "in_vocab_chars": in_vocab_chars,
+        "symbols": symbols,
+        "predictions": predictions,
+        "nats": nats,
+        "in_vocab_nats": in_vocab_nats,
+        "oov_bits": (nats - in_vocab_nats) / LN2,
+        "loss_nats": per(in_vocab_nats, predictions),
+        "bits_per_symbol": per(in_vocab_nats / LN2, predictions),
+        "bits_per_char": per(nats / LN2, scored_chars),
+        "bits_per_char_in_vocab": per(in_vocab_nats / LN2, in_vocab_chars),
+    }
 
 
 def _symbols_of_each_char(vocab, cps):
@@ -323,7 +347,7 @@ def _encode(vocab, text):
     oov = np.isin(cps, bad_cps)
     unk = vocab.unk_id is not None
     per_char = _symbols_of_each_char(vocab, cps)
-    per_char[oov] = 1 if unk else 0            # the unknown symbol, or left out
+    per_char[oov] = 1 if unk else 0  # the unknown symbol, or left out
     ids = vocab.encode(text, unknown="unk" if unk else "skip")
     if len(ids) != per_char.sum():  # would mean a bug here, never bad input
         raise RuntimeError(f"internal error: {len(ids)} symbols, expected {per_char.sum()}")
@@ -343,23 +367,24 @@ class TextScorer:
         self.model, self.vocab, self.pieces, self.nats_of = model, vocab, pieces, nats_of
         self.step = step if step or nats_of else make_step(model)
         self.tail = np.zeros(0, np.int32)  # the last WARMUP + 1 symbols read
-        self.symbols = 0                   # read so far
-        self.states = None                 # one piece: its state after them
-        self.started = False               # the first readable character (context) seen
+        self.symbols = 0  # read so far
+        self.states = None  # one piece: its state after them
+        self.started = False  # the first readable character (context) seen
 
     def part(self, text: str) -> "Scored":
         cps, oov, bad_cps, ids, symbol_char = _encode(self.vocab, text)
         nats = self._nats(ids)
-        context = len(cps)                 # nothing readable yet: all context
+        context = len(cps)  # nothing readable yet: all context
         if self.started:
             context = 0
         elif len(ids):
             context = int(symbol_char[0]) + 1
-            nats[:int(np.searchsorted(symbol_char, context))] = np.nan
+            nats[: int(np.searchsorted(symbol_char, context))] = np.nan
             self.started = True
         unk = self.vocab.unk_id is not None
-        char_nats = np.bincount(symbol_char, weights=np.nan_to_num(nats),
-                                minlength=len(cps)).astype(np.float64)  # int64 if no symbols
+        char_nats = np.bincount(
+            symbol_char, weights=np.nan_to_num(nats), minlength=len(cps)
+        ).astype(np.float64)  # int64 if no symbols
         if len(bad_cps):
             spell = np.log([char_class(chr(c))[1] for c in bad_cps])
             where = np.flatnonzero(oov)
@@ -386,10 +411,12 @@ class TextScorer:
         lo = len(self.tail) + (self.symbols == 0)  # the first target of this part
         if len(buf) > lo:
             b = pieces_for(len(buf) - lo, self.pieces)
-            spans = Spans.cover(len(buf), b, WARMUP, window_for(b, self.model.vocab_size), lo,
-                                exact=one)
-            for where, nll in spans.windows(self.model, buf, self.step, self.states if one
-                                            else None):
+            spans = Spans.cover(
+                len(buf), b, WARMUP, window_for(b, self.model.vocab_size), lo, exact=one
+            )
+            for where, nll in spans.windows(
+                self.model, buf, self.step, self.states if one else None
+            ):
                 out[where - len(self.tail)] = nll
             self.states = spans.states
         self.symbols += len(ids)
@@ -397,8 +424,9 @@ class TextScorer:
         return out
 
 
-def score_parts(model, vocab, texts, pieces=None, step=None, name="the text", nats_of=None,
-                chunk=CHUNK):
+def score_parts(
+    model, vocab, texts, pieces=None, step=None, name="the text", nats_of=None, chunk=CHUNK
+):
     """Score the text that ``texts`` (strings) make together, ``chunk`` characters at a
     time (None: all at once): yields its :class:`Scored` parts in order; their figures
     add up to the text's.  Nothing is yielded until a symbol has been scored, so a text
@@ -419,8 +447,10 @@ def score_parts(model, vocab, texts, pieces=None, step=None, name="the text", na
         else:
             held.append(scored)
     if held is not None:
-        raise CharrnnError(f"{name} has {chars} character(s) of which the model can read "
-                           f"{readable}; scoring needs at least 2 (the first is only context)")
+        raise CharrnnError(
+            f"{name} has {chars} character(s) of which the model can read "
+            f"{readable}; scoring needs at least 2 (the first is only context)"
+        )
 
 
 def _parts(texts, chunk):
@@ -438,8 +468,9 @@ def _parts(texts, chunk):
         yield rest
 
 
-def score_text(model, vocab, text: str, pieces=None, step=None, name="the text",
-               nats_of=None) -> Scored:
+def score_text(
+    model, vocab, text: str, pieces=None, step=None, name="the text", nats_of=None
+) -> Scored:
     """Score ``text`` (already through the run's newline policy) under the definition above:
     :func:`score_parts` with the whole text as one part.
 

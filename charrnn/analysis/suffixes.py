@@ -4,7 +4,8 @@ query on it that reads only the pieces it needs (charrnn.analysis.novelty uses b
 Building.  libdivsufsort (pydivsufsort) sorts bytes.  Ids of a vocabulary past 256 symbols
 are written as a byte code first: the commonest symbols one byte each (as many as leave
 room: 255 of 300 symbols, 222 of 8,779), the rest two bytes, a prefix-free code whose
-byte order is the order of the symbols' ranks.  The suffixes that start at a code's first byte then sort exactly as the symbol strings do (rank order,
+byte order is the order of the symbols' ranks.  The suffixes that start at a code's first
+byte then sort exactly as the symbol strings do (rank order,
 a shorter string first), so after the sort the array keeps those entries, mapped back to
 symbol positions.  Peak memory: the coded text (n + r bytes for n symbols, r of them with
 two-byte codes), its byte suffix array (4 bytes each, 8 past 2**31 bytes) and r positions
@@ -31,22 +32,26 @@ import numpy as np
 
 from charrnn.errors import CharrnnError
 
-CHUNK = 1 << 18                # items a pass handles at a time: a few MB of temporaries
-MAX_SYMBOLS = 1 << 16          # the byte code has room for this many distinct symbols
-PEAK_PER_SYMBOL = 5            # bytes a symbol while sorting, when few symbols need 2 bytes
-SECONDS_PER_BYTE = 1.5e-7      # libdivsufsort: 3.5 s for 50 MB of .py, 52 s for 196 MB (busy)
+CHUNK = 1 << 18  # items a pass handles at a time: a few MB of temporaries
+MAX_SYMBOLS = 1 << 16  # the byte code has room for this many distinct symbols
+PEAK_PER_SYMBOL = 5  # bytes a symbol while sorting, when few symbols need 2 bytes
+SECONDS_PER_BYTE = 1.5e-7  # libdivsufsort: 3.5 s for 50 MB of .py, 52 s for 196 MB (busy)
 EXTRA = "pip install 'charrnn[novelty]'"
 
 
 # --- reading ids from a .npy without keeping them mapped -------------------------
+
 
 def npy_header(path):
     """(shape, dtype, offset of the data) of the .npy file ``path`` (no pickle: object
     arrays are refused)."""
     with open(path, "rb") as f:
         major, _ = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if major == 1 else \
-            np.lib.format.read_array_header_2_0
+        read = (
+            np.lib.format.read_array_header_1_0
+            if major == 1
+            else np.lib.format.read_array_header_2_0
+        )
         shape, fortran, dtype = read(f)
         if dtype.hasobject or fortran:
             raise ValueError(f"{path} is not a plain array")
@@ -69,13 +74,16 @@ def npy_chunks(path, chunk=CHUNK):
 
 # --- the byte code -----------------------------------------------------------------
 
+
 def byte_code(counts):
     """``(rank, k)``: rank[id] orders the symbols by count (commonest first, ties by id);
     ranks below k get one byte (the rank), the others two (k + (r-k) // 256, (r-k) % 256)."""
     v = len(counts)
     if v > MAX_SYMBOLS:
-        raise CharrnnError(f"the novelty index handles up to {MAX_SYMBOLS:,} distinct "
-                           f"characters; this text has {v:,}")
+        raise CharrnnError(
+            f"the novelty index handles up to {MAX_SYMBOLS:,} distinct "
+            f"characters; this text has {v:,}"
+        )
     k = 256 if v <= 256 else (MAX_SYMBOLS - v) // 255  # the most one-byte codes that leave room
     order = np.argsort(-np.asarray(counts, np.int64), kind="stable")
     rank = np.empty(v, np.int32)
@@ -115,8 +123,14 @@ def write_npy(path, dtype, n, chunks):
     time; returns how many were written."""
     written = 0
     with open(path, "wb") as f:
-        np.lib.format.write_array_header_2_0(f, {"descr": np.lib.format.dtype_to_descr(
-            np.dtype(dtype)), "fortran_order": False, "shape": (int(n),)})
+        np.lib.format.write_array_header_2_0(
+            f,
+            {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                "fortran_order": False,
+                "shape": (int(n),),
+            },
+        )
         for part in chunks:
             f.write(np.ascontiguousarray(part, dtype).tobytes())
             written += len(part)
@@ -129,23 +143,26 @@ def sort_suffixes(ids_path, counts, out_path, on_info=None):
     try:
         from pydivsufsort import divsufsort
     except ImportError:
-        raise CharrnnError(f"the novelty report needs the Python package 'pydivsufsort'; "
-                           f"install it with {EXTRA}") from None
+        raise CharrnnError(
+            f"the novelty report needs the Python package 'pydivsufsort'; install it with {EXTRA}"
+        ) from None
     shape, _, _ = npy_header(ids_path)
     n = int(shape[0])
     rank, k = byte_code(counts)
     coded, wide = _encode(npy_chunks(ids_path), n + int(np.sum(counts, where=rank >= k)), rank, k)
     if on_info:
         gb = (len(coded) * (5 if len(coded) < 1 << 31 else 9) + wide.nbytes) / 1e9
-        on_info(f"Sorting the suffixes of {n:,} characters ({len(coded):,} bytes coded): one "
-                f"call, ~{len(coded) * SECONDS_PER_BYTE:.0f} s, ~{gb:.1f} GB of memory")
+        on_info(
+            f"Sorting the suffixes of {n:,} characters ({len(coded):,} bytes coded): one "
+            f"call, ~{len(coded) * SECONDS_PER_BYTE:.0f} s, ~{gb:.1f} GB of memory"
+        )
     t = time.perf_counter()
     sa = divsufsort(coded) if len(coded) else np.zeros(0, np.int32)
     del coded
 
     def symbol_positions():  # the byte positions where a code starts, as symbol positions
         for start in range(0, len(sa), CHUNK):
-            p = sa[start:start + CHUNK].astype(np.int64)
+            p = sa[start : start + CHUNK].astype(np.int64)
             if not len(wide):
                 yield p
                 continue
@@ -163,6 +180,7 @@ def sort_suffixes(ids_path, counts, out_path, on_info=None):
 
 # --- querying ----------------------------------------------------------------------
 
+
 class ArrayReader:
     """Rows of consecutive items of an in-memory 1-D array (zeros past its end)."""
 
@@ -171,8 +189,11 @@ class ArrayReader:
 
     def rows(self, starts, width):
         pos = starts[:, None] + np.arange(width)
-        return np.where(pos < self.n, self.array[np.minimum(pos, max(0, self.n - 1))], 0) \
-            if self.n else np.zeros(pos.shape, np.int64)
+        return (
+            np.where(pos < self.n, self.array[np.minimum(pos, max(0, self.n - 1))], 0)
+            if self.n
+            else np.zeros(pos.shape, np.int64)
+        )
 
 
 class FileReader:
@@ -189,8 +210,9 @@ class FileReader:
         item = self.dtype.itemsize
         uniq, inverse = np.unique(starts, return_inverse=True)
         size = width * item
-        data = b"".join(os.pread(self.fd, size, self.offset + int(s) * item).ljust(size, b"\0")
-                        for s in uniq)
+        data = b"".join(
+            os.pread(self.fd, size, self.offset + int(s) * item).ljust(size, b"\0") for s in uniq
+        )
         return np.frombuffer(data, self.dtype).reshape(len(uniq), width)[inverse]
 
 

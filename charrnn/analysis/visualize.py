@@ -34,15 +34,18 @@ from charrnn.text import UNK, read_text, recompose
 from charrnn.web import fill, script_json, template
 
 FORMAT = "charrnn-visualize/1"
-TOP = 5                          # predictions shown per character
-ACTIVATION_BUDGET = 3_000_000    # bytes of 8-bit activations stored before choosing units
-TOP_UNITS = 10                   # units listed per feature
+TOP = 5  # predictions shown per character
+ACTIVATION_BUDGET = 3_000_000  # bytes of 8-bit activations stored before choosing units
+TOP_UNITS = 10  # units listed per feature
 WORST_LINES = 10
-OOV_RULE = ("characters outside the vocabulary are charged -log2 P(escape) + log2 |class| bits "
-            "(charrnn.analysis.scoring: the README's \"How a text is scored\")")
+OOV_RULE = (
+    "characters outside the vocabulary are charged -log2 P(escape) + log2 |class| bits "
+    '(charrnn.analysis.scoring: the README\'s "How a text is scored")'
+)
 
 
 # --- running the model -----------------------------------------------------------
+
 
 def run_states(weights, ids):
     """Feed ``ids`` from the zero state: (logits (n, vocab), states (n, units_total)),
@@ -78,7 +81,7 @@ def _sweep(cell, xz, layer, size):
     hs = np.empty((n, size), np.float32)
     cs = np.empty((n, size), np.float32) if c is not None else None
     for t in range(n):
-        h, c = layer_update(NumpyOps, cell, xz[t:t + 1], h, layer, h, c)
+        h, c = layer_update(NumpyOps, cell, xz[t : t + 1], h, layer, h, c)
         hs[t] = h[0]
         if cs is not None:
             cs[t] = c[0]
@@ -115,6 +118,7 @@ def unit_name(groups, u):
 
 # --- text -> symbols ----------------------------------------------------------------
 
+
 def _shown(sym):
     return {"\n": "\u21b5", " ": "\u2423", "\t": "\u21e5", UNK: "\ufffd"}.get(sym, sym)
 
@@ -125,13 +129,18 @@ def _composed_candidates(vocab, ids, top_ids, first_of_char):
     syms = vocab.symbols
     out = []
     for i in range(len(ids)):
-        pending = "".join(syms[j] for j in ids[first_of_char[i]:i])
-        out.append([_shown(recompose(pending + syms[c])) if pending else _shown(recompose(syms[c]))
-                    for c in top_ids[i]])
+        pending = "".join(syms[j] for j in ids[first_of_char[i] : i])
+        out.append(
+            [
+                _shown(recompose(pending + syms[c])) if pending else _shown(recompose(syms[c]))
+                for c in top_ids[i]
+            ]
+        )
     return out
 
 
 # --- the analysis -----------------------------------------------------------------
+
 
 def predictions(logits, ids):
     """Per symbol: nats (NaN for symbol 0, which nothing predicts), as scoring.symbol_nats
@@ -156,8 +165,17 @@ def predictions(logits, ids):
     }
 
 
-def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name="",
-            on_info=None, on_warning=None) -> dict:
+def analyse(
+    loaded,
+    text,
+    *,
+    max_chars=5000,
+    units=(),
+    all_units=False,
+    run_name="",
+    on_info=None,
+    on_warning=None,
+) -> dict:
     """Everything the page shows, as one JSON-ready dict (see the module doc)."""
     vocab, w = loaded.vocab, loaded.weights
     full = len(text)
@@ -169,8 +187,10 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
     total_units = groups[-1]["first"] + groups[-1]["size"]
     for u in units:
         if not 0 <= u < total_units:
-            raise CharrnnError(f"unit {u} does not exist; this model has units 0-{total_units - 1} "
-                               f"({len(w.layers)} layers x {len(groups) // len(w.layers)} x {w.units})")
+            raise CharrnnError(
+                f"unit {u} does not exist; this model has units 0-{total_units - 1} "
+                f"({len(w.layers)} layers x {len(groups) // len(w.layers)} x {w.units})"
+            )
 
     run = {}
 
@@ -187,8 +207,10 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
     per_char = np.bincount(sc.symbol_char, minlength=len(text))
     oov = "".join(dict.fromkeys(ch for ch, o in zip(text, sc.oov) if o))
     if oov and on_warning:
-        on_warning(f"{len(oov)} character(s) outside the vocabulary ({oov[:20]!r}) are charged "
-                   "as the scoring definition says (README: How a text is scored)")
+        on_warning(
+            f"{len(oov)} character(s) outside the vocabulary ({oov[:20]!r}) are charged "
+            "as the scoring definition says (README: How a text is scored)"
+        )
 
     # features per symbol: a character's features hold for each of its symbols
     sym_f = {k: np.repeat(v, per_char) for k, v in feat.char_features(text).items()}
@@ -201,18 +223,35 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
     summary = sc.figures()
     summary["lines"], summary["worst_lines"] = _lines(sc)
     return {
-        "format": FORMAT, "run": run_name, "checkpoint": loaded.short_checkpoint,
-        "cell": w.cell, "layers": len(w.layers), "units": w.units, "jamo": vocab.jamo,
-        "text": text, "text_chars": full, "oov": oov, "oov_rule": OOV_RULE,
+        "format": FORMAT,
+        "run": run_name,
+        "checkpoint": loaded.short_checkpoint,
+        "cell": w.cell,
+        "layers": len(w.layers),
+        "units": w.units,
+        "jamo": vocab.jamo,
+        "text": text,
+        "text_chars": full,
+        "oov": oov,
+        "oov_rule": OOV_RULE,
         "vocab": [_shown(s) for s in vocab.symbols],
         "char_symbols": per_char.tolist(),
-        "char_bits": [None if math.isnan(b) else round(float(b) / math.log(2), 6)
-                      for b in sc.char_nats],
-        "summary": summary, "symbols": symbols, "unit_groups": groups,
-        "features": {name: dict(r, label=feat.LABELS[name],
-                                top=[{"unit": u, "name": unit_name(groups, u), "r": round(c, 4)}
-                                     for u, c in r["top"]])
-                     for name, r in ranking.items()},
+        "char_bits": [
+            None if math.isnan(b) else round(float(b) / math.log(2), 6) for b in sc.char_nats
+        ],
+        "summary": summary,
+        "symbols": symbols,
+        "unit_groups": groups,
+        "features": {
+            name: dict(
+                r,
+                label=feat.LABELS[name],
+                top=[
+                    {"unit": u, "name": unit_name(groups, u), "r": round(c, 4)} for u, c in r["top"]
+                ],
+            )
+            for name, r in ranking.items()
+        },
         "activations": _quantise(acts, _stored_units(acts, ranking, units, all_units)),
     }
 
@@ -220,9 +259,11 @@ def analyse(loaded, text, *, max_chars=5000, units=(), all_units=False, run_name
 def _lines(scored):
     """Per line (its newline included): start, end, scored chars, bits/char; and the
     most surprising lines (at least 3 scored characters)."""
-    lines = [{"start": start, "end": end, "chars": n,
-              "bits_per_char": round(bits / n, 4) if n else None}
-             for start, end, n, bits in scored.line_bits() if end > start]
+    lines = [
+        {"start": start, "end": end, "chars": n, "bits_per_char": round(bits / n, 4) if n else None}
+        for start, end, n, bits in scored.line_bits()
+        if end > start
+    ]
     ok = [i for i, ln in enumerate(lines) if ln["chars"] >= 3]
     worst = sorted(ok, key=lambda i: -lines[i]["bits_per_char"])[:WORST_LINES]
     return lines, worst
@@ -242,33 +283,65 @@ def _quantise(acts, stored):
     hi = a.max(axis=1) if a.size else np.zeros(0)
     span = np.where(hi > lo, hi - lo, 1.0)
     q = np.rint((a - lo[:, None]) / span[:, None] * 255).astype(np.uint8)
-    return {"encoding": "uint8, value = lo + q / 255 * (hi - lo), unit-major, base64",
-            "steps": int(acts.shape[0]), "stored": [int(u) for u in stored],
-            "lo": [float(x) for x in lo], "hi": [float(x) for x in hi],
-            "data": base64.b64encode(q.tobytes()).decode("ascii")}
+    return {
+        "encoding": "uint8, value = lo + q / 255 * (hi - lo), unit-major, base64",
+        "steps": int(acts.shape[0]),
+        "stored": [int(u) for u in stored],
+        "lo": [float(x) for x in lo],
+        "hi": [float(x) for x in hi],
+        "data": base64.b64encode(q.tobytes()).decode("ascii"),
+    }
 
 
 # --- output ------------------------------------------------------------------------
 
+
 def visualize_page(data, title="") -> str:
-    return fill(template("visualize.html"), TITLE=html.escape(title or "charrnn visualize"),
-                DATA=script_json(data))
+    return fill(
+        template("visualize.html"),
+        TITLE=html.escape(title or "charrnn visualize"),
+        DATA=script_json(data),
+    )
 
 
-def visualize(run_dir, path, *, out=None, as_json=False, checkpoint="best", max_chars=5000,
-              units=(), all_units=False, encoding=None, errors="strict", on_info=None,
-              on_warning=None):
+def visualize(
+    run_dir,
+    path,
+    *,
+    out=None,
+    as_json=False,
+    checkpoint="best",
+    max_chars=5000,
+    units=(),
+    all_units=False,
+    encoding=None,
+    errors="strict",
+    on_info=None,
+    on_warning=None,
+):
     """Read ``path`` (``-``: stdin) through the run's pipeline, analyse it and write the
     page (or with ``as_json`` the data) to ``out``; returns (text written, data).  With
     ``out`` None the caller prints the returned text (JSON to stdout)."""
     loaded = load(run_dir, checkpoint, on_warning=on_warning)
-    text, _ = read_text(path, encoding=encoding, errors=errors, newlines=loaded.newlines,
-                        on_warning=on_warning)
+    text, _ = read_text(
+        path, encoding=encoding, errors=errors, newlines=loaded.newlines, on_warning=on_warning
+    )
     name = Path(str(run_dir)).resolve().name
-    data = analyse(loaded, text, max_chars=max_chars, units=units, all_units=all_units,
-                   run_name=name, on_info=on_info, on_warning=on_warning)
-    body = json.dumps(data, ensure_ascii=False) if as_json else \
-        visualize_page(data, f"{name} \u00b7 charrnn visualize")
+    data = analyse(
+        loaded,
+        text,
+        max_chars=max_chars,
+        units=units,
+        all_units=all_units,
+        run_name=name,
+        on_info=on_info,
+        on_warning=on_warning,
+    )
+    body = (
+        json.dumps(data, ensure_ascii=False)
+        if as_json
+        else visualize_page(data, f"{name} \u00b7 charrnn visualize")
+    )
     if out is not None:
         write_text_atomic(out, body)
     return body, data

@@ -11,29 +11,152 @@ from charrnn.cli.group import cli, info, is_verbose, run_dir_or_latest, warn
 
 @cli.command()
 @click.argument("run_dir", required=False, type=click.Path())
-@click.option("-n", "--length", type=click.IntRange(min=0), default=1000, show_default=True, help="Characters to generate per sample, counted in original characters (a Hangul syllable is one, not its jamo); the prime is not counted.")
-@click.option("--prime", default="", help="Text to start from: fed through the model to set its state, then echoed.")
-@click.option("--prime-file", type=click.Path(allow_dash=True), help="Read the prime from this file (- for stdin), decoded like `charrnn prepare` does.")
-@click.option("-t", "--temperature", type=click.FloatRange(min=0), default=1.0, show_default=True, help="Sharpness: below 1 safer, above 1 wilder; 0 always takes the most likely symbol (greedy).")
-@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="Sample only among the K most likely symbols (0: all).")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True, help="Nucleus sampling: only among the most likely symbols that together hold this much probability (1: all).")
-@click.option("--seed", type=click.IntRange(min=0), help="Random seed: the same seed and options give the same text [default: a fresh one, shown with -v].")
-@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Generate N samples as one batch; each is printed whole, separated by --separator.")
-@click.option("--separator", default=None, help="Text between samples with --num-samples [default: a blank line, 16 dashes, a blank line].")
-@click.option("--stop", help="End a sample just after this string appears in the generated text (it is printed).")
-@click.option("--allow", help="Only these characters may be generated (a mask on the model's choices; with jamo, whole syllables). The prime is not checked.")
-@click.option("--require", help="Each sample must contain this string in its generated text: samples that do not are drawn again (rejection, up to --require-tries per sample); the samples come whole, at the end.")
-@click.option("--require-tries", type=click.IntRange(min=1), default=16, show_default=True, help="With --require: candidates drawn per sample before giving up with an error.")
-@click.option("--beam", type=click.IntRange(min=0), default=0, show_default=True, help="Beam search of this width for the most probable text of -n characters (never less probable than greedy's); ignores -t, --top-k, --top-p and --seed. 0: sample.")
-@click.option("--novelty", is_flag=True, help="After each sample, say on stderr the longest substring it shares with the run's training text (and where), and how much of it lies in shared runs of 20+ characters.")
-@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
-@click.option("--no-prime-echo", is_flag=True, help="Do not print the prime before the generated text.")
-@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error", show_default=True, help="Prime characters the model never saw: stop with an error naming them, or leave them out.")
+@click.option(
+    "-n",
+    "--length",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Characters to generate per sample, counted in original characters (a Hangul syllable is "
+    "one, not its jamo); the prime is not counted.",
+)
+@click.option(
+    "--prime",
+    default="",
+    help="Text to start from: fed through the model to set its state, then echoed.",
+)
+@click.option(
+    "--prime-file",
+    type=click.Path(allow_dash=True),
+    help="Read the prime from this file (- for stdin), decoded like `charrnn prepare` does.",
+)
+@click.option(
+    "-t",
+    "--temperature",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Sharpness: below 1 safer, above 1 wilder; 0 always takes the most likely symbol "
+    "(greedy).",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Sample only among the K most likely symbols (0: all).",
+)
+@click.option(
+    "--top-p",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Nucleus sampling: only among the most likely symbols that together hold this much "
+    "probability (1: all).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    help="Random seed: the same seed and options give the same text [default: a fresh one, shown "
+    "with -v].",
+)
+@click.option(
+    "--num-samples",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Generate N samples as one batch; each is printed whole, separated by --separator.",
+)
+@click.option(
+    "--separator",
+    default=None,
+    help="Text between samples with --num-samples [default: a blank line, 16 dashes, a blank "
+    "line].",
+)
+@click.option(
+    "--stop",
+    help="End a sample just after this string appears in the generated text (it is printed).",
+)
+@click.option(
+    "--allow",
+    help="Only these characters may be generated (a mask on the model's choices; with jamo, whole "
+    "syllables). The prime is not checked.",
+)
+@click.option(
+    "--require",
+    help="Each sample must contain this string in its generated text: samples that do not are "
+    "drawn again (rejection, up to --require-tries per sample); the samples come whole, at "
+    "the end.",
+)
+@click.option(
+    "--require-tries",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="With --require: candidates drawn per sample before giving up with an error.",
+)
+@click.option(
+    "--beam",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Beam search of this width for the most probable text of -n characters (never less "
+    "probable than greedy's); ignores -t, --top-k, --top-p and --seed. 0: sample.",
+)
+@click.option(
+    "--novelty",
+    is_flag=True,
+    help="After each sample, say on stderr the longest substring it shares with the run's "
+    "training text (and where), and how much of it lies in shared runs of 20+ characters.",
+)
+@click.option(
+    "--checkpoint",
+    default="best",
+    show_default=True,
+    help="Which weights: best (by validation loss), latest, or a checkpoint path.",
+)
+@click.option(
+    "--no-prime-echo", is_flag=True, help="Do not print the prime before the generated text."
+)
+@click.option(
+    "--unknown",
+    type=click.Choice(["error", "skip"]),
+    default="error",
+    show_default=True,
+    help="Prime characters the model never saw: stop with an error naming them, or leave them out.",
+)
 @click.option("--encoding", help="Encoding of --prime-file (default: detected).")
-@click.option("-i", "--interactive", is_flag=True, help="Write together with the model in the terminal: type text, let it write (Tab: -n characters, default 40; Ctrl-N: a line), see its top next symbols; the final text goes to stdout.")
-def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, num_samples,
-           separator, stop, allow, require, require_tries, beam, novelty, checkpoint,
-           no_prime_echo, unknown, encoding, interactive):
+@click.option(
+    "-i",
+    "--interactive",
+    is_flag=True,
+    help="Write together with the model in the terminal: type text, let it write (Tab: -n "
+    "characters, default 40; Ctrl-N: a line), see its top next symbols; the final text goes "
+    "to stdout.",
+)
+def sample(
+    run_dir,
+    length,
+    prime,
+    prime_file,
+    temperature,
+    top_k,
+    top_p,
+    seed,
+    num_samples,
+    separator,
+    stop,
+    allow,
+    require,
+    require_tries,
+    beam,
+    novelty,
+    checkpoint,
+    no_prime_echo,
+    unknown,
+    encoding,
+    interactive,
+):
     """Generate text from a trained run (default: the most recent under ./runs).
 
     Only the text goes to stdout, streamed as it is generated; Hangul jamo runs
@@ -57,9 +180,9 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if prime_file:
         from charrnn.text import read_text
 
-        prime, _ = read_text(prime_file, encoding=encoding,
-                             newlines=loaded.newlines,
-                             on_warning=warn)
+        prime, _ = read_text(
+            prime_file, encoding=encoding, newlines=loaded.newlines, on_warning=warn
+        )
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "little")
     if is_verbose():
@@ -68,16 +191,32 @@ def sample(run_dir, length, prime, prime_file, temperature, top_k, top_p, seed, 
     if interactive:
         _interactive(run_dir, loaded, options, prime, length, num_samples, stop)
         return
-    request = Request(prime, length, num_samples, options, stop, allow or None, require,
-                      require_tries, beam, not no_prime_echo, unknown)
+    request = Request(
+        prime,
+        length,
+        num_samples,
+        options,
+        stop,
+        allow or None,
+        require,
+        require_tries,
+        beam,
+        not no_prime_echo,
+        unknown,
+    )
     index = None
     if novelty:
         from charrnn.analysis.novelty import describe, index_for, sample_reports
 
         index = index_for(loaded, on_info=info)  # before any text: a missing dataset stops here
     out = sys.stdout
-    texts = write_samples(out, loaded, request,
-                          separator=SEPARATOR if separator is None else separator, on_warning=warn)
+    texts = write_samples(
+        out,
+        loaded,
+        request,
+        separator=SEPARATOR if separator is None else separator,
+        on_warning=warn,
+    )
     if out.isatty():
         out.write("\n")  # keep the shell prompt off the last line
         out.flush()
@@ -94,8 +233,9 @@ def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
     if num_samples != 1 or stop:
         raise click.UsageError("-i writes one text: no --num-samples or --stop")
     given = click.get_current_context().get_parameter_source("length") != ParameterSource.DEFAULT
-    session = interactive.Session(loaded.weights, loaded.vocab, options,
-                                  k=max(1, length) if given else 40)
+    session = interactive.Session(
+        loaded.weights, loaded.vocab, options, k=max(1, length) if given else 40
+    )
     if prime and session.type(prime):
         warn("prime characters outside the vocabulary were left out")
     text = interactive.run(session, title=f"charrnn {os.path.basename(os.path.normpath(run_dir))}")
@@ -105,14 +245,66 @@ def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
 
 @cli.command()
 @click.argument("run_dir", required=False, type=click.Path())
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on; the default serves this machine only, 0.0.0.0 every interface (other machines too).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on (0: any free one, said at start).")
-@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best, latest, or a checkpoint path; POST /v1/reload loads it again (latest: the newest of a run still training).")
-@click.option("--max-streams", type=click.IntRange(min=1), default=16, show_default=True, help="Requests at once (generating, or scoring one at a time); more get 503. A client that goes away frees its slot at once.")
-@click.option("--max-chars", type=click.IntRange(min=1), default=10_000, show_default=True, help="Largest n, and longest prime, a request may ask for.")
-@click.option("--max-body", type=click.IntRange(min=64), default=65_536, show_default=True, help="Largest request body, bytes (413 above); also bounds /v1/score's text.")
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True, help="Seconds a request may take, waiting included, beam and score too (504 after; its slot and memory are freed).")
-@click.option("--max-children", type=click.IntRange(min=1), default=2, show_default=True, help="TensorFlow child processes at once: a sample longer than NumPy's share of the steps hands over to one (each ~800 MB plus 3x the weights, counted in the memory bound); requests needing one when none is free wait their turn, same text.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; the default serves this machine only, 0.0.0.0 every interface "
+    "(other machines too).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8000,
+    show_default=True,
+    help="Port to listen on (0: any free one, said at start).",
+)
+@click.option(
+    "--checkpoint",
+    default="best",
+    show_default=True,
+    help="Which weights: best, latest, or a checkpoint path; POST /v1/reload loads it again "
+    "(latest: the newest of a run still training).",
+)
+@click.option(
+    "--max-streams",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Requests at once (generating, or scoring one at a time); more get 503. A client that "
+    "goes away frees its slot at once.",
+)
+@click.option(
+    "--max-chars",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="Largest n, and longest prime, a request may ask for.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=64),
+    default=65_536,
+    show_default=True,
+    help="Largest request body, bytes (413 above); also bounds /v1/score's text.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300.0,
+    show_default=True,
+    help="Seconds a request may take, waiting included, beam and score too (504 after; its slot "
+    "and memory are freed).",
+)
+@click.option(
+    "--max-children",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="TensorFlow child processes at once: a sample longer than NumPy's share of the steps "
+    "hands over to one (each ~800 MB plus 3x the weights, counted in the memory bound); "
+    "requests needing one when none is free wait their turn, same text.",
+)
 def serve(run_dir, host, port, checkpoint, max_streams, max_chars, max_body, timeout, max_children):
     """Serve a model (a run directory or .safetensors file) over HTTP/JSON.
 
@@ -130,11 +322,21 @@ def serve(run_dir, host, port, checkpoint, max_streams, max_chars, max_body, tim
     \b
     charrnn serve runs/shakespeare --port 8000
     curl -s localhost:8000/v1/generate -H 'Content-Type: application/json' -d '{"prime": "HAMLET:", "n": 200, "seed": 1}'
-    """
+    """  # noqa: E501
     backend.one_blas_thread()  # first: the engine steps models one symbol at a time
     from charrnn.serve.run import serve as run_server
 
-    run_server(run_dir_or_latest(run_dir), host=host, port=port, checkpoint=checkpoint,
-               max_streams=max_streams, max_chars=max_chars, max_body=max_body, timeout=timeout,
-               max_children=max_children, verbose=is_verbose(),
-               on_info=info, on_warning=warn)
+    run_server(
+        run_dir_or_latest(run_dir),
+        host=host,
+        port=port,
+        checkpoint=checkpoint,
+        max_streams=max_streams,
+        max_chars=max_chars,
+        max_body=max_body,
+        timeout=timeout,
+        max_children=max_children,
+        verbose=is_verbose(),
+        on_info=info,
+        on_warning=warn,
+    )

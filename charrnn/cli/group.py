@@ -40,7 +40,9 @@ def warn(message: str) -> None:
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="charrnn")
-@click.option("-v", "--verbose", is_flag=True, help="Show TensorFlow's own log messages and extra detail.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Show TensorFlow's own log messages and extra detail."
+)
 def cli(verbose):
     """Train character-level LSTM/GRU language models and sample text from them.
 

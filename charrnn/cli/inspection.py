@@ -9,11 +9,16 @@ from charrnn.cli.group import cli, human_size, info, warn
 
 def _evaluate_report(r: dict) -> None:
     for f in r["files"] + ([dict(r["total"], path="total")] if len(r["files"]) > 1 else []):
-        oov = (f" ({f['oov_chars']:,} outside the vocabulary, charged {f['oov_bits']:,.1f} "
-               "bits)" if f["oov_chars"] else "")
-        line = (f"{f['path']}: {f['chars']:,} chars{oov}, {f['symbols']:,} symbols: "
-                f"loss {_num(f['loss_nats'])} nats/symbol, {_num(f['bits_per_symbol'])} "
-                f"bits/symbol, {_num(f['bits_per_char'])} bits/char")
+        oov = (
+            f" ({f['oov_chars']:,} outside the vocabulary, charged {f['oov_bits']:,.1f} bits)"
+            if f["oov_chars"]
+            else ""
+        )
+        line = (
+            f"{f['path']}: {f['chars']:,} chars{oov}, {f['symbols']:,} symbols: "
+            f"loss {_num(f['loss_nats'])} nats/symbol, {_num(f['bits_per_symbol'])} "
+            f"bits/symbol, {_num(f['bits_per_char'])} bits/char"
+        )
         if f["oov_chars"]:
             line += f" ({_num(f['bits_per_char_in_vocab'])} without the outside characters)"
         info(line)
@@ -26,17 +31,73 @@ def _num(x):
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
-@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
+@click.option(
+    "--checkpoint",
+    default="best",
+    show_default=True,
+    help="Which weights: best (by validation loss), latest, or a checkpoint path.",
+)
 @click.option("--encoding", help="Decode the files with this codec instead of detecting it.")
-@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True, help="Undecodable bytes: stop with an error, or replace them with U+FFFD.")
-@click.option("--streams", type=click.IntRange(min=1), help="Score each file as this many pieces side by side (faster; each piece after the first reads the 256 symbols before it as unscored warm-up; a file past 1,048,576 characters is scored that many at a time, each part in its own pieces); 1 scores it in one pass [default: one per 1024 symbols, at most 64].")
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object on stdout.")
-@click.option("--per-line", is_flag=True, help="Print one JSON object per input line on stdout (path, line, text, chars, bits, bits_per_char, the most surprising character), as the file is scored; the figures go to stderr. Costs: a record built and written in Python per line (time), and a line is held until it ends (the longest line must fit in memory).")
-@click.option("--dynamic", is_flag=True, help="Dynamic evaluation: read each file in one stream and let the weights adapt (an SGD step on each segment after scoring it, so no character is predicted by weights that saw it); they reset for each file. Each file is held in memory whole (not read in parts).")
-@click.option("--dynamic-lr", type=click.FloatRange(min=0, min_open=True), default=0.1, show_default=True, help="With --dynamic: the SGD learning rate per segment (charrnn.analysis.dynamic.LR).")
-@click.option("--dynamic-segment", type=click.IntRange(min=1), default=50, show_default=True, help="With --dynamic: symbols scored per weight update (charrnn.analysis.dynamic.SEGMENT).")
-def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per_line, dynamic,
-             dynamic_lr, dynamic_segment):
+@click.option(
+    "--errors",
+    type=click.Choice(["strict", "replace"]),
+    default="strict",
+    show_default=True,
+    help="Undecodable bytes: stop with an error, or replace them with U+FFFD.",
+)
+@click.option(
+    "--streams",
+    type=click.IntRange(min=1),
+    help="Score each file as this many pieces side by side (faster; each piece after the first "
+    "reads the 256 symbols before it as unscored warm-up; a file past 1,048,576 characters "
+    "is scored that many at a time, each part in its own pieces); 1 scores it in one pass "
+    "[default: one per 1024 symbols, at most 64].",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the figures as one JSON object on stdout."
+)
+@click.option(
+    "--per-line",
+    is_flag=True,
+    help="Print one JSON object per input line on stdout (path, line, text, chars, bits, "
+    "bits_per_char, the most surprising character), as the file is scored; the figures go to "
+    "stderr. Costs: a record built and written in Python per line (time), and a line is held "
+    "until it ends (the longest line must fit in memory).",
+)
+@click.option(
+    "--dynamic",
+    is_flag=True,
+    help="Dynamic evaluation: read each file in one stream and let the weights adapt (an SGD step "
+    "on each segment after scoring it, so no character is predicted by weights that saw it); "
+    "they reset for each file. Each file is held in memory whole (not read in parts).",
+)
+@click.option(
+    "--dynamic-lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=0.1,
+    show_default=True,
+    help="With --dynamic: the SGD learning rate per segment (charrnn.analysis.dynamic.LR).",
+)
+@click.option(
+    "--dynamic-segment",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="With --dynamic: symbols scored per weight update (charrnn.analysis.dynamic.SEGMENT).",
+)
+def evaluate(
+    run_dir,
+    files,
+    checkpoint,
+    encoding,
+    errors,
+    streams,
+    as_json,
+    per_line,
+    dynamic,
+    dynamic_lr,
+    dynamic_segment,
+):
     """Score text files (- for stdin) with a trained run: loss per symbol and per character.
 
     The text goes through prepare's pipeline (encoding detection, the run's
@@ -51,7 +112,7 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
     charrnn evaluate runs/shakespeare held_out.txt
     charrnn evaluate runs/ko-jamo test.txt --json | jq .total.bits_per_char
     charrnn evaluate runs/logs app.log --per-line | jq -s 'sort_by(.bits_per_char) | reverse | .[:10]'
-    """
+    """  # noqa: E501
     import json
 
     from charrnn.analysis.evaluate import evaluate as score
@@ -66,9 +127,16 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
     def on_line(line):
         click.echo(json.dumps(line, ensure_ascii=False))
 
-    result = score(run, list(files), encoding=encoding, errors=errors, streams=streams,
-                   on_warning=warn, on_line=on_line if per_line else None,
-                   dynamic={"segment": dynamic_segment, "lr": dynamic_lr} if dynamic else None)
+    result = score(
+        run,
+        list(files),
+        encoding=encoding,
+        errors=errors,
+        streams=streams,
+        on_warning=warn,
+        on_line=on_line if per_line else None,
+        dynamic={"segment": dynamic_segment, "lr": dynamic_lr} if dynamic else None,
+    )
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False))
     else:
@@ -77,12 +145,31 @@ def evaluate(run_dir, files, checkpoint, encoding, errors, streams, as_json, per
 
 # --- export ------------------------------------------------------------------
 
+
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("-o", "--out", type=click.Path(), help="File to write: .safetensors, .onnx or .tflite (the format follows the extension unless --format is given) [default: add the missing weights files to RUN's checkpoints].")
-@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
-@click.option("--format", "fmt", type=click.Choice(["safetensors", "onnx", "tflite", "web"]), help="Output format [default: from OUT's extension].")
-@click.option("--json", "as_json", is_flag=True, help="Print what was written as one JSON object on stdout.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(),
+    help="File to write: .safetensors, .onnx or .tflite (the format follows the extension unless "
+    "--format is given) [default: add the missing weights files to RUN's checkpoints].",
+)
+@click.option(
+    "--checkpoint",
+    default="best",
+    show_default=True,
+    help="Which weights: best (by validation loss), latest, or a checkpoint path.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["safetensors", "onnx", "tflite", "web"]),
+    help="Output format [default: from OUT's extension].",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print what was written as one JSON object on stdout."
+)
 def export(run_dir, out, checkpoint, fmt, as_json):
     """Write a trained model as one portable file, checked against the run first.
 
@@ -120,8 +207,14 @@ def export(run_dir, out, checkpoint, fmt, as_json):
         click.echo(json.dumps(result, ensure_ascii=False))
     else:
         check = result.get("check")
-        checked = (f"; reproduces the model over {check['steps']} steps (largest logit error "
-                   f"{check['max_abs_error']:.2g})") if check else ""
+        checked = (
+            (
+                f"; reproduces the model over {check['steps']} steps (largest logit error "
+                f"{check['max_abs_error']:.2g})"
+            )
+            if check
+            else ""
+        )
         info(f"Wrote {result['out']} ({result['format']}, {human_size(result['bytes'])}){checked}")
 
 
@@ -138,12 +231,40 @@ def _units(value):
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("text_file", type=click.Path(allow_dash=True), metavar="TEXT")
-@click.option("-o", "--out", type=click.Path(), help="File to write [default: visualize.html; with --json, standard output].")
-@click.option("--max-chars", type=click.IntRange(min=0), default=5000, show_default=True, help="Use only the first N characters of the text (0: all).")
-@click.option("--json", "as_json", is_flag=True, help="Write the page's data as one JSON object instead of the page (to -o, or stdout).")
-@click.option("--checkpoint", default="best", show_default=True, help="Which weights: best (by validation loss), latest, or a checkpoint path.")
-@click.option("--units", metavar="N,N,...", help="Also store these units' activations (numbers as shown on the page) when the page keeps only the top-ranked ones.")
-@click.option("--all-units", is_flag=True, help="Store every unit's activations, however large the page gets.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(),
+    help="File to write [default: visualize.html; with --json, standard output].",
+)
+@click.option(
+    "--max-chars",
+    type=click.IntRange(min=0),
+    default=5000,
+    show_default=True,
+    help="Use only the first N characters of the text (0: all).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Write the page's data as one JSON object instead of the page (to -o, or stdout).",
+)
+@click.option(
+    "--checkpoint",
+    default="best",
+    show_default=True,
+    help="Which weights: best (by validation loss), latest, or a checkpoint path.",
+)
+@click.option(
+    "--units",
+    metavar="N,N,...",
+    help="Also store these units' activations (numbers as shown on the page) when the page keeps "
+    "only the top-ranked ones.",
+)
+@click.option(
+    "--all-units", is_flag=True, help="Store every unit's activations, however large the page gets."
+)
 @click.option("--encoding", help="Decode the text with this codec instead of detecting it.")
 def visualize(run_dir, text_file, out, max_chars, as_json, checkpoint, units, all_units, encoding):
     """Write one self-contained HTML page showing how surprised the model is at every
@@ -160,9 +281,19 @@ def visualize(run_dir, text_file, out, max_chars, as_json, checkpoint, units, al
 
     if out is None and not as_json:
         out = "visualize.html"
-    body, _ = make_page(run_dir, text_file, out=out, as_json=as_json, checkpoint=checkpoint,
-                        max_chars=max_chars, units=_units(units), all_units=all_units,
-                        encoding=encoding, on_info=info, on_warning=warn)
+    body, _ = make_page(
+        run_dir,
+        text_file,
+        out=out,
+        as_json=as_json,
+        checkpoint=checkpoint,
+        max_chars=max_chars,
+        units=_units(units),
+        all_units=all_units,
+        encoding=encoding,
+        on_info=info,
+        on_warning=warn,
+    )
     if out is None:
         click.echo(body)
     else:

@@ -27,7 +27,8 @@ import numpy as np
 from charrnn import backend
 from charrnn.errors import CharrnnError
 from charrnn.export import webpage
-from charrnn.export.onnx_graph import need as _need, onnx_model
+from charrnn.export.onnx_graph import need as _need
+from charrnn.export.onnx_graph import onnx_model
 from charrnn.generate.sampler import start_id
 from charrnn.nn.cells import state_names, states_per_layer
 from charrnn.nn.step import NumpyOps, cell_step, tf_ops
@@ -36,12 +37,17 @@ from charrnn.store import checkpoints, loader, weightsfile
 from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
 
 FORMATS = ("safetensors", "onnx", "tflite", "web")
-SUFFIXES = {".safetensors": "safetensors", ".onnx": "onnx", ".tflite": "tflite",
-            ".html": "web", ".htm": "web"}
-PRIME = "The "          # the fixed prime of the check (characters the vocabulary lacks are left out)
+SUFFIXES = {
+    ".safetensors": "safetensors",
+    ".onnx": "onnx",
+    ".tflite": "tflite",
+    ".html": "web",
+    ".htm": "web",
+}
+PRIME = "The "  # the fixed prime of the check (characters the vocabulary lacks are left out)
 CHECK_STEPS = 200
-ATOL = RTOL = 1e-4      # every logit within ATOL + RTOL * |reference|
-MARGIN = 1e-3           # argmax must agree where the reference's top two differ by more
+ATOL = RTOL = 1e-4  # every logit within ATOL + RTOL * |reference|
+MARGIN = 1e-3  # argmax must agree where the reference's top two differ by more
 
 
 def format_of(out, fmt=None) -> str:
@@ -49,12 +55,15 @@ def format_of(out, fmt=None) -> str:
         return fmt
     suffix = Path(out).suffix.lower()
     if suffix not in SUFFIXES:
-        raise CharrnnError(f"cannot tell the format from {out!r}; give --format "
-                           f"({', '.join(FORMATS)}) or end OUT in .safetensors, .onnx or .tflite")
+        raise CharrnnError(
+            f"cannot tell the format from {out!r}; give --format "
+            f"({', '.join(FORMATS)}) or end OUT in .safetensors, .onnx or .tflite"
+        )
     return SUFFIXES[suffix]
 
 
 # --- the reference: the model TensorFlow restored, greedy from a fixed prime -----------------
+
 
 def reference(run, steps=CHECK_STEPS):
     """(ids fed, logits after each): charrnn's greedy path from the fixed prime, with the
@@ -94,15 +103,21 @@ def compare(ref, got, what):
     wrong = decisive & (np.argmax(got, axis=1) != np.argmax(ref, axis=1))
     if bad.any() or wrong.any() or not np.isfinite(got).all():
         t = int(np.argmax(bad.any(axis=1) | wrong)) if (bad.any() or wrong.any()) else 0
-        raise CharrnnError(f"the {what} export does not reproduce the model: at step {t} of "
-                           f"{len(ref)} the largest logit error is {float(np.nanmax(err[t])):.3g} "
-                           f"(allowed {ATOL:g} + {RTOL:g} x |logit|); nothing was written. "
-                           "Please report this with the model's settings")
-    return {"steps": int(len(ref)), "max_abs_error": float(err.max()),
-            "argmax_checked": int(decisive.sum())}
+        raise CharrnnError(
+            f"the {what} export does not reproduce the model: at step {t} of "
+            f"{len(ref)} the largest logit error is {float(np.nanmax(err[t])):.3g} "
+            f"(allowed {ATOL:g} + {RTOL:g} x |logit|); nothing was written. "
+            "Please report this with the model's settings"
+        )
+    return {
+        "steps": int(len(ref)),
+        "max_abs_error": float(err.max()),
+        "argmax_checked": int(decisive.sum()),
+    }
 
 
 # --- formats ----------------------------------------------------------------------------------
+
 
 def onnx_step(path, args):
     ort = _need("onnxruntime")
@@ -135,7 +150,9 @@ def tflite_model(tensors, args, metadata) -> bytes:
             return {"logits": logits, **{f"new_{s}": v for s, v in zip(names, new)}}
 
     module = Step()
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([module.step.get_concrete_function()], module)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.step.get_concrete_function()], module
+    )
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return _with_metadata(conv.convert(), metadata)
 
@@ -190,6 +207,7 @@ def numpy_step(path, args):
 
 # --- export ------------------------------------------------------------------------------------
 
+
 def _encode(fmt, run):
     meta = weightsfile.metadata_for(run.model_args, run.vocab, run.meta, run.step, run.val_loss)
     if fmt == "safetensors":
@@ -209,8 +227,9 @@ def add_weights(run_path, on_info=None) -> dict:
         raise CharrnnError(f"{run_path} is already a weights file; give a run directory")
     header = loader.load(run_path, read_weights=False)
     args, vocab = header.model_args, header.vocab
-    found = [ck for d in (CHECKPOINTS_DIR, BEST_DIR)
-             for ck in checkpoints.list_in(Path(run_path) / d)]
+    found = [
+        ck for d in (CHECKPOINTS_DIR, BEST_DIR) for ck in checkpoints.list_in(Path(run_path) / d)
+    ]
     if not found:
         raise CharrnnError(f"run {run_path} has no checkpoint yet; train it first")
     model, added, present = None, [], 0
@@ -229,16 +248,20 @@ def add_weights(run_path, on_info=None) -> dict:
             if on_info:
                 on_info(f"skipped {ck.name}: {e}")  # damaged, or rotated away meanwhile
             continue
-        run = dataclasses.replace(header, step=ck.step, checkpoint=ck.name,
-                                  tensors=tensors_from_model(model))
+        run = dataclasses.replace(
+            header, step=ck.step, checkpoint=ck.name, tensors=tensors_from_model(model)
+        )
         run.model = model
         val_loss = (ck.manifest or {}).get("val_loss")
         meta = weightsfile.metadata_for(args, vocab, run.meta, ck.step, val_loss)
         ids, ref = reference(run)
 
-        def check(path):
-            compare(ref, teacher_forced(numpy_step(path, args), ids, _n_states(args),
-                                        args["rnn_size"]), "safetensors")
+        def check(path, ref=ref, ids=ids):
+            compare(
+                ref,
+                teacher_forced(numpy_step(path, args), ids, _n_states(args), args["rnn_size"]),
+                "safetensors",
+            )
 
         try:
             added.append(str(weightsfile.add_to_checkpoint(ck, run.tensors, meta, check)))
@@ -280,13 +303,24 @@ def export(run_path, out, checkpoint="best", fmt=None, on_warning=None) -> dict:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        got = teacher_forced(make_step(tmp, run.model_args), ids, _n_states(run.model_args),
-                             run.model_args["rnn_size"])
+        got = teacher_forced(
+            make_step(tmp, run.model_args),
+            ids,
+            _n_states(run.model_args),
+            run.model_args["rnn_size"],
+        )
         check = compare(ref, got, fmt)
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return {"out": str(out), "format": fmt, "bytes": len(data), "run": str(run_path),
-            "checkpoint": run.checkpoint, "step": run.step, "check": check,
-            "seconds": round(time.perf_counter() - t0, 3)}
+    return {
+        "out": str(out),
+        "format": fmt,
+        "bytes": len(data),
+        "run": str(run_path),
+        "checkpoint": run.checkpoint,
+        "step": run.step,
+        "check": check,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }

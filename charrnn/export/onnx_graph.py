@@ -20,8 +20,10 @@ def need(module):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise CharrnnError(f"exporting this format needs the Python package {module.split('.')[0]!r}; "
-                           f"install it with {EXTRA}") from None
+        raise CharrnnError(
+            f"exporting this format needs the Python package {module.split('.')[0]!r}; "
+            f"install it with {EXTRA}"
+        ) from None
 
 
 class _Graph:
@@ -31,8 +33,9 @@ class _Graph:
         self.helper = need("onnx").helper
         self.numpy_helper = need("onnx.numpy_helper")
         self.nodes = []
-        self.inits = [self.numpy_helper.from_array(np.asarray(v, np.float32), k)
-                      for k, v in tensors.items()]
+        self.inits = [
+            self.numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in tensors.items()
+        ]
 
     def array(self, value, name):
         self.inits.append(self.numpy_helper.from_array(value, name))
@@ -66,8 +69,12 @@ def onnx_model(tensors, args, metadata=None):
     outs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", V])]
     for i in range(n):
         for s in state_names(cell):
-            ins.append(helper.make_tensor_value_info(f"state_{s}_{i}", TensorProto.FLOAT, ["batch", H]))
-            outs.append(helper.make_tensor_value_info(f"new_state_{s}_{i}", TensorProto.FLOAT, ["batch", H]))
+            ins.append(
+                helper.make_tensor_value_info(f"state_{s}_{i}", TensorProto.FLOAT, ["batch", H])
+            )
+            outs.append(
+                helper.make_tensor_value_info(f"new_state_{s}_{i}", TensorProto.FLOAT, ["batch", H])
+            )
     x = g.op("Gather", ["embedding", "ids"], "embedded", axis=0)
     for i in range(n):
         x = (_parallel_block if cell in PARALLEL else _recurrent_layer)(g, cell, i, x)
@@ -75,8 +82,9 @@ def onnx_model(tensors, args, metadata=None):
         x = _rms_norm(g, x, "final_norm", "final_n")
     g.op("Add", [g.op("MatMul", [x, "logits.kernel"], "logits_mm"), "logits.bias"], "logits")
     graph = helper.make_graph(g.nodes, "charrnn_step", ins, outs, g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-                              producer_name="charrnn")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="charrnn"
+    )
     model.ir_version = 8  # what onnxruntime releases since 1.14 read
     for k, v in (metadata or {}).items():
         model.metadata_props.add(key=k, value=v)
@@ -96,7 +104,9 @@ def _recurrent_layer(g, cell, i, x):
         hz = op("Split", [op("Add", [hu, b_rec], f"{p}_hz"), "split_sizes"], f"{p}_h", 3, axis=1)
         z = op("Sigmoid", [op("Add", [xz[0], hz[0]], f"{p}_za")], f"{p}_z")
         r = op("Sigmoid", [op("Add", [xz[1], hz[1]], f"{p}_ra")], f"{p}_r")
-        cand = op("Tanh", [op("Add", [xz[2], op("Mul", [r, hz[2]], f"{p}_rh")], f"{p}_ca")], f"{p}_cand")
+        cand = op(
+            "Tanh", [op("Add", [xz[2], op("Mul", [r, hz[2]], f"{p}_rh")], f"{p}_ca")], f"{p}_cand"
+        )
         keep = op("Mul", [z, h], f"{p}_keep")
         new = op("Mul", [op("Sub", [g.const(1.0), z], f"{p}_1mz"), cand], f"{p}_new")
         return op("Add", [keep, new], f"new_state_h_{i}")
@@ -104,17 +114,30 @@ def _recurrent_layer(g, cell, i, x):
     if cell == "rnn":
         return op("Tanh", [a], f"new_state_h_{i}")
     ig, fg, cg, og = op("Split", [a, "split_sizes"], f"{p}_gates", 4, axis=1)
-    c = op("Add", [op("Mul", [op("Sigmoid", [fg], f"{p}_f"), f"state_c_{i}"], f"{p}_fc"),
-                   op("Mul", [op("Sigmoid", [ig], f"{p}_i"), op("Tanh", [cg], f"{p}_g")], f"{p}_ig")],
-           f"new_state_c_{i}")
-    return op("Mul", [op("Sigmoid", [og], f"{p}_o"), op("Tanh", [c], f"{p}_tc")], f"new_state_h_{i}")
+    c = op(
+        "Add",
+        [
+            op("Mul", [op("Sigmoid", [fg], f"{p}_f"), f"state_c_{i}"], f"{p}_fc"),
+            op("Mul", [op("Sigmoid", [ig], f"{p}_i"), op("Tanh", [cg], f"{p}_g")], f"{p}_ig"),
+        ],
+        f"new_state_c_{i}",
+    )
+    return op(
+        "Mul", [op("Sigmoid", [og], f"{p}_o"), op("Tanh", [c], f"{p}_tc")], f"new_state_h_{i}"
+    )
 
 
 def _parallel_block(g, cell, i, x):
     """A parallel cell's block, op for op as charrnn.nn.step._parallel_step."""
     op, p, t = g.op, f"l{i}", f"layers.{i}."
-    pre = op("Add", [op("MatMul", [_rms_norm(g, x, t + "norm", f"{p}_n"), t + "kernel"], f"{p}_xw"),
-                     t + "bias"], f"{p}_p")
+    pre = op(
+        "Add",
+        [
+            op("MatMul", [_rms_norm(g, x, t + "norm", f"{p}_n"), t + "kernel"], f"{p}_xw"),
+            t + "bias",
+        ],
+        f"{p}_p",
+    )
     if cell == "mingru":  # a = 1 - z, b = z * h~
         zp, hc = op("Split", [pre, "split_sizes"], f"{p}_gates", 2, axis=1)
         z = op("Sigmoid", [zp], f"{p}_z")
@@ -127,17 +150,34 @@ def _parallel_block(g, cell, i, x):
         b = op("Mul", [op("Div", [ig, s], f"{p}_in"), hc], f"{p}_b")
     h = op("Add", [op("Mul", [a, f"state_h_{i}"], f"{p}_ah"), b], f"new_state_h_{i}")
     x = op("Add", [x, h], f"{p}_x1")
-    f1 = op("Add", [op("MatMul", [_rms_norm(g, x, t + "ff_norm", f"{p}_fn"), t + "ff_in.kernel"],
-                       f"{p}_f1"), t + "ff_in.bias"], f"{p}_f1b")
+    f1 = op(
+        "Add",
+        [
+            op(
+                "MatMul", [_rms_norm(g, x, t + "ff_norm", f"{p}_fn"), t + "ff_in.kernel"], f"{p}_f1"
+            ),
+            t + "ff_in.bias",
+        ],
+        f"{p}_f1b",
+    )
     r = op("Relu", [f1], f"{p}_relu")  # squared ReLU, as charrnn.nn.step.relu2
-    y = op("Add", [op("MatMul", [op("Mul", [r, r], f"{p}_r2"), t + "ff_out.kernel"], f"{p}_f2"),
-                   t + "ff_out.bias"], f"{p}_f2b")
+    y = op(
+        "Add",
+        [
+            op("MatMul", [op("Mul", [r, r], f"{p}_r2"), t + "ff_out.kernel"], f"{p}_f2"),
+            t + "ff_out.bias",
+        ],
+        f"{p}_f2b",
+    )
     return op("Add", [x, y], f"{p}_x2")
 
 
 def _rms_norm(g, x, scale, p):
     op = g.op
     ms = op("ReduceMean", [op("Mul", [x, x], f"{p}_sq")], f"{p}_ms", axes=[-1], keepdims=1)
-    r = op("Reciprocal", [op("Sqrt", [op("Add", [ms, g.const(RMS_EPS)], f"{p}_mse")], f"{p}_rms")],
-           f"{p}_r")
+    r = op(
+        "Reciprocal",
+        [op("Sqrt", [op("Add", [ms, g.const(RMS_EPS)], f"{p}_mse")], f"{p}_rms")],
+        f"{p}_r",
+    )
     return op("Mul", [op("Mul", [x, r], f"{p}_xr"), scale], f"{p}_out")

@@ -44,16 +44,27 @@ def page_data(loaded) -> dict:
         parts.append(a.tobytes())
         offset += a.size
     return {
-        "format": FORMAT, "cell": w.cell, "gates": GATES[w.cell], "layers": len(w.layers),
-        "parallel": w.cell in PARALLEL, "rms_eps": RMS_EPS,
-        "units": w.units, "vocab": vocab.symbols, "jamo": JAMO_SCHEME if vocab.jamo else None,
-        "unk": vocab.unk_id, "start_id": start_id(vocab), "checkpoint": loaded.short_checkpoint,
-        "arrays": index, "weights": base64.b64encode(b"".join(parts)).decode("ascii"),
+        "format": FORMAT,
+        "cell": w.cell,
+        "gates": GATES[w.cell],
+        "layers": len(w.layers),
+        "parallel": w.cell in PARALLEL,
+        "rms_eps": RMS_EPS,
+        "units": w.units,
+        "vocab": vocab.symbols,
+        "jamo": JAMO_SCHEME if vocab.jamo else None,
+        "unk": vocab.unk_id,
+        "start_id": start_id(vocab),
+        "checkpoint": loaded.short_checkpoint,
+        "arrays": index,
+        "weights": base64.b64encode(b"".join(parts)).decode("ascii"),
     }
 
 
 def sampler_page(loaded, title="charrnn") -> str:
-    return fill(template("sampler.html"), TITLE=html.escape(title), DATA=script_json(page_data(loaded)))
+    return fill(
+        template("sampler.html"), TITLE=html.escape(title), DATA=script_json(page_data(loaded))
+    )
 
 
 def write_page(loaded, out_path, title=None) -> int:

@@ -21,15 +21,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.generate.textstream import TextStream
 from charrnn.nn.step import NumpyOps, cell_step
 
 
 @dataclass
 class Beam:
-    text: str           # the continuation (not the prime)
-    logprob: float      # its log probability under the model, nats
-    ids: tuple          # its symbols
+    text: str  # the continuation (not the prime)
+    logprob: float  # its log probability under the model, nats
+    ids: tuple  # its symbols
 
 
 def max_steps(length) -> int:
@@ -50,8 +49,7 @@ def beam_search(weights, stream, prime_ids, start, length, width, allowed=None):
             return stop.value
 
 
-def beam_steps(weights, stream, prime_ids, start, length, width, allowed=None,
-               chunk_seconds=0.02):
+def beam_steps(weights, stream, prime_ids, start, length, width, allowed=None, chunk_seconds=0.02):
     """:func:`beam_search` as a generator: yields None about every ``chunk_seconds``,
     returns the Beam."""
     clock = _Clock(chunk_seconds)
@@ -68,8 +66,13 @@ def beam_steps(weights, stream, prime_ids, start, length, width, allowed=None,
             astate = int(allowed.advance(np.array([astate]), np.array([tok]))[0])
     best = []
     for k in sorted({1, width}):
-        best.append((yield from _search(weights, states, ids[-1], astate, stream, k, allowed,
-                                        length, clock)))
+        best.append(
+            (
+                yield from _search(
+                    weights, states, ids[-1], astate, stream, k, allowed, length, clock
+                )
+            )
+        )
     winner = max(best, key=lambda b: b[0])  # the first of equals: greedy's
     _, logprob, symbols = winner
     text = stream.copy()
@@ -109,8 +112,9 @@ class _Trail:
         return out[::-1]
 
 
-def _search(weights, root_states, root_tok, root_astate, root_stream, width, allowed, length,
-            clock):
+def _search(
+    weights, root_states, root_tok, root_astate, root_stream, width, allowed, length, clock
+):
     """One search of ``width``: (score, logprob, symbols) of its best text.  Live text i
     is row i of ``states``, ``logprob``, ``chars``, ``astate`` and ``toks``, with its
     TextStream in ``streams[i]`` and its place among the texts kept at the last step in
@@ -153,8 +157,11 @@ def _search(weights, root_states, root_tok, root_astate, root_stream, width, all
         s_rows = np.array([r[1] for r in rows], np.int32)
         states = [s[b_rows] for s in new]
         toks, logprob = s_rows, total[b_rows, s_rows] if len(rows) else np.zeros(0)
-        astate = (allowed.trans[astate[b_rows], s_rows] if allowed is not None
-                  else np.zeros(len(rows), np.int32))
+        astate = (
+            allowed.trans[astate[b_rows], s_rows]
+            if allowed is not None
+            else np.zeros(len(rows), np.int32)
+        )
         streams, chars, kept = nxt_streams, np.array(nxt_chars, np.int64), [r[2] for r in rows]
         if finished and len(toks) and finished[0] >= logprob.max() / length:
             break  # log probabilities only fall: no live text can beat it per character

@@ -73,8 +73,8 @@ def lower_id(n):
 @dataclass(frozen=True)
 class Options:
     temperature: float = 1.0
-    top_k: int = 0          # 0: no top-k cut
-    top_p: float = 1.0      # 1: no nucleus cut
+    top_k: int = 0  # 0: no top-k cut
+    top_p: float = 1.0  # 1: no nucleus cut
     seed: int = 0
 
     def check(self):

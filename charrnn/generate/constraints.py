@@ -17,8 +17,7 @@ state, defined for every symbol, so forced symbols (the prime) move it too.
 import numpy as np
 
 from charrnn.errors import CharrnnError
-from charrnn.text.jamo import (ESC, L_BASE, L_COUNT, S_BASE, T_BASE, T_COUNT, V_BASE,
-                               V_COUNT)
+from charrnn.text.jamo import ESC, L_BASE, L_COUNT, S_BASE, T_BASE, T_COUNT, V_BASE, V_COUNT
 
 START, ESCAPED = 0, 1
 
@@ -38,8 +37,10 @@ class Allowed:
         else:
             self.masks, self.trans = _jamo_automaton(cps, plain, allowed)
         if not self.masks[START].any():
-            raise CharrnnError(f"none of the --allow characters {self.chars[:40]!r} can be "
-                               "written with this model's vocabulary; allow characters it knows")
+            raise CharrnnError(
+                f"none of the --allow characters {self.chars[:40]!r} can be "
+                "written with this model's vocabulary; allow characters it knows"
+            )
 
     def start(self, batch) -> np.ndarray:
         return np.zeros(batch, np.int32)
@@ -62,13 +63,16 @@ def _jamo_automaton(cps, plain, allowed):
     masks = np.zeros((n_states, len(cps)), bool)
     trans = np.zeros((n_states, len(cps)), np.int32)
 
-    def lv_state(l, v):
-        return 2 + L_COUNT + l * V_COUNT + v
+    def lv_state(lead_i, v):
+        return 2 + L_COUNT + lead_i * V_COUNT + v
 
     # between characters: an L opens a syllable if some allowed syllable starts with it
     # (or the standalone jamo is allowed); the escape, if what it escapes may be allowed
-    opens = {l for l in range(L_COUNT) if any(
-        _syllable(l, v, t) in allowed for v in range(V_COUNT) for t in range(T_COUNT))}
+    opens = {
+        li
+        for li in range(L_COUNT)
+        if any(_syllable(li, v, t) in allowed for v in range(V_COUNT) for t in range(T_COUNT))
+    }
     masks[START] = plain & ~is_l
     trans[START] = START
     for i in np.flatnonzero(is_l):
@@ -78,22 +82,22 @@ def _jamo_automaton(cps, plain, allowed):
     trans[START, esc] = ESCAPED
     masks[START, esc] = plain.any()  # ESC x prints x: allowed when some x is
     masks[ESCAPED], trans[ESCAPED] = plain, START
-    for l in range(L_COUNT):
-        s = 2 + l
+    for li in range(L_COUNT):
+        s = 2 + li
         # after L: a vowel that leads to an allowed syllable, or anything after the
         # dangling L when the standalone jamo is allowed
-        dangling = chr(L_BASE + l) in allowed
+        dangling = chr(L_BASE + li) in allowed
         masks[s], trans[s] = masks[START] & dangling, trans[START]
         for i in np.flatnonzero(is_v):
             v = int(vowel[i])
-            masks[s, i] = any(_syllable(l, v, t) in allowed for t in range(T_COUNT))
-            trans[s, i] = lv_state(l, v)
+            masks[s, i] = any(_syllable(li, v, t) in allowed for t in range(T_COUNT))
+            trans[s, i] = lv_state(li, v)
         for v in range(V_COUNT):
-            s2 = lv_state(l, v)
+            s2 = lv_state(li, v)
             # after L V: a final that makes an allowed syllable, or (when L V alone is
             # an allowed syllable) whatever may start the next character
-            masks[s2], trans[s2] = masks[START] & (_syllable(l, v) in allowed), trans[START]
+            masks[s2], trans[s2] = masks[START] & (_syllable(li, v) in allowed), trans[START]
             for i in np.flatnonzero(is_t):
-                masks[s2, i] = _syllable(l, v, int(final[i])) in allowed
+                masks[s2, i] = _syllable(li, v, int(final[i])) in allowed
                 trans[s2, i] = START
     return masks, trans

@@ -24,18 +24,20 @@ import numpy as np
 
 from charrnn.errors import CharrnnError
 from charrnn.generate.beam import beam_search
+from charrnn.generate.choice import Options
 from charrnn.generate.constraints import Allowed
 from charrnn.generate.numpy_engine import NumpyEngine
-from charrnn.generate.textstream import TextStream
-from charrnn.nn.step import cell_step, NumpyOps
-from charrnn.generate.choice import Options
 from charrnn.generate.sampler import start_id
+from charrnn.generate.textstream import TextStream
+from charrnn.nn.step import NumpyOps, cell_step
 
 TAB, NEXT_LINE, UNDO, UNDO2, RESET, QUIT, ESC = "\t", "\x0e", "\x7f", "\x08", "\x12", "\x04", "\x1b"
 KEYS = "Tab write k · ^N write a line · ⌫ undo · ^R reset · Esc :command · ^D done"
-COMMANDS = ("commands: t T (temperature), top-k K, top-p P, k K (chars per Tab), seed S, "
-            "n N (candidates shown), allow CHARS (only these; none: all), beam N (Tab writes "
-            "the most probable text; 0: sample), q (done)")
+COMMANDS = (
+    "commands: t T (temperature), top-k K, top-p P, k K (chars per Tab), seed S, "
+    "n N (candidates shown), allow CHARS (only these; none: all), beam N (Tab writes "
+    "the most probable text; 0: sample), q (done)"
+)
 MAX_LINE = 2000  # Ctrl-N stops after this many symbols without a newline
 
 
@@ -65,8 +67,10 @@ class Session:
     def _set_empty(self):
         self.ids = []
         self.tok = np.array([self.start], np.int32)
-        self.states = [np.zeros((1, self.w.units), np.float32)
-                       for _ in range(len(self.w.layers) * self.w.states_per_layer)]
+        self.states = [
+            np.zeros((1, self.w.units), np.float32)
+            for _ in range(len(self.w.layers) * self.w.states_per_layer)
+        ]
         self.t = 0
 
     # -- reading
@@ -86,7 +90,7 @@ class Session:
         """The ``top`` most likely next symbols as (shown text, probability); with jamo,
         each is shown composed with the pending syllable (ᄒ ᅡ + ᆫ shows as 한)."""
         p = self.probabilities()
-        best = np.argsort(-p, kind="stable")[:self.top]
+        best = np.argsort(-p, kind="stable")[: self.top]
         tail = self.ids[-3:] if self.vocab.jamo else []
         before = self.vocab.decode(tail)
         out = []
@@ -100,7 +104,9 @@ class Session:
 
     # -- changing
     def _save(self):
-        self.history.append((list(self.ids), self.tok.copy(), [s.copy() for s in self.states], self.t))
+        self.history.append(
+            (list(self.ids), self.tok.copy(), [s.copy() for s in self.states], self.t)
+        )
 
     def _run(self, forced):
         forced = np.asarray(forced, np.int32).reshape(1, -1)
@@ -128,8 +134,9 @@ class Session:
         if self.beam:
             stream = TextStream(self.vocab, k, None)
             stream.decoder.feed(np.array(self.ids, np.int32))
-            best = beam_search(self.w, stream, [self.start, *self.ids], self.start, k,
-                               self.beam, self.allowed)
+            best = beam_search(
+                self.w, stream, [self.start, *self.ids], self.start, k, self.beam, self.allowed
+            )
             self._run(np.array(best.ids, np.int32))
             return
         if not self.vocab.jamo:
@@ -171,17 +178,28 @@ class Session:
         if name in ("q", "quit"):
             raise _Done
         if name == "allow":
-            return self._allow(line.strip().lstrip(":")[len(words[0]):].strip())
-        names = {"t": "temperature", "temp": "temperature", "temperature": "temperature",
-                 "top-k": "top_k", "topk": "top_k", "top-p": "top_p", "topp": "top_p",
-                 "seed": "seed", "k": "k", "n": "top", "beam": "beam"}
+            return self._allow(line.strip().lstrip(":")[len(words[0]) :].strip())
+        names = {
+            "t": "temperature",
+            "temp": "temperature",
+            "temperature": "temperature",
+            "top-k": "top_k",
+            "topk": "top_k",
+            "top-p": "top_p",
+            "topp": "top_p",
+            "seed": "seed",
+            "k": "k",
+            "n": "top",
+            "beam": "beam",
+        }
         if name not in names or len(args) != 1:
             return f"unknown command {line.strip()!r}; {COMMANDS}"
         field = names[name]
         try:
             value = float(args[0]) if field in ("temperature", "top_p") else int(args[0])
         except ValueError:
-            return f"{name} needs a number, e.g. {name} {'0.8' if field in ('temperature', 'top_p') else '5'}"
+            example = "0.8" if field in ("temperature", "top_p") else "5"
+            return f"{name} needs a number, e.g. {name} {example}"
         if field in ("k", "top", "beam"):
             if value < (0 if field == "beam" else 1):
                 return f"{name} must be at least {0 if field == 'beam' else 1}"
@@ -206,8 +224,15 @@ class Session:
         return f"allowed: {chars}" if chars else "all characters allowed"
 
 
-_PRETTY = {"temperature": "temperature", "top_k": "top-k", "top_p": "top-p", "seed": "seed",
-           "k": "k", "top": "candidates shown", "beam": "beam"}
+_PRETTY = {
+    "temperature": "temperature",
+    "top_k": "top-k",
+    "top_p": "top-p",
+    "seed": "seed",
+    "k": "k",
+    "top": "candidates shown",
+    "beam": "beam",
+}
 
 
 class _Done(Exception):
@@ -215,6 +240,7 @@ class _Done(Exception):
 
 
 # --- the terminal -------------------------------------------------------------------
+
 
 def _shown(s):
     return s.replace("\n", "⏎").replace(" ", "␠").replace("\t", "⇥") or "∅"
@@ -236,14 +262,19 @@ class _Screen:
     def draw(self):
         s, o = self.s, self.s.opt
         cols, rows = self.size()
-        head = (f"{self.title} · T {o.temperature:g} · top-k {o.top_k} · top-p {o.top_p:g} · "
-                f"k {s.k} · seed {o.seed}")
+        head = (
+            f"{self.title} · T {o.temperature:g} · top-k {o.top_k} · top-p {o.top_p:g} · "
+            f"k {s.k} · seed {o.seed}"
+        )
         cands = "  ".join(f"{_shown(c)} {100 * p:.1f}%" for c, p in s.candidates())
-        foot = [f"next: {cands}", self.message,
-                ":" + self.command if self.command is not None else KEYS]
-        foot = [line[:cols - 1] for line in foot]
-        body = _wrap(s.text + "▌", cols - 1)[-(rows - 2 - len(foot)):]
-        lines = [head[:cols - 1], "─" * (cols - 1), *body]
+        foot = [
+            f"next: {cands}",
+            self.message,
+            ":" + self.command if self.command is not None else KEYS,
+        ]
+        foot = [line[: cols - 1] for line in foot]
+        body = _wrap(s.text + "▌", cols - 1)[-(rows - 2 - len(foot)) :]
+        lines = [head[: cols - 1], "─" * (cols - 1), *body]
         lines += [""] * (rows - len(foot) - len(lines)) + foot
         os.write(self.fd, ("\x1b[H\x1b[2J" + "\n".join(lines)).encode("utf-8", "replace"))
 
@@ -252,7 +283,7 @@ def _wrap(text, width):
     out = []
     for line in text.split("\n"):
         line = line.replace("\t", "    ")
-        out += [line[i:i + width] for i in range(0, max(len(line), 1), width)]
+        out += [line[i : i + width] for i in range(0, max(len(line), 1), width)]
     return out
 
 
@@ -263,9 +294,11 @@ class _Terminal:
         try:
             self.fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
         except OSError as e:
-            raise CharrnnError(f"interactive mode needs a terminal, and there is none here "
-                               f"(/dev/tty: {e.strerror}); run it from a terminal, or use "
-                               "`charrnn sample` without -i") from None
+            raise CharrnnError(
+                f"interactive mode needs a terminal, and there is none here "
+                f"(/dev/tty: {e.strerror}); run it from a terminal, or use "
+                "`charrnn sample` without -i"
+            ) from None
         if not os.isatty(self.fd):
             os.close(self.fd)
             raise CharrnnError("interactive mode needs a terminal; run it from one")
@@ -292,8 +325,13 @@ class _Terminal:
 
     def __enter__(self):
         self.enter()
-        self.old = {sig: signal.signal(sig, h) for sig, h in (
-            (signal.SIGTSTP, self._on_stop), (signal.SIGWINCH, lambda *_: self.redraw and self.redraw()))}
+        self.old = {
+            sig: signal.signal(sig, h)
+            for sig, h in (
+                (signal.SIGTSTP, self._on_stop),
+                (signal.SIGWINCH, lambda *_: self.redraw and self.redraw()),
+            )
+        }
         return self
 
     def __exit__(self, *exc):

@@ -39,8 +39,12 @@ class NumpyEngine:
         if fused is not None:
             fused.load(states)
         with np.errstate(over="ignore", under="ignore"):
-            if (fused is not None and self.plain and self.allowed is None
-                    and self.lanes.tolist() == [0]):
+            if (
+                fused is not None
+                and self.plain
+                and self.allowed is None
+                and self.lanes.tolist() == [0]
+            ):
                 out, tok = self._run_one(int(tok[0]), t0, forced[0])
             else:
                 out, tok, states = self._run_batch(np.array(tok, np.int32), states, t0, forced)
@@ -87,7 +91,9 @@ class NumpyEngine:
             if inv_t != 1.0:  # (x * 1.0 is x)
                 z *= inv_t
             acc(z, out=cum)
-            tok = out[i] = min(int(cum.searchsorted(np.float32(log_u[i] + cum[last]), "right")), last)
+            tok = out[i] = min(
+                int(cum.searchsorted(np.float32(log_u[i] + cum[last]), "right")), last
+            )
         return np.array([out], np.int32), np.array([tok], np.int32)
 
     def _sample(self, logits, u):
@@ -125,13 +131,13 @@ class _FusedLSTM:
 
     def __init__(self, w: Weights, batch):
         H = w.units
-        order = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H]  # i f c o -> i f o c
+        order = np.r_[0 : 2 * H, 3 * H : 4 * H, 2 * H : 3 * H]  # i f c o -> i f o c
         scale = np.r_[np.full(3 * H, 0.5, np.float32), np.ones(H, np.float32)]
         fix = lambda a: np.ascontiguousarray(a[..., order] * scale, np.float32)  # noqa: E731
         self.table = fix(w.table)
         self.kernels = [fix(lay["U"] if i == 0 else lay["WU"]) for i, lay in enumerate(w.layers)]
         # 2-D operands throughout: NumPy adds a (1, n) row faster than it broadcasts (n,).
-        self.rows = [self.table[i:i + 1] for i in range(len(self.table))]
+        self.rows = [self.table[i : i + 1] for i in range(len(self.table))]
         self.biases = [None if i == 0 else fix(lay["b"])[None] for i, lay in enumerate(w.layers)]
         self.dense, self.dense_b = w.dense, w.dense_b[None]
         n = len(w.layers)
@@ -146,17 +152,29 @@ class _FusedLSTM:
         # small ufunc call at batch 1): (input, kernel, bias, sigmoid part, i, f, o,
         # candidate, c, h, where the next layer reads h or None).
         a = self.a
-        self.plan = [((self.h[0] if i == 0 else self.xh[i]), self.kernels[i], self.biases[i],
-                      a[:, :3 * H], a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:],
-                      self.c[i], self.h[i], self.xh[i + 1][:, :H] if i + 1 < n else None)
-                     for i in range(n)]
+        self.plan = [
+            (
+                (self.h[0] if i == 0 else self.xh[i]),
+                self.kernels[i],
+                self.biases[i],
+                a[:, : 3 * H],
+                a[:, :H],
+                a[:, H : 2 * H],
+                a[:, 2 * H : 3 * H],
+                a[:, 3 * H :],
+                self.c[i],
+                self.h[i],
+                self.xh[i + 1][:, :H] if i + 1 < n else None,
+            )
+            for i in range(n)
+        ]
 
     def load(self, states):
         for i in range(len(self.h)):
             self.h[i][...] = states[2 * i]
             self.c[i][...] = states[2 * i + 1]
         for i in range(1, len(self.h)):
-            self.xh[i][:, :self.H] = self.h[i - 1]
+            self.xh[i][:, : self.H] = self.h[i - 1]
 
     def save(self):
         return [x.copy() for i in range(len(self.h)) for x in (self.h[i], self.c[i])]
@@ -173,11 +191,11 @@ class _FusedLSTM:
             tanh(a, out=a)
             multiply(sig, 0.5, out=sig)
             add(sig, 0.5, out=sig)
-            multiply(cand, ig, out=cand)      # i * tanh(c~)
-            multiply(c, fg, out=c)            # f * c
+            multiply(cand, ig, out=cand)  # i * tanh(c~)
+            multiply(c, fg, out=c)  # f * c
             add(c, cand, out=c)
             tanh(c, out=tmp)
-            multiply(og, tmp, out=h)          # o * tanh(c)
+            multiply(og, tmp, out=h)  # o * tanh(c)
             if nxt is not None:
                 nxt[...] = h
         logits = dot(h, self.dense, out=self.logits)

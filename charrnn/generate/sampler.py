@@ -28,7 +28,7 @@ from charrnn.generate.xla_process import ChildSlots, XLAProcess
 from charrnn.nn.step import Weights
 
 NUMPY_STEPS_ENV = "CHARRNN_TEST_NUMPY_STEPS"  # test hook: NumPy's share of the steps
-NUMPY_COVER = 6.5     # seconds of estimated NumPy work before XLA takes over (numpy_steps_for)
+NUMPY_COVER = 6.5  # seconds of estimated NumPy work before XLA takes over (numpy_steps_for)
 
 
 def start_id(vocab) -> int:
@@ -63,6 +63,7 @@ class Wait:
     """Yielded by ``Sampler.generating`` where it would otherwise block: nothing to do
     until ``fd`` (the child's pipe) is readable, or, with ``fd`` None (waiting for room
     under a ChildSlots cap), until a little later."""
+
     __slots__ = ("fd",)
     RETRY = 0.02  # seconds between asks for room under the cap
 
@@ -103,9 +104,18 @@ class Sampler:
     children); the child starts once it has room (None: at once).
     """
 
-    def __init__(self, weights: Weights, batch=1, options=Options(), start_id=0,
-                 engine="auto", numpy_steps=None, first_lane=0, allowed=None,
-                 children: ChildSlots = None):
+    def __init__(
+        self,
+        weights: Weights,
+        batch=1,
+        options=Options(),
+        start_id=0,
+        engine="auto",
+        numpy_steps=None,
+        first_lane=0,
+        allowed=None,
+        children: ChildSlots = None,
+    ):
         options.check()
         self.w, self.opt, self.batch = weights, options, int(batch)
         self.first_lane = int(first_lane)
@@ -121,8 +131,11 @@ class Sampler:
             hook = os.environ.get(NUMPY_STEPS_ENV)
             numpy_steps = int(hook) if hook else numpy_steps_for(weights, self.batch)
         self.numpy_steps = {"auto": numpy_steps, "numpy": float("inf"), "xla": 0}[engine]
-        self._np = (NumpyEngine(weights, options, self.batch, self.first_lane, allowed)
-                    if engine != "xla" else None)
+        self._np = (
+            NumpyEngine(weights, options, self.batch, self.first_lane, allowed)
+            if engine != "xla"
+            else None
+        )
         self._xla = None
         self.children = children
         self.wants_child = False
@@ -137,10 +150,14 @@ class Sampler:
 
     def _child(self):
         """The child process, started if wanted and allowed; None until then."""
-        if self._xla is None and self.wants_child and (
-                self.children is None or self.children.take(self)):
-            self._xla = XLAProcess(self.w, self.opt, self.batch, self.first_lane,
-                                   verbose=backend.is_verbose())
+        if (
+            self._xla is None
+            and self.wants_child
+            and (self.children is None or self.children.take(self))
+        ):
+            self._xla = XLAProcess(
+                self.w, self.opt, self.batch, self.first_lane, verbose=backend.is_verbose()
+            )
         return self._xla
 
     def close(self):
@@ -185,12 +202,16 @@ class Sampler:
             left = forced.shape[1] - i
             if self.t < self.numpy_steps or self.engine == "xla":
                 # In this process one XLA call is at most CHUNK steps (the compiled buffer).
-                m = (min(left, self.numpy_steps - self.t) if self.t < self.numpy_steps
-                     else min(left, CHUNK))
+                m = (
+                    min(left, self.numpy_steps - self.t)
+                    if self.t < self.numpy_steps
+                    else min(left, CHUNK)
+                )
                 engine = self._np if self.t < self.numpy_steps else self._in_process_xla()
                 t = time.perf_counter()
-                out, self.tok, self.states = engine.run(self.tok, self.states, self.t,
-                                                        forced[:, i:i + m])
+                out, self.tok, self.states = engine.run(
+                    self.tok, self.states, self.t, forced[:, i : i + m]
+                )
                 if engine is not self._np:
                     self.tok, self.states = self.tok.numpy(), [s.numpy() for s in self.states]
                 self.work_seconds += time.perf_counter() - t

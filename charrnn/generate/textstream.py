@@ -10,8 +10,8 @@ class TextStream:
     def __init__(self, vocab, length, stop):
         self.decoder = vocab.stream_decoder()
         self.left, self.stop = length, stop or None
-        self.tail = ""       # the last len(stop) - 1 characters, to find a stop across chunks
-        self.pending = ""    # text not yet written to the output
+        self.tail = ""  # the last len(stop) - 1 characters, to find a stop across chunks
+        self.pending = ""  # text not yet written to the output
         self.done = length <= 0
 
     def feed(self, ids):
@@ -22,11 +22,11 @@ class TextStream:
             hay = self.tail + text
             at = hay.find(self.stop)
             if at >= 0:
-                text = text[:max(0, at + len(self.stop) - len(self.tail))]
+                text = text[: max(0, at + len(self.stop) - len(self.tail))]
                 self.done = True
-            self.tail = hay[-(len(self.stop) - 1):] if len(self.stop) > 1 else ""
+            self.tail = hay[-(len(self.stop) - 1) :] if len(self.stop) > 1 else ""
         if len(text) >= self.left:
-            text, self.done = text[:self.left], True
+            text, self.done = text[: self.left], True
         self.left -= len(text)
         self.pending += text
 

@@ -33,28 +33,33 @@ MAX_ASK = 4 * CHUNK  # most steps one generate (or one part of the prime) asks f
 @dataclass(frozen=True)
 class Request:
     """What to generate: `charrnn sample`'s options (and serve's request body)."""
+
     prime: str = ""
     length: int = 1000
     num_samples: int = 1
     options: Options = Options()
     stop: str = None
-    allow: str = None           # only these characters may be emitted
-    require: str = None         # each sample must contain this (rejection)
+    allow: str = None  # only these characters may be emitted
+    require: str = None  # each sample must contain this (rejection)
     require_tries: int = REQUIRE_TRIES
-    beam: int = 0               # beam width; 0: sample
+    beam: int = 0  # beam width; 0: sample
     echo_prime: bool = True
-    unknown: str = "error"      # prime characters outside the vocabulary: error or skip
+    unknown: str = "error"  # prime characters outside the vocabulary: error or skip
 
     def check(self):
         self.options.check()
         if self.unknown not in ("error", "skip"):
             raise CharrnnError("--unknown must be error or skip")
         if self.beam < 0 or self.require_tries < 1 or self.length < 0 or self.num_samples < 1:
-            raise CharrnnError("--beam, --length and --require-tries must not be negative, "
-                               "--num-samples at least 1")
+            raise CharrnnError(
+                "--beam, --length and --require-tries must not be negative, "
+                "--num-samples at least 1"
+            )
         if self.beam and (self.require or self.num_samples != 1):
-            raise CharrnnError("--beam gives the one most probable text: it goes with neither "
-                               "--require nor --num-samples")
+            raise CharrnnError(
+                "--beam gives the one most probable text: it goes with neither "
+                "--require nor --num-samples"
+            )
         if self.require == "":
             raise CharrnnError("--require needs a non-empty string")
 
@@ -63,22 +68,33 @@ class Request:
         return not (self.beam or self.require)
 
 
-def samples(loaded, request: Request, engine="auto", numpy_steps=None, on_warning=None,
-            chunk_seconds=0.1, children=None):
+def samples(
+    loaded,
+    request: Request,
+    engine="auto",
+    numpy_steps=None,
+    on_warning=None,
+    chunk_seconds=0.1,
+    children=None,
+):
     """The generator described in the module doc.  ``children``: a
     charrnn.generate.xla_process.ChildSlots capping the TensorFlow children of all the
     requests it is shared by (a server's); None: no cap."""
     request.check()
     vocab = loaded.vocab
-    ids = vocab.encode(request.prime, unknown=request.unknown) if request.prime \
+    ids = (
+        vocab.encode(request.prime, unknown=request.unknown)
+        if request.prime
         else np.zeros(0, np.int32)
+    )
     if request.prime and len(ids) == 0 and on_warning:
         on_warning("no character of the prime is in the vocabulary; sampling without a prime")
     allowed = Allowed(vocab, request.allow) if request.allow else None
     if request.beam:
         return (yield from _beam(loaded, request, ids, allowed, chunk_seconds))
-    run = dict(engine=engine, numpy_steps=numpy_steps, chunk_seconds=chunk_seconds,
-               children=children)
+    run = dict(
+        engine=engine, numpy_steps=numpy_steps, chunk_seconds=chunk_seconds, children=children
+    )
     if request.require:
         return (yield from _required(loaded, request, ids, allowed, run))
     return (yield from _sampled(loaded, request, ids, allowed, 0, request.num_samples, run))
@@ -87,9 +103,17 @@ def samples(loaded, request: Request, engine="auto", numpy_steps=None, on_warnin
 def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
     """Samples first_lane .. first_lane + batch - 1, streamed in order."""
     vocab = loaded.vocab
-    sampler = Sampler(loaded.weights, batch, request.options, start_id=start_id(vocab),
-                      engine=run["engine"], numpy_steps=run["numpy_steps"],
-                      first_lane=first_lane, allowed=allowed, children=run["children"])
+    sampler = Sampler(
+        loaded.weights,
+        batch,
+        request.options,
+        start_id=start_id(vocab),
+        engine=run["engine"],
+        numpy_steps=run["numpy_steps"],
+        first_lane=first_lane,
+        allowed=allowed,
+        children=run["children"],
+    )
     per_char = loaded.symbols_per_char if vocab.jamo else 1.0
     # Will NumPy's share of the steps run out?  Then TensorFlow imports and compiles
     # in a child process from the start (or once the cap has room), on the other core.
@@ -149,7 +173,7 @@ def _prime(sampler, ids, chunk_seconds, n):
     split."""
     i = 0
     while i < len(ids):
-        sampler.prime(ids[i:i + n])
+        sampler.prime(ids[i : i + n])
         yield from sampler.generating(0)
         i += n
         n = _next_turn(n, sampler.work_seconds, chunk_seconds)
@@ -166,14 +190,15 @@ def _required(loaded, request, ids, allowed, run):
     while len(kept) < want and lane < tries:
         batch = min(want - len(kept), tries - lane)
         found = yield from _quiet(_sampled(loaded, request, ids, allowed, lane, batch, run))
-        kept += [t for t in found if request.require in t[len(shown):]]
+        kept += [t for t in found if request.require in t[len(shown) :]]
         lane += batch
     if len(kept) < want:
-        raise CharrnnError(f"only {len(kept)} of {want} sample(s) contained {request.require!r} "
-                           f"after {tries} tries; raise --require-tries, generate more "
-                           "characters (-n), or put it in the prime")
-    for i, text in enumerate(kept[:want]):
-        yield i, text
+        raise CharrnnError(
+            f"only {len(kept)} of {want} sample(s) contained {request.require!r} "
+            f"after {tries} tries; raise --require-tries, generate more "
+            "characters (-n), or put it in the prime"
+        )
+    yield from enumerate(kept[:want])
     return kept[:want]
 
 
@@ -201,8 +226,16 @@ def _beam(loaded, request, ids, allowed, chunk_seconds):
     stream = TextStream(vocab, request.length, request.stop)
     shown_prime = stream.decoder.feed(ids) if request.echo_prime else ""
     yield None
-    best = yield from beam_steps(loaded.weights, stream, ids, start_id(vocab), request.length,
-                                 request.beam, allowed, chunk_seconds)
+    best = yield from beam_steps(
+        loaded.weights,
+        stream,
+        ids,
+        start_id(vocab),
+        request.length,
+        request.beam,
+        allowed,
+        chunk_seconds,
+    )
     text = shown_prime + best.text
     yield 0, text
     return [text]
@@ -223,8 +256,15 @@ def run_to_end(gen):
         return pieces, stop.value
 
 
-def write_samples(out, loaded, request: Request, separator=SEPARATOR, engine="auto",
-                  numpy_steps=None, on_warning=None):
+def write_samples(
+    out,
+    loaded,
+    request: Request,
+    separator=SEPARATOR,
+    engine="auto",
+    numpy_steps=None,
+    on_warning=None,
+):
     """Generate the request's samples and write them to the text stream ``out`` as they
     come, each after the first preceded by ``separator``; returns the sample texts."""
     gen = samples(loaded, request, engine=engine, numpy_steps=numpy_steps, on_warning=on_warning)

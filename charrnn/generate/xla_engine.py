@@ -15,7 +15,7 @@ import numpy as np
 from charrnn.generate.choice import Options, choose, seed_mix, uniform
 from charrnn.nn.step import Weights, cell_step, tf_ops
 
-CHUNK = 1024          # most steps one XLA call runs (the compiled buffer size)
+CHUNK = 1024  # most steps one XLA call runs (the compiled buffer size)
 
 
 class XLAEngine:
@@ -27,8 +27,11 @@ class XLAEngine:
         # Weights are arguments, not captured constants: XLA compiles faster.  Layers
         # with the stacked WU need neither W nor U.
         named = w.arrays()
-        arrays = {k: v for k, v in named.items()
-                  if not (k.endswith(("/W", "/U")) and k[:-1] + "WU" in named)}
+        arrays = {
+            k: v
+            for k, v in named.items()
+            if not (k.endswith(("/W", "/U")) and k[:-1] + "WU" in named)
+        }
         self.arrays = {k: tf.constant(v) for k, v in arrays.items()}
         lanes = tf.constant(np.arange(first_lane, first_lane + batch, dtype=np.uint32))
         mix = tf.constant(seed_mix(opt.seed), tf.uint32)
@@ -49,8 +52,11 @@ class XLAEngine:
                 return i + 1, tok, states, out.write(i, tok)
 
             _, tok, states, out = tf.while_loop(
-                lambda i, *_: i < n, body, (tf.constant(0), tok, states, out),
-                maximum_iterations=CHUNK)
+                lambda i, *_: i < n,
+                body,
+                (tf.constant(0), tok, states, out),
+                maximum_iterations=CHUNK,
+            )
             return tf.transpose(out.stack()), tok, states
 
         self.fn = run
@@ -69,7 +75,12 @@ class XLAEngine:
         assert n <= CHUNK
         buf = np.full((self.batch, CHUNK), -1, np.int32)
         buf[:, :n] = forced
-        out, tok, states = self.fn(self.arrays, tf.constant(tok, tf.int32), list(states),
-                                   tf.constant(t0, tf.int32), tf.constant(n, tf.int32),
-                                   tf.constant(buf))
+        out, tok, states = self.fn(
+            self.arrays,
+            tf.constant(tok, tf.int32),
+            list(states),
+            tf.constant(t0, tf.int32),
+            tf.constant(n, tf.int32),
+            tf.constant(buf),
+        )
         return out.numpy()[:, :n], tok, states

@@ -42,7 +42,7 @@ from charrnn.generate.choice import Options
 from charrnn.generate.xla_engine import CHUNK, XLAEngine
 from charrnn.nn.step import Weights
 
-DELAY_ENV = "CHARRNN_TEST_XLA_DELAY"   # test hook: seconds the child waits before importing
+DELAY_ENV = "CHARRNN_TEST_XLA_DELAY"  # test hook: seconds the child waits before importing
 _DTYPES = {"float32": np.float32, "int32": np.int32}
 
 
@@ -108,7 +108,7 @@ class _Inbox:
             return None
         arrays, at = [], end + 1
         for dt, shape, n in layout:
-            arrays.append(np.frombuffer(bytes(self.buf[at:at + n]), dt).reshape(shape))
+            arrays.append(np.frombuffer(bytes(self.buf[at : at + n]), dt).reshape(shape))
             at += n
         del self.buf[:at]
         return header, arrays
@@ -128,8 +128,11 @@ def cache_dir():
     cpu = platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            lines = [x for x in f.read().split("\n\n")[0].splitlines()
-                     if x.split(":")[0].strip() in ("vendor_id", "model name", "flags")]
+            lines = [
+                x
+                for x in f.read().split("\n\n")[0].splitlines()
+                if x.split(":")[0].strip() in ("vendor_id", "model name", "flags")
+            ]
         cpu += "\n".join(lines)
     except OSError:
         cpu += platform.processor()
@@ -152,15 +155,17 @@ def _child():
         try:
             path = cache_dir()
             os.makedirs(path, exist_ok=True)
-            os.environ["TF_XLA_FLAGS"] = (os.environ.get("TF_XLA_FLAGS", "")
-                                          + f" --tf_xla_persistent_cache_directory={path}")
+            os.environ["TF_XLA_FLAGS"] = (
+                os.environ.get("TF_XLA_FLAGS", "") + f" --tf_xla_persistent_cache_directory={path}"
+            )
         except OSError:
             pass  # no cache: compile every time
         import tensorflow  # noqa: F401  (alone: charrnn.backend would add Keras)
 
         weights = Weights.from_arrays(header["cell"], dict(zip(header["names"], arrays)))
-        engine = XLAEngine(weights, Options(**header["options"]), header["batch"],
-                           header["first_lane"])
+        engine = XLAEngine(
+            weights, Options(**header["options"]), header["batch"], header["first_lane"]
+        )
         engine.warm_up()
     except Exception as e:  # noqa: BLE001 - reported to the parent, which raises it
         _send(out, {"error": f"{type(e).__name__}: {e}"})
@@ -179,7 +184,7 @@ def _child():
             t = time.perf_counter()
             outs = []
             for i in range(0, forced.shape[1], CHUNK):
-                o, tok, states = engine.run(tok, states, header["t0"] + i, forced[:, i:i + CHUNK])
+                o, tok, states = engine.run(tok, states, header["t0"] + i, forced[:, i : i + CHUNK])
                 outs.append(o)
             ids = np.concatenate(outs, axis=1) if outs else forced[:, :0]
         except Exception as e:  # noqa: BLE001
@@ -196,21 +201,30 @@ class XLAProcess:
 
     def __init__(self, weights, options, batch, first_lane=0, verbose=False):
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "charrnn.generate.xla_process"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=None if verbose else subprocess.DEVNULL,
-            start_new_session=True)  # Ctrl-C and Ctrl-Z reach the parent only
+            [sys.executable, "-m", "charrnn.generate.xla_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None if verbose else subprocess.DEVNULL,
+            start_new_session=True,
+        )  # Ctrl-C and Ctrl-Z reach the parent only
         self._inbox = _Inbox(self.proc.stdout.fileno())
         named = weights.arrays()
         names, arrays = list(named), list(named.values())
-        init = {"op": "init", "cell": weights.cell, "names": names, "batch": int(batch),
-                "first_lane": int(first_lane), "options": asdict(options)}
+        init = {
+            "op": "init",
+            "cell": weights.cell,
+            "names": names,
+            "batch": int(batch),
+            "first_lane": int(first_lane),
+            "options": asdict(options),
+        }
         # Weights can be megabytes: write them while this process gets on with NumPy.
         self._writer = threading.Thread(target=self._write_init, args=(init, arrays), daemon=True)
         self._writer.start()
         self.ready = False
         self.synced = False
-        self.running = False   # a run sent, its ids not yet taken
-        self.seconds = 0.0     # the child's time computing the last run
+        self.running = False  # a run sent, its ids not yet taken
+        self.seconds = 0.0  # the child's time computing the last run
 
     def _write_init(self, init, arrays):
         try:
@@ -232,8 +246,10 @@ class XLAProcess:
                 select.select([self._inbox.fd], [], [])
         except (EOFError, OSError, ValueError):
             status = self.proc.wait()
-            raise CharrnnError(f"the TensorFlow engine process ended unexpectedly (status {status}); "
-                               "run with -v to see its messages") from None
+            raise CharrnnError(
+                f"the TensorFlow engine process ended unexpectedly (status {status}); "
+                "run with -v to see its messages"
+            ) from None
         if got is not None and "error" in got[0]:
             raise CharrnnError(f"the TensorFlow engine failed: {got[0]['error']}")
         return got
@@ -329,7 +345,7 @@ class ChildSlots:
 # take less than twice this, so the figure is an upper bound) -- then up to 3.05 bytes
 # per byte of float32 weights (the received copy, TensorFlow's, XLA's transient ones):
 # 1,052 MB at 149 MB of weights, 1,571 MB at 276 MB, 1,997 MB at 586 MB.
-CHILD_BASE = 800 * 2 ** 20
+CHILD_BASE = 800 * 2**20
 CHILD_PER_WEIGHT_BYTE = 3.1
 
 
@@ -339,8 +355,9 @@ def child_memory(weights: Weights, batch: int, chunk_steps: int) -> int:
     (``chunk_steps`` steps, 4 copies on the two sides of the pipe)."""
     weight_bytes = sum(a.nbytes for a in weights.arrays().values())
     states = 4 * 4 * batch * weights.units * len(weights.layers) * weights.states_per_layer
-    return int(CHILD_BASE + CHILD_PER_WEIGHT_BYTE * weight_bytes + states
-               + 4 * 4 * batch * chunk_steps)
+    return int(
+        CHILD_BASE + CHILD_PER_WEIGHT_BYTE * weight_bytes + states + 4 * 4 * batch * chunk_steps
+    )
 
 
 if __name__ == "__main__":

@@ -15,11 +15,21 @@ Two families:
 
 CELLS = ("lstm", "gru", "rnn", "mingru", "minlstm")
 PARALLEL = ("mingru", "minlstm")  # the cells whose gates depend on the input only
-GATES = {"lstm": 4, "gru": 3, "rnn": 1,  # weight blocks per layer (matmul width / units)
-         "mingru": 2, "minlstm": 3}
+GATES = {
+    "lstm": 4,
+    "gru": 3,
+    "rnn": 1,  # weight blocks per layer (matmul width / units)
+    "mingru": 2,
+    "minlstm": 3,
+}
 # Order of the blocks along the G*H axis (Keras'): what the weights file records.
-GATE_ORDER = {"lstm": "i,f,c,o", "gru": "z,r,h (reset_after)", "rnn": "h",
-              "mingru": "z,h", "minlstm": "f,i,h"}
+GATE_ORDER = {
+    "lstm": "i,f,c,o",
+    "gru": "z,r,h (reset_after)",
+    "rnn": "h",
+    "mingru": "z,h",
+    "minlstm": "f,i,h",
+}
 FF_MULT = 4  # the feed-forward width of a parallel cell's block, in units of rnn_size
 
 
@@ -42,6 +52,13 @@ def block_shapes(cell, h) -> dict:
     """A parallel cell's block: tensor name (after "layers.<i>.") -> shape, in the order
     charrnn.nn.parallel.MinBlock creates them."""
     g, f = GATES[cell] * h, FF_MULT * h
-    return {"norm": (h,), "kernel": (h, g), "bias": (g,), "ff_norm": (h,),
-            "ff_in.kernel": (h, f), "ff_in.bias": (f,), "ff_out.kernel": (f, h),
-            "ff_out.bias": (h,)}
+    return {
+        "norm": (h,),
+        "kernel": (h, g),
+        "bias": (g,),
+        "ff_norm": (h,),
+        "ff_in.kernel": (h, f),
+        "ff_in.bias": (f,),
+        "ff_out.kernel": (f, h),
+        "ff_out.bias": (h,),
+    }

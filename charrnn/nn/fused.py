@@ -31,7 +31,7 @@ from charrnn.backend import tensorflow
 
 def gru_sequence(x, kernel, recurrent_kernel, bias, h0, compute_dtype="float32"):
     """Run one GRU layer (``reset_after=True``; ``bias`` is [2, 3H]: input, recurrent) over
-    time-major ``x`` [T, B, I] from state h0.
+    time-major ``x`` [T, B, D] from state h0.
 
     Returns (outputs [T, B, H], h_T), all float32.
     """
@@ -66,7 +66,7 @@ def _gru(tf, cdt, mm, x, K, U, b, h0):
     # n = tanh(x W_n + b_xn + r * (h U_n + b_hn)), h' = z * h + (1 - z) * n.
     # Layer by layer: the input projection runs ahead inside the loop, the backward pass is
     # hand-written and the weight gradients are one matmul each.
-    T, B, I = tf.unstack(tf.shape(x))
+    T, B, D = tf.unstack(tf.shape(x))
     H3 = tf.shape(K)[1]
     xc, Kc, Uc = tf.cast(x, cdt), tf.cast(K, cdt), tf.cast(U, cdt)
     bx, bh = b[0], b[1]
@@ -84,9 +84,11 @@ def _gru(tf, cdt, mm, x, K, U, b, h0):
     # hs[t] is the state before step t, hs[t + 1] after it; the backward pass recomputes the
     # gates from the two projections.
     _, hT, hs, xzs, hzs = tf.while_loop(
-        lambda t, *_: t < T, step,
+        lambda t, *_: t < T,
+        step,
         (tf.constant(0), h0, _saved(tf, T + 1).write(0, h0), _saved(tf, T), _saved(tf, T)),
-        parallel_iterations=2)
+        parallel_iterations=2,
+    )
     h_all = hs.stack()
 
     def grad(dhs, dhT):
@@ -114,15 +116,17 @@ def _gru(tf, cdt, mm, x, K, U, b, h0):
             return t, dh_prev, dxzs.write(t, dxz), dhzs.write(t, dhz)
 
         _, dh0, dxzs, dhzs = tf.while_loop(
-            lambda t, *_: t > 0, back,
+            lambda t, *_: t > 0,
+            back,
             (T, dhT, tf.TensorArray(cdt, size=T), tf.TensorArray(cdt, size=T)),
-            parallel_iterations=2)
+            parallel_iterations=2,
+        )
         # The weight gradients: one large matmul each over all T*B rows.
         dx_rows = tf.reshape(dxzs.stack(), [T * B, H3])
         dh_rows = tf.reshape(dhzs.stack(), [T * B, H3])
         ones = tf.ones([1, T * B])
-        dx = tf.reshape(mm(dx_rows, K, transpose_b=True), [T, B, I])
-        dK = mm(tf.reshape(x, [T * B, I]), dx_rows, transpose_a=True)
+        dx = tf.reshape(mm(dx_rows, K, transpose_b=True), [T, B, D])
+        dK = mm(tf.reshape(x, [T * B, D]), dx_rows, transpose_a=True)
         dU = mm(tf.reshape(h_all[:-1], [T * B, -1]), dh_rows, transpose_a=True)
         db = tf.concat([mm(ones, dx_rows), mm(ones, dh_rows)], 0)  # [2, 3H] like Keras' bias
         return dx, dK, dU, db, dh0
@@ -146,11 +150,19 @@ def lstm_stack(ids, embedding, layers, states, masks=None, compute_dtype="float3
     f32 = [tf.cast(v, tf.float32) for v in [embedding, *weights, *states, *masks]]
 
     def run(E, *a):
-        wave = _Wave(tf, tf.as_dtype(compute_dtype), ids, E, [a[3 * i:3 * i + 3] for i in range(n)],
-                     a[3 * n:5 * n], a[5 * n:])
+        wave = _Wave(
+            tf,
+            tf.as_dtype(compute_dtype),
+            ids,
+            E,
+            [a[3 * i : 3 * i + 3] for i in range(n)],
+            a[3 * n : 5 * n],
+            a[5 * n :],
+        )
         outs, final, saved = _wave_forward(wave)
-        return (outs[-1], *final), lambda dout, *dfinal: _wave_backward(wave, outs, saved,
-                                                                      dout, dfinal)
+        return (outs[-1], *final), lambda dout, *dfinal: _wave_backward(
+            wave, outs, saved, dout, dfinal
+        )
 
     return tf.custom_gradient(run)(*f32)
 
@@ -186,7 +198,7 @@ class _Wave:
         return h * self.masks[k][self.at(t)] if self.masks else h
 
     def window(self, k, stacked):  # layer k's [T, ...] rows of an iteration-indexed stack
-        return stacked[self.LAG * k:self.LAG * k + self.T]
+        return stacked[self.LAG * k : self.LAG * k + self.T]
 
 
 def _wave_forward(w):
@@ -222,9 +234,11 @@ def _wave_forward(w):
 
     proj0 = [tf.zeros([w.B, 4 * tf.shape(h)[1]]) for h in w.h0[1:]]
     _, hT, cT, _, saved = tf.while_loop(
-        lambda j, *_: j < w.J, step,
+        lambda j, *_: j < w.J,
+        step,
         (tf.constant(0), w.h0, w.c0, proj0, [_saved(tf, w.J) for _ in range(4 * n)]),
-        parallel_iterations=2)
+        parallel_iterations=2,
+    )
     outs = [w.window(k, saved[4 * k].stack()) for k in range(n)]
     return outs, [s for pair in zip(hT, cT) for s in pair], saved
 
@@ -232,8 +246,10 @@ def _wave_forward(w):
 def _wave_backward(w, outs, saved, dout, dfinal):
     tf, n, T, B = w.tf, w.n, w.T, w.B
     dout = tf.zeros_like(outs[-1]) if dout is None else dout
-    dfinal = [tf.zeros_like(s) if d is None else d
-              for d, s in zip(dfinal, (s for pair in zip(w.h0, w.c0) for s in pair))]
+    dfinal = [
+        tf.zeros_like(s) if d is None else d
+        for d, s in zip(dfinal, (s for pair in zip(w.h0, w.c0) for s in pair))
+    ]
     Ut = [tf.transpose(U) for U in w.U]  # once: a transpose_b matmul in the loop is slower
     Kt = [None] + [tf.transpose(K) for K in w.K[1:]]
     coefs, ots, fs = saved[1::4], saved[2::4], saved[3::4]
@@ -262,11 +278,18 @@ def _wave_backward(w, outs, saved, dout, dfinal):
         return j, new_dh, new_dc, new_dx, new_dz, dzs
 
     _, dh0, dc0, _, _, dzs = tf.while_loop(
-        lambda j, *_: j > 0, back,
-        (w.J, list(dfinal[0::2]), list(dfinal[1::2]), [tf.zeros_like(h) for h in w.h0[:-1]],
-         [tf.zeros([B, 4 * tf.shape(h)[1]], w.cdt) for h in w.h0[1:]],
-         [tf.TensorArray(w.cdt, size=w.J) for _ in range(n)]),
-        parallel_iterations=2)
+        lambda j, *_: j > 0,
+        back,
+        (
+            w.J,
+            list(dfinal[0::2]),
+            list(dfinal[1::2]),
+            [tf.zeros_like(h) for h in w.h0[:-1]],
+            [tf.zeros([B, 4 * tf.shape(h)[1]], w.cdt) for h in w.h0[1:]],
+            [tf.TensorArray(w.cdt, size=w.J) for _ in range(n)],
+        ),
+        parallel_iterations=2,
+    )
     # The weight gradients: one large matmul each over all T*B rows.
     grads = []
     for k in range(n):
@@ -274,8 +297,9 @@ def _wave_backward(w, outs, saved, dout, dfinal):
         H4 = tf.shape(dzl)[2]
         dz = tf.reshape(dzl, [T * B, H4])
         if k == 0:  # through the table: one [V, 4H] sum over the symbols
-            dtable = tf.math.unsorted_segment_sum(tf.cast(dz, tf.float32),
-                                                  tf.reshape(w.ids, [-1]), tf.shape(w.E)[0])
+            dtable = tf.math.unsorted_segment_sum(
+                tf.cast(dz, tf.float32), tf.reshape(w.ids, [-1]), tf.shape(w.E)[0]
+            )
             dE = w.mm(dtable, w.K[0], transpose_b=True)
             dK = w.mm(w.E, dtable, transpose_a=True)
             db = tf.reduce_sum(dtable, 0)
@@ -287,6 +311,7 @@ def _wave_backward(w, outs, saved, dout, dfinal):
         dU = w.mm(w.h0[k], dzl[0], transpose_a=True) + w.mm(
             tf.reshape(outs[k][:-1], [(T - 1) * B, tf.shape(outs[k])[2]]),
             tf.reshape(dzl[1:], [(T - 1) * B, H4]),
-            transpose_a=True)
+            transpose_a=True,
+        )
         grads += [dK, dU, db]
     return [dE, *grads, *(d for pair in zip(dh0, dc0) for d in pair), *([None] * len(w.masks))]

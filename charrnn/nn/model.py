@@ -26,13 +26,19 @@ MODEL_DEFAULTS = {
 }
 
 
-def build_model(vocab_size: int, cell="lstm", num_layers=2, rnn_size=128,
-                embedding_size=64, dropout=0.0):
+def build_model(
+    vocab_size: int, cell="lstm", num_layers=2, rnn_size=128, embedding_size=64, dropout=0.0
+):
     """Return a built :class:`CharRNN` (weights created) for ``vocab_size`` symbols."""
     tf = tensorflow()
-    model = _model_class()(vocab_size, cell=cell, num_layers=num_layers,
-                           rnn_size=rnn_size, embedding_size=embedding_size,
-                           dropout=dropout)
+    model = _model_class()(
+        vocab_size,
+        cell=cell,
+        num_layers=num_layers,
+        rnn_size=rnn_size,
+        embedding_size=embedding_size,
+        dropout=dropout,
+    )
     model(tf.zeros((1, 1), tf.int32))  # create the weights
     return model
 
@@ -50,12 +56,23 @@ def _model_class():
 
     from charrnn.nn.parallel import min_block_class
 
-    layer_types = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU,
-                   "rnn": keras.layers.SimpleRNN}
+    layer_types = {
+        "lstm": keras.layers.LSTM,
+        "gru": keras.layers.GRU,
+        "rnn": keras.layers.SimpleRNN,
+    }
 
     class CharRNN(keras.Model):
-        def __init__(self, vocab_size, cell="lstm", num_layers=2, rnn_size=128,
-                     embedding_size=64, dropout=0.0, **kwargs):
+        def __init__(
+            self,
+            vocab_size,
+            cell="lstm",
+            num_layers=2,
+            rnn_size=128,
+            embedding_size=64,
+            dropout=0.0,
+            **kwargs,
+        ):
             super().__init__(**kwargs)
             if cell not in CELLS:
                 raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
@@ -65,17 +82,22 @@ def _model_class():
             self.rnn_size = int(rnn_size)
             self.embedding_size = cell_embedding_size(cell, rnn_size, embedding_size)
             self.dropout_rate = float(dropout)
-            self.embedding = keras.layers.Embedding(vocab_size, self.embedding_size,
-                                                    name="embedding")
+            self.embedding = keras.layers.Embedding(
+                vocab_size, self.embedding_size, name="embedding"
+            )
             if cell in PARALLEL:
-                self.rnns = [min_block_class()(cell, rnn_size, dropout, name=f"{cell}_{i}")
-                             for i in range(num_layers)]
-                self.final_norm = self.add_weight(name="final_norm", shape=(rnn_size,),
-                                                  initializer="ones")
+                self.rnns = [
+                    min_block_class()(cell, rnn_size, dropout, name=f"{cell}_{i}")
+                    for i in range(num_layers)
+                ]
+                self.final_norm = self.add_weight(
+                    name="final_norm", shape=(rnn_size,), initializer="ones"
+                )
             else:
                 self.rnns = [
-                    layer_types[cell](rnn_size, return_sequences=True, return_state=True,
-                                      name=f"{cell}_{i}")
+                    layer_types[cell](
+                        rnn_size, return_sequences=True, return_state=True, name=f"{cell}_{i}"
+                    )
                     for i in range(num_layers)
                 ]
             # Keras 3 keeps the list in a TrackedList, which tf.train.Checkpoint
@@ -84,8 +106,9 @@ def _model_class():
             for i, rnn in enumerate(self.rnns):
                 setattr(self, f"{cell}_{i}", rnn)
             # between layers; the parallel cells' blocks drop on their residual branches
-            self.drop = (keras.layers.Dropout(dropout) if dropout > 0 and cell not in PARALLEL
-                         else None)
+            self.drop = (
+                keras.layers.Dropout(dropout) if dropout > 0 and cell not in PARALLEL else None
+            )
             # float32 logits (hence loss) also under a mixed precision policy.
             self.dense = keras.layers.Dense(vocab_size, name="logits", dtype="float32")
             # On CPUs run the LSTM/GRU layers' own weights through charrnn.nn.fused (about
@@ -98,12 +121,19 @@ def _model_class():
 
         def initial_state(self, batch_size, dtype=tf.float32):
             """Zero state: a flat list, ``states_per_layer`` tensors per layer."""
-            return [tf.zeros((batch_size, self.rnn_size), dtype)
-                    for _ in range(self.num_layers * self.states_per_layer)]
+            return [
+                tf.zeros((batch_size, self.rnn_size), dtype)
+                for _ in range(self.num_layers * self.states_per_layer)
+            ]
 
         def call(self, inputs, states=None, return_state=False, training=False):
-            run = (_call_parallel if self.cell in PARALLEL
-                   else _call_fused if self.fused else _call_layers)
+            run = (
+                _call_parallel
+                if self.cell in PARALLEL
+                else _call_fused
+                if self.fused
+                else _call_layers
+            )
             logits, new_states = run(tf, self, inputs, states, training)
             return (logits, new_states) if return_state else logits
 
@@ -120,7 +150,7 @@ def _call_layers(tf, model, inputs, states, training):
     k = model.states_per_layer
     new_states = []
     for i, rnn in enumerate(model.rnns):
-        init = None if states is None else list(states[i * k:(i + 1) * k])
+        init = None if states is None else list(states[i * k : (i + 1) * k])
         x, *layer_states = rnn(x, initial_state=init, training=training)
         # float32 out whatever the compute dtype, so carried state keeps one dtype
         new_states.extend(tf.cast(s, tf.float32) for s in layer_states)
@@ -147,9 +177,13 @@ def _call_fused(tf, model, inputs, states, training):
             ones = tf.ones([tf.shape(ids)[0], tf.shape(ids)[1], model.rnn_size])
             masks = [model.drop(ones, training=True) for _ in model.rnns[1:]]
         x, *new_states = lstm_stack(
-            ids, model.embedding.embeddings,
+            ids,
+            model.embedding.embeddings,
             [(r.cell.kernel, r.cell.recurrent_kernel, r.cell.bias) for r in model.rnns],
-            states, masks, model.rnns[0].compute_dtype)
+            states,
+            masks,
+            model.rnns[0].compute_dtype,
+        )
         if model.drop is not None:
             x = model.drop(x, training=training)
     else:
@@ -157,8 +191,9 @@ def _call_fused(tf, model, inputs, states, training):
         new_states = []
         for i, rnn in enumerate(model.rnns):
             cell = rnn.cell
-            x, h = gru_sequence(x, cell.kernel, cell.recurrent_kernel, cell.bias, states[i],
-                                rnn.compute_dtype)
+            x, h = gru_sequence(
+                x, cell.kernel, cell.recurrent_kernel, cell.bias, states[i], rnn.compute_dtype
+            )
             new_states.append(h)
             if model.drop is not None:
                 x = model.drop(x, training=training)
@@ -201,6 +236,11 @@ def start_from_unigram(model, counts) -> None:
 
 def model_args(model) -> dict:
     """The arguments that rebuild ``model`` with :func:`build_model`."""
-    return {"vocab_size": model.vocab_size, "cell": model.cell,
-            "num_layers": model.num_layers, "rnn_size": model.rnn_size,
-            "embedding_size": model.embedding_size, "dropout": model.dropout_rate}
+    return {
+        "vocab_size": model.vocab_size,
+        "cell": model.cell,
+        "num_layers": model.num_layers,
+        "rnn_size": model.rnn_size,
+        "embedding_size": model.embedding_size,
+        "dropout": model.dropout_rate,
+    }

@@ -35,8 +35,9 @@ def linear_scan(a, b, h0):
         def grad(dhs):
             # g_t, walked from the end: a reversed loop with a' = a shifted by one
             a_next = tf.concat([a[1:], tf.ones_like(a[:1])], 0)
-            g = tf.reverse(_loop(tf, tf.reverse(a_next, [0]), tf.reverse(dhs, [0]),
-                                 tf.zeros_like(h0)), [0])
+            g = tf.reverse(
+                _loop(tf, tf.reverse(a_next, [0]), tf.reverse(dhs, [0]), tf.zeros_like(h0)), [0]
+            )
             h_prev = tf.concat([h0[None], hs[:-1]], 0)
             return g * h_prev, g, a[0] * g[0]
 
@@ -51,8 +52,9 @@ def _loop(tf, a, b, h0):
         return t + 1, h, hs.write(t, h)
 
     T = tf.shape(a)[0]
-    _, _, hs = tf.while_loop(lambda t, *_: t < T, step,
-                             (tf.constant(0), h0, tf.TensorArray(a.dtype, size=T)))
+    _, _, hs = tf.while_loop(
+        lambda t, *_: t < T, step, (tf.constant(0), h0, tf.TensorArray(a.dtype, size=T))
+    )
     return hs.stack()
 
 
@@ -82,12 +84,19 @@ def min_block_class():
 
         def build(self, input_shape):
             def init(name):  # norm scales 1, biases 0, matrices Glorot
-                return ("ones" if name.endswith("norm") else "zeros" if name.endswith("bias")
-                        else "glorot_uniform")
+                return (
+                    "ones"
+                    if name.endswith("norm")
+                    else "zeros"
+                    if name.endswith("bias")
+                    else "glorot_uniform"
+                )
 
             # tensor name (charrnn.nn.tensors) -> variable
-            self.named = {k: self.add_weight(name=k.replace(".", "_"), shape=s, initializer=init(k))
-                          for k, s in block_shapes(self.cell, self.units).items()}
+            self.named = {
+                k: self.add_weight(name=k.replace(".", "_"), shape=s, initializer=init(k))
+                for k, s in block_shapes(self.cell, self.units).items()
+            }
             # one attribute each as well: tf.train.Checkpoint does not look inside the dict
             # (which Keras wraps), and would save none of them (keras-team/keras#18398)
             for k, var in self.named.items():
@@ -100,15 +109,17 @@ def min_block_class():
             v = {k: tf.cast(var, tf.float32) for k, var in self.named.items()}
 
             def mm(rows, k):
-                return tf.cast(tf.matmul(tf.cast(rows, cdt), tf.cast(self.named[k], cdt)),
-                               tf.float32)
+                return tf.cast(
+                    tf.matmul(tf.cast(rows, cdt), tf.cast(self.named[k], cdt)), tf.float32
+                )
 
             def drop(y):
                 return y if self.drop is None else self.drop(y, training=training)
 
             rows = tf.reshape(x, [-1, self.units])
-            a, b = min_gates(ops, self.cell, mm(rms_norm(ops, rows, v["norm"]), "kernel")
-                             + v["bias"])
+            a, b = min_gates(
+                ops, self.cell, mm(rms_norm(ops, rows, v["norm"]), "kernel") + v["bias"]
+            )
             hs = linear_scan(tf.reshape(a, shape), tf.reshape(b, shape), h0)
             rows = rows + drop(tf.reshape(hs, [-1, self.units]))
             f = relu2(mm(rms_norm(ops, rows, v["ff_norm"]), "ff_in.kernel") + v["ff_in.bias"])

@@ -17,8 +17,19 @@ from charrnn.nn.cells import PARALLEL, states_per_layer
 # The engines' names for the arrays of ``Weights`` ("table", "dense", "dense_b",
 # "final_norm" and "<layer>/<name>"): the XLA child process and the web page receive
 # them under these names (Weights.arrays / Weights.from_arrays).
-LAYER_ARRAYS = ("W", "U", "WU", "b", "br",  # the parallel cells' blocks add:
-                "norm", "ff_norm", "F1", "f1b", "F2", "f2b")
+LAYER_ARRAYS = (
+    "W",
+    "U",
+    "WU",
+    "b",
+    "br",  # the parallel cells' blocks add:
+    "norm",
+    "ff_norm",
+    "F1",
+    "f1b",
+    "F2",
+    "f2b",
+)
 RMS_EPS = 1e-6  # in the parallel cells' RMS norms
 
 
@@ -28,16 +39,17 @@ RMS_EPS = 1e-6  # in the parallel cells' RMS norms
 # step starts with a row lookup instead of an embedding lookup and a matmul.
 # (A parallel cell's first block reads the embedding itself: its residual stream.)
 
+
 @dataclass
 class Weights:
-    cell: str        # one of charrnn.nn.cells.CELLS
-    table: np.ndarray        # (vocab, gates): first layer's input projection; parallel
+    cell: str  # one of charrnn.nn.cells.CELLS
+    table: np.ndarray  # (vocab, gates): first layer's input projection; parallel
     #                          cells: (vocab, units), the embedding
-    layers: list     # per layer: dict(W=input kernel (None in layer 0), U=recurrent kernel,
+    layers: list  # per layer: dict(W=input kernel (None in layer 0), U=recurrent kernel,
     #                  WU=both stacked (LSTM/RNN layers > 0), b=input bias, br=GRU recurrent bias;
     #                  parallel cells: W, b, norm, ff_norm, F1, f1b, F2, f2b, U=None)
-    dense: np.ndarray        # (units, vocab)
-    dense_b: np.ndarray      # (vocab,)
+    dense: np.ndarray  # (units, vocab)
+    dense_b: np.ndarray  # (vocab,)
     final_norm: np.ndarray = None  # (units,): parallel cells' norm before the logits
 
     @property
@@ -53,8 +65,10 @@ class Weights:
         return states_per_layer(self.cell)
 
     def zero_states(self, batch=1):
-        return [np.zeros((batch, self.units), np.float32)
-                for _ in range(len(self.layers) * self.states_per_layer)]
+        return [
+            np.zeros((batch, self.units), np.float32)
+            for _ in range(len(self.layers) * self.states_per_layer)
+        ]
 
     def arrays(self) -> dict:
         """Every array under its engine name (see LAYER_ARRAYS), None-valued ones left out."""
@@ -69,18 +83,27 @@ class Weights:
     def from_arrays(cls, cell, arrays: dict):
         """The inverse of :meth:`arrays` (arrays may be NumPy or TensorFlow tensors)."""
         n = 1 + max(int(k.split("/")[0]) for k in arrays if "/" in k)
-        layers = [{k: arrays.get(f"{i}/{k}") for k in LAYER_ARRAYS if k != "WU"}
-                  for i in range(n)]
+        layers = [{k: arrays.get(f"{i}/{k}") for k in LAYER_ARRAYS if k != "WU"} for i in range(n)]
         for i, layer in enumerate(layers):
             if f"{i}/WU" in arrays:
                 layer["WU"] = arrays[f"{i}/WU"]
-        return cls(cell, arrays["table"], layers, arrays["dense"], arrays["dense_b"],
-                   arrays.get("final_norm"))
+        return cls(
+            cell,
+            arrays["table"],
+            layers,
+            arrays["dense"],
+            arrays["dense_b"],
+            arrays.get("final_norm"),
+        )
 
     def macs_per_step(self):
         """Multiply-adds of one step at batch 1 (to size the NumPy phase)."""
-        return self.dense.size + sum(layer[k].size for layer in self.layers
-                                     for k in ("W", "U", "F1", "F2") if layer.get(k) is not None)
+        return self.dense.size + sum(
+            layer[k].size
+            for layer in self.layers
+            for k in ("W", "U", "F1", "F2")
+            if layer.get(k) is not None
+        )
 
 
 def f32(a):
@@ -108,14 +131,17 @@ def make_weights(cell, embedding, kernels, recurrent_kernels, biases, dense, den
 def make_parallel_weights(cell, embedding, blocks, final_norm, dense, dense_b) -> Weights:
     """Arrange a parallel cell's weights: ``blocks`` a dict per layer with the engine
     names of LAYER_ARRAYS (W, b, norm, ff_norm, F1, f1b, F2, f2b)."""
-    layers = [{k: (f32(block[k]) if k in block else None) for k in LAYER_ARRAYS if k != "WU"}
-              for block in blocks]
+    layers = [
+        {k: (f32(block[k]) if k in block else None) for k in LAYER_ARRAYS if k != "WU"}
+        for block in blocks
+    ]
     return Weights(cell, f32(embedding), layers, f32(dense), f32(dense_b), f32(final_norm))
 
 
 # --- the step, written once for both engines -------------------------------------
 # ``ops`` is NumPy or TensorFlow behind the same few names, so the NumPy and XLA
 # engines cannot drift apart.
+
 
 class NumpyOps:
     float32, int32, uint32 = np.float32, np.int32, np.uint32
@@ -227,6 +253,7 @@ def layer_update(ops, cell, xz, h_in, layer, h, c=None):
 # --- the parallel cells (mingru, minlstm) -----------------------------------------
 # Written for rows of any leading shape (one step's (batch, H), or a whole window's
 # (T*batch, H)): training (charrnn.nn.parallel) runs these same functions over a window.
+
 
 def _parallel_step(ops, w, tok, states):
     x, new = ops.take(w.table, tok), []

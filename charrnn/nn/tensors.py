@@ -36,9 +36,16 @@ from charrnn.nn.step import Weights, make_parallel_weights, make_weights
 # The model arguments (charrnn.nn.model.build_model) that fix the weights' shapes.
 SHAPE_KEYS = ("vocab_size", "cell", "num_layers", "rnn_size", "embedding_size")
 # A parallel cell's block: tensor name (after "layers.<i>.") -> engine name (Weights).
-ENGINE_NAMES = {"norm": "norm", "kernel": "W", "bias": "b", "ff_norm": "ff_norm",
-                "ff_in.kernel": "F1", "ff_in.bias": "f1b", "ff_out.kernel": "F2",
-                "ff_out.bias": "f2b"}
+ENGINE_NAMES = {
+    "norm": "norm",
+    "kernel": "W",
+    "bias": "b",
+    "ff_norm": "ff_norm",
+    "ff_in.kernel": "F1",
+    "ff_in.bias": "f1b",
+    "ff_out.kernel": "F2",
+    "ff_out.bias": "f2b",
+}
 
 
 def expected_shapes(args) -> dict:
@@ -109,16 +116,27 @@ def engine_weights(cell, tensors: dict) -> Weights:
     """The engines' arrangement (charrnn.nn.step.Weights) of named arrays."""
     if cell in PARALLEL:
         n = sum(1 for k in tensors if k.endswith(".ff_norm"))
-        blocks = [{e: tensors[f"layers.{i}.{k}"] for k, e in ENGINE_NAMES.items()}
-                  for i in range(n)]
-        return make_parallel_weights(cell, tensors["embedding"], blocks, tensors["final_norm"],
-                                     tensors["logits.kernel"], tensors["logits.bias"])
+        blocks = [
+            {e: tensors[f"layers.{i}.{k}"] for k, e in ENGINE_NAMES.items()} for i in range(n)
+        ]
+        return make_parallel_weights(
+            cell,
+            tensors["embedding"],
+            blocks,
+            tensors["final_norm"],
+            tensors["logits.kernel"],
+            tensors["logits.bias"],
+        )
     n = sum(1 for k in tensors if k.endswith(".recurrent_kernel"))
-    return make_weights(cell, tensors["embedding"],
-                        [tensors[f"layers.{i}.kernel"] for i in range(n)],
-                        [tensors[f"layers.{i}.recurrent_kernel"] for i in range(n)],
-                        [tensors[f"layers.{i}.bias"] for i in range(n)],
-                        tensors["logits.kernel"], tensors["logits.bias"])
+    return make_weights(
+        cell,
+        tensors["embedding"],
+        [tensors[f"layers.{i}.kernel"] for i in range(n)],
+        [tensors[f"layers.{i}.recurrent_kernel"] for i in range(n)],
+        [tensors[f"layers.{i}.bias"] for i in range(n)],
+        tensors["logits.kernel"],
+        tensors["logits.bias"],
+    )
 
 
 def weights_from_model(model) -> Weights:

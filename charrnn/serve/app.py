@@ -85,22 +85,29 @@ def make_app(served: Served, *, host, port, limits=Limits()):
     engine = Engine(limits.max_streams, limits.max_children)
     hosts = _allowed_hosts(host, port)
     scorer = ThreadPoolExecutor(1, thread_name_prefix="charrnn-score")
-    busy = (f"all {limits.max_streams} streams are busy (--max-streams); try again in a "
-            "moment")
+    busy = f"all {limits.max_streams} streams are busy (--max-streams); try again in a moment"
 
     def describe():
         loaded = served.loaded
-        return {"path": str(served.path), **loaded.model_args, "jamo": loaded.vocab.jamo,
-                "vocab": loaded.vocab.symbols, "checkpoint": loaded.short_checkpoint,
-                "step": loaded.step, "val_loss": loaded.val_loss,
-                "active_streams": engine.active, "max_streams": limits.max_streams,
-                "max_chars": limits.max_chars,
-                "active_children": engine.children.running,
-                "limits": limits.describe(loaded)}
+        return {
+            "path": str(served.path),
+            **loaded.model_args,
+            "jamo": loaded.vocab.jamo,
+            "vocab": loaded.vocab.symbols,
+            "checkpoint": loaded.short_checkpoint,
+            "step": loaded.step,
+            "val_loss": loaded.val_loss,
+            "active_streams": engine.active,
+            "max_streams": limits.max_streams,
+            "max_chars": limits.max_chars,
+            "active_children": engine.children.running,
+            "limits": limits.describe(loaded),
+        }
 
     async def healthz(request):
-        return JSONResponse({"status": "ok", "active_streams": engine.active,
-                             "max_streams": limits.max_streams})
+        return JSONResponse(
+            {"status": "ok", "active_streams": engine.active, "max_streams": limits.max_streams}
+        )
 
     async def model(request):
         return JSONResponse(describe())
@@ -133,9 +140,11 @@ def make_app(served: Served, *, host, port, limits=Limits()):
             return error(503, busy)
         meta = {"seed": seed, "checkpoint": loaded.short_checkpoint, "step": loaded.step}
         if stream:
-            return StreamingResponse(_sse(job, events, meta, req, index, loaded),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-store"})
+            return StreamingResponse(
+                _sse(job, events, meta, req, index, loaded),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-store"},
+            )
         return await _whole(request, job, events, meta, req, index, loaded)
 
     async def score(request):
@@ -149,8 +158,11 @@ def make_app(served: Served, *, host, port, limits=Limits()):
             return error(503, busy)
         try:
             work = asyncio.get_running_loop().run_in_executor(
-                scorer, _score, served, loaded, text, job)
-            work.add_done_callback(lambda f: f.cancelled() or f.exception())  # _Gone: no one to tell
+                scorer, _score, served, loaded, text, job
+            )
+            work.add_done_callback(
+                lambda f: f.cancelled() or f.exception()
+            )  # _Gone: no one to tell
             while not (await asyncio.wait({work}, timeout=0.25))[0]:
                 if await request.is_disconnected():
                     return error(499, "the client went away")
@@ -162,17 +174,28 @@ def make_app(served: Served, *, host, port, limits=Limits()):
         finally:
             job.cancel()
 
-    routes = [Route("/healthz", healthz), Route("/v1/model", model),
-              Route("/v1/generate", generate, methods=["POST"]),
-              Route("/v1/score", score, methods=["POST"]),
-              Route("/v1/reload", reload, methods=["POST"])]
-    app = Starlette(routes=routes, exception_handlers={
-        BadRequest: lambda request, e: error(e.status, str(e)),
-        CharrnnError: lambda request, e: error(400, str(e)),
-        404: lambda request, e: error(404, f"no such endpoint {request.url.path}; see "
-                                           "GET /v1/model, POST /v1/generate, POST /v1/score"),
-        405: lambda request, e: error(405, f"{request.method} is not allowed on "
-                                           f"{request.url.path}")})
+    routes = [
+        Route("/healthz", healthz),
+        Route("/v1/model", model),
+        Route("/v1/generate", generate, methods=["POST"]),
+        Route("/v1/score", score, methods=["POST"]),
+        Route("/v1/reload", reload, methods=["POST"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            BadRequest: lambda request, e: error(e.status, str(e)),
+            CharrnnError: lambda request, e: error(400, str(e)),
+            404: lambda request, e: error(
+                404,
+                f"no such endpoint {request.url.path}; see "
+                "GET /v1/model, POST /v1/generate, POST /v1/score",
+            ),
+            405: lambda request, e: error(
+                405, f"{request.method} is not allowed on {request.url.path}"
+            ),
+        },
+    )
     return _Guard(app, hosts), engine
 
 
@@ -201,8 +224,9 @@ class _Guard:
     def _refusal(self, scope, headers):
         host = headers.get("host", "")
         if self.hosts is not None and host not in self.hosts:
-            return 403, (f"Host {host!r} is not this server's address; use "
-                         f"http://{sorted(self.hosts)[0]}")
+            return 403, (
+                f"Host {host!r} is not this server's address; use http://{sorted(self.hosts)[0]}"
+            )
         origin = headers.get("origin")
         if origin is not None and urlsplit(origin).netloc != host:
             return 403, f"requests from pages of {origin} are refused"
@@ -236,8 +260,7 @@ def _score(served, loaded, text, job):
         return step(*args)
 
     t = text.replace("\r\n", "\n").replace("\r", "\n") if loaded.newlines == "lf" else text
-    scored = scoring.score_text(loaded.model, loaded.vocab, t, step=checked_step,
-                                name="the text")
+    scored = scoring.score_text(loaded.model, loaded.vocab, t, step=checked_step, name="the text")
     return {"lines": list(per_line("request", scored)), "total": scored.figures()}
 
 
@@ -256,8 +279,9 @@ async def _json_body(request: Request, max_body):
     try:
         return json.loads(bytes(body) or b"{}")
     except RecursionError:
-        raise BadRequest(400, "the body is not valid JSON for this server (nested too "
-                              "deeply)") from None
+        raise BadRequest(
+            400, "the body is not valid JSON for this server (nested too deeply)"
+        ) from None
     except (ValueError, UnicodeDecodeError) as e:  # huge numbers are ValueErrors too
         raise BadRequest(400, f"the body is not valid JSON ({str(e)[:200]})") from None
 
@@ -290,7 +314,9 @@ async def _whole(request, job, events, meta, req, index, loaded):
             if kind == "done":
                 reply = {"samples": value, **meta}
                 if index is not None:
-                    reply["novelty"] = await asyncio.to_thread(sample_reports, index, loaded.vocab, req, value)
+                    reply["novelty"] = await asyncio.to_thread(
+                        sample_reports, index, loaded.vocab, req, value
+                    )
                 return JSONResponse(reply)
             if kind == "error":
                 return error(*_failure(value))
@@ -309,7 +335,9 @@ async def _sse(job, events, meta, req, index, loaded):
             elif kind == "done":
                 done = {"samples": value, **meta}
                 if index is not None:
-                    done["novelty"] = await asyncio.to_thread(sample_reports, index, loaded.vocab, req, value)
+                    done["novelty"] = await asyncio.to_thread(
+                        sample_reports, index, loaded.vocab, req, value
+                    )
                 yield _event("done", done)
                 return
             else:

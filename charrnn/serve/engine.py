@@ -71,9 +71,9 @@ class Engine:
     def __init__(self, max_streams, max_children=2):
         self.max_streams = max_streams
         self.children = ChildSlots(max_children)  # pass to charrnn.generate.write.samples
-        self.held = set()    # every job holding a slot
-        self.jobs = []       # the ones this thread steps, cancelled ones until closed
-        self.fresh = []      # submitted since the engine last looked: their first turn is next
+        self.held = set()  # every job holding a slot
+        self.jobs = []  # the ones this thread steps, cancelled ones until closed
+        self.fresh = []  # submitted since the engine last looked: their first turn is next
         self.cond = threading.Condition()
         self.thread = threading.Thread(target=self._loop, name="charrnn-engine", daemon=True)
         self.thread.start()
@@ -115,7 +115,9 @@ class Engine:
                 jobs = list(self.jobs)
             fds, busy = [], False
             for job in jobs:
-                for new in self._fresh():  # a new request's first turn comes next, not a round later
+                for (
+                    new
+                ) in self._fresh():  # a new request's first turn comes next, not a round later
                     busy = self._give_turn(new, fds) or busy
                 busy = self._give_turn(job, fds) or busy
             if not busy:
@@ -139,7 +141,7 @@ class Engine:
                 self.jobs.remove(job)
                 self.held.discard(job)
             job.gen.close()  # runs the generator's cleanup (a sampler's child process)
-            job.gen = None   # its memory goes now, not when the reply has been sent
+            job.gen = None  # its memory goes now, not when the reply has been sent
             return True
         if isinstance(event, Wait):
             if event.fd is not None:

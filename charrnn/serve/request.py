@@ -17,18 +17,29 @@ from charrnn.generate.write import MAX_ASK, REQUIRE_TRIES, Request
 from charrnn.generate.xla_process import child_memory
 
 MAX_SAMPLES = 64
-MAX_BEAM = 64          # and at most the vocabulary size
+MAX_BEAM = 64  # and at most the vocabulary size
 MAX_REQUIRE_TRIES = 64
-MAX_STRING = 256       # characters of stop and of require
-INT_LIMIT = 2 ** 63    # integers beyond +-this are refused (NumPy's int64)
+MAX_STRING = 256  # characters of stop and of require
+INT_LIMIT = 2**63  # integers beyond +-this are refused (NumPy's int64)
 
 # name: (type, default); the same options as `charrnn sample` (n is -n/--length)
 GENERATE = {
-    "prime": (str, ""), "n": (int, 1000), "temperature": (float, 1.0), "top_k": (int, 0),
-    "top_p": (float, 1.0), "seed": (int, None), "stop": (str, None), "num_samples": (int, 1),
-    "allow": (str, None), "require": (str, None), "require_tries": (int, REQUIRE_TRIES),
-    "beam": (int, 0), "unknown": (str, "error"), "echo_prime": (bool, True),
-    "stream": (bool, False), "novelty": (bool, False),
+    "prime": (str, ""),
+    "n": (int, 1000),
+    "temperature": (float, 1.0),
+    "top_k": (int, 0),
+    "top_p": (float, 1.0),
+    "seed": (int, None),
+    "stop": (str, None),
+    "num_samples": (int, 1),
+    "allow": (str, None),
+    "require": (str, None),
+    "require_tries": (int, REQUIRE_TRIES),
+    "beam": (int, 0),
+    "unknown": (str, "error"),
+    "echo_prime": (bool, True),
+    "stream": (bool, False),
+    "novelty": (bool, False),
 }
 SCORE = {"text": (str, None)}
 
@@ -36,6 +47,7 @@ SCORE = {"text": (str, None)}
 @dataclass(frozen=True)
 class Limits:
     """The server's limits: its options and the fixed ones above."""
+
     max_chars: int = 10_000
     max_body: int = 65_536
     max_streams: int = 16
@@ -71,22 +83,34 @@ class Limits:
         vocab_size = len(loaded.vocab.symbols)
         sampled = 4 * 4 * MAX_SAMPLES * 2 * self.max_chars
         beam = 2 * 2 * self.max_beam(vocab_size) * max_steps(self.max_chars)
-        return (self.max_streams * max(sampled, beam) + 16 * PAIRWISE_MAX
-                + 2048 * self.max_body + self.connections * 6 * self.max_body
-                + self.max_children * self.child_memory(loaded))
+        return (
+            self.max_streams * max(sampled, beam)
+            + 16 * PAIRWISE_MAX
+            + 2048 * self.max_body
+            + self.connections * 6 * self.max_body
+            + self.max_children * self.child_memory(loaded)
+        )
 
     def describe(self, loaded) -> dict:
         """The limits as /v1/model gives them."""
         vocab_size = len(loaded.vocab.symbols)
-        return {"max_chars": self.max_chars, "max_prime_chars": self.max_chars,
-                "max_samples": MAX_SAMPLES, "max_beam": self.max_beam(vocab_size),
-                "max_require_tries": MAX_REQUIRE_TRIES, "max_stop_chars": MAX_STRING,
-                "max_require_chars": MAX_STRING, "max_body": self.max_body,
-                "max_score_chars": self.max_body, "max_streams": self.max_streams,
-                "max_connections": self.connections, "timeout": self.timeout,
-                "max_children": self.max_children,
-                "child_memory_mb": round(self.child_memory(loaded) / 2 ** 20),
-                "memory_bound_mb": round(self.memory_bound(loaded) / 2 ** 20)}
+        return {
+            "max_chars": self.max_chars,
+            "max_prime_chars": self.max_chars,
+            "max_samples": MAX_SAMPLES,
+            "max_beam": self.max_beam(vocab_size),
+            "max_require_tries": MAX_REQUIRE_TRIES,
+            "max_stop_chars": MAX_STRING,
+            "max_require_chars": MAX_STRING,
+            "max_body": self.max_body,
+            "max_score_chars": self.max_body,
+            "max_streams": self.max_streams,
+            "max_connections": self.connections,
+            "timeout": self.timeout,
+            "max_children": self.max_children,
+            "child_memory_mb": round(self.child_memory(loaded) / 2**20),
+            "memory_bound_mb": round(self.memory_bound(loaded) / 2**20),
+        }
 
 
 class BadRequest(Exception):
@@ -98,11 +122,10 @@ class BadRequest(Exception):
 def fields(body, spec) -> dict:
     """The body's values for ``spec``, typed, defaults filled in."""
     if not isinstance(body, dict):
-        raise BadRequest(400, "the body must be a JSON object, e.g. {\"prime\": \"The \", \"n\": 200}")
+        raise BadRequest(400, 'the body must be a JSON object, e.g. {"prime": "The ", "n": 200}')
     unknown = sorted(set(body) - set(spec))
     if unknown:
-        raise BadRequest(400, f"unknown option {unknown[0]!r}; the options are: "
-                              f"{', '.join(spec)}")
+        raise BadRequest(400, f"unknown option {unknown[0]!r}; the options are: {', '.join(spec)}")
     out = {}
     for name, (kind, default) in spec.items():
         value = body.get(name, default)
@@ -115,16 +138,20 @@ def fields(body, spec) -> dict:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok or (kind is float and not math.isfinite(value)):
-            raise BadRequest(400, f"{name} must be a {'number' if kind is float else kind.__name__}"
-                                  f", not {_short(value)}")
+            raise BadRequest(
+                400,
+                f"{name} must be a {'number' if kind is float else kind.__name__}"
+                f", not {_short(value)}",
+            )
         if kind is int and not -INT_LIMIT < value < INT_LIMIT:
             raise BadRequest(400, f"{name} must be between {-INT_LIMIT + 1} and {INT_LIMIT - 1}")
         if kind is str:
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise BadRequest(400, f"{name} is not valid Unicode (a lone surrogate escape "
-                                      "such as \\ud800)") from None
+                raise BadRequest(
+                    400, f"{name} is not valid Unicode (a lone surrogate escape such as \\ud800)"
+                ) from None
         out[name] = value
     return out
 
@@ -136,11 +163,17 @@ def generate_request(body, loaded, limits: Limits) -> tuple:
     _within(f, "num_samples", 1, MAX_SAMPLES)
     _within(f, "require_tries", 1, MAX_REQUIRE_TRIES)
     vocab_size = len(loaded.vocab.symbols)
-    _within(f, "beam", 0, limits.max_beam(vocab_size),
-            f"at most {MAX_BEAM} and the vocabulary's {vocab_size} symbols")
+    _within(
+        f,
+        "beam",
+        0,
+        limits.max_beam(vocab_size),
+        f"at most {MAX_BEAM} and the vocabulary's {vocab_size} symbols",
+    )
     if len(f["prime"]) > limits.max_chars:
-        raise BadRequest(400, f"the prime is over {limits.max_chars} characters (the server's "
-                              "--max-chars)")
+        raise BadRequest(
+            400, f"the prime is over {limits.max_chars} characters (the server's --max-chars)"
+        )
     for name in ("stop", "require", "allow"):
         if f[name] == "":
             raise BadRequest(400, f"{name} must not be empty; leave it out instead")
@@ -150,10 +183,19 @@ def generate_request(body, loaded, limits: Limits) -> tuple:
     seed = f["seed"] if f["seed"] is not None else int.from_bytes(os.urandom(4), "little")
     if seed < 0:
         raise BadRequest(400, "seed must be 0 or more")
-    request = Request(f["prime"], f["n"], f["num_samples"],
-                      Options(f["temperature"], f["top_k"], f["top_p"], seed), f["stop"],
-                      f["allow"], f["require"], f["require_tries"], f["beam"],
-                      f["echo_prime"], f["unknown"])
+    request = Request(
+        f["prime"],
+        f["n"],
+        f["num_samples"],
+        Options(f["temperature"], f["top_k"], f["top_p"], seed),
+        f["stop"],
+        f["allow"],
+        f["require"],
+        f["require_tries"],
+        f["beam"],
+        f["echo_prime"],
+        f["unknown"],
+    )
     try:
         request.check()
         if f["prime"]:
@@ -163,15 +205,19 @@ def generate_request(body, loaded, limits: Limits) -> tuple:
     except CharrnnError as e:
         raise BadRequest(400, _options(str(e))) from None
     if f["stream"] and not request.streams:
-        raise BadRequest(400, "beam and require give whole samples at the end: they cannot "
-                              "stream; leave out stream (or set it to false)")
+        raise BadRequest(
+            400,
+            "beam and require give whole samples at the end: they cannot "
+            "stream; leave out stream (or set it to false)",
+        )
     return request, f["stream"], f["novelty"], seed
 
 
 def _within(f, name, low, high, why=None):
     if not low <= f[name] <= high:
-        raise BadRequest(400, f"{name} must be between {low} and {high}"
-                              + (f" ({why})" if why else ""))
+        raise BadRequest(
+            400, f"{name} must be between {low} and {high}" + (f" ({why})" if why else "")
+        )
 
 
 def _short(value):
@@ -181,8 +227,18 @@ def _short(value):
 
 def _options(message):
     """A CLI message in the API's words (--top-k -> top_k, -n -> n)."""
-    for flag in ("--num-samples", "--require-tries", "--top-k", "--top-p", "--temperature",
-                 "--require", "--allow", "--beam", "--unknown", "--length", "--prime"):
+    for flag in (
+        "--num-samples",
+        "--require-tries",
+        "--top-k",
+        "--top-p",
+        "--temperature",
+        "--require",
+        "--allow",
+        "--beam",
+        "--unknown",
+        "--length",
+        "--prime",
+    ):
         message = message.replace(flag, flag[2:].replace("-", "_"))
-    return message.replace("-n)", "n)").replace("skip unknown characters",
-                                                 'set "unknown": "skip"')
+    return message.replace("-n)", "n)").replace("skip unknown characters", 'set "unknown": "skip"')

@@ -12,38 +12,67 @@ from charrnn.store.loader import load
 EXTRA = "pip install 'charrnn[serve]'"
 
 
-def serve(path, *, host="127.0.0.1", port=8000, checkpoint="best", max_streams=16,
-          max_chars=10_000, max_body=65_536, timeout=300.0, max_children=2, verbose=False,
-          on_info=print, on_warning=None):
+def serve(
+    path,
+    *,
+    host="127.0.0.1",
+    port=8000,
+    checkpoint="best",
+    max_streams=16,
+    max_chars=10_000,
+    max_body=65_536,
+    timeout=300.0,
+    max_children=2,
+    verbose=False,
+    on_info=print,
+    on_warning=None,
+):
     try:
         import uvicorn
     except ImportError:
-        raise CharrnnError(f"`charrnn serve` needs the Python packages 'starlette' and 'uvicorn'; "
-                           f"install them with {EXTRA}") from None
+        raise CharrnnError(
+            f"`charrnn serve` needs the Python packages 'starlette' and 'uvicorn'; "
+            f"install them with {EXTRA}"
+        ) from None
     served = Served(path, checkpoint, lambda p, c: load(p, c, on_warning=on_warning))
     sock = _bind(host, port)
     port = sock.getsockname()[1]
-    limits = Limits(max_chars=max_chars, max_body=max_body, max_streams=max_streams,
-                    timeout=timeout, max_children=max_children)
+    limits = Limits(
+        max_chars=max_chars,
+        max_body=max_body,
+        max_streams=max_streams,
+        timeout=timeout,
+        max_children=max_children,
+    )
     said = limits.describe(served.loaded)
     app, engine = make_app(served, host=host, port=port, limits=limits)
     m = served.loaded.model_args
-    where = (f"on http://{host}:{port} on every interface: other machines can reach it "
-             "(--host)" if host in ("0.0.0.0", "::") else
-             f"on http://{_url_host(host)}:{port} (this machine only; --host 0.0.0.0 opens it "
-             "to others)")
-    on_info(f"Serving {path} ({m['cell']} {m['num_layers']}x{m['rnn_size']}, "
-            f"{served.loaded.short_checkpoint}, step {served.loaded.step}) {where}; "
-            f"up to {max_streams} streams, memory at most {said['memory_bound_mb']:,} MB above "
-            f"idle (up to {max_children} TensorFlow child process(es) of {said['child_memory_mb']:,} "
-            "MB included). Ctrl-C stops.")
-    config = uvicorn.Config(app, log_level="info" if verbose else "warning",
-                            access_log=verbose, lifespan="off",
-                            timeout_graceful_shutdown=timeout,
-                            limit_concurrency=limits.connections)
+    where = (
+        f"on http://{host}:{port} on every interface: other machines can reach it (--host)"
+        if host in ("0.0.0.0", "::")
+        else f"on http://{_url_host(host)}:{port} (this machine only; --host 0.0.0.0 opens it "
+        "to others)"
+    )
+    on_info(
+        f"Serving {path} ({m['cell']} {m['num_layers']}x{m['rnn_size']}, "
+        f"{served.loaded.short_checkpoint}, step {served.loaded.step}) {where}; "
+        f"up to {max_streams} streams, memory at most {said['memory_bound_mb']:,} MB above "
+        f"idle (up to {max_children} TensorFlow child process(es) of {said['child_memory_mb']:,} "
+        "MB included). Ctrl-C stops."
+    )
+    config = uvicorn.Config(
+        app,
+        log_level="info" if verbose else "warning",
+        access_log=verbose,
+        lifespan="off",
+        timeout_graceful_shutdown=timeout,
+        limit_concurrency=limits.connections,
+    )
     server = _server_class(uvicorn)(config)
-    server.on_stop = lambda: on_info(f"Stopping: finishing {engine.active} request(s) in "
-                                     "flight, taking no new ones (Ctrl-C again: stop now)")
+    server.on_stop = lambda: on_info(
+        f"Stopping: finishing {engine.active} request(s) in "
+        "flight, taking no new ones (Ctrl-C again: stop now)"
+    )
     server.run(sockets=[sock])
     on_info("Stopped.")
 
@@ -82,8 +111,10 @@ def _bind(host, port):
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise CharrnnError(f"cannot listen on {host}:{port} ({e.strerror}); choose another "
-                           "--port (0: any free one) or --host") from None
+        raise CharrnnError(
+            f"cannot listen on {host}:{port} ({e.strerror}); choose another "
+            "--port (0: any free one) or --host"
+        ) from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock

@@ -1,1 +1,2 @@
-"""Everything on disk: datasets, run directories and their lock, checkpoints, the weights file, and the one loader."""
+"""Everything on disk: datasets, run directories and their lock, checkpoints, the weights
+file, and the one loader."""

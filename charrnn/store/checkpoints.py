@@ -4,7 +4,8 @@ Layout: every checkpoint is a directory ``<folder>/ckpt-<step>/`` holding
 
     tf.index, tf.data-00000-of-00001   the TensorFlow bundle (prefix ``<dir>/tf``)
     weights.safetensors                 (optional) portable weights, written by ``extra``
-    manifest.json                       {"format", "step", "val_loss", "files": {name: {size, crc32}}}
+    manifest.json                       {"format", "step", "val_loss",
+                                         "files": {name: {size, crc32}}}
 
 A checkpoint is assembled in ``<folder>/.tmp-ckpt-<step>-<pid>/`` and renamed into place
 once every file and the manifest are on disk, so a reader (or a crash) sees it complete or
@@ -34,11 +35,11 @@ from charrnn.errors import CharrnnError, first_line
 
 FORMAT = "charrnn-checkpoint/1"
 MANIFEST = "manifest.json"
-TF_NAME = "tf"                      # the TF bundle's prefix inside a checkpoint directory
+TF_NAME = "tf"  # the TF bundle's prefix inside a checkpoint directory
 CHECKPOINTS_DIR, BEST_DIR = "checkpoints", "best"
 _DIR = re.compile(r"ckpt-(\d+)$")
 _LEGACY = re.compile(r"ckpt-(\d+)\.index$")
-_READ_TRIES = 5                     # a checkpoint rotated away while we read it: look again
+_READ_TRIES = 5  # a checkpoint rotated away while we read it: look again
 
 
 class Damaged(Exception):
@@ -47,9 +48,9 @@ class Damaged(Exception):
 
 @dataclass
 class Checkpoint:
-    prefix: str                      # the TensorFlow prefix: <dir>/tf, or <folder>/ckpt-N
+    prefix: str  # the TensorFlow prefix: <dir>/tf, or <folder>/ckpt-N
     step: int
-    dir: Path | None = None          # None: a checkpoint of the old layout
+    dir: Path | None = None  # None: a checkpoint of the old layout
     manifest: dict | None = None
 
     @property
@@ -75,6 +76,7 @@ class Checkpoint:
 
 # --- reading ---------------------------------------------------------------------------
 
+
 def list_in(folder) -> list:
     """Every checkpoint in ``folder``, newest first (nothing is verified yet)."""
     folder = Path(folder)
@@ -90,7 +92,7 @@ def list_in(folder) -> list:
             continue
         m = _LEGACY.match(p.name)
         if m:
-            found.append(Checkpoint(str(folder / p.name[:-len(".index")]), int(m.group(1))))
+            found.append(Checkpoint(str(folder / p.name[: -len(".index")]), int(m.group(1))))
     # the new layout first where both hold a step (a run resumed after upgrading)
     return sorted(found, key=lambda c: (c.step, not c.legacy), reverse=True)
 
@@ -163,10 +165,25 @@ def is_damage(e: BaseException) -> bool:
     if kind in ("DataLossError", "OutOfRangeError", "NotFoundError", "InternalError"):
         return True
     text = str(e).lower()
-    return kind in ("UnknownError", "FailedPreconditionError", "InvalidArgumentError",
-                    "ValueError") and any(w in text for w in (
-                        "read less bytes", "checksum", "corrupt", "sstable", "magic number",
-                        "truncated", "data loss", "unable to open table", "not found"))
+    return kind in (
+        "UnknownError",
+        "FailedPreconditionError",
+        "InvalidArgumentError",
+        "ValueError",
+    ) and any(
+        w in text
+        for w in (
+            "read less bytes",
+            "checksum",
+            "corrupt",
+            "sstable",
+            "magic number",
+            "truncated",
+            "data loss",
+            "unable to open table",
+            "not found",
+        )
+    )
 
 
 def _to_try(run_path, which):
@@ -180,15 +197,17 @@ def _to_try(run_path, which):
     if path.is_dir() and ((path / MANIFEST).exists() or _DIR.match(path.name)):  # one checkpoint
         m = _DIR.match(path.name)
         return [Checkpoint(str(path / TF_NAME), int(m.group(1)) if m else 0, dir=path)], False
-    if path.is_dir():                       # a folder of checkpoints: its newest intact one
+    if path.is_dir():  # a folder of checkpoints: its newest intact one
         return list_in(path), True
     if path.name == TF_NAME and (path.parent / MANIFEST).exists():  # <dir>/tf given as prefix
         return _to_try(run_path, str(path.parent))
     if Path(f"{path}.index").exists():
         m = re.search(r"(\d+)$", path.name)
         return [Checkpoint(str(path), int(m.group(1)) if m else 0)], False
-    raise CharrnnError(f"checkpoint {which} not found; use best, latest, or a checkpoint "
-                       f"such as {run / CHECKPOINTS_DIR / 'ckpt-1000'}")
+    raise CharrnnError(
+        f"checkpoint {which} not found; use best, latest, or a checkpoint "
+        f"such as {run / CHECKPOINTS_DIR / 'ckpt-1000'}"
+    )
 
 
 def load(run_path, which="best", loader=None, need="all", on_warning=None):
@@ -203,8 +222,10 @@ def load(run_path, which="best", loader=None, need="all", on_warning=None):
     for _ in range(_READ_TRIES):
         cands, fallback = _to_try(run_path, which)
         if not cands:
-            raise CharrnnError(f"run {run_path} has no checkpoint yet; train it longer or "
-                               f"continue it with `charrnn train --resume --out {run_path}`")
+            raise CharrnnError(
+                f"run {run_path} has no checkpoint yet; train it longer or "
+                f"continue it with `charrnn train --resume --out {run_path}`"
+            )
         damaged = []
         try:
             for ck in cands if fallback else cands[:1]:
@@ -223,8 +244,10 @@ def load(run_path, which="best", loader=None, need="all", on_warning=None):
         except _Rotated:
             continue
         raise CharrnnError(_all_damaged_message(run_path, which, damaged, fallback))
-    raise CharrnnError(f"the checkpoints of {run_path} kept disappearing while being read "
-                       "(another process deleting them?); try again")
+    raise CharrnnError(
+        f"the checkpoints of {run_path} kept disappearing while being read "
+        "(another process deleting them?); try again"
+    )
 
 
 class _Rotated(Exception):
@@ -250,10 +273,14 @@ def _fallback_message(run_path, which, damaged, used):
 def _all_damaged_message(run_path, which, damaged, fallback):
     bad = "; ".join(f"{c.name} ({why})" for c, why in damaged)
     if not fallback:
-        return (f"checkpoint {bad} is damaged; choose another with --checkpoint (best, "
-                f"latest or a path under {Path(run_path) / CHECKPOINTS_DIR})")
-    return (f"no intact checkpoint in {run_path}: {bad}. Restore the run from a backup, or "
-            "start a new run with another --out")
+        return (
+            f"checkpoint {bad} is damaged; choose another with --checkpoint (best, "
+            f"latest or a path under {Path(run_path) / CHECKPOINTS_DIR})"
+        )
+    return (
+        f"no intact checkpoint in {run_path}: {bad}. Restore the run from a backup, or "
+        "start a new run with another --out"
+    )
 
 
 def step_of(run_path, which="latest"):
@@ -263,6 +290,7 @@ def step_of(run_path, which="latest"):
 
 
 # --- writing --------------------------------------------------------------------------
+
 
 def _fsync_dir(path) -> None:
     try:

@@ -28,6 +28,7 @@ def is_dataset(path) -> bool:
 
 # --- reading --------------------------------------------------------------------
 
+
 class Dataset:
     """A prepared dataset: ``path``, ``vocab`` (Vocab), ``meta`` (dict), ``split(name)``."""
 
@@ -53,7 +54,7 @@ class Dataset:
             f.seek(ids.offset)
             for start in range(0, len(ids), chunk):
                 block = np.fromfile(f, ids.dtype, min(chunk, len(ids) - start))
-                counts += np.bincount(block, minlength=len(counts))[:len(counts)]
+                counts += np.bincount(block, minlength=len(counts))[: len(counts)]
         return counts
 
 
@@ -62,16 +63,22 @@ def load_dataset(path) -> Dataset:
     hint = f"run `charrnn prepare INPUT -o {path}` first"
     if not os.path.isdir(path):
         raise CharrnnError(f"{path} is not a prepared dataset (no such directory); {hint}")
-    missing = [n for n in ("meta.json", "vocab.json", *(f"{s}.npy" for s in SPLITS))
-               if not os.path.isfile(os.path.join(path, n))]
+    missing = [
+        n
+        for n in ("meta.json", "vocab.json", *(f"{s}.npy" for s in SPLITS))
+        if not os.path.isfile(os.path.join(path, n))
+    ]
     if missing:
-        raise CharrnnError(f"{path} is not a prepared dataset (missing {', '.join(missing)}); {hint}")
+        raise CharrnnError(
+            f"{path} is not a prepared dataset (missing {', '.join(missing)}); {hint}"
+        )
     try:
         with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
             meta = json.load(f)
     except (ValueError, UnicodeDecodeError):
-        raise CharrnnError(f"{path} is not a prepared dataset (meta.json is not valid JSON); "
-                           f"{hint}") from None
+        raise CharrnnError(
+            f"{path} is not a prepared dataset (meta.json is not valid JSON); {hint}"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CharrnnError(f"{path} is not a prepared dataset (meta.json is not {FORMAT}); {hint}")
     vocab = Vocab.load(os.path.join(path, "vocab.json"))
@@ -85,7 +92,7 @@ def iter_dump(dataset, split="all", chunk=1 << 20):
     for name in names:
         ids = dataset.split(name)
         for i in range(0, len(ids), chunk):
-            text = dec.feed(ids[i:i + chunk])
+            text = dec.feed(ids[i : i + chunk])
             if text:
                 yield text
     text = dec.flush()

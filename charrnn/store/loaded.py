@@ -12,14 +12,15 @@ class LoadedModel:
     (the engines' arrangement) and ``model`` (a Keras CharRNN, which imports TensorFlow)
     are made from them on first use.
     """
-    path: str               # the run directory or weights file it came from
-    model_args: dict        # charrnn.nn.model.build_model arguments
-    vocab: object           # a charrnn.text.Vocab
-    meta: dict              # the dataset's meta.json as the run saved it ({} if unknown)
+
+    path: str  # the run directory or weights file it came from
+    model_args: dict  # charrnn.nn.model.build_model arguments
+    vocab: object  # a charrnn.text.Vocab
+    meta: dict  # the dataset's meta.json as the run saved it ({} if unknown)
     config: dict = field(default_factory=dict)  # the run's resolved config ({} for a file)
-    step: int = 0           # training step of the checkpoint
-    checkpoint: str = ""    # the checkpoint directory (or file) the weights came from
-    tensors: dict = None    # name -> float32 array; None when only the header was read
+    step: int = 0  # training step of the checkpoint
+    checkpoint: str = ""  # the checkpoint directory (or file) the weights came from
+    tensors: dict = None  # name -> float32 array; None when only the header was read
     recorded_val_loss: object = None  # a weights file's val_loss; runs read theirs on demand
     _model: object = field(default=None, repr=False)
     _weights: object = field(default=None, repr=False)

@@ -16,8 +16,9 @@ from charrnn.store.weightsfile import is_weights_file  # noqa: F401  (the one te
 from charrnn.text import Vocab
 
 
-def load(path, checkpoint="best", on_warning=None, on_note=None, *, read_weights=True,
-         from_bundle=False) -> LoadedModel:
+def load(
+    path, checkpoint="best", on_warning=None, on_note=None, *, read_weights=True, from_bundle=False
+) -> LoadedModel:
     """Load the model at ``path`` (a run directory or a .safetensors file).
 
     ``checkpoint``: "best", "latest" or a checkpoint path; a damaged one falls back to
@@ -33,9 +34,13 @@ def load(path, checkpoint="best", on_warning=None, on_note=None, *, read_weights
     args = rundir.read_model_args(path)
     vocab = Vocab.load(Path(path) / rundir.VOCAB_FILE)
     if len(vocab) != args.get("vocab_size"):
-        raise CharrnnError(f"{path}: vocab.json has {len(vocab)} symbols but model.json says "
-                           f"{args.get('vocab_size')}; the run directory is inconsistent")
-    loaded = LoadedModel(path, args, vocab, rundir.read_dataset_meta(path), rundir.read_config(path))
+        raise CharrnnError(
+            f"{path}: vocab.json has {len(vocab)} symbols but model.json says "
+            f"{args.get('vocab_size')}; the run directory is inconsistent"
+        )
+    loaded = LoadedModel(
+        path, args, vocab, rundir.read_dataset_meta(path), rundir.read_config(path)
+    )
     if not read_weights:
         loaded.step = checkpoints.step_of(path, checkpoint)
         return loaded
@@ -51,12 +56,15 @@ def load(path, checkpoint="best", on_warning=None, on_note=None, *, read_weights
     # need="all": a checkpoint whose TF bundle is damaged is passed over here as in
     # train and evaluate, though its weights file alone would do (crc32 of a 3x512
     # checkpoint: tens of milliseconds)
-    (loaded.tensors, loaded.model), ck = checkpoints.load(path, checkpoint, read, need="all",
-                                                           on_warning=on_warning)
+    (loaded.tensors, loaded.model), ck = checkpoints.load(
+        path, checkpoint, read, need="all", on_warning=on_warning
+    )
     loaded.step, loaded.checkpoint = ck.step, ck.name
     if missing and on_note and not from_bundle:
-        on_note(f"Note: checkpoint {ck.name} has no portable weights file, so TensorFlow had "
-                f"to load first; add them to the run with `charrnn export {path}`")
+        on_note(
+            f"Note: checkpoint {ck.name} has no portable weights file, so TensorFlow had "
+            f"to load first; add them to the run with `charrnn export {path}`"
+        )
     return loaded
 
 
@@ -82,9 +90,10 @@ def restore_weights(model, prefix: str) -> None:
     except (AssertionError, ValueError, tf.errors.OpError) as e:
         if checkpoints.is_damage(e):
             raise  # the caller falls back to another checkpoint
-        raise CharrnnError(f"checkpoint {prefix} does not fit this model ({first_line(e)}); "
-                           "was model.json edited or the checkpoint taken from another run?"
-                           ) from None
+        raise CharrnnError(
+            f"checkpoint {prefix} does not fit this model ({first_line(e)}); "
+            "was model.json edited or the checkpoint taken from another run?"
+        ) from None
 
 
 def load_run(path, checkpoint="best", on_warning=None) -> LoadedModel:

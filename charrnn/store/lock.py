@@ -29,8 +29,10 @@ class RunLock:
             # no O_TRUNC: the holder's PID stays readable until we hold the lock
             fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise CharrnnError(f"cannot write the run directory {self.path}: {e.strerror}; "
-                               "choose another --out or fix its permissions") from None
+            raise CharrnnError(
+                f"cannot write the run directory {self.path}: {e.strerror}; "
+                "choose another --out or fix its permissions"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -40,8 +42,16 @@ class RunLock:
         self.fd = fd
         try:
             os.ftruncate(fd, 0)
-            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                     "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+            os.write(
+                fd,
+                json.dumps(
+                    {
+                        "pid": os.getpid(),
+                        "host": socket.gethostname(),
+                        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    }
+                ).encode(),
+            )
         except OSError:
             pass  # a full disk: the lock holds all the same; the start-up checks report it
         return self
@@ -56,13 +66,17 @@ def _locked_message(path, holder, e) -> str:
     import errno
 
     if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-        return (f"cannot lock the run directory {path} ({e.strerror}): its file system does "
-                "not support locks; use a local directory for --out")
+        return (
+            f"cannot lock the run directory {path} ({e.strerror}): its file system does "
+            "not support locks; use a local directory for --out"
+        )
     try:
         h = json.loads(holder)
         who = f"pid {h['pid']} on host {h['host']}, started {h['started']}"
     except (ValueError, KeyError, TypeError):
         who = "a process whose PID is not recorded yet"
-    return (f"run {path} is being trained by another process ({who}); two trainings would "
-            f"write the same checkpoints. Wait for it to finish or stop it, then continue with "
-            f"`charrnn train --resume --out {path}`")
+    return (
+        f"run {path} is being trained by another process ({who}); two trainings would "
+        f"write the same checkpoints. Wait for it to finish or stop it, then continue with "
+        f"`charrnn train --resume --out {path}`"
+    )

@@ -29,8 +29,13 @@ from charrnn import __version__
 from charrnn.atomic import write_json_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store.dataset import FORMAT, SPLITS, is_dataset
-from charrnn.store.prepare_vocab import (auto_jamo, base_vocab, extend_vocab, make_vocab,
-                                         rare_symbols)
+from charrnn.store.prepare_vocab import (
+    auto_jamo,
+    base_vocab,
+    extend_vocab,
+    make_vocab,
+    rare_symbols,
+)
 from charrnn.text import MAX_CP, decompose_cps, iter_text
 from charrnn.text.jamo import extra_symbols, extra_symbols_table
 
@@ -40,6 +45,7 @@ FLUSH_CHARS = 1 << 20  # pass 1 counts and stores decoded text in chunks of abou
 
 
 # --- inputs and output ----------------------------------------------------------
+
 
 def _hidden(name):
     return name.startswith(".")
@@ -66,8 +72,10 @@ def _walk(top, include):
                 if e.is_dir(follow_symlinks=False):
                     stack.append((rel + "/", e.path))
                 elif e.is_file():
-                    if include and not any(fnmatch.fnmatchcase(e.name, g)
-                                           or fnmatch.fnmatchcase(rel, g) for g in include):
+                    if include and not any(
+                        fnmatch.fnmatchcase(e.name, g) or fnmatch.fnmatchcase(rel, g)
+                        for g in include
+                    ):
                         continue
                     if e.stat().st_size == 0:
                         continue  # an empty __init__.py is no reason to fail a whole tree
@@ -90,8 +98,10 @@ def expand_inputs(inputs, include=()):
             found = _walk(os.fspath(p), include)
             if not found:
                 what = f"matching {' '.join(include)}" if include else "non-empty, non-hidden"
-                raise CharrnnError(f"directory {p} has no {what} files; check the path or pass "
-                                   "--include globs such as '*.txt' '*.c'")
+                raise CharrnnError(
+                    f"directory {p} has no {what} files; check the path or pass "
+                    "--include globs such as '*.txt' '*.c'"
+                )
             files.extend(full for _, full in found)
         elif os.path.exists(p):
             files.append(p)
@@ -122,21 +132,31 @@ def _check_out(out, files, force):
                 raise CharrnnError(f"input {f} is inside the output {out}; choose another -o")
     if os.path.lexists(out):
         if not force:
-            raise CharrnnError(f"{out} already exists; pass --force to replace it, or choose "
-                               "another -o")
+            raise CharrnnError(
+                f"{out} already exists; pass --force to replace it, or choose another -o"
+            )
         empty_dir = os.path.isdir(out) and not os.listdir(out)
         if not (is_dataset(out) or empty_dir):
-            raise CharrnnError(f"{out} exists and is not a prepared dataset, so even --force will "
-                               "not replace it; choose another -o")
+            raise CharrnnError(
+                f"{out} exists and is not a prepared dataset, so even --force will "
+                "not replace it; choose another -o"
+            )
 
 
 # --- writing --------------------------------------------------------------------
 
+
 def _npy(path, dtype, n):
     """An open .npy file whose header promises ``n`` items; the data is appended after it."""
     f = open(path, "wb")
-    np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-                                             "fortran_order": False, "shape": (int(n),)})
+    np.lib.format.write_array_header_1_0(
+        f,
+        {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+            "fortran_order": False,
+            "shape": (int(n),),
+        },
+    )
     return f
 
 
@@ -144,13 +164,18 @@ def _split_chars(chars, val_fraction, test_fraction):
     n_val = int(round(chars * val_fraction))
     n_test = int(round(chars * test_fraction))
     n_train = chars - n_val - n_test
-    for name, n, frac in (("train", n_train, 1.0), ("val", n_val, val_fraction),
-                          ("test", n_test, test_fraction)):
+    for name, n, frac in (
+        ("train", n_train, 1.0),
+        ("val", n_val, val_fraction),
+        ("test", n_test, test_fraction),
+    ):
         if frac > 0 and n < MIN_SPLIT_CHARS:
             need = int(np.ceil(MIN_SPLIT_CHARS / frac)) if name != "train" else "more"
-            raise CharrnnError(f"the corpus ({chars} characters) is too small for the requested "
-                               f"split: {name} would get {n} characters; add text (at least {need} "
-                               "characters) or lower --val-fraction/--test-fraction")
+            raise CharrnnError(
+                f"the corpus ({chars} characters) is too small for the requested "
+                f"split: {name} would get {n} characters; add text (at least {need} "
+                "characters) or lower --val-fraction/--test-fraction"
+            )
     return [n_train, n_val, n_test]
 
 
@@ -165,7 +190,7 @@ def _code_points_and_counts(text):
     # np.bincount costs about the same per item whatever the dtype, so count byte pairs
     # (half as many items) and add up the rows and columns of the 256 x 256 table
     half = len(u8) // 2
-    pairs = np.bincount(u8[:2 * half].view("<u2"), minlength=1 << 16).reshape(256, 256)
+    pairs = np.bincount(u8[: 2 * half].view("<u2"), minlength=1 << 16).reshape(256, 256)
     h = pairs.sum(axis=0) + pairs.sum(axis=1)
     if len(u8) % 2:
         h[u8[-1]] += 1
@@ -175,8 +200,15 @@ def _code_points_and_counts(text):
 def _bar(progress, total, unit, desc):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=unit, unit_scale=True, desc=desc, file=sys.stderr,
-                disable=not progress, leave=False)
+    return tqdm(
+        total=total,
+        unit=unit,
+        unit_scale=True,
+        desc=desc,
+        file=sys.stderr,
+        disable=not progress,
+        leave=False,
+    )
 
 
 def _read_inputs(files, raw, progress, **decode):
@@ -194,9 +226,9 @@ def _read_inputs(files, raw, progress, **decode):
         # per chunk, not per file
         c, h = _code_points_and_counts("".join(pending))
         pending.clear()
-        counts[:len(h)] += h
-        h = h[:len(extra)]
-        chunk_log.append((len(c), c.itemsize, int(h @ extra[:len(h)])))
+        counts[: len(h)] += h
+        h = h[: len(extra)]
+        chunk_log.append((len(c), c.itemsize, int(h @ extra[: len(h)])))
         raw.write(memoryview(c))
 
     total = None
@@ -214,8 +246,9 @@ def _read_inputs(files, raw, progress, **decode):
                     flush()
                     n_pending = 0
             if n_file == 0:
-                raise CharrnnError(f"{info.get('path', path)} contains no text; remove it from "
-                                   "the inputs")
+                raise CharrnnError(
+                    f"{info.get('path', path)} contains no text; remove it from the inputs"
+                )
             infos.append(info)
         if pending:
             flush()
@@ -266,8 +299,19 @@ def _write_ids(raw, chunk_log, outs, char_bounds, vocab, lut, progress):
     return written
 
 
-def _write_dataset(tmp, files, *, jamo, min_count, val_fraction, test_fraction, progress, base=None,
-           base_path=None, **decode):
+def _write_dataset(
+    tmp,
+    files,
+    *,
+    jamo,
+    min_count,
+    val_fraction,
+    test_fraction,
+    progress,
+    base=None,
+    base_path=None,
+    **decode,
+):
     with tempfile.TemporaryFile(dir=tmp) as raw:  # gone even if we are killed
         counts, chunk_log, infos = _read_inputs(files, raw, progress, **decode)
         chars = int(counts.sum())
@@ -283,7 +327,9 @@ def _write_dataset(tmp, files, *, jamo, min_count, val_fraction, test_fraction, 
         else:
             sym_bounds = char_bounds
         split_syms = np.diff(sym_bounds).tolist()
-        outs = [_npy(os.path.join(tmp, f"{s}.npy"), lut.dtype, n) for s, n in zip(SPLITS, split_syms)]
+        outs = [
+            _npy(os.path.join(tmp, f"{s}.npy"), lut.dtype, n) for s, n in zip(SPLITS, split_syms)
+        ]
         try:
             written = _write_ids(raw, chunk_log, outs, char_bounds, vocab, lut, progress)
         finally:
@@ -294,28 +340,55 @@ def _write_dataset(tmp, files, *, jamo, min_count, val_fraction, test_fraction, 
 
     vocab.save(os.path.join(tmp, "vocab.json"))
     meta = {
-        "format": FORMAT, "charrnn_version": __version__, "inputs": infos,
-        "newlines": decode["newlines"], "jamo": {"requested": jamo, "applied": vocab.jamo,
-                                                  **({"why": why} if why else {})},
-        "chars": chars, "symbols": int(sym_bounds[-1]), "dtype": lut.dtype.name,
-        "min_count": int(min_count), "unk_replaced": unk_replaced,
-        "split": {"method": "contiguous", "val_fraction": float(val_fraction),
-                  "test_fraction": float(test_fraction)},
-        "splits": {s: {"symbols": int(n), "chars": int(m)}
-                   for s, n, m in zip(SPLITS, split_syms, split_chars)},
+        "format": FORMAT,
+        "charrnn_version": __version__,
+        "inputs": infos,
+        "newlines": decode["newlines"],
+        "jamo": {"requested": jamo, "applied": vocab.jamo, **({"why": why} if why else {})},
+        "chars": chars,
+        "symbols": int(sym_bounds[-1]),
+        "dtype": lut.dtype.name,
+        "min_count": int(min_count),
+        "unk_replaced": unk_replaced,
+        "split": {
+            "method": "contiguous",
+            "val_fraction": float(val_fraction),
+            "test_fraction": float(test_fraction),
+        },
+        "splits": {
+            s: {"symbols": int(n), "chars": int(m)}
+            for s, n, m in zip(SPLITS, split_syms, split_chars)
+        },
     }
     if base is not None:
-        meta["vocab_from"] = {"path": base_path, "symbols": len(base),
-                              "added": len(vocab) - len(base)}
+        meta["vocab_from"] = {
+            "path": base_path,
+            "symbols": len(base),
+            "added": len(vocab) - len(base),
+        }
     else:  # with --vocab-from the run's symbols are kept whatever their counts here
         meta["rare_symbols"] = rare_symbols(vocab, min_count)
     write_json_atomic(os.path.join(tmp, "meta.json"), meta)
     return meta, vocab
 
 
-def prepare(inputs, out=None, *, include=(), encoding=None, errors="strict", newlines="lf",
-            jamo="auto", min_count=1, val_fraction=0.05, test_fraction=0.0, force=False,
-            progress=False, on_warning=None, vocab_from=None) -> dict:
+def prepare(
+    inputs,
+    out=None,
+    *,
+    include=(),
+    encoding=None,
+    errors="strict",
+    newlines="lf",
+    jamo="auto",
+    min_count=1,
+    val_fraction=0.05,
+    test_fraction=0.0,
+    force=False,
+    progress=False,
+    on_warning=None,
+    vocab_from=None,
+) -> dict:
     """Turn text inputs into a dataset directory; returns the summary (meta + out, vocab_size).
 
     ``vocab_from``: a run (or dataset) directory whose vocabulary is kept, ids and all,
@@ -328,8 +401,9 @@ def prepare(inputs, out=None, *, include=(), encoding=None, errors="strict", new
     if min_count < 1:
         raise CharrnnError("--min-count must be at least 1")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise CharrnnError("--val-fraction and --test-fraction must be in [0, 1) and leave some "
-                           "text for training")
+        raise CharrnnError(
+            "--val-fraction and --test-fraction must be in [0, 1) and leave some text for training"
+        )
     files = expand_inputs(inputs, include)
     out = out or default_out(inputs)
     _check_out(out, files, force)
@@ -345,16 +419,30 @@ def prepare(inputs, out=None, *, include=(), encoding=None, errors="strict", new
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_abs)}.tmp-", dir=parent)
     except OSError as e:
-        raise CharrnnError(f"cannot create the output {out}: {e.strerror}; choose another -o") from None
+        raise CharrnnError(
+            f"cannot create the output {out}: {e.strerror}; choose another -o"
+        ) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a dataset is an ordinary directory
-        meta, vocab = _write_dataset(tmp, files, encoding=encoding, errors=errors, newlines=newlines,
-                             on_warning=on_warning, jamo=jamo, min_count=min_count,
-                             val_fraction=val_fraction, test_fraction=test_fraction,
-                             progress=progress, base=base,
-                             base_path=os.fspath(vocab_from) if base else None)
+        os.chmod(
+            tmp, 0o777 & ~umask
+        )  # mkdtemp makes it private; a dataset is an ordinary directory
+        meta, vocab = _write_dataset(
+            tmp,
+            files,
+            encoding=encoding,
+            errors=errors,
+            newlines=newlines,
+            on_warning=on_warning,
+            jamo=jamo,
+            min_count=min_count,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            progress=progress,
+            base=base,
+            base_path=os.fspath(vocab_from) if base else None,
+        )
         if os.path.lexists(out_abs):  # --force: swap, then drop the old one
             old = tmp + ".old"
             os.rename(out_abs, old)
@@ -371,7 +459,8 @@ def prepare(inputs, out=None, *, include=(), encoding=None, errors="strict", new
         if created:
             shutil.rmtree(created, ignore_errors=True)  # only directories we made just now
         if isinstance(e, OSError) and not isinstance(e, CharrnnError):
-            raise CharrnnError(f"cannot write {out}: {e.strerror or e}; check free space and "
-                               "permissions") from None
+            raise CharrnnError(
+                f"cannot write {out}: {e.strerror or e}; check free space and permissions"
+            ) from None
         raise
     return {"out": out, "vocab_size": len(vocab), **meta}

@@ -22,9 +22,10 @@ from charrnn.text.jamo import jamo_counts
 # of the characters, except where syllables measured better: mostly Hangul text (jamo spend 2-3
 # predictions on each syllable) of few distinct syllables, and enough of it.
 AUTO_JAMO_SHARE = 0.10
-AUTO_SYLLABLES_SHARE = 0.45   # syllables won at 50% and 65% Hangul, jamo at 38%
-AUTO_SYLLABLES_MAX = 1000     # distinct syllables: at most 835 where syllables were measured
-AUTO_SYLLABLES_MIN = 20_000   # syllables in the text: at least 23,000 where they were measured
+AUTO_SYLLABLES_SHARE = 0.45  # syllables won at 50% and 65% Hangul, jamo at 38%
+AUTO_SYLLABLES_MAX = 1000  # distinct syllables: at most 835 where syllables were measured
+AUTO_SYLLABLES_MIN = 20_000  # syllables in the text: at least 23,000 where they were measured
+
 
 def _dtype_for(n):
     for dt in (np.uint8, np.uint16, np.uint32):
@@ -35,7 +36,7 @@ def _dtype_for(n):
 def auto_jamo(counts):
     """``--jamo auto``'s choice from the code point counts: ``(on, why)``, ``why`` None
     for text without Hangul."""
-    syl = counts[S_BASE:S_BASE + N_SYLLABLES]
+    syl = counts[S_BASE : S_BASE + N_SYLLABLES]
     n, distinct = int(syl.sum()), int(np.count_nonzero(syl))
     if not n:
         return False, None
@@ -64,8 +65,10 @@ def make_vocab(counts, applied, min_count):
     vocab_counts = sym_counts[keep]
     if len(rare):
         if not len(keep[keep != ord(UNK)]):
-            raise CharrnnError(f"--min-count {min_count} leaves no symbol in the vocabulary "
-                               "(every symbol is rarer); lower --min-count")
+            raise CharrnnError(
+                f"--min-count {min_count} leaves no symbol in the vocabulary "
+                "(every symbol is rarer); lower --min-count"
+            )
         keep = np.union1d(keep, [ord(UNK)])
         vocab_counts = sym_counts[keep].copy()
         unk_id = int(np.searchsorted(keep, ord(UNK)))
@@ -114,32 +117,37 @@ def base_vocab(run, jamo, newlines):
         base = Vocab.load(os.path.join(run, "vocab.json"))
         old_nl = read_json(os.path.join(run, "meta.json")).get("newlines", "lf")
     else:
-        raise CharrnnError(f"--vocab-from {run}: no vocab.json there; pass the directory of a "
-                           "`charrnn train` run (or of a prepared dataset), or a .safetensors "
-                           "file from `charrnn export`")
+        raise CharrnnError(
+            f"--vocab-from {run}: no vocab.json there; pass the directory of a "
+            "`charrnn train` run (or of a prepared dataset), or a .safetensors "
+            "file from `charrnn export`"
+        )
     if old_nl != newlines:
         fix = "pass --keep-newlines" if old_nl == "keep" else "leave out --keep-newlines"
-        raise CharrnnError(f"--vocab-from {run}: its data was prepared with newlines {old_nl}, "
-                           f"this one with {newlines}; {fix} so the newline symbols mean the same")
+        raise CharrnnError(
+            f"--vocab-from {run}: its data was prepared with newlines {old_nl}, "
+            f"this one with {newlines}; {fix} so the newline symbols mean the same"
+        )
     if jamo != "auto" and (jamo == "on") != base.jamo:
-        raise CharrnnError(f"--vocab-from {run}: its vocabulary has jamo "
-                           f"{'on' if base.jamo else 'off'}, but --jamo {jamo} was given; leave "
-                           "out --jamo (the run's setting is used)")
+        raise CharrnnError(
+            f"--vocab-from {run}: its vocabulary has jamo "
+            f"{'on' if base.jamo else 'off'}, but --jamo {jamo} was given; leave "
+            "out --jamo (the run's setting is used)"
+        )
     return base
-
-
 
 
 # The rare-symbol report.  Each symbol costs the output layer as much as a common one (a row
 # of the logits and of the softmax, for every symbol trained), so a long tail of rare ones
 # makes training slow for no gain: on 197 MB of Python, 8,530 of 8,779 symbols are seen
 # fewer than 100 times, 0.024% of the text, and without them a 1x64 LSTM trained 17x
-# faster, a 2x256 4.8x (benchmarks/RESULTS.md, "Rare symbols").  prepare keeps every symbol by default (a
+# faster, a 2x256 4.8x (benchmarks/RESULTS.md, "Rare symbols").  prepare keeps every symbol
+# by default (a
 # dataset is the text, exactly) and says so when folding them is cheap.
-RARE_BELOW = 100            # "rare": seen fewer times than this
+RARE_BELOW = 100  # "rare": seen fewer times than this
 RARE_NOTE_FROM_VOCAB = 256  # below this the output layer costs little beside the LSTM's
 MIN_COUNT_OPTIONS = (10, 100)
-MAX_UNK_SHARE = 0.001       # an option is offered if it leaves at most 0.1% of the text unknown
+MAX_UNK_SHARE = 0.001  # an option is offered if it leaves at most 0.1% of the text unknown
 
 
 def rare_symbols(vocab, min_count):
@@ -159,9 +167,19 @@ def rare_symbols(vocab, min_count):
         fold = (counts < n) & ~unk
         size = int((~fold & ~unk).sum()) + int(bool(fold.any() or unk.any()))
         share = float(counts[fold | unk].sum()) / total
-        options.append({"min_count": n, "vocab_size": size, "unk_share": share,
-                        "offered": share <= MAX_UNK_SHARE and size < len(vocab)})
+        options.append(
+            {
+                "min_count": n,
+                "vocab_size": size,
+                "unk_share": share,
+                "offered": share <= MAX_UNK_SHARE and size < len(vocab),
+            }
+        )
     dominant = len(vocab) >= RARE_NOTE_FROM_VOCAB and 2 * int(rare.sum()) >= len(vocab)
-    return {"below": RARE_BELOW, "symbols": int(rare.sum()),
-            "share": float(counts[rare].sum()) / total, "options": options,
-            "note": bool(dominant and any(o["offered"] for o in options))}
+    return {
+        "below": RARE_BELOW,
+        "symbols": int(rare.sum()),
+        "share": float(counts[rare].sum()) / total,
+        "options": options,
+        "note": bool(dominant and any(o["offered"] for o in options)),
+    }

@@ -42,14 +42,18 @@ def has_checkpoint(path) -> bool:
 
 # --- finding runs -----------------------------------------------------------------
 
+
 def is_run(path) -> bool:
     return (Path(path) / MODEL_FILE).is_file()
 
 
 def _run_time(path: Path) -> float:
     # A new checkpoint (renamed into checkpoints/) tells when a run last made progress.
-    stamps = [p.stat().st_mtime for p in (path / CHECKPOINTS_DIR, path / METRICS_FILE,
-                                          path / MODEL_FILE) if p.exists()]
+    stamps = [
+        p.stat().st_mtime
+        for p in (path / CHECKPOINTS_DIR, path / METRICS_FILE, path / MODEL_FILE)
+        if p.exists()
+    ]
     return max(stamps)
 
 
@@ -69,22 +73,29 @@ def find_latest_run(root="runs") -> str:
             elif child.is_dir():
                 candidates.extend(g for g in child.iterdir() if is_run(g))
     if not candidates:
-        raise CharrnnError(f"no training run found in {root}/; train one first "
-                           "(`charrnn train --config quick.yaml`) or pass a run directory")
+        raise CharrnnError(
+            f"no training run found in {root}/; train one first "
+            "(`charrnn train --config quick.yaml`) or pass a run directory"
+        )
     return str(max(candidates, key=_run_time))
 
 
 # --- the small files -----------------------------------------------------------
 
+
 def read_model_args(run_path) -> dict:
     path = Path(run_path) / MODEL_FILE
     if not path.is_file():
-        raise CharrnnError(f"{run_path} is not a charrnn run (no {MODEL_FILE}); pass the "
-                           "--out directory of a `charrnn train` run")
+        raise CharrnnError(
+            f"{run_path} is not a charrnn run (no {MODEL_FILE}); pass the "
+            "--out directory of a `charrnn train` run"
+        )
     args = read_json(path)
     if args.get("cell") not in CELLS:
-        raise CharrnnError(f"{run_path} is a run of cell {args.get('cell')!r}, which this "
-                           f"charrnn does not know ({', '.join(CELLS)}); upgrade charrnn")
+        raise CharrnnError(
+            f"{run_path} is a run of cell {args.get('cell')!r}, which this "
+            f"charrnn does not know ({', '.join(CELLS)}); upgrade charrnn"
+        )
     return args
 
 

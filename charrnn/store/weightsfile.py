@@ -48,6 +48,7 @@ def is_weights_file(path) -> bool:
 
 # --- writing -------------------------------------------------------------------------------
 
+
 def metadata_for(args, vocab, dataset_meta=None, step=0, val_loss=None) -> dict:
     dataset_meta = dataset_meta or {}
     chars, symbols = dataset_meta.get("chars"), dataset_meta.get("symbols")
@@ -57,14 +58,20 @@ def metadata_for(args, vocab, dataset_meta=None, step=0, val_loss=None) -> dict:
     model = {k: args[k] for k in SHAPE_KEYS}
     model["dropout"] = float(args.get("dropout", 0.0))
     return {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "charrnn_version": __version__,
-        "cell": args["cell"], "gate_order": GATE_ORDER[args["cell"]],
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "charrnn_version": __version__,
+        "cell": args["cell"],
+        "gate_order": GATE_ORDER[args["cell"]],
         "model": json.dumps(model, sort_keys=True),
         "vocab": json.dumps(vocab.symbols, ensure_ascii=False),
         "vocab_counts": json.dumps([int(c) for c in vocab.counts]),
-        "unknown": unk, "jamo": JAMO_SCHEME if vocab.jamo else "",
-        "newlines": dataset_meta.get("newlines", "lf"), "symbols_per_char": repr(float(per_char)),
-        "step": str(int(step)), "val_loss": repr(float(val_loss)) if ok_loss else "",
+        "unknown": unk,
+        "jamo": JAMO_SCHEME if vocab.jamo else "",
+        "newlines": dataset_meta.get("newlines", "lf"),
+        "symbols_per_char": repr(float(per_char)),
+        "step": str(int(step)),
+        "val_loss": repr(float(val_loss)) if ok_loss else "",
     }
 
 
@@ -78,9 +85,12 @@ def write(path, tensors: dict, metadata: dict) -> None:
 
 # --- reading --------------------------------------------------------------------------------
 
+
 def _bad(path, why):
-    return CharrnnError(f"{path} is not a usable charrnn weights file: {why}; export it again "
-                        "with `charrnn export RUN -o model.safetensors`")
+    return CharrnnError(
+        f"{path} is not a usable charrnn weights file: {why}; export it again "
+        "with `charrnn export RUN -o model.safetensors`"
+    )
 
 
 def _json(path, meta, key, kind):
@@ -101,8 +111,10 @@ def _model_args(path, meta):
     if args["cell"] != meta.get("cell"):
         raise _bad(path, f"inconsistent cell {args['cell']!r}")
     if args["cell"] not in CELLS:  # from a newer charrnn, most likely
-        raise CharrnnError(f"{path} is a model of cell {args['cell']!r}, which this charrnn does "
-                           f"not know ({', '.join(CELLS)}); upgrade charrnn")
+        raise CharrnnError(
+            f"{path} is a model of cell {args['cell']!r}, which this charrnn does "
+            f"not know ({', '.join(CELLS)}); upgrade charrnn"
+        )
     for k in ("vocab_size", "num_layers", "rnn_size", "embedding_size"):
         if not isinstance(args[k], int) or isinstance(args[k], bool) or not 0 < args[k] < 1 << 24:
             raise _bad(path, f"model {k} is {args[k]!r}")
@@ -115,7 +127,9 @@ def _vocab(path, meta, size):
     symbols = _json(path, meta, "vocab", list)
     counts = _json(path, meta, "vocab_counts", list) if "vocab_counts" in meta else None
     if len(symbols) != size:
-        raise _bad(path, f"the vocabulary has {len(symbols)} symbols but the weights are for {size}")
+        raise _bad(
+            path, f"the vocabulary has {len(symbols)} symbols but the weights are for {size}"
+        )
     if not all(isinstance(s, str) and len(s) == 1 for s in symbols):
         raise _bad(path, "the vocabulary holds something other than single characters")
     if counts is not None and (len(counts) != size or not all(isinstance(c, int) for c in counts)):
@@ -125,8 +139,11 @@ def _vocab(path, meta, size):
         raise _bad(path, f"the unknown symbol {unk!r} is not in the vocabulary")
     jamo = meta.get("jamo", "")
     if jamo not in ("", JAMO_SCHEME):
-        raise _bad(path, f"jamo scheme {jamo!r} is unknown to this charrnn (knows {JAMO_SCHEME}); "
-                         "upgrade charrnn")
+        raise _bad(
+            path,
+            f"jamo scheme {jamo!r} is unknown to this charrnn (knows {JAMO_SCHEME}); "
+            "upgrade charrnn",
+        )
     try:
         return Vocab(symbols, counts, symbols.index(unk) if unk else None, bool(jamo))
     except CharrnnError:
@@ -141,10 +158,14 @@ def _open(path):
         with open(path, "rb") as f:
             head = f.read(8)
         if len(head) < 8 or int.from_bytes(head, "little") + 8 > size:
-            raise _bad(path, "the header length does not fit the file (truncated or not .safetensors)")
+            raise _bad(
+                path, "the header length does not fit the file (truncated or not .safetensors)"
+            )
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
-            specs = {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()}
+            specs = {
+                k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape())) for k in f.keys()
+            }
         return meta, specs
     except SafetensorError as e:
         raise _bad(path, f"bad header ({first_line(e, 160)})") from None
@@ -160,19 +181,27 @@ def read(path) -> LoadedModel:
     if meta.get("format") != FORMAT:
         raise _bad(path, f"its metadata does not say format {FORMAT!r}")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CharrnnError(f"{path} is a charrnn weights file of format version "
-                           f"{meta.get('format_version')!r}; this charrnn reads version "
-                           f"{FORMAT_VERSION}: upgrade charrnn")
+        raise CharrnnError(
+            f"{path} is a charrnn weights file of format version "
+            f"{meta.get('format_version')!r}; this charrnn reads version "
+            f"{FORMAT_VERSION}: upgrade charrnn"
+        )
     args = _model_args(path, meta)
     want = expected_shapes(args)
     missing = sorted(set(want) - set(specs))
     extra = sorted(set(specs) - set(want))
     if missing or extra:
-        raise _bad(path, "missing tensor(s) " + ", ".join(missing) if missing
-                   else "unexpected tensor(s) " + ", ".join(extra[:5]))
+        raise _bad(
+            path,
+            "missing tensor(s) " + ", ".join(missing)
+            if missing
+            else "unexpected tensor(s) " + ", ".join(extra[:5]),
+        )
     for k, shape in want.items():
         if specs[k] != ("F32", shape):
-            raise _bad(path, f"tensor {k} is {specs[k][0]} {list(specs[k][1])}, expected F32 {list(shape)}")
+            raise _bad(
+                path, f"tensor {k} is {specs[k][0]} {list(specs[k][1])}, expected F32 {list(shape)}"
+            )
     vocab = _vocab(path, meta, args["vocab_size"])
     if meta.get("newlines", "lf") not in ("lf", "keep"):
         raise _bad(path, f"newline policy {meta.get('newlines')!r}")
@@ -194,14 +223,14 @@ def read(path) -> LoadedModel:
             raise _bad(path, f"tensor {k} holds NaN or infinite values")
     # symbols / chars is what sampling and evaluation read of a dataset's counts
     dataset_meta = {"newlines": meta.get("newlines", "lf"), "chars": 1, "symbols": per_char}
-    return LoadedModel(str(path), args, vocab, dataset_meta, {}, step, str(path), tensors,
-                       val_loss)
+    return LoadedModel(str(path), args, vocab, dataset_meta, {}, step, str(path), tensors, val_loss)
 
 
 # --- beside the checkpoints of a run ------------------------------------------------------
 # Every checkpoint training keeps holds CHECKPOINT_FILE, listed in its manifest and removed
 # with it (charrnn.store.checkpoints).  A checkpoint of the old layout (ckpt-N.index + data, no
 # directory) gets ckpt-N.safetensors beside it from `charrnn export RUN`.
+
 
 def checkpoint_path(ck):
     """Where checkpoint ``ck`` (charrnn.store.checkpoints.Checkpoint) keeps its weights file."""

@@ -4,8 +4,40 @@
 The names below are the public API (README, Python API): ``from charrnn.text import Vocab``.
 """
 
-from charrnn.text.decode import detect_encoding, iter_text, read_text  # noqa: F401
-from charrnn.text.jamo import (ESC, JAMO_SCHEME, MAX_CP, N_SYLLABLES, S_BASE, decompose,  # noqa: F401
-                               decompose_cps, from_cps, jamo_counts, recompose, recompose_cps,
-                               to_cps)
-from charrnn.text.vocab import UNK, StreamDecoder, Vocab  # noqa: F401
+from charrnn.text.decode import detect_encoding, iter_text, read_text
+from charrnn.text.jamo import (
+    ESC,
+    JAMO_SCHEME,
+    MAX_CP,
+    N_SYLLABLES,
+    S_BASE,
+    decompose,
+    decompose_cps,
+    from_cps,
+    jamo_counts,
+    recompose,
+    recompose_cps,
+    to_cps,
+)
+from charrnn.text.vocab import UNK, StreamDecoder, Vocab
+
+__all__ = [
+    "ESC",
+    "JAMO_SCHEME",
+    "MAX_CP",
+    "N_SYLLABLES",
+    "S_BASE",
+    "UNK",
+    "StreamDecoder",
+    "Vocab",
+    "decompose",
+    "decompose_cps",
+    "detect_encoding",
+    "from_cps",
+    "iter_text",
+    "jamo_counts",
+    "read_text",
+    "recompose",
+    "recompose_cps",
+    "to_cps",
+]

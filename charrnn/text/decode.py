@@ -36,24 +36,33 @@ _MARKUP = re.compile(rb"<\?xml|<meta", re.IGNORECASE)
 DECLARATION_BYTES = 4096
 # Signatures of binary formats made of text bytes only (the others fail the ASCII test): a
 # text starting so is called binary.
-_SIGNATURE = re.compile(rb"GIF8|8BPS|qoif|BM|ID3|MThd|OggS|fLaC|BZh|%PDF|ARROW1|PAR1|dex\n|MZ|"
-                        rb"wOF|OTTO|RIFF|FORM")
+_SIGNATURE = re.compile(
+    rb"GIF8|8BPS|qoif|BM|ID3|MThd|OggS|fLaC|BZh|%PDF|ARROW1|PAR1|dex\n|MZ|"
+    rb"wOF|OTTO|RIFF|FORM"
+)
 
 
 # --- encoding detection and decoding ------------------------------------------
+
 
 def _canonical(name: str) -> str:
     try:
         return codecs.lookup(name).name
     except LookupError:
-        raise CharrnnError(f"unknown encoding {name!r}; pass a Python codec name such as "
-                           "utf-8, cp949, euc-kr, utf-16 or latin-1 to --encoding") from None
+        raise CharrnnError(
+            f"unknown encoding {name!r}; pass a Python codec name such as "
+            "utf-8, cp949, euc-kr, utf-16 or latin-1 to --encoding"
+        ) from None
 
 
 def _bom(sample: bytes):
-    for bom, enc in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                     (codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
-                     (codecs.BOM_UTF16_BE, "utf-16")):
+    for bom, enc in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
         if sample.startswith(bom):
             return enc
     return None
@@ -68,7 +77,8 @@ def plain_ascii(sample: bytes) -> bool:
     if b"~{" in sample or _UTF7_SHIFT.search(sample):
         return False
     if _MARKUP.search(sample, 0, DECLARATION_BYTES) or b"coding" in b"\n".join(
-            sample[:DECLARATION_BYTES].split(b"\n", 2)[:2]):
+        sample[:DECLARATION_BYTES].split(b"\n", 2)[:2]
+    ):
         return False
     return not (_SIGNATURE.match(sample) or sample[4:8] == b"ftyp" or sample[257:262] == b"ustar")
 
@@ -77,7 +87,7 @@ def _chardet_sample(sample: bytes) -> bytes:
     sample = sample[:SAMPLE_BYTES]
     cut = sample.rfind(b"\n")
     if len(sample) == SAMPLE_BYTES and cut > SAMPLE_BYTES // 2 and b"\0" not in sample:
-        sample = sample[:cut + 1]  # do not show chardet half a character (UTF-16 excepted)
+        sample = sample[: cut + 1]  # do not show chardet half a character (UTF-16 excepted)
     return sample
 
 
@@ -99,8 +109,10 @@ def detect_encoding(sample: bytes, name: str = "input", fast: bool = True):
     enc, conf = guess.get("encoding"), float(guess.get("confidence") or 0.0)
     if not enc:
         kind = guess.get("mime_type") or "not text"
-        raise CharrnnError(f"{name} looks like a binary file ({kind}), not text; pass only text "
-                           "files (use --include to pick files from a directory)")
+        raise CharrnnError(
+            f"{name} looks like a binary file ({kind}), not text; pass only text "
+            "files (use --include to pick files from a directory)"
+        )
     enc = _canonical(enc)
     enc = _SUPERSETS.get(enc, enc)
     return enc, conf
@@ -132,8 +144,15 @@ def _open(path: str):
         raise CharrnnError(f"cannot read {path}: {e.strerror}; check its permissions") from None
 
 
-def iter_text(path: str, encoding=None, errors="strict", newlines="lf", info=None,
-              on_warning=None, on_bytes=None):
+def iter_text(
+    path: str,
+    encoding=None,
+    errors="strict",
+    newlines="lf",
+    info=None,
+    on_warning=None,
+    on_bytes=None,
+):
     """Yield the decoded text of one input (a path or ``-``) in chunks.
 
     ``info`` (a dict, if given) receives path, bytes, sha256, encoding, confidence
@@ -164,10 +183,13 @@ def iter_text(path: str, encoding=None, errors="strict", newlines="lf", info=Non
             enc, conf = detect_encoding(first, name)
             source = "detected"
             if conf < LOW_CONFIDENCE and on_warning:
-                on_warning(f"{name}: encoding guessed as {enc} with low confidence {conf:.2f}; "
-                           "if the text looks wrong, pass the right --encoding")
-        info.update(path=path, bytes=0, sha256=None, encoding=enc, confidence=conf,
-                    encoding_source=source)
+                on_warning(
+                    f"{name}: encoding guessed as {enc} with low confidence {conf:.2f}; "
+                    "if the text looks wrong, pass the right --encoding"
+                )
+        info.update(
+            path=path, bytes=0, sha256=None, encoding=enc, confidence=conf, encoding_source=source
+        )
         decoder = codecs.getincrementaldecoder(enc)(errors)
         sha = hashlib.sha256()
         pos, carry, chunk = 0, "", first
@@ -176,19 +198,23 @@ def iter_text(path: str, encoding=None, errors="strict", newlines="lf", info=Non
             if not final and not _is_wide(enc):
                 nul = chunk.find(b"\0")
                 if nul >= 0:
-                    raise CharrnnError(f"{name} looks like a binary file (NUL byte at offset "
-                                       f"{pos + nul}), not {enc} text; pass only text files "
-                                       "(use --include to pick files from a directory)")
+                    raise CharrnnError(
+                        f"{name} looks like a binary file (NUL byte at offset "
+                        f"{pos + nul}), not {enc} text; pass only text files "
+                        "(use --include to pick files from a directory)"
+                    )
             sha.update(chunk)
             try:
                 text = decoder.decode(chunk, final)
             except UnicodeDecodeError as e:
                 # e.object is the decoder's pending bytes followed by this chunk
                 off = pos + len(chunk) - len(e.object) + e.start
-                bad = e.object[e.start:e.start + 4].hex(" ")
-                raise CharrnnError(f"cannot decode {name} as {enc} at byte offset {off} "
-                                   f"(bytes {bad}); pass the right --encoding, or --errors "
-                                   "replace to turn undecodable bytes into U+FFFD") from None
+                bad = e.object[e.start : e.start + 4].hex(" ")
+                raise CharrnnError(
+                    f"cannot decode {name} as {enc} at byte offset {off} "
+                    f"(bytes {bad}); pass the right --encoding, or --errors "
+                    "replace to turn undecodable bytes into U+FFFD"
+                ) from None
             pos += len(chunk)
             if on_bytes and chunk:
                 on_bytes(len(chunk))

@@ -40,6 +40,7 @@ def from_cps(cps) -> str:
 def _u32(x):
     return np.uint32(x)
 
+
 # --- jamo ---------------------------------------------------------------------
 
 
@@ -75,7 +76,7 @@ def extra_symbols_table() -> np.ndarray:
     """Per code point up to U+E000, how many symbols beyond one it becomes (0, 1 or 2)."""
     global _extra
     if _extra is None:
-        _extra = (_jamo_table()[:ESC + 1] != _NONE).sum(axis=1, dtype=np.int64) - 1
+        _extra = (_jamo_table()[: ESC + 1] != _NONE).sum(axis=1, dtype=np.int64) - 1
     return _extra
 
 
@@ -136,7 +137,7 @@ def recompose_cps(c: np.ndarray, final: bool = True):
         esc[-1] = False  # a dangling escape is printed as itself
     if m == 0:
         return c[:0], 0
-    lv = np.flatnonzero(is_l[:m - 1] & is_v[1:m])
+    lv = np.flatnonzero(is_l[: m - 1] & is_v[1:m])
     if not len(lv) and not esc[:m].any():
         return c[:m], m
     t_at = lv + 2
@@ -145,8 +146,12 @@ def recompose_cps(c: np.ndarray, final: bool = True):
     has_t[ok] = is_t[t_at[ok]]
     out = c[:m].copy()
     tv = np.where(has_t, c[np.minimum(t_at, m - 1)] - _u32(T_BASE), 0)
-    out[lv] = (S_BASE + (c[lv] - _u32(L_BASE)) * (V_COUNT * T_COUNT)
-               + (c[lv + 1] - _u32(V_BASE)) * T_COUNT + tv)
+    out[lv] = (
+        S_BASE
+        + (c[lv] - _u32(L_BASE)) * (V_COUNT * T_COUNT)
+        + (c[lv + 1] - _u32(V_BASE)) * T_COUNT
+        + tv
+    )
     keep = ~esc[:m]
     keep[lv + 1] = False
     keep[t_at[has_t]] = False
@@ -167,8 +172,8 @@ def jamo_counts(char_counts: np.ndarray) -> np.ndarray:
     """Per-code-point character counts -> symbol counts after decomposition."""
     out = np.array(char_counts, np.int64)
     extra = extra_symbols_table()
-    syl = out[S_BASE:S_BASE + N_SYLLABLES].copy()
-    out[S_BASE:S_BASE + N_SYLLABLES] = 0
+    syl = out[S_BASE : S_BASE + N_SYLLABLES].copy()
+    out[S_BASE : S_BASE + N_SYLLABLES] = 0
     s = np.arange(N_SYLLABLES)
     escaped = int(out[:S_BASE][extra[:S_BASE] == 1].sum()) + int(out[ESC])  # L/V/T + U+E000
     np.add.at(out, L_BASE + s // (V_COUNT * T_COUNT), syl)

@@ -32,14 +32,18 @@ class Vocab:
         self.unk_id = unk_id
         self.jamo = bool(jamo)
         if any(len(s) != 1 for s in self.symbols):
-            raise CharrnnError("vocabulary symbols must be single characters; the vocab.json "
-                               "is damaged, run `charrnn prepare` again")
+            raise CharrnnError(
+                "vocabulary symbols must be single characters; the vocab.json "
+                "is damaged, run `charrnn prepare` again"
+            )
         self._cps = to_cps("".join(self.symbols))
         self._order = np.argsort(self._cps, kind="stable")  # ids by code point
         self._sorted = self._cps[self._order]
         if len(self._cps) and not (np.diff(self._sorted.astype(np.int64)) > 0).all():
-            raise CharrnnError("vocabulary symbols are not unique; the vocab.json "
-                               "is damaged, run `charrnn prepare` again")
+            raise CharrnnError(
+                "vocabulary symbols are not unique; the vocab.json "
+                "is damaged, run `charrnn prepare` again"
+            )
 
     def __len__(self):
         return len(self.symbols)
@@ -54,17 +58,26 @@ class Vocab:
 
     # -- json
     def to_json(self) -> dict:
-        return {"format": self.FORMAT, "symbols": self.symbols, "counts": [int(c) for c in self.counts],
-                "unk": self.unk_id, "jamo": JAMO_SCHEME if self.jamo else None}
+        return {
+            "format": self.FORMAT,
+            "symbols": self.symbols,
+            "counts": [int(c) for c in self.counts],
+            "unk": self.unk_id,
+            "jamo": JAMO_SCHEME if self.jamo else None,
+        }
 
     @classmethod
     def from_json(cls, d, where="vocab.json"):
         if not isinstance(d, dict) or d.get("format") != cls.FORMAT:
-            raise CharrnnError(f"{where} is not a charrnn vocabulary ({cls.FORMAT}); "
-                               "run `charrnn prepare` to make one")
+            raise CharrnnError(
+                f"{where} is not a charrnn vocabulary ({cls.FORMAT}); "
+                "run `charrnn prepare` to make one"
+            )
         if d.get("jamo") not in (None, JAMO_SCHEME):
-            raise CharrnnError(f"{where} uses jamo scheme {d.get('jamo')!r}, which this charrnn "
-                               f"does not know ({JAMO_SCHEME}); upgrade charrnn")
+            raise CharrnnError(
+                f"{where} uses jamo scheme {d.get('jamo')!r}, which this charrnn "
+                f"does not know ({JAMO_SCHEME}); upgrade charrnn"
+            )
         return cls(d["symbols"], d.get("counts"), d.get("unk"), d.get("jamo") is not None)
 
     @classmethod
@@ -73,10 +86,13 @@ class Vocab:
             with open(path, encoding="utf-8") as f:
                 d = json.load(f)
         except FileNotFoundError:
-            raise CharrnnError(f"{path} does not exist; run `charrnn prepare` to make a dataset "
-                               "with a vocabulary") from None
+            raise CharrnnError(
+                f"{path} does not exist; run `charrnn prepare` to make a dataset with a vocabulary"
+            ) from None
         except (ValueError, UnicodeDecodeError) as e:
-            raise CharrnnError(f"{path} is not valid JSON ({e}); run `charrnn prepare` again") from None
+            raise CharrnnError(
+                f"{path} is not valid JSON ({e}); run `charrnn prepare` again"
+            ) from None
         return cls.from_json(d, str(path))
 
     def save(self, path):
@@ -106,8 +122,11 @@ class Vocab:
         return bad
 
     def _closest(self, ch):
-        near = [c for c in (ch.lower(), ch.upper(), unicodedata.normalize("NFKC", ch))
-                if c != ch and len(c) == 1 and not self.unknown_chars(c)]
+        near = [
+            c
+            for c in (ch.lower(), ch.upper(), unicodedata.normalize("NFKC", ch))
+            if c != ch and len(c) == 1 and not self.unknown_chars(c)
+        ]
         if not near and len(self._cps):
             i = int(np.searchsorted(self._sorted, ord(ch)))  # the neighbours by code point
             near = [self.symbols[self._order[j]] for j in (i - 1, i) if 0 <= j < len(self)]
@@ -122,13 +141,19 @@ class Vocab:
         if not ok.all():
             bad = self.unknown_chars(text)
             if unknown == "error":
-                shown = "; ".join(f"{_show(c)} (closest: {self._closest(c) or 'none'})" for c in bad[:8])
+                shown = "; ".join(
+                    f"{_show(c)} (closest: {self._closest(c) or 'none'})" for c in bad[:8]
+                )
                 more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
-                raise CharrnnError(f"{len(bad)} character(s) are not in the vocabulary: {shown}{more}; "
-                                   "remove or replace them, or skip unknown characters")
+                raise CharrnnError(
+                    f"{len(bad)} character(s) are not in the vocabulary: {shown}{more}; "
+                    "remove or replace them, or skip unknown characters"
+                )
             if unknown == "unk" and self.unk_id is None:
-                raise CharrnnError("this vocabulary has no unknown symbol (prepare used "
-                                   "--min-count 1); remove or skip the unknown characters")
+                raise CharrnnError(
+                    "this vocabulary has no unknown symbol (prepare used "
+                    "--min-count 1); remove or skip the unknown characters"
+                )
             repl = None if unknown == "skip" else UNK
             text = text.translate({ord(c): repl for c in bad})
             sym = self._symbols_of(text)
@@ -139,9 +164,11 @@ class Vocab:
     def _cps_of(self, ids):
         ids = np.asarray(ids)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
-            raise CharrnnError(f"id {int(ids.max() if ids.max() >= len(self) else ids.min())} is "
-                               f"outside this vocabulary of {len(self)} symbols; the ids come from "
-                               "another dataset or model")
+            raise CharrnnError(
+                f"id {int(ids.max() if ids.max() >= len(self) else ids.min())} is "
+                f"outside this vocabulary of {len(self)} symbols; the ids come from "
+                "another dataset or model"
+            )
         return self._cps[ids.astype(np.int64, copy=False).reshape(-1)]
 
     def decode(self, ids) -> str:

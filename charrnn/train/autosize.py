@@ -16,7 +16,8 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py; benchmarks/RES
 2. Size.  Each candidate of ``LADDER`` would see ``budget x throughput`` symbols.  Take the
    largest whose budget gives it at least ``TOKENS_PER_PARAM`` symbols per weight: below
    that a smaller network that sees more text wins in the same time.  Measured
-   (benchmarks/RESULTS.md, Quality): at 3 minutes the winners read 77-85 symbols per weight and the losers 18 or
+   (benchmarks/RESULTS.md, Quality): at 3 minutes the winners read 77-85 symbols per weight
+   and the losers 18 or
    fewer (tiny-shakespeare and C); at 10 minutes on a 6x faster machine a 2x256 LSTM that
    read 43 per weight beat a 2x128.  Hence 30.
 3. Dropout from how hard the budget can overfit: ``exposure = epochs x parameters / train
@@ -65,8 +66,14 @@ CALIBRATION = {
     "machine": "2-vCPU AMD EPYC (AVX2, no AVX-512), 2026-11-26",
     "vocab": 65,
     "probe": 1.336e10,
-    "table": [(0.32e6, 61014), (0.71e6, 36195), (2.61e6, 10659), (5.97e6, 6720),
-              (10.32e6, 3537), (16.61e6, 2057)],
+    "table": [
+        (0.32e6, 61014),
+        (0.71e6, 36195),
+        (2.61e6, 10659),
+        (5.97e6, 6720),
+        (10.32e6, 3537),
+        (16.61e6, 2057),
+    ],
 }
 
 
@@ -104,8 +111,13 @@ def params(layers, units, vocab, cell="lstm"):
         others = layers * (GATES[cell] + FF_MULT + 3) * units + units
     else:
         others = layers * GATES[cell] * units * (2 if cell == "gru" else 1)
-    return (vocab * embedding_size(units, cell) + _matrix_weights(layers, units, cell) + others
-            + units * vocab + vocab)
+    return (
+        vocab * embedding_size(units, cell)
+        + _matrix_weights(layers, units, cell)
+        + others
+        + units * vocab
+        + vocab
+    )
 
 
 def probe(seconds=0.3):
@@ -154,10 +166,12 @@ def choose_cell(vocab, train_symbols, budget_s, speed, log=None):
     few, large = epochs < PARALLEL_BELOW_EPOCHS, vocab >= PARALLEL_FROM_VOCAB
     cell = "mingru" if few or large else "lstm"
     if log:
-        log(f"model auto: {cell}: {vocab} symbols ({'' if large else 'under '}"
+        log(
+            f"model auto: {cell}: {vocab} symbols ({'' if large else 'under '}"
             f"{PARALLEL_FROM_VOCAB}); a {layers}x{units} LSTM would read the train split "
             f"{epochs:.1f} times in {budget_s / 60:g} min ({'under' if few else 'at least'} "
-            f"{PARALLEL_BELOW_EPOCHS:g})")
+            f"{PARALLEL_BELOW_EPOCHS:g})"
+        )
     return cell
 
 
@@ -185,15 +199,24 @@ def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=Non
         dropout = min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * math.log2(exposure / DROPOUT_FROM))
     dropout = round(dropout, 2)
     embedding = embedding_size(units, cell)
-    chosen = {"num_layers": layers, "rnn_size": units, "embedding_size": embedding,
-              "dropout": dropout}
-    why = (f"the largest size with at least {TOKENS_PER_PARAM:g}" if seen / n >= TOKENS_PER_PARAM
-           else f"the smallest size; none reaches {TOKENS_PER_PARAM:g}")
-    reason = (f"model auto: {layers}x{units} {cell}, embedding {embedding}, dropout "
-              f"{dropout:g} ({n:,} parameters): {budget_s / 60:g} min at about "
-              f"{seen / budget_s:,.0f} symbols/s reads {seen / 1e6:,.1f}M symbols, "
-              f"{seen / n:.0f} per parameter ({why}), {epochs:.1f} epochs of {train_symbols:,}, "
-              f"exposure {exposure:.1f} ({how})")
+    chosen = {
+        "num_layers": layers,
+        "rnn_size": units,
+        "embedding_size": embedding,
+        "dropout": dropout,
+    }
+    why = (
+        f"the largest size with at least {TOKENS_PER_PARAM:g}"
+        if seen / n >= TOKENS_PER_PARAM
+        else f"the smallest size; none reaches {TOKENS_PER_PARAM:g}"
+    )
+    reason = (
+        f"model auto: {layers}x{units} {cell}, embedding {embedding}, dropout "
+        f"{dropout:g} ({n:,} parameters): {budget_s / 60:g} min at about "
+        f"{seen / budget_s:,.0f} symbols/s reads {seen / 1e6:,.1f}M symbols, "
+        f"{seen / n:.0f} per parameter ({why}), {epochs:.1f} epochs of {train_symbols:,}, "
+        f"exposure {exposure:.1f} ({how})"
+    )
     if log:
         log(reason)
     return chosen, reason

@@ -20,12 +20,12 @@ import time
 
 from charrnn.train.config import interval
 
-MEASURE = 20        # steps timed for the plan, after the first (compiling) step, and ...
+MEASURE = 20  # steps timed for the plan, after the first (compiling) step, and ...
 MEASURE_SHARE = 0.05  # ... at least this share of the budget: a plan timed over the first few
-                      # seconds was 30% optimistic when another training started beside it
-SLACK = 2.0         # stop anyway at this multiple of the budget
+# seconds was 30% optimistic when another training started beside it
+SLACK = 2.0  # stop anyway at this multiple of the budget
 MIN_TIMED, SLOW_SHARE = 3, 0.1  # steps so slow that MEASURE of them take over this share of
-                                # the budget: plan from MIN_TIMED once they have taken it
+# the budget: plan from MIN_TIMED once they have taken it
 
 
 class Budget:
@@ -71,7 +71,7 @@ class Budget:
         resumed run plans afresh)."""
         if not self.planning:
             return
-        if step == self.first + 1:          # the first step compiles: time from here
+        if step == self.first + 1:  # the first step compiles: time from here
             self.timed_from = (step, busy)
             return
         if not self.timed_from:
@@ -94,8 +94,10 @@ class Budget:
         eval_time, save_time = costs
         # an evaluation may save the best checkpoint; save_every saves the latest
         self.step_time, share = per, 0.0
-        for cost, (kind, every) in ((eval_time + save_time, self.eval_every),
-                                    (save_time, self.save_every)):
+        for cost, (kind, every) in (
+            (eval_time + save_time, self.eval_every),
+            (save_time, self.save_every),
+        ):
             if kind == "steps":
                 self.step_time += cost / every
             else:
@@ -105,11 +107,13 @@ class Budget:
         self.planned = min(self.limit, step + int(left / self.step_time))
         if agree is not None:
             self.planned = agree(self.planned)
-        log(f"planned {self.planned:,} steps for max_time {self.max_time:g}s "
+        log(
+            f"planned {self.planned:,} steps for max_time {self.max_time:g}s "
             f"({per:.3g} s/step measured over {timed:,} steps; about {evaluations} "
             f"evaluation{'s' * (evaluations != 1)} of {_seconds(eval_time)}, "
             f"{evaluations * eval_time / self.max_time:.1%} of the budget; checkpoints "
-            f"{_seconds(save_time)}); the LR schedule ends there")
+            f"{_seconds(save_time)}); the LR schedule ends there"
+        )
 
     def stop_reason(self, step):
         if self.planned is not None and step >= self.planned:
@@ -120,8 +124,10 @@ class Budget:
         if self.planned is None and spent >= self.max_time:
             return f"reached max_time {self.max_time:g}s"
         if spent >= SLACK * self.max_time:
-            return (f"reached {SLACK:g}x max_time before the planned step {self.planned} (the "
-                    "machine slowed down); --resume continues the plan")
+            return (
+                f"reached {SLACK:g}x max_time before the planned step {self.planned} (the "
+                "machine slowed down); --resume continues the plan"
+            )
         return None
 
     def check_pace(self, step, log):
@@ -139,14 +145,19 @@ class Budget:
         eta = self.seconds() + per * (self.planned - step)
         if eta > 1.25 * self.max_time:
             self.warned = True
-            log(f"Warning: this machine is slower now than when the run was planned; it will "
+            log(
+                f"Warning: this machine is slower now than when the run was planned; it will "
                 f"reach its planned step {self.planned} after about {_minutes(eta)} instead of "
-                f"{_minutes(self.max_time)}")
+                f"{_minutes(self.max_time)}"
+            )
 
     def record(self) -> dict:
         """What a checkpoint stores of the plan."""
-        plan = None if self.planned is None else {
-            "steps": self.planned, "budget": self.max_time, "step_time": self.step_time}
+        plan = (
+            None
+            if self.planned is None
+            else {"steps": self.planned, "budget": self.max_time, "step_time": self.step_time}
+        )
         return {"plan": plan, "elapsed": self.seconds()}
 
 

@@ -16,54 +16,62 @@ from pathlib import Path
 
 import yaml
 
-from charrnn.train.distribute import PRECISIONS, STRATEGIES
 from charrnn.errors import CharrnnError
 from charrnn.nn.cells import CELLS, embedding_size
+from charrnn.train.distribute import PRECISIONS, STRATEGIES
 
 DEFAULTS = {
     "data": "data/linux",
-    "model": {"cell": "lstm", "num_layers": 3, "rnn_size": 512,
-              "embedding_size": 128,    # mingru, minlstm: always rnn_size (their residual stream)
-              "dropout": 0.0,
-              "size": None,             # auto: num_layers, rnn_size, embedding_size and
-                                        # dropout chosen for max_time (charrnn.train.autosize)
-              "auto_throughput": None},  # size auto: symbols/s of a 2x256 LSTM here;
-                                         # null: measured
+    "model": {
+        "cell": "lstm",
+        "num_layers": 3,
+        "rnn_size": 512,
+        "embedding_size": 128,  # mingru, minlstm: always rnn_size (their residual stream)
+        "dropout": 0.0,
+        "size": None,  # auto: num_layers, rnn_size, embedding_size and
+        # dropout chosen for max_time (charrnn.train.autosize)
+        "auto_throughput": None,
+    },  # size auto: symbols/s of a 2x256 LSTM here;
+    # null: measured
     "train": {
-        "batch_size": 50, "seq_length": 100, "learning_rate": 0.002,
-        "seq_unit": "symbols",      # what seq_length counts: symbols, or original characters
-                                    # (for jamo data: a window covering seq_length characters)
-        "decay_rate": 0.97,         # lr multiplier per decay period (classic char-rnn)
-        "decay_every": "epoch",     # "epoch" or a number of steps
-        "lr_schedule": "exp",       # exp: decay_rate per period; cosine: to final_lr_fraction
-        "final_lr_fraction": 0.1,   # cosine only: lr at the last step, as a fraction
-        "warmup_steps": 0,          # linear warm-up from 0 over this many steps
-        "grad_clip": 5.0,           # global-norm clipping; null turns it off
-        "weight_decay": 0.0,        # decoupled (AdamW) decay of the weight matrices, times
-                                    # the LR each step; 0: plain Adam
-        "max_epochs": 50, "max_steps": None, "max_time": None,
-        "planned_steps": None,      # the step a time budget plans the run to end at (budget.py);
-                                    # null: measured from max_time
-        "eval_every": 500,          # steps, or a duration of the run's clock (e.g. 5m)
-        "save_every": 500,          # likewise
+        "batch_size": 50,
+        "seq_length": 100,
+        "learning_rate": 0.002,
+        "seq_unit": "symbols",  # what seq_length counts: symbols, or original characters
+        # (for jamo data: a window covering seq_length characters)
+        "decay_rate": 0.97,  # lr multiplier per decay period (classic char-rnn)
+        "decay_every": "epoch",  # "epoch" or a number of steps
+        "lr_schedule": "exp",  # exp: decay_rate per period; cosine: to final_lr_fraction
+        "final_lr_fraction": 0.1,  # cosine only: lr at the last step, as a fraction
+        "warmup_steps": 0,  # linear warm-up from 0 over this many steps
+        "grad_clip": 5.0,  # global-norm clipping; null turns it off
+        "weight_decay": 0.0,  # decoupled (AdamW) decay of the weight matrices, times
+        # the LR each step; 0: plain Adam
+        "max_epochs": 50,
+        "max_steps": None,
+        "max_time": None,
+        "planned_steps": None,  # the step a time budget plans the run to end at (budget.py);
+        # null: measured from max_time
+        "eval_every": 500,  # steps, or a duration of the run's clock (e.g. 5m)
+        "save_every": 500,  # likewise
         "keep_checkpoints": 5,
-        "eval_symbols": "auto",     # validation symbols scored per evaluation: a number, all
-                                    # (the whole split), or auto: up to 262,144 (with max_time:
-                                    # what keeps evaluations within 5% of it); a fixed subset
-        "final_eval": "subset",     # at the end: subset, or all (the whole split once more)
-        "log_every": 50,            # steps between metrics.jsonl / TensorBoard lines
-        "sample_length": 200,       # length of the TensorBoard text sample at each eval
+        "eval_symbols": "auto",  # validation symbols scored per evaluation: a number, all
+        # (the whole split), or auto: up to 262,144 (with max_time:
+        # what keeps evaluations within 5% of it); a fixed subset
+        "final_eval": "subset",  # at the end: subset, or all (the whole split once more)
+        "log_every": 50,  # steps between metrics.jsonl / TensorBoard lines
+        "sample_length": 200,  # length of the TensorBoard text sample at each eval
         "seed": 0,
-        "deterministic": "auto",    # TensorFlow op determinism (exact resume); auto: on
-                                    # without a GPU, off with one (see distribute.py)
-        "jit_compile": False,       # XLA-compile the steps (measured slower on CPU for LSTMs)
+        "deterministic": "auto",  # TensorFlow op determinism (exact resume); auto: on
+        # without a GPU, off with one (see distribute.py)
+        "jit_compile": False,  # XLA-compile the steps (measured slower on CPU for LSTMs)
         "out": "runs/linux",
-        "logdir": None,             # TensorBoard logs; default: <out>/logs
-        "strategy": "auto",         # tf.distribute: auto, default, mirrored, multiworker
-        "precision": "auto",        # auto (bfloat16 on CPUs that have it), float32,
-                                    # mixed_bfloat16, mixed_float16
+        "logdir": None,  # TensorBoard logs; default: <out>/logs
+        "strategy": "auto",  # tf.distribute: auto, default, mirrored, multiworker
+        "precision": "auto",  # auto (bfloat16 on CPUs that have it), float32,
+        # mixed_bfloat16, mixed_float16
         "intra_op_threads": "auto",  # threads one TF op may use; 0: TensorFlow's default;
-                                     # auto: 1 for small models on 2-core CPUs (faster)
+        # auto: 1 for small models on 2-core CPUs (faster)
     },
 }
 
@@ -73,20 +81,46 @@ DEFAULTS = {
 # "?" suffix = null allowed.
 TYPES = {
     "data": "str",
-    "model": {"cell": "str", "num_layers": "int", "rnn_size": "int", "embedding_size": "int",
-              "dropout": "float", "size": "str?", "auto_throughput": "float?"},
+    "model": {
+        "cell": "str",
+        "num_layers": "int",
+        "rnn_size": "int",
+        "embedding_size": "int",
+        "dropout": "float",
+        "size": "str?",
+        "auto_throughput": "float?",
+    },
     "train": {
-        "batch_size": "int", "seq_length": "int", "seq_unit": "str", "learning_rate": "float",
-        "decay_rate": "float", "decay_every": "decay", "lr_schedule": "str",
-        "final_lr_fraction": "float", "warmup_steps": "int", "grad_clip": "float?",
+        "batch_size": "int",
+        "seq_length": "int",
+        "seq_unit": "str",
+        "learning_rate": "float",
+        "decay_rate": "float",
+        "decay_every": "decay",
+        "lr_schedule": "str",
+        "final_lr_fraction": "float",
+        "warmup_steps": "int",
+        "grad_clip": "float?",
         "weight_decay": "float",
-        "max_epochs": "int?", "max_steps": "int?", "max_time": "duration?",
+        "max_epochs": "int?",
+        "max_steps": "int?",
+        "max_time": "duration?",
         "planned_steps": "int?",
-        "eval_every": "interval", "save_every": "interval", "keep_checkpoints": "int",
-        "eval_symbols": "eval_size", "final_eval": "str",
-        "log_every": "int", "sample_length": "int", "seed": "int?", "deterministic": "auto_bool",
-        "jit_compile": "bool", "out": "str", "logdir": "str?", "strategy": "str",
-        "precision": "str", "intra_op_threads": "auto_int",
+        "eval_every": "interval",
+        "save_every": "interval",
+        "keep_checkpoints": "int",
+        "eval_symbols": "eval_size",
+        "final_eval": "str",
+        "log_every": "int",
+        "sample_length": "int",
+        "seed": "int?",
+        "deterministic": "auto_bool",
+        "jit_compile": "bool",
+        "out": "str",
+        "logdir": "str?",
+        "strategy": "str",
+        "precision": "str",
+        "intra_op_threads": "auto_int",
     },
 }
 
@@ -94,13 +128,18 @@ TYPES = {
 _POSITIVE = (lambda v: v > 0, "must be > 0")
 _POSITIVE_INTERVAL = (lambda v: interval(v)[1] > 0, "must be > 0")
 CHECKS = {
-    "model.cell": (lambda v: v in CELLS or v == "auto", f"must be auto or one of {', '.join(CELLS)}"),
-    "model.num_layers": _POSITIVE, "model.rnn_size": _POSITIVE,
+    "model.cell": (
+        lambda v: v in CELLS or v == "auto",
+        f"must be auto or one of {', '.join(CELLS)}",
+    ),
+    "model.num_layers": _POSITIVE,
+    "model.rnn_size": _POSITIVE,
     "model.embedding_size": _POSITIVE,
     "model.dropout": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
     "model.size": (lambda v: v == "auto", "must be auto or null"),
     "model.auto_throughput": _POSITIVE,
-    "train.batch_size": _POSITIVE, "train.seq_length": _POSITIVE,
+    "train.batch_size": _POSITIVE,
+    "train.seq_length": _POSITIVE,
     "train.seq_unit": (lambda v: v in ("symbols", "chars"), "must be symbols or chars"),
     "train.learning_rate": _POSITIVE,
     "train.decay_rate": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
@@ -108,13 +147,18 @@ CHECKS = {
     "train.lr_schedule": (lambda v: v in ("exp", "cosine"), "must be exp or cosine"),
     "train.final_lr_fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     "train.warmup_steps": (lambda v: v >= 0, "must be >= 0"),
-    "train.grad_clip": _POSITIVE, "train.weight_decay": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
-    "train.max_epochs": _POSITIVE, "train.max_steps": _POSITIVE,
-    "train.max_time": _POSITIVE, "train.planned_steps": _POSITIVE,
-    "train.eval_every": _POSITIVE_INTERVAL, "train.save_every": _POSITIVE_INTERVAL,
+    "train.grad_clip": _POSITIVE,
+    "train.weight_decay": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "train.max_epochs": _POSITIVE,
+    "train.max_steps": _POSITIVE,
+    "train.max_time": _POSITIVE,
+    "train.planned_steps": _POSITIVE,
+    "train.eval_every": _POSITIVE_INTERVAL,
+    "train.save_every": _POSITIVE_INTERVAL,
     "train.eval_symbols": (lambda v: v in ("auto", "all") or v >= 2, "must be auto, all or >= 2"),
     "train.final_eval": (lambda v: v in ("subset", "all"), "must be subset or all"),
-    "train.keep_checkpoints": _POSITIVE, "train.log_every": _POSITIVE,
+    "train.keep_checkpoints": _POSITIVE,
+    "train.log_every": _POSITIVE,
     "train.sample_length": (lambda v: v >= 0, "must be >= 0"),
     "train.out": (lambda v: v.strip() != "", "must not be empty"),
     "train.strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
@@ -170,8 +214,10 @@ def find_config(name: str):
         resource = root / candidate
         if resource.is_file():
             return resource
-    raise CharrnnError(f"config {name} not found: no such file, and no shipped config of that "
-                       f"name (shipped: {', '.join(shipped_configs())})")
+    raise CharrnnError(
+        f"config {name} not found: no such file, and no shipped config of that "
+        f"name (shipped: {', '.join(shipped_configs())})"
+    )
 
 
 def read_yaml(path, what="config") -> dict:
@@ -181,8 +227,9 @@ def read_yaml(path, what="config") -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise CharrnnError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)}); "
-                           "fix the file") from None
+        raise CharrnnError(
+            f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)}); fix the file"
+        ) from None
     except OSError as e:
         raise CharrnnError(f"cannot read {what} {path}: {e.strerror}") from None
     if data is None:
@@ -197,20 +244,24 @@ def merge(config: dict, overrides: dict, source: str, sources: dict) -> None:
     unknown keys; ``sources`` records where each key's value came from."""
     for key, value in overrides.items():
         if key not in TYPES:
-            raise CharrnnError(f"{source}: unknown section {key!r}; the sections are "
-                               f"{', '.join(TYPES)}")
+            raise CharrnnError(
+                f"{source}: unknown section {key!r}; the sections are {', '.join(TYPES)}"
+            )
         if key == "model" and value == "auto":  # `model: auto`: {size: auto, cell: auto}
             value = {"size": "auto", "cell": "auto"}
         if isinstance(TYPES[key], dict):
             if value is None:
                 continue
             if not isinstance(value, dict):
-                raise CharrnnError(f"{source}: {key} must be a mapping of keys "
-                                   f"({', '.join(TYPES[key])})")
+                raise CharrnnError(
+                    f"{source}: {key} must be a mapping of keys ({', '.join(TYPES[key])})"
+                )
             for sub, subvalue in value.items():
                 if sub not in TYPES[key]:
-                    raise CharrnnError(f"{source}: unknown key {key}.{sub}; valid keys of "
-                                       f"{key}: {', '.join(TYPES[key])}")
+                    raise CharrnnError(
+                        f"{source}: unknown key {key}.{sub}; valid keys of "
+                        f"{key}: {', '.join(TYPES[key])}"
+                    )
                 config[key][sub] = subvalue
                 sources[f"{key}.{sub}"] = source
         else:
@@ -225,8 +276,9 @@ def parse_set(items) -> list:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise CharrnnError(f"--set {item}: expected section.key=value, e.g. "
-                               "--set train.batch_size=32")
+            raise CharrnnError(
+                f"--set {item}: expected section.key=value, e.g. --set train.batch_size=32"
+            )
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
@@ -237,8 +289,9 @@ def parse_set(items) -> list:
         elif len(parts) == 2:
             out.append(({parts[0]: {parts[1]: value}}, f"--set {key}"))
         else:
-            raise CharrnnError(f"--set {item}: keys have the form section.key "
-                               "(e.g. train.batch_size)")
+            raise CharrnnError(
+                f"--set {item}: keys have the form section.key (e.g. train.batch_size)"
+            )
     return out
 
 
@@ -279,15 +332,17 @@ def _coerce(kind, value):
         try:
             return parse_duration(value)
         except ValueError:
-            raise ValueError(f"must be seconds or a duration such as 90s, 10m, 2h; "
-                             f"got {value!r}") from None
+            raise ValueError(
+                f"must be seconds or a duration such as 90s, 10m, 2h; got {value!r}"
+            ) from None
     if kind == "interval":  # steps, or a duration kept as written (config.yaml reads back)
         if isinstance(value, str) and not value.strip().isdigit():
             try:
                 parse_duration(value)
             except ValueError:
-                raise ValueError(f"must be a step count or a duration such as 90s, 5m; "
-                                 f"got {value!r}") from None
+                raise ValueError(
+                    f"must be a step count or a duration such as 90s, 5m; got {value!r}"
+                ) from None
             return value.strip()
         return _coerce("int", int(value) if isinstance(value, str) else value)
     if kind == "eval_size":
@@ -313,6 +368,7 @@ def validate(config: dict, sources: dict) -> dict:
     """Type-check and range-check every value in place; returns the config.  A parallel
     cell's model.embedding_size is set to its rnn_size (charrnn.nn.cells.embedding_size),
     so config.yaml, model.json and resume's comparison all hold the model's real width."""
+
     def where(key):
         return sources.get(key, "default")
 
@@ -330,8 +386,9 @@ def validate(config: dict, sources: dict) -> dict:
             if check and value is not None and not check[0](value):
                 raise CharrnnError(f"{where(key)}: {key} {check[1]}, got {value!r}")
     model = config["model"]  # the width the model will have (a parallel cell's: rnn_size)
-    model["embedding_size"] = embedding_size(model["cell"], model["rnn_size"],
-                                             model["embedding_size"])
+    model["embedding_size"] = embedding_size(
+        model["cell"], model["rnn_size"], model["embedding_size"]
+    )
     return config
 
 
@@ -372,7 +429,9 @@ def resolve(config=None, sets=(), flags=None, resume=False):
     if resume:
         base = Path(resolved["train"]["out"]) / "config.yaml"
         if not base.is_file():
-            raise CharrnnError(f"nothing to resume in {resolved['train']['out']}: no config.yaml "
-                               "there; pass the run directory with --out")
+            raise CharrnnError(
+                f"nothing to resume in {resolved['train']['out']}: no config.yaml "
+                "there; pass the run directory with --out"
+            )
         resolved, sources = load_config(config, base, sets, flags)
     return resolved

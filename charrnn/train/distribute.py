@@ -49,6 +49,7 @@ _TEMP_PREFIX = ".workertemp_"
 
 # --- devices and strategy ------------------------------------------------------------
 
+
 def split_cpu(n: int) -> None:
     """Present the first CPU as ``n`` logical devices.  Must precede any TF op."""
     tf = tensorflow()
@@ -57,10 +58,13 @@ def split_cpu(n: int) -> None:
         return
     try:
         tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+        )
     except RuntimeError:
-        raise CharrnnError(f"{CPU_DEVICES_ENV}={n}: TensorFlow's devices are already "
-                           "initialised; set it in the environment before charrnn starts") from None
+        raise CharrnnError(
+            f"{CPU_DEVICES_ENV}={n}: TensorFlow's devices are already "
+            "initialised; set it in the environment before charrnn starts"
+        ) from None
 
 
 def tf_config() -> dict | None:
@@ -71,27 +75,33 @@ def tf_config() -> dict | None:
     try:
         cfg = json.loads(raw)
     except ValueError as e:
-        raise CharrnnError(f"TF_CONFIG is not valid JSON ({e}); set it as docs/scaling.md "
-                           "shows or unset it") from None
+        raise CharrnnError(
+            f"TF_CONFIG is not valid JSON ({e}); set it as docs/scaling.md shows or unset it"
+        ) from None
     cluster = cfg.get("cluster") if isinstance(cfg, dict) else None
     if not cluster:
         return None
     task = cfg.get("task") or {}
     if task.get("type") not in ("chief", "worker") or not isinstance(task.get("index"), int):
-        raise CharrnnError(f"TF_CONFIG task {task!r} is not a chief or worker with an index; "
-                           "charrnn trains with MultiWorkerMirroredStrategy, which needs "
-                           '"task": {"type": "worker", "index": N} (no parameter servers)')
+        raise CharrnnError(
+            f"TF_CONFIG task {task!r} is not a chief or worker with an index; "
+            "charrnn trains with MultiWorkerMirroredStrategy, which needs "
+            '"task": {"type": "worker", "index": N} (no parameter servers)'
+        )
     if task["index"] >= len(cluster.get(task["type"], [])):
-        raise CharrnnError(f"TF_CONFIG task index {task['index']} is not in its cluster's "
-                           f"{task['type']} list; each process needs its own index")
+        raise CharrnnError(
+            f"TF_CONFIG task index {task['index']} is not in its cluster's "
+            f"{task['type']} list; each process needs its own index"
+        )
     return cfg
 
 
 def resolve_name(name: str = "auto") -> str:
     """The concrete strategy ``name`` stands for (auto looks at TF_CONFIG and the GPUs)."""
     if name not in STRATEGIES:
-        raise CharrnnError(f"train.strategy {name!r} is unknown; choose one of "
-                           f"{', '.join(STRATEGIES)}")
+        raise CharrnnError(
+            f"train.strategy {name!r} is unknown; choose one of {', '.join(STRATEGIES)}"
+        )
     if name != "auto":
         return name
     if tf_config():
@@ -118,13 +128,17 @@ def make_strategy(name: str = "auto"):
             devices = [d.name for d in tf.config.list_logical_devices("CPU")]
         return tf.distribute.MirroredStrategy(devices)
     if not tf_config():
-        raise CharrnnError("train.strategy multiworker needs TF_CONFIG describing the cluster "
-                           "and this process's task; see docs/scaling.md")
+        raise CharrnnError(
+            "train.strategy multiworker needs TF_CONFIG describing the cluster "
+            "and this process's task; see docs/scaling.md"
+        )
     try:
         return tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as e:  # e.g. created after TensorFlow already ran ops
-        raise CharrnnError(f"cannot start MultiWorkerMirroredStrategy ({e}); it must be created "
-                           "before TensorFlow runs anything") from None
+        raise CharrnnError(
+            f"cannot start MultiWorkerMirroredStrategy ({e}); it must be created "
+            "before TensorFlow runs anything"
+        ) from None
 
 
 # Largest recurrent matmul of one time step (batch x rnn_size x gates * rnn_size
@@ -174,6 +188,7 @@ def set_intra_op_threads(n: int) -> int:
 
 # --- who writes what -------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Role:
     chief: bool = True
@@ -192,8 +207,9 @@ def worker_role(strategy_name: str = "auto") -> Role:
     if cfg is None:
         return Role()
     cluster, task = cfg["cluster"], cfg["task"]
-    chief = task["type"] == "chief" or (task["type"] == "worker" and task["index"] == 0
-                                        and not cluster.get("chief"))
+    chief = task["type"] == "chief" or (
+        task["type"] == "worker" and task["index"] == 0 and not cluster.get("chief")
+    )
     workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
     return Role(chief, task["type"], task["index"], workers)
 
@@ -218,12 +234,15 @@ def discard(path, role: Role) -> None:
 
 # --- data and state across replicas ------------------------------------------------------
 
+
 def replica_batch(strategy, batch_size: int) -> int:
     """Streams per replica; the global batch must split evenly."""
     n = strategy.num_replicas_in_sync
     if batch_size % n:
-        raise CharrnnError(f"train.batch_size {batch_size} does not split evenly among "
-                           f"{n} replicas; use a multiple of {n}")
+        raise CharrnnError(
+            f"train.batch_size {batch_size} does not split evenly among "
+            f"{n} replicas; use a multiple of {n}"
+        )
     return batch_size // n
 
 
@@ -236,7 +255,7 @@ def distribute_streams(strategy, value):
 
     def part(ctx):
         r = ctx.replica_id_in_sync_group
-        return tf.nest.map_structure(lambda a: tf.convert_to_tensor(a[r * b:(r + 1) * b]), value)
+        return tf.nest.map_structure(lambda a: tf.convert_to_tensor(a[r * b : (r + 1) * b]), value)
 
     return strategy.experimental_distribute_values_from_function(part)
 
@@ -304,11 +323,13 @@ def agree_mean(strategy, value: float) -> float:
     if not _multiworker(strategy):
         return value
     v = strategy.experimental_distribute_values_from_function(
-        lambda ctx: tf.constant(float(value), tf.float64))
+        lambda ctx: tf.constant(float(value), tf.float64)
+    )
     return float(strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None))
 
 
 # --- determinism ----------------------------------------------------------------------
+
 
 def resolve_deterministic(setting, gpus=None) -> tuple:
     """(on?, why) for ``train.deterministic``.  auto: on where no GPU is visible (exact
@@ -323,6 +344,7 @@ def resolve_deterministic(setting, gpus=None) -> tuple:
 
 
 # --- precision ------------------------------------------------------------------------
+
 
 def resolve_precision(name: str = "auto") -> str:
     """auto: mixed_bfloat16 on a CPU that does bfloat16 in hardware (AVX512_BF16 or AMX;
@@ -343,8 +365,9 @@ def resolve_precision(name: str = "auto") -> str:
 def set_precision(name: str) -> str:
     """Set the Keras global dtype policy (before building the model); returns the old one."""
     if name not in PRECISIONS[1:]:
-        raise CharrnnError(f"train.precision {name!r} is unknown; choose one of "
-                           f"{', '.join(PRECISIONS)}")
+        raise CharrnnError(
+            f"train.precision {name!r} is unknown; choose one of {', '.join(PRECISIONS)}"
+        )
     tensorflow()
     import keras
 
@@ -375,5 +398,6 @@ def wrap_optimizer(optimizer, precision_name: str):
 
 def loss_scale(optimizer):
     """The current loss scale variable, or None when the optimizer does not scale."""
-    return getattr(optimizer, "dynamic_scale", None) if hasattr(optimizer, "inner_optimizer") \
-        else None
+    return (
+        getattr(optimizer, "dynamic_scale", None) if hasattr(optimizer, "inner_optimizer") else None
+    )

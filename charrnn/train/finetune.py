@@ -30,16 +30,22 @@ def check(src, model_settings: dict, vocab: Vocab, meta: dict) -> LoadedModel:
     CharrnnError naming the differences.  Returns the source as far as it was read."""
     source = loader.load(src, read_weights=False)
     if source.step is None:
-        raise CharrnnError(f"--init-from {src}: run {src} has no checkpoint yet; train it longer "
-                           f"or continue it with `charrnn train --resume --out {src}`")
+        raise CharrnnError(
+            f"--init-from {src}: run {src} has no checkpoint yet; train it longer "
+            f"or continue it with `charrnn train --resume --out {src}`"
+        )
     old, old_vocab = source.model_args, source.vocab
     keys = [k for k in model_settings if k not in IGNORED]
-    arch = [f"{k} {old.get(k)} (source) vs {model_settings[k]}" for k in keys
-            if old.get(k) != model_settings[k]]
+    arch = [
+        f"{k} {old.get(k)} (source) vs {model_settings[k]}"
+        for k in keys
+        if old.get(k) != model_settings[k]
+    ]
     data = []
     if old_vocab.jamo != vocab.jamo:
-        data.append(f"jamo {'on' if old_vocab.jamo else 'off'} (source) vs "
-                    f"{'on' if vocab.jamo else 'off'}")
+        data.append(
+            f"jamo {'on' if old_vocab.jamo else 'off'} (source) vs {'on' if vocab.jamo else 'off'}"
+        )
     if source.newlines != meta.get("newlines", "lf"):
         data.append(f"newlines {source.newlines} (source) vs {meta.get('newlines', 'lf')}")
     problems, fixes = [], []
@@ -48,11 +54,12 @@ def check(src, model_settings: dict, vocab: Vocab, meta: dict) -> LoadedModel:
         fixes.append("use the source's model settings")
     if data:
         problems.append(f"the data was prepared differently ({', '.join(data)})")
-        fixes.append(f"prepare the new text with `charrnn prepare --vocab-from {src}`, which "
-                     "takes the source's jamo and newline settings")
+        fixes.append(
+            f"prepare the new text with `charrnn prepare --vocab-from {src}`, which "
+            "takes the source's jamo and newline settings"
+        )
     if problems:
-        raise CharrnnError(f"--init-from {src}: {' and '.join(problems)}; "
-                           f"{' and '.join(fixes)}")
+        raise CharrnnError(f"--init-from {src}: {' and '.join(problems)}; {' and '.join(fixes)}")
     return source
 
 
@@ -70,9 +77,11 @@ def restore(model, source: LoadedModel, vocab: Vocab, log, on_warning=None) -> N
     old_ids, new_ids = symbol_map(source.vocab, vocab)
     assign_to_model(model, mapped(source.tensors, tensors_from_model(model), old_ids, new_ids))
     shared = len(new_ids)
-    log(f"initialised weights from {source.checkpoint}: {shared} symbols shared (weights kept), "
+    log(
+        f"initialised weights from {source.checkpoint}: {shared} symbols shared (weights kept), "
         f"{len(vocab) - shared} new (fresh weights), {len(source.vocab) - shared} dropped "
-        "(not in this data)")
+        "(not in this data)"
+    )
 
 
 BY_SYMBOL = {"embedding": 0, "logits.kernel": 1, "logits.bias": 0}  # name -> vocabulary axis

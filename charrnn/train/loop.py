@@ -24,10 +24,11 @@ from charrnn.atomic import write_json_atomic, write_text_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store import checkpoints, rundir
 from charrnn.store.dataset import load_dataset
-from charrnn.train import distribute, finetune, setup as prepare
+from charrnn.store.lock import RunLock
+from charrnn.train import distribute, finetune
+from charrnn.train import setup as prepare
 from charrnn.train.budget import Budget
 from charrnn.train.config import interval, to_yaml
-from charrnn.store.lock import RunLock
 from charrnn.train.metrics import Sinks, preview
 from charrnn.train.validation import WHOLE_SPLIT, Validation
 
@@ -38,15 +39,16 @@ LN2 = math.log(2.0)
 class TrainResult:
     out: str
     step: int
-    status: str                 # "done", "interrupted" or "nothing-to-do"
+    status: str  # "done", "interrupted" or "nothing-to-do"
     val_loss: float | None = None
     best_val_loss: float | None = None
-    signal: int | None = None   # the signal that interrupted the run
+    signal: int | None = None  # the signal that interrupted the run
     timing: dict | None = None  # seconds: clock (the run's, across resumes), steps,
-                                # evaluation, checkpoints (this process)
+    # evaluation, checkpoints (this process)
 
 
 # --- batches -------------------------------------------------------------------------
+
 
 def learning_rate(train_cfg: dict, step: int, batches_per_epoch: int, total_steps) -> float:
     """The LR for ``step``: a pure function of the step (and of the plan, see budget.py),
@@ -65,6 +67,7 @@ def learning_rate(train_cfg: dict, step: int, batches_per_epoch: int, total_step
 
 
 # --- the whole training run ----------------------------------------------------------
+
 
 def train(config: dict, resume=False, init_from=None, force=False, log=None) -> TrainResult:
     """Train (or continue) the run described by the resolved ``config``.
@@ -85,18 +88,22 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
 
     # --- dataset: memory-mapped ids --------------------------------------------------
     ds = load_dataset(config["data"])
-    batches = prepare.Streams(ds.split("train"), train_cfg["batch_size"],
-                              prepare.window_symbols(train_cfg, ds.meta))
+    batches = prepare.Streams(
+        ds.split("train"), train_cfg["batch_size"], prepare.window_symbols(train_cfg, ds.meta)
+    )
     if batches.batches < 1:
         raise CharrnnError(
             f"the train split of {config['data']} has {len(ds.split('train')):,} symbols, too "
             f"few for batch_size x seq_length = {train_cfg['batch_size']} x "
-            f"{batches.seq_length}; lower train.batch_size or train.seq_length")
+            f"{batches.seq_length}; lower train.batch_size or train.seq_length"
+        )
 
     # --- model size: chosen once, for the time budget (model: auto) -------------------
     prepare.choose_size(config, ds, out, resume, role, log)
-    model_settings = {"vocab_size": len(ds.vocab),
-                      **{k: config["model"][k] for k in MODEL_DEFAULTS}}
+    model_settings = {
+        "vocab_size": len(ds.vocab),
+        **{k: config["model"][k] for k in MODEL_DEFAULTS},
+    }
 
     # --- run directory: one writer, checked before anything is written ----------------
     with RunLock(out, enabled=role.chief):
@@ -146,24 +153,39 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
     budget = Budget(train_cfg, _step_limit(train_cfg, batches_per_epoch), step, saved)
     if reason := _limit_reached(train_cfg, budget, step, epoch):
         distribute.discard(write_dir, role)
-        log(f"nothing to do: run {out} is at step {step} and {reason}; raise --max-steps / "
-            "train.max_epochs (or --max-time, for a planned run) to train further")
+        log(
+            f"nothing to do: run {out} is at step {step} and {reason}; raise --max-steps / "
+            "train.max_epochs (or --max-time, for a planned run) to train further"
+        )
         return TrainResult(str(out), step, "nothing-to-do", best_val_loss=_finite(best))
 
     # --- logging sinks; Ctrl-C finishes the current step or evaluation ------------------
     logdir = Path(train_cfg["logdir"]) if train_cfg["logdir"] and role.chief else write_dir / "logs"
-    sinks = Sinks(tf, write_dir, logdir, config, step, budget.total_steps() or budget.limit, log,
-                  tstate.write_error)
+    sinks = Sinks(
+        tf,
+        write_dir,
+        logdir,
+        config,
+        step,
+        budget.total_steps() or budget.limit,
+        log,
+        tstate.write_error,
+    )
     stop = _StopOnSignal(sinks.progress.write)
     symbols_per_char = prepare.symbols_per_char(ds.meta) if ds.vocab.jamo else None
     # every worker keeps the same plan
     agree = (lambda n: distribute.agree_max(strategy, n)) if role.num_workers > 1 else None
     # A checkpoint from before bounded validation measured its best on the whole split.
-    validation = Validation(setup, ds.split("val"), train_cfg, budget.planning,
-                            saved.get("eval", {"identity": WHOLE_SPLIT}) if tstate.last else None,
-                            # workers evaluate in step (their means are agreed): no early exit
-                            stopped=(lambda: stop.signal is not None) if role.num_workers == 1
-                            else (lambda: False), say=sinks.progress.write)
+    validation = Validation(
+        setup,
+        ds.split("val"),
+        train_cfg,
+        budget.planning,
+        saved.get("eval", {"identity": WHOLE_SPLIT}) if tstate.last else None,
+        # workers evaluate in step (their means are agreed): no early exit
+        stopped=(lambda: stop.signal is not None) if role.num_workers == 1 else (lambda: False),
+        say=sinks.progress.write,
+    )
     eval_due = _Every(train_cfg["eval_every"], budget.seconds())
     save_due = _Every(train_cfg["save_every"], budget.seconds())
     log(f"validation: {validation.describe()}, every {_every_text(train_cfg['eval_every'])}")
@@ -172,9 +194,16 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
     def save(kind="latest", val_loss=None):
         tick = time.perf_counter()
         _check_finite_weights(setup, train_cfg, out, step)
-        tstate.save(kind, step, epoch, position, best,
-                    distribute.gather_streams(strategy, states), val_loss,
-                    {**budget.record(), "eval": validation.record()})
+        tstate.save(
+            kind,
+            step,
+            epoch,
+            position,
+            best,
+            distribute.gather_streams(strategy, states),
+            val_loss,
+            {**budget.record(), "eval": validation.record()},
+        )
         timing["checkpoints"] += time.perf_counter() - tick
 
     def overheads(evaluations):
@@ -196,12 +225,14 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
             while not reason:
                 # one training step
                 if position == 0:
-                    states = distribute.distribute_streams(strategy,
-                                                           setup.model.initial_state(batch_size))
+                    states = distribute.distribute_streams(
+                        strategy, setup.model.initial_state(batch_size)
+                    )
                 tick = time.perf_counter()
                 lr = learning_rate(train_cfg, step, batches_per_epoch, budget.total_steps())
-                loss, norm, skipped, states = _step(setup, train_cfg, lr, batches.batch(position),
-                                                    states, step, out)
+                loss, norm, skipped, states = _step(
+                    setup, train_cfg, lr, batches.batch(position), states, step, out
+                )
                 step, position = step + 1, position + 1
                 if position == batches_per_epoch:
                     epoch, position = epoch + 1, 0
@@ -211,31 +242,55 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
                 eval_now = eval_due(step, budget.seconds())
                 # what a step costs: the clock less evaluations and checkpoints (the loop's
                 # own work per step counts: for small models it is a good share of a step)
-                budget.after_step(step, budget.seconds() - validation.seconds
-                                  - timing["checkpoints"], sinks.progress.write, agree, overheads,
-                                  now=eval_now)
+                budget.after_step(
+                    step,
+                    budget.seconds() - validation.seconds - timing["checkpoints"],
+                    sinks.progress.write,
+                    agree,
+                    overheads,
+                    now=eval_now,
+                )
                 budget.check_pace(step, sinks.progress.write)
                 sinks.progress.update(step, loss, lr, budget.total_steps())
-                reason = _agree_stop(strategy, role, _limit_reached(train_cfg, budget, step, epoch)
-                                     or (stop.signal and "interrupted"))
+                reason = _agree_stop(
+                    strategy,
+                    role,
+                    _limit_reached(train_cfg, budget, step, epoch)
+                    or (stop.signal and "interrupted"),
+                )
                 do_eval = eval_now or (reason and reason != "interrupted")
 
                 # evaluate, log, save
                 if do_eval or step % train_cfg["log_every"] == 0 or reason:
-                    record = acc.record(step, round(epoch + position / batches_per_epoch, 4), lr,
-                                        batch_size * batches.seq_length)
+                    record = acc.record(
+                        step,
+                        round(epoch + position / batches_per_epoch, 4),
+                        lr,
+                        batch_size * batches.seq_length,
+                    )
                     sample = None
                     if do_eval:
-                        val_loss, best = _evaluate(validation, setup, role, record, best, log,
-                                                   symbols_per_char, final=bool(reason))
+                        val_loss, best = _evaluate(
+                            validation,
+                            setup,
+                            role,
+                            record,
+                            best,
+                            log,
+                            symbols_per_char,
+                            final=bool(reason),
+                        )
                     if do_eval and val_loss is None and stop.signal:
                         reason = "interrupted"  # during the evaluation (one worker only)
                     elif do_eval and val_loss is not None:
                         if record["best"]:
                             best = val_loss
                             save("best", val_loss)
-                        sample = preview(setup.model, ds.vocab, train_cfg["sample_length"], step) \
-                            if role.chief else None
+                        sample = (
+                            preview(setup.model, ds.vocab, train_cfg["sample_length"], step)
+                            if role.chief
+                            else None
+                        )
                     sinks.record(record, sample)
                 if save_due(step, budget.seconds()) or reason:
                     save()
@@ -244,8 +299,7 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
         sinks.close()
         distribute.discard(write_dir, role)
     timing.update(evaluation=validation.seconds, clock=budget.seconds())
-    return _finish(log, out, step, reason, val_loss, best, stop.signal, timing,
-                   budget.max_time)
+    return _finish(log, out, step, reason, val_loss, best, stop.signal, timing, budget.max_time)
 
 
 class _Every:
@@ -298,19 +352,25 @@ def _lost_worker_is_an_error(tf, role, out):
     except tf.errors.OpError as e:
         if role.num_workers == 1:
             raise
-        raise CharrnnError(f"the cluster lost a worker ({type(e).__name__} in a collective "
-                           f"op); the chief's checkpoints in {out} are intact: restart every "
-                           f"worker with `charrnn train --resume --out {out}`") from None
+        raise CharrnnError(
+            f"the cluster lost a worker ({type(e).__name__} in a collective "
+            f"op); the chief's checkpoints in {out} are intact: restart every "
+            f"worker with `charrnn train --resume --out {out}`"
+        ) from None
 
 
 def _finish(log, out, step, reason, val_loss, best, signum, timing, max_time) -> TrainResult:
     """The last lines for the user, and the result."""
     budget = f" of max_time {max_time:g} s" if max_time else ""
-    log(f"time: run clock {timing['clock']:.1f} s{budget}: steps {timing['steps']:.1f} s, "
-        f"evaluation {timing['evaluation']:.1f} s, checkpoints {timing['checkpoints']:.1f} s")
+    log(
+        f"time: run clock {timing['clock']:.1f} s{budget}: steps {timing['steps']:.1f} s, "
+        f"evaluation {timing['evaluation']:.1f} s, checkpoints {timing['checkpoints']:.1f} s"
+    )
     if reason == "interrupted":
-        log(f"interrupted at step {step}; checkpoint saved in {out / rundir.CHECKPOINTS_DIR}. "
-            f"Resume with: charrnn train --resume --out {out}")
+        log(
+            f"interrupted at step {step}; checkpoint saved in {out / rundir.CHECKPOINTS_DIR}. "
+            f"Resume with: charrnn train --resume --out {out}"
+        )
         return TrainResult(str(out), step, "interrupted", val_loss, _finite(best), signum, timing)
     summary = f"done at step {step} ({reason})"
     if val_loss is not None:
@@ -353,11 +413,18 @@ def _evaluate(validation, setup, role, record, best, log, symbols_per_char, fina
         val_loss = distribute.agree_mean(setup.strategy, val_loss)
     if validation.changed:
         best, validation.changed = math.inf, False
-        log(f"the validation subset is not the one the run's best checkpoint was measured on; "
-            f"the next evaluation's loss replaces it ({validation.describe()})")
-    record.update(val_loss=val_loss, val_bpc=val_loss / LN2, best=val_loss < best,
-                  # what was measured: the whole split or a fixed subset of it
-                  val_symbols=validation.spans.scored, val_subset=not validation.spans.whole)
+        log(
+            f"the validation subset is not the one the run's best checkpoint was measured on; "
+            f"the next evaluation's loss replaces it ({validation.describe()})"
+        )
+    record.update(
+        val_loss=val_loss,
+        val_bpc=val_loss / LN2,
+        best=val_loss < best,
+        # what was measured: the whole split or a fixed subset of it
+        val_symbols=validation.spans.scored,
+        val_subset=not validation.spans.whole,
+    )
     if symbols_per_char:  # bits per original character
         record["val_bpc_char"] = val_loss / LN2 * symbols_per_char
     if final and validation.final_whole and not validation.spans.whole:
@@ -367,13 +434,24 @@ def _evaluate(validation, setup, role, record, best, log, symbols_per_char, fina
 
 def _step_limit(train_cfg, batches_per_epoch):
     """The step at which max_steps / max_epochs end the run (inf: neither is set)."""
-    limit = min(n for n in (train_cfg["max_steps"],
-                            train_cfg["max_epochs"] and train_cfg["max_epochs"] * batches_per_epoch,
-                            float("inf")) if n)
-    if train_cfg["lr_schedule"] == "cosine" and limit == float("inf") and not (
-            train_cfg["max_time"] or train_cfg["planned_steps"]):
-        raise CharrnnError("train.lr_schedule cosine needs train.max_steps, train.max_epochs or "
-                           "train.max_time to know where the schedule ends")
+    limit = min(
+        n
+        for n in (
+            train_cfg["max_steps"],
+            train_cfg["max_epochs"] and train_cfg["max_epochs"] * batches_per_epoch,
+            float("inf"),
+        )
+        if n
+    )
+    if (
+        train_cfg["lr_schedule"] == "cosine"
+        and limit == float("inf")
+        and not (train_cfg["max_time"] or train_cfg["planned_steps"])
+    ):
+        raise CharrnnError(
+            "train.lr_schedule cosine needs train.max_steps, train.max_epochs or "
+            "train.max_time to know where the schedule ends"
+        )
     return limit
 
 
@@ -392,9 +470,14 @@ class _Accumulator:
         self.time += seconds
 
     def record(self, step, epoch, lr, tokens_per_step) -> dict:
-        r = {"step": step, "epoch": epoch, "loss": self.loss / self.n, "lr": lr,
-             "grad_norm": self.norm / max(1, self.n - self.skipped),
-             "chars_per_s": self.n * tokens_per_step / max(self.time, 1e-9)}
+        r = {
+            "step": step,
+            "epoch": epoch,
+            "loss": self.loss / self.n,
+            "lr": lr,
+            "grad_norm": self.norm / max(1, self.n - self.skipped),
+            "chars_per_s": self.n * tokens_per_step / max(self.time, 1e-9),
+        }
         self.__init__()
         return r
 
@@ -407,7 +490,7 @@ class _StopOnSignal:
         self.old = {n: signal.signal(n, self._handle) for n in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum, frame):
-        if self.signal is not None:          # a second Ctrl-C: give up at once
+        if self.signal is not None:  # a second Ctrl-C: give up at once
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
         self.signal = signum
@@ -420,16 +503,27 @@ class _StopOnSignal:
 
 # --- helpers ------------------------------------------------------------------------
 
+
 def _nan_message(loss, norm, step, train_cfg, out, kept):
-    what = (f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
-            if not math.isfinite(norm) else "the weights overflowed")
-    keep = (f"the last good checkpoint {kept.name} is kept; after changing the setting "
-            f"continue with "
-            f"`charrnn train --resume --out {out} --set train.learning_rate=...`"
-            if kept else "no checkpoint was saved yet")
-    return (f"training diverged at step {step + 1}: {what}. Lower train.learning_rate "
-            f"(now {train_cfg['learning_rate']:g}) or train.grad_clip "
-            f"(now {train_cfg['grad_clip']}); {keep}")
+    what = (
+        f"loss {loss}"
+        if not math.isfinite(loss)
+        else f"gradient norm {norm}"
+        if not math.isfinite(norm)
+        else "the weights overflowed"
+    )
+    keep = (
+        f"the last good checkpoint {kept.name} is kept; after changing the setting "
+        f"continue with "
+        f"`charrnn train --resume --out {out} --set train.learning_rate=...`"
+        if kept
+        else "no checkpoint was saved yet"
+    )
+    return (
+        f"training diverged at step {step + 1}: {what}. Lower train.learning_rate "
+        f"(now {train_cfg['learning_rate']:g}) or train.grad_clip "
+        f"(now {train_cfg['grad_clip']}); {keep}"
+    )
 
 
 def _finite(x):

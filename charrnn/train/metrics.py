@@ -37,8 +37,10 @@ class Sinks:
         self.progress = _Progress(log, step, total)
 
     def _tensorboard_failed(self, e):
-        self.log(f"Warning: cannot write TensorBoard logs ({first_line(e)}); "
-                 "TensorBoard is off for the rest of this run (metrics.jsonl goes on)")
+        self.log(
+            f"Warning: cannot write TensorBoard logs ({first_line(e)}); "
+            "TensorBoard is off for the rest of this run (metrics.jsonl goes on)"
+        )
         self.writer = None
 
     def record(self, record, sample=None):
@@ -70,8 +72,13 @@ def preview(model, vocab, length, step):
     if length <= 0:
         return None
     with np.errstate(all="ignore"):  # a model about to diverge may overflow: still a preview
-        sampler = Sampler(weights_from_model(model), 1, Options(temperature=0.8, seed=step),
-                          start_id(vocab), engine="numpy")
+        sampler = Sampler(
+            weights_from_model(model),
+            1,
+            Options(temperature=0.8, seed=step),
+            start_id(vocab),
+            engine="numpy",
+        )
         return vocab.decode(sampler.generate(length)[0])
 
 
@@ -99,17 +106,27 @@ def _summaries(tf, writer, record, sample):
         tf.summary.scalar("grad_norm", record["grad_norm"], step=step)
         tf.summary.scalar("chars_per_s", record["chars_per_s"], step=step)
         if "val_loss" in record:
-            what = (f"{record['val_symbols']:,} symbols of the validation split"
-                    + (", a fixed subset (train.eval_symbols)" if record["val_subset"] else ""))
-            tf.summary.scalar("val/loss", record["val_loss"], step=step,
-                              description=f"mean nats per symbol over {what}")
-            tf.summary.scalar("val/bpc", record["val_bpc"], step=step,
-                              description=f"bits per symbol over {what}")
+            what = f"{record['val_symbols']:,} symbols of the validation split" + (
+                ", a fixed subset (train.eval_symbols)" if record["val_subset"] else ""
+            )
+            tf.summary.scalar(
+                "val/loss",
+                record["val_loss"],
+                step=step,
+                description=f"mean nats per symbol over {what}",
+            )
+            tf.summary.scalar(
+                "val/bpc", record["val_bpc"], step=step, description=f"bits per symbol over {what}"
+            )
             if "val_bpc_char" in record:
                 tf.summary.scalar("val/bpc_char", record["val_bpc_char"], step=step)
             if "val_loss_whole" in record:
-                tf.summary.scalar("val/loss_whole", record["val_loss_whole"], step=step,
-                                  description="the whole validation split (train.final_eval)")
+                tf.summary.scalar(
+                    "val/loss_whole",
+                    record["val_loss_whole"],
+                    step=step,
+                    description="the whole validation split (train.final_eval)",
+                )
         if sample:
             tf.summary.text("sample", sample, step=step)
     writer.flush()
@@ -126,8 +143,14 @@ class _Progress:
         if sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=self.total, initial=step, unit="step", file=sys.stderr,
-                            dynamic_ncols=True, leave=True)
+            self.bar = tqdm(
+                total=self.total,
+                initial=step,
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                leave=True,
+            )
         self.last = step
 
     def update(self, step, loss, lr, total=None):
@@ -144,8 +167,10 @@ class _Progress:
 
     def record(self, r):
         total = f"/{self.total}" if self.total else ""
-        line = (f"step {r['step']}{total} epoch {r['epoch']:.2f} loss {r['loss']:.4f} "
-                f"lr {r['lr']:.2e} grad {r['grad_norm']:.2f} {r['chars_per_s']:,.0f} chars/s")
+        line = (
+            f"step {r['step']}{total} epoch {r['epoch']:.2f} loss {r['loss']:.4f} "
+            f"lr {r['lr']:.2e} grad {r['grad_norm']:.2f} {r['chars_per_s']:,.0f} chars/s"
+        )
         if "val_loss" in r:
             line += f" | val {r['val_loss']:.4f} ({r['val_bpc']:.3f} bits)"
         if "val_loss_whole" in r:

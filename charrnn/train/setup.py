@@ -15,12 +15,12 @@ from charrnn.errors import CharrnnError
 from charrnn.nn.cells import PARALLEL
 from charrnn.nn.cells import embedding_size as cell_embedding_size
 from charrnn.store import rundir
-from charrnn.train import autosize, distribute
 from charrnn.store.weightsfile import checkpoint_extra
+from charrnn.train import autosize, distribute
 from charrnn.train.state import TrainState
 
-
 # --- batches -------------------------------------------------------------------------
+
 
 class Streams:
     """``batch_size`` contiguous streams over a 1-D id array, read in ``seq_length`` columns.
@@ -31,15 +31,18 @@ class Streams:
 
     def __init__(self, ids, batch_size, seq_length):
         self.batch_size, self.seq_length = batch_size, seq_length
-        self.length = (len(ids) - 1) // batch_size        # input symbols per stream
-        self.batches = self.length // seq_length           # full batches per epoch
+        self.length = (len(ids) - 1) // batch_size  # input symbols per stream
+        self.batches = self.length // seq_length  # full batches per epoch
         step = ids.strides[0]
         self.view = np.lib.stride_tricks.as_strided(
-            ids, shape=(batch_size, self.length + 1), strides=(self.length * step, step),
-            writeable=False)
+            ids,
+            shape=(batch_size, self.length + 1),
+            strides=(self.length * step, step),
+            writeable=False,
+        )
 
     def columns(self, start, stop):
-        chunk = np.asarray(self.view[:, start:stop + 1], dtype=np.int32)
+        chunk = np.asarray(self.view[:, start : stop + 1], dtype=np.int32)
         return chunk[:, :-1], chunk[:, 1:]
 
     def batch(self, k):
@@ -66,68 +69,91 @@ def symbols_per_char(meta, split="val"):
 
 # --- model size: chosen once, for the time budget (model: auto) ---------------------
 
+
 def choose_size(config, ds, out, resume, role, log):
     """``model.size: auto`` and ``model.cell: auto``: fill in the model settings
     (charrnn.train.autosize); a resumed run keeps the choice its model.json records."""
     model_cfg, train_cfg = config["model"], config["train"]
     keys = (["cell"] if model_cfg["cell"] == "auto" else []) + (
-        ["num_layers", "rnn_size", "embedding_size", "dropout"] if model_cfg["size"] == "auto"
-        else [])
+        ["num_layers", "rnn_size", "embedding_size", "dropout"]
+        if model_cfg["size"] == "auto"
+        else []
+    )
     if not keys:
         return
     if resume and (out / rundir.MODEL_FILE).is_file():
         old = rundir.read_model_args(out)
         model_cfg.update({k: old[k] for k in keys})
-        log(f"model auto: keeping the choice made when the run started, {old['num_layers']}x"
-            f"{old['rnn_size']} {old['cell']}, dropout {old['dropout']:g}")
+        log(
+            f"model auto: keeping the choice made when the run started, {old['num_layers']}x"
+            f"{old['rnn_size']} {old['cell']}, dropout {old['dropout']:g}"
+        )
         return
     if not train_cfg["max_time"]:
-        raise CharrnnError("model auto chooses the model for a time budget: give one with "
-                           "--max-time (e.g. --max-time 30m), or set model.cell, "
-                           "model.num_layers and model.rnn_size instead of auto")
+        raise CharrnnError(
+            "model auto chooses the model for a time budget: give one with "
+            "--max-time (e.g. --max-time 30m), or set model.cell, "
+            "model.num_layers and model.rnn_size instead of auto"
+        )
     if role.num_workers > 1 and not model_cfg["auto_throughput"]:
-        raise CharrnnError("model auto on several workers needs model.auto_throughput "
-                           "(symbols/s of a 2x256 LSTM), so every worker chooses the same model")
+        raise CharrnnError(
+            "model auto on several workers needs model.auto_throughput "
+            "(symbols/s of a 2x256 LSTM), so every worker chooses the same model"
+        )
     vocab, symbols = len(ds.vocab), len(ds.split("train"))
     speed = autosize.machine_speed(vocab, model_cfg["auto_throughput"])
     if model_cfg["cell"] == "auto":
         model_cfg["cell"] = autosize.choose_cell(vocab, symbols, train_cfg["max_time"], speed, log)
     if model_cfg["size"] == "auto":
-        chosen, _ = autosize.choose(vocab, symbols, train_cfg["max_time"], model_cfg["cell"],
-                                    log=log, speed=speed)
+        chosen, _ = autosize.choose(
+            vocab, symbols, train_cfg["max_time"], model_cfg["cell"], log=log, speed=speed
+        )
         model_cfg.update(chosen)
-    model_cfg["embedding_size"] = cell_embedding_size(model_cfg["cell"], model_cfg["rnn_size"],
-                                                      model_cfg["embedding_size"])
+    model_cfg["embedding_size"] = cell_embedding_size(
+        model_cfg["cell"], model_cfg["rnn_size"], model_cfg["embedding_size"]
+    )
 
 
 # --- the run directory ----------------------------------------------------------------
+
 
 def check_run_dir(out: Path, resume, model_settings, vocab, train_cfg):
     has_ckpt = rundir.has_checkpoint(out)
     if not resume:
         if has_ckpt:
-            raise CharrnnError(f"{out} already holds a training run; continue it with "
-                               f"`charrnn train --resume --out {out}`, start it over with "
-                               "--force, or choose another --out")
+            raise CharrnnError(
+                f"{out} already holds a training run; continue it with "
+                f"`charrnn train --resume --out {out}`, start it over with "
+                "--force, or choose another --out"
+            )
         return
     if not has_ckpt:
-        raise CharrnnError(f"nothing to resume in {out}: no checkpoint there; train without "
-                           "--resume first (or check --out)")
+        raise CharrnnError(
+            f"nothing to resume in {out}: no checkpoint there; train without "
+            "--resume first (or check --out)"
+        )
     _check_vocab(read_json(out / rundir.VOCAB_FILE), vocab, f"run {out}")
     old = rundir.read_model_args(out)
     if old != model_settings:  # dropout too: it owns a checkpointed random generator
-        diff = ", ".join(f"{k} {old.get(k)} -> {model_settings.get(k)}" for k in model_settings
-                         if old.get(k) != model_settings.get(k))
-        raise CharrnnError(f"cannot resume {out} with a different architecture ({diff}); "
-                           "resume with the run's own model settings or start a new run "
-                           "with another --out")
+        diff = ", ".join(
+            f"{k} {old.get(k)} -> {model_settings.get(k)}"
+            for k in model_settings
+            if old.get(k) != model_settings.get(k)
+        )
+        raise CharrnnError(
+            f"cannot resume {out} with a different architecture ({diff}); "
+            "resume with the run's own model settings or start a new run "
+            "with another --out"
+        )
     old_train = rundir.read_config(out).get("train", {})
     for key in ("batch_size", "seq_length", "seq_unit"):
         used = old_train.get(key, "symbols" if key == "seq_unit" else None)
         if used not in (None, train_cfg[key]):
-            raise CharrnnError(f"cannot resume {out} with train.{key} {train_cfg[key]} (the run "
-                               f"used {used}): the carried state and data position depend on "
-                               "it; keep it or start a new run")
+            raise CharrnnError(
+                f"cannot resume {out} with train.{key} {train_cfg[key]} (the run "
+                f"used {used}): the carried state and data position depend on "
+                "it; keep it or start a new run"
+            )
 
 
 def _check_vocab(old_json, vocab, what):
@@ -136,9 +162,11 @@ def _check_vocab(old_json, vocab, what):
     if old != new or bool(old_json.get("jamo")) != bool(vocab.jamo):
         missing = [sym for sym in new if sym not in set(old)][:5]
         hint = f"; e.g. {', '.join(map(repr, missing))} not in it" if missing else ""
-        raise CharrnnError(f"{what} was trained on a different vocabulary ({len(old)} symbols vs "
-                           f"{len(new)} in this dataset{hint}); use the same prepared data, or "
-                           "prepare the new text with the old run's vocabulary")
+        raise CharrnnError(
+            f"{what} was trained on a different vocabulary ({len(old)} symbols vs "
+            f"{len(new)} in this dataset{hint}); use the same prepared data, or "
+            "prepare the new text with the old run's vocabulary"
+        )
 
 
 def trim_metrics(path: Path, step: int):
@@ -153,6 +181,7 @@ def trim_metrics(path: Path, step: int):
 
 # --- TensorFlow, model, optimizer, state, compiled steps -------------------------------
 
+
 @dataclass
 class Setup:
     tf: object
@@ -162,8 +191,8 @@ class Setup:
     tstate: object
     train_step: object
     eval_step: object
-    scale: object         # the float16 loss scale (None otherwise)
-    notes: str            # what is in effect, for the start-up line
+    scale: object  # the float16 loss scale (None otherwise)
+    notes: str  # what is in effect, for the start-up line
 
 
 def build(config, ds, model_settings, window, write_dir, out) -> Setup:
@@ -176,8 +205,11 @@ def build(config, ds, model_settings, window, write_dir, out) -> Setup:
     tf = backend.tensorflow()
     import keras
 
-    threads = distribute.set_intra_op_threads(distribute.intra_op_threads(  # before any TF op
-        train_cfg["intra_op_threads"], batch_size, model_cfg["rnn_size"], model_cfg["cell"]))
+    threads = distribute.set_intra_op_threads(
+        distribute.intra_op_threads(  # before any TF op
+            train_cfg["intra_op_threads"], batch_size, model_cfg["rnn_size"], model_cfg["cell"]
+        )
+    )
     strategy = distribute.make_strategy(train_cfg["strategy"])  # before any TF op
     replicas = strategy.num_replicas_in_sync
     distribute.replica_batch(strategy, batch_size)
@@ -187,29 +219,50 @@ def build(config, ds, model_settings, window, write_dir, out) -> Setup:
         tf.config.experimental.enable_op_determinism()
     if train_cfg["seed"] is not None:
         keras.utils.set_random_seed(train_cfg["seed"])
-    jit = (train_cfg["jit_compile"]
-           and not tf.config.list_physical_devices("GPU")  # cuDNN is not XLA-able
-           and replicas == 1)  # XLA around strategy.run's collectives is not for CPUs
+    jit = (
+        train_cfg["jit_compile"]
+        and not tf.config.list_physical_devices("GPU")  # cuDNN is not XLA-able
+        and replicas == 1
+    )  # XLA around strategy.run's collectives is not for CPUs
     with distribute.precision(precision), strategy.scope():
         model = build_model(**model_settings)
-        adam = keras.optimizers.Adam(learning_rate=train_cfg["learning_rate"],
-                                     weight_decay=train_cfg["weight_decay"] or None)
+        adam = keras.optimizers.Adam(
+            learning_rate=train_cfg["learning_rate"], weight_decay=train_cfg["weight_decay"] or None
+        )
         # AdamW as in nanoGPT: decay the matrices (kernels, embedding), not the biases
         adam.exclude_from_weight_decay([v for v in model.trainable_variables if len(v.shape) < 2])
         optimizer = distribute.wrap_optimizer(adam, precision)
         optimizer.build(model.trainable_variables)  # create the slots now so restore fills them
-    tstate = TrainState(tf, model, optimizer, batch_size, out, write_dir,
-                        train_cfg["keep_checkpoints"],
-                        checkpoint_extra(model, ds.vocab, ds.meta))
+    tstate = TrainState(
+        tf,
+        model,
+        optimizer,
+        batch_size,
+        out,
+        write_dir,
+        train_cfg["keep_checkpoints"],
+        checkpoint_extra(model, ds.vocab, ds.meta),
+    )
     scale = distribute.loss_scale(optimizer)  # float16 only
-    train_step = _make_train_step(tf, model, optimizer, strategy, batch_size * window,
-                                  train_cfg["grad_clip"], scale,
-                                  jit)
-    notes = (f"XLA {'on' if jit else 'off'}; determinism {'on' if deterministic else 'off'} "
-             f"({why}); precision {precision}; "
-             f"{threads or 'default'} intra-op thread{'s' * (threads != 1)}")
-    return Setup(tf, model, optimizer, strategy, tstate, train_step,
-                  scoring.make_step(model, jit), scale, notes)
+    train_step = _make_train_step(
+        tf, model, optimizer, strategy, batch_size * window, train_cfg["grad_clip"], scale, jit
+    )
+    notes = (
+        f"XLA {'on' if jit else 'off'}; determinism {'on' if deterministic else 'off'} "
+        f"({why}); precision {precision}; "
+        f"{threads or 'default'} intra-op thread{'s' * (threads != 1)}"
+    )
+    return Setup(
+        tf,
+        model,
+        optimizer,
+        strategy,
+        tstate,
+        train_step,
+        scoring.make_step(model, jit),
+        scale,
+        notes,
+    )
 
 
 def _make_train_step(tf, model, optimizer, strategy, tokens, clip, scale, jit):
@@ -220,8 +273,12 @@ def _make_train_step(tf, model, optimizer, strategy, tokens, clip, scale, jit):
             logits, new_state = model(x, states=states, return_state=True, training=True)
             # This replica's tokens over the GLOBAL count: the replicas' sum is the
             # global mean, so loss and gradient mean what they mean on one device.
-            loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=y, logits=logits)) / tokens
+            loss = (
+                tf.reduce_sum(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=logits)
+                )
+                / tokens
+            )
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         # norm: before clipping, of the whole batch's gradient; what we report
@@ -232,8 +289,11 @@ def _make_train_step(tf, model, optimizer, strategy, tokens, clip, scale, jit):
     @tf.function(jit_compile=jit)
     def train_step(x, y, states):
         loss, norm, new_state = strategy.run(replica_step, args=(x, y, states))
-        return (strategy.reduce("SUM", loss, axis=None), strategy.reduce("MEAN", norm, axis=None),
-                new_state)
+        return (
+            strategy.reduce("SUM", loss, axis=None),
+            strategy.reduce("MEAN", norm, axis=None),
+            new_state,
+        )
 
     return train_step
 
@@ -242,11 +302,17 @@ def describe_data(log, config, ds, batches):
     """The start-up line about the data: before TensorFlow starts, so a user sees at once
     what is being read."""
     train_cfg = config["train"]
-    log(f"data {config['data']}: {len(ds.vocab)} symbols; train {len(ds.split('train')):,}, "
+    log(
+        f"data {config['data']}: {len(ds.vocab)} symbols; train {len(ds.split('train')):,}, "
         f"val {len(ds.split('val')):,} symbols; {batches.batches:,} batches of "
         f"{train_cfg['batch_size']}x{batches.seq_length} per epoch"
-        + (f" (seq_length {train_cfg['seq_length']} characters, about {batches.seq_length} jamo "
-           "symbols)" if batches.seq_length != train_cfg["seq_length"] else ""))
+        + (
+            f" (seq_length {train_cfg['seq_length']} characters, about {batches.seq_length} jamo "
+            "symbols)"
+            if batches.seq_length != train_cfg["seq_length"]
+            else ""
+        )
+    )
 
 
 def describe(log, setup, role):
@@ -254,7 +320,11 @@ def describe(log, setup, role):
     replicas = setup.strategy.num_replicas_in_sync
     model = setup.model
     stream = " (= rnn_size, the residual stream)" if model.cell in PARALLEL else ""
-    log(f"model: {model.num_layers}x{model.rnn_size} {model.cell}, embedding "
-        f"{model.embedding_size}{stream}, {model.count_params():,} parameters")
-    log(f"strategy {type(setup.strategy).__name__}: {replicas} replica{'s' * (replicas > 1)}"
-        f"{f' on {role.num_workers} workers' if role.num_workers > 1 else ''}; {setup.notes}")
+    log(
+        f"model: {model.num_layers}x{model.rnn_size} {model.cell}, embedding "
+        f"{model.embedding_size}{stream}, {model.count_params():,} parameters"
+    )
+    log(
+        f"strategy {type(setup.strategy).__name__}: {replicas} replica{'s' * (replicas > 1)}"
+        f"{f' on {role.num_workers} workers' if role.num_workers > 1 else ''}; {setup.notes}"
+    )

@@ -18,8 +18,13 @@ from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
 
 # Phrases TensorFlow puts in the message of a failed write (it raises its own errors,
 # not OSError, e.g. ResourceExhaustedError "... No space left on device [Op:SaveV2]").
-_WRITE_REASONS = ("No space left on device", "Disk quota exceeded", "Read-only file system",
-                  "Permission denied", "Operation not permitted")
+_WRITE_REASONS = (
+    "No space left on device",
+    "Disk quota exceeded",
+    "Read-only file system",
+    "Permission denied",
+    "Operation not permitted",
+)
 
 
 def _mb(n) -> str:
@@ -35,39 +40,52 @@ class TrainState:
         self.tf, self.out, self.write_dir = tf, Path(out), Path(write_dir)
         self.keep, self.extra = keep, extra
         self.state = [tf.Variable(s, trainable=False) for s in model.initial_state(batch_size)]
-        self.counters = {k: tf.Variable(0, dtype=tf.int64, trainable=False)
-                         for k in ("step", "epoch", "position")}
+        self.counters = {
+            k: tf.Variable(0, dtype=tf.int64, trainable=False)
+            for k in ("step", "epoch", "position")
+        }
         self.best = tf.Variable(float("inf"), dtype=tf.float64, trainable=False)
         rng = [v.value for v in model.non_trainable_variables if "seed_generator" in v.path]
-        self.ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, state=self.state,
-                                        rng=rng, best_val_loss=self.best, **self.counters)
+        self.ckpt = tf.train.Checkpoint(
+            model=model,
+            optimizer=optimizer,
+            state=self.state,
+            rng=rng,
+            best_val_loss=self.best,
+            **self.counters,
+        )
         self.last = None  # the newest good checkpoint (restored or written)
         # What a checkpoint needs on disk, until one has been written: every variable,
         # plus the model's weights once more for the files ``extra`` may add.
         weights = sum(v.numpy().nbytes for v in model.weights)
-        others = sum(v.numpy().nbytes for v in optimizer.variables) + \
-            sum(s.numpy().nbytes for s in self.state)
+        others = sum(v.numpy().nbytes for v in optimizer.variables) + sum(
+            s.numpy().nbytes for s in self.state
+        )
         self.need = weights * 2 + others + 64_000
 
     def values(self):
         """(step, epoch, position, best validation loss) as restored."""
-        return (*(int(self.counters[k].numpy()) for k in ("step", "epoch", "position")),
-                float(self.best.numpy()))
+        return (
+            *(int(self.counters[k].numpy()) for k in ("step", "epoch", "position")),
+            float(self.best.numpy()),
+        )
 
     # --- restore -------------------------------------------------------------------
     def restore(self, on_warning=None):
         """Continue from the newest intact checkpoint of the chief's run directory."""
+
         def load(ck):
             status = self.ckpt.read(ck.prefix)  # the counterpart of write (no save counter)
             try:
                 status.assert_existing_objects_matched()
             except AssertionError as e:
-                raise CharrnnError(f"checkpoint {ck.name} does not match this model/optimizer "
-                                   f"({first_line(e)}); start a new run with another "
-                                   "--out") from None
+                raise CharrnnError(
+                    f"checkpoint {ck.name} does not match this model/optimizer "
+                    f"({first_line(e)}); start a new run with another "
+                    "--out"
+                ) from None
 
-        _, self.last = checkpoints.load(self.out, "latest", load, need="all",
-                                        on_warning=on_warning)
+        _, self.last = checkpoints.load(self.out, "latest", load, need="all", on_warning=on_warning)
         self.need = max(self.need, self.last.size())
         return self.last
 
@@ -99,8 +117,9 @@ class TrainState:
             v.assign(s)  # the whole batch's carried state, whatever the replica count
         keep = 1 if kind == "best" else self.keep
         try:
-            ck = checkpoints.save(self.ckpt, folder, step, keep, val_loss=val_loss,
-                                  extra=self.extra, info=info)
+            ck = checkpoints.save(
+                self.ckpt, folder, step, keep, val_loss=val_loss, extra=self.extra, info=info
+            )
         except (OSError, self.tf.errors.OpError) as e:
             raise self.write_error("checkpoint", folder / f"ckpt-{step}", e) from None
         self.need = max(self.need, ck.size())
@@ -110,18 +129,26 @@ class TrainState:
 
     def write_error(self, what, path, e) -> CharrnnError:
         """The one error for a failed write: what, where, what it needs, how to go on."""
-        reason = e if isinstance(e, str) else getattr(e, "strerror", None) or next(
-            (r for r in _WRITE_REASONS if r in str(e)), first_line(e))
+        reason = (
+            e
+            if isinstance(e, str)
+            else getattr(e, "strerror", None)
+            or next((r for r in _WRITE_REASONS if r in str(e)), first_line(e))
+        )
         probe = Path(path)
         while not probe.exists() and probe != probe.parent:
             probe = probe.parent
         free = shutil.disk_usage(probe).free
-        msg = (f"could not write {what} {path}: {reason} (a checkpoint of this model "
-               f"needs about {_mb(self.need)}; {_mb(free)} free there). ")
+        msg = (
+            f"could not write {what} {path}: {reason} (a checkpoint of this model "
+            f"needs about {_mb(self.need)}; {_mb(free)} free there). "
+        )
         if self.last is not None:
-            msg += (f"The last good checkpoint {self.last.name} (step {self.last.step}) is "
-                    f"intact: free some space, then continue with "
-                    f"`charrnn train --resume --out {self.out}`")
+            msg += (
+                f"The last good checkpoint {self.last.name} (step {self.last.step}) is "
+                f"intact: free some space, then continue with "
+                f"`charrnn train --resume --out {self.out}`"
+            )
         else:
             msg += "No checkpoint was saved yet: free some space and start the run again"
         return CharrnnError(msg)

@@ -24,17 +24,18 @@ import time
 
 from charrnn.analysis.scoring import MAX_PIECES, MIN_PIECE, Spans, pieces_for, window_for
 
-AUTO_SYMBOLS = 262_144   # ~1-3 s for the small models on two cores; a stable mean (64 pieces)
-EVAL_SHARE = 0.05        # of max_time, for all the evaluations of a run together
-MIN_SYMBOLS = 16_384     # auto never goes below: a mean over fewer is too noisy to pick "best"
-WHOLE_SPLIT = "whole"    # the identity of a checkpoint from before subsets: the whole split
-PROGRESS_AFTER = 2.0     # seconds: an evaluation longer than this shows its progress ...
-PLAIN_EVERY = 10.0       # ... without a terminal, a line this often
+AUTO_SYMBOLS = 262_144  # ~1-3 s for the small models on two cores; a stable mean (64 pieces)
+EVAL_SHARE = 0.05  # of max_time, for all the evaluations of a run together
+MIN_SYMBOLS = 16_384  # auto never goes below: a mean over fewer is too noisy to pick "best"
+WHOLE_SPLIT = "whole"  # the identity of a checkpoint from before subsets: the whole split
+PROGRESS_AFTER = 2.0  # seconds: an evaluation longer than this shows its progress ...
+PLAIN_EVERY = 10.0  # ... without a terminal, a line this often
 
 
 class Validation:
-    def __init__(self, setup, ids, train_cfg, planning, saved=None, stopped=lambda: False,
-                 say=None):
+    def __init__(
+        self, setup, ids, train_cfg, planning, saved=None, stopped=lambda: False, say=None
+    ):
         """``planning``: a time budget will plan the run (and size an auto subset);
         ``saved``: the "eval" record of the checkpoint resumed from; ``stopped()``: true
         once the run should stop (Ctrl-C); ``say(str)``: progress lines for people."""
@@ -44,10 +45,10 @@ class Validation:
         self.vocab_size = setup.model.vocab_size
         self.budgeted = planning
         self.saved = saved or {}
-        self.spans = None            # fixed at the plan or at the first evaluation
+        self.spans = None  # fixed at the plan or at the first evaluation
         self.identity = None
-        self.changed = False         # the subset differs from the checkpoint's
-        self.seconds = 0.0           # spent evaluating in this process
+        self.changed = False  # the subset differs from the checkpoint's
+        self.seconds = 0.0  # spent evaluating in this process
 
     @property
     def available(self) -> bool:
@@ -79,15 +80,20 @@ class Validation:
             self.spans = self._subset(symbols)
             self.identity = self.spans.identity(self.ids)
             old = self.saved.get("identity")
-            self.changed = (not self.spans.whole if old == WHOLE_SPLIT
-                            else old is not None and old != self.identity)
+            self.changed = (
+                not self.spans.whole
+                if old == WHOLE_SPLIT
+                else old is not None and old != self.identity
+            )
 
     def describe(self) -> str:
         if not self.available:
             return "none (no validation split)"
         if self._sizing and self.budgeted and len(self.ids) - 1 > MIN_SYMBOLS:
-            return (f"a fixed subset of the {len(self.ids) - 1:,} symbols, sized when the run "
-                    f"is planned to keep evaluations within {EVAL_SHARE:.0%} of max_time")
+            return (
+                f"a fixed subset of the {len(self.ids) - 1:,} symbols, sized when the run "
+                f"is planned to keep evaluations within {EVAL_SHARE:.0%} of max_time"
+            )
         spans = self.spans or self._subset(self._symbols())
         return spans.describe()
 
@@ -122,9 +128,11 @@ class Validation:
             return None
         share = evaluations * per_symbol * self.spans.scored / max_time
         if share > 2 * EVAL_SHARE:
-            self.say(f"Warning: {evaluations} evaluations of {self.spans.scored:,} validation "
-                     f"symbols (train.eval_symbols {self.setting}) will take about {share:.0%} "
-                     "of max_time; evaluate less often (train.eval_every, e.g. 5m)")
+            self.say(
+                f"Warning: {evaluations} evaluations of {self.spans.scored:,} validation "
+                f"symbols (train.eval_symbols {self.setting}) will take about {share:.0%} "
+                "of max_time; evaluate less often (train.eval_every, e.g. 5m)"
+            )
         return per_symbol * self.spans.scored
 
     def _time(self, spans):
@@ -162,8 +170,9 @@ class Validation:
         started = time.monotonic()
         total, bar, last_said = 0.0, None, None
         try:
-            for i, (_, nll) in enumerate(spans.windows(self.setup.model, self.ids,
-                                                       self.setup.eval_step), 1):
+            for i, (_, nll) in enumerate(
+                spans.windows(self.setup.model, self.ids, self.setup.eval_step), 1
+            ):
                 total += float(nll.sum())
                 if self.stopped() and i < spans.calls:
                     self.say(f"evaluation stopped at window {i}/{spans.calls}")
@@ -190,8 +199,15 @@ class Validation:
             if bar is None:
                 from tqdm import tqdm
 
-                bar = tqdm(total=calls, initial=done, unit="window", desc="evaluating",
-                           file=sys.stderr, leave=False, dynamic_ncols=True)
+                bar = tqdm(
+                    total=calls,
+                    initial=done,
+                    unit="window",
+                    desc="evaluating",
+                    file=sys.stderr,
+                    leave=False,
+                    dynamic_ncols=True,
+                )
             else:
                 bar.update(done - bar.n)
             return bar, last_said
@@ -199,4 +215,3 @@ class Validation:
             self.say(f"evaluating: window {done}/{calls} ({done / calls:.0%})")
             return bar, now
         return bar, last_said
-
