@@ -6,9 +6,13 @@ is written straight to file descriptor 2 before Python can intercept it, so we
 point fd 2 at /dev/null for the duration of the import unless ``verbose``.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
+from types import ModuleType
 
 _verbose = False
 
@@ -35,7 +39,7 @@ def set_verbose(verbose: bool) -> None:
 
 
 @contextlib.contextmanager
-def quiet_fd2():
+def quiet_fd2() -> Iterator[None]:
     """Point file descriptor 2 at /dev/null for a while (unless verbose): C++ libraries
     write their chatter there, below Python's sys.stderr."""
     if _verbose:
@@ -57,7 +61,7 @@ def quiet_fd2():
         os.close(devnull)
 
 
-def tensorflow():
+def tensorflow() -> ModuleType:
     """Return the ``tensorflow`` module, importing it quietly the first time."""
     if "tensorflow" not in sys.modules:
         set_verbose(_verbose)

@@ -23,15 +23,28 @@ checkpoint never falls back.  What is "intact" is decided here, for train, sampl
 evaluate alike.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import re
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from charrnn.atomic import file_crc32, write_text_atomic
+from charrnn.atomic import StrPath, file_crc32, write_text_atomic
 from charrnn.errors import CharrnnError, first_line
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+T = TypeVar("T")
+# The files a reader is about to read: "all", or their names (those the manifest lists)
+Need = Literal["all"] | Sequence[str]
+# save's hook: (the checkpoint folder being assembled, step, val_loss) -> writes files there
+Extra = Callable[[Path, int, float | None], None]
 
 FORMAT = "charrnn-checkpoint/1"
 MANIFEST = "manifest.json"
@@ -61,7 +74,7 @@ class Checkpoint:
     def name(self) -> str:
         return str(self.dir) if self.dir else self.prefix
 
-    def file(self, name):
+    def file(self, name: str) -> Path | None:
         """Path of file ``name`` if the manifest lists it, else None."""
         if self.manifest and name in self.manifest.get("files", {}):
             return self.dir / name
@@ -77,7 +90,7 @@ class Checkpoint:
 # --- reading ---------------------------------------------------------------------------
 
 
-def list_in(folder) -> list:
+def list_in(folder: StrPath) -> list[Checkpoint]:
     """Every checkpoint in ``folder``, newest first (nothing is verified yet)."""
     folder = Path(folder)
     found = []
@@ -97,7 +110,7 @@ def list_in(folder) -> list:
     return sorted(found, key=lambda c: (c.step, not c.legacy), reverse=True)
 
 
-def verify(ck: Checkpoint, need="all") -> Checkpoint:
+def verify(ck: Checkpoint, need: Need = "all") -> Checkpoint:
     """Check ``ck`` against its manifest and return it (with ``manifest`` filled in).
 
     ``need``: "all" checks every file; a list of names checks those the manifest lists
@@ -135,7 +148,7 @@ def _verify_file(path: Path, expect: dict) -> None:
         raise Damaged(f"{path.name} does not match its checksum (corrupted)")
 
 
-def _legacy_files(prefix):
+def _legacy_files(prefix: StrPath) -> list[Path]:
     prefix = Path(prefix)
     return [Path(f"{prefix}.index"), *sorted(prefix.parent.glob(f"{prefix.name}.data-*"))]
 
@@ -186,7 +199,7 @@ def is_damage(e: BaseException) -> bool:
     )
 
 
-def _to_try(run_path, which):
+def _to_try(run_path: StrPath, which: StrPath) -> tuple[list[Checkpoint], bool]:
     """(checkpoints to try in order, whether falling back is allowed)."""
     run = Path(run_path)
     if which in ("best", "latest"):
@@ -210,7 +223,13 @@ def _to_try(run_path, which):
     )
 
 
-def load(run_path, which="best", loader=None, need="all", on_warning=None):
+def load(
+    run_path: StrPath,
+    which: StrPath = "best",
+    loader: Callable[[Checkpoint], T] | None = None,
+    need: Need = "all",
+    on_warning: Callable[[str], None] | None = None,
+) -> tuple[T | None, Checkpoint]:
     """Find the checkpoint ``which`` ("best", "latest" or a path) of run ``run_path``, verify
     it and read it with ``loader(checkpoint)``; return (loader's result, Checkpoint).
 
@@ -283,7 +302,7 @@ def _all_damaged_message(run_path, which, damaged, fallback):
     )
 
 
-def step_of(run_path, which="latest"):
+def step_of(run_path: StrPath, which: StrPath = "latest") -> int | None:
     """The step of the newest checkpoint ``which`` without verifying it (None if none)."""
     cands, _ = _to_try(run_path, which)
     return cands[0].step if cands else None
@@ -292,7 +311,7 @@ def step_of(run_path, which="latest"):
 # --- writing --------------------------------------------------------------------------
 
 
-def _fsync_dir(path) -> None:
+def _fsync_dir(path: StrPath) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -305,7 +324,16 @@ def _fsync_dir(path) -> None:
         os.close(fd)
 
 
-def save(tf_checkpoint, folder, step, keep, *, extra=None, val_loss=None, info=None) -> Checkpoint:
+def save(
+    tf_checkpoint: tf.train.Checkpoint,
+    folder: StrPath,
+    step: int,
+    keep: int,
+    *,
+    extra: Extra | None = None,
+    val_loss: float | None = None,
+    info: dict | None = None,
+) -> Checkpoint:
     """Write ``tf_checkpoint`` (a tf.train.Checkpoint) as ``folder/ckpt-<step>/``, then keep
     only the newest ``keep`` intact checkpoints in ``folder``.
 
@@ -382,7 +410,7 @@ def _intact(ck: Checkpoint) -> bool:
         return False
 
 
-def rotate(folder, keep, written=None) -> None:
+def rotate(folder: StrPath, keep: int, written: Checkpoint | None = None) -> None:
     """Delete every checkpoint in ``folder`` but the newest ``keep`` intact ones."""
     if written is not None and written.dir is not None:
         _verified[written.name] = (written.dir / MANIFEST).stat().st_mtime_ns
@@ -414,7 +442,7 @@ def _remove(ck: Checkpoint) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def clean_leftovers(folder) -> None:
+def clean_leftovers(folder: StrPath) -> None:
     """Remove what a killed save or rotation left (only the single writer may call this)."""
     for p in Path(folder).glob(".tmp-ckpt-*"):
         shutil.rmtree(p, ignore_errors=True)

@@ -5,11 +5,15 @@ A dataset directory holds vocab.json, meta.json and train/val/test.npy (symbol i
 in the smallest unsigned dtype), memory-mapped when read.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
+from charrnn.atomic import StrPath
 from charrnn.errors import CharrnnError
 from charrnn.text import Vocab
 
@@ -17,7 +21,7 @@ FORMAT = "charrnn-dataset/1"
 SPLITS = ("train", "val", "test")
 
 
-def is_dataset(path) -> bool:
+def is_dataset(path: StrPath) -> bool:
     """Does ``path`` hold a prepared dataset (its meta.json says so)?"""
     try:
         with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
@@ -32,19 +36,19 @@ def is_dataset(path) -> bool:
 class Dataset:
     """A prepared dataset: ``path``, ``vocab`` (Vocab), ``meta`` (dict), ``split(name)``."""
 
-    def __init__(self, path, vocab, meta):
+    def __init__(self, path: str, vocab: Vocab, meta: dict) -> None:
         self.path, self.vocab, self.meta = path, vocab, meta
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dataset({self.path!r}, {len(self.vocab)} symbols, {self.meta['symbols']} in all)"
 
-    def split(self, name) -> np.ndarray:
+    def split(self, name: str) -> np.memmap:
         """The ids of ``name`` (train, val or test), memory-mapped read-only."""
         if name not in SPLITS:
             raise CharrnnError(f"unknown split {name!r}; use one of {', '.join(SPLITS)}")
         return np.load(os.path.join(self.path, f"{name}.npy"), mmap_mode="r", allow_pickle=False)
 
-    def counts(self, name, chunk=1 << 22) -> np.ndarray:
+    def counts(self, name: str, chunk: int = 1 << 22) -> np.ndarray:
         """How often each symbol occurs in ``name``, read from the file a chunk at a time:
         one pass over the memory-mapped split would leave all of it resident (378 MB after
         counting a 190M-symbol train split that way)."""
@@ -58,7 +62,7 @@ class Dataset:
         return counts
 
 
-def load_dataset(path) -> Dataset:
+def load_dataset(path: StrPath) -> Dataset:
     path = os.fspath(path)
     hint = f"run `charrnn prepare INPUT -o {path}` first"
     if not os.path.isdir(path):
@@ -85,7 +89,7 @@ def load_dataset(path) -> Dataset:
     return Dataset(path, vocab, meta)
 
 
-def iter_dump(dataset, split="all", chunk=1 << 20):
+def iter_dump(dataset: Dataset, split: str = "all", chunk: int = 1 << 20) -> Iterator[str]:
     """Yield the stored text of ``split`` (or all three in order), recomposed, in chunks."""
     names = SPLITS if split == "all" else (split,)
     dec = dataset.vocab.stream_decoder()

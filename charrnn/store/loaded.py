@@ -1,7 +1,17 @@
 """What a loaded model is, for every command: the one record charrnn.store.loader returns."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+    from charrnn.nn.step import Weights
+    from charrnn.text import Vocab
 
 
 @dataclass
@@ -15,18 +25,18 @@ class LoadedModel:
 
     path: str  # the run directory or weights file it came from
     model_args: dict  # charrnn.nn.model.build_model arguments
-    vocab: object  # a charrnn.text.Vocab
+    vocab: Vocab
     meta: dict  # the dataset's meta.json as the run saved it ({} if unknown)
     config: dict = field(default_factory=dict)  # the run's resolved config ({} for a file)
     step: int = 0  # training step of the checkpoint
     checkpoint: str = ""  # the checkpoint directory (or file) the weights came from
-    tensors: dict = None  # name -> float32 array; None when only the header was read
-    recorded_val_loss: object = None  # a weights file's val_loss; runs read theirs on demand
-    _model: object = field(default=None, repr=False)
-    _weights: object = field(default=None, repr=False)
+    tensors: dict[str, np.ndarray] | None = None  # float32 arrays; None: only the header read
+    recorded_val_loss: float | None = None  # a weights file's val_loss; runs read theirs on demand
+    _model: keras.Model | None = field(default=None, repr=False)
+    _weights: Weights | None = field(default=None, repr=False)
 
     @property
-    def val_loss(self):
+    def val_loss(self) -> float | None:
         """The validation loss of the checkpoint (its manifest, else the one logged at its
         step in metrics.jsonl), or None."""
         if self.recorded_val_loss is None and Path(self.path).is_dir():
@@ -40,7 +50,7 @@ class LoadedModel:
         return self.model_args["cell"]
 
     @property
-    def weights(self):
+    def weights(self) -> Weights:
         """charrnn.nn.step.Weights for the NumPy / XLA engines (no TensorFlow)."""
         if self._weights is None:
             from charrnn.nn.tensors import engine_weights
@@ -49,11 +59,11 @@ class LoadedModel:
         return self._weights
 
     @weights.setter
-    def weights(self, value):
+    def weights(self, value: Weights) -> None:
         self._weights = value
 
     @property
-    def model(self):
+    def model(self) -> keras.Model:
         """The Keras model (built and filled on first use; imports TensorFlow)."""
         if self._model is None:
             from charrnn.nn.model import build_model
@@ -65,7 +75,7 @@ class LoadedModel:
         return self._model
 
     @model.setter
-    def model(self, value):
+    def model(self, value: keras.Model) -> None:
         """A Keras model already holding these weights (a restore made one anyway)."""
         self._model = value
 

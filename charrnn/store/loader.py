@@ -7,17 +7,32 @@ checks are decided once.  A run's checkpoint is read from its portable weights f
 when it has one (no TensorFlow needed); otherwise TensorFlow restores the bundle.
 """
 
-from pathlib import Path
+from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from charrnn.atomic import StrPath
 from charrnn.errors import CharrnnError, first_line
 from charrnn.store import checkpoints, rundir, weightsfile
 from charrnn.store.loaded import LoadedModel
 from charrnn.store.weightsfile import is_weights_file  # noqa: F401  (the one test)
 from charrnn.text import Vocab
 
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
 
 def load(
-    path, checkpoint="best", on_warning=None, on_note=None, *, read_weights=True, from_bundle=False
+    path: StrPath,
+    checkpoint: StrPath = "best",
+    on_warning: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    *,
+    read_weights: bool = True,
+    from_bundle: bool = False,
 ) -> LoadedModel:
     """Load the model at ``path`` (a run directory or a .safetensors file).
 
@@ -68,7 +83,7 @@ def load(
     return loaded
 
 
-def _restore(args, prefix):
+def _restore(args: dict, prefix: str) -> tuple[dict[str, np.ndarray], keras.Model]:
     """(named arrays, Keras model) of TensorFlow checkpoint ``prefix``."""
     from charrnn.nn.model import build_model
     from charrnn.nn.tensors import tensors_from_model
@@ -78,7 +93,7 @@ def _restore(args, prefix):
     return tensors_from_model(model), model
 
 
-def restore_weights(model, prefix: str) -> None:
+def restore_weights(model: keras.Model, prefix: str) -> None:
     """Restore only the model's weights (key "model") from a training checkpoint."""
     from charrnn.backend import tensorflow
 
@@ -96,7 +111,11 @@ def restore_weights(model, prefix: str) -> None:
         ) from None
 
 
-def load_run(path, checkpoint="best", on_warning=None) -> LoadedModel:
+def load_run(
+    path: StrPath,
+    checkpoint: StrPath = "best",
+    on_warning: Callable[[str], None] | None = None,
+) -> LoadedModel:
     """A model with its Keras model restored by TensorFlow from the checkpoint itself (the
     reference export checks against); ``path`` may also be a .safetensors file."""
     return load(path, checkpoint, on_warning, from_bundle=True)

@@ -1,9 +1,12 @@
 """One writer per run directory: an OS lock held by `charrnn train` for its whole life."""
 
+from __future__ import annotations
+
 import json
 import os
 from pathlib import Path
 
+from charrnn.atomic import StrPath
 from charrnn.errors import CharrnnError
 
 LOCK_FILE = "train.lock"
@@ -14,10 +17,10 @@ class RunLock:
     whole life.  The kernel drops it when the process ends, however it ends, so `kill -9`
     never leaves a stale lock; the lock file only tells who holds it (PID and host)."""
 
-    def __init__(self, path, enabled=True):
+    def __init__(self, path: StrPath, enabled: bool = True) -> None:
         self.path, self.enabled, self.fd = Path(path), enabled, None
 
-    def __enter__(self):
+    def __enter__(self) -> RunLock:
         if not self.enabled:
             return self
         import fcntl
@@ -56,13 +59,13 @@ class RunLock:
             pass  # a full disk: the lock holds all the same; the start-up checks report it
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         if self.fd is not None:
             os.close(self.fd)  # closing the last descriptor releases the lock
             self.fd = None
 
 
-def _locked_message(path, holder, e) -> str:
+def _locked_message(path: Path, holder: str, e: OSError) -> str:
     import errno
 
     if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):

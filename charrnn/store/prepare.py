@@ -17,16 +17,19 @@ Splits are contiguous and counted in original characters: train is the first
 a boundary never cuts a character (or a syllable's jamo) in two.
 """
 
+from __future__ import annotations
+
 import fnmatch
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from charrnn import __version__
-from charrnn.atomic import write_json_atomic
+from charrnn.atomic import StrPath, write_json_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store.dataset import FORMAT, SPLITS, is_dataset
 from charrnn.store.prepare_vocab import (
@@ -84,7 +87,7 @@ def _walk(top, include):
     return found
 
 
-def expand_inputs(inputs, include=()):
+def expand_inputs(inputs: Sequence[StrPath], include: Sequence[str] = ()) -> list[StrPath]:
     """Files, directories (recursive, sorted, filtered by ``include`` globs) and ``-``."""
     if not inputs:
         raise CharrnnError("no input given; pass a file, a directory or - for standard input")
@@ -110,7 +113,7 @@ def expand_inputs(inputs, include=()):
     return files
 
 
-def default_out(inputs):
+def default_out(inputs: Sequence[StrPath]) -> str:
     """data/<stem of the first input>: data/corpus for corpus.txt, data/stdin for -."""
     first = inputs[0] if inputs else "-"
     if first == "-":
@@ -373,21 +376,21 @@ def _write_dataset(
 
 
 def prepare(
-    inputs,
-    out=None,
+    inputs: Sequence[StrPath],
+    out: StrPath | None = None,
     *,
-    include=(),
-    encoding=None,
-    errors="strict",
-    newlines="lf",
-    jamo="auto",
-    min_count=1,
-    val_fraction=0.05,
-    test_fraction=0.0,
-    force=False,
-    progress=False,
-    on_warning=None,
-    vocab_from=None,
+    include: Sequence[str] = (),
+    encoding: str | None = None,
+    errors: str = "strict",
+    newlines: str = "lf",
+    jamo: str = "auto",
+    min_count: int = 1,
+    val_fraction: float = 0.05,
+    test_fraction: float = 0.0,
+    force: bool = False,
+    progress: bool = False,
+    on_warning: Callable[[str], None] | None = None,
+    vocab_from: StrPath | None = None,
 ) -> dict:
     """Turn text inputs into a dataset directory; returns the summary (meta + out, vocab_size).
 

@@ -7,11 +7,13 @@
   than ``RARE_BELOW`` times are, and what ``--min-count`` would give.
 """
 
+from __future__ import annotations
+
 import os
 
 import numpy as np
 
-from charrnn.atomic import read_json
+from charrnn.atomic import StrPath, read_json
 from charrnn.errors import CharrnnError
 from charrnn.store import loader, rundir
 from charrnn.store.dataset import is_dataset
@@ -27,13 +29,13 @@ AUTO_SYLLABLES_MAX = 1000  # distinct syllables: at most 835 where syllables wer
 AUTO_SYLLABLES_MIN = 20_000  # syllables in the text: at least 23,000 where they were measured
 
 
-def _dtype_for(n):
+def _dtype_for(n: int) -> np.dtype:
     for dt in (np.uint8, np.uint16, np.uint32):
         if n <= np.iinfo(dt).max + 1:
             return np.dtype(dt)
 
 
-def auto_jamo(counts):
+def auto_jamo(counts: np.ndarray) -> tuple[bool, str | None]:
     """``--jamo auto``'s choice from the code point counts: ``(on, why)``, ``why`` None
     for text without Hangul."""
     syl = counts[S_BASE : S_BASE + N_SYLLABLES]
@@ -53,7 +55,7 @@ def auto_jamo(counts):
     return False, f"{seen}: whole syllables, which train better on such text"
 
 
-def make_vocab(counts, applied, min_count):
+def make_vocab(counts: np.ndarray, applied: bool, min_count: int) -> tuple[Vocab, np.ndarray, int]:
     """``(vocab, lookup table code point -> id, symbols replaced by unknown)``, split into jamo
     if ``applied``."""
     sym_counts = jamo_counts(counts) if applied else counts
@@ -80,7 +82,7 @@ def make_vocab(counts, applied, min_count):
     return vocab, lut, unk_replaced
 
 
-def extend_vocab(counts, base, min_count):
+def extend_vocab(counts: np.ndarray, base: Vocab, min_count: int) -> tuple[Vocab, np.ndarray, int]:
     """``make_vocab`` for ``prepare --vocab-from``: ``base``'s symbols keep their ids
     (whether or not this corpus has them) and the corpus' other symbols follow, sorted
     by code point; new symbols rarer than ``min_count`` become the unknown symbol
@@ -107,7 +109,7 @@ def extend_vocab(counts, base, min_count):
     return vocab, lut, unk_replaced
 
 
-def base_vocab(run, jamo, newlines):
+def base_vocab(run: StrPath, jamo: str, newlines: str) -> Vocab:
     """The vocabulary of run (or dataset, or weights file) ``run`` for ``prepare
     --vocab-from``, after checking that the jamo and newline settings agree with it."""
     if loader.is_weights_file(run) or rundir.is_run(run):
@@ -150,7 +152,7 @@ MIN_COUNT_OPTIONS = (10, 100)
 MAX_UNK_SHARE = 0.001  # an option is offered if it leaves at most 0.1% of the text unknown
 
 
-def rare_symbols(vocab, min_count):
+def rare_symbols(vocab: Vocab, min_count: int) -> dict:
     """The rare-symbol report of a new ``vocab`` (counts in it) for meta.json: how many
     symbols are seen fewer than ``RARE_BELOW`` times and their share of the text; for each
     ``--min-count`` of ``MIN_COUNT_OPTIONS`` above ``min_count``, the vocabulary size and

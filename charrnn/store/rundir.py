@@ -6,10 +6,12 @@ validation loss), metrics.jsonl and logs/ (TensorBoard).  Everything needed to
 sample from it is inside, so it can be copied elsewhere on its own.
 """
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
 
-from charrnn.atomic import read_json
+from charrnn.atomic import StrPath, read_json
 from charrnn.errors import CharrnnError
 from charrnn.nn.cells import CELLS
 from charrnn.store import checkpoints
@@ -26,7 +28,7 @@ RUN_FILES = (CONFIG_FILE, MODEL_FILE, VOCAB_FILE, META_FILE, METRICS_FILE)
 RUN_DIRS = (CHECKPOINTS_DIR, BEST_DIR, "logs")
 
 
-def clear_run(path) -> None:
+def clear_run(path: StrPath) -> None:
     """Delete a run's files (train --force), leaving anything else in the directory."""
     import shutil
 
@@ -36,14 +38,14 @@ def clear_run(path) -> None:
         (Path(path) / name).unlink(missing_ok=True)
 
 
-def has_checkpoint(path) -> bool:
+def has_checkpoint(path: StrPath) -> bool:
     return any(checkpoints.list_in(Path(path) / d) for d in (CHECKPOINTS_DIR, BEST_DIR))
 
 
 # --- finding runs -----------------------------------------------------------------
 
 
-def is_run(path) -> bool:
+def is_run(path: StrPath) -> bool:
     return (Path(path) / MODEL_FILE).is_file()
 
 
@@ -57,7 +59,7 @@ def _run_time(path: Path) -> float:
     return max(stamps)
 
 
-def find_latest_run(root="runs") -> str:
+def find_latest_run(root: StrPath = "runs") -> str:
     """The most recently updated run directory at or below ``root`` (two levels deep).
 
     ``root`` may itself be a run.  Raises CharrnnError when there is none.
@@ -83,7 +85,7 @@ def find_latest_run(root="runs") -> str:
 # --- the small files -----------------------------------------------------------
 
 
-def read_model_args(run_path) -> dict:
+def read_model_args(run_path: StrPath) -> dict:
     path = Path(run_path) / MODEL_FILE
     if not path.is_file():
         raise CharrnnError(
@@ -99,7 +101,7 @@ def read_model_args(run_path) -> dict:
     return args
 
 
-def read_config(run_path) -> dict:
+def read_config(run_path: StrPath) -> dict:
     """The run's resolved config.yaml ({} if missing)."""
     path = Path(run_path) / CONFIG_FILE
     if not path.is_file():
@@ -110,13 +112,13 @@ def read_config(run_path) -> dict:
         return yaml.safe_load(f) or {}
 
 
-def read_dataset_meta(run_path) -> dict:
+def read_dataset_meta(run_path: StrPath) -> dict:
     """The dataset's meta.json as the run saved it ({} if missing)."""
     path = Path(run_path) / META_FILE
     return read_json(path) if path.is_file() else {}
 
 
-def logged_val_loss(run_path, checkpoint, step):
+def logged_val_loss(run_path: StrPath, checkpoint: StrPath, step: int) -> float | None:
     """The validation loss of checkpoint directory ``checkpoint`` at ``step``: its
     manifest's, else the one metrics.jsonl logged at that step, or None."""
     manifest = Path(checkpoint) / checkpoints.MANIFEST

@@ -20,15 +20,19 @@ the symbols use, "" when off), newlines ("lf" or "keep": how text was normalised
 symbols_per_char (decimal), step, val_loss ("" when unknown).
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from charrnn import __version__
-from charrnn.atomic import write_bytes_atomic
+from charrnn.atomic import StrPath, write_bytes_atomic
 from charrnn.errors import CharrnnError, first_line
 from charrnn.nn.cells import CELLS, GATE_ORDER
 from charrnn.nn.tensors import SHAPE_KEYS, expected_shapes, tensors_from_model
@@ -36,12 +40,17 @@ from charrnn.store import checkpoints
 from charrnn.store.loaded import LoadedModel
 from charrnn.text import JAMO_SCHEME, Vocab
 
+if TYPE_CHECKING:
+    import keras
+
+    from charrnn.store.checkpoints import Checkpoint, Extra
+
 FORMAT = "charrnn-weights"
 CHECKPOINT_FILE = "weights.safetensors"  # inside each checkpoint directory, in its manifest
 FORMAT_VERSION = "1"
 
 
-def is_weights_file(path) -> bool:
+def is_weights_file(path: StrPath | None) -> bool:
     """True when ``path`` names a file (not a run directory): read it as a weights file."""
     return path is not None and str(path) != "-" and Path(path).is_file()
 
@@ -49,7 +58,13 @@ def is_weights_file(path) -> bool:
 # --- writing -------------------------------------------------------------------------------
 
 
-def metadata_for(args, vocab, dataset_meta=None, step=0, val_loss=None) -> dict:
+def metadata_for(
+    args: dict,
+    vocab: Vocab,
+    dataset_meta: dict | None = None,
+    step: int = 0,
+    val_loss: float | None = None,
+) -> dict[str, str]:
     dataset_meta = dataset_meta or {}
     chars, symbols = dataset_meta.get("chars"), dataset_meta.get("symbols")
     per_char = symbols / chars if chars and symbols else 1.0
@@ -75,7 +90,7 @@ def metadata_for(args, vocab, dataset_meta=None, step=0, val_loss=None) -> dict:
     }
 
 
-def write(path, tensors: dict, metadata: dict) -> None:
+def write(path: StrPath, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     """Write a weights file atomically (a temporary name in the same directory, then rename)."""
     from safetensors.numpy import save
 
@@ -173,7 +188,7 @@ def _open(path):
         raise CharrnnError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def read(path) -> LoadedModel:
+def read(path: StrPath) -> LoadedModel:
     """Read and check a weights file; any problem is one CharrnnError."""
     from safetensors import SafetensorError, safe_open
 
@@ -232,12 +247,12 @@ def read(path) -> LoadedModel:
 # directory) gets ckpt-N.safetensors beside it from `charrnn export RUN`.
 
 
-def checkpoint_path(ck):
+def checkpoint_path(ck: Checkpoint) -> Path:
     """Where checkpoint ``ck`` (charrnn.store.checkpoints.Checkpoint) keeps its weights file."""
     return ck.dir / CHECKPOINT_FILE if ck.dir is not None else Path(f"{ck.prefix}.safetensors")
 
 
-def read_beside(ck, args, vocab):
+def read_beside(ck: Checkpoint, args: dict, vocab: Vocab) -> LoadedModel | None:
     """The weights file of checkpoint ``ck`` if it has a usable one that fits the run's
     model arguments and vocabulary, else None."""
     path = ck.file(CHECKPOINT_FILE) if ck.dir is not None else checkpoint_path(ck)
@@ -250,20 +265,25 @@ def read_beside(ck, args, vocab):
     return wf
 
 
-def checkpoint_extra(model, vocab, dataset_meta):
+def checkpoint_extra(model: keras.Model, vocab: Vocab, dataset_meta: dict) -> Extra:
     """The ``extra`` hook of charrnn.store.checkpoints.save for training: writes
     CHECKPOINT_FILE into the checkpoint being assembled, from the model's current
     weights (a best/ checkpoint records its validation loss)."""
     from charrnn.nn.model import model_args
 
-    def extra(tmpdir, step, val_loss):
+    def extra(tmpdir: Path, step: int, val_loss: float | None) -> None:
         meta = metadata_for(model_args(model), vocab, dataset_meta, step, val_loss)
         write(Path(tmpdir) / CHECKPOINT_FILE, tensors_from_model(model), meta)
 
     return extra
 
 
-def add_to_checkpoint(ck, tensors, metadata, check=None) -> Path:
+def add_to_checkpoint(
+    ck: Checkpoint,
+    tensors: dict[str, np.ndarray],
+    metadata: dict[str, str],
+    check: Callable[[Path], None] | None = None,
+) -> Path:
     """Add a weights file to an existing checkpoint: the file is renamed into place first,
     then the manifest that lists it replaces the old one, so a crash in between leaves an
     unlisted file (ignored, overwritten next time), never a listed file that is missing."""

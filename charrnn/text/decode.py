@@ -3,12 +3,17 @@
 Everything here works on chunks of a few MB, so a big corpus is never held in memory.
 """
 
+from __future__ import annotations
+
 import codecs
 import hashlib
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
+from charrnn.atomic import StrPath
 from charrnn.errors import CharrnnError
 
 CHUNK_BYTES = 1 << 22  # read 4 MiB at a time: big enough for NumPy, small enough for RAM
@@ -55,7 +60,7 @@ def _canonical(name: str) -> str:
         ) from None
 
 
-def _bom(sample: bytes):
+def _bom(sample: bytes) -> str | None:
     for bom, enc in (
         (codecs.BOM_UTF32_LE, "utf-32"),
         (codecs.BOM_UTF32_BE, "utf-32"),
@@ -91,7 +96,7 @@ def _chardet_sample(sample: bytes) -> bytes:
     return sample
 
 
-def detect_encoding(sample: bytes, name: str = "input", fast: bool = True):
+def detect_encoding(sample: bytes, name: str = "input", fast: bool = True) -> tuple[str, float]:
     """``(codec, confidence)`` for a file starting with ``sample``; BOMs win over chardet.
     ``fast``: answer plain ASCII (``plain_ascii``) without chardet, as chardet would.
 
@@ -122,7 +127,7 @@ def _is_wide(enc: str) -> bool:
     return enc.startswith(_WIDE)
 
 
-def _normalise_newlines(text: str, carry: str, final: bool):
+def _normalise_newlines(text: str, carry: str, final: bool) -> tuple[str, str]:
     """CRLF and lone CR -> LF.  A CR at the end of a chunk waits for the next one."""
     text = carry + text
     carry = ""
@@ -131,7 +136,7 @@ def _normalise_newlines(text: str, carry: str, final: bool):
     return text.replace("\r\n", "\n").replace("\r", "\n"), carry
 
 
-def _open(path: str):
+def _open(path: StrPath) -> tuple[BinaryIO, bool]:
     if path == "-":
         return sys.stdin.buffer, False
     try:
@@ -145,14 +150,14 @@ def _open(path: str):
 
 
 def iter_text(
-    path: str,
-    encoding=None,
-    errors="strict",
-    newlines="lf",
-    info=None,
-    on_warning=None,
-    on_bytes=None,
-):
+    path: StrPath,
+    encoding: str | None = None,
+    errors: str = "strict",
+    newlines: str = "lf",
+    info: dict | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> Iterator[str]:
     """Yield the decoded text of one input (a path or ``-``) in chunks.
 
     ``info`` (a dict, if given) receives path, bytes, sha256, encoding, confidence
@@ -231,7 +236,13 @@ def iter_text(
             f.close()
 
 
-def read_text(path_or_dash, encoding=None, errors="strict", newlines="lf", on_warning=None):
+def read_text(
+    path_or_dash: StrPath,
+    encoding: str | None = None,
+    errors: str = "strict",
+    newlines: str = "lf",
+    on_warning: Callable[[str], None] | None = None,
+) -> tuple[str, dict]:
     """Read a whole (small) input with the same pipeline as prepare: ``(text, info)``."""
     info = {}
     text = "".join(iter_text(path_or_dash, encoding, errors, newlines, info, on_warning))

@@ -16,7 +16,14 @@ Everything works on NumPy arrays of code points (``np.uint32``), so no Python lo
 runs per character.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 JAMO_SCHEME = "conjoining+escape/1"
 S_BASE, L_BASE, V_BASE, T_BASE = 0xAC00, 0x1100, 0x1161, 0x11A7
@@ -33,11 +40,11 @@ def to_cps(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
 
 
-def from_cps(cps) -> str:
+def from_cps(cps: ArrayLike) -> str:
     return np.ascontiguousarray(cps, np.uint32).tobytes().decode("utf-32-le", "surrogatepass")
 
 
-def _u32(x):
+def _u32(x: int) -> np.uint32:
     return np.uint32(x)
 
 
@@ -80,13 +87,13 @@ def extra_symbols_table() -> np.ndarray:
     return _extra
 
 
-def extra_symbols(cps) -> int:
+def extra_symbols(cps: ArrayLike) -> int:
     """How many more symbols than code points decomposing ``cps`` gives."""
     cps = np.asarray(cps, np.uint32)
     return int(extra_symbols_table()[cps[cps <= ESC]].sum())
 
 
-def decompose_cps(c: np.ndarray) -> np.ndarray:
+def decompose_cps(c: ArrayLike) -> np.ndarray:
     """Code points -> symbol code points under the jamo scheme.
 
     A table lookup gives every code point a row of 3 (padded) symbols; dropping the
@@ -102,7 +109,7 @@ def decompose_cps(c: np.ndarray) -> np.ndarray:
     return flat[flat != _NONE]
 
 
-def recompose_cps(c: np.ndarray, final: bool = True):
+def recompose_cps(c: ArrayLike, final: bool = True) -> tuple[np.ndarray, int]:
     """Symbol code points -> code points.  Returns ``(cps, used)``.
 
     With ``final=False`` a tail that a later symbol could still change (a lone
@@ -168,7 +175,7 @@ def recompose(symbols_text: str) -> str:
     return from_cps(recompose_cps(to_cps(symbols_text))[0])
 
 
-def jamo_counts(char_counts: np.ndarray) -> np.ndarray:
+def jamo_counts(char_counts: ArrayLike) -> np.ndarray:
     """Per-code-point character counts -> symbol counts after decomposition."""
     out = np.array(char_counts, np.int64)
     extra = extra_symbols_table()

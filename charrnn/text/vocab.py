@@ -1,13 +1,20 @@
 """Symbols <-> ids: the vocabulary of a dataset or model, and incremental decoding."""
 
+from __future__ import annotations
+
 import json
 import unicodedata
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from charrnn.atomic import write_json_atomic
+from charrnn.atomic import StrPath, write_json_atomic
 from charrnn.errors import CharrnnError
 from charrnn.text.jamo import JAMO_SCHEME, decompose_cps, from_cps, recompose_cps, to_cps
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 UNK = "\ufffd"  # the unknown symbol; it is also what --errors replace produces
 
@@ -26,7 +33,13 @@ class Vocab:
 
     FORMAT = "charrnn-vocab/1"
 
-    def __init__(self, symbols, counts=None, unk_id=None, jamo=False):
+    def __init__(
+        self,
+        symbols: Iterable[str],
+        counts: Iterable[int] | None = None,
+        unk_id: int | None = None,
+        jamo: bool = False,
+    ) -> None:
         self.symbols = list(symbols)
         self.counts = list(counts) if counts is not None else [0] * len(self.symbols)
         self.unk_id = unk_id
@@ -45,10 +58,10 @@ class Vocab:
                 "is damaged, run `charrnn prepare` again"
             )
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.symbols)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Vocab({len(self)} symbols, jamo={self.jamo}, unk_id={self.unk_id})"
 
     @property
@@ -67,7 +80,7 @@ class Vocab:
         }
 
     @classmethod
-    def from_json(cls, d, where="vocab.json"):
+    def from_json(cls, d: object, where: str = "vocab.json") -> Vocab:
         if not isinstance(d, dict) or d.get("format") != cls.FORMAT:
             raise CharrnnError(
                 f"{where} is not a charrnn vocabulary ({cls.FORMAT}); "
@@ -81,7 +94,7 @@ class Vocab:
         return cls(d["symbols"], d.get("counts"), d.get("unk"), d.get("jamo") is not None)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: StrPath) -> Vocab:
         try:
             with open(path, encoding="utf-8") as f:
                 d = json.load(f)
@@ -95,22 +108,22 @@ class Vocab:
             ) from None
         return cls.from_json(d, str(path))
 
-    def save(self, path):
+    def save(self, path: StrPath) -> None:
         write_json_atomic(path, self.to_json())
 
     # -- encode
-    def lookup(self, cps):
+    def lookup(self, cps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Ids of symbol code points ``cps`` and a mask of those in the vocabulary."""
         pos = np.searchsorted(self._sorted, cps)
         ok = pos < len(self._sorted)
         ok[ok] = self._sorted[pos[ok]] == cps[ok]
         return self._order[np.where(ok, pos, 0)] if len(self._order) else pos, ok
 
-    def _symbols_of(self, text):
+    def _symbols_of(self, text: str) -> np.ndarray:
         cps = to_cps(text)
         return decompose_cps(cps) if self.jamo else cps
 
-    def unknown_chars(self, text: str) -> list:
+    def unknown_chars(self, text: str) -> list[str]:
         """The distinct characters of ``text`` the vocabulary cannot encode, in order."""
         cps = to_cps(text)
         uniq, first = np.unique(cps, return_index=True)
@@ -121,7 +134,7 @@ class Vocab:
                 bad.append(ch)
         return bad
 
-    def _closest(self, ch):
+    def _closest(self, ch: str) -> str:
         near = [
             c
             for c in (ch.lower(), ch.upper(), unicodedata.normalize("NFKC", ch))
@@ -161,7 +174,7 @@ class Vocab:
         return ids.astype(np.int32)
 
     # -- decode
-    def _cps_of(self, ids):
+    def _cps_of(self, ids: ArrayLike) -> np.ndarray:
         ids = np.asarray(ids)
         if ids.size and (ids.min() < 0 or ids.max() >= len(self)):
             raise CharrnnError(
@@ -171,25 +184,25 @@ class Vocab:
             )
         return self._cps[ids.astype(np.int64, copy=False).reshape(-1)]
 
-    def decode(self, ids) -> str:
+    def decode(self, ids: ArrayLike) -> str:
         """ids -> text, recomposing Hangul when ``jamo``."""
         cps = self._cps_of(ids)
         if self.jamo:
             cps = recompose_cps(cps, final=True)[0]
         return from_cps(cps)
 
-    def stream_decoder(self):
+    def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder(self)
 
 
 class StreamDecoder:
     """Incremental :meth:`Vocab.decode`: never emits a half syllable a later jamo could change."""
 
-    def __init__(self, vocab: Vocab):
+    def __init__(self, vocab: Vocab) -> None:
         self.vocab = vocab
         self._pending = np.zeros(0, np.uint32)
 
-    def feed(self, ids) -> str:
+    def feed(self, ids: ArrayLike) -> str:
         cps = self.vocab._cps_of(ids)
         if not self.vocab.jamo:
             return from_cps(cps)
