@@ -9,9 +9,18 @@ helps predict the rest: Krause et al., "Dynamic Evaluation of Neural Sequence Mo
 are restored when the text is done, so each file starts from the trained model.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from charrnn.backend import tensorflow
+
+if TYPE_CHECKING:
+    import keras
+
+    from charrnn.analysis.scoring import NatsOf
 
 # Chosen on the held-out tails of three corpora (benchmarks/RESULTS.md, 'evaluate --dynamic'):
 # the best of 0.01-1.0 x 25-200 symbols across them, or close to it
@@ -19,7 +28,7 @@ SEGMENT = 50  # symbols scored per update
 LR = 0.1  # SGD learning rate per segment
 
 
-def dynamic_scorer(model, segment=SEGMENT, lr=LR):
+def dynamic_scorer(model: keras.Model, segment: int = SEGMENT, lr: float = LR) -> NatsOf:
     """``nats_of(ids)``: -ln P(ids[t] | ids[:t]) for every t as
     charrnn.analysis.scoring.symbol_nats gives it (NaN at t = 0), the weights adapting
     after each segment and restored at the end.  The step is compiled once (the last,
@@ -39,7 +48,7 @@ def dynamic_scorer(model, segment=SEGMENT, lr=LR):
         sgd.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return nll, states
 
-    def nats_of(ids):
+    def nats_of(ids: np.ndarray) -> np.ndarray:
         saved = [v.numpy() for v in variables]
         out = np.full(len(ids), np.nan)
         states = model.initial_state(1)

@@ -7,11 +7,20 @@ charge for characters outside the vocabulary).  Files are read and scored
 ``scoring.CHUNK`` characters at a time, so memory does not grow with their size.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from charrnn.analysis import scoring
 from charrnn.analysis.dynamic import dynamic_scorer
 from charrnn.text import iter_text, to_cps
+
+if TYPE_CHECKING:
+    from charrnn.atomic import StrPath
+    from charrnn.store.loaded import LoadedModel
 
 _SUMMED = (
     "chars",
@@ -26,16 +35,16 @@ _SUMMED = (
 
 
 def evaluate(
-    run,
-    files,
-    encoding=None,
-    errors="strict",
-    streams=None,
-    on_warning=None,
-    on_part=None,
-    on_line=None,
-    dynamic=None,
-    chunk=None,
+    run: LoadedModel,
+    files: Sequence[StrPath],
+    encoding: str | None = None,
+    errors: str = "strict",
+    streams: int | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    on_part: Callable[[StrPath, scoring.Scored], None] | None = None,
+    on_line: Callable[[dict], None] | None = None,
+    dynamic: dict | None = None,
+    chunk: int | None = None,
 ) -> dict:
     """Score each of ``files`` (paths, ``-`` for stdin) with ``run`` (a
     charrnn.store.loaded.LoadedModel).
@@ -110,14 +119,14 @@ def evaluate(
     }
 
 
-def oov_distinct(scored) -> str:
+def oov_distinct(scored: scoring.Scored) -> str:
     """The distinct characters outside the vocabulary, in order of appearance."""
     bad = to_cps(scored.text)[scored.oov]
     uniq, first = np.unique(bad, return_index=True)
     return "".join(chr(int(c)) for c in uniq[np.argsort(first)])
 
 
-def per_line(path, scored):
+def per_line(path: StrPath, scored: scoring.Scored | Iterable[scoring.Scored]) -> Iterator[dict]:
     """One dict per line of the text (the newline belongs to the line it ends): path, line
     (from 1), text (without its newline), chars, bits (OOV charge included), bits_per_char
     (per scored character; None if the line is all context), oov_chars, and the most
@@ -136,10 +145,10 @@ class Lines:
     """:func:`per_line` with the parts of a text pushed in: ``feed(part)`` and, after the
     last, ``close()`` yield the lines that ended."""
 
-    def __init__(self, path):
+    def __init__(self, path: StrPath) -> None:
         self.path, self.number, self.line = path, 0, None
 
-    def feed(self, part):
+    def feed(self, part: scoring.Scored) -> Iterator[dict]:
         text, bits = part.text, part.char_bits
         for start, end, n, line_bits in part.line_bits():
             seg = {
@@ -157,14 +166,14 @@ class Lines:
             if text[end - 1 : end] == "\n":
                 yield from self.close()
 
-    def close(self):
+    def close(self) -> Iterator[dict]:
         if self.line is not None:
             self.number += 1
             yield _record(self.path, self.number, self.line)
             self.line = None
 
 
-def _join(line, seg):
+def _join(line: dict, seg: dict) -> dict:
     worst = line["worst"]
     if seg["worst"] and (worst is None or seg["worst"][0] > worst[0]):  # the first on a tie
         b, ch, j = seg["worst"]
@@ -179,7 +188,7 @@ def _join(line, seg):
     }
 
 
-def _record(path, number, line):
+def _record(path: StrPath, number: int, line: dict) -> dict:
     n, worst = line["scored"], line["worst"]
     return {
         "path": path,

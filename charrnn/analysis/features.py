@@ -11,9 +11,16 @@ autocorrelation) and we report the largest |r| any unit reached against any
 shift.  A unit above that is unlikely to be a chance hit.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from charrnn.text.jamo import L_BASE, L_COUNT, T_BASE, T_COUNT, V_BASE, V_COUNT
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 OPEN, CLOSE = "([{", ")]}"
 QUOTES = {'"': '"', "\u201c": "\u201d"}  # opening -> closing; apostrophes are not quotes
@@ -29,7 +36,7 @@ LABELS = {
 }
 
 
-def char_features(text: str) -> dict:
+def char_features(text: str) -> dict[str, np.ndarray]:
     """Per character (after reading it): name -> float32 array of len(text)."""
     n = len(text)
     quote = np.zeros(n, np.float32)
@@ -78,7 +85,7 @@ def char_features(text: str) -> dict:
     }
 
 
-def jamo_position(symbol_cps) -> np.ndarray:
+def jamo_position(symbol_cps: ArrayLike) -> np.ndarray:
     """Per symbol: 1 leading consonant, 2 vowel, 3 trailing consonant, 0 anything else."""
     c = np.asarray(symbol_cps, np.int64)
     pos = np.zeros(len(c), np.float32)
@@ -91,14 +98,20 @@ def jamo_position(symbol_cps) -> np.ndarray:
     return pos
 
 
-def _standardise(x, axis=0):
+def _standardise(x: ArrayLike, axis: int = 0) -> np.ndarray:
     x = np.asarray(x, np.float64)
     x = x - x.mean(axis=axis, keepdims=True)
     norm = np.sqrt((x * x).sum(axis=axis, keepdims=True))
     return np.divide(x, norm, out=np.zeros_like(x), where=norm > 1e-12)
 
 
-def rank_units(activations, features: dict, top=10, shifts=64, seed=0) -> dict:
+def rank_units(
+    activations: ArrayLike,
+    features: dict[str, ArrayLike],
+    top: int = 10,
+    shifts: int = 64,
+    seed: int = 0,
+) -> dict:
     """Rank units (columns of ``activations``, (steps, units)) by |r| with each feature.
 
     Returns {feature: {"top": [(unit, r), ...], "null_max": largest |r| of any unit

@@ -17,6 +17,8 @@ that does not match, so a damaged cache is never trusted.  A report reads the ca
 memory-mapped, a few pages per sample character.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import logging
@@ -24,7 +26,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,6 +48,16 @@ from charrnn.errors import CharrnnError
 from charrnn.store.dataset import load_dataset
 from charrnn.text import to_cps
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from charrnn.analysis.suffixes import Reader
+    from charrnn.atomic import StrPath
+    from charrnn.generate.write import Request
+    from charrnn.store.dataset import Dataset
+    from charrnn.store.loaded import LoadedModel
+    from charrnn.text import Vocab
+
 RUN = 20  # shared substrings this long or longer count as copied
 FORMAT = "charrnn-novelty/2"
 log = logging.getLogger(__name__)
@@ -62,7 +76,15 @@ class NoveltyIndex:
     charrnn.analysis.suffixes, or arrays).
     """
 
-    def __init__(self, text, sa, rank, alphabet, line_starts, name=""):
+    def __init__(
+        self,
+        text: Reader | np.ndarray,
+        sa: Reader | np.ndarray,
+        rank: ArrayLike,
+        alphabet: ArrayLike,
+        line_starts: Reader | np.ndarray,
+        name: str = "",
+    ) -> None:
         text, sa, line_starts = (
             x if hasattr(x, "rows") else ArrayReader(x) for x in (text, sa, line_starts)
         )
@@ -73,7 +95,7 @@ class NoveltyIndex:
         self.name = name
 
     @classmethod
-    def build(cls, text: str, name=""):
+    def build(cls, text: str, name: str = "") -> NoveltyIndex:
         """The index of ``text``, in memory (for small texts: tests, benchmarks)."""
         cps = to_cps(text)
         alphabet, ids = np.unique(cps, return_inverse=True)
@@ -89,7 +111,7 @@ class NoveltyIndex:
         return cls(ids, sa, rank, alphabet, np.flatnonzero(cps == 10) + 1, name)
 
     # -- lookups
-    def _ranks(self, sample: str):
+    def _ranks(self, sample: str) -> np.ndarray:
         """The sample's characters as ranks of the index (-1: a character the text lacks)."""
         cps = to_cps(sample)
         pos = np.searchsorted(self.alphabet[self._order], cps)
@@ -101,7 +123,7 @@ class NoveltyIndex:
             else np.full(len(cps), -1)
         )
 
-    def matches(self, sample: str):
+    def matches(self, sample: str) -> tuple[np.ndarray, np.ndarray]:
         """Per position i of ``sample``: (length of the longest prefix of sample[i:] found in
         the text, an offset in the text where it starts, -1 if none)."""
         return self.suffixes.longest(self._ranks(sample))
@@ -138,7 +160,7 @@ class NoveltyIndex:
             )
         return out
 
-    def _line(self, at) -> int:
+    def _line(self, at: int) -> int:
         """How many lines start at or before offset ``at`` after the first (bisection)."""
         lo, hi = 0, self.line_starts.n
         while lo < hi:
@@ -150,7 +172,9 @@ class NoveltyIndex:
         return lo
 
 
-def sample_reports(index, vocab, request, texts) -> list:
+def sample_reports(
+    index: NoveltyIndex, vocab: Vocab, request: Request, texts: Sequence[str]
+) -> list[dict]:
     """The report on each sample of a charrnn.generate.write.Request: on what it generated,
     without the prime it echoes."""
     from charrnn.generate.write import echoed_prime
@@ -159,7 +183,7 @@ def sample_reports(index, vocab, request, texts) -> list:
     return [index.report(text[shown:]) for text in texts]
 
 
-def describe(i, r) -> str:
+def describe(i: int, r: dict) -> str:
     """One line for a person about sample ``i``'s report ``r``."""
     if not r["longest"]:
         return f"Novelty, sample {i + 1}: shares no character with the training text"
@@ -179,7 +203,7 @@ class _Stale(Exception):
     """The cache cannot be used (the message says why; empty: there is none yet)."""
 
 
-def index_for(loaded, on_info=None) -> NoveltyIndex:
+def index_for(loaded: LoadedModel, on_info: Callable[[str], None] | None = None) -> NoveltyIndex:
     """The index of the train split of the dataset ``loaded``'s run was trained on, from
     the cache or built now (and cached)."""
     data = (loaded.config or {}).get("data")
@@ -198,7 +222,7 @@ def index_for(loaded, on_info=None) -> NoveltyIndex:
     return dataset_index(data, on_info)
 
 
-def dataset_index(data, on_info=None) -> NoveltyIndex:
+def dataset_index(data: StrPath, on_info: Callable[[str], None] | None = None) -> NoveltyIndex:
     """The index of the train split of the prepared dataset ``data``, from the cache or
     built now (and cached); ``on_info`` hears what takes time (default: logging)."""
     on_info = on_info or log.info
@@ -249,7 +273,7 @@ def dataset_index(data, on_info=None) -> NoveltyIndex:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _fingerprint(path) -> str:
+def _fingerprint(path: StrPath) -> str:
     """The size, .npy header and 64 blocks spread over ``path``: cheap to read, and
     different for another text (a full hash would read all of it on every report)."""
     size = os.path.getsize(path)
@@ -279,7 +303,7 @@ def _array(path, dtypes, length=None, whole=False):
         raise _Stale(f"{path.name}: {e}") from None
 
 
-def _open(folder: Path, ds) -> NoveltyIndex:
+def _open(folder: Path, ds: Dataset) -> NoveltyIndex:
     try:
         info = json.loads((folder / "index.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -313,7 +337,7 @@ def _open(folder: Path, ds) -> NoveltyIndex:
     return index
 
 
-def _build(folder: Path, ds, on_info):
+def _build(folder: Path, ds: Dataset, on_info: Callable[[str], None]) -> None:
     """Write the index of ``ds``'s train split into ``folder``: the suffix array and, for a
     jamo vocabulary, the decoded text numbered (text.npy)."""
     train = Path(ds.path) / "train.npy"
@@ -353,7 +377,7 @@ def _build(folder: Path, ds, on_info):
     )
 
 
-def _number_characters(ds, out) -> np.ndarray:
+def _number_characters(ds: Dataset, out: Path) -> np.ndarray:
     """Write the train split's decoded characters to ``out`` as numbers (indices into the
     returned sorted code points): two passes over the ids, a chunk at a time."""
     train = Path(ds.path) / "train.npy"

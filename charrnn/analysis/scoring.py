@@ -43,15 +43,30 @@ Bits per character are per original character (a Hangul syllable is one), so a
 jamo model compares fairly with a syllable model.
 """
 
+from __future__ import annotations
+
 import math
 import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from charrnn.errors import CharrnnError
 from charrnn.text import ESC, to_cps
 from charrnn.text.jamo import extra_symbols_table
+
+if TYPE_CHECKING:
+    import keras
+
+    from charrnn.text import Vocab
+
+# make_step's compiled (inputs [b, w], targets [b, w], states) -> (NLL [b, w], new states):
+# TensorFlow tensors; the states are the model's flat list (CharRNN.initial_state)
+Step = Callable[[np.ndarray, np.ndarray, list], tuple[Any, list]]
+# another engine's per-symbol nats of ids, as symbol_nats gives them (score_text's nats_of)
+NatsOf = Callable[[np.ndarray], np.ndarray]
 
 WARMUP = 256  # unscored context symbols read before each piece after the first
 WINDOW = 256  # symbols per compiled call, at most
@@ -73,7 +88,7 @@ _CLASSES = (
 _BMP_REST = 0x10000 - 0x800 - (0xD7A3 - 0xAC00 + 1) - (0x9FFF - 0x4E00 + 1)  # 31,324
 
 
-def char_class(ch: str):
+def char_class(ch: str) -> tuple[str, int]:
     """``(name, size)`` of the class a character outside the vocabulary is spelled in."""
     cp = ord(ch)
     for lo, hi, name in _CLASSES:
@@ -82,7 +97,7 @@ def char_class(ch: str):
     return "other bmp", _BMP_REST
 
 
-def escape_probability(vocab):
+def escape_probability(vocab: Vocab) -> float:
     """P(escape) for a vocabulary without an unknown symbol: Witten-Bell, V / (N + V)."""
     v = len(vocab)
     n = int(sum(vocab.counts)) or v  # counts come from prepare; an old vocab may lack them
@@ -92,7 +107,7 @@ def escape_probability(vocab):
 # --- symbols ----------------------------------------------------------------------
 
 
-def pieces_for(predictions: int, pieces=None) -> int:
+def pieces_for(predictions: int, pieces: int | None = None) -> int:
     """How many pieces to score side by side (default: one per MIN_PIECE, at most MAX_PIECES)."""
     b = pieces or max(1, min(MAX_PIECES, predictions // MIN_PIECE))
     return max(1, min(b, predictions))
@@ -104,7 +119,7 @@ def window_for(pieces: int, vocab_size: int) -> int:
     return max(1, min(WINDOW, LOGITS_BYTES // (4 * pieces * vocab_size)))
 
 
-def make_step(model, jit=None):
+def make_step(model: keras.Model, jit: bool | None = None) -> Step:
     """A compiled (x, y, states) -> (NLL in nats of every y [b, w], new states)."""
     from charrnn.backend import tensorflow
 
@@ -135,7 +150,15 @@ class Spans:
     power-of-two windows, so few shapes are traced), so that with one piece the states
     after the last window (``states`` after :meth:`windows`) carry on exactly."""
 
-    def __init__(self, n, first, end, warmup=WARMUP, window=WINDOW, exact=False):
+    def __init__(
+        self,
+        n: int,
+        first: np.ndarray,
+        end: np.ndarray,
+        warmup: int = WARMUP,
+        window: int = WINDOW,
+        exact: bool = False,
+    ) -> None:
         self.n = n  # symbols in the text
         m = n - 1  # predictions: targets 1..m
         self.first, self.end = first, np.minimum(m + 1, end)
@@ -155,7 +178,15 @@ class Spans:
         self.states = None
 
     @classmethod
-    def cover(cls, n, pieces=None, warmup=WARMUP, window=WINDOW, lo=1, exact=False):
+    def cover(
+        cls,
+        n: int,
+        pieces: int | None = None,
+        warmup: int = WARMUP,
+        window: int = WINDOW,
+        lo: int = 1,
+        exact: bool = False,
+    ) -> Spans:
         """Every target lo..n-1 exactly once, in ``pieces`` (default :func:`pieces_for`);
         ``lo`` > 1: the symbols before it are context (a streamed text's previous part)."""
         m = n - lo
@@ -165,7 +196,9 @@ class Spans:
         return cls(n, first, first + per, warmup, window, exact)
 
     @classmethod
-    def subset(cls, n, symbols, warmup=WARMUP, vocab_size=None):
+    def subset(
+        cls, n: int, symbols: int, warmup: int = WARMUP, vocab_size: int | None = None
+    ) -> Spans:
         """About ``symbols`` targets: up to MAX_PIECES pieces of equal length spread evenly
         from the text's start to its end (the whole text when it has no more targets).
         Depends only on ``n`` and ``symbols``, so every evaluation reads the same ones;
@@ -193,7 +226,7 @@ class Spans:
             f"symbols, {self.scored:,} of {self.n - 1:,} ({self.scored / (self.n - 1):.1%})"
         )
 
-    def identity(self, ids) -> str:
+    def identity(self, ids: np.ndarray) -> str:
         """Names the pieces and the symbols they score, for checkpoints: evaluations with
         the same identity are comparable."""
         crc = 0
@@ -201,7 +234,13 @@ class Spans:
             crc = zlib.crc32(np.ascontiguousarray(ids[a:b]).tobytes(), crc)
         return f"{len(self.first)}x{self.scored // len(self.first)}/{self.n - 1}:{crc:08x}"
 
-    def windows(self, model, ids, step=None, states=None):
+    def windows(
+        self,
+        model: keras.Model,
+        ids: np.ndarray,
+        step: Step | None = None,
+        states: list | None = None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (target positions, their NLLs) window by window, ``calls`` times.  Only one
         window of ids is copied at a time (``ids`` may be a memory-mapped split); a caller
         may stop early (Ctrl-C) or time a few windows and multiply by ``calls``.
@@ -224,7 +263,13 @@ class Spans:
             yield (pos + 1)[scored], np.asarray(nll, np.float64)[scored]
 
 
-def symbol_nats(model, ids, pieces=None, step=None, warmup=WARMUP) -> np.ndarray:
+def symbol_nats(
+    model: keras.Model,
+    ids: np.ndarray,
+    pieces: int | None = None,
+    step: Step | None = None,
+    warmup: int = WARMUP,
+) -> np.ndarray:
     """-ln P(ids[t] | ids[:t]) for every t (float64, same length as ids; NaN at t = 0).
 
     ``pieces``: score the text as this many pieces side by side, each after the
@@ -238,7 +283,13 @@ def symbol_nats(model, ids, pieces=None, step=None, warmup=WARMUP) -> np.ndarray
     return out
 
 
-def mean_nats(model, ids, pieces=None, step=None, spans=None):
+def mean_nats(
+    model: keras.Model,
+    ids: np.ndarray,
+    pieces: int | None = None,
+    step: Step | None = None,
+    spans: Spans | None = None,
+) -> float | None:
     """Mean nats per predicted symbol of ``ids`` (training's validation loss), or None.
     ``spans``: only the targets of these :class:`Spans` (default: all of them)."""
     if len(ids) < 2:
@@ -266,10 +317,10 @@ class Scored:
     unk_symbols: int  # symbols that stand for an OOV character (unknown symbol)
 
     @property
-    def char_bits(self):
+    def char_bits(self) -> np.ndarray:
         return self.char_nats / LN2
 
-    def line_bits(self):
+    def line_bits(self) -> Iterator[tuple[int, int, int, float]]:
         """Per line of the text (its newline included; the last line may lack one, and in
         a part of a streamed text goes on in the next part): ``(start, end, scored
         characters, bits)``, the OOV charge included.  The one per-line figure of
@@ -301,7 +352,14 @@ class Scored:
 
 
 def figures(
-    chars, scored_chars, in_vocab_chars, symbols, predictions, nats, in_vocab_nats, oov_chars
+    chars: int,
+    scored_chars: int,
+    in_vocab_chars: int,
+    symbols: int,
+    predictions: int,
+    nats: float,
+    in_vocab_nats: float,
+    oov_chars: int,
 ) -> dict:
     """Counts and figures.  Summing the counts and nats of several texts and calling this
     again gives their joint figures.
@@ -310,7 +368,7 @@ def figures(
     characters only (also the nats of the ``predictions`` symbols that spell them).
     """
 
-    def per(x, n):
+    def per(x: float, n: int) -> float | None:
         return x / n if n else None
 
     return {
@@ -330,7 +388,7 @@ def figures(
     }
 
 
-def _symbols_of_each_char(vocab, cps):
+def _symbols_of_each_char(vocab: Vocab, cps: np.ndarray) -> np.ndarray:
     if not vocab.jamo:
         return np.ones(len(cps), np.int64)
     out = np.ones(len(cps), np.int64)
@@ -339,7 +397,9 @@ def _symbols_of_each_char(vocab, cps):
     return out
 
 
-def _encode(vocab, text):
+def _encode(
+    vocab: Vocab, text: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What the model reads of ``text``: (code points, OOV mask, the distinct OOV code
     points sorted, ids, the character of each id)."""
     cps = to_cps(text)
@@ -363,7 +423,14 @@ class TextScorer:
     text of one part is scored exactly as :func:`score_text` scores it.  With one piece
     (``pieces=1``) the state is carried from part to part instead: one pass, exactly."""
 
-    def __init__(self, model, vocab, pieces=None, step=None, nats_of=None):
+    def __init__(
+        self,
+        model: keras.Model | None,
+        vocab: Vocab,
+        pieces: int | None = None,
+        step: Step | None = None,
+        nats_of: NatsOf | None = None,
+    ) -> None:
         self.model, self.vocab, self.pieces, self.nats_of = model, vocab, pieces, nats_of
         self.step = step if step or nats_of else make_step(model)
         self.tail = np.zeros(0, np.int32)  # the last WARMUP + 1 symbols read
@@ -371,7 +438,7 @@ class TextScorer:
         self.states = None  # one piece: its state after them
         self.started = False  # the first readable character (context) seen
 
-    def part(self, text: str) -> "Scored":
+    def part(self, text: str) -> Scored:
         cps, oov, bad_cps, ids, symbol_char = _encode(self.vocab, text)
         nats = self._nats(ids)
         context = len(cps)  # nothing readable yet: all context
@@ -396,7 +463,7 @@ class TextScorer:
         unk_symbols = int((oov[symbol_char] & ~np.isnan(nats)).sum()) if unk else 0
         return Scored(text, ids, nats, symbol_char, char_nats, oov, context, unk_symbols)
 
-    def _nats(self, ids):
+    def _nats(self, ids: np.ndarray) -> np.ndarray:
         """-ln P of each of ``ids`` given everything read before it (NaN at the text's
         first symbol)."""
         if self.nats_of:
@@ -425,8 +492,15 @@ class TextScorer:
 
 
 def score_parts(
-    model, vocab, texts, pieces=None, step=None, name="the text", nats_of=None, chunk=CHUNK
-):
+    model: keras.Model | None,
+    vocab: Vocab,
+    texts: Iterable[str],
+    pieces: int | None = None,
+    step: Step | None = None,
+    name: str = "the text",
+    nats_of: NatsOf | None = None,
+    chunk: int | None = CHUNK,
+) -> Iterator[Scored]:
     """Score the text that ``texts`` (strings) make together, ``chunk`` characters at a
     time (None: all at once): yields its :class:`Scored` parts in order; their figures
     add up to the text's.  Nothing is yielded until a symbol has been scored, so a text
@@ -453,7 +527,7 @@ def score_parts(
         )
 
 
-def _parts(texts, chunk):
+def _parts(texts: Iterable[str], chunk: int | None) -> Iterator[str]:
     """``texts`` re-cut into strings of ``chunk`` characters (the last may be shorter)."""
     if chunk is None:
         yield "".join(texts)
@@ -469,7 +543,13 @@ def _parts(texts, chunk):
 
 
 def score_text(
-    model, vocab, text: str, pieces=None, step=None, name="the text", nats_of=None
+    model: keras.Model | None,
+    vocab: Vocab,
+    text: str,
+    pieces: int | None = None,
+    step: Step | None = None,
+    name: str = "the text",
+    nats_of: NatsOf | None = None,
 ) -> Scored:
     """Score ``text`` (already through the run's newline policy) under the definition above:
     :func:`score_parts` with the whole text as one part.
@@ -480,7 +560,7 @@ def score_text(
     return parts[0]
 
 
-def escape_info(vocab) -> dict:
+def escape_info(vocab: Vocab) -> dict:
     """How characters outside ``vocab`` are charged, for reports."""
     if vocab.unk_id is not None:
         return {"escape": "unknown symbol", "p_escape": None}

@@ -24,13 +24,22 @@ one touch of a mapped page maps up to 2 MB, and the scattered touches of one rep
 most of the files (measured: 77 MB of resident memory for one report on 28 M characters).
 """
 
+from __future__ import annotations
+
 import os
 import time
 import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from charrnn.errors import CharrnnError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, DTypeLike
+
+    from charrnn.atomic import StrPath
 
 CHUNK = 1 << 18  # items a pass handles at a time: a few MB of temporaries
 MAX_SYMBOLS = 1 << 16  # the byte code has room for this many distinct symbols
@@ -42,7 +51,7 @@ EXTRA = "pip install 'charrnn[novelty]'"
 # --- reading ids from a .npy without keeping them mapped -------------------------
 
 
-def npy_header(path):
+def npy_header(path: StrPath) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, offset of the data) of the .npy file ``path`` (no pickle: object
     arrays are refused)."""
     with open(path, "rb") as f:
@@ -58,7 +67,7 @@ def npy_header(path):
         return shape, dtype, f.tell()
 
 
-def npy_chunks(path, chunk=CHUNK):
+def npy_chunks(path: StrPath, chunk: int = CHUNK) -> Iterator[np.ndarray]:
     """The 1-D array in ``path``, ``chunk`` items at a time, by plain reads."""
     shape, dtype, offset = npy_header(path)
     if len(shape) != 1:
@@ -75,7 +84,7 @@ def npy_chunks(path, chunk=CHUNK):
 # --- the byte code -----------------------------------------------------------------
 
 
-def byte_code(counts):
+def byte_code(counts: ArrayLike) -> tuple[np.ndarray, int]:
     """``(rank, k)``: rank[id] orders the symbols by count (commonest first, ties by id);
     ranks below k get one byte (the rank), the others two (k + (r-k) // 256, (r-k) % 256)."""
     v = len(counts)
@@ -91,7 +100,9 @@ def byte_code(counts):
     return rank, k
 
 
-def _encode(chunks, coded_len, rank, k):
+def _encode(
+    chunks: Iterable[np.ndarray], coded_len: int, rank: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The coded text (uint8, ``coded_len`` bytes) and the sorted byte positions where
     two-byte codes start."""
     out, at, two = np.empty(coded_len, np.uint8), 0, []
@@ -118,7 +129,7 @@ def _encode(chunks, coded_len, rank, k):
     return out, wide.astype(np.uint32 if at < 1 << 32 else np.int64)
 
 
-def write_npy(path, dtype, n, chunks):
+def write_npy(path: StrPath, dtype: DTypeLike, n: int, chunks: Iterable[ArrayLike]) -> int:
     """Write the 1-D .npy ``path`` of ``n`` items from ``chunks`` (arrays), a chunk at a
     time; returns how many were written."""
     written = 0
@@ -137,7 +148,12 @@ def write_npy(path, dtype, n, chunks):
     return written
 
 
-def sort_suffixes(ids_path, counts, out_path, on_info=None):
+def sort_suffixes(
+    ids_path: StrPath,
+    counts: np.ndarray,
+    out_path: StrPath,
+    on_info: Callable[[str], None] | None = None,
+) -> np.ndarray:
     """Write the suffix array of the ids in the .npy file ``ids_path`` (symbol ``i`` seen
     ``counts[i]`` times) to the .npy file ``out_path``; returns the rank order it uses."""
     try:
@@ -160,7 +176,9 @@ def sort_suffixes(ids_path, counts, out_path, on_info=None):
     sa = divsufsort(coded) if len(coded) else np.zeros(0, np.int32)
     del coded
 
-    def symbol_positions():  # the byte positions where a code starts, as symbol positions
+    def symbol_positions() -> Iterator[
+        np.ndarray
+    ]:  # the byte positions where a code starts, as symbol positions
         for start in range(0, len(sa), CHUNK):
             p = sa[start : start + CHUNK].astype(np.int64)
             if not len(wide):
@@ -184,10 +202,10 @@ def sort_suffixes(ids_path, counts, out_path, on_info=None):
 class ArrayReader:
     """Rows of consecutive items of an in-memory 1-D array (zeros past its end)."""
 
-    def __init__(self, array):
+    def __init__(self, array: np.ndarray) -> None:
         self.array, self.n = np.asarray(array), len(array)
 
-    def rows(self, starts, width):
+    def rows(self, starts: np.ndarray, width: int) -> np.ndarray:
         pos = starts[:, None] + np.arange(width)
         return (
             np.where(pos < self.n, self.array[np.minimum(pos, max(0, self.n - 1))], 0)
@@ -200,13 +218,13 @@ class FileReader:
     """Rows of consecutive items of the 1-D .npy ``path``, read with pread where asked
     (zeros past its end); nothing of the file stays in this process's memory."""
 
-    def __init__(self, path):
+    def __init__(self, path: StrPath) -> None:
         shape, self.dtype, self.offset = npy_header(path)
         self.n = int(shape[0])
         self.fd = os.open(path, os.O_RDONLY)
         weakref.finalize(self, os.close, self.fd)  # closed with the reader
 
-    def rows(self, starts, width):
+    def rows(self, starts: np.ndarray, width: int) -> np.ndarray:
         item = self.dtype.itemsize
         uniq, inverse = np.unique(starts, return_inverse=True)
         size = width * item
@@ -216,26 +234,31 @@ class FileReader:
         return np.frombuffer(data, self.dtype).reshape(len(uniq), width)[inverse]
 
 
+Reader = ArrayReader | FileReader  # what Suffixes reads its text and suffix array through
+
+
 class Suffixes:
     """A text of ids and its suffix array (readers: ArrayReader or FileReader), and the
     rank order it was sorted in.  Sample symbols are given as ranks, -1 for one the text
     never has."""
 
-    def __init__(self, text, sa, rank):
+    def __init__(self, text: Reader, sa: Reader, rank: ArrayLike) -> None:
         self.text, self.sa, self.n = text, sa, text.n
         self.rank = np.asarray(rank, np.int64)
         self.absent = len(self.rank)  # a sample symbol no text symbol equals
 
-    def entries(self, i):
+    def entries(self, i: ArrayLike) -> np.ndarray:
         return self.sa.rows(np.asarray(i, np.int64), 1)[:, 0].astype(np.int64)
 
-    def values(self, starts, width):
+    def values(self, starts: np.ndarray, width: int) -> np.ndarray:
         """The ranks of the text at starts[j] + 0..width-1 (a row each); -2 past its end."""
         ids = self.text.rows(starts, width).astype(np.int64)
         inside = (starts[:, None] + np.arange(width)) < self.n
         return np.where(inside, self.rank[np.minimum(ids, len(self.rank) - 1)], -2)
 
-    def compare(self, q, rows, starts):
+    def compare(
+        self, q: np.ndarray, rows: np.ndarray, starts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(lcp, suffix < pattern) of q[rows:] (q ends in -1) against the suffixes at
         ``starts``: compared a block of symbols at a time, doubling, until all differ."""
         lcp = np.zeros(len(rows), np.int64)
@@ -254,7 +277,7 @@ class Suffixes:
             active, done, width = active[~hit], done + width, width * 2
         return lcp, less
 
-    def longest(self, sample_ranks):
+    def longest(self, sample_ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per position i: (length of the longest prefix of sample[i:] found in the text,
         a text position where it starts, -1 if none)."""
         m = len(sample_ranks)
@@ -281,7 +304,7 @@ class Suffixes:
             where[rows[ok][better]] = starts[better]
         return best, where
 
-    def check_order(self, points=32, span=256):
+    def check_order(self, points: int = 32, span: int = 256) -> bool:
         """A spot check of a stored array: at ``points`` places, entries inside the text
         and each suffix sorting before the next.  False if any is out of place."""
         if self.n < 2:
