@@ -16,12 +16,21 @@ generator that hands back control every ``chunk_seconds`` (a server steps other
 requests in between); :func:`beam_search` runs it to the end.
 """
 
+from __future__ import annotations
+
 import time
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from charrnn.nn.step import NumpyOps, cell_step
+
+if TYPE_CHECKING:
+    from charrnn.generate.constraints import Allowed
+    from charrnn.generate.textstream import TextStream
+    from charrnn.nn.step import Weights
 
 
 @dataclass
@@ -31,13 +40,21 @@ class Beam:
     ids: tuple  # its symbols
 
 
-def max_steps(length) -> int:
+def max_steps(length: int) -> int:
     """Symbols a search of ``length`` characters runs at most: a jamo text needs up to 3
     (+ escapes) per character."""
     return 8 * length + 64
 
 
-def beam_search(weights, stream, prime_ids, start, length, width, allowed=None):
+def beam_search(
+    weights: Weights,
+    stream: TextStream,
+    prime_ids: Iterable[int],
+    start: int,
+    length: int,
+    width: int,
+    allowed: Allowed | None = None,
+) -> Beam:
     """The best continuation of ``prime_ids`` (``start`` is the first input when there are
     none) among beam search of ``width`` and the greedy text.  ``stream``: the
     TextStream the continuation goes through (it has read the prime)."""
@@ -49,7 +66,16 @@ def beam_search(weights, stream, prime_ids, start, length, width, allowed=None):
             return stop.value
 
 
-def beam_steps(weights, stream, prime_ids, start, length, width, allowed=None, chunk_seconds=0.02):
+def beam_steps(
+    weights: Weights,
+    stream: TextStream,
+    prime_ids: Iterable[int],
+    start: int,
+    length: int,
+    width: int,
+    allowed: Allowed | None = None,
+    chunk_seconds: float = 0.02,
+) -> Generator[None, None, Beam]:
     """:func:`beam_search` as a generator: yields None about every ``chunk_seconds``,
     returns the Beam."""
     clock = _Clock(chunk_seconds)
@@ -81,7 +107,7 @@ def beam_steps(weights, stream, prime_ids, start, length, width, allowed=None, c
 
 
 class _Clock:
-    def __init__(self, seconds):
+    def __init__(self, seconds: float) -> None:
         self.seconds, self.since = seconds, time.perf_counter()
 
     def turn_over(self) -> bool:
@@ -95,15 +121,15 @@ class _Clock:
 class _Trail:
     """The (parent, symbol) of every text kept at every step, to spell out one at the end."""
 
-    def __init__(self, width, vocab):
+    def __init__(self, width: int, vocab: int) -> None:
         self.kind = np.min_scalar_type(max(width, vocab))
         self.parents, self.symbols = [], []
 
-    def add(self, parents, symbols):
+    def add(self, parents: list[int], symbols: list[int]) -> None:
         self.parents.append(np.array(parents, self.kind))
         self.symbols.append(np.array(symbols, self.kind))
 
-    def spell(self, step, j) -> list:
+    def spell(self, step: int, j: int) -> list[int]:
         """The symbols of text ``j`` kept at ``step``, from the first step on."""
         out = []
         for s in range(step, -1, -1):
@@ -177,7 +203,7 @@ def _search(
     return 0.0, 0.0, []
 
 
-def _top(total, width):
+def _top(total: np.ndarray, width: int) -> np.ndarray:
     """The flat indices of the ``width`` largest of ``total``, largest first, equals in
     index order: ``np.argsort(-total, axis=None, kind="stable")[:width]`` without sorting
     all of it (width x vocabulary values a step)."""
@@ -189,7 +215,7 @@ def _top(total, width):
     return near[np.argsort(flat[near], kind="stable")][:width]
 
 
-def _log_softmax(logits):
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64)
     z -= z.max(axis=1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))

@@ -5,24 +5,38 @@ the XLA loop, `sample -i` and the exports' checks pick the same symbol for the s
 seed and options.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from charrnn.errors import CharrnnError
 from charrnn.nn.step import NumpyOps
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+# ``ops`` below is NumpyOps or tf_ops()'s class (charrnn.nn: a type, the same names
+# over NumPy or TensorFlow); the arrays are NumPy's or TensorFlow's accordingly.
+
 
 # Counter-based random numbers (Wellons' lowbias32 hash): the uniform for
 # sample b at step t is a pure function of (seed, t, b), identical in NumPy and
 # XLA, so output does not depend on how the steps are split into calls.
-def hash_u32(ops, x):
+def hash_u32(ops: type, x: np.ndarray | tf.Tensor) -> np.ndarray | tf.Tensor:
     x = ops.xor(x, ops.shr(x, 16)) * ops.cast(0x7FEB352D, ops.uint32)
     x = ops.xor(x, ops.shr(x, 15)) * ops.cast(0x846CA68B, ops.uint32)
     return ops.xor(x, ops.shr(x, 16))
 
 
-def uniform(ops, seed_mix, t, lanes):
+def uniform(
+    ops: type,
+    seed_mix: np.uint32 | tf.Tensor,
+    t: int | tf.Tensor,
+    lanes: np.ndarray | np.uint32 | tf.Tensor,
+) -> np.ndarray | tf.Tensor:
     """(batch,) float32 in [0, 1) for global step ``t``; ``lanes`` = uint32 0..batch-1."""
     h = hash_u32(ops, ops.xor(ops.cast(t, ops.uint32), seed_mix))
     x = hash_u32(ops, h + lanes * ops.cast(0x9E3779B9, ops.uint32))
@@ -32,7 +46,9 @@ def uniform(ops, seed_mix, t, lanes):
 PAIRWISE_MAX = 1 << 22  # batch x vocab x vocab up to this: find the nucleus without sorting
 
 
-def choose(ops, opt, logits, u):
+def choose(
+    ops: type, opt: Options, logits: np.ndarray | tf.Tensor, u: np.ndarray | tf.Tensor
+) -> np.ndarray | tf.Tensor:
     """Sample one id per row from ``logits`` with the options; ``u`` (batch,) uniforms."""
     if opt.temperature == 0:
         return ops.argmax(logits)
@@ -65,7 +81,7 @@ def choose(ops, opt, logits, u):
     return j if idx is None else ops.take_rows(idx, j)
 
 
-def lower_id(n):
+def lower_id(n: int) -> np.ndarray:
     """(n, n) bool: [i, j] is j < i."""
     return np.tril(np.ones((n, n), bool), -1)
 
@@ -77,7 +93,7 @@ class Options:
     top_p: float = 1.0  # 1: no nucleus cut
     seed: int = 0
 
-    def check(self):
+    def check(self) -> None:
         if not self.temperature >= 0:
             raise CharrnnError("--temperature must be 0 (greedy) or more, e.g. 0.8")
         if self.top_k < 0:
@@ -86,7 +102,7 @@ class Options:
             raise CharrnnError("--top-p must be in (0, 1], e.g. 0.9; 1 turns it off")
 
 
-def seed_mix(seed):
+def seed_mix(seed: int) -> np.uint32:
     s = int(seed) & 0xFFFFFFFFFFFFFFFF
     lo = hash_u32(NumpyOps, np.array([s & 0xFFFFFFFF], np.uint32))
     return hash_u32(NumpyOps, np.bitwise_xor(lo, np.uint32(s >> 32)) + np.uint32(0x632BE5AB))[0]

@@ -14,20 +14,29 @@ as that character.
 state, defined for every symbol, so forced symbols (the prime) move it too.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from charrnn.errors import CharrnnError
 from charrnn.text.jamo import ESC, L_BASE, L_COUNT, S_BASE, T_BASE, T_COUNT, V_BASE, V_COUNT
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from charrnn.text import Vocab
+
 START, ESCAPED = 0, 1
 
 
-def _syllable(lead, vowel, final=0):
+def _syllable(lead: int, vowel: int, final: int = 0) -> str:
     return chr(S_BASE + (lead * V_COUNT + vowel) * T_COUNT + final)
 
 
 class Allowed:
-    def __init__(self, vocab, chars: str):
+    def __init__(self, vocab: Vocab, chars: str) -> None:
         self.chars = "".join(dict.fromkeys(chars))
         allowed = set(self.chars)
         cps = vocab.code_points.astype(np.int64)
@@ -42,18 +51,20 @@ class Allowed:
                 "written with this model's vocabulary; allow characters it knows"
             )
 
-    def start(self, batch) -> np.ndarray:
+    def start(self, batch: int) -> np.ndarray:
         return np.zeros(batch, np.int32)
 
-    def mask(self, logits, state):
+    def mask(self, logits: np.ndarray, state: np.ndarray) -> np.ndarray:
         """``logits`` with the symbols not allowed in ``state`` (batch,) set to -inf."""
         return np.where(self.masks[state], logits, np.float32(-np.inf))
 
-    def advance(self, state, ids):
+    def advance(self, state: ArrayLike, ids: ArrayLike) -> np.ndarray:
         return self.trans[state, ids]
 
 
-def _jamo_automaton(cps, plain, allowed):
+def _jamo_automaton(
+    cps: np.ndarray, plain: np.ndarray, allowed: set[str]
+) -> tuple[np.ndarray, np.ndarray]:
     """(masks, trans) over states START, ESCAPED, L(l) = 2 + l, LV(l, v) = 2 + 19 + l*21 + v."""
     n_states = 2 + L_COUNT + L_COUNT * V_COUNT
     lead, vowel, final = cps - L_BASE, cps - V_BASE, cps - T_BASE
@@ -63,7 +74,7 @@ def _jamo_automaton(cps, plain, allowed):
     masks = np.zeros((n_states, len(cps)), bool)
     trans = np.zeros((n_states, len(cps)), np.int32)
 
-    def lv_state(lead_i, v):
+    def lv_state(lead_i: int, v: int) -> int:
         return 2 + L_COUNT + lead_i * V_COUNT + v
 
     # between characters: an L opens a syllable if some allowed syllable starts with it

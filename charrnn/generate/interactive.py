@@ -12,13 +12,17 @@ Ctrl-C, Ctrl-Z, Ctrl-S and Ctrl-Q keep their usual meaning.  The terminal is
 the final text goes to stdout, once, at the end.
 """
 
+from __future__ import annotations
+
 import codecs
 import os
 import select
 import signal
 import termios
 import tty
+from collections.abc import Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +34,12 @@ from charrnn.generate.numpy_engine import NumpyEngine
 from charrnn.generate.sampler import start_id
 from charrnn.generate.textstream import TextStream
 from charrnn.nn.step import NumpyOps, cell_step
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from charrnn.nn.step import Weights
+    from charrnn.text import Vocab
 
 TAB, NEXT_LINE, UNDO, UNDO2, RESET, QUIT, ESC = "\t", "\x0e", "\x7f", "\x08", "\x12", "\x04", "\x1b"
 KEYS = "Tab write k · ^N write a line · ⌫ undo · ^R reset · Esc :command · ^D done"
@@ -44,7 +54,14 @@ MAX_LINE = 2000  # Ctrl-N stops after this many symbols without a newline
 class Session:
     """The text (symbol ids), the model's state after it, and an undo stack."""
 
-    def __init__(self, weights, vocab, options=Options(), k=40, top=10):
+    def __init__(
+        self,
+        weights: Weights,
+        vocab: Vocab,
+        options: Options = Options(),
+        k: int = 40,
+        top: int = 10,
+    ) -> None:
         options.check()
         self.w, self.vocab, self.opt = weights, vocab, options
         self.k, self.top = int(k), int(top)
@@ -54,7 +71,7 @@ class Session:
         self._set_empty()
         self._engine = self._new_engine()
 
-    def _new_engine(self):
+    def _new_engine(self) -> NumpyEngine:
         """The NumPy engine for the options and --allow, its automaton at the text's end."""
         engine = NumpyEngine(self.w, self.opt, 1, allowed=self.allowed)
         if self.allowed is not None:
@@ -64,7 +81,7 @@ class Session:
             engine.allowed_state = state
         return engine
 
-    def _set_empty(self):
+    def _set_empty(self) -> None:
         self.ids = []
         self.tok = np.array([self.start], np.int32)
         self.states = [
@@ -75,10 +92,10 @@ class Session:
 
     # -- reading
     @property
-    def text(self):
+    def text(self) -> str:
         return self.vocab.decode(self.ids)
 
-    def probabilities(self):
+    def probabilities(self) -> np.ndarray:
         """The model's distribution over the next symbol (temperature 1, no cut)."""
         with np.errstate(over="ignore", under="ignore"):
             logits, _ = cell_step(NumpyOps, self.w, self.tok, self.states)
@@ -86,7 +103,7 @@ class Session:
         p = np.exp(z - z.max())
         return p / p.sum()
 
-    def candidates(self):
+    def candidates(self) -> list[tuple[str, float]]:
         """The ``top`` most likely next symbols as (shown text, probability); with jamo,
         each is shown composed with the pending syllable (ᄒ ᅡ + ᆫ shows as 한)."""
         p = self.probabilities()
@@ -103,12 +120,12 @@ class Session:
         return out
 
     # -- changing
-    def _save(self):
+    def _save(self) -> None:
         self.history.append(
             (list(self.ids), self.tok.copy(), [s.copy() for s in self.states], self.t)
         )
 
-    def _run(self, forced):
+    def _run(self, forced: ArrayLike) -> np.ndarray:
         forced = np.asarray(forced, np.int32).reshape(1, -1)
         out, self.tok, self.states = self._engine.run(self.tok, self.states, self.t, forced)
         self.tok = np.asarray(self.tok, np.int32)
@@ -116,7 +133,7 @@ class Session:
         self.ids += out[0].tolist()
         return out[0]
 
-    def type(self, text):
+    def type(self, text: str) -> list[str]:
         """Force ``text`` into the text; returns the characters left out (not in the
         vocabulary)."""
         bad = self.vocab.unknown_chars(text)
@@ -126,7 +143,7 @@ class Session:
             self._run(ids)
         return bad
 
-    def write(self, k=None):
+    def write(self, k: int | None = None) -> None:
         """Let the model write ``k`` more characters (original characters: a Hangul
         syllable counts once)."""
         k = self.k if k is None else k
@@ -148,7 +165,7 @@ class Session:
             if len(self.text) >= goal:
                 break
 
-    def next_line(self):
+    def next_line(self) -> None:
         """Let the model write up to and including its next newline."""
         self._save()
         nl = self.start if self.vocab.symbols[self.start] == "\n" else None
@@ -156,20 +173,20 @@ class Session:
             if self._run([-1])[0] == nl:
                 break
 
-    def undo(self):
+    def undo(self) -> bool:
         if self.history:
             self.ids, self.tok, self.states, self.t = self.history.pop()
             self._engine = self._new_engine()
             return True
         return False
 
-    def reset(self):
+    def reset(self) -> None:
         if self.ids:
             self._save()
             self._set_empty()
             self._engine = self._new_engine()
 
-    def command(self, line):
+    def command(self, line: str) -> str:
         """A `:` command; returns a message for the status line."""
         words = line.strip().lstrip(":").split()
         if not words:
@@ -214,7 +231,7 @@ class Session:
             self._engine = self._new_engine()
         return f"{_PRETTY[field]} {value:g}"
 
-    def _allow(self, chars):
+    def _allow(self, chars: str) -> str:
         """`:allow CHARS`: only these characters from now on; `:allow` alone: all."""
         try:
             self.allowed = Allowed(self.vocab, chars) if chars else None
@@ -340,7 +357,7 @@ class _Terminal:
         self.leave()
         os.close(self.fd)
 
-    def keys(self):
+    def keys(self) -> Iterator[str]:
         """Typed text, one key (or one pasted/IME-committed run of characters) at a time."""
         dec = codecs.getincrementaldecoder("utf-8")("replace")
         while True:
@@ -380,7 +397,7 @@ class _Terminal:
         return bool(select.select([self.fd], [], [], 0.03)[0])
 
 
-def run(session, title="charrnn"):
+def run(session: Session, title: str = "charrnn") -> str:
     """The interactive loop; returns the final text."""
     with _Terminal() as term:
         screen = _Screen(term.fd, session, title)

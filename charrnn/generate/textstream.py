@@ -1,20 +1,28 @@
 """One sample's text as its symbols come: recomposed, cut at a length or after a stop."""
 
+from __future__ import annotations
+
 import copy
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from charrnn.text import Vocab
 
 
 class TextStream:
     """One sample's text: recomposed as it streams, cut at ``length`` characters or
     just after the stop string."""
 
-    def __init__(self, vocab, length, stop):
+    def __init__(self, vocab: Vocab, length: int, stop: str | None) -> None:
         self.decoder = vocab.stream_decoder()
         self.left, self.stop = length, stop or None
         self.tail = ""  # the last len(stop) - 1 characters, to find a stop across chunks
         self.pending = ""  # text not yet written to the output
         self.done = length <= 0
 
-    def feed(self, ids):
+    def feed(self, ids: ArrayLike) -> None:
         if self.done:
             return
         text = self.decoder.feed(ids)
@@ -30,11 +38,11 @@ class TextStream:
         self.left -= len(text)
         self.pending += text
 
-    def take(self):
+    def take(self) -> str:
         text, self.pending = self.pending, ""
         return text
 
-    def copy(self):
+    def copy(self) -> TextStream:
         """An independent copy (beam search branches a text)."""
         other = copy.copy(self)
         other.decoder = copy.copy(self.decoder)
