@@ -1,6 +1,8 @@
 """Constrained and beam generation (`sample --allow/--require/--beam`, `-i`'s allow and
 beam): through the real CLI and the library, on the tiny trained runs."""
 
+import io
+
 import numpy as np
 import pytest
 from clihelp import error_line, ok, run
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 from charrnn.generate.choice import Options
 from charrnn.generate.interactive import Session
 from charrnn.generate.sampler import start_id
-from charrnn.generate.write import Request, echoed_prime, run_to_end, samples
+from charrnn.generate.write import SEPARATOR, Request, echoed_prime, write_samples
 from charrnn.nn.step import NumpyOps, cell_step
 from charrnn.store.loader import load
 
@@ -24,8 +26,11 @@ def loaded(path):
 
 
 def generated(m, request):
-    """The request's samples without their echoed prime."""
-    _, texts = run_to_end(samples(m, request))
+    """The request's samples without their echoed prime, through what `charrnn sample`
+    runs (write_samples), which writes them as it returns them."""
+    out = io.StringIO()
+    texts = write_samples(out, m, request)
+    assert out.getvalue() == SEPARATOR.join(texts)
     shown = len(echoed_prime(m.vocab, request))
     return [t[shown:] for t in texts]
 

@@ -14,7 +14,11 @@ only at the end) and --require (rejection: a sample is kept only once it contain
 string) come whole, at the end.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 import numpy as np
 
@@ -24,6 +28,16 @@ from charrnn.generate.choice import Options
 from charrnn.generate.constraints import Allowed
 from charrnn.generate.sampler import CHUNK, Sampler, Wait, start_id, step_seconds
 from charrnn.generate.textstream import TextStream
+
+if TYPE_CHECKING:
+    from charrnn.generate.xla_process import ChildSlots
+    from charrnn.store.loaded import LoadedModel
+    from charrnn.text import Vocab
+
+T = TypeVar("T")
+# What ``samples`` yields (the module doc): a piece (sample index, text), None (control
+# handed back) or a Wait (on a TensorFlow child)
+Event = tuple[int, str] | Wait | None
 
 SEPARATOR = "\n\n----------------\n\n"
 REQUIRE_TRIES = 16  # --require: candidates per sample before giving up
@@ -38,15 +52,15 @@ class Request:
     length: int = 1000
     num_samples: int = 1
     options: Options = Options()
-    stop: str = None
-    allow: str = None  # only these characters may be emitted
-    require: str = None  # each sample must contain this (rejection)
+    stop: str | None = None
+    allow: str | None = None  # only these characters may be emitted
+    require: str | None = None  # each sample must contain this (rejection)
     require_tries: int = REQUIRE_TRIES
     beam: int = 0  # beam width; 0: sample
     echo_prime: bool = True
     unknown: str = "error"  # prime characters outside the vocabulary: error or skip
 
-    def check(self):
+    def check(self) -> None:
         self.options.check()
         if self.unknown not in ("error", "skip"):
             raise CharrnnError("--unknown must be error or skip")
@@ -69,14 +83,14 @@ class Request:
 
 
 def samples(
-    loaded,
+    loaded: LoadedModel,
     request: Request,
-    engine="auto",
-    numpy_steps=None,
-    on_warning=None,
-    chunk_seconds=0.1,
-    children=None,
-):
+    engine: str = "auto",
+    numpy_steps: int | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    chunk_seconds: float = 0.1,
+    children: ChildSlots | None = None,
+) -> Generator[Event, None, list[str]]:
     """The generator described in the module doc.  ``children``: a
     charrnn.generate.xla_process.ChildSlots capping the TensorFlow children of all the
     requests it is shared by (a server's); None: no cap."""
@@ -100,7 +114,15 @@ def samples(
     return (yield from _sampled(loaded, request, ids, allowed, 0, request.num_samples, run))
 
 
-def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
+def _sampled(
+    loaded: LoadedModel,
+    request: Request,
+    ids: np.ndarray,
+    allowed: Allowed | None,
+    first_lane: int,
+    batch: int,
+    run: dict,
+) -> Generator[Event, None, list[str]]:
     """Samples first_lane .. first_lane + batch - 1, streamed in order."""
     vocab = loaded.vocab
     sampler = Sampler(
@@ -160,14 +182,16 @@ def _sampled(loaded, request, ids, allowed, first_lane, batch, run):
         sampler.close()
 
 
-def _next_turn(steps, seconds, chunk_seconds):
+def _next_turn(steps: int, seconds: float, chunk_seconds: float) -> int:
     """Steps for the next turn, after ``steps`` took ``seconds`` of computing (waits on a
     child left out): about ``chunk_seconds`` each -- smooth streaming at any model size,
     and a server's turns short."""
     return max(1, min(MAX_ASK, int(steps * chunk_seconds / max(seconds, 1e-4))))
 
 
-def _prime(sampler, ids, chunk_seconds, n):
+def _prime(
+    sampler: Sampler, ids: np.ndarray, chunk_seconds: float, n: int
+) -> Generator[Wait | None, None, None]:
     """Feed the prime in turns of about ``chunk_seconds`` (a long prime would otherwise be
     one long step), the first of ``n`` ids; the ids are the same however the prime is
     split."""
@@ -180,7 +204,9 @@ def _prime(sampler, ids, chunk_seconds, n):
         yield None
 
 
-def _required(loaded, request, ids, allowed, run):
+def _required(
+    loaded: LoadedModel, request: Request, ids: np.ndarray, allowed: Allowed | None, run: dict
+) -> Generator[Event, None, list[str]]:
     """--require by rejection: candidates are samples num_samples, num_samples + 1, ...
     (each with its own random numbers), tried in order; the first ones whose generated
     text contains the string are the samples."""
@@ -202,7 +228,7 @@ def _required(loaded, request, ids, allowed, run):
     return kept[:want]
 
 
-def echoed_prime(vocab, request) -> str:
+def echoed_prime(vocab: Vocab, request: Request) -> str:
     """The text a sample starts with: the prime as echoed (without a final syllable that
     the model may still complete), or "" with echo off."""
     if not (request.echo_prime and request.prime):
@@ -210,7 +236,7 @@ def echoed_prime(vocab, request) -> str:
     return vocab.stream_decoder().feed(vocab.encode(request.prime, unknown=request.unknown))
 
 
-def _quiet(gen):
+def _quiet(gen: Generator[Event, None, T]) -> Generator[Wait | None, None, T]:
     """Run a sample generator handing back control only (its pieces are not for output,
     its Waits are passed on); returns what it returns."""
     while True:
@@ -221,7 +247,13 @@ def _quiet(gen):
         yield event if isinstance(event, Wait) else None
 
 
-def _beam(loaded, request, ids, allowed, chunk_seconds):
+def _beam(
+    loaded: LoadedModel,
+    request: Request,
+    ids: np.ndarray,
+    allowed: Allowed | None,
+    chunk_seconds: float,
+) -> Generator[Event, None, list[str]]:
     vocab = loaded.vocab
     stream = TextStream(vocab, request.length, request.stop)
     shown_prime = stream.decoder.feed(ids) if request.echo_prime else ""
@@ -241,30 +273,15 @@ def _beam(loaded, request, ids, allowed, chunk_seconds):
     return [text]
 
 
-def run_to_end(gen):
-    """Drive a ``samples`` generator to its end, blocking at its Waits: (pieces in order,
-    return value)."""
-    pieces = []
-    try:
-        while True:
-            event = next(gen)
-            if isinstance(event, Wait):
-                event.block()
-            elif event is not None:
-                pieces.append(event)
-    except StopIteration as stop:
-        return pieces, stop.value
-
-
 def write_samples(
-    out,
-    loaded,
+    out: TextIO,
+    loaded: LoadedModel,
     request: Request,
-    separator=SEPARATOR,
-    engine="auto",
-    numpy_steps=None,
-    on_warning=None,
-):
+    separator: str = SEPARATOR,
+    engine: str = "auto",
+    numpy_steps: int | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> list[str]:
     """Generate the request's samples and write them to the text stream ``out`` as they
     come, each after the first preceded by ``separator``; returns the sample texts."""
     gen = samples(loaded, request, engine=engine, numpy_steps=numpy_steps, on_warning=on_warning)
