@@ -24,22 +24,34 @@ share hand over to TensorFlow child processes, at most --max-children at once, w
 engine thread never waits for (charrnn.serve.engine).
 """
 
+from __future__ import annotations
+
 import asyncio
 import json
 import threading
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from charrnn.analysis.novelty import sample_reports
 from charrnn.errors import CharrnnError
 from charrnn.generate.write import samples
-from charrnn.serve.engine import CHUNK_SECONDS, Engine, Full
+from charrnn.serve.engine import CHUNK_SECONDS, Engine, Full, Job
 from charrnn.serve.request import SCORE, BadRequest, Limits, fields, generate_request
+
+if TYPE_CHECKING:
+    from charrnn.analysis.novelty import NoveltyIndex
+    from charrnn.analysis.scoring import Step
+    from charrnn.atomic import StrPath
+    from charrnn.generate.write import Request as SampleRequest
+    from charrnn.store.loaded import LoadedModel
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -47,19 +59,24 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 class Served:
     """The model behind the API, and how to load it again."""
 
-    def __init__(self, path, checkpoint, load):
+    def __init__(
+        self,
+        path: StrPath,
+        checkpoint: StrPath,
+        load: Callable[[StrPath, StrPath], LoadedModel],
+    ) -> None:
         self.path, self.checkpoint, self._load = path, checkpoint, load
         self.lock = threading.Lock()
         self.loaded = load(path, checkpoint)
         self.novelty = self.step = None
 
-    def reload(self):
+    def reload(self) -> LoadedModel:
         loaded = self._load(self.path, self.checkpoint)
         with self.lock:
             self.loaded, self.novelty, self.step = loaded, None, None
         return loaded
 
-    def score_step(self, loaded):
+    def score_step(self, loaded: LoadedModel) -> Step:
         """The compiled scoring step of ``loaded``'s Keras model (imports TensorFlow)."""
         from charrnn.analysis.scoring import make_step
 
@@ -68,7 +85,7 @@ class Served:
                 self.step = (loaded, make_step(loaded.model))
             return self.step[1]
 
-    def novelty_index(self):
+    def novelty_index(self) -> NoveltyIndex:
         from charrnn.analysis.novelty import index_for
 
         with self.lock:
@@ -77,17 +94,19 @@ class Served:
             return self.novelty
 
 
-def error(status, message):
+def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def make_app(served: Served, *, host, port, limits=Limits()):
+def make_app(
+    served: Served, *, host: str, port: int, limits: Limits = Limits()
+) -> tuple[ASGIApp, Engine]:
     engine = Engine(limits.max_streams, limits.max_children)
     hosts = _allowed_hosts(host, port)
     scorer = ThreadPoolExecutor(1, thread_name_prefix="charrnn-score")
     busy = f"all {limits.max_streams} streams are busy (--max-streams); try again in a moment"
 
-    def describe():
+    def describe() -> dict:
         loaded = served.loaded
         return {
             "path": str(served.path),
@@ -104,22 +123,22 @@ def make_app(served: Served, *, host, port, limits=Limits()):
             "limits": limits.describe(loaded),
         }
 
-    async def healthz(request):
+    async def healthz(request: Request) -> Response:
         return JSONResponse(
             {"status": "ok", "active_streams": engine.active, "max_streams": limits.max_streams}
         )
 
-    async def model(request):
+    async def model(request: Request) -> Response:
         return JSONResponse(describe())
 
-    async def reload(request):
+    async def reload(request: Request) -> Response:
         try:
             await asyncio.to_thread(served.reload)
         except CharrnnError as e:
             return error(409, f"reloading failed, the old model goes on serving: {e}")
         return JSONResponse(describe())
 
-    async def generate(request):
+    async def generate(request: Request) -> Response:
         body = await _json_body(request, limits.max_body)
         loaded = served.loaded
         req, stream, novelty, seed = generate_request(body, loaded, limits)
@@ -129,7 +148,7 @@ def make_app(served: Served, *, host, port, limits=Limits()):
         events = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
-        def emit(kind, value):
+        def emit(kind: str, value: object) -> None:
             loop.call_soon_threadsafe(events.put_nowait, (kind, value))
 
         gen = samples(loaded, req, chunk_seconds=CHUNK_SECONDS, children=engine.children)
@@ -147,7 +166,7 @@ def make_app(served: Served, *, host, port, limits=Limits()):
             )
         return await _whole(request, job, events, meta, req, index, loaded)
 
-    async def score(request):
+    async def score(request: Request) -> Response:
         text = fields(await _json_body(request, limits.max_body), SCORE)["text"]
         if text is None:
             raise BadRequest(400, 'give the text to score as {"text": "..."}')
@@ -199,7 +218,7 @@ def make_app(served: Served, *, host, port, limits=Limits()):
     return _Guard(app, hosts), engine
 
 
-def _allowed_hosts(host, port):
+def _allowed_hosts(host: str, port: int) -> set[str] | None:
     if host in ("0.0.0.0", "::"):
         return None  # every interface: the user's explicit choice; Origin is still checked
     names = set(LOOPBACK) if host in LOOPBACK else {host}
@@ -209,10 +228,10 @@ def _allowed_hosts(host, port):
 class _Guard:
     """Refuse other Hosts (DNS rebinding), other Origins and non-JSON POSTs, before routing."""
 
-    def __init__(self, app, hosts):
+    def __init__(self, app: ASGIApp, hosts: set[str] | None) -> None:
         self.app, self.hosts = app, hosts
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             why = self._refusal(scope, headers)
@@ -221,7 +240,7 @@ class _Guard:
                 return
         await self.app(scope, receive, send)
 
-    def _refusal(self, scope, headers):
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
         host = headers.get("host", "")
         if self.hosts is not None and host not in self.hosts:
             return 403, (
@@ -240,13 +259,13 @@ class _Gone(Exception):
     """The client of a /v1/score went away."""
 
 
-def _score(served, loaded, text, job):
+def _score(served: Served, loaded: LoadedModel, text: str, job: Job) -> dict:
     """/v1/score's work, on the scoring thread: what `evaluate --per-line` gives, stopping
     between windows of symbols once the client is gone or --timeout has passed."""
     from charrnn.analysis import scoring
     from charrnn.analysis.evaluate import per_line
 
-    def check():
+    def check() -> None:
         if job.cancelled:
             raise _Gone
         if job.expired:
@@ -255,7 +274,7 @@ def _score(served, loaded, text, job):
     check()  # it may have waited for the thread
     step = served.score_step(loaded)
 
-    def checked_step(*args):
+    def checked_step(*args: Any) -> Any:
         check()
         return step(*args)
 
@@ -264,7 +283,7 @@ def _score(served, loaded, text, job):
     return {"lines": list(per_line("request", scored)), "total": scored.figures()}
 
 
-async def _json_body(request: Request, max_body):
+async def _json_body(request: Request, max_body: int) -> Any:
     """The body as JSON, read only up to ``max_body`` bytes whether it says its length
     (Content-Length) or streams (chunked); 400 for whatever the parser cannot take."""
     too_big = BadRequest(413, f"the body is over {max_body:,} bytes (the server's --max-body)")
@@ -286,7 +305,7 @@ async def _json_body(request: Request, max_body):
         raise BadRequest(400, f"the body is not valid JSON ({str(e)[:200]})") from None
 
 
-def _failure(value):
+def _failure(value: BaseException) -> tuple[int, str]:
     if isinstance(value, TimeoutError):
         return 504, "the request took longer than the server's --timeout"
     if isinstance(value, CharrnnError):
@@ -294,7 +313,15 @@ def _failure(value):
     return 500, f"internal error: {value}"
 
 
-async def _whole(request, job, events, meta, req, index, loaded):
+async def _whole(
+    request: Request,
+    job: Job,
+    events: asyncio.Queue,
+    meta: dict,
+    req: SampleRequest,
+    index: NoveltyIndex | None,
+    loaded: LoadedModel,
+) -> Response:
     """Wait for the whole reply, giving up the slot if the client goes away (asked every
     quarter second, whether pieces are coming or not)."""
     loop = asyncio.get_running_loop()
@@ -324,7 +351,14 @@ async def _whole(request, job, events, meta, req, index, loaded):
         job.cancel()
 
 
-async def _sse(job, events, meta, req, index, loaded):
+async def _sse(
+    job: Job,
+    events: asyncio.Queue,
+    meta: dict,
+    req: SampleRequest,
+    index: NoveltyIndex | None,
+    loaded: LoadedModel,
+) -> AsyncIterator[str]:
     """Server-sent events; a client that disconnects cancels this, which frees the slot."""
     try:
         yield _event("start", meta)
@@ -348,5 +382,5 @@ async def _sse(job, events, meta, req, index, loaded):
         job.cancel()
 
 
-def _event(name, data):
+def _event(name: str, data: dict) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"

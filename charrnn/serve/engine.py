@@ -30,13 +30,22 @@ model loaded once, no process or TensorFlow start per request (the NumPy engine 
 none), one thread doing the arithmetic while the event loop serves the sockets.
 """
 
+from __future__ import annotations
+
 import select
 import threading
 import time
+from collections.abc import Callable, Generator
+from typing import Literal
 
 from charrnn.errors import CharrnnError
 from charrnn.generate.sampler import Wait
+from charrnn.generate.write import Event
 from charrnn.generate.xla_process import ChildSlots
+
+# A request: a charrnn.generate.write.samples generator, and where its events go (Job)
+Gen = Generator[Event, None, list[str]]
+Emit = Callable[[str, object], None]
 
 CHUNK_SECONDS = 0.02
 
@@ -53,7 +62,7 @@ class Job:
     then ("done", return value) or ("error", CharrnnError, TimeoutError or other
     exception)."""
 
-    def __init__(self, engine, gen, emit, deadline):
+    def __init__(self, engine: Engine, gen: Gen | None, emit: Emit | None, deadline: float) -> None:
         self.engine, self.gen, self.emit, self.deadline = engine, gen, emit, deadline
         self.cancelled = False
 
@@ -61,14 +70,14 @@ class Job:
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
 
-    def cancel(self):
+    def cancel(self) -> None:
         """Give up the slot now (from any thread); the generator is closed on the engine
         thread."""
         self.engine.release(self)
 
 
 class Engine:
-    def __init__(self, max_streams, max_children=2):
+    def __init__(self, max_streams: int, max_children: int = 2) -> None:
         self.max_streams = max_streams
         self.children = ChildSlots(max_children)  # pass to charrnn.generate.write.samples
         self.held = set()  # every job holding a slot
@@ -83,7 +92,7 @@ class Engine:
         with self.cond:
             return len(self.held)
 
-    def submit(self, gen, emit, timeout) -> Job:
+    def submit(self, gen: Gen, emit: Emit, timeout: float) -> Job:
         """Start stepping ``gen``; raises Full when ``max_streams`` slots are held."""
         job = self.hold(timeout, gen, emit)
         with self.cond:
@@ -92,7 +101,7 @@ class Engine:
             self.cond.notify()
         return job
 
-    def hold(self, timeout, gen=None, emit=None) -> Job:
+    def hold(self, timeout: float, gen: Gen | None = None, emit: Emit | None = None) -> Job:
         """Take a slot for ``timeout`` seconds; raises Full when ``max_streams`` are held."""
         job = Job(self, gen, emit, time.monotonic() + timeout)
         with self.cond:
@@ -101,13 +110,13 @@ class Engine:
             self.held.add(job)
         return job
 
-    def release(self, job):
+    def release(self, job: Job) -> None:
         with self.cond:
             job.cancelled = True
             self.held.discard(job)
             self.cond.notify()
 
-    def _loop(self):
+    def _loop(self) -> None:
         while True:
             with self.cond:
                 while not self.jobs:
@@ -125,12 +134,12 @@ class Engine:
                 # has something to say or a turn has passed (a new job, a cancel, room).
                 select.select(fds, [], [], CHUNK_SECONDS)
 
-    def _fresh(self):
+    def _fresh(self) -> list[Job]:
         with self.cond:
             fresh, self.fresh = self.fresh, []
         return fresh
 
-    def _give_turn(self, job, fds) -> bool:
+    def _give_turn(self, job: Job, fds: list[int]) -> bool:
         """One turn of ``job``: True if it did something, False if it only waits (on the
         pipe it adds to ``fds``, if any)."""
         if job.gen is None:
@@ -149,7 +158,7 @@ class Engine:
             return False
         return True
 
-    def _turn(self, job):
+    def _turn(self, job: Job) -> Event | Literal[False]:
         """Step ``job`` for up to CHUNK_SECONDS (a short request is done in one turn, not
         one round of every other job per chunk); what its last step gave."""
         end = time.perf_counter() + CHUNK_SECONDS
@@ -158,7 +167,7 @@ class Engine:
             if event is False or isinstance(event, Wait) or time.perf_counter() >= end:
                 return event
 
-    def _step(self, job):
+    def _step(self, job: Job) -> Event | Literal[False]:
         """Advance ``job`` by one chunk: False when it is over, else what it yielded."""
         if job.cancelled:
             return False

@@ -5,9 +5,12 @@ the memory of one request are bounded, and so the server's, its TensorFlow child
 included: see ``Limits.memory_bound``.
 """
 
+from __future__ import annotations
+
 import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from charrnn.errors import CharrnnError
 from charrnn.generate.beam import max_steps
@@ -15,6 +18,9 @@ from charrnn.generate.choice import PAIRWISE_MAX, Options
 from charrnn.generate.constraints import Allowed
 from charrnn.generate.write import MAX_ASK, REQUIRE_TRIES, Request
 from charrnn.generate.xla_process import child_memory
+
+if TYPE_CHECKING:
+    from charrnn.store.loaded import LoadedModel
 
 MAX_SAMPLES = 64
 MAX_BEAM = 64  # and at most the vocabulary size
@@ -60,15 +66,15 @@ class Limits:
         again waiting for a slot or reading their reply, and 32 for /healthz and the like."""
         return 2 * self.max_streams + 32
 
-    def max_beam(self, vocab_size) -> int:
+    def max_beam(self, vocab_size: int) -> int:
         return min(MAX_BEAM, vocab_size)
 
-    def child_memory(self, loaded) -> int:
+    def child_memory(self, loaded: LoadedModel) -> int:
         """Bytes one TensorFlow child may hold for this model: see
         charrnn.generate.xla_process.child_memory (per model size: its weights count)."""
         return child_memory(loaded.weights, MAX_SAMPLES, MAX_ASK)
 
-    def memory_bound(self, loaded) -> int:
+    def memory_bound(self, loaded: LoadedModel) -> int:
         """Bytes above the idle server's resident memory that requests in flight can hold
         at most, the server's TensorFlow children included (README: Serving a model).
         Per stream, the larger of
@@ -91,7 +97,7 @@ class Limits:
             + self.max_children * self.child_memory(loaded)
         )
 
-    def describe(self, loaded) -> dict:
+    def describe(self, loaded: LoadedModel) -> dict:
         """The limits as /v1/model gives them."""
         vocab_size = len(loaded.vocab.symbols)
         return {
@@ -114,12 +120,12 @@ class Limits:
 
 
 class BadRequest(Exception):
-    def __init__(self, status, message):
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
 
 
-def fields(body, spec) -> dict:
+def fields(body: object, spec: dict[str, tuple[type, object]]) -> dict:
     """The body's values for ``spec``, typed, defaults filled in."""
     if not isinstance(body, dict):
         raise BadRequest(400, 'the body must be a JSON object, e.g. {"prime": "The ", "n": 200}')
@@ -156,7 +162,9 @@ def fields(body, spec) -> dict:
     return out
 
 
-def generate_request(body, loaded, limits: Limits) -> tuple:
+def generate_request(
+    body: object, loaded: LoadedModel, limits: Limits
+) -> tuple[Request, bool, bool, int]:
     """(charrnn.generate.write.Request, stream?, novelty?, seed) for a /v1/generate body."""
     f = fields(body, GENERATE)
     _within(f, "n", 0, limits.max_chars, "the server's --max-chars")
@@ -213,19 +221,19 @@ def generate_request(body, loaded, limits: Limits) -> tuple:
     return request, f["stream"], f["novelty"], seed
 
 
-def _within(f, name, low, high, why=None):
+def _within(f: dict, name: str, low: int, high: int, why: str | None = None) -> None:
     if not low <= f[name] <= high:
         raise BadRequest(
             400, f"{name} must be between {low} and {high}" + (f" ({why})" if why else "")
         )
 
 
-def _short(value):
+def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _options(message):
+def _options(message: str) -> str:
     """A CLI message in the API's words (--top-k -> top_k, -n -> n)."""
     for flag in (
         "--num-samples",

@@ -1,9 +1,14 @@
 """Bind, say where, serve until Ctrl-C or SIGTERM, then drain the streams in flight."""
 
+from __future__ import annotations
+
 import contextlib
 import signal
 import socket
+from collections.abc import Callable, Iterator
+from types import FrameType, ModuleType
 
+from charrnn.atomic import StrPath
 from charrnn.errors import CharrnnError
 from charrnn.serve.app import Served, make_app
 from charrnn.serve.request import Limits
@@ -13,20 +18,20 @@ EXTRA = "pip install 'charrnn[serve]'"
 
 
 def serve(
-    path,
+    path: StrPath,
     *,
-    host="127.0.0.1",
-    port=8000,
-    checkpoint="best",
-    max_streams=16,
-    max_chars=10_000,
-    max_body=65_536,
-    timeout=300.0,
-    max_children=2,
-    verbose=False,
-    on_info=print,
-    on_warning=None,
-):
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    checkpoint: StrPath = "best",
+    max_streams: int = 16,
+    max_chars: int = 10_000,
+    max_body: int = 65_536,
+    timeout: float = 300.0,
+    max_children: int = 2,
+    verbose: bool = False,
+    on_info: Callable[[str], None] = print,
+    on_warning: Callable[[str], None] | None = None,
+) -> None:
     try:
         import uvicorn
     except ImportError:
@@ -77,13 +82,13 @@ def serve(
     on_info("Stopped.")
 
 
-def _server_class(uvicorn):
+def _server_class(uvicorn: ModuleType) -> type:
     class Server(uvicorn.Server):
         """uvicorn's server, but a signal ends it with exit status 0 once the streams in
         flight are done (uvicorn raises the signal again after its graceful shutdown)."""
 
         @contextlib.contextmanager
-        def capture_signals(self):
+        def capture_signals(self) -> Iterator[None]:
             old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
             try:
                 yield
@@ -91,7 +96,7 @@ def _server_class(uvicorn):
                 for s, handler in old.items():
                     signal.signal(s, handler)
 
-        def handle_exit(self, sig, frame):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if not self.should_exit:
                 self.on_stop()
             super().handle_exit(sig, frame)
@@ -99,11 +104,11 @@ def _server_class(uvicorn):
     return Server
 
 
-def _url_host(host):
+def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _bind(host, port):
+def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
