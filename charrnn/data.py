@@ -1,5 +1,7 @@
 """The Python API's ``charrnn.data`` (README, Python API): kept as a re-export of
 charrnn.store.prepare (writing datasets) and charrnn.store.dataset (reading them)."""
 
-from charrnn.store.dataset import Dataset, iter_dump, load_dataset  # noqa: F401
-from charrnn.store.prepare import prepare  # noqa: F401
+from charrnn.store.dataset import Dataset, iter_dump, load_dataset
+from charrnn.store.prepare import prepare
+
+__all__ = ["Dataset", "iter_dump", "load_dataset", "prepare"]

@@ -1,4 +1,6 @@
 """The Python API's ``charrnn.scoring`` (README, Python API): kept as a re-export of
 charrnn.analysis.scoring, the one scoring definition."""
 
-from charrnn.analysis.scoring import Scored, figures, score_text, symbol_nats  # noqa: F401
+from charrnn.analysis.scoring import Scored, figures, score_text, symbol_nats
+
+__all__ = ["Scored", "figures", "score_text", "symbol_nats"]
