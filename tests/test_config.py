@@ -1,12 +1,27 @@
-"""Training configuration: shipped configs, precedence, and one-line errors for bad values."""
+"""Training configuration: shipped configs, precedence, and one-line errors for bad values;
+the settings' declarations and what derives from them (flags, resume guard, docs/settings.md)."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from clihelp import error_line, run
+from clihelp import error_line, ok, run
 from hypothesis import given
 from hypothesis import strategies as st
 
 from charrnn.errors import CharrnnError
-from charrnn.train.config import find_config, load_config, parse_duration, resolve, shipped_configs
+from charrnn.train import settings
+from charrnn.train.config import (
+    find_config,
+    load_config,
+    parse_duration,
+    resolve,
+    shipped_configs,
+    to_yaml,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def assert_error(result, *needles):
@@ -184,3 +199,125 @@ def test_model_auto_is_short_for_size_and_cell_auto_and_checked(tmp_path):
         load_config(None, sets=["model.cell=mamba"])
     with pytest.raises(CharrnnError, match="train.seq_unit must be symbols or chars"):
         load_config(None, sets=["train.seq_unit=bytes"])
+
+
+# --- the declarations and what derives from them -------------------------------------------
+
+
+def test_every_default_is_a_valid_value_of_its_own_setting():
+    for setting in settings.SETTINGS:
+        assert setting.read(setting.default) == setting.default, setting.key
+        if setting.nullable:
+            assert setting.read(None) is None
+        else:
+            with pytest.raises(ValueError, match="must not be null"):
+                setting.read(None)
+    with pytest.raises(TypeError, match="null="):  # a null default says what null means
+        settings.Setting("train.x", settings.INT, None, "X.")
+
+
+def test_the_reference_is_what_the_declarations_generate():
+    """docs/settings.md: regenerate with `python -m charrnn.train.settings > docs/settings.md`."""
+    text = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
+    assert text == settings.reference()
+    for setting in settings.SETTINGS:
+        assert f"| `{setting.key}` |" in text
+    printed = subprocess.run(
+        [sys.executable, "-m", "charrnn.train.settings"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert printed == text
+
+
+def test_train_flags_are_the_declared_ones_with_their_help():
+    helptext = " ".join(ok(run("train", "--help")).stdout.split())
+    flagged = [s for s in settings.SETTINGS if s.flag]
+    assert {s.flag for s in flagged} == {
+        "--data",
+        "--out",
+        "--max-time",
+        "--model-size",
+        "--max-steps",
+        "--max-epochs",
+        "--seed",
+        "--logdir",
+        "--strategy",
+    }
+    for setting in flagged:
+        assert f"{setting.help.rstrip('.')} (sets {setting.key})." in helptext
+    assert "-o, --out PATH" in helptext and "--strategy [auto|default|mirrored|multiworker]" in (
+        helptext
+    )
+
+
+def test_a_flag_sets_its_key_and_errors_name_the_flag(tmp_path):
+    cfg, sources = load_config(
+        "quick", flags={"model.size": "auto", "train.max_steps": 7, "train.logdir": None}
+    )
+    assert cfg["model"]["size"] == "auto" and cfg["train"]["max_steps"] == 7
+    assert sources["model.size"] == "--model-size"  # the flag's name, not --size
+    assert cfg["train"]["logdir"] is None and "train.logdir" not in sources
+    assert_error(
+        run("train", "--config", "quick", "--max-steps", 0),
+        "--max-steps: train.max_steps must be > 0, got 0",
+    )
+    usage = run("train", "--config", "quick", "--model-size", "big")  # click's Choice
+    assert usage.exit_code == 2 and "'--model-size': 'big' is not 'auto'" in usage.stderr
+
+
+def test_set_takes_a_string_as_written_and_other_values_as_yaml():
+    cfg, _ = load_config(
+        "quick",
+        sets=[
+            "train.out=010",
+            "data=yes",
+            "train.logdir=null",
+            "train.max_time=1h30m",
+            "train.eval_every=5m",
+            "train.grad_clip=~",
+            "train.jit_compile=true",
+            "train.learning_rate=1e-3",
+        ],
+    )
+    t = cfg["train"]
+    assert (t["out"], cfg["data"], t["logdir"]) == ("010", "yes", None)
+    assert (t["max_time"], t["eval_every"], t["grad_clip"]) == (5400.0, "5m", None)
+    assert t["jit_compile"] is True and t["learning_rate"] == 0.001
+    with pytest.raises(CharrnnError, match=r"--set train.out: train.out must not be null"):
+        load_config("quick", sets=["train.out= "])
+    with pytest.raises(CharrnnError, match=r"--set train.seed: train.seed must be an integer"):
+        load_config("quick", sets=["train.seed=soon"])
+
+
+def test_written_config_reads_back_the_same(tmp_path):
+    """config.yaml in a run is to_yaml of the resolved config; resume reads it as its base."""
+    cfg, _ = load_config("quick", sets=["train.eval_every=5m", "model.cell=mingru"])
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(cfg), encoding="utf-8")
+    again, sources = load_config(None, base=path)
+    assert again == cfg and set(sources) == {s.key for s in settings.SETTINGS if "." in s.key} | {
+        "data"
+    }
+    assert list(again["train"]) == list(settings.defaults()["train"])  # the declared order
+
+
+def test_resume_guard_is_the_declared_fixed_settings():
+    import inspect
+
+    from charrnn.nn.model import build_model
+
+    fixed = [s.name for s in settings.fixed_on_resume("train")]
+    assert fixed == ["batch_size", "seq_length", "seq_unit"]
+    # the model keys --resume compares with model.json: the architecture, what builds the model
+    model_keys = [s.name for s in settings.fixed_on_resume("model")]
+    assert model_keys == list(inspect.signature(build_model).parameters)[1:]
+
+
+def test_the_cli_imports_neither_yaml_nor_tensorflow():
+    code = (
+        "import sys, charrnn.cli; "
+        "assert not {'yaml', 'tensorflow', 'keras'} & set(sys.modules), sys.modules.keys()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -3,7 +3,32 @@
 import click
 
 from charrnn.cli.group import cli, info, process_seconds
-from charrnn.train.distribute import STRATEGIES
+from charrnn.train.settings import FLOAT, INT, PATH, SETTINGS, Setting
+
+# The options that set a config key, by parameter name: declared with the settings
+# (charrnn.train.settings: a Setting's flag), their help text the setting's own.
+SETTING_FLAGS = {s.key.replace(".", "_"): s for s in SETTINGS if s.flag}
+
+
+def _option(setting: Setting, param: str):
+    kind = setting.kind
+    if setting.check and setting.check.choices:
+        kwargs = {"type": click.Choice(setting.check.choices)}
+    elif kind in (INT, FLOAT, PATH):  # click converts these (its message names the flag)
+        kwargs = {"type": {INT: int, FLOAT: float, PATH: click.Path()}[kind]}
+    else:  # a string the config reads (a duration): its errors name the flag
+        kwargs = {"metavar": kind.metavar or None}
+    names = [name for name in (setting.short_flag, setting.flag) if name]
+    return click.option(
+        *names, param, help=f"{setting.help.rstrip('.')} (sets {setting.key}).", **kwargs
+    )
+
+
+def setting_options(command):
+    """Add the options of SETTING_FLAGS to ``command``, in the settings' order."""
+    for param, setting in reversed(SETTING_FLAGS.items()):
+        command = _option(setting, param)(command)
+    return command
 
 
 @cli.command()
@@ -15,39 +40,7 @@ from charrnn.train.distribute import STRATEGIES
     help="YAML config: a file, or a shipped config (linux, shakespeare, korean, quick; .yaml "
     "optional).",
 )
-@click.option("--data", type=click.Path(), help="Prepared dataset directory (sets data).")
-@click.option("-o", "--out", type=click.Path(), help="Run directory to write (sets train.out).")
-@click.option(
-    "--max-time",
-    metavar="DURATION",
-    help="Train for this long, counted across --resume: seconds or e.g. 90s, 10m, 2h. The run "
-    "times its first steps and plans its step count (where the LR schedule ends) to fit "
-    "(sets train.max_time).",
-)
-@click.option(
-    "--model-size",
-    type=click.Choice(["auto"]),
-    help="auto: choose the layers, units, embedding and dropout for --max-time from the data and "
-    "this machine's speed; printed, stored in model.json, kept on --resume (sets model.size; "
-    "YAML `model: auto` also chooses the cell, `model.cell: auto`).",
-)
-@click.option("--max-steps", type=int, help="Stop at this global step (sets train.max_steps).")
-@click.option("--max-epochs", type=int, help="Stop after this many epochs (sets train.max_epochs).")
-@click.option(
-    "--seed", type=int, help="Random seed for the initial weights and dropout (sets train.seed)."
-)
-@click.option(
-    "--logdir",
-    type=click.Path(),
-    help="TensorBoard log directory [default: <out>/logs] (sets train.logdir).",
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(STRATEGIES),
-    help="tf.distribute strategy: auto (multiworker when TF_CONFIG names a cluster, mirrored with "
-    ">1 GPU, else default), default (one device), mirrored (all GPUs here), multiworker "
-    "(sets train.strategy).",
-)
+@setting_options
 @click.option(
     "--resume",
     is_flag=True,
@@ -77,23 +70,7 @@ from charrnn.train.distribute import STRATEGIES
     "(repeatable).",
 )
 @click.pass_context
-def train(
-    ctx,
-    config_name,
-    data,
-    out,
-    max_time,
-    model_size,
-    max_steps,
-    max_epochs,
-    seed,
-    logdir,
-    strategy,
-    resume,
-    init_from,
-    force,
-    sets,
-):
+def train(ctx, config_name, resume, init_from, force, sets, **settings):
     """Train a model on a prepared dataset; checkpoints, metrics and logs go to the run directory.
 
     \b
@@ -109,17 +86,7 @@ def train(
         raise click.UsageError(
             f"--resume and {'--init-from' if init_from else '--force'} exclude each other"
         )
-    flags = {
-        "data": data,
-        "train.out": out,
-        "train.max_time": max_time,
-        "model.size": model_size,
-        "train.max_steps": max_steps,
-        "train.max_epochs": max_epochs,
-        "train.seed": seed,
-        "train.logdir": logdir,
-        "train.strategy": strategy,
-    }
+    flags = {SETTING_FLAGS[param].key: value for param, value in settings.items()}
     cfg = configmod.resolve(config_name, sets, flags, resume)
     result = trainmod.train(cfg, resume=resume, init_from=init_from, force=force, log=info)
     if (wall := process_seconds()) is not None:  # beside the run's own clock ("time:" above)

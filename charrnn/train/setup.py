@@ -2,9 +2,14 @@
 and TensorFlow with the model, optimizer, state and compiled steps (charrnn.train.loop
 runs them)."""
 
+from __future__ import annotations
+
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,8 +21,17 @@ from charrnn.nn.cells import PARALLEL
 from charrnn.nn.cells import embedding_size as cell_embedding_size
 from charrnn.store import rundir
 from charrnn.store.weightsfile import checkpoint_extra
-from charrnn.train import autosize, distribute
+from charrnn.train import autosize, distribute, settings
 from charrnn.train.state import TrainState
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow
+
+    from charrnn.store.dataset import Dataset
+    from charrnn.text import Vocab
+
+Log = Callable[[str], None]  # a start-up line's receiver
 
 # --- batches -------------------------------------------------------------------------
 
@@ -29,7 +43,7 @@ class Streams:
     batch_size x (seq_length + 1) ids, so memory does not grow with the corpus.
     """
 
-    def __init__(self, ids, batch_size, seq_length):
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_length: int) -> None:
         self.batch_size, self.seq_length = batch_size, seq_length
         self.length = (len(ids) - 1) // batch_size  # input symbols per stream
         self.batches = self.length // seq_length  # full batches per epoch
@@ -41,15 +55,15 @@ class Streams:
             writeable=False,
         )
 
-    def columns(self, start, stop):
+    def columns(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         chunk = np.asarray(self.view[:, start : stop + 1], dtype=np.int32)
         return chunk[:, :-1], chunk[:, 1:]
 
-    def batch(self, k):
+    def batch(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         return self.columns(k * self.seq_length, (k + 1) * self.seq_length)
 
 
-def window_symbols(train_cfg, meta) -> int:
+def window_symbols(train_cfg: dict, meta: dict) -> int:
     """Symbols per training window: ``seq_length``, or with ``seq_unit: chars`` on jamo
     data the symbols that cover ``seq_length`` characters on average in the train split,
     so a jamo window sees as much text as a syllable window of the same seq_length."""
@@ -59,7 +73,7 @@ def window_symbols(train_cfg, meta) -> int:
     return train_cfg["seq_length"]
 
 
-def symbols_per_char(meta, split="val"):
+def symbols_per_char(meta: dict, split: str = "val") -> float | None:
     """Symbols per original character in ``split`` (> 1 for jamo data); None if unknown."""
     counts = (meta.get("splits") or {}).get(split) or {}
     if counts.get("symbols") and counts.get("chars"):
@@ -70,7 +84,9 @@ def symbols_per_char(meta, split="val"):
 # --- model size: chosen once, for the time budget (model: auto) ---------------------
 
 
-def choose_size(config, ds, out, resume, role, log):
+def choose_size(
+    config: dict, ds: Dataset, out: Path, resume: bool, role: distribute.Role, log: Log
+) -> None:
     """``model.size: auto`` and ``model.cell: auto``: fill in the model settings
     (charrnn.train.autosize); a resumed run keeps the choice its model.json records."""
     model_cfg, train_cfg = config["model"], config["train"]
@@ -117,7 +133,12 @@ def choose_size(config, ds, out, resume, role, log):
 # --- the run directory ----------------------------------------------------------------
 
 
-def check_run_dir(out: Path, resume, model_settings, vocab, train_cfg):
+def check_run_dir(
+    out: Path, resume: bool, model_settings: dict, vocab: Vocab, train_cfg: dict
+) -> None:
+    """Refuse to overwrite a run, or to resume one with what its checkpoint cannot take:
+    another vocabulary, or a setting declared ``fixed_on_resume`` (charrnn.train.settings)
+    changed: the architecture, or the batch shape the carried state depends on."""
     has_ckpt = rundir.has_checkpoint(out)
     if not resume:
         if has_ckpt:
@@ -134,23 +155,24 @@ def check_run_dir(out: Path, resume, model_settings, vocab, train_cfg):
         )
     _check_vocab(read_json(out / rundir.VOCAB_FILE), vocab, f"run {out}")
     old = rundir.read_model_args(out)
-    if old != model_settings:  # dropout too: it owns a checkpointed random generator
-        diff = ", ".join(
-            f"{k} {old.get(k)} -> {model_settings.get(k)}"
-            for k in model_settings
-            if old.get(k) != model_settings.get(k)
-        )
+    keys = [s.name for s in settings.fixed_on_resume("model")]
+    if diff := ", ".join(
+        f"{k} {old.get(k)} -> {model_settings.get(k)}"
+        for k in keys
+        if old.get(k) != model_settings.get(k)
+    ):
         raise CharrnnError(
             f"cannot resume {out} with a different architecture ({diff}); "
             "resume with the run's own model settings or start a new run "
             "with another --out"
         )
-    old_train = rundir.read_config(out).get("train", {})
-    for key in ("batch_size", "seq_length", "seq_unit"):
-        used = old_train.get(key, "symbols" if key == "seq_unit" else None)
-        if used not in (None, train_cfg[key]):
+    old_train = rundir.read_config(out).get("train") or {}
+    for setting in settings.fixed_on_resume("train"):
+        key = setting.name  # an older config.yaml without the key: the default then
+        used = old_train.get(key, setting.default)
+        if used != train_cfg[key]:
             raise CharrnnError(
-                f"cannot resume {out} with train.{key} {train_cfg[key]} (the run "
+                f"cannot resume {out} with {setting.key} {train_cfg[key]} (the run "
                 f"used {used}): the carried state and data position depend on "
                 "it; keep it or start a new run"
             )
@@ -184,18 +206,20 @@ def trim_metrics(path: Path, step: int):
 
 @dataclass
 class Setup:
-    tf: object
-    model: object
-    optimizer: object
-    strategy: object
-    tstate: object
-    train_step: object
-    eval_step: object
-    scale: object  # the float16 loss scale (None otherwise)
+    tf: ModuleType  # TensorFlow, imported (charrnn.backend.tensorflow)
+    model: keras.Model  # charrnn.nn.model's CharRNN
+    optimizer: keras.optimizers.Optimizer  # Adam(W), wrapped for float16 loss scaling
+    strategy: tensorflow.distribute.Strategy
+    tstate: TrainState
+    train_step: Callable[..., tuple]  # (x, y, states) -> (loss, gradient norm, states)
+    eval_step: Callable[..., tuple]  # (x, y, states) -> (NLL of every y, states)
+    scale: tensorflow.Variable | None  # the float16 loss scale (None otherwise)
     notes: str  # what is in effect, for the start-up line
 
 
-def build(config, ds, model_settings, window, write_dir, out) -> Setup:
+def build(
+    config: dict, ds: Dataset, model_settings: dict, window: int, write_dir: Path, out: Path
+) -> Setup:
     """TensorFlow (threads, strategy, precision, determinism, seeds), the model, the
     optimizer, the training state and the compiled steps."""
     from charrnn.nn.model import build_model
@@ -298,7 +322,7 @@ def _make_train_step(tf, model, optimizer, strategy, tokens, clip, scale, jit):
     return train_step
 
 
-def describe_data(log, config, ds, batches):
+def describe_data(log: Log, config: dict, ds: Dataset, batches: Streams) -> None:
     """The start-up line about the data: before TensorFlow starts, so a user sees at once
     what is being read."""
     train_cfg = config["train"]
@@ -315,7 +339,7 @@ def describe_data(log, config, ds, batches):
     )
 
 
-def describe(log, setup, role):
+def describe(log: Log, setup: Setup, role: distribute.Role) -> None:
     """The start-up lines about the model and how it runs."""
     replicas = setup.strategy.num_replicas_in_sync
     model = setup.model
