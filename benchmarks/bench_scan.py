@@ -1,5 +1,5 @@
 """The parallel cells' recurrence h_t = a_t * h_{t-1} + b_t, forward and backward over a
-training window: the plain loop charrnn uses (charrnn.nn.parallel.linear_scan) against a
+training window: the plain loop charrnn uses (charrnn.nn.cells.minimal.linear_scan) against a
 parallel Hillis-Steele scan (doubling_scan), side by side in one run.
 
   python benchmarks/bench_scan.py [--units 128 512] [--batch 64] [--window 100] [--repeats 20]
@@ -40,7 +40,7 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from charrnn.nn.parallel import linear_scan
+    from charrnn.nn.cells.minimal import linear_scan
 
     rng = np.random.default_rng(0)
     print(

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def random_loaded(symbols, layers, units, cell="lstm", seed=0):
-    from charrnn.nn.step import make_weights
+    from charrnn.nn.tensors import engine_weights
     from charrnn.store.loaded import LoadedModel
     from charrnn.text import Vocab
 
@@ -32,15 +32,20 @@ def random_loaded(symbols, layers, units, cell="lstm", seed=0):
     g = {"lstm": 4, "gru": 3}[cell] * units
     f = lambda *s: rng.normal(scale=1 / np.sqrt(s[0]), size=s).astype(np.float32)  # noqa: E731
     bias = (2, g) if cell == "gru" else (g,)
-    w = make_weights(
-        cell,
-        f(v, e),
-        [f(e if i == 0 else units, g) for i in range(layers)],
-        [f(units, g) for _ in range(layers)],
-        [f(*bias) for _ in range(layers)],
-        f(units, v),
-        np.zeros(v, np.float32),
-    )
+    emb = f(v, e)
+    kernels = [f(e if i == 0 else units, g) for i in range(layers)]
+    recurrent = [f(units, g) for _ in range(layers)]
+    biases = [f(*bias) for _ in range(layers)]
+    tensors = {
+        "embedding": emb,
+        "logits.kernel": f(units, v),
+        "logits.bias": np.zeros(v, np.float32),
+    }
+    for i in range(layers):
+        tensors[f"layers.{i}.kernel"] = kernels[i]
+        tensors[f"layers.{i}.recurrent_kernel"] = recurrent[i]
+        tensors[f"layers.{i}.bias"] = biases[i]
+    w = engine_weights(cell, tensors)
     loaded = LoadedModel("random", {"cell": cell}, Vocab(sorted(symbols)), {}, checkpoint="random")
     loaded.weights = w
     return loaded

@@ -32,13 +32,13 @@ def test_parameter_counts_match_the_real_model():
 def test_a_parallel_cell_s_multiply_adds_are_its_blocks_and_logits(cell):
     """Per symbol, forward: each block's projection (G H^2) and feed-forward (2 x 4 H^2),
     and the logits; the engines' count of a built model's weights says the same."""
-    from charrnn.nn.cells import GATES
+    from charrnn.nn.cells import get
     from charrnn.nn.model import build_model
     from charrnn.nn.tensors import weights_from_model
 
-    model = build_model(70, cell=cell, num_layers=2, rnn_size=48)
+    model = build_model(70, cell=cell, num_layers=2, rnn_size=48, embedding_size=48)
     assert model.embedding_size == autosize.embedding_size(48, cell) == 48
-    forward = 2 * (GATES[cell] * 48 * 48 + 2 * 4 * 48 * 48) + 48 * 70
+    forward = 2 * (get(cell).gates * 48 * 48 + 2 * 4 * 48 * 48) + 48 * 70
     assert autosize.macs_per_symbol(2, 48, 70, cell) == 3 * forward
     assert weights_from_model(model).macs_per_step() == forward
 

@@ -15,7 +15,7 @@ from clihelp import error_line, ok, run
 
 from charrnn.export import formats as E
 from charrnn.nn import tensors as nn_tensors
-from charrnn.nn.cells import GATE_ORDER, PARALLEL
+from charrnn.nn.cells import GATE_ORDER, get
 from charrnn.store import weightsfile as W
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -212,7 +212,7 @@ def test_readme_pytorch_snippet(models, tmp_path):
     pytest.importorskip("torch")
     code = readme_snippet("def load_torch") + TORCH_HARNESS
     for m in models.values():
-        if m["args"]["cell"] in PARALLEL:
+        if get(m["args"]["cell"]).parallel:
             continue  # PyTorch has no layer of the parallel cells
         np.save(tmp_path / "ids.npy", m["ids"])
         p = subprocess.run(

@@ -55,7 +55,8 @@ def test_fused_matches_keras_layer(graph, cell, layers):
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_fused_bfloat16_close_to_float32(cell):
     tf = tensorflow()
-    from charrnn.nn.fused import gru_sequence, lstm_stack
+    from charrnn.nn.cells.gru import gru_sequence
+    from charrnn.nn.cells.lstm import lstm_stack
 
     rng = np.random.default_rng(1)
     gates = 4 if cell == "lstm" else 3
@@ -90,7 +91,7 @@ def test_lstm_stack_dropout_masks_match_keras_layers(T):
     tf = tensorflow()
     import keras
 
-    from charrnn.nn.fused import lstm_stack
+    from charrnn.nn.cells.lstm import lstm_stack
 
     rng = np.random.default_rng(3)
     B, H, V, E = 3, 6, 9, 4

@@ -343,7 +343,7 @@ def test_evaluate_dynamic_adapts_and_restores(mingru_run, tmp_path):
 
 
 def random_weights(cell, vocab=13, layers=2, units=8, seed=0):
-    from charrnn.nn.cells import PARALLEL
+    from charrnn.nn.cells import get
     from charrnn.nn.tensors import engine_weights, expected_shapes
 
     args = {
@@ -351,7 +351,7 @@ def random_weights(cell, vocab=13, layers=2, units=8, seed=0):
         "cell": cell,
         "num_layers": layers,
         "rnn_size": units,
-        "embedding_size": units if cell in PARALLEL else 5,
+        "embedding_size": units if get(cell).parallel else 5,
     }
     rng = np.random.default_rng(seed)
     return engine_weights(

@@ -79,7 +79,7 @@ def test_features_of_code():
 
 
 def _random_loaded(symbols, cell="lstm", layers=2, units=128, jamo=False, seed=0, scale=0.3):
-    from charrnn.nn.step import make_weights
+    from charrnn.nn.tensors import engine_weights
     from charrnn.store.loaded import LoadedModel
     from charrnn.text import Vocab
 
@@ -88,15 +88,16 @@ def _random_loaded(symbols, cell="lstm", layers=2, units=128, jamo=False, seed=0
     g = {"lstm": 4, "gru": 3, "rnn": 1}[cell] * units
     bias = (2, g) if cell == "gru" else (g,)
     f = lambda *s: rng.normal(scale=scale, size=s).astype(np.float32)  # noqa: E731
-    w = make_weights(
-        cell,
-        f(v, e),
-        [f(e if i == 0 else units, g) for i in range(layers)],
-        [f(units, g) for _ in range(layers)],
-        [f(*bias) for _ in range(layers)],
-        f(units, v),
-        f(v),
-    )
+    emb = f(v, e)
+    kernels = [f(e if i == 0 else units, g) for i in range(layers)]
+    recurrent = [f(units, g) for _ in range(layers)]
+    biases = [f(*bias) for _ in range(layers)]
+    tensors = {"embedding": emb, "logits.kernel": f(units, v), "logits.bias": f(v)}
+    for i in range(layers):
+        tensors[f"layers.{i}.kernel"] = kernels[i]
+        tensors[f"layers.{i}.recurrent_kernel"] = recurrent[i]
+        tensors[f"layers.{i}.bias"] = biases[i]
+    w = engine_weights(cell, tensors)
     loaded = LoadedModel(
         "random", {"cell": cell}, Vocab(sorted(symbols), jamo=jamo), {}, checkpoint="random"
     )

@@ -157,11 +157,11 @@ def test_web_page_every_cell_matches_the_numpy_step(cell, driver, tmp_path):
     from test_visualize import _random_loaded
 
     from charrnn.export.webpage import write_page
-    from charrnn.nn.cells import PARALLEL
+    from charrnn.nn.cells import get
     from charrnn.nn.step import NumpyOps, cell_step
 
     symbols = set("abcdefgh ijklmnop\n.,")
-    if cell in PARALLEL:
+    if get(cell).parallel:
         loaded = _random_parallel_loaded(symbols, cell, layers=3, units=96, seed=3)
     else:
         # weights small enough that the net is not chaotic (else any rounding difference

@@ -27,8 +27,7 @@ from charrnn.analysis import features as feat
 from charrnn.analysis import scoring
 from charrnn.atomic import write_text_atomic
 from charrnn.errors import CharrnnError
-from charrnn.nn.cells import PARALLEL, state_names
-from charrnn.nn.step import NumpyOps, feed_forward, layer_update, min_gates, rms_norm
+from charrnn.nn.cells import get
 from charrnn.store.loader import load
 from charrnn.text import UNK, read_text, recompose
 from charrnn.web import fill, script_json, template
@@ -50,59 +49,14 @@ OOV_RULE = (
 def run_states(weights, ids):
     """Feed ``ids`` from the zero state: (logits (n, vocab), states (n, units_total)),
     row i after reading ids[i]; states are each layer's h then c (LSTM), layer by layer.
-
-    The cell is charrnn.nn.step's, but swept a layer at a time: a layer's input
-    projection for the whole text is one matrix product, and only its recurrent
-    matrix is used step by step, so it stays in the CPU cache (3x512: ~10x faster
-    than stepping all layers together).  A parallel cell's block has no recurrent
-    matrix: all its matmuls are over the whole text, only h_t = a_t h_{t-1} + b_t
-    is stepped.
-    """
-    sweep = _parallel_sweep if weights.cell in PARALLEL else _recurrent_sweep
+    The cell's own ``sweep`` (charrnn.nn.cells): its step's maths, a layer at a time."""
     with np.errstate(over="ignore", under="ignore"):
-        return sweep(weights, ids)
-
-
-def _recurrent_sweep(w, ids):
-    acts, x = [], None
-    for i, layer in enumerate(w.layers):
-        xz = w.table[ids] if i == 0 else x @ layer["W"] + layer["b"]  # (n, gates)
-        hs = _sweep(w.cell, xz, layer, w.units)
-        acts += hs
-        x = hs[0]
-    return x @ w.dense + w.dense_b, np.concatenate(acts, axis=1)
-
-
-def _sweep(cell, xz, layer, size):
-    """One layer over the whole text: [h (n, size)] (+ [c] for an LSTM)."""
-    n = len(xz)
-    h = np.zeros((1, size), np.float32)
-    c = np.zeros((1, size), np.float32) if cell == "lstm" else None
-    hs = np.empty((n, size), np.float32)
-    cs = np.empty((n, size), np.float32) if c is not None else None
-    for t in range(n):
-        h, c = layer_update(NumpyOps, cell, xz[t : t + 1], h, layer, h, c)
-        hs[t] = h[0]
-        if cs is not None:
-            cs[t] = c[0]
-    return [hs] if cs is None else [hs, cs]
-
-
-def _parallel_sweep(w, ids):
-    """The blocks of charrnn.nn.step's ``_parallel_step``, each over all rows at once."""
-    ops, acts, x = NumpyOps, [], w.table[ids]  # the embedding: the residual stream
-    for layer in w.layers:
-        a, b = min_gates(ops, w.cell, rms_norm(ops, x, layer["norm"]) @ layer["W"] + layer["b"])
-        hs, h = np.empty_like(b), np.zeros(w.units, np.float32)
-        for t in range(len(b)):
-            h = hs[t] = a[t] * h + b[t]
-        acts.append(hs)
-        x = feed_forward(ops, layer, x + hs)
-    return rms_norm(ops, x, w.final_norm) @ w.dense + w.dense_b, np.concatenate(acts, axis=1)
+        logits, acts = get(weights.cell).sweep(weights, ids)
+    return logits, np.concatenate(acts, axis=1)
 
 
 def unit_groups(weights):
-    kinds = state_names(weights.cell)
+    kinds = get(weights.cell).states
     groups, first = [], 0
     for layer in range(len(weights.layers)):
         for kind in kinds:

@@ -30,7 +30,7 @@ from charrnn.export import webpage
 from charrnn.export.onnx_graph import need as _need
 from charrnn.export.onnx_graph import onnx_model
 from charrnn.generate.sampler import start_id
-from charrnn.nn.cells import state_names, states_per_layer
+from charrnn.nn.cells import get
 from charrnn.nn.step import NumpyOps, cell_step, tf_ops
 from charrnn.nn.tensors import engine_weights, tensors_from_model
 from charrnn.store import checkpoints, loader, weightsfile
@@ -185,7 +185,7 @@ def tflite_step(path, args):
 
 def _state_inputs(args) -> list:
     """The state inputs of the one-step function, in the flat state order."""
-    return [f"state_{s}_{i}" for i in range(args["num_layers"]) for s in state_names(args["cell"])]
+    return [f"state_{s}_{i}" for i in range(args["num_layers"]) for s in get(args["cell"]).states]
 
 
 def _zeros(args, batch):
@@ -273,7 +273,7 @@ def add_weights(run_path, on_info=None) -> dict:
 
 
 def _n_states(args):
-    return states_per_layer(args["cell"]) * args["num_layers"]
+    return len(get(args["cell"]).states) * args["num_layers"]
 
 
 def export(run_path, out, checkpoint="best", fmt=None, on_warning=None) -> dict:

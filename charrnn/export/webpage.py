@@ -23,8 +23,8 @@ import numpy as np
 
 from charrnn.atomic import write_text_atomic
 from charrnn.generate.sampler import start_id
-from charrnn.nn.cells import GATES, PARALLEL
-from charrnn.nn.step import RMS_EPS
+from charrnn.nn.cells import get
+from charrnn.nn.cells.minimal import RMS_EPS
 from charrnn.text import JAMO_SCHEME
 from charrnn.web import fill, script_json, template
 
@@ -46,9 +46,11 @@ def page_data(loaded) -> dict:
     return {
         "format": FORMAT,
         "cell": w.cell,
-        "gates": GATES[w.cell],
+        "gates": get(w.cell).gates,
         "layers": len(w.layers),
-        "parallel": w.cell in PARALLEL,
+        "parallel": get(w.cell).parallel,
+        "states": list(get(w.cell).states),
+        "js_step": get(w.cell).js_step,
         "rms_eps": RMS_EPS,
         "units": w.units,
         "vocab": vocab.symbols,

@@ -11,14 +11,15 @@ against them and against the Keras model).
 import numpy as np
 
 from charrnn.generate.choice import Options, choose, hash_u32, seed_mix, uniform
+from charrnn.nn.cells import get
 from charrnn.nn.step import NumpyOps, Weights, cell_step
 
 
 class NumpyEngine:
     """The step loop in NumPy, tuned for small batches: at batch 1 a step costs its
     number of NumPy calls, not its arithmetic, so LSTM layers run a fused step on
-    preallocated buffers (``_FusedLSTM``) and plain temperature sampling skips the
-    generic ``choose``.  GRU and simple RNN layers use the shared ``cell_step``.
+    preallocated buffers (``charrnn.nn.cells.lstm.NumpyFast``) and plain temperature
+    sampling skips the generic ``choose``.  GRU and simple RNN layers use the shared ``cell_step``.
 
     ``first_lane``: the sample index of row 0 (the uniforms of row b are those of sample
     first_lane + b); ``allowed``: a charrnn.generate.constraints.Allowed, whose automaton
@@ -28,7 +29,8 @@ class NumpyEngine:
         self.w, self.opt, self.allowed = w, opt, allowed
         self.mix = int(seed_mix(opt.seed))
         self.lanes = np.arange(first_lane, first_lane + batch, dtype=np.uint32)
-        self.fused = _FusedLSTM(w, batch) if w.cell == "lstm" else None
+        fast = get(w.cell).numpy_fast  # a cell's batch-1 fast path (the LSTM's), or None
+        self.fused = fast(w, batch) if fast else None
         self.plain = opt.temperature > 0 and not opt.top_k and opt.top_p >= 1
         self.cdf = np.empty((batch, w.vocab_size), np.float32)
         self.allowed_state = allowed.start(batch) if allowed is not None else None
@@ -120,84 +122,3 @@ def _hash_int(x):
     x = ((x ^ (x >> 16)) * 0x7FEB352D) & 0xFFFFFFFF
     x = ((x ^ (x >> 15)) * 0x846CA68B) & 0xFFFFFFFF
     return x ^ (x >> 16)
-
-
-class _FusedLSTM:
-    """LSTM layers on preallocated buffers.  The columns are reordered to i, f, o, c
-    and the sigmoid gates' columns halved, so one tanh covers all four gates:
-    sigmoid(x) = 0.5 * tanh(x / 2) + 0.5, the formula ``NumpyOps`` uses (halving
-    is exact in floating point).  Layer j > 0 keeps [input, h] in one buffer, so its
-    two matmuls are one, and layer j - 1 writes its output straight into it."""
-
-    def __init__(self, w: Weights, batch):
-        H = w.units
-        order = np.r_[0 : 2 * H, 3 * H : 4 * H, 2 * H : 3 * H]  # i f c o -> i f o c
-        scale = np.r_[np.full(3 * H, 0.5, np.float32), np.ones(H, np.float32)]
-        fix = lambda a: np.ascontiguousarray(a[..., order] * scale, np.float32)  # noqa: E731
-        self.table = fix(w.table)
-        self.kernels = [fix(lay["U"] if i == 0 else lay["WU"]) for i, lay in enumerate(w.layers)]
-        # 2-D operands throughout: NumPy adds a (1, n) row faster than it broadcasts (n,).
-        self.rows = [self.table[i : i + 1] for i in range(len(self.table))]
-        self.biases = [None if i == 0 else fix(lay["b"])[None] for i, lay in enumerate(w.layers)]
-        self.dense, self.dense_b = w.dense, w.dense_b[None]
-        n = len(w.layers)
-        self.xh = [None] + [np.zeros((batch, 2 * H), np.float32) for _ in range(n - 1)]
-        self.h = [np.zeros((batch, H), np.float32)] + [xh[:, H:] for xh in self.xh[1:]]
-        self.c = [np.zeros((batch, H), np.float32) for _ in range(n)]
-        self.a = np.empty((batch, 4 * H), np.float32)
-        self.tmp = np.empty((batch, H), np.float32)
-        self.logits = np.empty((batch, w.vocab_size), np.float32)
-        self.H = H
-        # Per layer, every view the step uses, made once (slicing costs as much as a
-        # small ufunc call at batch 1): (input, kernel, bias, sigmoid part, i, f, o,
-        # candidate, c, h, where the next layer reads h or None).
-        a = self.a
-        self.plan = [
-            (
-                (self.h[0] if i == 0 else self.xh[i]),
-                self.kernels[i],
-                self.biases[i],
-                a[:, : 3 * H],
-                a[:, :H],
-                a[:, H : 2 * H],
-                a[:, 2 * H : 3 * H],
-                a[:, 3 * H :],
-                self.c[i],
-                self.h[i],
-                self.xh[i + 1][:, :H] if i + 1 < n else None,
-            )
-            for i in range(n)
-        ]
-
-    def load(self, states):
-        for i in range(len(self.h)):
-            self.h[i][...] = states[2 * i]
-            self.c[i][...] = states[2 * i + 1]
-        for i in range(1, len(self.h)):
-            self.xh[i][:, : self.H] = self.h[i - 1]
-
-    def save(self):
-        return [x.copy() for i in range(len(self.h)) for x in (self.h[i], self.c[i])]
-
-    def step(self, tok):
-        a, tmp, table = self.a, self.tmp, self.table
-        dot, tanh, multiply, add = np.dot, np.tanh, np.multiply, np.add
-        for x, k, b, sig, ig, fg, og, cand, c, h, nxt in self.plan:
-            dot(x, k, out=a)
-            if b is not None:
-                add(a, b, out=a)
-            else:  # an id (batch 1) or an array of ids
-                add(a, self.rows[tok] if isinstance(tok, int) else table[tok], out=a)
-            tanh(a, out=a)
-            multiply(sig, 0.5, out=sig)
-            add(sig, 0.5, out=sig)
-            multiply(cand, ig, out=cand)  # i * tanh(c~)
-            multiply(c, fg, out=c)  # f * c
-            add(c, cand, out=c)
-            tanh(c, out=tmp)
-            multiply(og, tmp, out=h)  # o * tanh(c)
-            if nxt is not None:
-                nxt[...] = h
-        logits = dot(h, self.dense, out=self.logits)
-        add(logits, self.dense_b, out=logits)
-        return logits

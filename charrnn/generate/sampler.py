@@ -25,6 +25,7 @@ from charrnn.generate.choice import Options
 from charrnn.generate.numpy_engine import NumpyEngine
 from charrnn.generate.xla_engine import CHUNK, XLAEngine
 from charrnn.generate.xla_process import ChildSlots, XLAProcess
+from charrnn.nn.cells import get
 from charrnn.nn.step import Weights
 
 NUMPY_STEPS_ENV = "CHARRNN_TEST_NUMPY_STEPS"  # test hook: NumPy's share of the steps
@@ -44,7 +45,7 @@ def step_seconds(w: Weights, batch=1) -> float:
     test machine): a fixed cost per step and per layer -- NumPy calls -- plus the
     multiply-adds."""
     seconds = 12e-6 + 8e-6 * len(w.layers) + 0.15e-9 * w.macs_per_step() * batch
-    if w.cell != "lstm" or batch > 1:
+    if get(w.cell).numpy_fast is None or batch > 1:
         seconds += 15e-6 * len(w.layers)  # the generic step: more NumPy calls
     return seconds
 

@@ -43,8 +43,8 @@ is refused.
 import math
 import time
 
-from charrnn.nn.cells import FF_MULT, GATES, PARALLEL
 from charrnn.nn.cells import embedding_size as cell_embedding_size
+from charrnn.nn.cells import get
 
 # (layers, units), smallest first; embedding 64 up to 256 units, then 128 (a parallel
 # cell's is its rnn_size).
@@ -84,10 +84,7 @@ def embedding_size(units, cell="lstm"):
 def _matrix_weights(layers, units, cell):
     """The layers' matrix weights, each multiplied once per symbol: input and recurrent
     kernels; a parallel cell's block: its input projection and feed-forward (F = 4H)."""
-    if cell in PARALLEL:
-        return layers * (GATES[cell] + 2 * FF_MULT) * units * units
-    inputs = embedding_size(units) + (layers - 1) * units
-    return GATES[cell] * units * (inputs + layers * units)
+    return get(cell).matrix_weights(layers, units, embedding_size(units))
 
 
 def macs_per_symbol(layers, units, vocab, cell="lstm"):
@@ -107,10 +104,7 @@ def params(layers, units, vocab, cell="lstm"):
     """Weights of the model: embedding, layers, output layer.  Besides the matrices a layer
     has its biases (Keras' GRU: an input and a recurrent one); a parallel cell's block the
     projection's, the feed-forward's two and two norm scales, and the model a final norm."""
-    if cell in PARALLEL:
-        others = layers * (GATES[cell] + FF_MULT + 3) * units + units
-    else:
-        others = layers * GATES[cell] * units * (2 if cell == "gru" else 1)
+    others = get(cell).other_params(layers, units)
     return (
         vocab * embedding_size(units, cell)
         + _matrix_weights(layers, units, cell)

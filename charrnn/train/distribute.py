@@ -37,7 +37,7 @@ from pathlib import Path
 
 from charrnn.backend import tensorflow
 from charrnn.errors import CharrnnError
-from charrnn.nn.cells import GATES
+from charrnn.nn.cells import get
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -170,7 +170,7 @@ def intra_op_threads(setting, batch_size: int, rnn_size: int, cell: str) -> int:
         return setting
     if tensorflow().config.list_physical_devices("GPU") or cpu_count() > 2:
         return 0
-    small = batch_size * rnn_size * GATES[cell] * rnn_size <= SMALL_STEP_MACS
+    small = batch_size * rnn_size * get(cell).gates * rnn_size <= SMALL_STEP_MACS
     return 1 if small else 0
 
 

@@ -76,7 +76,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
     human progress lines (default: stderr).  Raises CharrnnError for anything the
     user must fix.
     """
-    from charrnn.nn.model import MODEL_DEFAULTS, model_args, start_from_unigram
+    from charrnn.nn.model import MODEL_ARGS, model_args, start_from_unigram
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     train_cfg = config["train"]
@@ -102,7 +102,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
     prepare.choose_size(config, ds, out, resume, role, log)
     model_settings = {
         "vocab_size": len(ds.vocab),
-        **{k: config["model"][k] for k in MODEL_DEFAULTS},
+        **{k: config["model"][k] for k in MODEL_ARGS},
     }
 
     # --- run directory: one writer, checked before anything is written ----------------
