@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charrnn.errors import CharrnnError
-from charrnn.train import settings
+from charrnn.train import settings, settingtypes
 from charrnn.train.config import (
     find_config,
     load_config,
@@ -213,7 +213,7 @@ def test_every_default_is_a_valid_value_of_its_own_setting():
             with pytest.raises(ValueError, match="must not be null"):
                 setting.read(None)
     with pytest.raises(TypeError, match="null="):  # a null default says what null means
-        settings.Setting("train.x", settings.INT, None, "X.")
+        settingtypes.Setting("train.x", settingtypes.INT, None, "X.")
 
 
 def test_the_reference_is_what_the_declarations_generate():

@@ -3,7 +3,8 @@
 import click
 
 from charrnn.cli.group import cli, info, process_seconds
-from charrnn.train.settings import FLOAT, INT, PATH, SETTINGS, Setting
+from charrnn.train.settings import SETTINGS
+from charrnn.train.settingtypes import FLOAT, INT, PATH, Setting
 
 # The options that set a config key, by parameter name: declared with the settings
 # (charrnn.train.settings: a Setting's flag), their help text the setting's own.

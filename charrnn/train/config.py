@@ -17,9 +17,10 @@ import yaml
 
 from charrnn.errors import CharrnnError
 from charrnn.nn.cells import embedding_size
-from charrnn.train.settings import BY_KEY, SECTIONS, SETTINGS, defaults, interval, parse_duration
+from charrnn.train.settings import BY_KEY, SECTIONS, SETTINGS, defaults
+from charrnn.train.settingtypes import interval, parse_duration
 
-__all__ = [  # parse_duration and interval live with the settings; imported from here too
+__all__ = [  # parse_duration and interval live with the settings' types; imported from here too
     "find_config",
     "flag_name",
     "interval",
