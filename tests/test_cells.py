@@ -193,6 +193,7 @@ def loss_and_grads(model, x, y, states):
     with tf.GradientTape() as tape:
         logits, new_states = model(x, states=states, return_state=True, training=True)
         # the final states feed the loss too, so their gradient paths are checked as well
+        # (both states of an LSTM's last layer, a GRU's last two layers)
         loss = (
             tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
             + 0.1 * tf.reduce_sum(new_states[-1])
