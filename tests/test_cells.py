@@ -30,6 +30,7 @@ PAGE = ROOT / "web" / "sampler.html"
 SYMBOLS = list("\n abcdefghijk")  # the vocabulary: 13 symbols
 LAYERS, UNITS, EMBED = 2, 12, 6
 BATCH, STEPS, GREEDY = 3, 9, 12  # ids per row teacher-forced, then greedy steps
+LONG = 150  # the page's stream
 TOL = {"atol": 2e-5, "rtol": 2e-5}  # float32 against float32, other order of operations
 EXPORT_TOL = {"atol": 1e-4, "rtol": 1e-4}  # the exports' own check (charrnn.export.formats)
 MARGIN = 1e-3  # an argmax is checked where the reference's top two are further apart
@@ -350,7 +351,8 @@ def tflite(c):
 
 
 def page(c, driver, tmp_path):
-    """The page's JavaScript, row by row (``window.charrnn.logits`` runs batch 1)."""
+    """The page's JavaScript, row by row (``window.charrnn.logits`` runs batch 1); and over a
+    stream of LONG ids, where its rounding, if it differed from float32's, would grow."""
     import browser
 
     from charrnn.export.webpage import write_page
@@ -367,6 +369,10 @@ def page(c, driver, tmp_path):
     got = np.array([driver.execute_script(script, row.tolist()) for row in c.ids])
     assert got.shape == c.logits.shape
     np.testing.assert_array_less(np.abs(got - c.logits), 1e-4 + 1e-4 * np.abs(c.logits))
+    stream = np.random.default_rng(1).integers(0, len(SYMBOLS), (1, LONG)).astype(np.int32)
+    want = c.run(c.w.zero_states(1), stream)[0][0]
+    got = np.array(driver.execute_script(script, stream[0].tolist()))
+    np.testing.assert_array_less(np.abs(got - want), 1e-4 + 1e-4 * np.abs(want))
     browser.assert_offline(driver, url)
 
 

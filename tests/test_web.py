@@ -1,5 +1,6 @@
-"""The web export: the page's JavaScript step of every cell against charrnn's own logits
-(the TF-restored model), in a real headless Chromium opened from file://.
+"""The web export of trained runs through the real CLI against charrnn's own logits (the
+TF-restored model), in a real headless Chromium opened from file://: offline, its controls,
+jamo.  Every cell's JavaScript step against the NumPy step: tests/test_cells.py.
 
 Teacher-forced rule: along charrnn's greedy path from a fixed prime, every logit of the page
 is within 1e-4 + 1e-4 * |logit| of charrnn's, and the argmax is the same wherever charrnn's
@@ -113,74 +114,3 @@ def test_web_page_jamo_model_prints_syllables(which, request, driver, tmp_path):
     cli = ok(run("sample", korean_run, "--prime", "대한민국", "-n", 60, "-t", 0)).stdout
     assert text == cli.removesuffix("\n")
     browser.assert_offline(driver, driver.current_url)
-
-
-def _random_parallel_loaded(symbols, cell, layers, units, seed):
-    """A random model of a parallel cell under charrnn.nn.tensors' names: matrices scaled
-    by 1/sqrt(fan-in), biases small, norm scales near 1."""
-    from charrnn.nn.tensors import expected_shapes
-    from charrnn.store.loaded import LoadedModel
-    from charrnn.text import Vocab
-
-    rng = np.random.default_rng(seed)
-    args = {
-        "vocab_size": len(symbols),
-        "cell": cell,
-        "num_layers": layers,
-        "rnn_size": units,
-        "embedding_size": units,
-    }
-    tensors = {}
-    for name, shape in expected_shapes(args).items():
-        if name.endswith("norm"):
-            tensors[name] = 1 + rng.normal(scale=0.2, size=shape)
-        else:
-            tensors[name] = rng.normal(
-                scale=shape[0] ** -0.5 if len(shape) == 2 else 0.1, size=shape
-            )
-    loaded = LoadedModel(
-        "random",
-        args,
-        Vocab(sorted(symbols)),
-        {},
-        checkpoint="random",
-        tensors={k: v.astype(np.float32) for k, v in tensors.items()},
-    )
-    assert loaded.weights.final_norm is not None
-    return loaded
-
-
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "mingru", "minlstm"])
-def test_web_page_every_cell_matches_the_numpy_step(cell, driver, tmp_path):
-    """Wider random models (3x96, every cell type, incl. the plain RNN no test run trains)
-    against charrnn.generate's NumPy step, with the same tolerance."""
-    from test_visualize import _random_loaded
-
-    from charrnn.export.webpage import write_page
-    from charrnn.nn.cells import get
-    from charrnn.nn.step import NumpyOps, cell_step
-
-    symbols = set("abcdefgh ijklmnop\n.,")
-    if get(cell).parallel:
-        loaded = _random_parallel_loaded(symbols, cell, layers=3, units=96, seed=3)
-    else:
-        # weights small enough that the net is not chaotic (else any rounding difference
-        # grows without bound and no two float32 implementations agree after a few dozen steps)
-        loaded = _random_loaded(
-            symbols, cell=cell, layers=3, units=96, seed=3, scale=0.08 if cell == "rnn" else 0.3
-        )
-    page = tmp_path / f"{cell}.html"
-    write_page(loaded, page)
-    url = browser.open_page(driver, page)
-    ids = np.random.default_rng(0).integers(0, len(loaded.vocab), size=120).tolist()
-    got = np.array(driver.execute_script("return window.charrnn.logits(arguments[0])", ids))
-    w = loaded.weights
-    states = [np.zeros((1, w.units), np.float32) for _ in range(len(w.layers) * w.states_per_layer)]
-    expected = []
-    for t in ids:
-        logits, states = cell_step(NumpyOps, w, np.array([t], np.int32), states)
-        expected.append(logits[0])
-    expected = np.array(expected, np.float64)
-    assert np.abs(expected - expected.mean(axis=0)).mean() > 1e-2  # the input matters
-    np.testing.assert_array_less(np.abs(got - expected), 1e-4 + 1e-4 * np.abs(expected))
-    browser.assert_offline(driver, url)
