@@ -39,7 +39,7 @@ TOP_UNITS = 10  # units listed per feature
 WORST_LINES = 10
 OOV_RULE = (
     "characters outside the vocabulary are charged -log2 P(escape) + log2 |class| bits "
-    '(charrnn.analysis.scoring: the README\'s "How a text is scored")'
+    '(charrnn.analysis.scoring; docs/sampling.md, "How a text is scored")'
 )
 
 
@@ -163,7 +163,7 @@ def analyse(
     if oov and on_warning:
         on_warning(
             f"{len(oov)} character(s) outside the vocabulary ({oov[:20]!r}) are charged "
-            "as the scoring definition says (README: How a text is scored)"
+            'as the scoring definition says (docs/sampling.md, "How a text is scored")'
         )
 
     # features per symbol: a character's features hold for each of its symbols

@@ -98,7 +98,7 @@ def _rare_note(r: dict, vocab_size: int) -> None:
     help="Split Hangul syllables into conjoining jamo (lossless; a much smaller vocabulary). "
     "auto: on when syllables are at least 10% of the characters, except for mostly-Hangul "
     "text of few distinct syllables, where whole syllables train better (the summary says "
-    "which and why; see README).",
+    "which and why; see docs/data.md).",
 )
 @click.option(
     "--min-count",

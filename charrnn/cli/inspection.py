@@ -103,8 +103,8 @@ def evaluate(
     The text goes through prepare's pipeline (encoding detection, the run's
     newline policy, jamo). Reports nats/symbol, bits/symbol and bits per original
     character (fair between jamo and syllable models); characters outside the
-    vocabulary are charged -log2 P(escape) + log2 |class| bits (README: Sampling
-    and evaluating) and the figures are also given without them. Files of any size:
+    vocabulary are charged -log2 P(escape) + log2 |class| bits (docs/sampling.md:
+    How a text is scored) and the figures are also given without them. Files of any size:
     they are read and scored 1,048,576 characters at a time, in memory that does
     not grow with them.
 

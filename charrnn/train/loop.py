@@ -17,16 +17,17 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from charrnn.atomic import write_json_atomic, write_text_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store import checkpoints, rundir
-from charrnn.store.dataset import load_dataset
+from charrnn.store.dataset import Dataset, load_dataset
 from charrnn.store.lock import RunLock
 from charrnn.train import distribute, finetune
-from charrnn.train import setup as prepare
+from charrnn.train import setup as run_setup
 from charrnn.train.budget import Budget
 from charrnn.train.config import interval, to_yaml
 from charrnn.train.metrics import Sinks, preview
@@ -88,8 +89,8 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
 
     # --- dataset: memory-mapped ids --------------------------------------------------
     ds = load_dataset(config["data"])
-    batches = prepare.Streams(
-        ds.split("train"), train_cfg["batch_size"], prepare.window_symbols(train_cfg, ds.meta)
+    batches = run_setup.Streams(
+        ds.split("train"), train_cfg["batch_size"], run_setup.window_symbols(train_cfg, ds.meta)
     )
     if batches.batches < 1:
         raise CharrnnError(
@@ -99,7 +100,7 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
         )
 
     # --- model size: chosen once, for the time budget (model: auto) -------------------
-    prepare.choose_size(config, ds, out, resume, role, log)
+    run_setup.choose_size(config, ds, out, resume, role, log)
     model_settings = {
         "vocab_size": len(ds.vocab),
         **{k: config["model"][k] for k in MODEL_ARGS},
@@ -111,15 +112,15 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
             source = finetune.check(init_from, model_settings, ds.vocab, ds.meta)
         if force and role.chief:  # only once every check that can refuse has passed
             rundir.clear_run(out)
-        prepare.check_run_dir(out, resume, model_settings, ds.vocab, train_cfg)
+        run_setup.check_run_dir(out, resume, model_settings, ds.vocab, train_cfg)
         distribute.discard(write_dir, role)  # left behind by a worker that died
         write_dir.mkdir(parents=True, exist_ok=True)
         for folder in (rundir.CHECKPOINTS_DIR, rundir.BEST_DIR):
             checkpoints.clean_leftovers(write_dir / folder)  # of a save that was killed
 
         # --- TensorFlow, model, optimizer, checkpoint ------------------------------------
-        prepare.describe_data(log, config, ds, batches)
-        setup = prepare.build(config, ds, model_settings, batches.seq_length, write_dir, out)
+        run_setup.describe_data(log, config, ds, batches)
+        setup = run_setup.build(config, ds, model_settings, batches.seq_length, write_dir, out)
         if resume:
             ck = setup.tstate.restore(on_warning=_warn(log))
             log(f"resuming {out} from {ck.name}")
@@ -131,21 +132,38 @@ def train(config: dict, resume=False, init_from=None, force=False, log=None) -> 
             write_json_atomic(write_dir / rundir.VOCAB_FILE, ds.vocab.to_json())
             write_json_atomic(write_dir / rundir.META_FILE, ds.meta)
             write_json_atomic(write_dir / rundir.MODEL_FILE, model_args(setup.model))
-            prepare.trim_metrics(write_dir / rundir.METRICS_FILE, setup.tstate.values()[0])
+            run_setup.trim_metrics(write_dir / rundir.METRICS_FILE, setup.tstate.values()[0])
         except OSError as e:
             raise setup.tstate.write_error("the run files in", write_dir, e) from None
         if init_from:
             finetune.restore(setup.model, source, ds.vocab, log, _warn(log))
-        prepare.describe(log, setup, role)
-        return _loop(config, setup, ds, batches, role, write_dir, out, log)
+        run_setup.describe(log, setup, role)
+        return _loop(_Run(config, setup, ds, batches, role, write_dir, out, log))
 
 
 def _warn(log):
     return lambda message: log(f"Warning: {message}")
 
 
-def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
+@dataclass
+class _Run:
+    """What the loop trains: the resolved config, the built model and its state
+    (train.setup.Setup), the data and its batches, this worker's role, where it writes."""
+
+    config: dict
+    setup: run_setup.Setup
+    ds: Dataset
+    batches: run_setup.Streams
+    role: distribute.Role
+    write_dir: Path
+    out: Path
+    log: Callable[[str], None]
+
+
+def _loop(run: _Run) -> TrainResult:
     """Train until a limit, Ctrl-C or an error: log, evaluate, save."""
+    config, setup, ds, batches, role = run.config, run.setup, run.ds, run.batches, run.role
+    write_dir, out, log = run.write_dir, run.out, run.log
     tf, train_cfg, strategy, tstate = setup.tf, config["train"], setup.strategy, setup.tstate
     batch_size, batches_per_epoch = train_cfg["batch_size"], batches.batches
     step, epoch, position, best = tstate.values()
@@ -172,7 +190,7 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
         tstate.write_error,
     )
     stop = _StopOnSignal(sinks.progress.write)
-    symbols_per_char = prepare.symbols_per_char(ds.meta) if ds.vocab.jamo else None
+    symbols_per_char = run_setup.symbols_per_char(ds.meta) if ds.vocab.jamo else None
     # every worker keeps the same plan
     agree = (lambda n: distribute.agree_max(strategy, n)) if role.num_workers > 1 else None
     # A checkpoint from before bounded validation measured its best on the whole split.
@@ -190,6 +208,8 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
     save_due = _Every(train_cfg["save_every"], budget.seconds())
     log(f"validation: {validation.describe()}, every {_every_text(train_cfg['eval_every'])}")
     timing = {"steps": 0.0, "checkpoints": 0.0}
+    # the carried recurrent state (save() checkpoints it with the model)
+    states = distribute.distribute_streams(strategy, [v.numpy() for v in tstate.state])
 
     def save(kind="latest", val_loss=None):
         tick = time.perf_counter()
@@ -219,7 +239,6 @@ def _loop(config, setup, ds, batches, role, write_dir, out, log) -> TrainResult:
     # --- the loop -----------------------------------------------------------------------
     val_loss, reason = None, None
     acc = _Accumulator()
-    states = distribute.distribute_streams(strategy, [v.numpy() for v in tstate.state])
     try:
         with _lost_worker_is_an_error(tf, role, out):
             while not reason:
