@@ -1,6 +1,6 @@
 """The portable weights file and `charrnn export` (safetensors, ONNX, TFLite): every file
 is run in its own runtime and must reproduce the model TensorFlow restores from the
-checkpoint, teacher-forced along the greedy path; so must the README's snippets, run
+checkpoint, teacher-forced along the greedy path; so must the snippets of docs/formats.md, run
 verbatim without charrnn or TensorFlow."""
 
 import json
@@ -15,10 +15,11 @@ from clihelp import error_line, ok, run
 
 from charrnn.export import formats as E
 from charrnn.nn import tensors as nn_tensors
-from charrnn.nn.cells import GATE_ORDER, get
+from charrnn.nn.cells import GATE_ORDER, REGISTRY, get
 from charrnn.store import weightsfile as W
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+FORMATS_DOC = README.parent / "docs" / "formats.md"  # the snippets that use the files
 FORMATS = ("safetensors", "onnx", "tflite")
 
 
@@ -92,11 +93,7 @@ def test_every_format_reproduces_the_model(models, name):
 
     m = models[name]
     args, H = m["args"], m["args"]["rnn_size"]
-    names = [
-        f"state_{s}_{i}"
-        for i in range(args["num_layers"])
-        for s in (("h", "c") if args["cell"] == "lstm" else ("h",))
-    ]
+    names = [f"state_{s}_{i}" for i in range(args["num_layers"]) for s in get(args["cell"]).states]
 
     sess = ort.InferenceSession(str(m["files"]["onnx"]), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["ids", *names]
@@ -110,7 +107,7 @@ def test_every_format_reproduces_the_model(models, name):
         return logits, states
 
     runner = Interpreter(model_path=str(m["files"]["tflite"])).get_signature_runner()
-    # the same metadata, as JSON in the TFLite metadata table (read the README's way)
+    # the same metadata, as JSON in the TFLite metadata table (read docs/formats.md's way)
     from ai_edge_litert.tools.flatbuffer_utils import read_model
 
     fb = read_model(str(m["files"]["tflite"]))
@@ -143,7 +140,7 @@ def test_tflite_has_builtin_ops_only(models):
         )
 
 
-# --- the README's snippets, verbatim, without charrnn or TensorFlow ----------------------
+# --- docs/formats.md's snippets, verbatim, without charrnn or TensorFlow --------------------
 
 HARNESS = """
 import sys as _sys
@@ -160,8 +157,8 @@ assert not _bad, _bad
 """
 
 
-def readme_snippet(marker):
-    section = README.read_text(encoding="utf-8").split("## Use the model elsewhere", 1)[1]
+def doc_snippet(marker):
+    section = FORMATS_DOC.read_text(encoding="utf-8").split("## Use the model elsewhere", 1)[1]
     blocks = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if marker in b]
     assert len(blocks) == 1, marker
     return blocks[0]
@@ -170,8 +167,8 @@ def readme_snippet(marker):
 @pytest.mark.parametrize(
     "fmt,marker", [("safetensors", "def load_safetensors"), ("onnx", "import onnxruntime")]
 )
-def test_readme_snippets_run_verbatim(models, tmp_path, fmt, marker):
-    code = readme_snippet(marker)
+def test_doc_snippets_run_verbatim(models, tmp_path, fmt, marker):
+    code = doc_snippet(marker)
     for m in models.values():
         np.save(tmp_path / "ids.npy", m["ids"])
         p = subprocess.run(
@@ -208,9 +205,9 @@ _np.save(_sys.argv[3], _out.numpy())
 """
 
 
-def test_readme_pytorch_snippet(models, tmp_path):
+def test_doc_pytorch_snippet(models, tmp_path):
     pytest.importorskip("torch")
-    code = readme_snippet("def load_torch") + TORCH_HARNESS
+    code = doc_snippet("def load_torch") + TORCH_HARNESS
     for m in models.values():
         if get(m["args"]["cell"]).parallel:
             continue  # PyTorch has no layer of the parallel cells
@@ -269,7 +266,7 @@ def test_evaluate_takes_the_file(models, tmp_path):
     assert a["total"]["symbols"] == b["total"]["symbols"]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "minlstm"])
+@pytest.mark.parametrize("cell", list(REGISTRY))
 def test_weights_file_round_trip(cell, tmp_path):
     """Write, read, load into a fresh Keras model: every cell, the same logits."""
     from charrnn.backend import tensorflow

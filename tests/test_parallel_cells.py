@@ -18,6 +18,7 @@ from test_train import checkpoint_values, metrics, same_metrics
 from charrnn.generate import sampler
 from charrnn.generate.choice import Options
 from charrnn.generate.sampler import Sampler
+from charrnn.nn.cells import REGISTRY
 from charrnn.nn.step import NumpyOps, cell_step
 from charrnn.store.loader import load
 
@@ -363,7 +364,7 @@ def random_weights(cell, vocab=13, layers=2, units=8, seed=0):
     )
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "minlstm"])
+@pytest.mark.parametrize("cell", list(REGISTRY))
 def test_visualize_sweep_is_the_step(cell):
     """run_states (a layer, or a block, over the whole text at once) gives the logits and
     states of stepping cell_step a symbol at a time."""
