@@ -291,6 +291,11 @@ def test_set_takes_a_string_as_written_and_other_values_as_yaml():
         load_config("quick", sets=["train.seed=soon"])
 
 
+def test_set_reads_every_documented_default_back():
+    sets = [f"{s.key}={s.default_text}" for s in settings.SETTINGS]
+    assert load_config("quick", sets=sets)[0] == load_config()[0]
+
+
 def test_written_config_reads_back_the_same(tmp_path):
     """config.yaml in a run is to_yaml of the resolved config; resume reads it as its base."""
     cfg, _ = load_config("quick", sets=["train.eval_every=5m", "model.cell=mingru"])

@@ -12,8 +12,6 @@ Import cost: the standard library and two lists of names; ``charrnn --help`` and
 ``charrnn sample`` import this through the CLI, so nothing heavier belongs here.
 """
 
-from typing import Any
-
 from charrnn.nn.cells import CELLS
 from charrnn.train.distribute import PRECISIONS, STRATEGIES
 from charrnn.train.settingtypes import (
@@ -391,14 +389,6 @@ def fixed_on_resume(section: str) -> list[Setting]:
 # --- docs/settings.md -----------------------------------------------------------------------
 
 
-def _yaml_scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
 def _row(s: Setting) -> str:
     kind = s.kind.name + (" or null" if s.nullable else "")
     notes = [s.help] + ([f"Null: {s.null}."] if s.null else [])
@@ -409,7 +399,7 @@ def _row(s: Setting) -> str:
     if s.flag:
         notes.append("Flag: " + ", ".join(f"`{f}`" for f in (s.short_flag, s.flag) if f) + ".")
     text = " ".join(notes).replace("|", "\\|")
-    return f"| `{s.key}` | {kind} | `{_yaml_scalar(s.default)}` | {text} |"
+    return f"| `{s.key}` | {kind} | `{s.default_text}` | {text} |"
 
 
 _INTRO = """\

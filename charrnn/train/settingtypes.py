@@ -213,6 +213,15 @@ class Setting:
     def name(self) -> str:
         return self.key.split(".")[-1]
 
+    @property
+    def default_text(self) -> str:
+        """The default as YAML writes it (docs/settings.md; ``--set key=`` it reads back)."""
+        if self.default is None:
+            return "null"
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        return str(self.default)
+
     def read(self, value: Any) -> Any:
         """The value as the run uses it; ValueError says what it must be otherwise (the
         message reads after the key: "must be > 0, got 0")."""
