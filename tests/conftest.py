@@ -18,6 +18,7 @@ LONGEST_FIRST = [
     "tests/test_sample.py",  # sample processes and their XLA children: 49
     "tests/test_parallel_cells.py",  # 44
     "killed_run",  # training processes killed: 25
+    "tests/test_cells.py",  # every cell on every backend: 24
     "tests/test_export.py",  # 22 besides killed_run
     "tests/test_visualize.py",  # 25
     "tests/test_reliability.py",  # 14
