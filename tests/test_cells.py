@@ -393,6 +393,7 @@ RUN = {
     "cell, backend", [(name, b) for name, cell in REGISTRY.items() for b in cell.backends]
 )
 def test_every_cell_on_every_backend_is_the_reference(cell, backend, case, request, tmp_path):
+    """What REGISTRY lists is what runs: a new cell or backend is tested once it is listed."""
     c = case(cell)
     if backend == "page":
         page(c, request.getfixturevalue("driver"), tmp_path)
