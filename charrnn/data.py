@@ -1,4 +1,4 @@
-"""The Python API's ``charrnn.data`` (README, Python API): kept as a re-export of
+"""The Python API's ``charrnn.data`` (docs/python.md): kept as a re-export of
 charrnn.store.prepare (writing datasets) and charrnn.store.dataset (reading them)."""
 
 from charrnn.store.dataset import Dataset, iter_dump, load_dataset

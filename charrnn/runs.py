@@ -1,4 +1,4 @@
-"""The Python API's ``charrnn.runs`` (README, Python API): kept as a re-export.
+"""The Python API's ``charrnn.runs`` (docs/python.md): kept as a re-export.
 
 A run directory or a .safetensors file -> a model (a charrnn.store.loaded.LoadedModel):
 charrnn.store.loader; finding runs: charrnn.store.rundir.

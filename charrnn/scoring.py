@@ -1,4 +1,4 @@
-"""The Python API's ``charrnn.scoring`` (README, Python API): kept as a re-export of
+"""The Python API's ``charrnn.scoring`` (docs/python.md): kept as a re-export of
 charrnn.analysis.scoring, the one scoring definition."""
 
 from charrnn.analysis.scoring import Scored, figures, score_text, symbol_nats

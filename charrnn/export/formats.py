@@ -211,9 +211,7 @@ def numpy_step(path, args):
 def _encode(fmt, run):
     meta = weightsfile.metadata_for(run.model_args, run.vocab, run.meta, run.step, run.val_loss)
     if fmt == "safetensors":
-        from safetensors.numpy import save
-
-        return save(run.tensors, meta), numpy_step
+        return weightsfile.encode(run.tensors, meta), numpy_step
     if fmt == "onnx":
         return onnx_model(run.tensors, run.model_args, meta).SerializeToString(), onnx_step
     return tflite_model(run.tensors, run.model_args, meta), tflite_step

@@ -76,7 +76,7 @@ class Limits:
 
     def memory_bound(self, loaded: LoadedModel) -> int:
         """Bytes above the idle server's resident memory that requests in flight can hold
-        at most, the server's TensorFlow children included (README: Serving a model).
+        at most, the server's TensorFlow children included (docs/serving.md).
         Per stream, the larger of
           sampled text: num_samples x (prime + n) characters, 4 bytes a character, in 4
             copies at most (the texts, the events not yet sent, the reply, its JSON);

@@ -20,7 +20,7 @@ from charrnn.store.dataset import is_dataset
 from charrnn.text import N_SYLLABLES, S_BASE, UNK, Vocab
 from charrnn.text.jamo import jamo_counts
 
-# --jamo auto (README, "Korean: the jamo scheme"): jamo when Hangul syllables are at least 10%
+# --jamo auto (docs/data.md, "Korean: the jamo scheme"): jamo when Hangul syllables are at least 10%
 # of the characters, except where syllables measured better: mostly Hangul text (jamo spend 2-3
 # predictions on each syllable) of few distinct syllables, and enough of it.
 AUTO_JAMO_SHARE = 0.10

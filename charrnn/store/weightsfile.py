@@ -92,10 +92,21 @@ def metadata_for(
 
 def write(path: StrPath, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
     """Write a weights file atomically (a temporary name in the same directory, then rename)."""
+    write_bytes_atomic(path, encode(tensors, metadata), fsync=True)
+
+
+def encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
+    """The file's bytes: the same weights and metadata give the same bytes.  (safetensors
+    writes its metadata map in a random order each process; it is put in key order here.)"""
     from safetensors.numpy import save
 
     data = save({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, metadata)
-    write_bytes_atomic(path, data, fsync=True)
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the header is padded with spaces to 8 bytes, as written
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 # --- reading --------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Text in, symbols out: decoding (charrnn.text.decode), the jamo scheme
 (charrnn.text.jamo) and the vocabulary (charrnn.text.vocab).
 
-The names below are the public API (README, Python API): ``from charrnn.text import Vocab``.
+The names below are the public API (docs/python.md): ``from charrnn.text import Vocab``.
 """
 
 from charrnn.text.decode import detect_encoding, iter_text, read_text
