@@ -519,28 +519,37 @@ def page_steps() -> set:
 
 @pytest.mark.parametrize("key", list(REGISTRY))
 def test_every_cell_has_what_a_cell_needs(key):
+    """The failure lists everything the cell lacks, at once."""
     cell = REGISTRY[key]
-    lacks = [a for a in REQUIRED if getattr(cell, a, None) in (None, "")]
+    lacks = [a for a in REQUIRED if getattr(cell, a, None) in (None, "", ())]
     lacks += [m for m in FAMILY if not callable(getattr(cell, m, None))]
     lacks += [f"{m} (its family's stub)" for m in stubs(type(cell))]
-    assert not lacks, f"cell {key!r} lacks: {', '.join(lacks)}"
-    assert cell.name == key, f"REGISTRY[{key!r}] is named {cell.name!r}"
-    assert isinstance(cell.gates, int) and cell.gates >= 1
-    assert cell.states and cell.states[0] == "h", "every cell carries h first"
-    assert cell.js_step in page_steps(), (
-        f"cell {key!r}: its js_step {cell.js_step!r} is not a function of "
-        f"{PAGE.name} listed in CELL_STEPS"
-    )
-    unknown = set(cell.backends) - set(BACKENDS)
-    assert not unknown, f"cell {key!r} lists backends {sorted(unknown)} not in BACKENDS"
-    assert len(set(cell.backends)) == len(cell.backends), f"cell {key!r} lists a backend twice"
+    if getattr(cell, "name", None) != key:
+        lacks.append(f"the name of its REGISTRY key (it is named {getattr(cell, 'name', None)!r})")
+    if not (isinstance(getattr(cell, "gates", None), int) and cell.gates >= 1):
+        lacks.append("gates: a whole number of weight blocks, at least 1")
+    if tuple(getattr(cell, "states", ()))[:1] != ("h",):
+        lacks.append("states starting with 'h' (what every layer carries, and the page reads)")
+    if getattr(cell, "js_step", None) not in page_steps():
+        lacks.append(
+            f"its js_step ({getattr(cell, 'js_step', None)!r}) as a function of {PAGE.name} "
+            "listed in its CELL_STEPS"
+        )
+    backends = tuple(getattr(cell, "backends", ()))
+    unknown = sorted(set(backends) - set(BACKENDS))
+    if unknown:
+        lacks.append(f"backends known to charrnn.nn.cells.base.BACKENDS (not {unknown})")
+    if len(set(backends)) != len(backends):
+        lacks.append("each backend listed once")
     for backend, attr in (("fused", "fused_call"), ("numpy_fast", "numpy_fast")):
         has = getattr(cell, attr, None) is not None
-        assert has == (backend in cell.backends), (
-            f"cell {key!r}: lists {backend!r} but has no {attr}"
-            if not has
-            else f"cell {key!r}: has {attr} but does not list {backend!r}"
-        )
+        if has != (backend in backends):
+            lacks.append(
+                f"{attr} (it lists {backend!r})"
+                if not has
+                else f"{backend!r} in its backends (it has {attr})"
+            )
+    assert not lacks, f"cell {key!r} lacks: " + "; ".join(lacks)
 
 
 def stubs(cls) -> list:
