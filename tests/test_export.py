@@ -15,7 +15,7 @@ from clihelp import error_line, ok, run
 
 from charrnn.export import formats as E
 from charrnn.nn import tensors as nn_tensors
-from charrnn.nn.cells import GATE_ORDER, REGISTRY, get
+from charrnn.nn.cells import REGISTRY, get
 from charrnn.store import weightsfile as W
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -125,6 +125,17 @@ def test_every_format_reproduces_the_model(models, name):
     weights = wf.weights
     for step in (onnx_step, tflite_step, lambda ids, st: cell_step(NumpyOps, weights, ids, st)):
         within(m["ref"], feed(step, m["ids"], len(names), H))
+
+
+def test_the_same_run_exports_the_same_bytes(models, tmp_path):
+    """Every format is a function of the weights: exported again (another process), each file
+    is byte for byte the one before (safetensors' metadata is put in key order)."""
+    m = models["lstm"]
+    for fmt, first in m["files"].items():
+        again = tmp_path / first.name
+        cmd = [sys.executable, "-m", "charrnn", "export", str(m["run"]), "-o", str(again)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+        assert again.read_bytes() == first.read_bytes(), fmt
 
 
 def test_tflite_has_builtin_ops_only(models):
@@ -296,7 +307,7 @@ def test_weights_file_round_trip(cell, tmp_path):
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as f:
-        assert f.metadata()["gate_order"] == GATE_ORDER[cell]
+        assert f.metadata()["gate_order"] == get(cell).gate_order
     ids = rng.integers(0, len(vocab), (2, 9)).astype(np.int32)
     ref = model(tf.constant(ids)).numpy()
     w = wf.weights

@@ -17,7 +17,6 @@ from charrnn.generate.choice import Options
 from charrnn.generate.sampler import Sampler
 from charrnn.generate.textstream import TextStream
 from charrnn.generate.xla_engine import XLAEngine
-from charrnn.nn import step as M
 from charrnn.nn.tensors import weights_from_model
 from charrnn.store.loader import load
 
@@ -104,42 +103,6 @@ def entropy(chars):
 
 
 # --- the engine against the Keras layers ------------------------------------------------
-
-
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_cell_step_matches_keras_layers(cell):
-    """The hand-written step (NumPy and XLA) gives the Keras model's own logits."""
-    from charrnn.backend import tensorflow
-    from charrnn.nn.model import build_model
-
-    tf = tensorflow()
-    model = build_model(23, cell, num_layers=2, rnn_size=16, embedding_size=8)
-    rng = np.random.default_rng(0)
-    for v in model.weights:  # bigger than the initialisers: every gate matters
-        v.assign(rng.normal(0, 0.3, v.shape).astype(np.float32))
-    ids = rng.integers(0, 23, (3, 12)).astype(np.int32)
-    ref = model(tf.constant(ids)).numpy()
-
-    w = weights_from_model(model)
-    states = [np.zeros((3, 16), np.float32)] * (2 * w.states_per_layer)
-    got = []
-    for t in range(ids.shape[1]):
-        logits, states = M.cell_step(M.NumpyOps, w, ids[:, t], states)
-        got.append(logits)
-    np.testing.assert_allclose(np.stack(got, 1), ref, atol=2e-5)
-
-    _, ops = M.tf_ops()
-
-    @tf.function(jit_compile=True)
-    def xla_steps(ids):
-        st = [tf.zeros((3, 16))] * (2 * w.states_per_layer)
-        out = []
-        for t in range(ids.shape[1]):
-            logits, st = M.cell_step(ops, w, ids[:, t], st)
-            out.append(logits)
-        return tf.stack(out, 1)
-
-    np.testing.assert_allclose(xla_steps(tf.constant(ids)).numpy(), ref, atol=2e-5)
 
 
 def test_checkpoint_read_without_tensorflow(english_run):
@@ -616,24 +579,6 @@ def test_child_process_continues_exactly(english_run):
     want = np.concatenate([head, a, b], axis=1)
     assert want.shape == got.shape
     np.testing.assert_array_equal(got[:, : want.shape[1]], want)
-
-
-def test_fused_numpy_step_matches_the_shared_step(english_run):
-    """The fused LSTM step gives the shared cell_step's logits and states."""
-    from charrnn.generate.numpy_engine import _FusedLSTM
-
-    w = load(english_run).weights
-    rng = np.random.default_rng(1)
-    states = [rng.normal(0, 0.5, (2, w.units)).astype(np.float32) for _ in range(4)]
-    fused = _FusedLSTM(w, 2)
-    fused.load(states)
-    ref = states
-    for tok in ([1, 2], [3, 4], [0, 5]):
-        tok = np.array(tok, np.int32)
-        logits, ref = M.cell_step(M.NumpyOps, w, tok, ref)
-        np.testing.assert_allclose(fused.step(tok), logits, atol=1e-5)
-    for a, b in zip(fused.save(), ref):
-        np.testing.assert_allclose(a, b, atol=1e-6)
 
 
 def test_batch_1_numpy_sampler_samples_the_distribution(english_run):

@@ -34,7 +34,7 @@ import numpy as np
 from charrnn import __version__
 from charrnn.atomic import StrPath, write_bytes_atomic
 from charrnn.errors import CharrnnError, first_line
-from charrnn.nn.cells import CELLS, GATE_ORDER
+from charrnn.nn.cells import CELLS, get
 from charrnn.nn.tensors import SHAPE_KEYS, expected_shapes, tensors_from_model
 from charrnn.store import checkpoints
 from charrnn.store.loaded import LoadedModel
@@ -77,7 +77,7 @@ def metadata_for(
         "format_version": FORMAT_VERSION,
         "charrnn_version": __version__,
         "cell": args["cell"],
-        "gate_order": GATE_ORDER[args["cell"]],
+        "gate_order": get(args["cell"]).gate_order,
         "model": json.dumps(model, sort_keys=True),
         "vocab": json.dumps(vocab.symbols, ensure_ascii=False),
         "vocab_counts": json.dumps([int(c) for c in vocab.counts]),

@@ -17,8 +17,8 @@ from charrnn import backend
 from charrnn.analysis import scoring
 from charrnn.atomic import read_json, write_text_atomic
 from charrnn.errors import CharrnnError
-from charrnn.nn.cells import PARALLEL
 from charrnn.nn.cells import embedding_size as cell_embedding_size
+from charrnn.nn.cells import get as get_cell
 from charrnn.store import rundir
 from charrnn.store.weightsfile import checkpoint_extra
 from charrnn.train import autosize, distribute, settings
@@ -343,7 +343,7 @@ def describe(log: Log, setup: Setup, role: distribute.Role) -> None:
     """The start-up lines about the model and how it runs."""
     replicas = setup.strategy.num_replicas_in_sync
     model = setup.model
-    stream = " (= rnn_size, the residual stream)" if model.cell in PARALLEL else ""
+    stream = " (= rnn_size, the residual stream)" if get_cell(model.cell).parallel else ""
     log(
         f"model: {model.num_layers}x{model.rnn_size} {model.cell}, embedding "
         f"{model.embedding_size}{stream}, {model.count_params():,} parameters"

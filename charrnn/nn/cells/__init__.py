@@ -15,21 +15,45 @@ Code outside this package asks ``get(name)`` and never branches on a cell's name
 charrnn/web/sampler.html, and a line below (CONTRIBUTING.md).
 """
 
+import importlib
+from collections.abc import Iterator, Mapping
+
 from charrnn.nn.cells.base import BACKENDS, Cell
-from charrnn.nn.cells.gru import GRU
-from charrnn.nn.cells.lstm import LSTM
-from charrnn.nn.cells.mingru import MinGRU
-from charrnn.nn.cells.minlstm import MinLSTM
-from charrnn.nn.cells.rnn import RNN
 
-REGISTRY = {cell.name: cell for cell in (LSTM(), GRU(), RNN(), MinGRU(), MinLSTM())}
+
+class _Registry(Mapping):
+    """name -> Cell, each cell's module imported when first asked for: naming the cells
+    (the settings' check, ``charrnn --help``) imports nothing, not even NumPy."""
+
+    def __init__(self, where: dict[str, str]):
+        self._where, self._cells = where, {}
+
+    def __getitem__(self, name: str) -> Cell:
+        if name not in self._cells:
+            module, cls = self._where[name].split(":")
+            self._cells[name] = getattr(importlib.import_module(module), cls)()
+        return self._cells[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
+# The cells, a line each: name -> "module:class".
+REGISTRY = _Registry(
+    {
+        "lstm": "charrnn.nn.cells.lstm:LSTM",
+        "gru": "charrnn.nn.cells.gru:GRU",
+        "rnn": "charrnn.nn.cells.rnn:RNN",
+        "mingru": "charrnn.nn.cells.mingru:MinGRU",
+        "minlstm": "charrnn.nn.cells.minlstm:MinLSTM",
+    }
+)
 CELLS = tuple(REGISTRY)
-# Order of the weight blocks along the G*H axis (Keras'), recorded in weights files.
-GATE_ORDER = {name: cell.gate_order for name, cell in REGISTRY.items()}
-# TEMPORARY (until train/setup.py asks get()): the minimal family's names
-PARALLEL = tuple(n for n, c in REGISTRY.items() if c.parallel)
 
-__all__ = ["BACKENDS", "CELLS", "GATE_ORDER", "REGISTRY", "Cell", "embedding_size", "get"]
+__all__ = ["BACKENDS", "CELLS", "REGISTRY", "Cell", "embedding_size", "get"]
 
 
 def get(name: str) -> Cell:
