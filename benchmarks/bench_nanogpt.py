@@ -69,11 +69,16 @@ PLAN_SHARE = 0.05  # ... and this share of the budget, up to the end of warm-up
 WINDOW = 256  # scoring window, as bench_quality.windows_nats
 
 p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+GET_NANOGPT = (
+    "git clone https://github.com/karpathy/nanoGPT ../nanoGPT && "
+    "git -C ../nanoGPT checkout 3adf61e  (the commit benchmarks/RESULTS.md measured)"
+)
 p.add_argument(
     "--nanogpt",
-    required=True,
+    default=os.environ.get("NANOGPT_DIR"),
     metavar="DIR",
-    help="a checkout of karpathy/nanoGPT (its model.py is imported from there)",
+    help="a checkout of karpathy/nanoGPT (its model.py is imported from there) "
+    "[default: $NANOGPT_DIR]",
 )
 p.add_argument("--minutes", type=float, default=10, help="training wall-clock budget")
 p.add_argument("--seed", type=int, default=0, help="torch seed (init and batches)")
@@ -89,8 +94,9 @@ name = a.name or f"nanogpt-{a.minutes:g}m-s{a.seed}"
 if a.block_size < WINDOW:
     p.error(f"--block-size must be at least the scoring window, {WINDOW}")
 
-if not os.path.isfile(os.path.join(a.nanogpt, "model.py")):
-    p.error(f"--nanogpt {a.nanogpt}: no model.py there; give a checkout of karpathy/nanoGPT")
+if not a.nanogpt or not os.path.isfile(os.path.join(a.nanogpt, "model.py")):
+    where = f"--nanogpt {a.nanogpt}: no model.py there" if a.nanogpt else "no nanoGPT checkout"
+    p.error(f"{where}; give one with --nanogpt DIR or NANOGPT_DIR, e.g. {GET_NANOGPT}")
 sys.path.insert(0, os.path.abspath(a.nanogpt))
 
 import torch  # noqa: E402
