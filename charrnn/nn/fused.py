@@ -27,10 +27,24 @@ bfloat16 (CPUs with AVX512_BF16/AMX run those about twice as fast); the cell
 state, gates and weights stay float32.  Measured in benchmarks/bench_train.py.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 from charrnn.backend import tensorflow
 
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
-def run(layer, compute_dtype, *args):
+
+def run(
+    layer: Callable[..., tuple[tuple[tf.Tensor, ...], Callable]],
+    compute_dtype: str | tf.DType,
+    *args: tf.Tensor | keras.Variable,
+) -> tuple[tf.Tensor, ...]:
     """``layer(tf, cdt, mm, *args)`` -> (outputs, grad) under tf.custom_gradient, its
     arguments cast to float32; ``mm`` a matmul with ``compute_dtype`` operands."""
     tf = tensorflow()
@@ -44,12 +58,12 @@ def run(layer, compute_dtype, *args):
     return tf.custom_gradient(lambda *a: layer(tf, cdt, mm, *a))(*f32)
 
 
-def matmul(tf, cdt, a, w, **kw):
+def matmul(tf: ModuleType, cdt: tf.DType, a: tf.Tensor, w: tf.Tensor, **kw: bool) -> tf.Tensor:
     """A matmul with ``cdt`` operands and a float32 result."""
     return tf.cast(tf.matmul(tf.cast(a, cdt), tf.cast(w, cdt), **kw), tf.float32)
 
 
-def saved(tf, size):
+def saved(tf: ModuleType, size: int | tf.Tensor) -> tf.TensorArray:
     """A TensorArray of what the forward pass keeps for the backward pass (kept after a read,
     so a value can be read twice, and again if the gradient is taken twice)."""
     return tf.TensorArray(tf.float32, size=size, clear_after_read=False)

@@ -12,8 +12,17 @@ dropout, which keeps them eligible for the cuDNN kernels on a GPU; the weights
 are the same either way, so a GPU-trained model loads and samples on a CPU.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from charrnn.backend import tensorflow
 from charrnn.nn.cells import get
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+    import tensorflow as tf
 
 # The model arguments a run stores (model.json, with vocab_size) and resume/sample rebuild
 # the model from; their defaults are the settings' (charrnn.train's model section).
@@ -28,7 +37,7 @@ def build_model(
     rnn_size: int,
     embedding_size: int,
     dropout: float = 0.0,
-):
+) -> keras.Model:
     """Return a built CharRNN (weights created) for ``vocab_size`` symbols."""
     tf = tensorflow()
     model = _model_class()(
@@ -82,28 +91,36 @@ def _model_class():
             self.fused = spec.fused_call is not None and not tf.config.list_physical_devices("GPU")
 
         @property
-        def states_per_layer(self):
+        def states_per_layer(self) -> int:
             return len(get(self.cell).states)
 
-        def initial_state(self, batch_size, dtype=tf.float32):
+        def initial_state(
+            self, batch_size: int | tf.Tensor, dtype: tf.DType = tf.float32
+        ) -> list[tf.Tensor]:
             """Zero state: a flat list, ``states_per_layer`` tensors per layer."""
             return [
                 tf.zeros((batch_size, self.rnn_size), dtype)
                 for _ in range(self.num_layers * self.states_per_layer)
             ]
 
-        def call(self, inputs, states=None, return_state=False, training=False):
+        def call(
+            self,
+            inputs: tf.Tensor,
+            states: list[tf.Tensor] | None = None,
+            return_state: bool = False,
+            training: bool = False,
+        ) -> tf.Tensor | tuple[tf.Tensor, list[tf.Tensor]]:
             logits, new_states = get(self.cell).call(tf, self, inputs, states, training)
             return (logits, new_states) if return_state else logits
 
-        def get_config(self):
+        def get_config(self) -> dict:
             return model_args(self)
 
     _CLASS = CharRNN
     return CharRNN
 
 
-def start_from_unigram(model, counts) -> None:
+def start_from_unigram(model: keras.Model, counts: np.ndarray) -> None:
     """Set the output bias to the log frequency of each symbol (``counts``, add-one
     smoothed), so the new model already predicts the unigram distribution.
 
@@ -116,7 +133,7 @@ def start_from_unigram(model, counts) -> None:
     model.dense.bias.assign(np.log((counts + 1) / (counts.sum() + len(counts)), dtype=np.float32))
 
 
-def model_args(model) -> dict:
+def model_args(model: keras.Model) -> dict:
     """The arguments that rebuild ``model`` with :func:`build_model`."""
     return {
         "vocab_size": model.vocab_size,

@@ -2,9 +2,24 @@
 NumPy engine, the XLA loop, the exports and visualize (charrnn.nn.cells) and they cannot drift
 apart."""
 
+from __future__ import annotations
+
 import functools
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    # What a cell's step computes on: NumPy arrays under NumpyOps, tensors under tf_ops()'s.
+    Array = np.ndarray | tf.Tensor
+
+# ``ops`` in a cell's step: NumpyOps or tf_ops()'s TFOps, a class used as a namespace (the same
+# names over NumPy or TensorFlow).  Any, not a Protocol: the members are the two libraries'
+# functions with their own signatures, and a Protocol of ~25 names would repeat NumpyOps.
+Ops = Any
 
 
 class NumpyOps:
@@ -29,18 +44,18 @@ class NumpyOps:
     xor = staticmethod(np.bitwise_xor)
 
     @staticmethod
-    def sigmoid(x):
+    def sigmoid(x: np.ndarray) -> np.ndarray:
         return np.float32(0.5) * (np.tanh(np.float32(0.5) * x) + np.float32(1))  # no overflow
 
     @staticmethod
-    def top_k(x, k):
+    def top_k(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         # Stable, so ties keep the lower id first, exactly like tf.math.top_k.
         idx = np.argsort(-x, axis=1, kind="stable")[:, :k].astype(np.int32)
         return np.take_along_axis(x, idx, axis=1), idx
 
 
 @functools.cache
-def tf_ops():
+def tf_ops() -> tuple[ModuleType, type]:
     from charrnn.backend import tensorflow
 
     tf = tensorflow()

@@ -8,12 +8,18 @@ runs the cell's ``sweep`` (the same maths a layer at a time); the web page's Jav
 (charrnn/web/sampler.html) are held to it by tests/test_cells.py.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from charrnn.nn.cells import get
 from charrnn.nn.ops import NumpyOps, tf_ops
+
+if TYPE_CHECKING:
+    from charrnn.nn.ops import Array, Ops
 
 __all__ = ["LAYER_ARRAYS", "NumpyOps", "Weights", "cell_step", "tf_ops"]
 
@@ -51,21 +57,21 @@ class Weights:
     #                  parallel cells: W, b, norm, ff_norm, F1, f1b, F2, f2b, U=None)
     dense: np.ndarray  # (units, vocab)
     dense_b: np.ndarray  # (vocab,)
-    final_norm: np.ndarray = None  # (units,): parallel cells' norm before the logits
+    final_norm: np.ndarray | None = None  # (units,): parallel cells' norm before the logits
 
     @property
-    def vocab_size(self):
+    def vocab_size(self) -> int:
         return self.dense.shape[1]
 
     @property
-    def units(self):
+    def units(self) -> int:
         return self.dense.shape[0]
 
     @property
-    def states_per_layer(self):
+    def states_per_layer(self) -> int:
         return len(get(self.cell).states)
 
-    def zero_states(self, batch=1):
+    def zero_states(self, batch: int = 1) -> list[np.ndarray]:
         return [
             np.zeros((batch, self.units), np.float32)
             for _ in range(len(self.layers) * self.states_per_layer)
@@ -81,7 +87,7 @@ class Weights:
         return out
 
     @classmethod
-    def from_arrays(cls, cell, arrays: dict):
+    def from_arrays(cls, cell: str, arrays: dict) -> Weights:
         """The inverse of :meth:`arrays` (arrays may be NumPy or TensorFlow tensors)."""
         n = 1 + max(int(k.split("/")[0]) for k in arrays if "/" in k)
         layers = [{k: arrays.get(f"{i}/{k}") for k in LAYER_ARRAYS if k != "WU"} for i in range(n)]
@@ -97,7 +103,7 @@ class Weights:
             arrays.get("final_norm"),
         )
 
-    def macs_per_step(self):
+    def macs_per_step(self) -> int:
         """Multiply-adds of one step at batch 1 (to size the NumPy phase)."""
         return self.dense.size + sum(
             layer[k].size
@@ -107,7 +113,7 @@ class Weights:
         )
 
 
-def cell_step(ops, w: Weights, tok, states):
+def cell_step(ops: Ops, w: Weights, tok: Array, states: list[Array]) -> tuple[Array, list[Array]]:
     """One step of every layer: symbol ids (batch,) and the flat state list ->
     logits (batch, vocab) and the new state list."""
     return get(w.cell).step(ops, w, tok, states)

@@ -8,6 +8,13 @@ step's loop, ONNX's outer graph, the cost model); the cell writes its maths once
 charrnn/web/sampler.html.  tests/test_cells.py runs every cell through every backend it lists.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
 # Every backend a cell may list in ``Cell.backends``; tests/test_cells.py checks each listed one
 # against the reference (the generic step over NumPy, ``step`` with charrnn.nn.ops.NumpyOps).
 BACKENDS = (
@@ -24,6 +31,18 @@ BACKENDS = (
 )
 # What every cell has: all but the optional fast paths.
 COMMON = tuple(b for b in BACKENDS if b not in ("fused", "numpy_fast"))
+
+
+class OnnxGraph(Protocol):
+    """The graph a cell writes its ONNX nodes into (charrnn.export.onnx_graph's, which this
+    layer may not import): every value is named by a string."""
+
+    def array(self, value: np.ndarray, name: str) -> str: ...
+
+    def const(self, value: float) -> str: ...
+
+    # The output's name, or with n_out > 1 the list of their names.
+    def op(self, kind: str, inputs: list[str], name: str, n_out: int = 1, **attrs: Any) -> Any: ...
 
 
 class Cell:

@@ -7,9 +7,21 @@ Two biases (input, recurrent: ``layers.<i>.bias`` is (2, 3H)), so the input and 
 projections stay two matmuls.  Its JavaScript step is ``gruUpdate`` in charrnn/web/sampler.html.
 """
 
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 from charrnn.nn import fused
 from charrnn.nn.cells.base import COMMON
 from charrnn.nn.cells.recurrent import Recurrent
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from charrnn.nn.cells.base import OnnxGraph
+    from charrnn.nn.ops import Array, Ops
 
 
 class GRU(Recurrent):
@@ -21,7 +33,15 @@ class GRU(Recurrent):
     js_step = "gruUpdate"
     backends = (*COMMON, "fused")
 
-    def update(self, ops, xz, h_in, layer, h, c=None):
+    def update(
+        self,
+        ops: Ops,
+        xz: Array,
+        h_in: Array | None,
+        layer: dict,
+        h: Array,
+        c: Array | None = None,
+    ) -> tuple[Array, None]:
         hz = h_in @ layer["U"] + layer["br"]
         xz_, xr, xh = ops.split(xz, 3)
         hz_, hr, hh = ops.split(hz, 3)
@@ -29,7 +49,7 @@ class GRU(Recurrent):
         r = ops.sigmoid(xr + hr)
         return z * h + (1 - z) * ops.tanh(xh + r * hh), None
 
-    def onnx_layer(self, g, i, x):
+    def onnx_layer(self, g: OnnxGraph, i: int, x: str) -> str:
         op, p, h = g.op, f"l{i}", f"state_h_{i}"
         xw = op("MatMul", [x, f"layers.{i}.kernel"], f"{p}_xw")
         hu = op("MatMul", [h, f"layers.{i}.recurrent_kernel"], f"{p}_hu")
@@ -46,7 +66,14 @@ class GRU(Recurrent):
         new = op("Mul", [op("Sub", [g.const(1.0), z], f"{p}_1mz"), cand], f"{p}_new")
         return op("Add", [keep, new], f"new_state_h_{i}")
 
-    def fused_call(self, tf, model, ids, states, training):
+    def fused_call(
+        self,
+        tf: ModuleType,
+        model: keras.Model,
+        ids: tf.Tensor,
+        states: list[tf.Tensor],
+        training: bool,
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """Layer by layer through ``gru_sequence`` (charrnn.nn.fused has the design)."""
         x = model.embedding(ids, training=training)
         new_states = []
@@ -61,7 +88,14 @@ class GRU(Recurrent):
         return x, new_states
 
 
-def gru_sequence(x, kernel, recurrent_kernel, bias, h0, compute_dtype="float32"):
+def gru_sequence(
+    x: tf.Tensor,
+    kernel: tf.Tensor | keras.Variable,
+    recurrent_kernel: tf.Tensor | keras.Variable,
+    bias: tf.Tensor | keras.Variable,
+    h0: tf.Tensor,
+    compute_dtype: str = "float32",
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Run one GRU layer (``bias`` is [2, 3H]: input, recurrent) over time-major ``x`` [T, B, D]
     from state h0.  Returns (outputs [T, B, H], h_T), all float32."""
     return fused.run(_gru_pass, compute_dtype, x, kernel, recurrent_kernel, bias, h0)

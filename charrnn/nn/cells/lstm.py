@@ -9,12 +9,25 @@ and the NumPy engine's batch-1 fast path (``NumpyFast``, tested against ``update
 JavaScript step is ``lstmUpdate`` in charrnn/web/sampler.html.
 """
 
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from charrnn.backend import tensorflow
 from charrnn.nn import fused
 from charrnn.nn.cells.base import COMMON
 from charrnn.nn.cells.recurrent import Recurrent
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from charrnn.nn.cells.base import OnnxGraph
+    from charrnn.nn.ops import Array, Ops
+    from charrnn.nn.step import Weights
 
 
 class LSTM(Recurrent):
@@ -26,13 +39,21 @@ class LSTM(Recurrent):
     js_step = "lstmUpdate"
     backends = (*COMMON, "fused", "numpy_fast")
 
-    def update(self, ops, xz, h_in, layer, h, c=None):
+    def update(
+        self,
+        ops: Ops,
+        xz: Array,
+        h_in: Array | None,
+        layer: dict,
+        h: Array,
+        c: Array | None = None,
+    ) -> tuple[Array, Array]:
         a = xz if h_in is None else xz + h_in @ layer["U"]
         ig, fg, cg, og = ops.split(a, 4)
         c = ops.sigmoid(fg) * c + ops.sigmoid(ig) * ops.tanh(cg)
         return ops.sigmoid(og) * ops.tanh(c), c
 
-    def onnx_layer(self, g, i, x):
+    def onnx_layer(self, g: OnnxGraph, i: int, x: str) -> str:
         op, p, h = g.op, f"l{i}", f"state_h_{i}"
         xw = op("MatMul", [x, f"layers.{i}.kernel"], f"{p}_xw")
         hu = op("MatMul", [h, f"layers.{i}.recurrent_kernel"], f"{p}_hu")
@@ -50,7 +71,14 @@ class LSTM(Recurrent):
             "Mul", [op("Sigmoid", [og], f"{p}_o"), op("Tanh", [c], f"{p}_tc")], f"new_state_h_{i}"
         )
 
-    def fused_call(self, tf, model, ids, states, training):
+    def fused_call(
+        self,
+        tf: ModuleType,
+        model: keras.Model,
+        ids: tf.Tensor,
+        states: list[tf.Tensor],
+        training: bool,
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """The whole stack in one loop, embedding included (``lstm_stack``)."""
         masks = None
         if model.drop is not None and training:  # the dropout between layers, drawn up front
@@ -72,7 +100,14 @@ class LSTM(Recurrent):
 # --- the fused training pass -------------------------------------------------------------
 
 
-def lstm_stack(ids, embedding, layers, states, masks=None, compute_dtype="float32"):
+def lstm_stack(
+    ids: tf.Tensor,
+    embedding: tf.Tensor | keras.Variable,
+    layers: list[tuple[tf.Tensor | keras.Variable, ...]],
+    states: list[tf.Tensor],
+    masks: list[tf.Tensor] | None = None,
+    compute_dtype: str = "float32",
+) -> tuple[tf.Tensor, ...]:
     """Run an embedding and ``len(layers)`` stacked LSTM layers over time-major ids [T, B].
 
     ``layers``: (kernel, recurrent_kernel, bias) per layer; ``states``: h0, c0 per layer;
@@ -123,19 +158,27 @@ class _Wave:
         # one sigmoid for all four gates: the cell input's tanh(x) is 2 sigmoid(2x) - 1
         self.gate_scale = tf.concat([tf.ones([2 * H]), tf.fill([H], 2.0), tf.ones([H])], 0)
 
-    def mm(self, a, w, **kw):
+    def mm(self, a: tf.Tensor, w: tf.Tensor, **kw: bool) -> tf.Tensor:
         return fused.matmul(self.tf, self.cdt, a, w, **kw)
 
-    def at(self, t):  # a time index clamped into the window: what an idle layer reads
+    def at(
+        self, t: tf.Tensor
+    ) -> tf.Tensor:  # a time index clamped into the window: what an idle layer reads
         return self.tf.clip_by_value(t, 0, self.T - 1)
 
-    def live(self, t):  # is time t in the window (else the layer idles this iteration)
+    def live(
+        self, t: tf.Tensor
+    ) -> tf.Tensor:  # is time t in the window (else the layer idles this iteration)
         return self.tf.logical_and(t >= 0, t < self.T)
 
-    def masked(self, k, h, t):  # layer k's output h at time t as layer k + 1 reads it
+    def masked(
+        self, k: int, h: tf.Tensor, t: tf.Tensor
+    ) -> tf.Tensor:  # layer k's output h at time t as layer k + 1 reads it
         return h * self.masks[k][self.at(t)] if self.masks else h
 
-    def window(self, k, stacked):  # layer k's [T, ...] rows of an iteration-indexed stack
+    def window(
+        self, k: int, stacked: tf.Tensor
+    ) -> tf.Tensor:  # layer k's [T, ...] rows of an iteration-indexed stack
         return stacked[self.LAG * k : self.LAG * k + self.T]
 
 
@@ -265,7 +308,7 @@ class NumpyFast:
     is exact in floating point).  Layer j > 0 keeps [input, h] in one buffer, so its
     two matmuls are one, and layer j - 1 writes its output straight into it."""
 
-    def __init__(self, w, batch):
+    def __init__(self, w: Weights, batch: int):
         H = w.units
         order = np.r_[0 : 2 * H, 3 * H : 4 * H, 2 * H : 3 * H]  # i f c o -> i f o c
         scale = np.r_[np.full(3 * H, 0.5, np.float32), np.ones(H, np.float32)]
@@ -305,17 +348,17 @@ class NumpyFast:
             for i in range(n)
         ]
 
-    def load(self, states):
+    def load(self, states: list[np.ndarray]) -> None:
         for i in range(len(self.h)):
             self.h[i][...] = states[2 * i]
             self.c[i][...] = states[2 * i + 1]
         for i in range(1, len(self.h)):
             self.xh[i][:, : self.H] = self.h[i - 1]
 
-    def save(self):
+    def save(self) -> list[np.ndarray]:
         return [x.copy() for i in range(len(self.h)) for x in (self.h[i], self.c[i])]
 
-    def step(self, tok):
+    def step(self, tok: int | np.ndarray) -> np.ndarray:
         a, tmp, table = self.a, self.tmp, self.table
         dot, tanh, multiply, add = np.dot, np.tanh, np.multiply, np.add
         for x, k, b, sig, ig, fg, og, cand, c, h, nxt in self.plan:

@@ -23,11 +23,24 @@ operands are rounded to the compute dtype (norms, gates, the recurrence and the 
 float32, as in charrnn.nn.fused).
 """
 
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from charrnn.backend import tensorflow
 from charrnn.nn.cells.base import Cell
 from charrnn.nn.ops import tf_ops
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from charrnn.nn.cells.base import OnnxGraph
+    from charrnn.nn.ops import Array, Ops
+    from charrnn.nn.step import Weights
 
 FF_MULT = 4  # the feed-forward's width, in units of rnn_size
 RMS_EPS = 1e-6  # in the RMS norms
@@ -44,11 +57,11 @@ ENGINE_NAMES = {
 }
 
 
-def f32(a):
+def f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def block_shapes(cell, h) -> dict:
+def block_shapes(cell: Cell, h: int) -> dict[str, tuple[int, ...]]:
     """A block's tensors: name (after "layers.<i>.") -> shape, in MinBlock's order."""
     g, f = cell.gates * h, FF_MULT * h
     return {
@@ -66,20 +79,22 @@ def block_shapes(cell, h) -> dict:
 class Minimal(Cell):
     parallel = True
 
-    def recurrence(self, ops, p):
+    def recurrence(self, ops: Ops, p: Array) -> tuple[Array, Array]:
         """The input projection ``p`` (rows, G*H) -> (a, b) of h_t = a_t * h_{t-1} + b_t."""
         raise NotImplementedError
 
-    def onnx_recurrence(self, g, p: str, pre: str):
+    def onnx_recurrence(self, g: OnnxGraph, p: str, pre: str) -> tuple[str, str]:
         """``recurrence`` as ONNX nodes named from prefix ``p``: (a, b)."""
         raise NotImplementedError
 
-    def embedding_size(self, rnn_size, asked):
+    def embedding_size(self, rnn_size: int, asked: int) -> int:
         return int(rnn_size)  # the residual stream, whatever was asked
 
     # --- weights ------------------------------------------------------------------------
 
-    def tensor_shapes(self, vocab, embed, units, layers):
+    def tensor_shapes(
+        self, vocab: int, embed: int, units: int, layers: int
+    ) -> dict[str, tuple[int, ...]]:
         shapes = {
             "embedding": (vocab, units),
             "logits.kernel": (units, vocab),
@@ -90,7 +105,7 @@ class Minimal(Cell):
         shapes["final_norm"] = (units,)
         return shapes
 
-    def variables(self, model):
+    def variables(self, model: keras.Model) -> dict:
         v = {"embedding": model.embedding.embeddings}
         for i, block in enumerate(model.rnns):  # MinBlock keeps its variables by name
             v.update({f"layers.{i}.{k}": var for k, var in block.named.items()})
@@ -98,7 +113,7 @@ class Minimal(Cell):
         v["logits.kernel"], v["logits.bias"] = model.dense.kernel, model.dense.bias
         return v
 
-    def arrange(self, tensors):
+    def arrange(self, tensors: dict) -> tuple[np.ndarray, list[dict], np.ndarray]:
         """(table = the embedding, blocks under the engines' names, final_norm)."""
         n = sum(1 for k in tensors if k.endswith(".ff_norm"))
         layers = [
@@ -110,7 +125,7 @@ class Minimal(Cell):
 
     # --- the Keras model ------------------------------------------------------------------
 
-    def build(self, model, keras, dropout):
+    def build(self, model: keras.Model, keras: ModuleType, dropout: float) -> None:
         model.rnns = [
             min_block_class()(self, model.rnn_size, dropout, name=f"{self.name}_{i}")
             for i in range(model.num_layers)
@@ -120,7 +135,14 @@ class Minimal(Cell):
         )
         model.drop = None  # the blocks drop on their residual branches
 
-    def call(self, tf, model, inputs, states, training):
+    def call(
+        self,
+        tf: ModuleType,
+        model: keras.Model,
+        inputs: tf.Tensor,
+        states: list[tf.Tensor] | None,
+        training: bool,
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """The blocks over a time-major window: (logits [B, T, V], new states)."""
         x = tf.cast(model.embedding(tf.transpose(inputs), training=training), tf.float32)
         if states is None:
@@ -136,7 +158,9 @@ class Minimal(Cell):
 
     # --- one step over NumPy or TensorFlow --------------------------------------------------
 
-    def step(self, ops, w, tok, states):
+    def step(
+        self, ops: Ops, w: Weights, tok: Array, states: list[Array]
+    ) -> tuple[Array, list[Array]]:
         x, new = ops.take(w.table, tok), []
         for layer, h in zip(w.layers, states):
             a, b = self.recurrence(ops, rms_norm(ops, x, layer["norm"]) @ layer["W"] + layer["b"])
@@ -145,7 +169,7 @@ class Minimal(Cell):
             x = feed_forward(ops, layer, x + h)
         return rms_norm(ops, x, w.final_norm) @ w.dense + w.dense_b, new
 
-    def sweep(self, w, ids):
+    def sweep(self, w: Weights, ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """``visualize``'s run: each block over all rows at once, only the recurrence stepped."""
         from charrnn.nn.ops import NumpyOps as ops
 
@@ -161,10 +185,10 @@ class Minimal(Cell):
 
     # --- ONNX -------------------------------------------------------------------------------
 
-    def onnx_setup(self, g, units):
+    def onnx_setup(self, g: OnnxGraph, units: int) -> None:
         g.array(np.full(self.gates, units, np.int64), "split_sizes")
 
-    def onnx_layer(self, g, i, x):
+    def onnx_layer(self, g: OnnxGraph, i: int, x: str) -> str:
         """A block, op for op as ``step``."""
         op, p, t = g.op, f"l{i}", f"layers.{i}."
         pre = op(
@@ -195,16 +219,16 @@ class Minimal(Cell):
         )
         return op("Add", [x, y], f"{p}_x2")
 
-    def onnx_output(self, g, x):
+    def onnx_output(self, g: OnnxGraph, x: str) -> str:
         return onnx_rms_norm(g, x, "final_norm", "final_n")
 
     # --- cost (charrnn.train.autosize) ------------------------------------------------------
 
-    def matrix_weights(self, layers, units, embed):
+    def matrix_weights(self, layers: int, units: int, embed: int) -> int:
         """The block's input projection and feed-forward, each multiplied once per symbol."""
         return layers * (self.gates + 2 * FF_MULT) * units * units
 
-    def other_params(self, layers, units):
+    def other_params(self, layers: int, units: int) -> int:
         """The projection's and feed-forward's biases, two norm scales a block, the final norm."""
         return layers * (self.gates + FF_MULT + 3) * units + units
 
@@ -212,18 +236,18 @@ class Minimal(Cell):
 # --- the block's maths, over NumPy or TensorFlow, for rows of any leading shape ------------
 
 
-def feed_forward(ops, layer, x):
+def feed_forward(ops: Ops, layer: dict, x: Array) -> Array:
     """The block's second half: x + F2 relu(F1 rmsnorm(x))^2."""
     f = relu2(rms_norm(ops, x, layer["ff_norm"]) @ layer["F1"] + layer["f1b"])
     return x + (f @ layer["F2"] + layer["f2b"])
 
 
-def rms_norm(ops, x, scale):
+def rms_norm(ops: Ops, x: Array, scale: Array) -> Array:
     """x / sqrt(mean(x^2) + eps) * scale over the last axis."""
     return x * ops.rsqrt(ops.mean_last(x * x) + RMS_EPS) * scale
 
 
-def relu2(x):
+def relu2(x: Array) -> Array:
     """Squared ReLU, the feed-forward's activation (So et al. 2021, "Primer"): measured
     better than GELU here at a quarter of its element-wise cost (benchmarks/RESULTS.md,
     "Parallel cells")."""
@@ -231,7 +255,7 @@ def relu2(x):
     return r * r
 
 
-def onnx_rms_norm(g, x, scale, p):
+def onnx_rms_norm(g: OnnxGraph, x: str, scale: str, p: str) -> str:
     op = g.op
     ms = op("ReduceMean", [op("Mul", [x, x], f"{p}_sq")], f"{p}_ms", axes=[-1], keepdims=1)
     r = op(
@@ -245,7 +269,7 @@ def onnx_rms_norm(g, x, scale, p):
 # --- training: the recurrence over a window, and the block as a Keras layer -----------------
 
 
-def linear_scan(a, b, h0):
+def linear_scan(a: tf.Tensor, b: tf.Tensor, h0: tf.Tensor) -> tf.Tensor:
     """h_t = a_t * h_{t-1} + b_t over time-major a, b [T, B, H] from h0 [B, H]:
     all the h_t [T, B, H].
 
@@ -289,7 +313,7 @@ def _loop(tf, a, b, h0):
 _CLASS = None
 
 
-def min_block_class():
+def min_block_class() -> type[keras.layers.Layer]:
     """The Keras layer of one block (defined lazily: importing this module does not
     import TensorFlow)."""
     global _CLASS
@@ -303,7 +327,7 @@ def min_block_class():
     class MinBlock(keras.layers.Layer):
         """x += minRNN(rmsnorm(x)); x += FF(rmsnorm(x)), over a time-major window."""
 
-        def __init__(self, spec, units, dropout=0.0, **kwargs):
+        def __init__(self, spec: Minimal, units: int, dropout: float = 0.0, **kwargs: Any):
             """``spec``: the cell (a Minimal) whose recurrence the block runs."""
             # autocast off: the casts are explicit (matmul operands only)
             super().__init__(autocast=False, **kwargs)
@@ -311,7 +335,7 @@ def min_block_class():
             # float32 in and out under a mixed policy (the residual stream stays float32)
             self.drop = keras.layers.Dropout(dropout, dtype="float32") if dropout > 0 else None
 
-        def build(self, input_shape):
+        def build(self, input_shape: tuple) -> None:
             def init(name):  # norm scales 1, biases 0, matrices Glorot
                 return (
                     "ones"
@@ -331,7 +355,9 @@ def min_block_class():
             for k, var in self.named.items():
                 setattr(self, "var_" + k.replace(".", "_"), var)
 
-        def call(self, x, h0, training=False):
+        def call(
+            self, x: tf.Tensor, h0: tf.Tensor, training: bool = False
+        ) -> tuple[tf.Tensor, tf.Tensor]:
             """x [T, B, H] float32, h0 [B, H] -> (x out [T, B, H], h_T)."""
             shape = tf.shape(x)
             cdt = tf.as_dtype(self.compute_dtype)

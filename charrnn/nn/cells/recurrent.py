@@ -16,12 +16,25 @@ row lookup; later layers keep W, U, b (and br, GRU's recurrent bias), and where 
 the two projections before its gates, WU = [W; U] stacked, one matmul for both.
 """
 
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from charrnn.nn.cells.base import Cell
 
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
 
-def f32(a):
+    from charrnn.nn.cells.base import OnnxGraph
+    from charrnn.nn.ops import Array, Ops
+    from charrnn.nn.step import Weights
+
+
+def f32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
@@ -46,7 +59,7 @@ class Recurrent(Cell):
             shapes[f"layers.{i}.bias"] = (2, g) if self.split_bias else (g,)
         return shapes
 
-    def variables(self, model) -> dict:
+    def variables(self, model: keras.Model) -> dict:
         """Tensor name -> the Keras variable of a built CharRNN that holds it."""
         v = {"embedding": model.embedding.embeddings}
         for i, rnn in enumerate(model.rnns):
@@ -56,7 +69,7 @@ class Recurrent(Cell):
         v["logits.kernel"], v["logits.bias"] = model.dense.kernel, model.dense.bias
         return v
 
-    def arrange(self, tensors: dict):
+    def arrange(self, tensors: dict) -> tuple[np.ndarray, list[dict], None]:
         """The engines' arrangement of named arrays: (table, layers, final_norm=None)."""
         n = sum(1 for k in tensors if k.endswith(".recurrent_kernel"))
         layers, table = [], None
@@ -78,7 +91,7 @@ class Recurrent(Cell):
 
     # --- the Keras model (charrnn.nn.model.CharRNN) --------------------------------------
 
-    def build(self, model, keras, dropout: float) -> None:
+    def build(self, model: keras.Model, keras: ModuleType, dropout: float) -> None:
         """Give a CharRNN its layers: ``model.rnns`` and the dropout between them."""
         layer = getattr(keras.layers, self.keras_layer)
         model.rnns = [
@@ -87,7 +100,14 @@ class Recurrent(Cell):
         ]
         model.drop = keras.layers.Dropout(dropout) if dropout > 0 else None
 
-    def call(self, tf, model, inputs, states, training):
+    def call(
+        self,
+        tf: ModuleType,
+        model: keras.Model,
+        inputs: tf.Tensor,
+        states: list[tf.Tensor] | None,
+        training: bool,
+    ) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """A window through the model: (logits [B, T, V], new states)."""
         if model.fused:
             return self._call_fused(tf, model, inputs, states, training)
@@ -122,7 +142,9 @@ class Recurrent(Cell):
 
     # --- one step over NumPy or TensorFlow (the engines, exports, the reference) ---------
 
-    def step(self, ops, w, tok, states):
+    def step(
+        self, ops: Ops, w: Weights, tok: Array, states: list[Array]
+    ) -> tuple[Array, list[Array]]:
         """Symbol ids (batch,) and the flat state list -> logits (batch, vocab), new states."""
         k = len(self.states)
         new, x = [], None
@@ -140,13 +162,21 @@ class Recurrent(Cell):
             x = h
         return x @ w.dense + w.dense_b, new
 
-    def update(self, ops, xz, h_in, layer, h, c=None):
+    def update(
+        self,
+        ops: Ops,
+        xz: Array,
+        h_in: Array | None,
+        layer: dict,
+        h: Array,
+        c: Array | None = None,
+    ) -> tuple[Array, Array | None]:
         """One layer's cell from its input projection ``xz`` (batch, G*H), bias included: the
         new ``(h, c)`` (c None but for an LSTM).  ``h_in``: the state the recurrent kernel U
         multiplies, or None when ``xz`` already holds that product (the stacked WU)."""
         raise NotImplementedError
 
-    def sweep(self, w, ids):
+    def sweep(self, w: Weights, ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """``visualize``'s run: the text through the model a layer at a time (a layer's input
         projection for the whole text is one matrix product, and only its recurrent matrix is
         used step by step, so it stays in the CPU cache: 3x512 ~10x faster than stepping all
@@ -171,18 +201,18 @@ class Recurrent(Cell):
 
     # --- ONNX (charrnn.export.onnx_graph) ------------------------------------------------
 
-    def onnx_setup(self, g, units: int) -> None:
+    def onnx_setup(self, g: OnnxGraph, units: int) -> None:
         """The constants this cell's nodes use, once per graph."""
         if self.gates > 1:
             g.array(np.full(self.gates, units, np.int64), "split_sizes")
         if self.split_bias:  # the two rows of Keras' GRU bias: input and recurrent
             g.array(np.array([1, 1], np.int64), "two_rows")
 
-    def onnx_layer(self, g, i: int, x: str) -> str:
+    def onnx_layer(self, g: OnnxGraph, i: int, x: str) -> str:
         """Layer i's nodes, as ``update``; its new h (and c) are graph outputs."""
         raise NotImplementedError
 
-    def onnx_output(self, g, x: str) -> str:
+    def onnx_output(self, g: OnnxGraph, x: str) -> str:
         return x
 
     # --- cost (charrnn.train.autosize) ---------------------------------------------------
