@@ -269,14 +269,14 @@ class _Screen:
         self.message = ""
         self.command = None  # the `:` line being typed, or None
 
-    def size(self):
+    def size(self) -> tuple[int, int]:
         try:
             cols, rows = os.get_terminal_size(self.fd)
         except OSError:
             cols, rows = 80, 24
         return max(cols, 20), max(rows, 8)
 
-    def draw(self):
+    def draw(self) -> None:
         s, o = self.s, self.s.opt
         cols, rows = self.size()
         head = (
@@ -322,11 +322,11 @@ class _Terminal:
         self.saved = termios.tcgetattr(self.fd)
         self.redraw = None
 
-    def enter(self):
+    def enter(self) -> None:
         tty.setcbreak(self.fd)  # no echo, no line editing; signals and flow control kept
         os.write(self.fd, b"\x1b[?1049h")
 
-    def leave(self):
+    def leave(self) -> None:
         os.write(self.fd, b"\x1b[?1049l")
         termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
 

@@ -8,11 +8,18 @@ It runs the same algorithm as the shared ``cell_step`` / ``choose`` (tested
 against them and against the Keras model).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from charrnn.generate.choice import Options, choose, hash_u32, seed_mix, uniform
 from charrnn.nn.cells import get
 from charrnn.nn.step import NumpyOps, Weights, cell_step
+
+if TYPE_CHECKING:
+    from charrnn.generate.constraints import Allowed
 
 
 class NumpyEngine:
@@ -25,7 +32,14 @@ class NumpyEngine:
     first_lane + b); ``allowed``: a charrnn.generate.constraints.Allowed, whose automaton
     state per row this engine carries from call to call."""
 
-    def __init__(self, w: Weights, opt: Options, batch: int, first_lane=0, allowed=None):
+    def __init__(
+        self,
+        w: Weights,
+        opt: Options,
+        batch: int,
+        first_lane: int = 0,
+        allowed: Allowed | None = None,
+    ):
         self.w, self.opt, self.allowed = w, opt, allowed
         self.mix = int(seed_mix(opt.seed))
         self.lanes = np.arange(first_lane, first_lane + batch, dtype=np.uint32)
@@ -35,7 +49,9 @@ class NumpyEngine:
         self.cdf = np.empty((batch, w.vocab_size), np.float32)
         self.allowed_state = allowed.start(batch) if allowed is not None else None
 
-    def run(self, tok, states, t0, forced):
+    def run(
+        self, tok: np.ndarray, states: list[np.ndarray], t0: int, forced: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """Run ``forced.shape[1]`` steps; forced[b, i] >= 0 replaces the sampled id."""
         fused = self.fused
         if fused is not None:

@@ -14,9 +14,13 @@ work as a generator that yields a ``Wait`` there instead, so a caller with other
 (the server's engine thread) does it meanwhile.
 """
 
+from __future__ import annotations
+
 import os
 import select
 import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -28,11 +32,19 @@ from charrnn.generate.xla_process import ChildSlots, XLAProcess
 from charrnn.nn.cells import get
 from charrnn.nn.step import Weights
 
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+    from charrnn.generate.constraints import Allowed
+    from charrnn.text import Vocab
+
+T = TypeVar("T")
+
 NUMPY_STEPS_ENV = "CHARRNN_TEST_NUMPY_STEPS"  # test hook: NumPy's share of the steps
 NUMPY_COVER = 6.5  # seconds of estimated NumPy work before XLA takes over (numpy_steps_for)
 
 
-def start_id(vocab) -> int:
+def start_id(vocab: Vocab) -> int:
     """The input before the first symbol when there is no prime: a newline (text
     usually starts after one), else the most frequent symbol."""
     if "\n" in vocab.symbols:
@@ -40,7 +52,7 @@ def start_id(vocab) -> int:
     return int(np.argmax(vocab.counts)) if len(vocab.counts) else 0
 
 
-def step_seconds(w: Weights, batch=1) -> float:
+def step_seconds(w: Weights, batch: int = 1) -> float:
     """An estimate of the NumPy engine's seconds per step for this shape (on the 2-core
     test machine): a fixed cost per step and per layer -- NumPy calls -- plus the
     multiply-adds."""
@@ -50,7 +62,7 @@ def step_seconds(w: Weights, batch=1) -> float:
     return seconds
 
 
-def numpy_steps_for(w: Weights, batch=1):
+def numpy_steps_for(w: Weights, batch: int = 1) -> int:
     """How many steps the NumPy engine runs before XLA takes over: enough to cover
     TensorFlow's usual start-up in the child process (import and compile; measured
     on the 2-core test machine: as long as 60,000-110,000 NumPy steps of a 2x128 LSTM)
@@ -68,10 +80,10 @@ class Wait:
     __slots__ = ("fd",)
     RETRY = 0.02  # seconds between asks for room under the cap
 
-    def __init__(self, fd=None):
+    def __init__(self, fd: int | None = None):
         self.fd = fd
 
-    def block(self):
+    def block(self) -> None:
         """Wait here for what this waits for."""
         if self.fd is None:
             time.sleep(self.RETRY)
@@ -79,7 +91,7 @@ class Wait:
             select.select([self.fd], [], [])
 
 
-def finish(gen):
+def finish(gen: Generator[Wait, None, T]) -> T:
     """Run ``gen`` (of ``Wait``s only) to its end, blocking at each; its return value."""
     while True:
         try:
@@ -108,14 +120,14 @@ class Sampler:
     def __init__(
         self,
         weights: Weights,
-        batch=1,
-        options=Options(),
-        start_id=0,
-        engine="auto",
-        numpy_steps=None,
-        first_lane=0,
-        allowed=None,
-        children: ChildSlots = None,
+        batch: int = 1,
+        options: Options = Options(),
+        start_id: int = 0,
+        engine: str = "auto",
+        numpy_steps: int | None = None,
+        first_lane: int = 0,
+        allowed: Allowed | None = None,
+        children: ChildSlots | None = None,
     ):
         options.check()
         self.w, self.opt, self.batch = weights, options, int(batch)
@@ -142,14 +154,14 @@ class Sampler:
         self.wants_child = False
         self.work_seconds = 0.0  # the last generate's computing, waits left out
 
-    def start_compiling(self):
+    def start_compiling(self) -> None:
         """Start TensorFlow's import and the compile (a child process in "auto" mode):
         now, or once ``children`` has room (each generate asks again)."""
         if self.engine == "auto":
             self.wants_child = True
             self._child()
 
-    def _child(self):
+    def _child(self) -> XLAProcess | None:
         """The child process, started if wanted and allowed; None until then."""
         if (
             self._xla is None
@@ -161,7 +173,7 @@ class Sampler:
             )
         return self._xla
 
-    def close(self):
+    def close(self) -> None:
         """End the child process, if any, and give back its slot (the sampler cannot
         generate after this)."""
         if self._xla is not None and hasattr(self._xla, "close"):
@@ -170,7 +182,7 @@ class Sampler:
             self.children.give_back(self)
 
     # -- feeding and generating
-    def prime(self, ids):
+    def prime(self, ids: ArrayLike) -> None:
         """Feed ``ids`` (1-D, the same for every stream) before generating."""
         ids = np.asarray(ids, np.int32).reshape(-1)
         if len(ids) == 0:
@@ -184,11 +196,11 @@ class Sampler:
         self.primed = True
         self.pending = np.concatenate([self.pending, ids])
 
-    def generate(self, n):
+    def generate(self, n: int) -> np.ndarray:
         """The next ``n`` ids of every stream, (batch, n) int32."""
         return finish(self.generating(n))
 
-    def generating(self, n):
+    def generating(self, n: int) -> Generator[Wait, None, np.ndarray]:
         """``generate(n)`` as a generator: it yields a ``Wait`` wherever it would wait on
         the child (its start, its computing, room for it under ``children``) and returns
         the ids.  Closing it midway leaves the sampler good only for ``close()``."""

@@ -10,10 +10,18 @@ compilation serves every chunk.  It runs in this process (``engine="xla"``) or i
 the child process of charrnn.generate.xla_process.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from charrnn.generate.choice import Options, choose, seed_mix, uniform
 from charrnn.nn.step import Weights, cell_step, tf_ops
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 CHUNK = 1024  # most steps one XLA call runs (the compiled buffer size)
 
@@ -21,7 +29,7 @@ CHUNK = 1024  # most steps one XLA call runs (the compiled buffer size)
 class XLAEngine:
     """The same loop as one XLA-compiled tf.while_loop over up to CHUNK steps."""
 
-    def __init__(self, w: Weights, opt: Options, batch: int, first_lane=0):
+    def __init__(self, w: Weights, opt: Options, batch: int, first_lane: int = 0):
         tf, ops = tf_ops()
         self.tf = tf
         # Weights are arguments, not captured constants: XLA compiles faster.  Layers
@@ -64,12 +72,18 @@ class XLAEngine:
         self.n_states = len(w.layers) * w.states_per_layer
         self.units = w.units
 
-    def warm_up(self):
+    def warm_up(self) -> None:
         """Compile (a call that runs zero steps compiles the whole loop)."""
         states = [np.zeros((self.batch, self.units), np.float32)] * self.n_states
         self.run(np.zeros(self.batch, np.int32), states, 0, np.full((self.batch, 0), -1, np.int32))
 
-    def run(self, tok, states, t0, forced):
+    def run(
+        self,
+        tok: np.ndarray | tf.Tensor,
+        states: Sequence[np.ndarray | tf.Tensor],
+        t0: int,
+        forced: np.ndarray,
+    ) -> tuple[np.ndarray, tf.Tensor, list[tf.Tensor]]:
         tf = self.tf
         n = forced.shape[1]
         assert n <= CHUNK

@@ -25,6 +25,8 @@ A child costs memory of its own, mostly TensorFlow's (``child_memory``), so a se
 caps how many run at once (``ChildSlots``).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import select
@@ -87,7 +89,7 @@ class _Inbox:
         self.fd, self.buf, self.eof = fd, bytearray(), False
         os.set_blocking(fd, False)
 
-    def take(self):
+    def take(self) -> tuple[dict, list[np.ndarray]] | None:
         while not self.eof:
             try:
                 data = os.read(self.fd, 1 << 20)
@@ -114,7 +116,7 @@ class _Inbox:
         return header, arrays
 
 
-def cache_dir():
+def cache_dir() -> str:
     """The XLA compile cache: per user, keyed by TensorFlow version and CPU, so a
     cached program is never run on a CPU or TensorFlow it was not built for."""
     import hashlib
@@ -199,7 +201,14 @@ class XLAProcess:
     ``poll_ready()`` until True, ``send_run(...)``, then ``poll_run()`` until it gives the
     ids, selecting on ``fileno()`` in between."""
 
-    def __init__(self, weights, options, batch, first_lane=0, verbose=False):
+    def __init__(
+        self,
+        weights: Weights,
+        options: Options,
+        batch: int,
+        first_lane: int = 0,
+        verbose: bool = False,
+    ):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "charrnn.generate.xla_process"],
             stdin=subprocess.PIPE,
@@ -254,17 +263,19 @@ class XLAProcess:
             raise CharrnnError(f"the TensorFlow engine failed: {got[0]['error']}")
         return got
 
-    def poll_ready(self, wait=False) -> bool:
+    def poll_ready(self, wait: bool = False) -> bool:
         """Has TensorFlow imported and compiled?  (Never blocks unless ``wait``.)"""
         if not self.ready and self._reply(wait) is not None:
             self._writer.join()  # done: the child has read the weights
             self.ready = True
         return self.ready
 
-    def wait_ready(self):
+    def wait_ready(self) -> None:
         self.poll_ready(wait=True)
 
-    def send_run(self, tok, states, t0, forced):
+    def send_run(
+        self, tok: np.ndarray, states: list[np.ndarray], t0: int, forced: np.ndarray
+    ) -> None:
         """Ask for the steps t0, t0 + 1, ... of ``forced`` (the child must be ready)."""
         assert self.ready and not self.running
         arrays = [forced]
@@ -276,7 +287,7 @@ class XLAProcess:
             pass  # the reply says what happened
         self.synced = self.running = True
 
-    def poll_run(self, wait=False):
+    def poll_run(self, wait: bool = False) -> np.ndarray | None:
         """The ids of the run sent, or None while the child computes (unless ``wait``)."""
         got = self._reply(wait)
         if got is None:
@@ -285,13 +296,15 @@ class XLAProcess:
         self.seconds = float(got[0].get("seconds", 0.0))
         return got[1][0]
 
-    def run(self, tok, states, t0, forced):
+    def run(
+        self, tok: np.ndarray, states: list[np.ndarray], t0: int, forced: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, None]:
         self.wait_ready()
         self.send_run(tok, states, t0, forced)
         ids = self.poll_run(wait=True)
         return ids, ids[:, -1].copy(), None
 
-    def close(self):
+    def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
@@ -315,7 +328,7 @@ class ChildSlots:
         self.holders, self.queue = set(), []
         self.lock = threading.Lock()
 
-    def take(self, who) -> bool:
+    def take(self, who: object) -> bool:
         with self.lock:
             if who in self.holders:
                 return True
@@ -327,7 +340,7 @@ class ChildSlots:
                 return True
             return False
 
-    def give_back(self, who):
+    def give_back(self, who: object) -> None:
         with self.lock:
             self.holders.discard(who)
             if who in self.queue:
