@@ -10,7 +10,7 @@ from charrnn.cli import data, generation, inspection, training  # noqa: F401 (th
 from charrnn.cli.group import cli, info
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
     try:
         return cli.main(args=argv, prog_name="charrnn", standalone_mode=False) or 0

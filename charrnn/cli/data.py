@@ -147,21 +147,21 @@ def _rare_note(r: dict, vocab_size: int) -> None:
     "the run.",
 )
 def prepare(
-    inputs,
-    out,
-    include,
-    encoding,
-    errors,
-    keep_newlines,
-    jamo,
-    min_count,
-    val_fraction,
-    test_fraction,
-    force,
-    as_json,
-    quiet,
-    vocab_from,
-):
+    inputs: tuple[str, ...],
+    out: str | None,
+    include: tuple[str, ...],
+    encoding: str | None,
+    errors: str,
+    keep_newlines: bool,
+    jamo: str,
+    min_count: int,
+    val_fraction: float,
+    test_fraction: float,
+    force: bool,
+    as_json: bool,
+    quiet: bool,
+    vocab_from: str | None,
+) -> None:
     """Turn text files, directories or - (stdin) into a dataset for training.
 
     Each file's encoding is detected (chardet; BOMs honoured) and reported; CRLF
@@ -208,7 +208,7 @@ def prepare(
     show_default=True,
     help="Which part to write; all = train, val, test in order.",
 )
-def dump(data_dir, split):
+def dump(data_dir: str, split: str) -> None:
     """Write a dataset's stored text to stdout exactly (UTF-8, Hangul recomposed)."""
     from charrnn.store.dataset import iter_dump, load_dataset
 

@@ -135,28 +135,28 @@ from charrnn.cli.group import cli, info, is_verbose, run_dir_or_latest, warn
     "to stdout.",
 )
 def sample(
-    run_dir,
-    length,
-    prime,
-    prime_file,
-    temperature,
-    top_k,
-    top_p,
-    seed,
-    num_samples,
-    separator,
-    stop,
-    allow,
-    require,
-    require_tries,
-    beam,
-    novelty,
-    checkpoint,
-    no_prime_echo,
-    unknown,
-    encoding,
-    interactive,
-):
+    run_dir: str | None,
+    length: int,
+    prime: str,
+    prime_file: str | None,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int | None,
+    num_samples: int,
+    separator: str | None,
+    stop: str | None,
+    allow: str | None,
+    require: str | None,
+    require_tries: int,
+    beam: int,
+    novelty: bool,
+    checkpoint: str,
+    no_prime_echo: bool,
+    unknown: str,
+    encoding: str | None,
+    interactive: bool,
+) -> None:
     """Generate text from a trained run (default: the most recent under ./runs).
 
     Only the text goes to stdout, streamed as it is generated; Hangul jamo runs
@@ -305,7 +305,17 @@ def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
     "hands over to one (each ~800 MB plus 3x the weights, counted in the memory bound); "
     "requests needing one when none is free wait their turn, same text.",
 )
-def serve(run_dir, host, port, checkpoint, max_streams, max_chars, max_body, timeout, max_children):
+def serve(
+    run_dir: str | None,
+    host: str,
+    port: int,
+    checkpoint: str,
+    max_streams: int,
+    max_chars: int,
+    max_body: int,
+    timeout: float,
+    max_children: int,
+) -> None:
     """Serve a model (a run directory or .safetensors file) over HTTP/JSON.
 
     POST /v1/generate takes `charrnn sample`'s options (stream: true for server-sent

@@ -5,6 +5,7 @@ stdout carries data (samples, dumps, --json); everything for humans goes to stde
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -13,7 +14,7 @@ from charrnn.errors import CharrnnError
 
 
 class _Group(click.Group):
-    def invoke(self, ctx):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CharrnnError as e:
@@ -29,7 +30,7 @@ class _Group(click.Group):
             ctx.exit(0)
 
 
-def info(message: str = "", **kwargs) -> None:
+def info(message: str = "", **kwargs: Any) -> None:
     """A line for humans: always stderr."""
     click.echo(message, err=True, **kwargs)
 
@@ -43,7 +44,7 @@ def warn(message: str) -> None:
 @click.option(
     "-v", "--verbose", is_flag=True, help="Show TensorFlow's own log messages and extra detail."
 )
-def cli(verbose):
+def cli(verbose: bool) -> None:
     """Train character-level LSTM/GRU language models and sample text from them.
 
     \b
@@ -54,7 +55,7 @@ def cli(verbose):
     backend.set_verbose(verbose)
 
 
-def run_dir_or_latest(run_dir):
+def run_dir_or_latest(run_dir: str | None) -> str:
     if run_dir:
         return run_dir
     from charrnn.store.rundir import find_latest_run
@@ -68,14 +69,14 @@ def is_verbose() -> bool:
     return bool(click.get_current_context().find_root().params.get("verbose"))
 
 
-def human_size(n: int) -> str:
+def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
 
 
-def process_seconds():
+def process_seconds() -> float | None:
     """Seconds since this process started, from /proc (None where there is none)."""
     try:
         # field 22 of /proc/self/stat, counted after the command name, which may hold spaces

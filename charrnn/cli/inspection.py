@@ -86,18 +86,18 @@ def _num(x):
     help="With --dynamic: symbols scored per weight update (charrnn.analysis.dynamic.SEGMENT).",
 )
 def evaluate(
-    run_dir,
-    files,
-    checkpoint,
-    encoding,
-    errors,
-    streams,
-    as_json,
-    per_line,
-    dynamic,
-    dynamic_lr,
-    dynamic_segment,
-):
+    run_dir: str,
+    files: tuple[str, ...],
+    checkpoint: str,
+    encoding: str | None,
+    errors: str,
+    streams: int | None,
+    as_json: bool,
+    per_line: bool,
+    dynamic: bool,
+    dynamic_lr: float,
+    dynamic_segment: int,
+) -> None:
     """Score text files (- for stdin) with a trained run: loss per symbol and per character.
 
     The text goes through prepare's pipeline (encoding detection, the run's
@@ -124,7 +124,7 @@ def evaluate(
         raise click.UsageError("--dynamic reads each file in one stream; leave out --streams")
     run = load(run_dir, checkpoint, on_warning=warn)
 
-    def on_line(line):
+    def on_line(line: dict) -> None:
         click.echo(json.dumps(line, ensure_ascii=False))
 
     result = score(
@@ -170,7 +170,7 @@ def evaluate(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print what was written as one JSON object on stdout."
 )
-def export(run_dir, out, checkpoint, fmt, as_json):
+def export(run_dir: str, out: str | None, checkpoint: str, fmt: str | None, as_json: bool) -> None:
     """Write a trained model as one portable file, checked against the run first.
 
     \b
@@ -266,7 +266,17 @@ def _units(value):
     "--all-units", is_flag=True, help="Store every unit's activations, however large the page gets."
 )
 @click.option("--encoding", help="Decode the text with this codec instead of detecting it.")
-def visualize(run_dir, text_file, out, max_chars, as_json, checkpoint, units, all_units, encoding):
+def visualize(
+    run_dir: str,
+    text_file: str,
+    out: str | None,
+    max_chars: int,
+    as_json: bool,
+    checkpoint: str,
+    units: str | None,
+    all_units: bool,
+    encoding: str | None,
+) -> None:
     """Write one self-contained HTML page showing how surprised the model is at every
     character of TEXT (- for stdin), and which cells track quotes, brackets, lines...
 

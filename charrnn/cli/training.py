@@ -1,5 +1,8 @@
 """`charrnn train`."""
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from charrnn.cli.group import cli, info, process_seconds
@@ -9,6 +12,8 @@ from charrnn.train.settingtypes import FLOAT, INT, PATH, Setting
 # The options that set a config key, by parameter name: declared with the settings
 # (charrnn.train.settings: a Setting's flag), their help text the setting's own.
 SETTING_FLAGS = {s.key.replace(".", "_"): s for s in SETTINGS if s.flag}
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _option(setting: Setting, param: str):
@@ -25,7 +30,7 @@ def _option(setting: Setting, param: str):
     )
 
 
-def setting_options(command):
+def setting_options(command: F) -> F:
     """Add the options of SETTING_FLAGS to ``command``, in the settings' order."""
     for param, setting in reversed(SETTING_FLAGS.items()):
         command = _option(setting, param)(command)
@@ -71,7 +76,15 @@ def setting_options(command):
     "(repeatable).",
 )
 @click.pass_context
-def train(ctx, config_name, resume, init_from, force, sets, **settings):
+def train(
+    ctx: click.Context,
+    config_name: str | None,
+    resume: bool,
+    init_from: str | None,
+    force: bool,
+    sets: tuple[str, ...],
+    **settings: str | int | float | None,
+) -> None:
     """Train a model on a prepared dataset; checkpoints, metrics and logs go to the run directory.
 
     \b
