@@ -15,12 +15,16 @@ engine -- teacher-forced along the greedy path of the model that TensorFlow rest
 from the checkpoint, and must reproduce its logits; otherwise nothing is written.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -36,6 +40,10 @@ from charrnn.nn.tensors import engine_weights, tensors_from_model
 from charrnn.store import checkpoints, loader, weightsfile
 from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
 
+if TYPE_CHECKING:
+    from charrnn.atomic import StrPath
+    from charrnn.store.loaded import LoadedModel
+
 FORMATS = ("safetensors", "onnx", "tflite", "web")
 SUFFIXES = {
     ".safetensors": "safetensors",
@@ -48,9 +56,11 @@ PRIME = "The "  # the fixed prime of the check (characters the vocabulary lacks 
 CHECK_STEPS = 200
 ATOL = RTOL = 1e-4  # every logit within ATOL + RTOL * |reference|
 MARGIN = 1e-3  # argmax must agree where the reference's top two differ by more
+# A format's one-step function (above), run on NumPy arrays: (ids, states) -> (logits, states).
+StepFn = Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]
 
 
-def format_of(out, fmt=None) -> str:
+def format_of(out: StrPath, fmt: str | None = None) -> str:
     if fmt:
         return fmt
     suffix = Path(out).suffix.lower()
@@ -65,7 +75,7 @@ def format_of(out, fmt=None) -> str:
 # --- the reference: the model TensorFlow restored, greedy from a fixed prime -----------------
 
 
-def reference(run, steps=CHECK_STEPS):
+def reference(run: LoadedModel, steps: int = CHECK_STEPS) -> tuple[np.ndarray, np.ndarray]:
     """(ids fed, logits after each): charrnn's greedy path from the fixed prime, with the
     logits of ``run.model`` (the Keras model TensorFlow restored) along it, in one call."""
     tf = backend.tensorflow()
@@ -84,7 +94,7 @@ def reference(run, steps=CHECK_STEPS):
     return ids, logits.numpy()[0].astype(np.float64)
 
 
-def teacher_forced(step, ids, n_states, units):
+def teacher_forced(step: StepFn, ids: np.ndarray, n_states: int, units: int) -> np.ndarray:
     """Logits of a candidate ``step(ids[batch], states) -> (logits, states)`` fed ``ids``."""
     states = [np.zeros((1, units), np.float32) for _ in range(n_states)]
     out = []
@@ -94,7 +104,7 @@ def teacher_forced(step, ids, n_states, units):
     return np.stack(out)
 
 
-def compare(ref, got, what):
+def compare(ref: np.ndarray, got: np.ndarray, what: str) -> dict:
     """Raise unless ``got`` reproduces ``ref`` (steps x vocab) within the tolerance."""
     err = np.abs(got.astype(np.float64) - ref)
     bad = err > ATOL + RTOL * np.abs(ref)
@@ -119,7 +129,7 @@ def compare(ref, got, what):
 # --- formats ----------------------------------------------------------------------------------
 
 
-def onnx_step(path, args):
+def onnx_step(path: StrPath, args: dict) -> StepFn:
     ort = _need("onnxruntime")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only
@@ -127,14 +137,14 @@ def onnx_step(path, args):
     ins = [i.name for i in sess.get_inputs()][1:]
     outs = [o.name for o in sess.get_outputs()]
 
-    def step(ids, states):
+    def step(ids: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         res = sess.run(outs, {"ids": ids, **dict(zip(ins, states))})
         return res[0], res[1:]
 
     return step
 
 
-def tflite_model(tensors, args, metadata) -> bytes:
+def tflite_model(tensors: dict[str, np.ndarray], args: dict, metadata: dict[str, str]) -> bytes:
     """The one-step function as a TFLite flatbuffer with builtin ops only, carrying ``metadata``."""
     tf, ops = tf_ops()
     w = engine_weights(args["cell"], tensors)
@@ -169,14 +179,14 @@ def _with_metadata(flatbuffer: bytes, metadata: dict) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def tflite_step(path, args):
+def tflite_step(path: StrPath, args: dict) -> StepFn:
     interpreter = _need("ai_edge_litert.interpreter")
     with backend.quiet_fd2():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2
         runner = interpreter.Interpreter(model_path=str(path)).get_signature_runner()
         runner(**_zeros(args, 1))
     names = _state_inputs(args)
 
-    def step(ids, states):
+    def step(ids: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         res = runner(ids=ids, **dict(zip(names, states)))
         return res["logits"], [res[f"new_{s}"] for s in names]
 
@@ -195,10 +205,10 @@ def _zeros(args, batch):
     return d
 
 
-def numpy_step(path, args):
+def numpy_step(path: StrPath, args: dict) -> StepFn:
     w = weightsfile.read(path).weights
 
-    def step(ids, states):
+    def step(ids: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         with np.errstate(over="ignore", under="ignore"):
             return cell_step(NumpyOps, w, ids, states)
 
@@ -217,7 +227,7 @@ def _encode(fmt, run):
     return tflite_model(run.tensors, run.model_args, meta), tflite_step
 
 
-def add_weights(run_path, on_info=None) -> dict:
+def add_weights(run_path: StrPath, on_info: Callable[[str], None] | None = None) -> dict:
     """Give every kept checkpoint of run ``run_path`` (checkpoints/ and best/) that lacks
     one its portable weights file, each checked like an export before its manifest lists
     it.  Returns {"run", "added": [paths], "present": n}."""
@@ -254,7 +264,7 @@ def add_weights(run_path, on_info=None) -> dict:
         meta = weightsfile.metadata_for(args, vocab, run.meta, ck.step, val_loss)
         ids, ref = reference(run)
 
-        def check(path, ref=ref, ids=ids):
+        def check(path: StrPath, ref: np.ndarray = ref, ids: np.ndarray = ids) -> None:
             compare(
                 ref,
                 teacher_forced(numpy_step(path, args), ids, _n_states(args), args["rnn_size"]),
@@ -274,7 +284,13 @@ def _n_states(args):
     return len(get(args["cell"]).states) * args["num_layers"]
 
 
-def export(run_path, out, checkpoint="best", fmt=None, on_warning=None) -> dict:
+def export(
+    run_path: StrPath,
+    out: StrPath,
+    checkpoint: StrPath = "best",
+    fmt: str | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> dict:
     """Write the model of ``run_path`` (a run directory or a weights file) to ``out``
     in ``fmt`` (default: from the extension), verified first.  Returns what was written."""
     fmt = format_of(out, fmt)

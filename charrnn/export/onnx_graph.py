@@ -3,16 +3,24 @@ names), as charrnn.nn.step computes it: the graph's inputs and outputs here, eac
 by its cell (charrnn.nn.cells: ``onnx_layer``).  The converters from Keras are broken on Keras 3.
 """
 
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from charrnn.errors import CharrnnError
 from charrnn.nn.cells import get
 
+if TYPE_CHECKING:
+    import onnx
+
 ONNX_OPSET = 17
 EXTRA = "pip install 'charrnn[export]'"
 
 
-def need(module):
+def need(module: str) -> ModuleType:
     """Import an optional export package, or one error saying how to install it."""
     import importlib
 
@@ -28,7 +36,7 @@ def need(module):
 class _Graph:
     """Nodes and initialisers being written; every value is named by a string."""
 
-    def __init__(self, tensors):
+    def __init__(self, tensors: dict[str, np.ndarray]):
         self.helper = need("onnx").helper
         self.numpy_helper = need("onnx.numpy_helper")
         self.nodes = []
@@ -36,24 +44,28 @@ class _Graph:
             self.numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in tensors.items()
         ]
 
-    def array(self, value, name):
+    def array(self, value: np.ndarray, name: str) -> str:
         self.inits.append(self.numpy_helper.from_array(value, name))
         return name
 
-    def const(self, value):
+    def const(self, value: float) -> str:
         """A float32 scalar initialiser, named by its value."""
         name = f"const_{value!r}"
         if name not in {i.name for i in self.inits}:
             self.array(np.array(value, np.float32), name)
         return name
 
-    def op(self, kind, inputs, name, n_out=1, **attrs):
+    def op(
+        self, kind: str, inputs: list[str], name: str, n_out: int = 1, **attrs: Any
+    ) -> str | list[str]:
         outs = [name] if n_out == 1 else [f"{name}_{j}" for j in range(n_out)]
         self.nodes.append(self.helper.make_node(kind, inputs, outs, name=f"{name}_op", **attrs))
         return outs[0] if n_out == 1 else outs
 
 
-def onnx_model(tensors, args, metadata=None):
+def onnx_model(
+    tensors: dict[str, np.ndarray], args: dict, metadata: dict[str, str] | None = None
+) -> onnx.ModelProto:
     """The one-step graph as an onnx ModelProto, from the weights file's arrays."""
     onnx = need("onnx")
     from onnx import TensorProto, helper

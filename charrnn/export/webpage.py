@@ -15,9 +15,12 @@ first id as the first input) is there for tests and for anyone checking the page
 against charrnn.
 """
 
+from __future__ import annotations
+
 import base64
 import html
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,10 +31,14 @@ from charrnn.nn.cells.minimal import RMS_EPS
 from charrnn.text import JAMO_SCHEME
 from charrnn.web import fill, script_json, template
 
+if TYPE_CHECKING:
+    from charrnn.atomic import StrPath
+    from charrnn.store.loaded import LoadedModel
+
 FORMAT = "charrnn-web/1"
 
 
-def page_data(loaded) -> dict:
+def page_data(loaded: LoadedModel) -> dict:
     """The page's model: the engines' arrays (charrnn.nn.step.Weights.arrays, but the
     stacked WU the page does not use) in one float32 buffer, and the vocabulary."""
     w, vocab = loaded.weights, loaded.vocab
@@ -63,13 +70,13 @@ def page_data(loaded) -> dict:
     }
 
 
-def sampler_page(loaded, title="charrnn") -> str:
+def sampler_page(loaded: LoadedModel, title: str = "charrnn") -> str:
     return fill(
         template("sampler.html"), TITLE=html.escape(title), DATA=script_json(page_data(loaded))
     )
 
 
-def write_page(loaded, out_path, title=None) -> int:
+def write_page(loaded: LoadedModel, out_path: StrPath, title: str | None = None) -> int:
     """Write the page for ``loaded`` (a charrnn.store.loaded.LoadedModel) to ``out_path``
     atomically; returns its size in bytes."""
     w = loaded.weights

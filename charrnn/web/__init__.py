@@ -11,7 +11,7 @@ from importlib import resources
 _UNSAFE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
 
 
-def script_json(data) -> str:
+def script_json(data: object) -> str:
     """JSON that is safe inside <script type="application/json">: no '</script>', no
     HTML-significant characters, no U+2028/9 (JavaScript line breaks), no lone
     surrogates (not encodable as UTF-8) -- all as \\u escapes, which JSON.parse undoes."""
@@ -19,11 +19,11 @@ def script_json(data) -> str:
     return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
 
 
-def template(name) -> str:
+def template(name: str) -> str:
     return resources.files("charrnn.web").joinpath(name).read_text("utf-8")
 
 
-def fill(page: str, **parts) -> str:
+def fill(page: str, **parts: str) -> str:
     """Replace the ``/*NAME*/`` markers in one pass (so inserted text is never searched
     for markers); the values are inserted verbatim and must already be safe."""
     missing = [k for k in parts if f"/*{k}*/" not in page]
