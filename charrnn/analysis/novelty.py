@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -382,7 +382,7 @@ def _number_characters(ds: Dataset, out: Path) -> np.ndarray:
     returned sorted code points): two passes over the ids, a chunk at a time."""
     train = Path(ds.path) / "train.npy"
 
-    def chars():
+    def chars() -> Iterator[np.ndarray]:
         dec = ds.vocab.stream_decoder()
         for ids in npy_chunks(train):
             yield to_cps(dec.feed(ids))

@@ -15,11 +15,15 @@ unit-major, base64) -- every unit when that fits ACTIVATION_BUDGET bytes, else
 the units ranked at the top for some feature plus those asked for.
 """
 
+from __future__ import annotations
+
 import base64
 import html
 import json
 import math
+from collections.abc import Callable, Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +35,11 @@ from charrnn.nn.cells import get
 from charrnn.store.loader import load
 from charrnn.text import UNK, read_text, recompose
 from charrnn.web import fill, script_json, template
+
+if TYPE_CHECKING:
+    from charrnn.atomic import StrPath
+    from charrnn.nn.step import Weights
+    from charrnn.store.loaded import LoadedModel
 
 FORMAT = "charrnn-visualize/1"
 TOP = 5  # predictions shown per character
@@ -46,7 +55,7 @@ OOV_RULE = (
 # --- running the model -----------------------------------------------------------
 
 
-def run_states(weights, ids):
+def run_states(weights: Weights, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Feed ``ids`` from the zero state: (logits (n, vocab), states (n, units_total)),
     row i after reading ids[i]; states are each layer's h then c (LSTM), layer by layer.
     The cell's own ``sweep`` (charrnn.nn.cells): its step's maths, a layer at a time."""
@@ -55,7 +64,7 @@ def run_states(weights, ids):
     return logits, np.concatenate(acts, axis=1)
 
 
-def unit_groups(weights):
+def unit_groups(weights: Weights) -> list[dict]:
     kinds = get(weights.cell).states
     groups, first = [], 0
     for layer in range(len(weights.layers)):
@@ -65,7 +74,7 @@ def unit_groups(weights):
     return groups
 
 
-def unit_name(groups, u):
+def unit_name(groups: list[dict], u: int) -> str:
     g = next(g for g in groups if g["first"] <= u < g["first"] + g["size"])
     return f"layer {g['layer']} {g['kind']} {u - g['first']}"
 
@@ -96,7 +105,7 @@ def _composed_candidates(vocab, ids, top_ids, first_of_char):
 # --- the analysis -----------------------------------------------------------------
 
 
-def predictions(logits, ids):
+def predictions(logits: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, dict]:
     """Per symbol: nats (NaN for symbol 0, which nothing predicts), as scoring.symbol_nats
     gives them, and the page's table of its probability, rank and the TOP most likely
     symbols at its position."""
@@ -120,15 +129,15 @@ def predictions(logits, ids):
 
 
 def analyse(
-    loaded,
-    text,
+    loaded: LoadedModel,
+    text: str,
     *,
-    max_chars=5000,
-    units=(),
-    all_units=False,
-    run_name="",
-    on_info=None,
-    on_warning=None,
+    max_chars: int = 5000,
+    units: Collection[int] = (),
+    all_units: bool = False,
+    run_name: str = "",
+    on_info: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> dict:
     """Everything the page shows, as one JSON-ready dict (see the module doc)."""
     vocab, w = loaded.vocab, loaded.weights
@@ -148,7 +157,7 @@ def analyse(
 
     run = {}
 
-    def nats_of(ids):  # the model pass, inside the one scoring definition
+    def nats_of(ids: np.ndarray) -> np.ndarray:  # the model pass, inside the one scoring definition
         run["logits"], run["acts"] = run_states(w, ids)
         nats, run["symbols"] = predictions(run["logits"], ids)
         return nats
@@ -250,7 +259,7 @@ def _quantise(acts, stored):
 # --- output ------------------------------------------------------------------------
 
 
-def visualize_page(data, title="") -> str:
+def visualize_page(data: dict, title: str = "") -> str:
     return fill(
         template("visualize.html"),
         TITLE=html.escape(title or "charrnn visualize"),
@@ -259,20 +268,20 @@ def visualize_page(data, title="") -> str:
 
 
 def visualize(
-    run_dir,
-    path,
+    run_dir: StrPath,
+    path: StrPath,
     *,
-    out=None,
-    as_json=False,
-    checkpoint="best",
-    max_chars=5000,
-    units=(),
-    all_units=False,
-    encoding=None,
-    errors="strict",
-    on_info=None,
-    on_warning=None,
-):
+    out: StrPath | None = None,
+    as_json: bool = False,
+    checkpoint: StrPath = "best",
+    max_chars: int = 5000,
+    units: Collection[int] = (),
+    all_units: bool = False,
+    encoding: str | None = None,
+    errors: str = "strict",
+    on_info: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> tuple[str, dict]:
     """Read ``path`` (``-``: stdin) through the run's pipeline, analyse it and write the
     page (or with ``as_json`` the data) to ``out``; returns (text written, data).  With
     ``out`` None the caller prints the returned text (JSON to stdout)."""
