@@ -61,7 +61,7 @@ def load(
         return loaded
     missing = []
 
-    def read(ck):
+    def read(ck: checkpoints.Checkpoint) -> tuple[dict[str, np.ndarray], keras.Model | None]:
         wf = None if from_bundle else weightsfile.read_beside(ck, args, vocab)
         if wf is not None:
             return wf.tensors, None

@@ -224,7 +224,7 @@ def _read_inputs(files, raw, progress, **decode):
     extra = extra_symbols_table()  # int64, indexed by code point up to U+E000
     chunk_log, infos, pending = [], [], []
 
-    def flush():
+    def flush() -> None:
         # small files' texts are gathered into one chunk: NumPy's per-call costs are paid
         # per chunk, not per file
         c, h = _code_points_and_counts("".join(pending))

@@ -176,7 +176,7 @@ def iter_text(
         # reading a small source file.  One byte more, so a file that grew is still read on.
         size = os.fstat(f.fileno()).st_size if close else 0
 
-        def read(pos):
+        def read(pos: int) -> bytes:
             return f.read(min(CHUNK_BYTES, max(size - pos, 0) + 1) if size else CHUNK_BYTES)
 
         first = read(0)
