@@ -42,6 +42,7 @@ is refused.
 
 import math
 import time
+from collections.abc import Callable
 
 from charrnn.nn.cells import embedding_size as cell_embedding_size
 from charrnn.nn.cells import get
@@ -77,7 +78,7 @@ CALIBRATION = {
 }
 
 
-def embedding_size(units, cell="lstm"):
+def embedding_size(units: int, cell: str = "lstm") -> int:
     return cell_embedding_size(cell, units, 64 if units <= 256 else 128)
 
 
@@ -87,12 +88,12 @@ def _matrix_weights(layers, units, cell):
     return get(cell).matrix_weights(layers, units, embedding_size(units))
 
 
-def macs_per_symbol(layers, units, vocab, cell="lstm"):
+def macs_per_symbol(layers: int, units: int, vocab: int, cell: str = "lstm") -> int:
     """Multiply-adds one symbol costs in training (forward + backward = 3x forward)."""
     return 3 * (_matrix_weights(layers, units, cell) + units * vocab)
 
 
-def cost_per_symbol(layers, units, vocab, cell="lstm"):
+def cost_per_symbol(layers: int, units: int, vocab: int, cell: str = "lstm") -> int:
     """What one symbol costs in training, in multiply-adds: the matrices' (``macs_per_symbol``,
     the output layer's ``units x vocab`` among them) and the softmax's, which is paid per
     symbol of the vocabulary whatever the size (the logits' exponentials and normalisation
@@ -100,7 +101,7 @@ def cost_per_symbol(layers, units, vocab, cell="lstm"):
     return macs_per_symbol(layers, units, vocab, cell) + SOFTMAX_MACS * vocab
 
 
-def params(layers, units, vocab, cell="lstm"):
+def params(layers: int, units: int, vocab: int, cell: str = "lstm") -> int:
     """Weights of the model: embedding, layers, output layer.  Besides the matrices a layer
     has its biases (Keras' GRU: an input and a recurrent one); a parallel cell's block the
     projection's, the feed-forward's two and two norm scales, and the model a final norm."""
@@ -114,7 +115,7 @@ def params(layers, units, vocab, cell="lstm"):
     )
 
 
-def probe(seconds=0.3):
+def probe(seconds: float = 0.3) -> float:
     """Multiply-adds per second of LSTM-step-sized matmuls in NumPy, on this machine now.
 
     The matmuls are small enough (4x512 by 512x128) for the BLAS to run each on one thread:
@@ -132,7 +133,7 @@ def probe(seconds=0.3):
     return n * a.size * b.shape[1] / elapsed
 
 
-def symbols_per_second(layers, units, vocab, cell, speed):
+def symbols_per_second(layers: int, units: int, vocab: int, cell: str, speed: float) -> float:
     """Predicted training throughput, interpolated in log-log between the calibration
     points (extrapolated along the end segments); ``speed``: this machine over that one."""
     x = math.log(cost_per_symbol(layers, units, vocab, cell))
@@ -143,7 +144,7 @@ def symbols_per_second(layers, units, vocab, cell, speed):
     return speed * math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
 
-def machine_speed(vocab, throughput=None):
+def machine_speed(vocab: int, throughput: float | None = None) -> tuple[float, str]:
     """(this machine's speed over the calibration machine's, how it was found)."""
     if throughput:  # symbols/s of the reference size: the speed it implies
         ref = symbols_per_second(*REFERENCE, vocab, "lstm", 1.0)  # what the setting measures
@@ -153,7 +154,13 @@ def machine_speed(vocab, throughput=None):
     return speed, f"measured: about {ref:,.0f} symbols/s at 2x256 here"
 
 
-def choose_cell(vocab, train_symbols, budget_s, speed, log=None):
+def choose_cell(
+    vocab: int,
+    train_symbols: int,
+    budget_s: float,
+    speed: tuple[float, str],
+    log: Callable[[str], None] | None = None,
+) -> str:
     """``model.cell: auto`` (rule 4): ``mingru`` or ``lstm``.  ``speed``: machine_speed's."""
     layers, units, seen, _ = _largest(vocab, budget_s, "lstm", speed[0])
     epochs = seen / max(1, train_symbols)
@@ -180,7 +187,15 @@ def _largest(vocab, budget_s, cell, speed):
     return best
 
 
-def choose(vocab, train_symbols, budget_s, cell="lstm", throughput=None, log=None, speed=None):
+def choose(
+    vocab: int,
+    train_symbols: int,
+    budget_s: float,
+    cell: str = "lstm",
+    throughput: float | None = None,
+    log: Callable[[str], None] | None = None,
+    speed: tuple[float, str] | None = None,
+) -> tuple[dict, str]:
     """The model settings for a ``budget_s`` run on ``train_symbols`` of data:
     {"num_layers", "rnn_size", "embedding_size", "dropout"} and a one-line reason.
     ``speed``: ``machine_speed``'s (speed, how), found here if None."""

@@ -17,6 +17,7 @@ a checkpoint, and ``--resume`` goes on with the same plan.
 
 import math
 import time
+from collections.abc import Callable
 
 from charrnn.train.config import interval
 
@@ -49,7 +50,7 @@ class Budget:
     def planning(self) -> bool:
         return self.planned is None and bool(self.max_time)
 
-    def total_steps(self):
+    def total_steps(self) -> int | float | None:
         """Where the LR schedule ends: the plan; while still measuring, None (the
         schedule holds its starting value, so the plan can come in at any step)."""
         if self.planned is not None:
@@ -59,7 +60,15 @@ class Budget:
     def seconds(self) -> float:
         return self.elapsed + time.monotonic() - self.started
 
-    def after_step(self, step, busy, log, agree=None, overheads=None, now=False):
+    def after_step(
+        self,
+        step: int,
+        busy: float,
+        log: Callable[[str], None],
+        agree: Callable[[int], int] | None = None,
+        overheads: Callable[[int], tuple[float, float] | None] | None = None,
+        now: bool = False,
+    ) -> None:
         """Call after each step; plans once enough steps are timed, or at once (``now``)
         when an evaluation is due before that, so the plan sizes its validation subset.
         ``busy``: the run's clock less its evaluations and checkpoints, what is timed.
@@ -115,7 +124,7 @@ class Budget:
             f"{_seconds(save_time)}); the LR schedule ends there"
         )
 
-    def stop_reason(self, step):
+    def stop_reason(self, step: int) -> str | None:
         if self.planned is not None and step >= self.planned:
             return f"reached the planned step {self.planned}"
         if not self.max_time:
@@ -130,7 +139,7 @@ class Budget:
             )
         return None
 
-    def check_pace(self, step, log):
+    def check_pace(self, step: int, log: Callable[[str], None]) -> None:
         """Say once when the plan will clearly overrun its budget, judged by the pace of the
         steps since the plan was in force (not the start-up and compiling before it)."""
         if self.planned is None or self.warned or not self.max_time:
@@ -161,7 +170,7 @@ class Budget:
         return {"plan": plan, "elapsed": self.seconds()}
 
 
-def evaluations_in(seconds, step_time, every) -> int:
+def evaluations_in(seconds: float, step_time: float, every: tuple[str, float]) -> int:
     """How many evaluations ``seconds`` of training hold, the last one included, for an
     eval_every of ``every`` = ("steps", n) or ("seconds", s)."""
     kind, n = every

@@ -10,8 +10,12 @@ the value and what it must be.  Relative paths (data, out, logdir) are relative 
 the current directory.
 """
 
+from __future__ import annotations
+
 import importlib.resources
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -19,6 +23,11 @@ from charrnn.errors import CharrnnError
 from charrnn.nn.cells import embedding_size
 from charrnn.train.settings import BY_KEY, SECTIONS, SETTINGS, defaults
 from charrnn.train.settingtypes import interval, parse_duration
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
+
+    from charrnn.atomic import StrPath
 
 __all__ = [  # parse_duration and interval live with the settings' types; imported from here too
     "find_config",
@@ -41,7 +50,7 @@ def shipped_configs() -> list:
     return sorted(p.name for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
-def find_config(name: str):
+def find_config(name: str) -> Path | Traversable:
     """A path to the config ``name``: a file at that path, else a shipped config of
     that name (with or without .yaml), also when charrnn is installed from a wheel."""
     if Path(name).is_file():
@@ -58,7 +67,7 @@ def find_config(name: str):
     )
 
 
-def read_yaml(path, what="config") -> dict:
+def read_yaml(path: Path | Traversable, what: str = "config") -> dict:
     try:
         text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text)
@@ -120,7 +129,7 @@ def _from_text(raw: str, key: str):
         return raw
 
 
-def parse_set(items) -> list:
+def parse_set(items: Iterable[str] | None) -> list[tuple[dict, str]]:
     """``["train.batch_size=32", ...]`` -> [({"train": {"batch_size": 32}}, "--set ...")]."""
     out = []
     for item in items or ():
@@ -171,7 +180,12 @@ def flag_name(key: str) -> str:
     return "--" + key.split(".")[-1].replace("_", "-")
 
 
-def load_config(config=None, base=None, sets=(), flags=None):
+def load_config(
+    config: str | None = None,
+    base: StrPath | None = None,
+    sets: Iterable[str] = (),
+    flags: dict[str, Any] | None = None,
+) -> tuple[dict, dict]:
     """Resolve a config.
 
     ``config``: a path or shipped config name (or None); ``base``: a path whose YAML
@@ -201,7 +215,12 @@ def to_yaml(config: dict) -> str:
     return yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
-def resolve(config=None, sets=(), flags=None, resume=False):
+def resolve(
+    config: str | None = None,
+    sets: Iterable[str] = (),
+    flags: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> dict:
     """The config for ``charrnn train``: on resume the run's own config.yaml is the base
     (found from --out, else from train.out of the other sources)."""
     resolved, sources = load_config(config, None, sets, flags)

@@ -118,7 +118,7 @@ def _interval(value):
 def _or_words(*words: str, then: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A reader taking one of ``words`` as is, anything else through ``then``."""
 
-    def read(value):
+    def read(value: Any) -> Any:
         return value if isinstance(value, str) and value in words else then(value)
 
     return read
