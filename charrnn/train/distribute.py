@@ -28,16 +28,26 @@ TensorFlow's own engine does the work; this module only picks and wires it:
 Import cost: nothing from TensorFlow until a function needs it.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from charrnn.backend import tensorflow
 from charrnn.errors import CharrnnError
 from charrnn.nn.cells import get
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+    from charrnn.atomic import StrPath
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
@@ -111,7 +121,7 @@ def resolve_name(name: str = "auto") -> str:
     return "default"
 
 
-def make_strategy(name: str = "auto"):
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """Create the tf.distribute strategy for ``train.strategy``; call it before any TF op."""
     n_cpu = os.environ.get(CPU_DEVICES_ENV)
     if n_cpu:
@@ -153,7 +163,7 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def intra_op_threads(setting, batch_size: int, rnn_size: int, cell: str) -> int:
+def intra_op_threads(setting: int | str, batch_size: int, rnn_size: int, cell: str) -> int:
     """The intra-op thread count ``train.intra_op_threads`` stands for (0: TF's default).
 
     auto: 1 on a CPU-only machine of at most 2 cores when one time step's recurrent
@@ -214,7 +224,7 @@ def worker_role(strategy_name: str = "auto") -> Role:
     return Role(chief, task["type"], task["index"], workers)
 
 
-def write_path(path, role: Role) -> Path:
+def write_path(path: StrPath, role: Role) -> Path:
     """Where this process writes ``path``: the path itself for the chief, else a
     temporary sibling ``<parent>/.workertemp_<id>/<name>`` (remove it with :func:`discard`)."""
     path = Path(path)
@@ -223,7 +233,7 @@ def write_path(path, role: Role) -> Path:
     return path.parent / f"{_TEMP_PREFIX}{role.task_id}" / path.name
 
 
-def discard(path, role: Role) -> None:
+def discard(path: StrPath, role: Role) -> None:
     """Remove what a non-chief wrote under :func:`write_path` (no-op for the chief)."""
     if role.chief:
         return
@@ -235,7 +245,7 @@ def discard(path, role: Role) -> None:
 # --- data and state across replicas ------------------------------------------------------
 
 
-def replica_batch(strategy, batch_size: int) -> int:
+def replica_batch(strategy: tf.distribute.Strategy, batch_size: int) -> int:
     """Streams per replica; the global batch must split evenly."""
     n = strategy.num_replicas_in_sync
     if batch_size % n:
@@ -246,21 +256,21 @@ def replica_batch(strategy, batch_size: int) -> int:
     return batch_size // n
 
 
-def distribute_streams(strategy, value):
+def distribute_streams(strategy: tf.distribute.Strategy, value: Any) -> Any:
     """Split global (batch, ...) arrays -- or a list of them -- among the replicas by row."""
     tf = tensorflow()
     if strategy.num_replicas_in_sync == 1:
         return tf.nest.map_structure(tf.convert_to_tensor, value)
     b = replica_batch(strategy, len(tf.nest.flatten(value)[0]))
 
-    def part(ctx):
+    def part(ctx: tf.distribute.experimental.ValueContext) -> Any:
         r = ctx.replica_id_in_sync_group
         return tf.nest.map_structure(lambda a: tf.convert_to_tensor(a[r * b : (r + 1) * b]), value)
 
     return strategy.experimental_distribute_values_from_function(part)
 
 
-def gather_streams(strategy, value):
+def gather_streams(strategy: tf.distribute.Strategy, value: Any) -> Any:
     """The inverse of :func:`distribute_streams`: global tensors (a collective on clusters)."""
     if strategy.num_replicas_in_sync == 1:
         return value
@@ -268,7 +278,11 @@ def gather_streams(strategy, value):
     return tf.nest.map_structure(lambda v: strategy.gather(v, axis=0), value)
 
 
-def reduce_and_clip(grads, clip_norm=None, scale=None):
+def reduce_and_clip(
+    grads: list[tf.Tensor | tf.IndexedSlices],
+    clip_norm: float | None = None,
+    scale: tf.Tensor | keras.Variable | None = None,
+) -> tuple[list[tf.Tensor], tf.Tensor]:
     """In a replica: the whole batch's gradient norm, and gradients clipped by it.
 
     Returns ``(grads_for_apply, norm)``; norm is the unclipped global norm of the
@@ -300,11 +314,11 @@ def reduce_and_clip(grads, clip_norm=None, scale=None):
     return grads, norm / scale
 
 
-def _multiworker(strategy) -> bool:
+def _multiworker(strategy: tf.distribute.Strategy) -> bool:
     return isinstance(strategy, tensorflow().distribute.MultiWorkerMirroredStrategy)
 
 
-def agree_max(strategy, code: int) -> int:
+def agree_max(strategy: tf.distribute.Strategy, code: int) -> int:
     """The largest ``code`` over all workers, on every worker: a stop decision (time,
     Ctrl-C) taken on one worker is taken by all at the same step, so every worker
     runs the same collectives and none waits for a peer that already left."""
@@ -317,7 +331,7 @@ def agree_max(strategy, code: int) -> int:
     return int(tf.math.count_nonzero(strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)))
 
 
-def agree_mean(strategy, value: float) -> float:
+def agree_mean(strategy: tf.distribute.Strategy, value: float) -> float:
     """The mean of ``value`` over workers: one number every worker acts on alike."""
     tf = tensorflow()
     if not _multiworker(strategy):
@@ -331,7 +345,7 @@ def agree_mean(strategy, value: float) -> float:
 # --- determinism ----------------------------------------------------------------------
 
 
-def resolve_deterministic(setting, gpus=None) -> tuple:
+def resolve_deterministic(setting: bool | str, gpus: list | None = None) -> tuple[bool, str]:
     """(on?, why) for ``train.deterministic``.  auto: on where no GPU is visible (exact
     resume is tested there); off with a GPU, where cuDNN's RNN kernels and the embedding
     gradient may have no deterministic implementation and no test here ran on one.
@@ -377,7 +391,7 @@ def set_precision(name: str) -> str:
 
 
 @contextlib.contextmanager
-def precision(name: str):
+def precision(name: str) -> Iterator[None]:
     """``with precision("mixed_bfloat16"): build the model`` -- the policy is process-wide,
     so restore it afterwards for whatever runs next in this process."""
     old = set_precision(name)
@@ -387,7 +401,9 @@ def precision(name: str):
         set_precision(old)
 
 
-def wrap_optimizer(optimizer, precision_name: str):
+def wrap_optimizer(
+    optimizer: keras.optimizers.Optimizer, precision_name: str
+) -> keras.optimizers.Optimizer:
     """float16 needs dynamic loss scaling (bfloat16 has float32's range and does not)."""
     if precision_name != "mixed_float16":
         return optimizer
@@ -396,7 +412,7 @@ def wrap_optimizer(optimizer, precision_name: str):
     return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
-def loss_scale(optimizer):
+def loss_scale(optimizer: keras.optimizers.Optimizer) -> keras.Variable | None:
     """The current loss scale variable, or None when the optimizer does not scale."""
     return (
         getattr(optimizer, "dynamic_scale", None) if hasattr(optimizer, "inner_optimizer") else None

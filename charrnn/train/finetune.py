@@ -13,6 +13,11 @@ symbol would stand for something else in the new data.
 ids, so nothing is dropped and a small new corpus does not cost the old alphabet.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from charrnn.errors import CharrnnError
@@ -21,10 +26,15 @@ from charrnn.store import loader
 from charrnn.store.loaded import LoadedModel
 from charrnn.text import Vocab
 
+if TYPE_CHECKING:
+    import keras
+
+    from charrnn.atomic import StrPath
+
 IGNORED = ("vocab_size", "dropout")  # may differ between source and fine-tuned model
 
 
-def check(src, model_settings: dict, vocab: Vocab, meta: dict) -> LoadedModel:
+def check(src: StrPath, model_settings: dict, vocab: Vocab, meta: dict) -> LoadedModel:
     """Check that ``src`` (a run directory or a .safetensors file) can initialise a model
     with ``model_settings`` on data with ``vocab`` and dataset ``meta``; raises one
     CharrnnError naming the differences.  Returns the source as far as it was read."""
@@ -63,13 +73,19 @@ def check(src, model_settings: dict, vocab: Vocab, meta: dict) -> LoadedModel:
     return source
 
 
-def symbol_map(old: Vocab, new: Vocab):
+def symbol_map(old: Vocab, new: Vocab) -> tuple[np.ndarray, np.ndarray]:
     """``(old ids, new ids)`` of the shared symbols, in new-id order."""
     ids, ok = old.lookup(new.code_points)
     return ids[ok].astype(np.int64), np.flatnonzero(ok)
 
 
-def restore(model, source: LoadedModel, vocab: Vocab, log, on_warning=None) -> None:
+def restore(
+    model: keras.Model,
+    source: LoadedModel,
+    vocab: Vocab,
+    log: Callable[[str], None],
+    on_warning: Callable[[str], None] | None = None,
+) -> None:
     """Fill ``model`` (built for ``vocab``) from ``source`` (what :func:`check` returned),
     reading its best checkpoint now if only its header was read."""
     if source.tensors is None:
@@ -87,7 +103,7 @@ def restore(model, source: LoadedModel, vocab: Vocab, log, on_warning=None) -> N
 BY_SYMBOL = {"embedding": 0, "logits.kernel": 1, "logits.bias": 0}  # name -> vocabulary axis
 
 
-def mapped(src: dict, fresh: dict, old_ids, new_ids) -> dict:
+def mapped(src: dict, fresh: dict, old_ids: np.ndarray, new_ids: np.ndarray) -> dict:
     """The source's named tensors (charrnn.nn.tensors) for the new model, whose own are
     ``fresh``: every tensor as it is (whatever the cell has: kernels, norms,
     feed-forward), but the vocabulary-sized ones, which keep ``fresh`` and take the

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn.atomic import write_json_atomic, write_text_atomic
+from charrnn.atomic import StrPath, write_json_atomic, write_text_atomic
 from charrnn.errors import CharrnnError
 from charrnn.store import checkpoints, rundir
 from charrnn.store.dataset import Dataset, load_dataset
@@ -51,7 +51,9 @@ class TrainResult:
 # --- batches -------------------------------------------------------------------------
 
 
-def learning_rate(train_cfg: dict, step: int, batches_per_epoch: int, total_steps) -> float:
+def learning_rate(
+    train_cfg: dict, step: int, batches_per_epoch: int, total_steps: int | float | None
+) -> float:
     """The LR for ``step``: a pure function of the step (and of the plan, see budget.py),
     so resuming restores it exactly.  ``total_steps`` None: not planned yet (start value)."""
     if train_cfg["lr_schedule"] == "cosine":
@@ -70,7 +72,13 @@ def learning_rate(train_cfg: dict, step: int, batches_per_epoch: int, total_step
 # --- the whole training run ----------------------------------------------------------
 
 
-def train(config: dict, resume=False, init_from=None, force=False, log=None) -> TrainResult:
+def train(
+    config: dict,
+    resume: bool = False,
+    init_from: StrPath | None = None,
+    force: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
     """Train (or continue) the run described by the resolved ``config``.
 
     ``force`` deletes the run already in ``train.out`` first.  ``log(str)`` receives
@@ -211,7 +219,7 @@ def _loop(run: _Run) -> TrainResult:
     # the carried recurrent state (save() checkpoints it with the model)
     states = distribute.distribute_streams(strategy, [v.numpy() for v in tstate.state])
 
-    def save(kind="latest", val_loss=None):
+    def save(kind: str = "latest", val_loss: float | None = None) -> None:
         tick = time.perf_counter()
         _check_finite_weights(setup, train_cfg, out, step)
         tstate.save(
@@ -226,7 +234,7 @@ def _loop(run: _Run) -> TrainResult:
         )
         timing["checkpoints"] += time.perf_counter() - tick
 
-    def overheads(evaluations):
+    def overheads(evaluations: int) -> tuple[float, float] | None:
         """For the plan: the seconds of one evaluation (fixing the subset) and of one
         checkpoint (a real one, of this step)."""
         eval_time = validation.fix_for(evaluations, budget.max_time, agree)
@@ -481,14 +489,14 @@ class _Accumulator:
         self.loss = self.norm = self.time = 0.0
         self.n = self.skipped = 0
 
-    def add(self, loss, norm, skipped, seconds):
+    def add(self, loss: float, norm: float, skipped: bool, seconds: float) -> None:
         self.loss += loss
         self.norm += 0.0 if skipped else norm
         self.skipped += skipped
         self.n += 1
         self.time += seconds
 
-    def record(self, step, epoch, lr, tokens_per_step) -> dict:
+    def record(self, step: int, epoch: float, lr: float, tokens_per_step: int) -> dict:
         r = {
             "step": step,
             "epoch": epoch,
@@ -515,7 +523,7 @@ class _StopOnSignal:
         self.signal = signum
         self.say("interrupt: finishing the current step and saving (Ctrl-C again to abort)")
 
-    def restore(self):
+    def restore(self) -> None:
         for n, handler in self.old.items():
             signal.signal(n, handler)
 

@@ -5,8 +5,14 @@ write it stops the run like a failed checkpoint; TensorBoard is a view, so a fai
 write there warns once and turns it off for the rest of the run.
 """
 
+from __future__ import annotations
+
 import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,9 +23,26 @@ from charrnn.nn.tensors import weights_from_model
 from charrnn.store.rundir import METRICS_FILE
 from charrnn.train.config import to_yaml
 
+if TYPE_CHECKING:
+    import keras
+
+    from charrnn.atomic import StrPath
+    from charrnn.errors import CharrnnError
+    from charrnn.text import Vocab
+
 
 class Sinks:
-    def __init__(self, tf, write_dir, logdir, config, step, total, log, on_write_error):
+    def __init__(
+        self,
+        tf: ModuleType,
+        write_dir: Path,
+        logdir: Path,
+        config: dict,
+        step: int,
+        total: int | float,
+        log: Callable[[str], None],
+        on_write_error: Callable[[str, StrPath, BaseException], CharrnnError],
+    ):
         self.tf, self.log, self.on_write_error = tf, log, on_write_error
         self.path = write_dir / METRICS_FILE
         self.writer = None
@@ -43,7 +66,7 @@ class Sinks:
         )
         self.writer = None
 
-    def record(self, record, sample=None):
+    def record(self, record: dict, sample: str | None = None) -> None:
         try:
             self.metrics.write(json.dumps(record) + "\n")
             self.metrics.flush()
@@ -56,7 +79,7 @@ class Sinks:
                 self._tensorboard_failed(e)
         self.progress.record(record)
 
-    def close(self):
+    def close(self) -> None:
         self.progress.close()
         for f in (self.metrics, self.writer):
             try:
@@ -66,7 +89,7 @@ class Sinks:
                 pass  # the run is ending anyway; the error was reported when it happened
 
 
-def preview(model, vocab, length, step):
+def preview(model: keras.Model, vocab: Vocab, length: int, step: int) -> str | None:
     """A short temperature-0.8 sample for TensorBoard, drawn with the sampler's own
     counter-based RNG (seeded by the step), so it takes nothing from the training RNG."""
     if length <= 0:
@@ -153,7 +176,7 @@ class _Progress:
             )
         self.last = step
 
-    def update(self, step, loss, lr, total=None):
+    def update(self, step: int, loss: float, lr: float, total: int | float | None = None) -> None:
         """``total``: the step the run now ends at, once a time budget has planned it."""
         if total and total != self.total:
             self.total = int(total)
@@ -165,7 +188,7 @@ class _Progress:
             self.bar.set_postfix(self.post, refresh=False)
         self.last = step
 
-    def record(self, r):
+    def record(self, r: dict) -> None:
         total = f"/{self.total}" if self.total else ""
         line = (
             f"step {r['step']}{total} epoch {r['epoch']:.2f} loss {r['loss']:.4f} "
@@ -185,12 +208,12 @@ class _Progress:
         self.post["chars/s"] = f"{r['chars_per_s']:,.0f}"
         self.bar.set_postfix(self.post)
 
-    def write(self, message):
+    def write(self, message: str) -> None:
         if self.bar is not None:
             self.bar.write(message, file=sys.stderr)
         else:
             self.log(message)
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -191,7 +191,7 @@ def _check_vocab(old_json, vocab, what):
         )
 
 
-def trim_metrics(path: Path, step: int):
+def trim_metrics(path: Path, step: int) -> None:
     """On resume, drop lines logged after the checkpoint we continue from."""
     if not path.exists():
         return

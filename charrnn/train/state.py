@@ -8,13 +8,26 @@ checkpoint directory appears complete or not at all); a save that cannot be writ
 what it needs and how to resume, leaving the last good checkpoint as it was.
 """
 
+from __future__ import annotations
+
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from charrnn.errors import CharrnnError, first_line
 from charrnn.store import checkpoints
 from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from charrnn.atomic import StrPath
+    from charrnn.store.checkpoints import Checkpoint, Extra
 
 # Phrases TensorFlow puts in the message of a failed write (it raises its own errors,
 # not OSError, e.g. ResourceExhaustedError "... No space left on device [Op:SaveV2]").
@@ -36,7 +49,17 @@ class TrainState:
     (``out``, or a worker's temporary copy); ``extra(tmpdir, step, val_loss)``: adds files
     to each checkpoint (training's weights file, charrnn.store.weightsfile)."""
 
-    def __init__(self, tf, model, optimizer, batch_size, out, write_dir, keep, extra=None):
+    def __init__(
+        self,
+        tf: ModuleType,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        batch_size: int,
+        out: StrPath,
+        write_dir: StrPath,
+        keep: int,
+        extra: Extra | None = None,
+    ):
         self.tf, self.out, self.write_dir = tf, Path(out), Path(write_dir)
         self.keep, self.extra = keep, extra
         self.state = [tf.Variable(s, trainable=False) for s in model.initial_state(batch_size)]
@@ -63,7 +86,7 @@ class TrainState:
         )
         self.need = weights * 2 + others + 64_000
 
-    def values(self):
+    def values(self) -> tuple[int, int, int, float]:
         """(step, epoch, position, best validation loss) as restored."""
         return (
             *(int(self.counters[k].numpy()) for k in ("step", "epoch", "position")),
@@ -71,10 +94,10 @@ class TrainState:
         )
 
     # --- restore -------------------------------------------------------------------
-    def restore(self, on_warning=None):
+    def restore(self, on_warning: Callable[[str], None] | None = None) -> Checkpoint:
         """Continue from the newest intact checkpoint of the chief's run directory."""
 
-        def load(ck):
+        def load(ck: Checkpoint) -> None:
             status = self.ckpt.read(ck.prefix)  # the counterpart of write (no save counter)
             try:
                 status.assert_existing_objects_matched()
@@ -90,7 +113,7 @@ class TrainState:
         return self.last
 
     # --- save --------------------------------------------------------------------------
-    def check_writable(self):
+    def check_writable(self) -> None:
         """Before any training: the run directory takes files, and a checkpoint fits."""
         try:
             with tempfile.TemporaryFile(dir=self.write_dir):
@@ -99,14 +122,24 @@ class TrainState:
             raise self.write_error("the run directory", self.write_dir, e) from None
         self.check_space(self.write_dir)
 
-    def check_space(self, folder):
+    def check_space(self, folder: StrPath) -> None:
         folder = Path(folder)
         probe = folder if folder.exists() else folder.parent
         free = shutil.disk_usage(probe).free
         if free < self.need * 1.1 + 64_000:
             raise self.write_error("the next checkpoint in", folder, "not enough free space")
 
-    def save(self, kind, step, epoch, position, best, states, val_loss=None, info=None):
+    def save(
+        self,
+        kind: str,
+        step: int,
+        epoch: int,
+        position: int,
+        best: float,
+        states: Sequence[tf.Tensor | np.ndarray],
+        val_loss: float | None = None,
+        info: dict | None = None,
+    ) -> Checkpoint:
         """Save into checkpoints/ (kind "latest") or best/ ("best")."""
         folder = self.write_dir / (BEST_DIR if kind == "best" else CHECKPOINTS_DIR)
         self.check_space(folder)
@@ -127,7 +160,7 @@ class TrainState:
             self.last = ck
         return ck
 
-    def write_error(self, what, path, e) -> CharrnnError:
+    def write_error(self, what: str, path: StrPath, e: BaseException | str) -> CharrnnError:
         """The one error for a failed write: what, where, what it needs, how to go on."""
         reason = (
             e

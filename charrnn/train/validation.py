@@ -19,10 +19,19 @@ checkpoint; a run resumed on another subset does not compare its new losses with
 Ctrl-C arrives (``stopped()``), so a long one never holds the run.
 """
 
+from __future__ import annotations
+
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from charrnn.analysis.scoring import MAX_PIECES, MIN_PIECE, Spans, pieces_for, window_for
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from charrnn.train.setup import Setup
 
 AUTO_SYMBOLS = 262_144  # ~1-3 s for the small models on two cores; a stable mean (64 pieces)
 EVAL_SHARE = 0.05  # of max_time, for all the evaluations of a run together
@@ -34,7 +43,14 @@ PLAIN_EVERY = 10.0  # ... without a terminal, a line this often
 
 class Validation:
     def __init__(
-        self, setup, ids, train_cfg, planning, saved=None, stopped=lambda: False, say=None
+        self,
+        setup: Setup,
+        ids: np.ndarray,
+        train_cfg: dict,
+        planning: bool,
+        saved: dict | None = None,
+        stopped: Callable[[], bool] = lambda: False,
+        say: Callable[[str], None] | None = None,
     ):
         """``planning``: a time budget will plan the run (and size an auto subset);
         ``saved``: the "eval" record of the checkpoint resumed from; ``stopped()``: true
@@ -105,7 +121,9 @@ class Validation:
 
     # --- the planner ---------------------------------------------------------------
 
-    def fix_for(self, evaluations, max_time, agree=None) -> float:
+    def fix_for(
+        self, evaluations: int, max_time: float, agree: Callable[[int], int] | None = None
+    ) -> float | None:
         """Fix the subset for a run that will evaluate ``evaluations`` times in ``max_time``
         seconds (``agree(n)``: the largest n over all workers) and return the seconds one
         evaluation will take, from a few windows timed after one that compiles."""
@@ -159,7 +177,7 @@ class Validation:
 
     # --- evaluating ------------------------------------------------------------------
 
-    def run(self, spans=None):
+    def run(self, spans: Spans | None = None) -> float | None:
         """The mean loss over the subset (or ``spans``); None when there is no split or the
         run was stopped during it (the partial sum is thrown away)."""
         if not self.available:
@@ -186,7 +204,7 @@ class Validation:
             self.seconds += time.monotonic() - started
         return total / spans.scored
 
-    def run_whole(self):
+    def run_whole(self) -> float | None:
         """The whole split once (``final_eval: all``)."""
         if not self.available:
             return None
