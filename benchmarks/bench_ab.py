@@ -26,24 +26,37 @@ NUMBER = re.compile(r"^\**([-+]?\d[\d,]*(?:\.\d+)?)\s*(x|%|ms|s|MB|MiB)?\**$")
 
 def tables(text: str) -> dict:
     """{(header, row label, column name): float} for every numeric cell of every Markdown
-    table in ``text``."""
-    cells, header = {}, None
+    table in ``text``; a row's label is its first cell, with its second where the first
+    repeats within the table (a shape at two batch sizes)."""
+    cells = {}
+    for header, rows in _tables(text):
+        firsts = [row[0] for row in rows]
+        for row in rows:
+            label = row[0] if firsts.count(row[0]) == 1 else " / ".join(row[:2])
+            for name, cell in zip(header[1:], row[1:]):
+                m = NUMBER.match(cell)
+                if m:
+                    cells[(" | ".join(header), label, name)] = float(m.group(1).replace(",", ""))
+    return cells
+
+
+def _tables(text: str) -> list:
+    """[(header cells, [row cells])] of the Markdown tables in ``text``."""
+    found, rows = [], None
     for line in text.splitlines():
         line = line.strip()
         if not line.startswith("|"):
-            header = None
+            rows = None
             continue
         row = [c.strip() for c in line.strip("|").split("|")]
         if all(set(c) <= set("-: ") for c in row):
             continue
-        if header is None:
-            header = row
-            continue
-        for name, cell in zip(header[1:], row[1:]):
-            m = NUMBER.match(cell)
-            if m:
-                cells[(" | ".join(header), row[0], name)] = float(m.group(1).replace(",", ""))
-    return cells
+        if rows is None:
+            rows = []
+            found.append((row, rows))
+        else:
+            rows.append(row)
+    return found
 
 
 def run(tree: Path, script: str, args: list) -> dict:

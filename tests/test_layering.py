@@ -201,3 +201,28 @@ def test_siblings_may_not_import_each_other_but_train_may_score(tmp_path):
         f"{root / 'analysis' / 'visualize.py'}:1: charrnn.analysis.visualize "
         "(layer 5) imports sideways charrnn.export.page (layer 5)"
     ]
+
+
+def test_each_command_is_imported_from_the_module_that_defines_it():
+    """charrnn.cli.group.COMMANDS names the module of every command (imported on demand, so
+    `charrnn sample` imports only its own): each registers exactly the commands listed for it,
+    and a fresh `import charrnn.cli` imports none of them."""
+    import importlib
+    import subprocess
+    import sys
+
+    from charrnn.cli.group import COMMANDS, cli
+
+    for module in set(COMMANDS.values()):
+        before = set(cli.commands)
+        importlib.import_module(f"charrnn.cli.{module}")
+        listed = {name for name, m in COMMANDS.items() if m == module}
+        assert listed <= set(cli.commands), (module, listed - set(cli.commands))
+        assert set(cli.commands) - before <= listed, (module, set(cli.commands) - before)
+    assert set(cli.commands) == set(COMMANDS)
+    probe = (
+        "import sys, charrnn.cli; "
+        "print(sorted(m for m in sys.modules if m.startswith('charrnn.cli.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['charrnn.cli.group']", out.stdout

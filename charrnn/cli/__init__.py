@@ -1,12 +1,12 @@
 """Command-line interface: parsing and printing only; the work is in the library.
 
 One module per family of commands (data, training, generation, inspection), all on the
-one group of charrnn.cli.group; ``main`` is the console script.
+one group of charrnn.cli.group, which imports a command's module when it is asked for
+(``charrnn.cli.group.COMMANDS``); ``main`` is the console script.
 """
 
 import click
 
-from charrnn.cli import data, generation, inspection, training  # noqa: F401 (the commands)
 from charrnn.cli.group import cli, info
 
 

@@ -3,6 +3,7 @@
 stdout carries data (samples, dumps, --json); everything for humans goes to stderr.
 """
 
+import importlib
 import os
 import sys
 from typing import Any
@@ -12,8 +13,29 @@ import click
 from charrnn import __version__, backend
 from charrnn.errors import CharrnnError
 
+# The module of charrnn.cli that defines each command, imported when the command is asked for:
+# `charrnn sample` then imports neither the training settings nor tf.distribute's names.
+COMMANDS = {
+    "prepare": "data",
+    "dump": "data",
+    "train": "training",
+    "sample": "generation",
+    "serve": "generation",
+    "evaluate": "inspection",
+    "export": "inspection",
+    "visualize": "inspection",
+}
+
 
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands and name in COMMANDS:
+            importlib.import_module(f"charrnn.cli.{COMMANDS[name]}")  # registers it
+        return super().get_command(ctx, name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
