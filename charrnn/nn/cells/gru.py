@@ -51,8 +51,7 @@ class GRU(Recurrent):
 
     def onnx_layer(self, g: OnnxGraph, i: int, x: str) -> str:
         op, p, h = g.op, f"l{i}", f"state_h_{i}"
-        xw = op("MatMul", [x, f"layers.{i}.kernel"], f"{p}_xw")
-        hu = op("MatMul", [h, f"layers.{i}.recurrent_kernel"], f"{p}_hu")
+        xw, hu = self.onnx_projections(g, i, x)
         b_in, b_rec = op("Split", [f"layers.{i}.bias", "two_rows"], f"{p}_b", 2, axis=0)
         # (batch, 3H) + (1, 3H) broadcasts
         xz = op("Split", [op("Add", [xw, b_in], f"{p}_xz"), "split_sizes"], f"{p}_x", 3, axis=1)

@@ -48,16 +48,13 @@ class LSTM(Recurrent):
         h: Array,
         c: Array | None = None,
     ) -> tuple[Array, Array]:
-        a = xz if h_in is None else xz + h_in @ layer["U"]
-        ig, fg, cg, og = ops.split(a, 4)
+        ig, fg, cg, og = ops.split(self.preactivation(xz, h_in, layer), 4)
         c = ops.sigmoid(fg) * c + ops.sigmoid(ig) * ops.tanh(cg)
         return ops.sigmoid(og) * ops.tanh(c), c
 
     def onnx_layer(self, g: OnnxGraph, i: int, x: str) -> str:
-        op, p, h = g.op, f"l{i}", f"state_h_{i}"
-        xw = op("MatMul", [x, f"layers.{i}.kernel"], f"{p}_xw")
-        hu = op("MatMul", [h, f"layers.{i}.recurrent_kernel"], f"{p}_hu")
-        a = op("Add", [op("Add", [xw, hu], f"{p}_a0"), f"layers.{i}.bias"], f"{p}_a")
+        op, p = g.op, f"l{i}"
+        a = self.onnx_preactivation(g, i, x)
         ig, fg, cg, og = op("Split", [a, "split_sizes"], f"{p}_gates", 4, axis=1)
         c = op(
             "Add",

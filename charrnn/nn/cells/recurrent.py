@@ -176,6 +176,11 @@ class Recurrent(Cell):
         multiplies, or None when ``xz`` already holds that product (the stacked WU)."""
         raise NotImplementedError
 
+    @staticmethod
+    def preactivation(xz: Array, h_in: Array | None, layer: dict) -> Array:
+        """x W + b (``xz``) plus h U, unless ``xz`` holds it already (the stacked WU)."""
+        return xz if h_in is None else xz + h_in @ layer["U"]
+
     def sweep(self, w: Weights, ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """``visualize``'s run: the text through the model a layer at a time (a layer's input
         projection for the whole text is one matrix product, and only its recurrent matrix is
@@ -211,6 +216,17 @@ class Recurrent(Cell):
     def onnx_layer(self, g: OnnxGraph, i: int, x: str) -> str:
         """Layer i's nodes, as ``update``; its new h (and c) are graph outputs."""
         raise NotImplementedError
+
+    def onnx_projections(self, g: OnnxGraph, i: int, x: str) -> tuple[str, str]:
+        """Layer i's two matmuls, x W and h U."""
+        xw = g.op("MatMul", [x, f"layers.{i}.kernel"], f"l{i}_xw")
+        hu = g.op("MatMul", [f"state_h_{i}", f"layers.{i}.recurrent_kernel"], f"l{i}_hu")
+        return xw, hu
+
+    def onnx_preactivation(self, g: OnnxGraph, i: int, x: str) -> str:
+        """x W + h U + b, for a cell with one bias (``preactivation``)."""
+        xw, hu = self.onnx_projections(g, i, x)
+        return g.op("Add", [g.op("Add", [xw, hu], f"l{i}_a0"), f"layers.{i}.bias"], f"l{i}_a")
 
     def onnx_output(self, g: OnnxGraph, x: str) -> str:
         return x

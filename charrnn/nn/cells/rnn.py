@@ -28,12 +28,7 @@ class RNN(Recurrent):
         h: Array,
         c: Array | None = None,
     ) -> tuple[Array, None]:
-        a = xz if h_in is None else xz + h_in @ layer["U"]
-        return ops.tanh(a), None
+        return ops.tanh(self.preactivation(xz, h_in, layer)), None
 
     def onnx_layer(self, g: OnnxGraph, i: int, x: str) -> str:
-        op, p, h = g.op, f"l{i}", f"state_h_{i}"
-        xw = op("MatMul", [x, f"layers.{i}.kernel"], f"{p}_xw")
-        hu = op("MatMul", [h, f"layers.{i}.recurrent_kernel"], f"{p}_hu")
-        a = op("Add", [op("Add", [xw, hu], f"{p}_a0"), f"layers.{i}.bias"], f"{p}_a")
-        return op("Tanh", [a], f"new_state_h_{i}")
+        return g.op("Tanh", [self.onnx_preactivation(g, i, x)], f"new_state_h_{i}")
