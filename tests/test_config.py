@@ -245,8 +245,10 @@ def test_train_flags_are_the_declared_ones_with_their_help():
         "--logdir",
         "--strategy",
     }
-    for setting in flagged:
-        assert f"{setting.help.rstrip('.')} (sets {setting.key})." in helptext
+    for setting in flagged:  # a null default shows what null means
+        default = f" [default: {setting.null.strip('`')}]" if setting.default is None else ""
+        assert f"{setting.help.rstrip('.')}{default} (sets {setting.key})." in helptext
+    assert "TensorBoard log directory [default: <out>/logs] (sets train.logdir)." in helptext
     assert "-o, --out PATH" in helptext and "--strategy [auto|default|mirrored|multiworker]" in (
         helptext
     )
@@ -326,3 +328,12 @@ def test_the_cli_imports_neither_yaml_nor_tensorflow():
         "assert not {'yaml', 'tensorflow', 'keras'} & set(sys.modules), sys.modules.keys()"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_model_arguments_are_the_model_settings_resume_keeps():
+    """model.json holds MODEL_ARGS (and vocab_size); resume refuses a change to the model
+    settings marked fixed_on_resume: the two name the same keys."""
+    from charrnn.nn.model import MODEL_ARGS
+    from charrnn.train.settings import fixed_on_resume
+
+    assert {s.key.split(".", 1)[1] for s in fixed_on_resume("model")} == set(MODEL_ARGS)

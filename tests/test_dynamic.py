@@ -69,5 +69,5 @@ def test_cli_defaults_are_the_module_s():
     from charrnn.analysis import dynamic
     from charrnn.cli import cli
 
-    options = {p.name: p.default for p in cli.commands["evaluate"].params}
+    options = {p.name: p.default for p in cli.get_command(None, "evaluate").params}
     assert (options["dynamic_lr"], options["dynamic_segment"]) == (dynamic.LR, dynamic.SEGMENT)

@@ -25,9 +25,9 @@ def _option(setting: Setting, param: str):
     else:  # a string the config reads (a duration): its errors name the flag
         kwargs = {"metavar": kind.metavar or None}
     names = [name for name in (setting.short_flag, setting.flag) if name]
-    return click.option(
-        *names, param, help=f"{setting.help.rstrip('.')} (sets {setting.key}).", **kwargs
-    )
+    default = f" [default: {setting.null.strip('`')}]" if setting.default is None else ""
+    help_text = f"{setting.help.rstrip('.')}{default} (sets {setting.key})."
+    return click.option(*names, param, help=help_text, **kwargs)
 
 
 def setting_options(command: F) -> F:

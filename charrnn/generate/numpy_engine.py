@@ -26,7 +26,7 @@ class NumpyEngine:
     """The step loop in NumPy, tuned for small batches: at batch 1 a step costs its
     number of NumPy calls, not its arithmetic, so LSTM layers run a fused step on
     preallocated buffers (``charrnn.nn.cells.lstm.NumpyFast``) and plain temperature
-    sampling skips the generic ``choose``.  GRU and simple RNN layers use the shared ``cell_step``.
+    sampling skips the generic ``choose``.  The other cells use the shared ``cell_step``.
 
     ``first_lane``: the sample index of row 0 (the uniforms of row b are those of sample
     first_lane + b); ``allowed``: a charrnn.generate.constraints.Allowed, whose automaton

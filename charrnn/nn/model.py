@@ -2,10 +2,9 @@
 
 Embedding -> ``num_layers`` layers of the cell -> Dense to vocabulary logits.  The cell
 (charrnn.nn.cells) builds its layers and runs them: Keras' recurrent layers with dropout
-between them (lstm, gru, rnn), or residual blocks -> RMS norm (mingru, minlstm).
-Recurrent state is passed
-in and out explicitly, so training can carry it across batches (truncated
-BPTT) and sampling can step one symbol at a time at any batch size.
+between them (lstm, gru, rnn), or residual blocks -> RMS norm (mingru, minlstm).  Recurrent
+state is passed in and out explicitly, so training can carry it across batches (truncated BPTT)
+and sampling can step one symbol at a time at any batch size.
 
 The recurrent layers keep Keras' default activations and use no recurrent
 dropout, which keeps them eligible for the cuDNN kernels on a GPU; the weights

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 Ops = Any
 
 
+def f32(a: np.ndarray) -> np.ndarray:
+    """A float32, C-contiguous array (the array itself when it is one already)."""
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
 class NumpyOps:
     float32, int32, uint32 = np.float32, np.int32, np.uint32
     take = staticmethod(lambda a, i: a[i])

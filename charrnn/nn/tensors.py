@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from charrnn.nn.cells import get
+from charrnn.nn.ops import f32
 from charrnn.nn.step import Weights
 
 if TYPE_CHECKING:
@@ -66,7 +67,6 @@ def model_args_of(model: keras.Model) -> dict:
 def engine_weights(cell: str, tensors: dict) -> Weights:
     """The engines' arrangement (charrnn.nn.step.Weights) of named arrays."""
     table, layers, final_norm = get(cell).arrange(tensors)
-    f32 = lambda a: np.ascontiguousarray(a, np.float32)  # noqa: E731
     return Weights(
         cell, table, layers, f32(tensors["logits.kernel"]), f32(tensors["logits.bias"]), final_norm
     )

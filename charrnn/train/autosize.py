@@ -85,7 +85,7 @@ def embedding_size(units: int, cell: str = "lstm") -> int:
 def _matrix_weights(layers, units, cell):
     """The layers' matrix weights, each multiplied once per symbol: input and recurrent
     kernels; a parallel cell's block: its input projection and feed-forward (F = 4H)."""
-    return get(cell).matrix_weights(layers, units, embedding_size(units))
+    return get(cell).matrix_weights(layers, units, embedding_size(units, cell))
 
 
 def macs_per_symbol(layers: int, units: int, vocab: int, cell: str = "lstm") -> int:

@@ -116,10 +116,11 @@ def merge(config: dict, overrides: dict, source: str, sources: dict) -> None:
 
 def _from_text(raw: str, key: str):
     """A value written as text (--set): read as YAML, but a string or path setting takes
-    the text as written (YAML would read ``out=010`` as 8 and ``out=yes`` as true)."""
+    the text as written (YAML would read ``out=010`` as 8 and ``out=yes`` as true), unless
+    it is quoted (``out="my run"``: the quotes are YAML's)."""
     text = raw.strip()
     setting = BY_KEY.get(key)
-    if setting is not None and setting.kind.verbatim:
+    if setting is not None and setting.kind.verbatim and text[:1] not in ("'", '"'):
         return None if text in ("", "~", "null", "Null", "NULL") else text
     if not text:
         return None

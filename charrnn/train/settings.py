@@ -93,9 +93,9 @@ SETTINGS: tuple[Setting, ...] = (
         "model.size",
         STR,
         None,
-        "auto: choose num_layers, rnn_size, embedding_size and dropout for max_time from the "
-        "data and this machine's speed; printed, stored in model.json, kept on --resume. "
-        "YAML `model: auto` also chooses the cell.",
+        "auto: choose num_layers, rnn_size, embedding_size and dropout for max_time "
+        "(--max-time) from the data and this machine's speed; printed, stored in model.json, "
+        "kept on --resume. YAML `model: auto` also chooses the cell (`model.cell: auto`).",
         one_of("auto", must="must be auto or null"),
         null="the model keys as set",
         flag="--model-size",

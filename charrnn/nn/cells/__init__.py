@@ -34,6 +34,9 @@ class _Registry(Mapping):
             self._cells[name] = getattr(importlib.import_module(module), cls)()
         return self._cells[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._where
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._where)
 

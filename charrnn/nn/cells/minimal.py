@@ -32,7 +32,7 @@ import numpy as np
 
 from charrnn.backend import tensorflow
 from charrnn.nn.cells.base import Cell
-from charrnn.nn.ops import tf_ops
+from charrnn.nn.ops import NumpyOps, f32, tf_ops
 
 if TYPE_CHECKING:
     import keras
@@ -55,10 +55,6 @@ ENGINE_NAMES = {
     "ff_out.kernel": "F2",
     "ff_out.bias": "f2b",
 }
-
-
-def f32(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def block_shapes(cell: Cell, h: int) -> dict[str, tuple[int, ...]]:
@@ -171,8 +167,7 @@ class Minimal(Cell):
 
     def sweep(self, w: Weights, ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
         """``visualize``'s run: each block over all rows at once, only the recurrence stepped."""
-        from charrnn.nn.ops import NumpyOps as ops
-
+        ops = NumpyOps
         acts, x = [], w.table[ids]  # the embedding: the residual stream
         for layer in w.layers:
             a, b = self.recurrence(ops, rms_norm(ops, x, layer["norm"]) @ layer["W"] + layer["b"])

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from charrnn.nn.cells.base import Cell
+from charrnn.nn.ops import NumpyOps, f32
 
 if TYPE_CHECKING:
     import keras
@@ -32,10 +33,6 @@ if TYPE_CHECKING:
     from charrnn.nn.cells.base import OnnxGraph
     from charrnn.nn.ops import Array, Ops
     from charrnn.nn.step import Weights
-
-
-def f32(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float32)
 
 
 class Recurrent(Cell):
@@ -186,8 +183,6 @@ class Recurrent(Cell):
         projection for the whole text is one matrix product, and only its recurrent matrix is
         used step by step, so it stays in the CPU cache: 3x512 ~10x faster than stepping all
         layers together).  (logits (n, vocab), [h (n, H)] + [c (n, H)] per layer)."""
-        from charrnn.nn.ops import NumpyOps
-
         acts, x = [], None
         for i, layer in enumerate(w.layers):
             xz = w.table[ids] if i == 0 else x @ layer["W"] + layer["b"]  # (n, gates)
