@@ -8,8 +8,9 @@ the defaults (:func:`defaults`), the reading and checking of YAML, ``--set`` and
 ``--resume`` refuses to change (charrnn.train.setup) and the reference docs/settings.md
 (:func:`reference`; ``python -m charrnn.train.settings > docs/settings.md``).
 
-Import cost: the standard library and two lists of names; ``charrnn --help`` and
-``charrnn sample`` import this through the CLI, so nothing heavier belongs here.
+Import cost: the standard library, the cells' names and tf.distribute's choices (no NumPy,
+no TensorFlow); ``charrnn train`` and ``charrnn --help`` import this through the CLI, so
+nothing heavier belongs here.
 """
 
 from charrnn.nn.cells import CELLS

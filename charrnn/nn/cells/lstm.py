@@ -158,24 +158,20 @@ class _Wave:
     def mm(self, a: tf.Tensor, w: tf.Tensor, **kw: bool) -> tf.Tensor:
         return fused.matmul(self.tf, self.cdt, a, w, **kw)
 
-    def at(
-        self, t: tf.Tensor
-    ) -> tf.Tensor:  # a time index clamped into the window: what an idle layer reads
+    def at(self, t: tf.Tensor) -> tf.Tensor:
+        """A time index clamped into the window: what an idle layer reads."""
         return self.tf.clip_by_value(t, 0, self.T - 1)
 
-    def live(
-        self, t: tf.Tensor
-    ) -> tf.Tensor:  # is time t in the window (else the layer idles this iteration)
+    def live(self, t: tf.Tensor) -> tf.Tensor:
+        """Is time t in the window (else the layer idles this iteration)."""
         return self.tf.logical_and(t >= 0, t < self.T)
 
-    def masked(
-        self, k: int, h: tf.Tensor, t: tf.Tensor
-    ) -> tf.Tensor:  # layer k's output h at time t as layer k + 1 reads it
+    def masked(self, k: int, h: tf.Tensor, t: tf.Tensor) -> tf.Tensor:
+        """Layer k's output h at time t as layer k + 1 reads it."""
         return h * self.masks[k][self.at(t)] if self.masks else h
 
-    def window(
-        self, k: int, stacked: tf.Tensor
-    ) -> tf.Tensor:  # layer k's [T, ...] rows of an iteration-indexed stack
+    def window(self, k: int, stacked: tf.Tensor) -> tf.Tensor:
+        """Layer k's [T, ...] rows of an iteration-indexed stack."""
         return stacked[self.LAG * k : self.LAG * k + self.T]
 
 
