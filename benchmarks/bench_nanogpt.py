@@ -26,7 +26,7 @@ no torch.compile, torch.set_num_threads(os.cpu_count()).  AdamW as nanoGPT confi
 Time budget: training runs until --minutes of wall-clock have passed (periodic validation
 passes included, start-up and final scoring not).  As a user would set max_iters to fill the
 time, the iterations after the first are timed, at least 20 and 5% of the budget as charrnn's
-own plan (charrnn/train/budget.py) but no further than the end of warm-up (iteration 100, where
+own plan (charrnn/training/budget.py) but no further than the end of warm-up (iteration 100, where
 the cosine starts), and lr_decay_iters is set to the iterations that fit in the budget at
 that pace, evaluations included (at least warm-up + 1).  Every 250 iterations, at the plan
 and at the end, the whole validation split is scored in windows of 256 (about what nanoGPT's

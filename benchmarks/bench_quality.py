@@ -187,11 +187,11 @@ def train_and_score(
 
 def calibrate(sizes, steps):
     """Training throughput of each size here (median chars/s of the log windows after the
-    first) and the probe: the constants of charrnn.train.autosize.CALIBRATION."""
+    first) and the probe: the constants of charrnn.training.autosize.CALIBRATION."""
     import statistics
 
     sys.path.insert(0, str(ROOT))
-    from charrnn.train import autosize
+    from charrnn.training import autosize
 
     data, _ = prepare("tinyshakespeare.txt")
     vocab = len(json.loads((data / "vocab.json").read_text())["symbols"])

@@ -38,8 +38,8 @@ VOCAB = 100
 
 def make_run(root: Path, layers, units):
     """A real run directory: `charrnn prepare` on random text, then one training step."""
-    from charrnn.train.config import load_config
-    from charrnn.train.loop import train
+    from charrnn.training.config import load_config
+    from charrnn.training.loop import train
 
     rng = np.random.default_rng(0)
     text = "".join(chr(c) for c in rng.integers(32, 32 + VOCAB, 20000))

@@ -1,8 +1,8 @@
-"""charrnn.train.autosize: the rule `model: auto` applies (the CLI side is in test_train.py)."""
+"""charrnn.training.autosize: the rule `model: auto` applies (the CLI side is in test_train.py)."""
 
 import pytest
 
-from charrnn.train import autosize
+from charrnn.training import autosize
 
 
 def test_parameter_counts_match_the_real_model():

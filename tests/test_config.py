@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charrnn.errors import CharrnnError
-from charrnn.train import settings, settingtypes
-from charrnn.train.config import (
+from charrnn.training import settings, settingtypes
+from charrnn.training.config import (
     find_config,
     load_config,
     parse_duration,
@@ -184,7 +184,7 @@ def test_resume_without_a_run_is_an_error(tmp_path):
 
 
 def test_model_auto_is_short_for_size_and_cell_auto_and_checked(tmp_path):
-    from charrnn.train.config import load_config
+    from charrnn.training.config import load_config
 
     path = tmp_path / "a.yaml"
     path.write_text("model: auto\n")
@@ -217,13 +217,13 @@ def test_every_default_is_a_valid_value_of_its_own_setting():
 
 
 def test_the_reference_is_what_the_declarations_generate():
-    """docs/settings.md: regenerate with `python -m charrnn.train.settings > docs/settings.md`."""
+    """docs/settings.md: regenerate it with `python -m charrnn.training.settings`."""
     text = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     assert text == settings.reference()
     for setting in settings.SETTINGS:
         assert f"| `{setting.key}` |" in text
     printed = subprocess.run(
-        [sys.executable, "-m", "charrnn.train.settings"],
+        [sys.executable, "-m", "charrnn.training.settings"],
         capture_output=True,
         text=True,
         check=True,
@@ -334,6 +334,6 @@ def test_the_model_arguments_are_the_model_settings_resume_keeps():
     """model.json holds MODEL_ARGS (and vocab_size); resume refuses a change to the model
     settings marked fixed_on_resume: the two name the same keys."""
     from charrnn.nn.model import MODEL_ARGS
-    from charrnn.train.settings import fixed_on_resume
+    from charrnn.training.settings import fixed_on_resume
 
     assert {s.key.split(".", 1)[1] for s in fixed_on_resume("model")} == set(MODEL_ARGS)

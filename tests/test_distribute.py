@@ -23,7 +23,7 @@ import pytest
 
 from charrnn.backend import tensorflow
 from charrnn.cli import main
-from charrnn.train import distribute
+from charrnn.training import distribute
 
 WORDS = (
     "the quick brown fox jumps over a lazy dog while seven wizards quietly "

@@ -140,7 +140,7 @@ def test_fused_under_mixed_bfloat16_policy(cell):
     """Under Keras' mixed_bfloat16 policy the layer's weights arrive as bfloat16; the fused path
     still returns float32 state and float32 gradients close to the float32 ones."""
     tf = tensorflow()
-    from charrnn.train.distribute import precision
+    from charrnn.training.distribute import precision
 
     with precision("mixed_bfloat16"):
         model = build_model(11, cell, num_layers=2, rnn_size=8, embedding_size=4)

@@ -6,13 +6,13 @@ closes a circle -- module-level imports and those inside functions alike.
     layer 2  nn          the Keras model, fused recurrence, cells, the one step, weight names
     layer 3  store       datasets, run directories, checkpoints, weights file, the one loader
     layer 4  generate    symbol choice, NumPy / XLA engines, sampler, text out, -i
-    layer 5  train, analysis, export   (the commands' libraries; siblings)
+    layer 5  training, analysis, export   (the commands' libraries; siblings)
     layer 6  serve       the HTTP server: generation and scoring for other programs
     layer 7  cli, and the Python API's re-exports charrnn.runs, .data, .scoring
 
 A module may import any lower layer and its own subpackage; the loose modules of layers
 0 and 7 may import each other (no circles).  Layer 5's siblings may not, but for one:
-train -> analysis (validation scores with the one scoring definition).
+training -> analysis (validation scores with the one scoring definition).
 """
 
 import ast
@@ -30,7 +30,7 @@ LAYERS = {
     "nn": 2,
     "store": 3,
     "generate": 4,
-    "train": 5,
+    "training": 5,
     "analysis": 5,
     "export": 5,
     "serve": 6,
@@ -40,7 +40,7 @@ LAYERS = {
     "data": 7,
     "scoring": 7,
 }
-SIDEWAYS = {("train", "analysis")}
+SIDEWAYS = {("training", "analysis")}
 LOOSE = (0, 7)  # layers of single modules, not subpackages
 
 
@@ -184,7 +184,7 @@ def test_a_circle_inside_one_layer_is_found(tmp_path):
     ]
 
 
-def test_siblings_may_not_import_each_other_but_train_may_score(tmp_path):
+def test_siblings_may_not_import_each_other_but_training_may_score(tmp_path):
     root = _tree(
         tmp_path,
         {
@@ -192,8 +192,8 @@ def test_siblings_may_not_import_each_other_but_train_may_score(tmp_path):
             "analysis/scoring.py": "",
             "export/__init__.py": "",
             "export/page.py": "",
-            "train/__init__.py": "",
-            "train/loop.py": "from charrnn.analysis import scoring\n",
+            "training/__init__.py": "",
+            "training/loop.py": "from charrnn.analysis import scoring\n",
             "analysis/visualize.py": "import charrnn.export.page\n",
         },
     )

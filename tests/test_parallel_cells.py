@@ -155,7 +155,7 @@ def test_the_tf_checkpoint_alone_holds_the_blocks(mingru_run):
 
 
 def test_model_auto_counts_a_parallel_cell_s_own_weights(english_data, tmp_path):
-    from charrnn.train import autosize
+    from charrnn.training import autosize
 
     out = tmp_path / "auto"
     vocab = len(json.loads((english_data / "vocab.json").read_text())["symbols"])

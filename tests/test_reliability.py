@@ -173,7 +173,7 @@ def test_a_run_from_before_manifests_still_loads(run5, tmp_path, capsys):
     from charrnn.backend import tensorflow
     from charrnn.nn.model import build_model
     from charrnn.store.rundir import read_model_args
-    from charrnn.train.state import TrainState
+    from charrnn.training.state import TrainState
 
     tf = tensorflow()
     run = copy_run(run5, tmp_path)
@@ -359,7 +359,7 @@ def test_a_full_disk_stops_training_cleanly_and_the_run_resumes_after(english_da
 
 
 def test_deterministic_auto_is_on_without_a_gpu_and_off_with_one():
-    from charrnn.train.distribute import resolve_deterministic
+    from charrnn.training.distribute import resolve_deterministic
 
     assert resolve_deterministic("auto", gpus=[])[0] is True
     assert resolve_deterministic("auto", gpus=["/physical_device:GPU:0"])[0] is False

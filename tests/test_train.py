@@ -649,7 +649,7 @@ def test_seq_unit_chars_makes_a_jamo_window_cover_seq_length_characters(
 def test_model_auto_chooses_for_the_budget_prints_stores_and_keeps_it_on_resume(
     english_data, tmp_path
 ):
-    from charrnn.train import autosize
+    from charrnn.training import autosize
 
     config = tmp_path / "auto.yaml"
     config.write_text(

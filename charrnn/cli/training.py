@@ -6,11 +6,11 @@ from typing import Any, TypeVar
 import click
 
 from charrnn.cli.group import cli, info, process_seconds
-from charrnn.train.settings import SETTINGS
-from charrnn.train.settingtypes import FLOAT, INT, PATH, Setting
+from charrnn.training.settings import SETTINGS
+from charrnn.training.settingtypes import FLOAT, INT, PATH, Setting
 
 # The options that set a config key, by parameter name: declared with the settings
-# (charrnn.train.settings: a Setting's flag), their help text the setting's own.
+# (charrnn.training.settings: a Setting's flag), their help text the setting's own.
 SETTING_FLAGS = {s.key.replace(".", "_"): s for s in SETTINGS if s.flag}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -93,8 +93,8 @@ def train(
     charrnn train --data data/mytext --max-time 30m --model-size auto
     charrnn train --resume --out runs/linux
     """
-    from charrnn.train import config as configmod
-    from charrnn.train import loop as trainmod
+    from charrnn.training import config as configmod
+    from charrnn.training import loop as trainmod
 
     if resume and (init_from or force):
         raise click.UsageError(

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 # The model arguments a run stores (model.json, with vocab_size) and resume/sample rebuild
-# the model from; their defaults are the settings' (charrnn.train's model section).
+# the model from; their defaults are the settings' (charrnn.training's model section).
 MODEL_ARGS = ("cell", "num_layers", "rnn_size", "embedding_size", "dropout")
 
 

@@ -217,7 +217,7 @@ class Minimal(Cell):
     def onnx_output(self, g: OnnxGraph, x: str) -> str:
         return onnx_rms_norm(g, x, "final_norm", "final_n")
 
-    # --- cost (charrnn.train.autosize) ------------------------------------------------------
+    # --- cost (charrnn.training.autosize) ------------------------------------------------------
 
     def matrix_weights(self, layers: int, units: int, embed: int) -> int:
         """The block's input projection and feed-forward, each multiplied once per symbol."""

@@ -226,7 +226,7 @@ class Recurrent(Cell):
     def onnx_output(self, g: OnnxGraph, x: str) -> str:
         return x
 
-    # --- cost (charrnn.train.autosize) ---------------------------------------------------
+    # --- cost (charrnn.training.autosize) ---------------------------------------------------
 
     def matrix_weights(self, layers: int, units: int, embed: int) -> int:
         """The matrix weights, each multiplied once per symbol: input and recurrent kernels."""

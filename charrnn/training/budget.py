@@ -2,7 +2,7 @@
 
 When ``train.max_time`` is set, the run times its first steps (at least 20 and 5% of the
 budget), an evaluation (a few windows of the validation subset, extrapolated:
-charrnn.train.validation) and a checkpoint, fixes its total step count (the budget left
+charrnn.training.validation) and a checkpoint, fixes its total step count (the budget left
 over the measured time per step, evaluations and checkpoints included, but never past
 ``max_steps`` / ``max_epochs``) and stops exactly there.  The plan is stored with every
 checkpoint, so a resumed run keeps it and equals an uninterrupted one: for planned runs
@@ -19,7 +19,7 @@ import math
 import time
 from collections.abc import Callable
 
-from charrnn.train.config import interval
+from charrnn.training.config import interval
 
 MEASURE = 20  # steps timed for the plan, after the first (compiling) step, and ...
 MEASURE_SHARE = 0.05  # ... at least this share of the budget: a plan timed over the first few

@@ -2,7 +2,7 @@
 
 Reads top to bottom like the classic char-rnn train script:
 dataset -> run directory -> model and optimizer -> checkpoint (resume / init-from)
--> compiled train/eval steps (charrnn.train.setup) -> the loop (log, evaluate, save, stop).
+-> compiled train/eval steps (charrnn.training.setup) -> the loop (log, evaluate, save, stop).
 
 The train split is cut into ``batch_size`` contiguous streams; batch k of an
 epoch is columns [k*seq_length, (k+1)*seq_length) of every stream, so row b of
@@ -26,12 +26,12 @@ from charrnn.errors import CharrnnError
 from charrnn.store import checkpoints, rundir
 from charrnn.store.dataset import Dataset, load_dataset
 from charrnn.store.lock import RunLock
-from charrnn.train import distribute, finetune
-from charrnn.train import setup as run_setup
-from charrnn.train.budget import Budget
-from charrnn.train.config import interval, to_yaml
-from charrnn.train.metrics import Sinks, preview
-from charrnn.train.validation import WHOLE_SPLIT, Validation
+from charrnn.training import distribute, finetune
+from charrnn.training import setup as run_setup
+from charrnn.training.budget import Budget
+from charrnn.training.config import interval, to_yaml
+from charrnn.training.metrics import Sinks, preview
+from charrnn.training.validation import WHOLE_SPLIT, Validation
 
 LN2 = math.log(2.0)
 

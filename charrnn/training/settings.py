@@ -1,12 +1,12 @@
 """Every setting of a training run, declared once.
 
-A :class:`~charrnn.train.settingtypes.Setting` holds one config key's type (a kind),
+A :class:`~charrnn.training.settingtypes.Setting` holds one config key's type (a kind),
 default, check (what it must be), help text, whether ``--resume`` may change it and the
 ``charrnn train`` flag that sets it, if any.  From the declarations in :data:`SETTINGS` come
 the defaults (:func:`defaults`), the reading and checking of YAML, ``--set`` and flag values
-(charrnn.train.config), the flags of ``charrnn train`` (charrnn.cli.training), what
-``--resume`` refuses to change (charrnn.train.setup) and the reference docs/settings.md
-(:func:`reference`; ``python -m charrnn.train.settings > docs/settings.md``).
+(charrnn.training.config), the flags of ``charrnn train`` (charrnn.cli.training), what
+``--resume`` refuses to change (charrnn.training.setup) and the reference docs/settings.md
+(:func:`reference`; ``python -m charrnn.training.settings > docs/settings.md``).
 
 Import cost: the standard library, the cells' names and tf.distribute's choices (no NumPy,
 no TensorFlow); ``charrnn train`` and ``charrnn --help`` import this through the CLI, so
@@ -14,8 +14,8 @@ nothing heavier belongs here.
 """
 
 from charrnn.nn.cells import CELLS
-from charrnn.train.distribute import PRECISIONS, STRATEGIES
-from charrnn.train.settingtypes import (
+from charrnn.training.distribute import PRECISIONS, STRATEGIES
+from charrnn.training.settingtypes import (
     AUTO_ALL_OR_INT,
     AUTO_OR_BOOL,
     AUTO_OR_INT,
@@ -407,7 +407,7 @@ _INTRO = """\
 # Settings
 
 Every key of a training config, as `charrnn train` reads it. Generated from the declarations in
-`charrnn/train/settings.py` by `python -m charrnn.train.settings > docs/settings.md` (a test
+`charrnn/training/settings.py` by `python -m charrnn.training.settings > docs/settings.md` (a test
 checks that this file is what they generate): edit them, not this file.
 
 A config has three sections: `data` (a prepared dataset directory), `model` and `train`.

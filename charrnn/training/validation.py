@@ -31,7 +31,7 @@ from charrnn.analysis.scoring import MAX_PIECES, MIN_PIECE, Spans, pieces_for, w
 if TYPE_CHECKING:
     import numpy as np
 
-    from charrnn.train.setup import Setup
+    from charrnn.training.setup import Setup
 
 AUTO_SYMBOLS = 262_144  # ~1-3 s for the small models on two cores; a stable mean (64 pieces)
 EVAL_SHARE = 0.05  # of max_time, for all the evaluations of a run together

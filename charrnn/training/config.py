@@ -2,7 +2,7 @@
 
 A config has three sections, ``data`` (a prepared dataset directory), ``model``
 and ``train``; every key is declared once, with its type, default, check and help, in
-charrnn.train.settings.  Precedence, lowest first: the defaults, the YAML file
+charrnn.training.settings.  Precedence, lowest first: the defaults, the YAML file
 (``--config``; on ``--resume`` the run's own config.yaml), ``--set
 section.key=value``, then the plain flags (``--data``, ``--out``, ...).  Every
 mistake is reported as one CharrnnError naming the key, where its value came from,
@@ -21,8 +21,8 @@ import yaml
 
 from charrnn.errors import CharrnnError
 from charrnn.nn.cells import embedding_size
-from charrnn.train.settings import BY_KEY, SECTIONS, SETTINGS, defaults
-from charrnn.train.settingtypes import interval, parse_duration
+from charrnn.training.settings import BY_KEY, SECTIONS, SETTINGS, defaults
+from charrnn.training.settingtypes import interval, parse_duration
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -155,7 +155,7 @@ def parse_set(items: Iterable[str] | None) -> list[tuple[dict, str]]:
 
 def validate(config: dict, sources: dict) -> dict:
     """Type-check and range-check every value in place, as its declaration says
-    (charrnn.train.settings); returns the config.  A parallel cell's model.embedding_size
+    (charrnn.training.settings); returns the config.  A parallel cell's model.embedding_size
     is set to its rnn_size (charrnn.nn.cells.embedding_size), so config.yaml, model.json
     and resume's comparison all hold the model's real width."""
     for setting in SETTINGS:
@@ -166,7 +166,7 @@ def validate(config: dict, sources: dict) -> dict:
             where = sources.get(setting.key, "default")
             raise CharrnnError(f"{where}: {setting.key} {e}") from None
     model = config["model"]  # the width the model will have (a parallel cell's: rnn_size)
-    if model["cell"] != "auto":  # else once the cell is chosen (charrnn.train.setup)
+    if model["cell"] != "auto":  # else once the cell is chosen (charrnn.training.setup)
         model["embedding_size"] = embedding_size(
             model["cell"], model["rnn_size"], model["embedding_size"]
         )

@@ -1,9 +1,9 @@
 """What a setting is made of: the :class:`Setting` declaration, the kinds (how a value is
 read: :data:`INT`, :data:`DURATION`, ...) and the checks (what it must be: :data:`POSITIVE`,
-:func:`one_of`, ...).  charrnn.train.settings declares every setting with them.
+:func:`one_of`, ...).  charrnn.training.settings declares every setting with them.
 
 Import cost: the standard library only; the CLI imports this at start-up (through
-charrnn.train.settings).  The classes are plain ``eq=False`` dataclasses, constants by
+charrnn.training.settings).  The classes are plain ``eq=False`` dataclasses, constants by
 convention: frozen ones cost twice as much to define, a millisecond of every command's start.
 """
 

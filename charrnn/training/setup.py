@@ -1,5 +1,5 @@
 """Setting up a training run: its batches, its model size, its run directory's checks,
-and TensorFlow with the model, optimizer, state and compiled steps (charrnn.train.loop
+and TensorFlow with the model, optimizer, state and compiled steps (charrnn.training.loop
 runs them)."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from charrnn.nn.cells import embedding_size as cell_embedding_size
 from charrnn.nn.cells import get as get_cell
 from charrnn.store import rundir
 from charrnn.store.weightsfile import checkpoint_extra
-from charrnn.train import autosize, distribute, settings
-from charrnn.train.state import TrainState
+from charrnn.training import autosize, distribute, settings
+from charrnn.training.state import TrainState
 
 if TYPE_CHECKING:
     import keras
@@ -88,7 +88,7 @@ def choose_size(
     config: dict, ds: Dataset, out: Path, resume: bool, role: distribute.Role, log: Log
 ) -> None:
     """``model.size: auto`` and ``model.cell: auto``: fill in the model settings
-    (charrnn.train.autosize); a resumed run keeps the choice its model.json records."""
+    (charrnn.training.autosize); a resumed run keeps the choice its model.json records."""
     model_cfg, train_cfg = config["model"], config["train"]
     keys = (["cell"] if model_cfg["cell"] == "auto" else []) + (
         ["num_layers", "rnn_size", "embedding_size", "dropout"]
@@ -137,7 +137,7 @@ def check_run_dir(
     out: Path, resume: bool, model_settings: dict, vocab: Vocab, train_cfg: dict
 ) -> None:
     """Refuse to overwrite a run, or to resume one with what its checkpoint cannot take:
-    another vocabulary, or a setting declared ``fixed_on_resume`` (charrnn.train.settings)
+    another vocabulary, or a setting declared ``fixed_on_resume`` (charrnn.training.settings)
     changed: the architecture, or the batch shape the carried state depends on."""
     has_ckpt = rundir.has_checkpoint(out)
     if not resume:

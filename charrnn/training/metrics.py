@@ -21,7 +21,7 @@ from charrnn.generate.choice import Options
 from charrnn.generate.sampler import Sampler, start_id
 from charrnn.nn.tensors import weights_from_model
 from charrnn.store.rundir import METRICS_FILE
-from charrnn.train.config import to_yaml
+from charrnn.training.config import to_yaml
 
 if TYPE_CHECKING:
     import keras
