@@ -42,6 +42,7 @@ def page_data(loaded: LoadedModel) -> dict:
     """The page's model: the engines' arrays (charrnn.nn.step.Weights.arrays, but the
     stacked WU the page does not use) in one float32 buffer, and the vocabulary."""
     w, vocab = loaded.weights, loaded.vocab
+    cell = get(w.cell)  # what the page's step needs of it
     index, parts, offset = {}, [], 0
     for name, a in w.arrays().items():
         if name.endswith("/WU"):
@@ -53,11 +54,11 @@ def page_data(loaded: LoadedModel) -> dict:
     return {
         "format": FORMAT,
         "cell": w.cell,
-        "gates": get(w.cell).gates,
+        "gates": cell.gates,
         "layers": len(w.layers),
-        "parallel": get(w.cell).parallel,
-        "states": list(get(w.cell).states),
-        "js_step": get(w.cell).js_step,
+        "parallel": cell.parallel,
+        "states": list(cell.states),
+        "js_step": cell.js_step,
         "rms_eps": RMS_EPS,
         "units": w.units,
         "vocab": vocab.symbols,
