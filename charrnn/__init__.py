@@ -14,10 +14,40 @@ The package in layers; a module imports only from lower layers and its own subpa
                   xla_process, sampler, write, interactive
     5  train/, analysis/, export/      what each command does
     6  serve/     the HTTP server (app, engine, request checks, run)
-    7  cli/ (the Click layer: group, data, training, generation, inspection); runs, data,
-       scoring: the Python API's names, re-exported
+    7  api (the Python API: prepare, train, load -> Model); runs, data, scoring: older
+       names, re-exported
+    8  cli/ (the Click layer over api: group, data, training, generation, inspection)
 
-Read first: cli/generation.py, then store/loader.py, nn/step.py, generate/sampler.py, train/loop.py.
+Read first: api.py, cli/generation.py, then store/loader.py, nn/step.py,
+generate/sampler.py, training/loop.py.
+
+From Python (docs/python.md)::
+
+    import charrnn
+    model = charrnn.load("runs/quick")
+    print(model.generate("ROMEO:", n=200, seed=1))
+
+``import charrnn`` imports neither TensorFlow nor NumPy: the API's names below come
+from charrnn.api when first used (PEP 562).
 """
 
+from typing import Any
+
+from charrnn.errors import CharrnnError, CharrnnWarning
+
 __version__ = "0.1.0"
+
+_API = ("Model", "Page", "TrainResult", "load", "prepare", "train")
+__all__ = ["CharrnnError", "CharrnnWarning", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from charrnn import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'charrnn' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

@@ -14,3 +14,9 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     ``limit`` characters: what an ``Error:`` line quotes of a library's long error."""
     text = str(e).strip()
     return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
+class CharrnnWarning(UserWarning):
+    """What a library call warns of (a damaged checkpoint passed over for an older one,
+    prime characters left out, ...): the ``warnings`` category of the Python API, which
+    also logs each warning on the ``charrnn`` logger (docs/python.md, "Messages")."""

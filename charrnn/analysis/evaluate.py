@@ -10,13 +10,13 @@ charge for characters outside the vocabulary).  Files are read and scored
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from charrnn.analysis import scoring
 from charrnn.analysis.dynamic import dynamic_scorer
-from charrnn.text import iter_text, to_cps
+from charrnn.text import iter_text, normalise_newlines, to_cps
 
 if TYPE_CHECKING:
     from charrnn.atomic import StrPath
@@ -34,9 +34,17 @@ _SUMMED = (
 )
 
 
+class Text(NamedTuple):
+    """A text in memory to score as :func:`evaluate` scores a file (the Python API's
+    Model.score): ``name`` stands for the path in the results."""
+
+    name: str
+    text: str
+
+
 def evaluate(
     run: LoadedModel,
-    files: Sequence[StrPath],
+    files: Sequence[StrPath | Text],
     encoding: str | None = None,
     errors: str = "strict",
     streams: int | None = None,
@@ -46,8 +54,8 @@ def evaluate(
     dynamic: dict | None = None,
     chunk: int | None = None,
 ) -> dict:
-    """Score each of ``files`` (paths, ``-`` for stdin) with ``run`` (a
-    charrnn.store.loaded.LoadedModel).
+    """Score each of ``files`` (paths, ``-`` for stdin, or :class:`Text` objects) with ``run``
+    (a charrnn.store.loaded.LoadedModel).
 
     Returns {"run", "checkpoint", "step", "jamo", "unk", "scoring", "files": [per file],
     "total"}; each file has path, encoding, oov_distinct and the figures of
@@ -67,14 +75,17 @@ def evaluate(
     sums = dict.fromkeys(_SUMMED, 0)
     for path in files:
         info = {}
-        texts = iter_text(
-            path,
-            encoding=encoding,
-            errors=errors,
-            newlines=run.newlines,
-            info=info,
-            on_warning=on_warning,
-        )
+        if isinstance(path, Text):  # read as prepare reads a file, but for its encoding
+            path, texts = path.name, iter([normalise_newlines(path.text, run.newlines)])
+        else:
+            texts = iter_text(
+                path,
+                encoding=encoding,
+                errors=errors,
+                newlines=run.newlines,
+                info=info,
+                on_warning=on_warning,
+            )
         name = "standard input" if path == "-" else path
         mine = dict.fromkeys(_SUMMED, 0)
         oov, lines = {}, Lines(path)

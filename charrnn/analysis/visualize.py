@@ -259,6 +259,10 @@ def _quantise(acts, stored):
 # --- output ------------------------------------------------------------------------
 
 
+def page_title(run_name: str) -> str:
+    return f"{run_name} \u00b7 charrnn visualize"
+
+
 def visualize_page(data: dict, title: str = "") -> str:
     return fill(
         template("visualize.html"),
@@ -301,9 +305,7 @@ def visualize(
         on_warning=on_warning,
     )
     body = (
-        json.dumps(data, ensure_ascii=False)
-        if as_json
-        else visualize_page(data, f"{name} \u00b7 charrnn visualize")
+        json.dumps(data, ensure_ascii=False) if as_json else visualize_page(data, page_title(name))
     )
     if out is not None:
         write_text_atomic(out, body)

@@ -1,62 +1,12 @@
 """`charrnn prepare` and `charrnn dump`: text in, a dataset out, and back."""
 
-import math
+import logging
 import sys
 
 import click
 
-from charrnn.cli.group import cli, human_size, info, warn
-
-
-def _prepare_summary(s: dict) -> None:
-    for i in s["inputs"]:
-        conf = (
-            "given by --encoding"
-            if i["confidence"] is None
-            else f"confidence {i['confidence']:.2f}"
-        )
-        name = "standard input" if i["path"] == "-" else i["path"]
-        info(f"Read {name}: {human_size(i['bytes'])}, {i['encoding']} ({conf})")
-    jamo = "on" if s["jamo"]["applied"] else "off"
-    unk = f", {s['unk_replaced']:,} rare symbols -> unknown" if s["unk_replaced"] else ""
-    base = s.get("vocab_from")
-    base = f" ({base['symbols']} from {base['path']}, {base['added']} new)" if base else ""
-    info(
-        f"{s['chars']:,} characters -> {s['symbols']:,} symbols (jamo {jamo}, "
-        f"newlines {s['newlines']}); vocabulary {s['vocab_size']} symbols{base}{unk}"
-    )
-    if s["jamo"].get("why"):
-        info(f"jamo {jamo} (auto): {s['jamo']['why']}")
-    if s.get("rare_symbols", {}).get("note"):
-        _rare_note(s["rare_symbols"], s["vocab_size"])
-    sp = s["splits"]
-    info("Split (contiguous): " + ", ".join(f"{k} {sp[k]['symbols']:,}" for k in sp) + " symbols")
-    info(f"Wrote {s['out']} ({s['dtype']})")
-
-
-def _percent(share: float) -> str:
-    """Two significant digits, never an exponent: 0.024%, 0.0087%, 12%."""
-    p = 100 * share
-    if p <= 0:
-        return "0%"
-    return f"{p:.{max(0, 1 - math.floor(math.log10(p)))}f}%"
-
-
-def _rare_note(r: dict, vocab_size: int) -> None:
-    info(
-        f"Rare symbols: {r['symbols']:,} of the {vocab_size:,} symbols are seen fewer than "
-        f"{r['below']} times ({_percent(r['share'])} of the text), but each costs the output "
-        "layer as much as a common one: training time grows with the vocabulary"
-    )
-    offers = [o for o in r["options"] if o["offered"]]
-    info(
-        "  "
-        + ", ".join(
-            f"--min-count {o['min_count']} would give {o['vocab_size']:,} symbols "
-            f"({_percent(o['unk_share'])} of the text -> U+FFFD)"
-            for o in offers
-        )
-    )
+from charrnn import api
+from charrnn.cli.group import cli
 
 
 @cli.command()
@@ -173,30 +123,27 @@ def prepare(
     cat *.c | charrnn prepare - -o data/linux
     charrnn prepare src/ --include '*.c' --include '*.h' -o data/c
     """
-    from charrnn.store.prepare import prepare as prepare_dataset
-
-    summary = prepare_dataset(
+    if quiet:  # the summary lines are INFO records; warnings still show
+        logging.getLogger("charrnn").setLevel(logging.WARNING)
+    ds = api.prepare(
         inputs,
         out,
         include=include,
         encoding=encoding,
         errors=errors,
-        newlines="keep" if keep_newlines else "lf",
+        keep_newlines=keep_newlines,
         jamo=jamo,
         min_count=min_count,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         force=force,
         progress=not quiet and sys.stderr.isatty(),
-        on_warning=warn,
         vocab_from=vocab_from,
     )
-    if not quiet:
-        _prepare_summary(summary)
     if as_json:
         import json
 
-        click.echo(json.dumps(summary, ensure_ascii=False))
+        click.echo(json.dumps(ds.summary, ensure_ascii=False))
 
 
 @cli.command()

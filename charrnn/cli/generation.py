@@ -169,14 +169,14 @@ def sample(
     charrnn sample --beam 5 -n 80 --prime "HAMLET:" --allow "$(printf '%s' {a..z} ' .,')"
     """
     backend.one_blas_thread()  # first: NumPy streams while TensorFlow imports alongside
+    from charrnn import api
     from charrnn.generate.choice import Options
-    from charrnn.generate.write import SEPARATOR, Request, write_samples
-    from charrnn.store.loader import load
+    from charrnn.generate.write import SEPARATOR, write_samples
 
     if prime and prime_file:
         raise click.UsageError("give --prime or --prime-file, not both")
     run_dir = run_dir_or_latest(run_dir)
-    loaded = load(run_dir, checkpoint, on_warning=warn, on_note=info)
+    loaded = api.load(run_dir, checkpoint).loaded
     if prime_file:
         from charrnn.text import read_text
 
@@ -187,23 +187,14 @@ def sample(
         seed = int.from_bytes(os.urandom(4), "little")
     if is_verbose():
         info(f"Checkpoint {loaded.checkpoint}; seed {seed}")
-    options = Options(temperature, top_k, top_p, seed)
     if interactive:
+        options = Options(temperature, top_k, top_p, seed)
         _interactive(run_dir, loaded, options, prime, length, num_samples, stop)
         return
-    request = Request(
-        prime,
-        length,
-        num_samples,
-        options,
-        stop,
-        allow or None,
-        require,
-        require_tries,
-        beam,
-        not no_prime_echo,
-        unknown,
-    )
+    request = api.make_request(
+        prime, length, num_samples, temperature, top_k, top_p, seed, stop, allow, require,
+        require_tries, beam, not no_prime_echo, unknown,
+    )  # fmt: skip
     index = None
     if novelty:
         from charrnn.analysis.novelty import describe, index_for, sample_reports

@@ -3,15 +3,19 @@
 stdout carries data (samples, dumps, --json); everything for humans goes to stderr.
 """
 
+import contextlib
 import importlib
+import logging
 import os
 import sys
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from charrnn import __version__, backend
-from charrnn.errors import CharrnnError
+from charrnn.errors import CharrnnError, CharrnnWarning
 
 # The module of charrnn.cli that defines each command, imported when the command is asked for:
 # `charrnn sample` then imports neither the training settings nor tf.distribute's names.
@@ -38,7 +42,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with messages_to_stderr():
+                return super().invoke(ctx)
         except CharrnnError as e:
             raise click.ClickException(str(e)) from None
         except BrokenPipeError:
@@ -50,6 +55,33 @@ class _Group(click.Group):
             except (OSError, ValueError):
                 pass
             ctx.exit(0)
+
+
+class _Stderr(logging.Handler):
+    """The Python API's messages (the ``charrnn`` logger) as the command line shows them."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        warn(message) if record.levelno >= logging.WARNING else info(message)
+
+
+@contextlib.contextmanager
+def messages_to_stderr() -> Iterator[logging.Logger]:
+    """For one command: the ``charrnn`` logger's records from INFO up on stderr, and its
+    CharrnnWarnings not shown twice; both as they were afterwards."""
+    logger = logging.getLogger("charrnn")
+    handler, level, propagate = _Stderr(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CharrnnWarning)
+            yield logger
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def info(message: str = "", **kwargs: Any) -> None:
@@ -89,13 +121,6 @@ def run_dir_or_latest(run_dir: str | None) -> str:
 
 def is_verbose() -> bool:
     return bool(click.get_current_context().find_root().params.get("verbose"))
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
 
 
 def process_seconds() -> float | None:

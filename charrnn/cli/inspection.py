@@ -4,7 +4,8 @@ taking it elsewhere."""
 import click
 
 from charrnn import backend
-from charrnn.cli.group import cli, human_size, info, warn
+from charrnn.api import human_size
+from charrnn.cli.group import cli, info, warn
 
 
 def _evaluate_report(r: dict) -> None:
@@ -115,14 +116,14 @@ def evaluate(
     """  # noqa: E501
     import json
 
+    from charrnn import api
     from charrnn.analysis.evaluate import evaluate as score
-    from charrnn.store.loader import load
 
     if as_json and per_line:
         raise click.UsageError("give --json or --per-line, not both")
     if dynamic and streams not in (None, 1):
         raise click.UsageError("--dynamic reads each file in one stream; leave out --streams")
-    run = load(run_dir, checkpoint, on_warning=warn)
+    run = api.load(run_dir, checkpoint).loaded
 
     def on_line(line: dict) -> None:
         click.echo(json.dumps(line, ensure_ascii=False))

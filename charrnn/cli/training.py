@@ -1,5 +1,6 @@
 """`charrnn train`."""
 
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -93,8 +94,8 @@ def train(
     charrnn train --data data/mytext --max-time 30m --model-size auto
     charrnn train --resume --out runs/linux
     """
+    from charrnn import api
     from charrnn.training import config as configmod
-    from charrnn.training import loop as trainmod
 
     if resume and (init_from or force):
         raise click.UsageError(
@@ -102,7 +103,11 @@ def train(
         )
     flags = {SETTING_FLAGS[param].key: value for param, value in settings.items()}
     cfg = configmod.resolve(config_name, sets, flags, resume)
-    result = trainmod.train(cfg, resume=resume, init_from=init_from, force=force, log=info)
+    # a bar on a terminal, with the evaluations' lines above it; else the lines alone
+    tty = sys.stderr.isatty()
+    result = api.train_resolved(
+        cfg, resume=resume, init_from=init_from, force=force, progress=tty, lines_above_bar=tty
+    )
     if (wall := process_seconds()) is not None:  # beside the run's own clock ("time:" above)
         info(f"wall time: {wall:.1f} s from the start of this process to its end")
     if result.status == "interrupted":

@@ -273,6 +273,27 @@ def _beam(
     return [text]
 
 
+def pieces(
+    loaded: LoadedModel,
+    request: Request,
+    engine: str = "auto",
+    numpy_steps: int | None = None,
+    on_warning: Callable[[str], None] | None = None,
+) -> Generator[tuple[int, str], None, list[str]]:
+    """``samples`` for one caller that waits: only the pieces ``(sample index, text)``,
+    blocking on TensorFlow children where it must; returns the sample texts."""
+    gen = samples(loaded, request, engine=engine, numpy_steps=numpy_steps, on_warning=on_warning)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, Wait):
+            event.block()
+        elif event is not None:
+            yield event
+
+
 def write_samples(
     out: TextIO,
     loaded: LoadedModel,
@@ -284,21 +305,15 @@ def write_samples(
 ) -> list[str]:
     """Generate the request's samples and write them to the text stream ``out`` as they
     come, each after the first preceded by ``separator``; returns the sample texts."""
-    gen = samples(loaded, request, engine=engine, numpy_steps=numpy_steps, on_warning=on_warning)
+    gen = pieces(loaded, request, engine=engine, numpy_steps=numpy_steps, on_warning=on_warning)
     last = 0
-    try:
-        while True:
-            event = next(gen)
-            if isinstance(event, Wait):
-                event.block()
-                continue
-            if event is None:
-                continue
-            index, piece = event
-            if index != last:
-                out.write(separator)
-                last = index
-            out.write(piece)
-            out.flush()
-    except StopIteration as stop:
-        return stop.value
+    while True:
+        try:
+            index, piece = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if index != last:
+            out.write(separator)
+            last = index
+        out.write(piece)
+        out.flush()

@@ -38,9 +38,13 @@ class Dataset:
 
     def __init__(self, path: str, vocab: Vocab, meta: dict) -> None:
         self.path, self.vocab, self.meta = path, vocab, meta
+        self.summary: dict | None = None  # what prepare said of it, when it was just written
 
     def __repr__(self) -> str:
-        return f"Dataset({self.path!r}, {len(self.vocab)} symbols, {self.meta['symbols']} in all)"
+        return (
+            f"Dataset({self.path!r}, vocabulary {len(self.vocab)}, "
+            f"{self.meta['symbols']:,} symbols of text)"
+        )
 
     def split(self, name: str) -> np.memmap:
         """The ids of ``name`` (train, val or test), memory-mapped read-only."""

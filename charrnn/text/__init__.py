@@ -4,7 +4,7 @@
 The names below are the public API (docs/python.md): ``from charrnn.text import Vocab``.
 """
 
-from charrnn.text.decode import detect_encoding, iter_text, read_text
+from charrnn.text.decode import detect_encoding, iter_text, normalise_newlines, read_text
 from charrnn.text.jamo import (
     ESC,
     JAMO_SCHEME,
@@ -36,6 +36,7 @@ __all__ = [
     "from_cps",
     "iter_text",
     "jamo_counts",
+    "normalise_newlines",
     "read_text",
     "recompose",
     "recompose_cps",

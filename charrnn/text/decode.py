@@ -136,6 +136,12 @@ def _normalise_newlines(text: str, carry: str, final: bool) -> tuple[str, str]:
     return text.replace("\r\n", "\n").replace("\r", "\n"), carry
 
 
+def normalise_newlines(text: str, newlines: str = "lf") -> str:
+    """A text already in memory under the newline policy ``newlines`` as prepare applies
+    it to a file: "lf" turns CRLF and lone CR into LF, "keep" leaves them."""
+    return text if newlines == "keep" else _normalise_newlines(text, "", True)[0]
+
+
 def _open(path: StrPath) -> tuple[BinaryIO, bool]:
     if path == "-":
         return sys.stdin.buffer, False

@@ -13,7 +13,7 @@ the current directory.
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,17 +140,19 @@ def parse_set(items: Iterable[str] | None) -> list[tuple[dict, str]]:
             raise CharrnnError(
                 f"--set {item}: expected section.key=value, e.g. --set train.batch_size=32"
             )
-        value = _from_text(raw, key)
-        parts = key.split(".")
-        if len(parts) == 1:
-            out.append(({key: value}, f"--set {key}"))
-        elif len(parts) == 2:
-            out.append(({parts[0]: {parts[1]: value}}, f"--set {key}"))
-        else:
-            raise CharrnnError(
-                f"--set {item}: keys have the form section.key (e.g. train.batch_size)"
-            )
+        out.append((_nested(key, _from_text(raw, key), f"--set {item}"), f"--set {key}"))
     return out
+
+
+def _nested(key: str, value: Any, what: str = "") -> dict:
+    """``"train.batch_size", 32`` -> ``{"train": {"batch_size": 32}}``; ``"data"`` is
+    top-level."""
+    parts = key.split(".")
+    if len(parts) > 2 or not all(parts):
+        raise CharrnnError(
+            f"{what or repr(key)}: keys have the form section.key (e.g. train.batch_size)"
+        )
+    return {key: value} if len(parts) == 1 else {parts[0]: {parts[1]: value}}
 
 
 def validate(config: dict, sources: dict) -> dict:
@@ -186,13 +188,15 @@ def load_config(
     base: StrPath | None = None,
     sets: Iterable[str] = (),
     flags: dict[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> tuple[dict, dict]:
     """Resolve a config.
 
     ``config``: a path or shipped config name (or None); ``base``: a path whose YAML
     replaces the defaults first (the run's config.yaml on --resume); ``sets``: the
-    ``--set`` strings; ``flags``: {"train.out": ..., "data": ...} from plain flags
-    (None values are ignored).  Returns (config dict, sources dict).
+    ``--set`` strings; ``overrides``: the Python API's {"section.key": value} (a string
+    read as ``--set`` reads it); ``flags``: {"train.out": ..., "data": ...} from plain
+    flags (None values are ignored).  Returns (config dict, sources dict).
     """
     resolved = defaults()
     sources = {}
@@ -201,14 +205,16 @@ def load_config(
     if config is not None:
         path = find_config(config)
         merge(resolved, read_yaml(path), str(path), sources)
-    for overrides, source in parse_set(sets):
-        merge(resolved, overrides, source, sources)
+    for nested, source in parse_set(sets):
+        merge(resolved, nested, source, sources)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, str):
+            value = _from_text(value, key)
+        merge(resolved, _nested(key, value), f"overrides[{key!r}]", sources)
     for key, value in (flags or {}).items():
         if value is None:
             continue
-        section, _, sub = key.partition(".")
-        overrides = {section: {sub: value}} if sub else {section: value}
-        merge(resolved, overrides, flag_name(key), sources)
+        merge(resolved, _nested(key, value), flag_name(key), sources)
     return validate(resolved, sources), sources
 
 
@@ -221,10 +227,11 @@ def resolve(
     sets: Iterable[str] = (),
     flags: dict[str, Any] | None = None,
     resume: bool = False,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict:
     """The config for ``charrnn train``: on resume the run's own config.yaml is the base
     (found from --out, else from train.out of the other sources)."""
-    resolved, sources = load_config(config, None, sets, flags)
+    resolved, sources = load_config(config, None, sets, flags, overrides)
     if resume:
         base = Path(resolved["train"]["out"]) / "config.yaml"
         if not base.is_file():
@@ -232,5 +239,5 @@ def resolve(
                 f"nothing to resume in {resolved['train']['out']}: no config.yaml "
                 "there; pass the run directory with --out"
             )
-        resolved, sources = load_config(config, base, sets, flags)
+        resolved, sources = load_config(config, base, sets, flags, overrides)
     return resolved

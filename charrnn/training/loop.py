@@ -16,10 +16,12 @@ import contextlib
 import math
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from charrnn.atomic import StrPath, write_json_atomic, write_text_atomic
 from charrnn.errors import CharrnnError
@@ -78,12 +80,17 @@ def train(
     init_from: StrPath | None = None,
     force: bool = False,
     log: Callable[[str], None] | None = None,
+    bar: Callable[[int | None, int], Any] | None = None,
+    lines_above_bar: bool = True,
 ) -> TrainResult:
     """Train (or continue) the run described by the resolved ``config``.
 
     ``force`` deletes the run already in ``train.out`` first.  ``log(str)`` receives
-    human progress lines (default: stderr).  Raises CharrnnError for anything the
-    user must fix.
+    human progress lines (default: stderr).  ``bar(total, initial)`` makes the progress
+    bar (a tqdm; None: none), with evaluations' lines written above it when
+    ``lines_above_bar`` (a terminal's), else only to ``log``.  Ctrl-C (SIGINT, a
+    notebook's interrupt) and SIGTERM finish the step, save and return "interrupted"
+    when this runs in the main thread.  Raises CharrnnError for anything the user must fix.
     """
     from charrnn.nn.model import MODEL_ARGS, model_args, start_from_unigram
 
@@ -146,7 +153,9 @@ def train(
         if init_from:
             finetune.restore(setup.model, source, ds.vocab, log, _warn(log))
         run_setup.describe(log, setup, role)
-        return _loop(_Run(config, setup, ds, batches, role, write_dir, out, log))
+        return _loop(
+            _Run(config, setup, ds, batches, role, write_dir, out, log, bar, lines_above_bar)
+        )
 
 
 def _warn(log):
@@ -166,6 +175,8 @@ class _Run:
     write_dir: Path
     out: Path
     log: Callable[[str], None]
+    bar: Callable[[int | None, int], Any] | None
+    lines_above_bar: bool
 
 
 def _loop(run: _Run) -> TrainResult:
@@ -196,6 +207,8 @@ def _loop(run: _Run) -> TrainResult:
         budget.total_steps() or budget.limit,
         log,
         tstate.write_error,
+        run.bar,
+        run.lines_above_bar,
     )
     stop = _StopOnSignal(sinks.progress.write)
     symbols_per_char = run_setup.symbols_per_char(ds.meta) if ds.vocab.jamo else None
@@ -513,7 +526,9 @@ class _StopOnSignal:
     """Ctrl-C / SIGTERM: finish the current step, save, stop; a second Ctrl-C aborts."""
 
     def __init__(self, say):
-        self.signal, self.say = None, say
+        self.signal, self.say, self.old = None, say, {}
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers: a thread's run stops by its limits
         self.old = {n: signal.signal(n, self._handle) for n in (signal.SIGINT, signal.SIGTERM)}
 
     def _handle(self, signum, frame):

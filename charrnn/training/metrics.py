@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -42,6 +42,8 @@ class Sinks:
         total: int | float,
         log: Callable[[str], None],
         on_write_error: Callable[[str, StrPath, BaseException], CharrnnError],
+        bar: Callable[[int | None, int], Any] | None = None,
+        lines_above_bar: bool = True,
     ):
         self.tf, self.log, self.on_write_error = tf, log, on_write_error
         self.path = write_dir / METRICS_FILE
@@ -57,7 +59,7 @@ class Sinks:
                 _write_hparams(tf, self.writer, config)
         except (OSError, tf.errors.OpError) as e:
             self._tensorboard_failed(e)
-        self.progress = _Progress(log, step, total)
+        self.progress = _Progress(log, step, total, bar, lines_above_bar)
 
     def _tensorboard_failed(self, e):
         self.log(
@@ -156,24 +158,16 @@ def _summaries(tf, writer, record, sample):
 
 
 class _Progress:
-    """tqdm bar on a terminal; otherwise a plain line per log/eval event."""
+    """A progress bar made by ``bar(total, initial)`` (a tqdm; None: no bar) carrying the
+    step, loss and validation figures; each log/eval event is also a line for ``log``,
+    above the bar when ``lines_above_bar`` (a terminal), else to ``log`` alone."""
 
-    def __init__(self, log, step, total):
+    def __init__(self, log, step, total, bar=None, lines_above_bar=True):
         self.log = log
-        self.bar = None
         self.total = None if total == float("inf") else int(total)
         self.post = {}  # step loss, val loss, lr, chars/s shown beside the bar
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=self.total,
-                initial=step,
-                unit="step",
-                file=sys.stderr,
-                dynamic_ncols=True,
-                leave=True,
-            )
+        self.bar = bar(self.total, step) if bar is not None else None
+        self.lines_above_bar = lines_above_bar
         self.last = step
 
     def update(self, step: int, loss: float, lr: float, total: int | float | None = None) -> None:
@@ -198,18 +192,20 @@ class _Progress:
             line += f" | val {r['val_loss']:.4f} ({r['val_bpc']:.3f} bits)"
         if "val_loss_whole" in r:
             line += f", whole split {r['val_loss_whole']:.4f}"
-        if self.bar is None:
+        if self.bar is None or not self.lines_above_bar:
             self.log(line)
+        if self.bar is None:
             return
-        # On a terminal the bar carries the numbers; evaluations also leave a line above it.
+        # The bar carries the numbers; on a terminal evaluations also leave a line above it.
         if "val_loss" in r:
             self.post["val"] = f"{r['val_loss']:.3f}"
-            self.bar.write(line, file=sys.stderr)
+            if self.lines_above_bar:
+                self.bar.write(line, file=sys.stderr)
         self.post["chars/s"] = f"{r['chars_per_s']:,.0f}"
         self.bar.set_postfix(self.post)
 
     def write(self, message: str) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.lines_above_bar:
             self.bar.write(message, file=sys.stderr)
         else:
             self.log(message)
