@@ -64,15 +64,19 @@ def wall(argv: list[str]) -> float:
 
 def first_byte(argv: list[str]) -> tuple[float, float, bytes]:
     """(seconds to the first byte on stdout, seconds to exit, all of stdout) of ``argv``."""
-    t = time.perf_counter()
-    p = subprocess.Popen(argv, env=ENV, cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    head = p.stdout.read(1)
-    first = time.perf_counter() - t
-    rest = p.stdout.read()
-    err = p.stderr.read()
-    if p.wait() != 0 or not head:
-        sys.exit(f"{' '.join(argv)} failed (exit {p.returncode}):\n{err.decode()[-2000:]}")
-    return first, time.perf_counter() - t, head + rest
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe nobody reads while we wait
+        t = time.perf_counter()
+        p = subprocess.Popen(argv, env=ENV, cwd="/", stdout=subprocess.PIPE, stderr=err)
+        head = p.stdout.read(1)
+        first = time.perf_counter() - t
+        rest = p.stdout.read()
+        code = p.wait()
+        whole = time.perf_counter() - t
+        if code != 0 or not head:
+            err.seek(0)
+            message = err.read().decode("utf-8", "replace")[-2000:]
+            sys.exit(f"{' '.join(argv)} failed (exit {code}):\n{message}")
+    return first, whole, head + rest
 
 
 def interleaved(pair: dict, repeat: int, measure) -> dict:
