@@ -161,7 +161,7 @@ def prepare(
     ``charrnn prepare`` does with the same options; returns the
     :class:`charrnn.data.Dataset` (its ``summary`` holds what ``--json`` prints).
 
-    ``out`` defaults to the first input's path without its extension.  The summary
+    ``out`` defaults to ``data/<the first input's name without its extension>``.  The summary
     lines ``charrnn prepare`` prints are logged at INFO.
     """
     from charrnn.store.dataset import load_dataset
@@ -307,9 +307,10 @@ def train(
     weights; ``force`` replaces the run in ``out``.
 
     ``progress``: one bar updated in place (a widget in Jupyter when ipywidgets is
-    installed, else text on stderr); the lines ``charrnn train`` prints are logged at
-    INFO.  Interrupting (Ctrl-C, or the kernel's interrupt in Jupyter) finishes the
-    step, saves a checkpoint and returns with ``status == "interrupted"``.
+    installed, else text on stderr; none when stderr is neither a notebook's nor a
+    terminal); the lines ``charrnn train`` prints are logged at INFO.  Interrupting
+    (Ctrl-C, or the kernel's interrupt in Jupyter) finishes the step, saves a checkpoint
+    and returns with ``status == "interrupted"``.
 
     Training sets process-wide TensorFlow state; what stays set afterwards is listed in
     docs/python.md ("Training in a long-lived process").  A run that another process
@@ -348,7 +349,8 @@ def train_resolved(
             init_from=init_from,
             force=force,
             log=_log_line,
-            bar=_make_bar if progress else None,
+            # a bar where one updates in place: a notebook, a terminal (not a log file)
+            bar=_make_bar if progress and (_in_kernel() or sys.stderr.isatty()) else None,
             lines_above_bar=lines_above_bar,
         )
     return TrainResult(
@@ -576,6 +578,7 @@ class Model:
             echo_prime, unknown,
         )  # fmt: skip
         request.check()  # errors at the call, not at the first next()
+        self.vocab.encode(prime, unknown=unknown)  # a prime outside the vocabulary too
         return _stream(self.loaded, request)
 
     # --- scores, pages, files ---
@@ -717,4 +720,5 @@ class Page:
         )
 
     def __repr__(self) -> str:
-        return f"<charrnn visualize page: {self.data.get('chars', '?')} characters>"
+        shown, run = len(self.data["text"]), self.data["run"]
+        return f"<charrnn visualize page of {run}: {shown:,} characters, {len(self.html):,} bytes>"

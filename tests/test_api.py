@@ -234,7 +234,10 @@ def test_visualize_page_is_the_clis_page_byte_for_byte(english, english_run, tmp
 
 def test_a_pages_repr_says_how_many_characters_it_shows(english):
     text = "We hold these truths"
-    assert repr(english.visualize(text)) == f"<charrnn visualize page: {len(text)} characters>"
+    page = english.visualize(text)
+    assert repr(page) == (
+        f"<charrnn visualize page of run: {len(text)} characters, {len(page.html):,} bytes>"
+    )
 
 
 # --- 5. export = charrnn export ------------------------------------------------------------

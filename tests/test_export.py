@@ -456,7 +456,7 @@ def test_export_usage_errors(models, tmp_path):
         text=True,
         timeout=120,
     )
-    assert p.returncode == 1 and "pip install 'charrnn[export]'" in p.stderr, p.stderr
+    assert p.returncode == 1 and "pip install 'charrnn-lab[export]'" in p.stderr, p.stderr
     assert p.stderr.count("\n") == 1 and not list(tmp_path.iterdir())
 
 

@@ -45,7 +45,7 @@ CHUNK = 1 << 18  # items a pass handles at a time: a few MB of temporaries
 MAX_SYMBOLS = 1 << 16  # the byte code has room for this many distinct symbols
 PEAK_PER_SYMBOL = 5  # bytes a symbol while sorting, when few symbols need 2 bytes
 SECONDS_PER_BYTE = 1.5e-7  # libdivsufsort: 3.5 s for 50 MB of .py, 52 s for 196 MB (busy)
-EXTRA = "pip install 'charrnn[novelty]'"
+EXTRA = "pip install 'charrnn-lab[novelty]'"
 
 
 # --- reading ids from a .npy without keeping them mapped -------------------------

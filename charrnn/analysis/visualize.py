@@ -19,25 +19,20 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from collections.abc import Callable, Collection
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from charrnn.analysis import features as feat
 from charrnn.analysis import scoring
-from charrnn.atomic import write_text_atomic
 from charrnn.errors import CharrnnError
 from charrnn.nn.cells import get
-from charrnn.store.loader import load
-from charrnn.text import UNK, read_text, recompose
+from charrnn.text import UNK, recompose
 from charrnn.web import fill, script_json, template
 
 if TYPE_CHECKING:
-    from charrnn.atomic import StrPath
     from charrnn.nn.step import Weights
     from charrnn.store.loaded import LoadedModel
 
@@ -269,44 +264,3 @@ def visualize_page(data: dict, title: str = "") -> str:
         TITLE=html.escape(title or "charrnn visualize"),
         DATA=script_json(data),
     )
-
-
-def visualize(
-    run_dir: StrPath,
-    path: StrPath,
-    *,
-    out: StrPath | None = None,
-    as_json: bool = False,
-    checkpoint: StrPath = "best",
-    max_chars: int = 5000,
-    units: Collection[int] = (),
-    all_units: bool = False,
-    encoding: str | None = None,
-    errors: str = "strict",
-    on_info: Callable[[str], None] | None = None,
-    on_warning: Callable[[str], None] | None = None,
-) -> tuple[str, dict]:
-    """Read ``path`` (``-``: stdin) through the run's pipeline, analyse it and write the
-    page (or with ``as_json`` the data) to ``out``; returns (text written, data).  With
-    ``out`` None the caller prints the returned text (JSON to stdout)."""
-    loaded = load(run_dir, checkpoint, on_warning=on_warning)
-    text, _ = read_text(
-        path, encoding=encoding, errors=errors, newlines=loaded.newlines, on_warning=on_warning
-    )
-    name = Path(str(run_dir)).resolve().name
-    data = analyse(
-        loaded,
-        text,
-        max_chars=max_chars,
-        units=units,
-        all_units=all_units,
-        run_name=name,
-        on_info=on_info,
-        on_warning=on_warning,
-    )
-    body = (
-        json.dumps(data, ensure_ascii=False) if as_json else visualize_page(data, page_title(name))
-    )
-    if out is not None:
-        write_text_atomic(out, body)
-    return body, data

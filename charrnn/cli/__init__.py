@@ -1,4 +1,7 @@
-"""Command-line interface: parsing and printing only; the work is in the library.
+"""Command-line interface: parsing and printing only, over the Python API (charrnn.api:
+prepare, train, load and the Model's methods) and the libraries it calls.  The API's
+messages (the ``charrnn`` logger) are shown on stderr while a command runs
+(charrnn.cli.group.messages_to_stderr).
 
 One module per family of commands (data, training, generation, inspection), all on the
 one group of charrnn.cli.group, which imports a command's module when it is asked for

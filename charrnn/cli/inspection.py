@@ -181,7 +181,7 @@ def export(run_dir: str, out: str | None, checkpoint: str, fmt: str | None, as_j
 
     Each file is run before it is kept and must reproduce the logits of the model
     TensorFlow restores from the checkpoint. ONNX and TFLite need
-    `pip install 'charrnn[export]'`. Without -o: add the weights.safetensors file to
+    `pip install 'charrnn-lab[export]'`. Without -o: add the weights.safetensors file to
     every kept checkpoint of RUN that lacks one (runs trained by an older charrnn),
     so `charrnn sample` starts without waiting for TensorFlow.
 
@@ -288,24 +288,22 @@ def visualize(
     charrnn visualize runs/linux kernel.c --json > kernel.json
     """
     backend.one_blas_thread()  # first: the model reads the text step by step
-    from charrnn.analysis.visualize import visualize as make_page
+    import json
+
+    from charrnn import api
+    from charrnn.atomic import write_text_atomic
+    from charrnn.text import read_text
 
     if out is None and not as_json:
         out = "visualize.html"
-    body, _ = make_page(
-        run_dir,
-        text_file,
-        out=out,
-        as_json=as_json,
-        checkpoint=checkpoint,
-        max_chars=max_chars,
-        units=_units(units),
-        all_units=all_units,
-        encoding=encoding,
-        on_info=info,
-        on_warning=warn,
+    model = api.load(run_dir, checkpoint)
+    text, _ = read_text(
+        text_file, encoding=encoding, newlines=model.loaded.newlines, on_warning=warn
     )
+    page = model.visualize(text, max_chars=max_chars, units=_units(units), all_units=all_units)
+    body = json.dumps(page.data, ensure_ascii=False) if as_json else page.html
     if out is None:
         click.echo(body)
     else:
+        write_text_atomic(out, body)
         info(f"Wrote {out} ({human_size(len(body.encode('utf-8')))})")

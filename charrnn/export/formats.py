@@ -66,7 +66,7 @@ def format_of(out: StrPath, fmt: str | None = None) -> str:
     suffix = Path(out).suffix.lower()
     if suffix not in SUFFIXES:
         raise CharrnnError(
-            f"cannot tell the format from {out!r}; give --format "
+            f"cannot tell the format from {str(out)!r}; give --format "
             f"({', '.join(FORMATS)}) or end OUT in .safetensors, .onnx or .tflite"
         )
     return SUFFIXES[suffix]

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import onnx
 
 ONNX_OPSET = 17
-EXTRA = "pip install 'charrnn[export]'"
+EXTRA = "pip install 'charrnn-lab[export]'"
 
 
 def need(module: str) -> ModuleType:

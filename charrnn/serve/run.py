@@ -14,7 +14,7 @@ from charrnn.serve.app import Served, make_app
 from charrnn.serve.request import Limits
 from charrnn.store.loader import load
 
-EXTRA = "pip install 'charrnn[serve]'"
+EXTRA = "pip install 'charrnn-lab[serve]'"
 
 
 def serve(

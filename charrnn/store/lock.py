@@ -67,6 +67,7 @@ class RunLock:
 
 def _locked_message(path: Path, holder: str, e: OSError) -> str:
     import errno
+    import socket
 
     if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
         return (
@@ -76,10 +77,12 @@ def _locked_message(path: Path, holder: str, e: OSError) -> str:
     try:
         h = json.loads(holder)
         who = f"pid {h['pid']} on host {h['host']}, started {h['started']}"
+        mine = h["pid"] == os.getpid() and h["host"] == socket.gethostname()
     except (ValueError, KeyError, TypeError):
-        who = "a process whose PID is not recorded yet"
+        who, mine = "a process whose PID is not recorded yet", False
+    by = "another train call in this process" if mine else "another process"
     return (
-        f"run {path} is being trained by another process ({who}); two trainings would "
+        f"run {path} is being trained by {by} ({who}); two trainings would "
         f"write the same checkpoints. Wait for it to finish or stop it, then continue with "
         f"`charrnn train --resume --out {path}`"
     )
