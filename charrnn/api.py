@@ -338,8 +338,8 @@ def train_resolved(
     lines_above_bar: bool = False,
 ) -> TrainResult:
     """:func:`train` for a config already resolved (charrnn.training.config.resolve), as
-    the command line resolves it from its flags; ``lines_above_bar``: also write the
-    evaluation lines above the bar (a terminal's way)."""
+    the command line resolves it from its flags; ``lines_above_bar``: write the
+    evaluations' lines above the bar (a terminal's way) rather than to the logger."""
     from charrnn.training import loop
 
     with _process_state():

@@ -16,6 +16,9 @@ LONGEST_FIRST = [
     "tests/test_train_scale.py",  # big splits, Ctrl-C in evaluations: 69
     "tests/test_serve.py",  # real servers, worst requests, children: 60
     "tests/test_sample.py",  # sample processes and their XLA children: 49
+    "tests/test_docs.py",  # README's and docs' blocks (python.md trains three times): 45
+    "tests/test_notebook.py",  # the tutorial on a Jupyter kernel, an interrupted cell: 40
+    "tests/test_api.py",  # the Python API against the CLI, trainings, the doctest: 35
     "tests/test_parallel_cells.py",  # 44
     "killed_run",  # training processes killed: 25
     "tests/test_cells.py",  # every cell on every backend: 24

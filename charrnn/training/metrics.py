@@ -159,8 +159,9 @@ def _summaries(tf, writer, record, sample):
 
 class _Progress:
     """A progress bar made by ``bar(total, initial)`` (a tqdm; None: no bar) carrying the
-    step, loss and validation figures; each log/eval event is also a line for ``log``,
-    above the bar when ``lines_above_bar`` (a terminal), else to ``log`` alone."""
+    step, loss and validation figures.  Without a bar each log/eval event is a line for
+    ``log``; with one only evaluations are, written above the bar when ``lines_above_bar``
+    (a terminal), else to ``log``."""
 
     def __init__(self, log, step, total, bar=None, lines_above_bar=True):
         self.log = log
@@ -192,15 +193,16 @@ class _Progress:
             line += f" | val {r['val_loss']:.4f} ({r['val_bpc']:.3f} bits)"
         if "val_loss_whole" in r:
             line += f", whole split {r['val_loss_whole']:.4f}"
-        if self.bar is None or not self.lines_above_bar:
-            self.log(line)
         if self.bar is None:
+            self.log(line)
             return
-        # The bar carries the numbers; on a terminal evaluations also leave a line above it.
+        # The bar carries the numbers; evaluations also leave a line, above it on a terminal.
         if "val_loss" in r:
             self.post["val"] = f"{r['val_loss']:.3f}"
             if self.lines_above_bar:
                 self.bar.write(line, file=sys.stderr)
+            else:
+                self.log(line)
         self.post["chars/s"] = f"{r['chars_per_s']:,.0f}"
         self.bar.set_postfix(self.post)
 
