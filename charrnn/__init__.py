@@ -1,4 +1,4 @@
-"""charrnn: character-level recurrent language models from the command line.
+"""charrnn: character-level recurrent language models, from Python and the command line.
 
 The package in layers; a module imports only from lower layers and its own subpackage
 (tests/test_layering.py keeps it so):
@@ -12,13 +12,13 @@ The package in layers; a module imports only from lower layers and its own subpa
                   loader (a run directory or .safetensors file -> a LoadedModel)
     4  generate/  choice (temperature/top-k/top-p), numpy_engine, xla_engine,
                   xla_process, sampler, write, interactive
-    5  train/, analysis/, export/      what each command does
+    5  training/, analysis/, export/   what each command does
     6  serve/     the HTTP server (app, engine, request checks, run)
-    7  api (the Python API: prepare, train, load -> Model); runs, data, scoring: older
-       names, re-exported
+    7  api/ (the Python API: messages, datasets, training, models: prepare, train,
+       load -> Model); runs, data, scoring: older names, re-exported
     8  cli/ (the Click layer over api: group, data, training, generation, inspection)
 
-Read first: api.py, cli/generation.py, then store/loader.py, nn/step.py,
+Read first: api/, cli/generation.py, then store/loader.py, nn/step.py,
 generate/sampler.py, training/loop.py.
 
 From Python (docs/python.md)::
