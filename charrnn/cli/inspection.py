@@ -1,11 +1,19 @@
 """`charrnn evaluate`, `charrnn export` and `charrnn visualize`: looking at a model and
 taking it elsewhere."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import click
 
 from charrnn import backend
 from charrnn.api import human_size
 from charrnn.cli.group import cli, info, warn
+
+if TYPE_CHECKING:
+    from charrnn.nn.step import Weights
 
 
 def _evaluate_report(r: dict) -> None:
@@ -171,13 +179,42 @@ def evaluate(
 @click.option(
     "--json", "as_json", is_flag=True, help="Print what was written as one JSON object on stdout."
 )
-def export(run_dir: str, out: str | None, checkpoint: str, fmt: str | None, as_json: bool) -> None:
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="Store the weight matrices as int8 with a float scale per output channel (about a "
+    "quarter of the size), if the model loses at most --int8-tolerance bits/char.",
+)
+@click.option(
+    "--int8-tolerance",
+    type=click.FloatRange(min=0),
+    default=0.02,
+    show_default=True,
+    help="Bits per character the int8 model may lose against the float one on the check text.",
+)
+@click.option(
+    "--check-text",
+    type=click.Path(dir_okay=False),
+    help="Text to measure an int8 export on [default: the run's validation split; required for "
+    "a .safetensors input]; the first 100,000 characters.",
+)
+def export(
+    run_dir: str,
+    out: str | None,
+    checkpoint: str,
+    fmt: str | None,
+    as_json: bool,
+    int8: bool,
+    int8_tolerance: float,
+    check_text: str | None,
+) -> None:
     """Write a trained model as one portable file, checked against the run first.
 
     \b
     safetensors  float32 weights + vocabulary and settings (NumPy, PyTorch, JAX, ...)
     onnx         one step (ids, state...) -> (logits, state...), for onnxruntime
     tflite       the same step for LiteRT / TensorFlow Lite, builtin ops only
+    web          one HTML page that samples in the browser
 
     Each file is run before it is kept and must reproduce the logits of the model
     TensorFlow restores from the checkpoint. ONNX and TFLite need
@@ -185,13 +222,35 @@ def export(run_dir: str, out: str | None, checkpoint: str, fmt: str | None, as_j
     every kept checkpoint of RUN that lacks one (runs trained by an older charrnn),
     so `charrnn sample` starts without waiting for TensorFlow.
 
+    --int8 (any format): the file must hold the dequantized model, and that model's bits
+    per character on the check text must be within --int8-tolerance of the float model's,
+    or nothing is written.
+
     \b
     charrnn export runs/shakespeare -o shakespeare.safetensors
     charrnn export runs/shakespeare -o shakespeare.onnx --checkpoint latest
+    charrnn export runs/shakespeare -o shakespeare.onnx --int8
     """
     backend.one_blas_thread()  # first: the check steps NumPy at batch 1
     from charrnn.export import formats as exporting
 
+    if (int8_tolerance != 0.02 or check_text) and not int8:
+        raise click.UsageError("--int8-tolerance and --check-text go with --int8")
+    if int8:
+        if not out:
+            raise click.UsageError("--int8 needs -o OUT")
+        result = exporting.export(
+            run_dir,
+            out,
+            checkpoint=checkpoint,
+            fmt=fmt,
+            on_warning=warn,
+            int8=True,
+            score=int8_scorer(run_dir, check_text),
+            tolerance=int8_tolerance,
+        )
+        _export_report(result, as_json)
+        return
     if not out:
         result = exporting.add_weights(run_dir, on_info=None if as_json else info)
         if as_json:
@@ -202,10 +261,21 @@ def export(run_dir: str, out: str | None, checkpoint: str, fmt: str | None, as_j
             info(f"Every checkpoint of {run_dir} has its weights file already")
         return
     result = exporting.export(run_dir, out, checkpoint=checkpoint, fmt=fmt, on_warning=warn)
+    _export_report(result, as_json)
+
+
+def _export_report(result: dict, as_json: bool) -> None:
     if as_json:
         import json
 
         click.echo(json.dumps(result, ensure_ascii=False))
+    elif result.get("int8"):
+        info(
+            f"Wrote {result['out']} ({result['format']} int8, {human_size(result['bytes'])}, "
+            f"{result['bytes'] / result['float_bytes']:.0%} of float); "
+            f"{result['bits_per_char']:.4f} bits/char on the check text, float "
+            f"{result['float_bits_per_char']:.4f}"
+        )
     else:
         check = result.get("check")
         checked = (
@@ -217,6 +287,68 @@ def export(run_dir: str, out: str | None, checkpoint: str, fmt: str | None, as_j
             else ""
         )
         info(f"Wrote {result['out']} ({result['format']}, {human_size(result['bytes'])}){checked}")
+
+
+CHECK_CHARS = 100_000  # an int8 export is measured on at most this many characters
+
+
+def int8_scorer(run_dir: str, check_text: str | None) -> Callable[[Weights], float]:
+    """``score(weights)``: bits per character of a model (the engines' arrangement) on the
+    check text -- ``check_text``, else the run's validation split, its first CHECK_CHARS
+    characters -- under the one scoring definition (charrnn.analysis.scoring), read in one
+    pass from the zero state as `charrnn evaluate --streams 1` reads it."""
+    import numpy as np
+
+    from charrnn.analysis import scoring
+    from charrnn.errors import CharrnnError
+    from charrnn.nn.step import NumpyOps, cell_step
+    from charrnn.store import loader
+    from charrnn.store.dataset import load_dataset
+    from charrnn.text import read_text
+
+    header = loader.load(run_dir, read_weights=False)
+    if check_text:
+        text = read_text(check_text, newlines=header.newlines, on_warning=warn)[0][:CHECK_CHARS]
+    elif loader.is_weights_file(run_dir):
+        raise CharrnnError(
+            f"{run_dir} is a weights file, which has no validation split: give the text to "
+            "measure the int8 model on with --check-text FILE"
+        )
+    else:
+        data = header.config.get("data")
+        try:
+            ds = load_dataset(data or "")
+        except CharrnnError:
+            raise CharrnnError(
+                f"run {run_dir}'s dataset {data!r} is not there to measure the int8 model on; "
+                "give a text with --check-text FILE"
+            ) from None
+        dec, parts, n = ds.vocab.stream_decoder(), [], 0
+        val = ds.split("val")
+        for i in range(0, len(val), 1 << 16):
+            parts.append(dec.feed(val[i : i + (1 << 16)]))
+            n += len(parts[-1])
+            if n >= CHECK_CHARS:
+                break
+        text = ("".join(parts) + dec.flush())[:CHECK_CHARS]
+
+    def score(w: Weights) -> float:
+        def nats_of(ids: np.ndarray) -> np.ndarray:
+            out, states = np.full(len(ids), np.nan), w.zero_states(1)
+            with np.errstate(over="ignore", under="ignore"):
+                for t in range(len(ids) - 1):
+                    logits, states = cell_step(NumpyOps, w, ids[t : t + 1], states)
+                    z = logits[0].astype(np.float64)
+                    top = z.max()
+                    out[t + 1] = top + np.log(np.exp(z - top).sum()) - z[ids[t + 1]]
+            return out
+
+        scored = scoring.score_text(
+            None, header.vocab, text, name="the check text", nats_of=nats_of
+        )
+        return scored.figures()["bits_per_char"]
+
+    return score
 
 
 # --- visualize ---------------------------------------------------------------

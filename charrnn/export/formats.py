@@ -30,12 +30,12 @@ import numpy as np
 
 from charrnn import backend
 from charrnn.errors import CharrnnError
-from charrnn.export import webpage
+from charrnn.export import int8, webpage
 from charrnn.export.onnx_graph import need as _need
 from charrnn.export.onnx_graph import onnx_model
 from charrnn.generate.sampler import start_id
 from charrnn.nn.cells import get
-from charrnn.nn.step import NumpyOps, cell_step, tf_ops
+from charrnn.nn.step import NumpyOps, Weights, cell_step, tf_ops
 from charrnn.nn.tensors import engine_weights, tensors_from_model
 from charrnn.store import checkpoints, loader, weightsfile
 from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
@@ -43,6 +43,7 @@ from charrnn.store.checkpoints import BEST_DIR, CHECKPOINTS_DIR
 if TYPE_CHECKING:
     from charrnn.atomic import StrPath
     from charrnn.store.loaded import LoadedModel
+    from charrnn.text import Vocab
 
 FORMATS = ("safetensors", "onnx", "tflite", "web")
 SUFFIXES = {
@@ -56,6 +57,10 @@ PRIME = "The "  # the fixed prime of the check (characters the vocabulary lacks 
 CHECK_STEPS = 200
 ATOL = RTOL = 1e-4  # every logit within ATOL + RTOL * |reference|
 MARGIN = 1e-3  # argmax must agree where the reference's top two differ by more
+INT8_FORMATS = ("safetensors", "onnx")
+INT8_TOLERANCE = 0.02  # bits/char an int8 export may lose against float on the check text
+# bits per character of a model (its engines' arrangement) on the check text
+Score = Callable[[Weights], float]
 # A format's one-step function (above), run on NumPy arrays: (ids, states) -> (logits, states).
 StepFn = Callable[[np.ndarray, list[np.ndarray]], tuple[np.ndarray, list[np.ndarray]]]
 
@@ -75,20 +80,27 @@ def format_of(out: StrPath, fmt: str | None = None) -> str:
 # --- the reference: the model TensorFlow restored, greedy from a fixed prime -----------------
 
 
+def greedy_path(
+    w: Weights, vocab: Vocab, steps: int = CHECK_STEPS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids fed, NumPy logits after each): the greedy path of ``w`` from the fixed prime."""
+    prime = [start_id(vocab), *vocab.encode(PRIME, unknown="skip")][:steps]
+    states = w.zero_states(1)
+    ids, out = list(prime), []
+    with np.errstate(over="ignore", under="ignore"):
+        for t in range(steps):
+            logits, states = cell_step(NumpyOps, w, np.array([ids[t]], np.int32), states)
+            out.append(logits[0])
+            if t + 1 >= len(ids) and t + 1 < steps:
+                ids.append(int(np.argmax(logits[0])))
+    return np.array(ids, np.int32), np.stack(out).astype(np.float64)
+
+
 def reference(run: LoadedModel, steps: int = CHECK_STEPS) -> tuple[np.ndarray, np.ndarray]:
     """(ids fed, logits after each): charrnn's greedy path from the fixed prime, with the
     logits of ``run.model`` (the Keras model TensorFlow restored) along it, in one call."""
     tf = backend.tensorflow()
-    prime = [start_id(run.vocab), *run.vocab.encode(PRIME, unknown="skip")][:steps]
-    w = run.weights
-    states = w.zero_states(1)
-    ids = list(prime)
-    with np.errstate(over="ignore", under="ignore"):
-        for t in range(steps - 1):
-            logits, states = cell_step(NumpyOps, w, np.array([ids[t]], np.int32), states)
-            if t + 1 >= len(ids):
-                ids.append(int(np.argmax(logits[0])))
-    ids = np.array(ids, np.int32)
+    ids, _ = greedy_path(run.weights, run.vocab, steps)
     # in a graph: eagerly, the recurrent loop runs op by op (seconds for 200 steps)
     logits = tf.function(lambda x: run.model(x))(tf.constant(ids[None]))
     return ids, logits.numpy()[0].astype(np.float64)
@@ -133,6 +145,9 @@ def onnx_step(path: StrPath, args: dict) -> StepFn:
     ort = _need("onnxruntime")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only
+    # onnxruntime fuses an int8 weight's DequantizeLinear + MatMul into MatMulNBits, which by
+    # default quantizes the activations too; level 1 computes in float32, what the file says
+    opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     ins = [i.name for i in sess.get_inputs()][1:]
     outs = [o.name for o in sess.get_outputs()]
@@ -144,10 +159,16 @@ def onnx_step(path: StrPath, args: dict) -> StepFn:
     return step
 
 
-def tflite_model(tensors: dict[str, np.ndarray], args: dict, metadata: dict[str, str]) -> bytes:
-    """The one-step function as a TFLite flatbuffer with builtin ops only, carrying ``metadata``."""
+def tflite_model(
+    tensors: dict[str, np.ndarray] | None,
+    args: dict,
+    metadata: dict[str, str],
+    weights: Weights | None = None,
+) -> bytes:
+    """The one-step function as a TFLite flatbuffer with builtin ops only, carrying ``metadata``,
+    of the named ``tensors`` or of the engines' ``weights``."""
     tf, ops = tf_ops()
-    w = engine_weights(args["cell"], tensors)
+    w = weights if weights is not None else engine_weights(args["cell"], tensors)
     H = args["rnn_size"]
     names = _state_inputs(args)
     specs = [tf.TensorSpec([None], tf.int32, name="ids")]
@@ -290,15 +311,25 @@ def export(
     checkpoint: StrPath = "best",
     fmt: str | None = None,
     on_warning: Callable[[str], None] | None = None,
+    *,
+    int8: bool = False,
+    score: Score | None = None,
+    tolerance: float = INT8_TOLERANCE,
 ) -> dict:
     """Write the model of ``run_path`` (a run directory or a weights file) to ``out``
-    in ``fmt`` (default: from the extension), verified first.  Returns what was written."""
+    in ``fmt`` (default: from the extension), verified first.  Returns what was written.
+
+    ``int8``: weight-only int8 (charrnn.export.int8), checked by ``score`` (bits per
+    character of a model on the check text, charrnn's scoring definition): refused when
+    the int8 model scores more than ``tolerance`` bits/char worse than the float one."""
     fmt = format_of(out, fmt)
     if fmt not in FORMATS:
         raise CharrnnError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = Path(out)
     if not out.parent.is_dir():
         raise CharrnnError(f"directory {out.parent} does not exist; create it first")
+    if int8:
+        return _export_int8(run_path, out, checkpoint, fmt, on_warning, score, tolerance)
     if fmt == "web":
         loaded = loader.load(str(run_path), checkpoint, on_warning=on_warning)
         size = webpage.write_page(loaded, out)
@@ -332,6 +363,90 @@ def export(
         "out": str(out),
         "format": fmt,
         "bytes": len(data),
+        "run": str(run_path),
+        "checkpoint": run.checkpoint,
+        "step": run.step,
+        "check": check,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+# --- int8 (charrnn.export.int8) ------------------------------------------------------------
+
+
+def _encode_int8(fmt: str, run: LoadedModel) -> tuple[bytes, int, Weights]:
+    """(the int8 file's bytes, the float file's size, the dequantized model it holds)."""
+    args = run.model_args
+    meta = weightsfile.metadata_for(args, run.vocab, run.meta, run.step, run.val_loss)
+    if fmt in ("safetensors", "onnx"):  # the named tensors: embedding and kernels int8
+        q = int8.quantize_all(run.tensors)
+        w = engine_weights(args["cell"], int8.dequantized(run.tensors, q))
+        if fmt == "safetensors":
+            float_size = len(weightsfile.encode(run.tensors, meta))
+            return int8.safetensors_bytes(run.tensors, q, meta), float_size, w
+        model = onnx_model(run.tensors, args, meta)
+        float_size = model.ByteSize()
+        int8.onnx_int8(model, q)
+        return model.SerializeToString(), float_size, w
+    # the engines' arrays: the first layer's table itself int8
+    arrays = int8.engine_arrays(run.weights.arrays())
+    q = int8.quantize_all(arrays)
+    w = Weights.from_arrays(args["cell"], int8.dequantized(arrays, q))
+    if fmt == "web":
+        page, float_size = webpage.int8_page(run, q), webpage.page_size(run)
+        return page.encode("utf-8"), float_size, w
+    flat = tflite_model(None, args, meta, weights=w)
+    return int8.tflite_int8(flat, q), len(flat), w
+
+
+def _export_int8(run_path, out, checkpoint, fmt, on_warning, score, tolerance):
+    """export(int8=True): quantize; the file must hold the dequantized model (its logits
+    along that model's greedy path, as a float export's); the dequantized model must score
+    within ``tolerance`` bits/char of the float one; else nothing is written."""
+    if score is None:
+        raise CharrnnError("an int8 export needs a check text to measure its quality")
+    if fmt not in INT8_FORMATS:
+        raise CharrnnError(f"--int8 is not built for {fmt} yet; use {', '.join(INT8_FORMATS)}")
+    if fmt in ("onnx", "tflite"):
+        _need("onnx" if fmt == "onnx" else "ai_edge_litert.interpreter")
+    t0 = time.perf_counter()
+    run = loader.load(str(run_path), checkpoint, on_warning=on_warning)
+    data, float_size, w = _encode_int8(fmt, run)
+    bits = {"float": score(run.weights), "int8": score(w)}
+    loss = bits["int8"] - bits["float"]
+    if not loss <= tolerance:  # NaN too
+        raise CharrnnError(
+            f"the int8 model scores {bits['int8']:.4f} bits/char on the check text against "
+            f"the float model's {bits['float']:.4f} ({loss:+.4f}, allowed +{tolerance:g}); "
+            "nothing was written"
+        )
+    check = None
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=f".tmp{out.suffix}", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if fmt != "web":  # the page's own step: tests/test_int8.py, in a browser
+            ids, ref = greedy_path(w, run.vocab)
+            step = {"safetensors": int8.safetensors_step, "onnx": onnx_step, "tflite": tflite_step}
+            got = teacher_forced(
+                step[fmt](tmp, run.model_args), ids, _n_states(run.model_args), w.units
+            )
+            check = compare(ref, got, f"{fmt} int8")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return {
+        "out": str(out),
+        "format": fmt,
+        "int8": True,
+        "bytes": len(data),
+        "float_bytes": float_size,
+        "bits_per_char": bits["int8"],
+        "float_bits_per_char": bits["float"],
+        "tolerance": tolerance,
         "run": str(run_path),
         "checkpoint": run.checkpoint,
         "step": run.step,

@@ -1,0 +1,174 @@
+"""int8 weights for every export format: weight-only, symmetric, one scale per output channel.
+
+A weight matrix ``W`` becomes ``q = round(W / s)`` (int8 in [-127, 127], zero point 0) and
+``s`` (float32), one scale per output channel: per column of a matrix the input is multiplied
+by (``x @ W``: columns are the outputs), per row of a table that is looked up by symbol (the
+embedding, and the engines' first-layer table, whose rows are what a step reads).  The model
+then computes with ``q * s`` in float32: only the stored weights lose precision, never the
+activations, so every format holds the same dequantized model and its file can be checked
+against it the way a float export is checked against the model.  Biases, norm scales and every
+other vector stay float32 (they are a small part of a model, and the most sensitive).
+
+What is a matrix: a tensor of rank 2 whose name (charrnn.nn.tensors' names) is ``embedding`` or
+ends in ``kernel``; a GRU's bias (2, 3H) is a bias.  The engines' arrangement
+(charrnn.nn.step.Weights) names its matrices ``table``, ``dense`` and the layers' W, U, WU, F1,
+F2 (the page and TFLite quantize these: the table is then int8 too).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+QMAX = 127  # symmetric: -128 is never used, so q and -q are both representable
+ENGINE_MATRICES = ("W", "U", "WU", "F1", "F2")
+
+
+def channel_axis(name: str, shape: tuple[int, ...]) -> int | None:
+    """The axis that holds the output channels of the matrix ``name`` (one scale each), or
+    None when ``name`` is not a weight matrix (it stays float32).  Named tensors and the
+    engines' arrays both."""
+    if len(shape) != 2:
+        return None
+    if name in ("embedding", "table"):
+        return 0  # looked up by row
+    tail = name.rsplit("/", 1)[-1]
+    if name.endswith("kernel") or name == "dense" or ("/" in name and tail in ENGINE_MATRICES):
+        return 1  # x @ W: a column per output
+    return None
+
+
+def quantize(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """(q int8, scale float32 [w.shape[axis]]) of ``w``, symmetric per channel along ``axis``."""
+    w = np.asarray(w, np.float32)
+    other = tuple(a for a in range(w.ndim) if a != axis)
+    peak = np.abs(w).max(axis=other)
+    scale = np.where(peak > 0, peak / QMAX, 1.0).astype(np.float32)  # an all-zero channel: 1
+    q = np.clip(np.rint(w / np.expand_dims(scale, other)), -QMAX, QMAX).astype(np.int8)
+    return q, scale
+
+
+def dequantize(q: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
+    """``q * scale`` in float32, as every runtime computes it."""
+    other = tuple(a for a in range(q.ndim) if a != axis)
+    return q.astype(np.float32) * np.expand_dims(np.asarray(scale, np.float32), other)
+
+
+def quantize_all(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """name -> (q, scale, axis) for every weight matrix of ``arrays`` (see channel_axis)."""
+    out = {}
+    for name, a in arrays.items():
+        axis = channel_axis(name, np.shape(a))
+        if axis is not None:
+            q, s = quantize(a, axis)
+            out[name] = (q, s, axis)
+    return out
+
+
+def dequantized(arrays: dict[str, np.ndarray], quantized: dict) -> dict[str, np.ndarray]:
+    """``arrays`` with each quantized matrix replaced by its dequantized values."""
+    return {
+        k: dequantize(*quantized[k]) if k in quantized else np.asarray(v, np.float32)
+        for k, v in arrays.items()
+    }
+
+
+def engine_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The engines' arrays (charrnn.nn.step.Weights.arrays) an int8 export quantizes: without
+    the stacked WU = [W; U], which would be a second quantization of the same weights (the
+    step then multiplies by W and U apart, as ``sweep`` and the page do)."""
+    return {k: v for k, v in arrays.items() if not k.endswith("/WU")}
+
+
+# --- ONNX: each matrix initialiser -> int8 initialiser + scale + DequantizeLinear -----------
+
+
+def onnx_int8(model, quantized: dict) -> None:
+    """Rewrite the float one-step ``model`` (an onnx ModelProto, charrnn.export.onnx_graph)
+    in place: each initialiser named in ``quantized`` (name -> (q, scale, axis)) becomes
+    ``<name>.q`` (int8), ``<name>.scale`` and ``<name>.zero`` (int8 zeros), and a
+    DequantizeLinear node computes ``<name>`` from them, so every node reading it is
+    unchanged.  Weight-only: the graph's activations stay float32."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    keep = [i for i in graph.initializer if i.name not in quantized]
+    nodes = []
+    for name, (q, scale, axis) in quantized.items():
+        keep += [
+            numpy_helper.from_array(q, f"{name}.q"),
+            numpy_helper.from_array(scale, f"{name}.scale"),
+            numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{name}.zero"),
+        ]
+        nodes.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{name}.q", f"{name}.scale", f"{name}.zero"],
+                [name],
+                name=f"{name}.dequantize",
+                axis=axis,
+            )
+        )
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    rest = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + rest)  # topological: the weights first
+
+
+# --- .safetensors: int8 tensors under their names, float32 scales beside them ---------------
+
+SCALE = ".scale"  # the suffix of a quantized tensor's scales in an int8 .safetensors file
+META_KEY = "int8"  # metadata: JSON {name: channel axis} of the tensors stored as int8
+
+
+def safetensors_bytes(tensors: dict, quantized: dict, metadata: dict[str, str]) -> bytes:
+    """The int8 weights file: every tensor of ``tensors`` under its name, int8 where
+    ``quantized`` has it (with ``<name>.scale``), float32 elsewhere; the metadata of the
+    float file plus ``int8``.  Key order fixed, as charrnn.store.weightsfile.encode's."""
+    from safetensors.numpy import save
+
+    arrays = {}
+    for name, a in tensors.items():
+        if name in quantized:
+            q, scale, _ = quantized[name]
+            arrays[name], arrays[name + SCALE] = q, scale
+        else:
+            arrays[name] = np.ascontiguousarray(a, np.float32)
+    axes = {name: int(axis) for name, (_, _, axis) in sorted(quantized.items())}
+    meta = dict(sorted({**metadata, META_KEY: json.dumps(axes)}.items()))
+    return save(arrays, meta)
+
+
+def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(float32 tensors, metadata) of an int8 weights file: each int8 tensor dequantized with
+    its scales along the axis the metadata gives."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        meta = f.metadata() or {}
+        raw = {k: f.get_tensor(k) for k in f.keys()}
+    axes = json.loads(meta.get(META_KEY, "{}"))
+    tensors = {}
+    for name, a in raw.items():
+        if name.endswith(SCALE) and name[: -len(SCALE)] in axes:
+            continue
+        if name in axes:
+            a = dequantize(a, raw[name + SCALE], int(axes[name]))
+        tensors[name] = np.asarray(a, np.float32)
+    return tensors, meta
+
+
+def safetensors_step(path, args: dict):
+    """The one-step function of an int8 weights file, over NumPy (its export check)."""
+    from charrnn.nn.step import NumpyOps, cell_step
+    from charrnn.nn.tensors import engine_weights
+
+    w = engine_weights(args["cell"], read_safetensors(path)[0])
+
+    def step(ids: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        with np.errstate(over="ignore", under="ignore"):
+            return cell_step(NumpyOps, w, ids, states)
+
+    return step

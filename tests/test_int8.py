@@ -1,0 +1,166 @@
+"""`charrnn export --int8`: every format and cell exports through the real CLI, loads in its
+runtime and generates; its logits are the dequantized model's (charrnn.export.int8, NumPy);
+a damaged quantization is refused with both bits/char figures and nothing written.
+
+Each format is converted once per module (the ``exported`` fixture); the rnn cell, which has
+no trained fixture, goes through the same ONNX rewrite on random weights.
+"""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from clihelp import error_line, ok, run
+
+from charrnn.export import formats as E
+from charrnn.export import int8
+
+FORMATS = ("onnx", "safetensors")
+
+
+def _int8_reference(path, fmt):
+    """The dequantized model a format's int8 file must hold, and its greedy path."""
+    from charrnn.nn.step import Weights
+    from charrnn.nn.tensors import engine_weights
+    from charrnn.store.loader import load
+
+    loaded = load(path)
+    if fmt in ("onnx", "safetensors"):
+        q = int8.quantize_all(loaded.tensors)
+        w = engine_weights(loaded.cell, int8.dequantized(loaded.tensors, q))
+    else:
+        arrays = int8.engine_arrays(loaded.weights.arrays())
+        w = Weights.from_arrays(loaded.cell, int8.dequantized(arrays, int8.quantize_all(arrays)))
+    return loaded, w
+
+
+@pytest.fixture(scope="module")
+def exported(english_run, gru_run, mingru_run, minlstm_run, tmp_path_factory):
+    """Each run through `charrnn export --int8 --json` once per format."""
+    out = tmp_path_factory.mktemp("int8")
+    runs = {"lstm": english_run, "gru": gru_run, "mingru": mingru_run, "minlstm": minlstm_run}
+    result = {}
+    for name, path in runs.items():
+        for fmt in FORMATS:
+            target = out / f"{name}.int8.{fmt}"
+            info = json.loads(ok(run("export", path, "-o", target, "--int8", "--json")).stdout)
+            assert info["int8"] and info["format"] == fmt and target.is_file()
+            assert info["bytes"] == target.stat().st_size < info["float_bytes"]
+            assert info["bits_per_char"] - info["float_bits_per_char"] <= 0.02
+            result[name, fmt] = {"run": path, "file": target, "info": info}
+    return result
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "mingru", "minlstm"])
+def test_int8_onnx_runs_the_dequantized_model(exported, name):
+    """In onnxruntime (its default session too), along the dequantized model's greedy path."""
+    import onnx
+    import onnxruntime as ort
+
+    e = exported[name, "onnx"]
+    loaded, w = _int8_reference(e["run"], "onnx")
+    model = onnx.load(str(e["file"]))
+    init = {i.name: i.data_type for i in model.graph.initializer}
+    for k in ("embedding", "layers.0.kernel", "logits.kernel"):  # int8, no float copy
+        assert init[k + ".q"] == onnx.TensorProto.INT8 and k not in init
+    ids, ref = E.greedy_path(w, loaded.vocab)
+    args = loaded.model_args
+    got = E.teacher_forced(E.onnx_step(e["file"], args), ids, E._n_states(args), w.units)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+    # onnxruntime's own default (activations quantized in MatMulNBits): close, same text
+    sess = ort.InferenceSession(str(e["file"]), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()][1:]
+
+    def default_step(x, states):
+        res = sess.run(None, {"ids": x, **dict(zip(names, states))})
+        return res[0], res[1:]
+
+    loose = E.teacher_forced(default_step, ids, E._n_states(args), w.units)
+    assert np.abs(loose - ref).max() < 0.5
+    assert (loose.argmax(1) == ref.argmax(1)).mean() > 0.9
+
+
+@pytest.mark.parametrize("name", ["lstm", "mingru"])
+def test_int8_safetensors_holds_int8_and_scales(exported, name):
+    from safetensors import safe_open
+
+    e = exported[name, "safetensors"]
+    with safe_open(str(e["file"]), framework="numpy") as f:
+        meta = f.metadata()
+        axes = json.loads(meta["int8"])
+        assert {"embedding", "layers.0.kernel", "logits.kernel"} <= set(axes)
+        for k, axis in axes.items():
+            q, scale = f.get_tensor(k), f.get_tensor(k + ".scale")
+            assert q.dtype == np.int8 and scale.dtype == np.float32
+            assert scale.shape == (q.shape[axis],) and np.abs(q).max() == 127
+        assert f.get_tensor("logits.bias").dtype == np.float32
+    loaded, w = _int8_reference(e["run"], "safetensors")
+    tensors, _ = int8.read_safetensors(e["file"])
+    ref = int8.dequantized(loaded.tensors, int8.quantize_all(loaded.tensors))
+    assert tensors.keys() == ref.keys()
+    for k in ref:
+        np.testing.assert_array_equal(tensors[k], ref[k])
+
+
+def test_rnn_cell_int8_onnx_matches_numpy():
+    """The rewrite on the cell no fixture trains: random weights, one step, exact."""
+    import onnxruntime as ort
+
+    from charrnn.export.onnx_graph import onnx_model
+    from charrnn.nn.step import NumpyOps, cell_step
+    from charrnn.nn.tensors import engine_weights, expected_shapes
+
+    args = {"cell": "rnn", "num_layers": 2, "rnn_size": 32, "embedding_size": 16, "vocab_size": 40}
+    rng = np.random.default_rng(0)
+    t = {k: rng.normal(0, 0.3, s).astype(np.float32) for k, s in expected_shapes(args).items()}
+    model, q = onnx_model(t, args), int8.quantize_all(t)
+    int8.onnx_int8(model, q)
+    w = engine_weights("rnn", int8.dequantized(t, q))
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    ids, states = np.array([3, 7], np.int32), w.zero_states(2)
+    got = sess.run(None, {"ids": ids, "state_h_0": states[0], "state_h_1": states[1]})[0]
+    ref, _ = cell_step(NumpyOps, w, ids, states)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_quantize_is_symmetric_per_channel():
+    w = np.array([[1.0, -0.5, 0.0], [-2.0, 0.25, 0.0]], np.float32)
+    q, s = int8.quantize(w, 1)
+    np.testing.assert_allclose(s, [2 / 127, 0.5 / 127, 1.0])
+    assert q.dtype == np.int8 and q[1, 0] == -127 and q[0, 1] == -127 and (q[:, 2] == 0).all()
+    assert np.abs(int8.dequantize(q, s, 1) - w).max() <= s.max() / 2
+
+
+def test_damaged_quantization_is_refused(english_run, tmp_path, monkeypatch):
+    """A planted scale error (every scale x10) fails the quality check: both figures in
+    the one error line, nothing written."""
+    real = int8.quantize
+
+    def damaged(w, axis):
+        q, scale = real(w, axis)
+        return q, scale * 10
+
+    monkeypatch.setattr(int8, "quantize", damaged)
+    out = tmp_path / "bad.onnx"
+    line = error_line(run("export", english_run, "-o", out, "--int8"))
+    assert "bits/char" in line and "nothing was written" in line
+    figures = [float(x) for x in re.findall(r"\d+\.\d{4}", line)]
+    assert len(figures) >= 2 and figures[0] - figures[1] > 0.02
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_needs_a_check_text_for_a_weights_file(english_run, tmp_path):
+    wf = next((english_run / "best").glob("ckpt-*/weights.safetensors"))
+    line = error_line(run("export", wf, "-o", tmp_path / "m.onnx", "--int8"), only=True)
+    assert "--check-text" in line
+    text = tmp_path / "check.txt"
+    text.write_text("We hold these truths to be self-evident, that all men are created equal.\n")
+    info = json.loads(
+        ok(
+            run("export", wf, "-o", tmp_path / "m.onnx", "--int8", "--check-text", text, "--json")
+        ).stdout
+    )
+    assert info["float_bits_per_char"] > 0 and (tmp_path / "m.onnx").is_file()
