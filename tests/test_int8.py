@@ -16,7 +16,8 @@ from clihelp import error_line, ok, run
 from charrnn.export import formats as E
 from charrnn.export import int8
 
-FORMATS = ("onnx", "safetensors")
+FORMATS = ("onnx", "safetensors", "tflite", "web")
+SUFFIX = {"onnx": "onnx", "safetensors": "safetensors", "tflite": "tflite", "web": "html"}
 
 
 def _int8_reference(path, fmt):
@@ -43,7 +44,7 @@ def exported(english_run, gru_run, mingru_run, minlstm_run, tmp_path_factory):
     result = {}
     for name, path in runs.items():
         for fmt in FORMATS:
-            target = out / f"{name}.int8.{fmt}"
+            target = out / f"{name}.int8.{SUFFIX[fmt]}"
             info = json.loads(ok(run("export", path, "-o", target, "--int8", "--json")).stdout)
             assert info["int8"] and info["format"] == fmt and target.is_file()
             assert info["bytes"] == target.stat().st_size < info["float_bytes"]
@@ -52,23 +53,58 @@ def exported(english_run, gru_run, mingru_run, minlstm_run, tmp_path_factory):
     return result
 
 
-@pytest.mark.parametrize("name", ["lstm", "gru", "mingru", "minlstm"])
-def test_int8_onnx_runs_the_dequantized_model(exported, name):
-    """In onnxruntime (its default session too), along the dequantized model's greedy path."""
-    import onnx
-    import onnxruntime as ort
+def _generate(step, w, loaded, n=60):
+    """Greedy text from the file's own step, from the fixed prime's start symbol."""
+    from charrnn.generate.sampler import start_id
 
-    e = exported[name, "onnx"]
-    loaded, w = _int8_reference(e["run"], "onnx")
-    model = onnx.load(str(e["file"]))
-    init = {i.name: i.data_type for i in model.graph.initializer}
-    for k in ("embedding", "layers.0.kernel", "logits.kernel"):  # int8, no float copy
-        assert init[k + ".q"] == onnx.TensorProto.INT8 and k not in init
+    tok, states, out = start_id(loaded.vocab), w.zero_states(1), []
+    for _ in range(n):
+        logits, states = step(np.array([tok], np.int32), states)
+        tok = int(np.argmax(logits[0]))
+        out.append(tok)
+    return loaded.vocab.decode(np.array(out))
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "safetensors"])
+@pytest.mark.parametrize("name", ["lstm", "gru", "mingru", "minlstm"])
+def test_int8_file_runs_the_dequantized_model(exported, name, fmt):
+    """In its runtime, along the dequantized model's greedy path, and generating its text."""
+    e = exported[name, fmt]
+    loaded, w = _int8_reference(e["run"], fmt)
     ids, ref = E.greedy_path(w, loaded.vocab)
     args = loaded.model_args
-    got = E.teacher_forced(E.onnx_step(e["file"], args), ids, E._n_states(args), w.units)
+    make = {"onnx": E.onnx_step, "tflite": E.tflite_step, "safetensors": E.int8_numpy_step}
+    step = make[fmt](e["file"], args)
+    got = E.teacher_forced(step, ids, E._n_states(args), w.units)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
-    # onnxruntime's own default (activations quantized in MatMulNBits): close, same text
+    text = _generate(step, w, loaded)
+    assert len(text) > 20 and text == _generate(E.numpy_step_of(w), w, loaded)
+
+
+def test_int8_files_hold_int8(exported):
+    import onnx
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = onnx.load(str(exported["lstm", "onnx"]["file"]))
+    init = {i.name: i.data_type for i in model.graph.initializer}
+    for k in ("embedding", "layers.0.kernel", "layers.0.recurrent_kernel", "logits.kernel"):
+        assert init[k + ".q"] == onnx.TensorProto.INT8 and k not in init  # no float copy
+    for name in ("lstm", "mingru"):
+        flat = exported[name, "tflite"]["file"].read_bytes()
+        m = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
+        big = [t for t in m.subgraphs[0].tensors if len(t.shape) == 2 and t.shape.prod() >= 512]
+        const = [t for t in big if m.buffers[t.buffer].data is not None]
+        assert const and all(t.type == 9 for t in const), [(t.name, t.type) for t in const]  # INT8
+
+
+def test_int8_onnx_in_onnxruntime_defaults(exported):
+    """onnxruntime's default session fuses DequantizeLinear + MatMul into MatMulNBits,
+    which quantizes the activations too (docs/formats.md): close to the dequantized model."""
+    import onnxruntime as ort
+
+    e = exported["lstm", "onnx"]
+    loaded, w = _int8_reference(e["run"], "onnx")
+    ids, ref = E.greedy_path(w, loaded.vocab)
     sess = ort.InferenceSession(str(e["file"]), providers=["CPUExecutionProvider"])
     names = [i.name for i in sess.get_inputs()][1:]
 
@@ -76,7 +112,7 @@ def test_int8_onnx_runs_the_dequantized_model(exported, name):
         res = sess.run(None, {"ids": x, **dict(zip(names, states))})
         return res[0], res[1:]
 
-    loose = E.teacher_forced(default_step, ids, E._n_states(args), w.units)
+    loose = E.teacher_forced(default_step, ids, E._n_states(loaded.model_args), w.units)
     assert np.abs(loose - ref).max() < 0.5
     assert (loose.argmax(1) == ref.argmax(1)).mean() > 0.9
 
@@ -164,3 +200,37 @@ def test_int8_needs_a_check_text_for_a_weights_file(english_run, tmp_path):
         ).stdout
     )
     assert info["float_bits_per_char"] > 0 and (tmp_path / "m.onnx").is_file()
+
+
+@pytest.fixture(scope="module")
+def driver():
+    import browser
+
+    yield from browser.browser_session()
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "mingru", "minlstm"])
+def test_int8_page_matches_the_dequantized_model(exported, driver, name):
+    """The page stores int8 weights and scales, dequantizes them on load, and its logits
+    along the dequantized NumPy model's greedy path are that model's."""
+    import base64
+
+    import browser
+
+    e = exported[name, "web"]
+    page = e["file"].read_text("utf-8")
+    data = json.loads(page.split('id="model">', 1)[1].split("</script>", 1)[0])
+    table = data["arrays"]["table"]
+    assert table["axis"] == 0 and "scale" in table  # the first layer's table is int8 too
+    assert len(base64.b64decode(data["weights_int8"])) >= 0.75 * sum(
+        np.prod(a["shape"]) for a in data["arrays"].values()
+    )
+    loaded, w = _int8_reference(e["run"], "web")
+    ids, ref = E.greedy_path(w, loaded.vocab)
+    url = browser.open_page(driver, e["file"])
+    got = np.array(
+        driver.execute_script("return window.charrnn.logits(arguments[0])", ids.tolist())
+    )
+    np.testing.assert_array_less(np.abs(got - ref), 1e-4 + 1e-4 * np.abs(ref))
+    assert (got.argmax(1) == ref.argmax(1)).mean() > 0.95
+    browser.assert_offline(driver, url)

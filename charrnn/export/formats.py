@@ -57,7 +57,6 @@ PRIME = "The "  # the fixed prime of the check (characters the vocabulary lacks 
 CHECK_STEPS = 200
 ATOL = RTOL = 1e-4  # every logit within ATOL + RTOL * |reference|
 MARGIN = 1e-3  # argmax must agree where the reference's top two differ by more
-INT8_FORMATS = ("safetensors", "onnx")
 INT8_TOLERANCE = 0.02  # bits/char an int8 export may lose against float on the check text
 # bits per character of a model (its engines' arrangement) on the check text
 Score = Callable[[Weights], float]
@@ -227,8 +226,15 @@ def _zeros(args, batch):
 
 
 def numpy_step(path: StrPath, args: dict) -> StepFn:
-    w = weightsfile.read(path).weights
+    return numpy_step_of(weightsfile.read(path).weights)
 
+
+def int8_numpy_step(path: StrPath, args: dict) -> StepFn:
+    """An int8 .safetensors file's step: its tensors dequantized (charrnn.export.int8)."""
+    return numpy_step_of(engine_weights(args["cell"], int8.read_safetensors(path)[0]))
+
+
+def numpy_step_of(w: Weights) -> StepFn:
     def step(ids: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         with np.errstate(over="ignore", under="ignore"):
             return cell_step(NumpyOps, w, ids, states)
@@ -393,7 +399,7 @@ def _encode_int8(fmt: str, run: LoadedModel) -> tuple[bytes, int, Weights]:
     q = int8.quantize_all(arrays)
     w = Weights.from_arrays(args["cell"], int8.dequantized(arrays, q))
     if fmt == "web":
-        page, float_size = webpage.int8_page(run, q), webpage.page_size(run)
+        page, float_size = webpage.int8_page(run, arrays, q), webpage.page_size(run)
         return page.encode("utf-8"), float_size, w
     flat = tflite_model(None, args, meta, weights=w)
     return int8.tflite_int8(flat, q), len(flat), w
@@ -405,8 +411,6 @@ def _export_int8(run_path, out, checkpoint, fmt, on_warning, score, tolerance):
     within ``tolerance`` bits/char of the float one; else nothing is written."""
     if score is None:
         raise CharrnnError("an int8 export needs a check text to measure its quality")
-    if fmt not in INT8_FORMATS:
-        raise CharrnnError(f"--int8 is not built for {fmt} yet; use {', '.join(INT8_FORMATS)}")
     if fmt in ("onnx", "tflite"):
         _need("onnx" if fmt == "onnx" else "ai_edge_litert.interpreter")
     t0 = time.perf_counter()
@@ -429,7 +433,7 @@ def _export_int8(run_path, out, checkpoint, fmt, on_warning, score, tolerance):
             os.fsync(f.fileno())
         if fmt != "web":  # the page's own step: tests/test_int8.py, in a browser
             ids, ref = greedy_path(w, run.vocab)
-            step = {"safetensors": int8.safetensors_step, "onnx": onnx_step, "tflite": tflite_step}
+            step = {"safetensors": int8_numpy_step, "onnx": onnx_step, "tflite": tflite_step}
             got = teacher_forced(
                 step[fmt](tmp, run.model_args), ids, _n_states(run.model_args), w.units
             )

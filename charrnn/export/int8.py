@@ -21,6 +21,8 @@ import json
 
 import numpy as np
 
+from charrnn.errors import CharrnnError
+
 QMAX = 127  # symmetric: -128 is never used, so q and -q are both representable
 ENGINE_MATRICES = ("W", "U", "WU", "F1", "F2")
 
@@ -74,11 +76,28 @@ def dequantized(arrays: dict[str, np.ndarray], quantized: dict) -> dict[str, np.
     }
 
 
+# the minimal cells' RMS norm scales and the matrix each multiplies (engines' names)
+NORM_INTO = {"norm": "W", "ff_norm": "F1"}
+
+
 def engine_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The engines' arrays (charrnn.nn.step.Weights.arrays) an int8 export quantizes: without
     the stacked WU = [W; U], which would be a second quantization of the same weights (the
-    step then multiplies by W and U apart, as ``sweep`` and the page do)."""
-    return {k: v for k, v in arrays.items() if not k.endswith("/WU")}
+    step then multiplies by W and U apart, as ``sweep`` and the page do); and with each RMS
+    norm's scale folded into the matrix after it (rmsnorm(x) * g @ W = rmsnorm(x) @ (g W),
+    the scale then ones), as the TFLite converter folds it: so the matrices quantized are
+    the ones the file holds."""
+    out = {k: np.asarray(v, np.float32) for k, v in arrays.items() if not k.endswith("/WU")}
+    pairs = [("final_norm", "dense")] + [
+        (k, k.rsplit("/", 1)[0] + "/" + NORM_INTO[k.rsplit("/", 1)[1]])
+        for k in out
+        if "/" in k and k.rsplit("/", 1)[1] in NORM_INTO
+    ]
+    for norm, matrix in pairs:
+        if norm in out:
+            out[matrix] = out[norm][:, None] * out[matrix]
+            out[norm] = np.ones_like(out[norm])
+    return out
 
 
 # --- ONNX: each matrix initialiser -> int8 initialiser + scale + DequantizeLinear -----------
@@ -160,15 +179,63 @@ def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return tensors, meta
 
 
-def safetensors_step(path, args: dict):
-    """The one-step function of an int8 weights file, over NumPy (its export check)."""
-    from charrnn.nn.step import NumpyOps, cell_step
-    from charrnn.nn.tensors import engine_weights
+# --- TFLite: each matrix constant -> int8 constant (per-channel) + a DEQUANTIZE op ----------
 
-    w = engine_weights(args["cell"], read_safetensors(path)[0])
 
-    def step(ids: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        with np.errstate(over="ignore", under="ignore"):
-            return cell_step(NumpyOps, w, ids, states)
+def tflite_int8(flatbuffer: bytes, quantized: dict) -> bytes:
+    """Rewrite a float one-step flatbuffer (charrnn.export.formats.tflite_model, traced from
+    the dequantized weights): every float32 constant that is one of ``quantized``'s matrices
+    -- as the converter stores it, FULLY_CONNECTED's transposed -- becomes an int8 constant
+    with its per-channel scales, read through a DEQUANTIZE op; the ops that used it read that
+    op's float output instead.  Matched by value, whatever the converter named it."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
 
-    return step
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    graph = model.subgraphs[0]
+    by_shape = {}
+    for q, scale, axis in quantized.values():
+        deq = dequantize(q, scale, axis)
+        by_shape.setdefault(deq.shape, []).append((deq, q, scale, axis))
+        by_shape.setdefault(deq.T.shape, []).append((deq.T, q.T, scale, 1 - axis))
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.DEQUANTIZE
+    code.version = 4  # per-channel int8
+    model.operatorCodes.append(code)
+    dq_ops, renamed, found = [], {}, set()
+    for i, t in enumerate(list(graph.tensors)):
+        data = model.buffers[t.buffer].data if t.buffer < len(model.buffers) else None
+        if t.type != schema.TensorType.FLOAT32 or data is None or len(t.shape) != 2:
+            continue
+        value = np.frombuffer(bytes(bytearray(data)), "<f4").reshape(tuple(t.shape))
+        match = next(
+            (m for m in by_shape.get(value.shape, []) if np.array_equal(m[0], value)), None
+        )
+        if match is None:
+            continue
+        _, q, scale, axis = match
+        found.add(id(scale))
+        out = schema.TensorT()
+        out.name, out.shape, out.type = t.name + b"_dequantized", list(t.shape), t.type
+        out.buffer = 0  # no data: computed
+        graph.tensors.append(out)
+        renamed[i] = len(graph.tensors) - 1
+        model.buffers[t.buffer].data = np.ascontiguousarray(q, np.int8).view(np.uint8).ravel()
+        t.type = schema.TensorType.INT8
+        t.quantization = schema.QuantizationParametersT()
+        t.quantization.scale = [float(s) for s in scale]
+        t.quantization.zeroPoint = [0] * len(scale)
+        t.quantization.quantizedDimension = int(axis)
+        op = schema.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = len(model.operatorCodes) - 1, [i], [renamed[i]]
+        dq_ops.append(op)
+    lost = [k for k, (_, scale, _) in quantized.items() if id(scale) not in found]
+    if lost:  # the converter changed a matrix (folded something into it): it would stay float
+        raise CharrnnError(
+            f"the TFLite file would keep {', '.join(lost)} in float32 (the converter changed "
+            "it); nothing was written. Please report this with the model's settings"
+        )
+    for op in graph.operators:
+        op.inputs = [renamed.get(int(j), int(j)) for j in op.inputs]
+    graph.operators = dq_ops + list(graph.operators)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
