@@ -97,7 +97,7 @@ class Model:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int | None = None,
-        stop: str | None = None,
+        stop: str | Sequence[str] | None = None,
         allow: str | None = None,
         require: str | None = None,
         require_tries: int = 16,
@@ -107,9 +107,10 @@ class Model:
     ) -> str:
         """``n`` characters after ``prime`` (which starts the text unless ``echo_prime``
         is False), as ``charrnn sample`` writes them with the same options: ``--seed``,
-        ``-t``, ``--top-k``, ``--top-p``, ``--stop`` (the text ends just after it),
-        ``--allow``, ``--require``, ``--beam``, ``--unknown``.  ``seed`` None: a fresh
-        one, logged at INFO so the text can be made again."""
+        ``-t``, ``--top-k``, ``--top-p``, ``--stop`` (a string or several: the text ends
+        just after the first to appear), ``--allow``, ``--require``, ``--beam``,
+        ``--unknown``.  ``seed`` None: a fresh one, logged at INFO so the text can be made
+        again."""
         return self.generate_many(
             prime,
             n,
@@ -138,7 +139,7 @@ class Model:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int | None = None,
-        stop: str | None = None,
+        stop: str | Sequence[str] | None = None,
         allow: str | None = None,
         require: str | None = None,
         require_tries: int = 16,
@@ -171,7 +172,7 @@ class Model:
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int | None = None,
-        stop: str | None = None,
+        stop: str | Sequence[str] | None = None,
         allow: str | None = None,
         echo_prime: bool = True,
         unknown: str = "error",
@@ -265,7 +266,7 @@ def make_request(
     top_k: int,
     top_p: float,
     seed: int,
-    stop: str | None,
+    stop: str | Sequence[str] | None,
     allow: str | None,
     require: str | None,
     require_tries: int,
@@ -275,6 +276,7 @@ def make_request(
 ) -> Request:
     """``charrnn sample``'s options as the generator's Request (the one mapping)."""
     from charrnn.generate.choice import Options
+    from charrnn.generate.textstream import stop_strings
     from charrnn.generate.write import Request
 
     return Request(
@@ -282,7 +284,7 @@ def make_request(
         n,
         num_samples,
         Options(temperature, top_k, top_p, seed),
-        stop or None,
+        stop_strings(stop) or None,
         allow or None,
         require,
         require_tries,

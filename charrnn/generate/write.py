@@ -9,7 +9,8 @@ its pipe is readable); its return value is the list of sample texts.  `charrnn
 sample` writes the pieces to stdout (``write_samples``); `charrnn serve` streams them.
 Either way the same seed and options give the same text.
 
-What can stream: plain sampling, --allow and --stop.  --beam (the best text is known
+What can stream: plain sampling, --allow and --stop (one string or several: a sample
+ends just after the first of them to appear).  --beam (the best text is known
 only at the end) and --require (rejection: a sample is kept only once it contains the
 string) come whole, at the end.
 """
@@ -52,7 +53,7 @@ class Request:
     length: int = 1000
     num_samples: int = 1
     options: Options = Options()
-    stop: str | None = None
+    stop: str | tuple[str, ...] | None = None  # one or several: ends just after the first seen
     allow: str | None = None  # only these characters may be emitted
     require: str | None = None  # each sample must contain this (rejection)
     require_tries: int = REQUIRE_TRIES
