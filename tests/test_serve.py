@@ -33,7 +33,7 @@ class Server:
             env=env,
         )
         line = self.proc.stderr.readline()
-        m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+        m = re.search(r"https?://127\.0\.0\.1:(\d+)", line)
         assert m, line + self.proc.stderr.read()
         self.port, self.first_line = int(m.group(1)), line
 

@@ -75,7 +75,9 @@ from charrnn.cli.group import cli, info, is_verbose, run_dir_or_latest, warn
 )
 @click.option(
     "--stop",
-    help="End a sample just after this string appears in the generated text (it is printed).",
+    multiple=True,
+    help="End a sample just after this string appears in the generated text (it is printed); "
+    "repeat for several: the first to appear ends it.",
 )
 @click.option(
     "--allow",
@@ -145,7 +147,7 @@ def sample(
     seed: int | None,
     num_samples: int,
     separator: str | None,
-    stop: str | None,
+    stop: tuple[str, ...],
     allow: str | None,
     require: str | None,
     require_tries: int,
@@ -296,6 +298,24 @@ def _interactive(run_dir, loaded, options, prime, length, num_samples, stop):
     "hands over to one (each ~800 MB plus 3x the weights, counted in the memory bound); "
     "requests needing one when none is free wait their turn, same text.",
 )
+@click.option(
+    "--api-key",
+    envvar="CHARRNN_API_KEY",
+    help="Every route but /healthz needs Authorization: Bearer KEY (401 otherwise). "
+    "CHARRNN_API_KEY keeps it out of ps.",
+)
+@click.option(
+    "--ssl-certfile",
+    type=click.Path(dir_okay=False),
+    help="Serve HTTPS with this certificate (PEM; with --ssl-keyfile), so a key does not "
+    "cross a network in clear.",
+)
+@click.option("--ssl-keyfile", type=click.Path(dir_okay=False), help="The certificate's key.")
+@click.option(
+    "--cors-origin",
+    help="Let pages of this one origin (e.g. https://app.example) call the server from a "
+    "browser; needs --api-key.",
+)
 def serve(
     run_dir: str | None,
     host: str,
@@ -306,11 +326,16 @@ def serve(
     max_body: int,
     timeout: float,
     max_children: int,
+    api_key: str | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+    cors_origin: str | None,
 ) -> None:
     """Serve a model (a run directory or .safetensors file) over HTTP/JSON.
 
     POST /v1/generate takes `charrnn sample`'s options (stream: true for server-sent
-    events), POST /v1/score a text; GET /v1/model and /healthz describe it.
+    events), POST /v1/score a text; GET /v1/model and /healthz describe it. OpenAI's
+    Completions API too: GET /v1/models, POST /v1/completions (a token is a character).
 
     Limits (GET /v1/model lists them): n and the prime up to --max-chars,
     num_samples, require_tries and beam up to 64 (beam also up to the vocabulary
@@ -337,6 +362,10 @@ def serve(
         max_body=max_body,
         timeout=timeout,
         max_children=max_children,
+        api_key=api_key or None,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        cors_origin=cors_origin,
         verbose=is_verbose(),
         on_info=info,
         on_warning=warn,

@@ -27,6 +27,7 @@ engine thread never waits for (charrnn.serve.engine).
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -43,7 +44,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from charrnn.analysis.novelty import sample_reports
 from charrnn.errors import CharrnnError
 from charrnn.generate.write import samples
+from charrnn.serve.common import error, failure, headers_for, json_body, wait_whole
+from charrnn.serve.completions import openai_routes
 from charrnn.serve.engine import CHUNK_SECONDS, Engine, Full, Job
+from charrnn.serve.openai import is_openai, openai_error
 from charrnn.serve.request import SCORE, BadRequest, Limits, fields, generate_request
 
 if TYPE_CHECKING:
@@ -94,13 +98,25 @@ class Served:
             return self.novelty
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error_for(path: str, status: int, message: str, param: str | None = None) -> JSONResponse:
+    """An error in the shape of the route asked: OpenAI's on its routes, else charrnn's."""
+    if is_openai(path):
+        return openai_error(status, message, param, headers=headers_for(status))
+    return error(status, message, headers_for(status))
 
 
 def make_app(
-    served: Served, *, host: str, port: int, limits: Limits = Limits()
+    served: Served,
+    *,
+    host: str,
+    port: int,
+    limits: Limits = Limits(),
+    api_key: str | None = None,
+    cors_origin: str | None = None,
+    scheme: str = "http",
 ) -> tuple[ASGIApp, Engine]:
+    """The app and its engine.  ``api_key``: every route but /healthz needs
+    ``Authorization: Bearer KEY``; ``cors_origin``: that browser origin may call it."""
     engine = Engine(limits.max_streams, limits.max_children)
     hosts = _allowed_hosts(host, port)
     scorer = ThreadPoolExecutor(1, thread_name_prefix="charrnn-score")
@@ -139,7 +155,7 @@ def make_app(
         return JSONResponse(describe())
 
     async def generate(request: Request) -> Response:
-        body = await _json_body(request, limits.max_body)
+        body = await json_body(request, limits.max_body)
         loaded = served.loaded
         req, stream, novelty, seed = generate_request(body, loaded, limits)
         index = await asyncio.to_thread(served.novelty_index) if novelty else None
@@ -156,7 +172,7 @@ def make_app(
             job = engine.submit(gen, emit, limits.timeout)
         except Full:
             gen.close()
-            return error(503, busy)
+            return error(503, busy, headers_for(503))
         meta = {"seed": seed, "checkpoint": loaded.short_checkpoint, "step": loaded.step}
         if stream:
             return StreamingResponse(
@@ -167,14 +183,14 @@ def make_app(
         return await _whole(request, job, events, meta, req, index, loaded)
 
     async def score(request: Request) -> Response:
-        text = fields(await _json_body(request, limits.max_body), SCORE)["text"]
+        text = fields(await json_body(request, limits.max_body), SCORE)["text"]
         if text is None:
             raise BadRequest(400, 'give the text to score as {"text": "..."}')
         loaded = served.loaded
         try:
             job = engine.hold(limits.timeout)
         except Full:
-            return error(503, busy)
+            return error(503, busy, headers_for(503))
         try:
             work = asyncio.get_running_loop().run_in_executor(
                 scorer, _score, served, loaded, text, job
@@ -187,7 +203,7 @@ def make_app(
                     return error(499, "the client went away")
             return JSONResponse(work.result())
         except TimeoutError as e:
-            return error(*_failure(e))
+            return error(*failure(e), headers_for(504))
         except CharrnnError as e:
             return error(400, str(e))
         finally:
@@ -199,23 +215,31 @@ def make_app(
         Route("/v1/generate", generate, methods=["POST"]),
         Route("/v1/score", score, methods=["POST"]),
         Route("/v1/reload", reload, methods=["POST"]),
+        *openai_routes(served, engine, limits, busy),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={
-            BadRequest: lambda request, e: error(e.status, str(e)),
-            CharrnnError: lambda request, e: error(400, str(e)),
-            404: lambda request, e: error(
+            BadRequest: lambda request, e: _bad(request.url.path, e),
+            CharrnnError: lambda request, e: error_for(request.url.path, 400, str(e)),
+            404: lambda request, e: error_for(
+                request.url.path,
                 404,
                 f"no such endpoint {request.url.path}; see "
-                "GET /v1/model, POST /v1/generate, POST /v1/score",
+                "GET /v1/model, POST /v1/generate, POST /v1/score, POST /v1/completions",
             ),
-            405: lambda request, e: error(
-                405, f"{request.method} is not allowed on {request.url.path}"
+            405: lambda request, e: error_for(
+                request.url.path, 405, f"{request.method} is not allowed on {request.url.path}"
             ),
         },
     )
-    return _Guard(app, hosts), engine
+    return _Guard(app, hosts, api_key, cors_origin, scheme), engine
+
+
+def _bad(path: str, e: BadRequest) -> Response:
+    if is_openai(path):
+        return openai_error(e.status, str(e), getattr(e, "param", None), getattr(e, "code", None))
+    return error(e.status, str(e))
 
 
 def _allowed_hosts(host: str, port: int) -> set[str] | None:
@@ -226,33 +250,90 @@ def _allowed_hosts(host: str, port: int) -> set[str] | None:
 
 
 class _Guard:
-    """Refuse other Hosts (DNS rebinding), other Origins and non-JSON POSTs, before routing."""
+    """Before routing: refuse other Hosts (DNS rebinding), other Origins than
+    ``cors_origin``, non-JSON POSTs and, with an ``api_key``, requests without it (every
+    route but /healthz); answer ``cors_origin``'s preflights and mark its replies."""
 
-    def __init__(self, app: ASGIApp, hosts: set[str] | None) -> None:
-        self.app, self.hosts = app, hosts
+    def __init__(
+        self,
+        app: ASGIApp,
+        hosts: set[str] | None,
+        api_key: str | None = None,
+        cors_origin: str | None = None,
+        scheme: str = "http",
+    ) -> None:
+        self.app, self.hosts, self.scheme = app, hosts, scheme
+        self.key = f"Bearer {api_key}".encode() if api_key else None
+        self.cors = cors_origin.rstrip("/") if cors_origin else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            why = self._refusal(scope, headers)
-            if why:
-                await error(*why)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        path = scope["path"]
+        cors = self.cors is not None and headers.get("origin") == self.cors
+        if cors and scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
+            await Response(status_code=204, headers=self._cors(preflight=True))(
+                scope, receive, send
+            )
+            return
+        why = self._refusal(scope, headers, cors)
+        if why:
+            reply = error_for(path, *why)
+            if why[0] == 401:
+                reply.headers["WWW-Authenticate"] = "Bearer"
+            if cors:
+                reply.headers.update(self._cors())
+            await reply(scope, receive, send)
+            return
+        if cors:
+            await self.app(scope, receive, self._marked(send))
+        else:
+            await self.app(scope, receive, send)
 
-    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+    def _refusal(self, scope: Scope, headers: dict[str, str], cors: bool) -> tuple[int, str] | None:
         host = headers.get("host", "")
         if self.hosts is not None and host not in self.hosts:
             return 403, (
-                f"Host {host!r} is not this server's address; use http://{sorted(self.hosts)[0]}"
+                f"Host {host!r} is not this server's address; use "
+                f"{self.scheme}://{sorted(self.hosts)[0]}"
             )
         origin = headers.get("origin")
-        if origin is not None and urlsplit(origin).netloc != host:
+        if origin is not None and urlsplit(origin).netloc != host and not cors:
             return 403, f"requests from pages of {origin} are refused"
+        if self.key is not None and scope["path"] != "/healthz":
+            given = headers.get("authorization", "").encode("latin-1")
+            if not hmac.compare_digest(given, self.key):
+                return 401, (
+                    "a wrong API key"
+                    if given
+                    else "this server needs an API key: send Authorization: Bearer KEY"
+                )
         kind = headers.get("content-type", "").split(";")[0].strip().lower()
         if scope["method"] == "POST" and kind != "application/json":
             return 415, "send the body as JSON with Content-Type: application/json"
         return None
+
+    def _cors(self, preflight: bool = False) -> dict[str, str]:
+        out = {"Access-Control-Allow-Origin": self.cors, "Vary": "Origin"}
+        if preflight:
+            out |= {
+                "Access-Control-Allow-Methods": "GET, POST",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                "Access-Control-Max-Age": "600",
+            }
+        return out
+
+    def _marked(self, send: Send) -> Send:
+        extra = [(k.lower().encode(), v.encode()) for k, v in self._cors().items()]
+
+        async def marked(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        return marked
 
 
 class _Gone(Exception):
@@ -283,36 +364,6 @@ def _score(served: Served, loaded: LoadedModel, text: str, job: Job) -> dict:
     return {"lines": list(per_line("request", scored)), "total": scored.figures()}
 
 
-async def _json_body(request: Request, max_body: int) -> Any:
-    """The body as JSON, read only up to ``max_body`` bytes whether it says its length
-    (Content-Length) or streams (chunked); 400 for whatever the parser cannot take."""
-    too_big = BadRequest(413, f"the body is over {max_body:,} bytes (the server's --max-body)")
-    size = request.headers.get("content-length")
-    if size is not None and size.isdigit() and int(size) > max_body:
-        raise too_big
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_body:
-            raise too_big
-    try:
-        return json.loads(bytes(body) or b"{}")
-    except RecursionError:
-        raise BadRequest(
-            400, "the body is not valid JSON for this server (nested too deeply)"
-        ) from None
-    except (ValueError, UnicodeDecodeError) as e:  # huge numbers are ValueErrors too
-        raise BadRequest(400, f"the body is not valid JSON ({str(e)[:200]})") from None
-
-
-def _failure(value: BaseException) -> tuple[int, str]:
-    if isinstance(value, TimeoutError):
-        return 504, "the request took longer than the server's --timeout"
-    if isinstance(value, CharrnnError):
-        return 422, str(value)
-    return 500, f"internal error: {value}"
-
-
 async def _whole(
     request: Request,
     job: Job,
@@ -322,33 +373,16 @@ async def _whole(
     index: NoveltyIndex | None,
     loaded: LoadedModel,
 ) -> Response:
-    """Wait for the whole reply, giving up the slot if the client goes away (asked every
-    quarter second, whether pieces are coming or not)."""
-    loop = asyncio.get_running_loop()
-    try:
-        ask = loop.time() + 0.25
-        while True:
-            try:
-                kind, value = await asyncio.wait_for(events.get(), max(0.0, ask - loop.time()))
-            except asyncio.TimeoutError:
-                kind = None
-            if loop.time() >= ask:
-                if await request.is_disconnected():
-                    return error(499, "the client went away")
-                ask = loop.time() + 0.25
-            if kind is None:
-                continue
-            if kind == "done":
-                reply = {"samples": value, **meta}
-                if index is not None:
-                    reply["novelty"] = await asyncio.to_thread(
-                        sample_reports, index, loaded.vocab, req, value
-                    )
-                return JSONResponse(reply)
-            if kind == "error":
-                return error(*_failure(value))
-    finally:
-        job.cancel()
+    kind, value = await wait_whole(request, job, events)
+    if kind == "gone":
+        return error(499, "the client went away")
+    if kind == "error":
+        status, message = failure(value)
+        return error(status, message, headers_for(status))
+    reply = {"samples": value, **meta}
+    if index is not None:
+        reply["novelty"] = await asyncio.to_thread(sample_reports, index, loaded.vocab, req, value)
+    return JSONResponse(reply)
 
 
 async def _sse(
@@ -375,7 +409,7 @@ async def _sse(
                 yield _event("done", done)
                 return
             else:
-                status, message = _failure(value)
+                status, message = failure(value)
                 yield _event("error", {"error": message, "status": status})
                 return
     finally:

@@ -26,6 +26,7 @@ MAX_SAMPLES = 64
 MAX_BEAM = 64  # and at most the vocabulary size
 MAX_REQUIRE_TRIES = 64
 MAX_STRING = 256  # characters of stop and of require
+MAX_STOPS = 4  # stop strings in a request (OpenAI's limit)
 INT_LIMIT = 2**63  # integers beyond +-this are refused (NumPy's int64)
 
 # name: (type, default); the same options as `charrnn sample` (n is -n/--length)
@@ -36,7 +37,7 @@ GENERATE = {
     "top_k": (int, 0),
     "top_p": (float, 1.0),
     "seed": (int, None),
-    "stop": (str, None),
+    "stop": (object, None),  # a string or a list of up to MAX_STOPS (stops())
     "num_samples": (int, 1),
     "allow": (str, None),
     "require": (str, None),
@@ -152,12 +153,7 @@ def fields(body: object, spec: dict[str, tuple[type, object]]) -> dict:
         if kind is int and not -INT_LIMIT < value < INT_LIMIT:
             raise BadRequest(400, f"{name} must be between {-INT_LIMIT + 1} and {INT_LIMIT - 1}")
         if kind is str:
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise BadRequest(
-                    400, f"{name} is not valid Unicode (a lone surrogate escape such as \\ud800)"
-                ) from None
+            _unicode(name, value)
         out[name] = value
     return out
 
@@ -182,12 +178,12 @@ def generate_request(
         raise BadRequest(
             400, f"the prime is over {limits.max_chars} characters (the server's --max-chars)"
         )
-    for name in ("stop", "require", "allow"):
+    f["stop"] = stops(f["stop"])
+    for name in ("require", "allow"):
         if f[name] == "":
             raise BadRequest(400, f"{name} must not be empty; leave it out instead")
-    for name in ("stop", "require"):
-        if f[name] is not None and len(f[name]) > MAX_STRING:
-            raise BadRequest(400, f"{name} is over {MAX_STRING} characters")
+    if f["require"] is not None and len(f["require"]) > MAX_STRING:
+        raise BadRequest(400, f"require is over {MAX_STRING} characters")
     seed = f["seed"] if f["seed"] is not None else int.from_bytes(os.urandom(4), "little")
     if seed < 0:
         raise BadRequest(400, "seed must be 0 or more")
@@ -219,6 +215,34 @@ def generate_request(
             "stream; leave out stream (or set it to false)",
         )
     return request, f["stream"], f["novelty"], seed
+
+
+def stops(value: object) -> tuple[str, ...] | None:
+    """A request's stop: a string or a list of up to MAX_STOPS strings, each non-empty and
+    up to MAX_STRING characters."""
+    if value is None:
+        return None
+    listed = [value] if isinstance(value, str) else value
+    if not isinstance(listed, list) or not all(isinstance(s, str) for s in listed):
+        raise BadRequest(400, f"stop must be a string or a list of strings, not {_short(value)}")
+    if not 1 <= len(listed) <= MAX_STOPS:
+        raise BadRequest(400, f"stop must be a list of 1 to {MAX_STOPS} strings")
+    for s in listed:
+        if s == "":
+            raise BadRequest(400, "stop must not be empty; leave it out instead")
+        if len(s) > MAX_STRING:
+            raise BadRequest(400, f"stop is over {MAX_STRING} characters")
+        _unicode("stop", s)
+    return tuple(listed)
+
+
+def _unicode(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(
+            400, f"{name} is not valid Unicode (a lone surrogate escape such as \\ud800)"
+        ) from None
 
 
 def _within(f: dict, name: str, low: int, high: int, why: str | None = None) -> None:

@@ -10,7 +10,7 @@ from types import FrameType, ModuleType
 
 from charrnn.atomic import StrPath
 from charrnn.errors import CharrnnError
-from charrnn.serve.app import Served, make_app
+from charrnn.serve.app import LOOPBACK, Served, make_app
 from charrnn.serve.request import Limits
 from charrnn.store.loader import load
 
@@ -28,6 +28,10 @@ def serve(
     max_body: int = 65_536,
     timeout: float = 300.0,
     max_children: int = 2,
+    api_key: str | None = None,
+    ssl_certfile: StrPath | None = None,
+    ssl_keyfile: StrPath | None = None,
+    cors_origin: str | None = None,
     verbose: bool = False,
     on_info: Callable[[str], None] = print,
     on_warning: Callable[[str], None] | None = None,
@@ -39,6 +43,21 @@ def serve(
             f"`charrnn serve` needs the Python packages 'starlette' and 'uvicorn'; "
             f"install them with {EXTRA}"
         ) from None
+    if cors_origin and not api_key:
+        raise CharrnnError(
+            "--cors-origin lets a web page call the server: give it an --api-key "
+            "(or CHARRNN_API_KEY) too"
+        )
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise CharrnnError("HTTPS needs both --ssl-certfile and --ssl-keyfile")
+    scheme = "https" if ssl_certfile else "http"
+    if ssl_certfile:
+        _check_tls(ssl_certfile, ssl_keyfile)
+    if host not in LOOPBACK and not api_key:
+        (on_warning or on_info)(
+            f"--host {host} lets other machines reach the server and it has no API key: "
+            "anyone who can reach it can use it; give --api-key (or CHARRNN_API_KEY)"
+        )
     served = Served(path, checkpoint, lambda p, c: load(p, c, on_warning=on_warning))
     sock = _bind(host, port)
     port = sock.getsockname()[1]
@@ -50,12 +69,20 @@ def serve(
         max_children=max_children,
     )
     said = limits.describe(served.loaded)
-    app, engine = make_app(served, host=host, port=port, limits=limits)
+    app, engine = make_app(
+        served,
+        host=host,
+        port=port,
+        limits=limits,
+        api_key=api_key,
+        cors_origin=cors_origin,
+        scheme=scheme,
+    )
     m = served.loaded.model_args
     where = (
-        f"on http://{host}:{port} on every interface: other machines can reach it (--host)"
+        f"on {scheme}://{host}:{port} on every interface: other machines can reach it (--host)"
         if host in ("0.0.0.0", "::")
-        else f"on http://{_url_host(host)}:{port} (this machine only; --host 0.0.0.0 opens it "
+        else f"on {scheme}://{_url_host(host)}:{port} (this machine only; --host 0.0.0.0 opens it "
         "to others)"
     )
     on_info(
@@ -63,7 +90,7 @@ def serve(
         f"{served.loaded.short_checkpoint}, step {served.loaded.step}) {where}; "
         f"up to {max_streams} streams, memory at most {said['memory_bound_mb']:,} MB above "
         f"idle (up to {max_children} TensorFlow child process(es) of {said['child_memory_mb']:,} "
-        "MB included). Ctrl-C stops."
+        f"MB included){'; an API key is needed' if api_key else ''}. Ctrl-C stops."
     )
     config = uvicorn.Config(
         app,
@@ -72,6 +99,8 @@ def serve(
         lifespan="off",
         timeout_graceful_shutdown=timeout,
         limit_concurrency=limits.connections,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )
     server = _server_class(uvicorn)(config)
     server.on_stop = lambda: on_info(
@@ -123,3 +152,15 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
+
+
+def _check_tls(certfile: StrPath, keyfile: StrPath) -> None:
+    """One error line for a certificate or key uvicorn could not load (else a traceback)."""
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as e:
+        raise CharrnnError(
+            f"cannot use --ssl-certfile {certfile} with --ssl-keyfile {keyfile}: {e}"
+        ) from None
