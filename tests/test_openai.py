@@ -343,22 +343,47 @@ def self_signed(tmp_path):
     return cert_path, key_path
 
 
-def test_https_with_a_self_signed_certificate(english_run, tmp_path):
+def test_https_with_a_self_signed_certificate_and_timeouts(english_run, tmp_path):
     cert, key = self_signed(tmp_path)
-    s = Server(english_run, "--ssl-certfile", cert, "--ssl-keyfile", key, "--api-key", KEY)
+    s = Server(
+        english_run,
+        "--ssl-certfile",
+        cert,
+        "--ssl-keyfile",
+        key,
+        "--api-key",
+        KEY,
+        "--timeout",
+        "1",
+        "--max-chars",
+        str(BIG),
+    )
     try:
         assert "https://127.0.0.1:" in s.first_line and "an API key is needed" in s.first_line
         trusted = ssl.create_default_context(cafile=str(cert))
         with openai.OpenAI(
             base_url=f"https://127.0.0.1:{s.port}/v1",
             api_key=KEY,
-            max_retries=0,
+            max_retries=2,
             http_client=openai.DefaultHttpxClient(verify=trusted),
         ) as oa:
             c = oa.completions.create(model=english_run.name, prompt="The ", seed=5)
-        assert "The " + c.choices[0].text == cli_sample(
-            english_run, "--prime", "The ", "-n", 16, "--seed", 5
-        )
+            assert "The " + c.choices[0].text == cli_sample(
+                english_run, "--prime", "The ", "-n", 16, "--seed", 5
+            )
+            # past --timeout: 504, which the client does not retry (x-should-retry: false)
+            slow = dict(model=english_run.name, prompt="a", max_tokens=BIG, top_p=0.5)
+            t0 = time.monotonic()
+            with pytest.raises(openai.InternalServerError) as e:
+                oa.completions.create(**slow)
+            assert e.value.status_code == 504 and e.value.body["type"] == "timeout"
+            assert e.value.response.headers["x-should-retry"] == "false"
+            assert time.monotonic() - t0 < 5  # one try of ~1 s, not three
+            # once streaming began, the error is a data line the client raises
+            with pytest.raises(openai.APIError) as e:
+                for _ in oa.completions.create(**slow, stream=True):
+                    pass
+            assert "--timeout" in e.value.message
         with (
             pytest.raises(openai.APIConnectionError),  # the default trust store refuses it
             openai.OpenAI(
