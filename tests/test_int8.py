@@ -89,6 +89,8 @@ def test_int8_files_hold_int8(exported):
     init = {i.name: i.data_type for i in model.graph.initializer}
     for k in ("embedding", "layers.0.kernel", "layers.0.recurrent_kernel", "logits.kernel"):
         assert init[k + ".q"] == onnx.TensorProto.INT8 and k not in init  # no float copy
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["int8"])["embedding"] == 0 and meta["format"] == "charrnn-weights"
     for name in ("lstm", "mingru"):
         flat = exported[name, "tflite"]["file"].read_bytes()
         m = flatbuffer_utils.convert_bytearray_to_object(bytearray(flat))
@@ -200,6 +202,8 @@ def test_int8_needs_a_check_text_for_a_weights_file(english_run, tmp_path):
         ).stdout
     )
     assert info["float_bits_per_char"] > 0 and (tmp_path / "m.onnx").is_file()
+    alone = run("export", wf, "-o", tmp_path / "n.onnx", "--check-text", text)
+    assert alone.exit_code == 2 and "go with --int8" in alone.stderr
 
 
 @pytest.fixture(scope="module")

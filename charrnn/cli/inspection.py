@@ -188,9 +188,8 @@ def evaluate(
 @click.option(
     "--int8-tolerance",
     type=click.FloatRange(min=0),
-    default=0.02,
-    show_default=True,
-    help="Bits per character the int8 model may lose against the float one on the check text.",
+    help="Bits per character the int8 model may lose against the float one on the check text "
+    "[default: 0.02].",
 )
 @click.option(
     "--check-text",
@@ -205,7 +204,7 @@ def export(
     fmt: str | None,
     as_json: bool,
     int8: bool,
-    int8_tolerance: float,
+    int8_tolerance: float | None,
     check_text: str | None,
 ) -> None:
     """Write a trained model as one portable file, checked against the run first.
@@ -234,7 +233,7 @@ def export(
     backend.one_blas_thread()  # first: the check steps NumPy at batch 1
     from charrnn.export import formats as exporting
 
-    if (int8_tolerance != 0.02 or check_text) and not int8:
+    if (int8_tolerance is not None or check_text) and not int8:
         raise click.UsageError("--int8-tolerance and --check-text go with --int8")
     if int8:
         if not out:
@@ -247,7 +246,7 @@ def export(
             on_warning=warn,
             int8=True,
             score=int8_scorer(run_dir, check_text),
-            tolerance=int8_tolerance,
+            tolerance=exporting.INT8_TOLERANCE if int8_tolerance is None else int8_tolerance,
         )
         _export_report(result, as_json)
         return

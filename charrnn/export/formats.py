@@ -387,11 +387,12 @@ def _encode_int8(fmt: str, run: LoadedModel) -> tuple[bytes, int, Weights]:
     if fmt in ("safetensors", "onnx"):  # the named tensors: embedding and kernels int8
         q = int8.quantize_all(run.tensors)
         w = engine_weights(args["cell"], int8.dequantized(run.tensors, q))
+        qmeta = int8.metadata(meta, q)
         if fmt == "safetensors":
             float_size = len(weightsfile.encode(run.tensors, meta))
-            return int8.safetensors_bytes(run.tensors, q, meta), float_size, w
-        model = onnx_model(run.tensors, args, meta)
-        float_size = model.ByteSize()
+            return int8.safetensors_bytes(run.tensors, q, qmeta), float_size, w
+        float_size = onnx_model(run.tensors, args, meta).ByteSize()
+        model = onnx_model(run.tensors, args, qmeta)
         int8.onnx_int8(model, q)
         return model.SerializeToString(), float_size, w
     # the engines' arrays: the first layer's table itself int8
@@ -401,7 +402,7 @@ def _encode_int8(fmt: str, run: LoadedModel) -> tuple[bytes, int, Weights]:
     if fmt == "web":
         page, float_size = webpage.int8_page(run, arrays, q), webpage.page_size(run)
         return page.encode("utf-8"), float_size, w
-    flat = tflite_model(None, args, meta, weights=w)
+    flat = tflite_model(None, args, int8.metadata(meta, q), weights=w)
     return int8.tflite_int8(flat, q), len(flat), w
 
 

@@ -144,8 +144,8 @@ META_KEY = "int8"  # metadata: JSON {name: channel axis} of the tensors stored a
 
 def safetensors_bytes(tensors: dict, quantized: dict, metadata: dict[str, str]) -> bytes:
     """The int8 weights file: every tensor of ``tensors`` under its name, int8 where
-    ``quantized`` has it (with ``<name>.scale``), float32 elsewhere; the metadata of the
-    float file plus ``int8``.  Key order fixed, as charrnn.store.weightsfile.encode's."""
+    ``quantized`` has it (with ``<name>.scale``), float32 elsewhere, and ``metadata``
+    (:func:`metadata`'s).  Key order fixed, as charrnn.store.weightsfile.encode's."""
     from safetensors.numpy import save
 
     arrays = {}
@@ -155,9 +155,14 @@ def safetensors_bytes(tensors: dict, quantized: dict, metadata: dict[str, str]) 
             arrays[name], arrays[name + SCALE] = q, scale
         else:
             arrays[name] = np.ascontiguousarray(a, np.float32)
+    return save(arrays, dict(sorted(metadata.items())))
+
+
+def metadata(metadata: dict[str, str], quantized: dict) -> dict[str, str]:
+    """The float file's metadata plus ``int8``: JSON {name: channel axis} of the matrices
+    stored as int8 (every format carries it; the .safetensors reader needs it)."""
     axes = {name: int(axis) for name, (_, _, axis) in sorted(quantized.items())}
-    meta = dict(sorted({**metadata, META_KEY: json.dumps(axes)}.items()))
-    return save(arrays, meta)
+    return {**metadata, META_KEY: json.dumps(axes)}
 
 
 def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
