@@ -142,6 +142,17 @@ def test_the_same_seed_gives_the_same_text(served, english_run):
     assert other != first
 
 
+def test_the_python_api_takes_several_stops_too(english_run):
+    import charrnn
+
+    model = charrnn.load(english_run)
+    stops = ["e ", "th"]
+    cli = cli_sample(english_run, "-n", 200, "--seed", 4, "--stop", "e ", "--stop", "th")
+    assert model.generate("", 200, seed=4, stop=stops) == cli
+    assert "".join(model.stream("", 200, seed=4, stop=stops)) == cli
+    assert cli.endswith(("e ", "th")) and len(cli) < 200
+
+
 def test_logprobs_are_the_models_before_temperature(served, english_run):
     oa = client(served)
     # greedy (temperature 0) takes each step's most probable character of the model's own

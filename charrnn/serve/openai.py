@@ -233,15 +233,15 @@ def _renamed(message: str) -> str:
 
 
 def _param(message: str) -> str | None:
-    """The field a message from the checks starts with (they all name it first)."""
+    """The field a message from the checks names first (a vocabulary's: the prompt)."""
     words = message.replace("'", " ").split()
     if "unknown option" in message and len(words) > 2:
         return words[2]
-    if "vocabulary" in message or "prompt" in message:
-        return "prompt"
     for word in words[:3]:
         if word in COMPLETION:
             return word
+    if "vocabulary" in message or "prompt" in message:
+        return "prompt"
     return None
 
 
