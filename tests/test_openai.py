@@ -174,9 +174,12 @@ def test_logprobs_are_the_models_before_temperature(served, english_run):
     ).choices[0]
     assert again.text == "the " + hot.text and again.logprobs.token_logprobs[0] is None
     assert again.logprobs.token_logprobs[4:] == pytest.approx(hot.logprobs.token_logprobs)
-    with pytest.raises(openai.BadRequestError) as e:
-        oa.completions.create(model=english_run.name, prompt="a", logprobs=2, stream=True)
-    assert e.value.body["param"] == "logprobs"
+    for too_much in ({"stream": True}, {"n": 3, "max_tokens": BIG}, {"logprobs": 6}):
+        with pytest.raises(openai.BadRequestError) as e:
+            oa.completions.create(
+                **{"model": english_run.name, "prompt": "a", "logprobs": 2, **too_much}
+            )
+        assert e.value.body["param"] == "logprobs"
 
 
 def test_jamo_logprobs_sum_over_a_syllables_symbols(korean_run):

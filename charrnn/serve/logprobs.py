@@ -65,9 +65,10 @@ def prompt_logprobs(
         logp = _log_softmax(np.asarray(logits, np.float64))
         nxt = grid[:, j + 1]
         scored[:, j] = logp[np.arange(len(texts)), nxt]
-        best = np.argsort(-logp, axis=1, kind="stable")[:, :top] if top else None
-        for i in range(len(texts)):
-            tops[i][j] = {vocab.symbols[k]: float(logp[i, k]) for k in best[i]} if top else {}
+        if j + 1 >= lead + first[0]:  # a symbol of the texts (not of a prompt left out)
+            best = np.argsort(-logp, axis=1, kind="stable")[:, :top]
+            for i in range(len(texts)):
+                tops[i][j] = {vocab.symbols[k]: float(logp[i, k]) for k in best[i]}
         if time.perf_counter() >= end:
             yield None
             end = time.perf_counter() + chunk_seconds

@@ -189,6 +189,14 @@ def completion(body: object, loaded: LoadedModel, limits: Limits, served_id: str
         except BadRequest as e:
             message = _renamed(str(e))
             raise BadParam(message, _param(message), e.status) from None
+    scored = f["n"] * sum(max_tokens + (len(p) if f["echo"] else 0) for p in prompts)
+    if f["logprobs"] is not None and scored > 2 * limits.max_chars:
+        raise BadParam(
+            f"logprobs are kept for at most {2 * limits.max_chars} characters a request (twice "
+            f"the server's --max-chars); this asks for {scored} (n x (max_tokens + the "
+            "prompt with echo), prompt by prompt)",
+            "logprobs",
+        )
     return Completion(
         prompts,
         requests,
