@@ -8,11 +8,15 @@
                       {"sample", "text"}, then one "done" event, or an "error" event)
   POST /v1/score      {"text"}: what `charrnn evaluate --per-line` gives for it
   POST /v1/reload     load the --checkpoint again (the newest one of a run still training)
+  GET  /v1/models, POST /v1/completions: OpenAI's Completions API on the same engine
+                      (charrnn.serve.completions), its errors in OpenAI's shape
 
 Requests must come from this machine's own pages or tools: the Host header must name the
 address served (so a web page cannot reach it through DNS rebinding), and a request a
-browser marks with another Origin is refused, as is a POST that is not application/json
-(what a cross-site form could send).  Errors are JSON {"error": "..."} with a 4xx/5xx.
+browser marks with another Origin (but --cors-origin's) is refused, as is a POST that is
+not application/json (what a cross-site form could send); with --api-key every route but
+/healthz needs ``Authorization: Bearer KEY``.  Errors are JSON {"error": "..."} with a
+4xx/5xx (OpenAI's shape on its routes).
 
 No request can hold the server: every option whose cost grows is bounded
 (charrnn.serve.request.Limits, said by /v1/model), a body is read only up to --max-body,
@@ -98,10 +102,10 @@ class Served:
             return self.novelty
 
 
-def error_for(path: str, status: int, message: str, param: str | None = None) -> JSONResponse:
+def error_for(path: str, status: int, message: str) -> JSONResponse:
     """An error in the shape of the route asked: OpenAI's on its routes, else charrnn's."""
     if is_openai(path):
-        return openai_error(status, message, param, headers=headers_for(status))
+        return openai_error(status, message, headers=headers_for(status))
     return error(status, message, headers_for(status))
 
 
@@ -306,7 +310,7 @@ class _Guard:
             given = headers.get("authorization", "").encode("latin-1")
             if not hmac.compare_digest(given, self.key):
                 return 401, (
-                    "a wrong API key"
+                    "the API key is wrong (send Authorization: Bearer KEY)"
                     if given
                     else "this server needs an API key: send Authorization: Bearer KEY"
                 )
