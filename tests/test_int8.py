@@ -156,7 +156,7 @@ def test_rnn_cell_int8_onnx_matches_numpy():
     int8.onnx_int8(model, q)
     w = engine_weights("rnn", int8.dequantized(t, q))
     opts = ort.SessionOptions()
-    opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
+    opts.add_session_config_entry(E.ONNX_DEQUANTIZE_AT_LOAD, "1")
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     ids, states = np.array([3, 7], np.int32), w.zero_states(2)
     got = sess.run(None, {"ids": ids, "state_h_0": states[0], "state_h_1": states[1]})[0]

@@ -13,6 +13,11 @@ same arrays with builtin ops only (nothing needs the Flex delegate).  Before a f
 kept it is run -- in onnxruntime, in the LiteRT interpreter, or read back by the NumPy
 engine -- teacher-forced along the greedy path of the model that TensorFlow restores
 from the checkpoint, and must reproduce its logits; otherwise nothing is written.
+
+``--int8`` (charrnn.export.int8): every format holds the dequantized model instead, checked
+the same way against it, and is kept only if that model's bits per character on a check text
+are within a tolerance of the float model's (the caller's ``score``: charrnn.analysis'
+scoring, which this layer may not import).
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ PRIME = "The "  # the fixed prime of the check (characters the vocabulary lacks 
 CHECK_STEPS = 200
 ATOL = RTOL = 1e-4  # every logit within ATOL + RTOL * |reference|
 MARGIN = 1e-3  # argmax must agree where the reference's top two differ by more
+ONNX_DEQUANTIZE_AT_LOAD = "session.disable_quant_qdq"  # onnxruntime's session config key
 INT8_TOLERANCE = 0.02  # bits/char an int8 export may lose against float on the check text
 # bits per character of a model (its engines' arrangement) on the check text
 Score = Callable[[Weights], float]
@@ -144,9 +150,10 @@ def onnx_step(path: StrPath, args: dict) -> StepFn:
     ort = _need("onnxruntime")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only
-    # onnxruntime fuses an int8 weight's DequantizeLinear + MatMul into MatMulNBits, which by
-    # default quantizes the activations too; level 1 computes in float32, what the file says
-    opts.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
+    # int8 weights (export --int8) dequantized once, at load: what the file says, at float
+    # speed (by default onnxruntime fuses each DequantizeLinear + MatMul into MatMulNBits,
+    # which quantizes the activations too and was 10x slower than float at batch 1)
+    opts.add_session_config_entry(ONNX_DEQUANTIZE_AT_LOAD, "1")
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     ins = [i.name for i in sess.get_inputs()][1:]
     outs = [o.name for o in sess.get_outputs()]
