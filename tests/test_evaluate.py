@@ -92,6 +92,25 @@ def unk_run(tmp_path_factory):
     return root / "run"
 
 
+# Every `charrnn evaluate` builds its scoring step afresh and XLA-compiles it once per window
+# width it reads (about half a second each on the test machine): one pass (--streams 1)
+# reads full 256-symbol windows, then the rest in power-of-two windows.  So the texts below
+# have lengths whose one pass needs few widths, and results several tests compare against
+# are made once.
+HELD = ENGLISH[:2306]  # 2,305 predictions: 9 windows of 256 and one of 1 in one pass
+
+
+@pytest.fixture(scope="module")
+def held(english_run, tmp_path_factory):
+    """HELD in a file, and what `charrnn evaluate --streams 1` says of it with --json
+    (``whole``, the file's figures: ``json``, all of it) and with --per-line (``lines``)."""
+    path = tmp_path_factory.mktemp("held") / "held.txt"
+    path.write_text(HELD, encoding="utf-8")
+    r = evaluate_json(english_run, path, "--streams", 1)
+    lines, _ = per_line(english_run, path, "--streams", 1)
+    return {"path": path, "json": r, "whole": r["files"][0], "lines": lines}
+
+
 def hand_nats(model, ids, pieces=1, warmup=256, firsts=None):
     """-ln p(ids[t] | ids[..t]) for every target t >= 1 (index t-1 of the result), from the
     plain Keras forward pass: ``pieces`` contiguous pieces (or pieces starting at the
@@ -116,13 +135,16 @@ def hand_nats(model, ids, pieces=1, warmup=256, firsts=None):
     return out
 
 
-def test_figures_match_a_hand_computation(english, english_run, tmp_path):
-    text = ENGLISH[:3000]  # > one 256-symbol window: the state is carried across windows
-    (tmp_path / "held.txt").write_text(text, encoding="utf-8")
+def test_figures_match_a_hand_computation(english, english_run, held):
+    text = HELD  # > one 256-symbol window: the state is carried across windows
     ids = english.vocab.encode(text)
     loss = {}
     for streams in (1, 3):
-        r = evaluate_json(english_run, tmp_path / "held.txt", "--streams", streams)
+        r = (
+            held["json"]
+            if streams == 1
+            else evaluate_json(english_run, held["path"], "--streams", 3)
+        )
         f = r["files"][0]
         want = loss[streams] = hand_nats(english.model, ids, streams).mean()
         assert f["predictions"] == len(ids) - 1 and f["symbols"] == len(ids) == len(text)
@@ -144,7 +166,7 @@ def test_figures_match_a_hand_computation(english, english_run, tmp_path):
     assert loss[3] == pytest.approx(loss[1], rel=1e-3)
     assert abs(loss[3] - loss[1]) < abs(cold - loss[1]) / 3
     # the default (one piece per 1,024 symbols: 2 here)
-    default = evaluate_json(english_run, tmp_path / "held.txt")
+    default = evaluate_json(english_run, held["path"])
     assert default["scoring"]["pieces"] == "auto"
     assert default["total"]["loss_nats"] == pytest.approx(
         hand_nats(english.model, ids, 2).mean(), rel=1e-5
@@ -172,14 +194,16 @@ def test_jamo_bits_per_character(korean, korean_run, tmp_path):
     assert len(ids) > len(text) * 1.5  # really split into jamo
     first = len(korean.vocab.encode(text[0]))
     assert first == 2  # 제 = ㅈ ㅔ
-    f = evaluate_json(korean_run, tmp_path / "ko.txt", "--streams", 1)["files"][0]
+    # both files in one call (each file is scored on its own; one scoring step compiled)
+    f, g = evaluate_json(korean_run, tmp_path / "ko.txt", tmp_path / "ko949.txt", "--streams", 1)[
+        "files"
+    ]
     assert f["chars"] == len(text) and f["symbols"] == len(ids)
     assert f["predictions"] == len(ids) - first and f["scored_chars"] == len(text) - 1
     nats = hand_nats(korean.model, ids)[first - 1 :].sum()
     assert f["loss_nats"] == pytest.approx(nats / (len(ids) - first), rel=1e-5)
     assert f["bits_per_char"] == pytest.approx(nats / LOG2 / (len(text) - 1), rel=1e-5)
     # same pipeline as prepare: cp949 detected, CRLF -> LF, same figures
-    g = evaluate_json(korean_run, tmp_path / "ko949.txt", "--streams", 1)["files"][0]
     assert g["encoding"] == "cp949" and g["chars"] == f["chars"]
     assert g["loss_nats"] == pytest.approx(f["loss_nats"], rel=1e-9)
 
@@ -191,7 +215,7 @@ def witten_bell_bits(vocab):
 def test_outside_the_vocabulary_is_charged(english, english_run, tmp_path):
     """No unknown symbol: left out of what the model reads, charged
     log2((N + V) / V) + log2 |class| bits each (Witten-Bell escape, uniform in the class)."""
-    text = ENGLISH[:1000]
+    text = ENGLISH[:1025]  # 1,024 predictions: 4 windows in one pass
     odd = text[:300] + "∑∑é" + text[300:]
     (tmp_path / "odd.txt").write_text(odd, encoding="utf-8")
     f = evaluate_json(english_run, tmp_path / "odd.txt", "--streams", 1)["files"][0]
@@ -254,13 +278,15 @@ def test_jamo_and_syllable_characters_alike(korean, korean_run, tmp_path):
     assert korean.vocab.unknown_chars("닼€가") == ["닼", "€"]
     text = KOREAN[:100] + "닼" + KOREAN[100:200] + "€" + KOREAN[200:300]
     (tmp_path / "k.txt").write_text(text, encoding="utf-8")
-    f = evaluate_json(korean_run, tmp_path / "k.txt", "--streams", 1)["files"][0]
+    rest = KOREAN[:300]
+    (tmp_path / "rest.txt").write_text(rest, encoding="utf-8")
+    # both in one call (each file is scored on its own; one scoring step compiled)
+    f, g = evaluate_json(korean_run, tmp_path / "k.txt", tmp_path / "rest.txt", "--streams", 1)[
+        "files"
+    ]
     escape = witten_bell_bits(korean.vocab)
     assert f["oov_chars"] == 2 and f["oov_distinct"] == "닼€"
     assert f["oov_bits"] == pytest.approx(2 * escape + math.log2(11172) + math.log2(OTHER_BMP))
-    rest = KOREAN[:300]
-    (tmp_path / "rest.txt").write_text(rest, encoding="utf-8")
-    g = evaluate_json(korean_run, tmp_path / "rest.txt", "--streams", 1)["files"][0]
     assert f["symbols"] == g["symbols"] and f["predictions"] == g["predictions"]
     assert f["loss_nats"] == pytest.approx(g["loss_nats"], rel=1e-5)  # the model read the same
     assert f["bits_per_char"] * (len(text) - 1) == pytest.approx(
@@ -293,7 +319,8 @@ def test_jamo_and_syllable_characters_alike(korean, korean_run, tmp_path):
 def test_per_line_scores(english, english_run, tmp_path):
     """One JSON line per input line; the newline belongs to the line it ends; the totals
     equal an independent `evaluate --streams 1`; the default pieces agree closely."""
-    text = ENGLISH[: ENGLISH.index("\n", 2500) + 1]  # > 2,048 symbols: 2 pieces by default
+    # > 2,048 symbols: 2 pieces by default; 2,072 predictions: widths 256, 16 and 8 in one pass
+    text = ENGLISH[: ENGLISH.index("\n", 2000) + 1]
     (tmp_path / "a.txt").write_text(text, encoding="utf-8")
     (tmp_path / "b.txt").write_text("Four score and seven\nyears ago", encoding="utf-8")
     lines, r = per_line(english_run, tmp_path / "a.txt", tmp_path / "b.txt", "--streams", 1)
@@ -356,8 +383,9 @@ def test_a_planted_line_ranks_most_surprising(english, english_run, tmp_path):
 
 
 def test_several_files_and_stdin(english_run, tmp_path):
-    (tmp_path / "a.txt").write_text(ENGLISH[:800], encoding="utf-8")
-    (tmp_path / "b.txt").write_text(ENGLISH[800:2000], encoding="utf-8")
+    # 768 and 1,024 predictions: full windows only in one pass
+    (tmp_path / "a.txt").write_text(ENGLISH[:769], encoding="utf-8")
+    (tmp_path / "b.txt").write_text(ENGLISH[769:1794], encoding="utf-8")
     r = evaluate_json(english_run, tmp_path / "a.txt", tmp_path / "b.txt", "--streams", 1)
     a, b = r["files"]
     nats = a["loss_nats"] * a["predictions"] + b["loss_nats"] * b["predictions"]
@@ -367,7 +395,7 @@ def test_several_files_and_stdin(english_run, tmp_path):
         (a["nats"] + b["nats"]) / LOG2 / (a["chars"] + b["chars"] - 2)
     )
     piped = json.loads(
-        ok(run("evaluate", english_run, "-", "--json", "--streams", 1, input=ENGLISH[:800])).stdout
+        ok(run("evaluate", english_run, "-", "--json", "--streams", 1, input=ENGLISH[:769])).stdout
     )
     assert piped["files"][0]["loss_nats"] == pytest.approx(a["loss_nats"], rel=1e-9)
     human = ok(run("evaluate", english_run, tmp_path / "a.txt", tmp_path / "b.txt"))
@@ -403,39 +431,36 @@ def chunk(monkeypatch):
     return lambda n: monkeypatch.setattr(scoring, "CHUNK", n)
 
 
-def test_parts_follow_the_definition(english, english_run, tmp_path, chunk):
+def test_parts_follow_the_definition(english, english_run, held, chunk):
     """A file longer than a part: each part is cut into its own pieces, each warming up on
     the 256 symbols before it (in the previous part); --streams 1 carries the state from
     part to part, so it is one pass exactly; lines crossing parts are whole."""
-    text = ENGLISH[:3000]
-    (tmp_path / "t.txt").write_text(text, encoding="utf-8")
+    text, path, whole, lines = HELD, held["path"], held["whole"], held["lines"]
     ids = english.vocab.encode(text)
-    whole = evaluate_json(english_run, tmp_path / "t.txt", "--streams", 1)["files"][0]
-    lines, _ = per_line(english_run, tmp_path / "t.txt", "--streams", 1)
-    chunk(1000)
-    # parts of 1,000 symbols: targets 1-999, 1000-1999, 2000-2999, one piece each (auto) ...
-    f = evaluate_json(english_run, tmp_path / "t.txt")["files"][0]
-    want = hand_nats(english.model, ids, firsts=[1, 1000, 2000])
+    chunk(1025)  # a one-pass part reads 1,024 or 1,025 symbols: widths 256 and 1
+    # parts of 1,025 symbols: targets 1-1024, 1025-2049, 2050-2305, one piece each (auto) ...
+    f = evaluate_json(english_run, path)["files"][0]
+    want = hand_nats(english.model, ids, firsts=[1, 1025, 2050])
     assert f["predictions"] == len(ids) - 1 and f["chars"] == len(text)
     assert f["loss_nats"] == pytest.approx(want.mean(), rel=1e-5)
     assert f["loss_nats"] == pytest.approx(whole["loss_nats"], rel=1e-3)  # warm-up: close
     # ... or two pieces each
-    f = evaluate_json(english_run, tmp_path / "t.txt", "--streams", 2)["files"][0]
-    want = hand_nats(english.model, ids, firsts=[1, 501, 1000, 1500, 2000, 2500])
+    f = evaluate_json(english_run, path, "--streams", 2)["files"][0]
+    want = hand_nats(english.model, ids, firsts=[1, 513, 1025, 1538, 2050, 2178])
     assert f["loss_nats"] == pytest.approx(want.mean(), rel=1e-5)
     # one pass, state carried: the same figures and lines as a file of one part
-    f = evaluate_json(english_run, tmp_path / "t.txt", "--streams", 1)["files"][0]
+    f = evaluate_json(english_run, path, "--streams", 1)["files"][0]
     for k, v in whole.items():
         assert f[k] == (pytest.approx(v, rel=1e-6) if isinstance(v, float) else v), k
-    mine, _ = per_line(english_run, tmp_path / "t.txt", "--streams", 1)
+    mine, _ = per_line(english_run, path, "--streams", 1)
     assert len(mine) == len(lines) == len(text.splitlines())
     crossing = [
         i
         for i, x in enumerate(lines)
-        if sum(y["chars"] for y in lines[:i]) // 1000
-        != (sum(y["chars"] for y in lines[: i + 1]) - 1) // 1000
+        if sum(y["chars"] for y in lines[:i]) // 1025
+        != (sum(y["chars"] for y in lines[: i + 1]) - 1) // 1025
     ]
-    assert len(crossing) == 2  # lines 1,000 and 2,000 fall in
+    assert len(crossing) == 2  # characters 1,025 and 2,050 fall in
     for a, b in zip(mine, lines):
         approx = ("bits", "bits_per_char", "worst_prob", "worst_bits")
         assert {k: v for k, v in a.items() if k not in approx} == {
@@ -486,35 +511,42 @@ def test_a_file_the_model_cannot_read_across_parts(english_run, tmp_path, chunk)
 
 
 def test_memory_is_flat_in_the_file_size(english_run, tmp_path):
-    """`charrnn evaluate` in a child process: its peak RSS on a 4,000,000-character file
-    is within 2 bytes a character of the difference of its peak on a 250,000-character
-    one (the whole-file path took ~140 bytes a character; holding the file's ids alone
-    would take 4).  Parts of 65,536 characters, read 65,536 bytes at a time, so the test
+    """`charrnn evaluate` in a child process, on a 250,000-character file and then on a
+    4,000,000-character one: its peak RSS after the second is within 2 bytes a character
+    of its peak after the first (the whole-file path took ~140 bytes a character; holding
+    the file's ids alone would take 4).  One child for both (a second would start
+    TensorFlow again); the first peak is the child's own getrusage, the second the one
+    wait4 reports.  Parts of 65,536 characters, read 65,536 bytes at a time, so the test
     takes seconds; benchmarks/bench_evaluate.py measures the shipped sizes."""
     import os
     import subprocess
     import sys
 
     code = (
-        "import sys; from charrnn.analysis import scoring; import charrnn.text.decode as d; "
-        "scoring.CHUNK = d.CHUNK_BYTES = 65536; from charrnn.cli import main; "
-        "sys.exit(main(sys.argv[1:]))"
+        "import resource, sys; from charrnn.analysis import scoring; "
+        "import charrnn.text.decode as d; scoring.CHUNK = d.CHUNK_BYTES = 65536; "
+        "from charrnn.cli import main; run, first, then, peak = sys.argv[1:]; "
+        "status = main(['evaluate', run, first, '--json']); "
+        "open(peak, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)); "
+        "sys.exit(status or main(['evaluate', run, then, '--json']))"
     )
     big = (ENGLISH * (4_000_000 // len(ENGLISH) + 1))[:4_000_000]
-    peak = {}
-    for n in (250_000, 4_000_000):
-        path = tmp_path / f"{n}.txt"
-        path.write_text(big[:n], encoding="utf-8")
-        with open(tmp_path / "out", "w+") as out, open(tmp_path / "err", "w+") as err:
-            child = subprocess.Popen(
-                [sys.executable, "-c", code, "evaluate", str(english_run), str(path), "--json"],
-                stdout=out,
-                stderr=err,
-            )
-            _, status, usage = os.wait4(child.pid, 0)  # this child's own peak
-            child.returncode = os.waitstatus_to_exitcode(status)
-            out.seek(0), err.seek(0)
-            assert child.returncode == 0, err.read()
-            assert json.load(out)["total"]["chars"] == n
-        peak[n] = usage.ru_maxrss * 1024
+    sizes = (250_000, 4_000_000)
+    for n in sizes:
+        (tmp_path / f"{n}.txt").write_text(big[:n], encoding="utf-8")
+    with open(tmp_path / "out", "w+") as out, open(tmp_path / "err", "w+") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, str(english_run)]
+            + [str(tmp_path / f"{n}.txt") for n in sizes]
+            + [str(tmp_path / "peak")],
+            stdout=out,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own peak
+        child.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        assert child.returncode == 0, err.read()
+        assert [json.loads(line)["total"]["chars"] for line in out] == list(sizes)
+    peak = {250_000: int((tmp_path / "peak").read_text()) * 1024}
+    peak[4_000_000] = usage.ru_maxrss * 1024
     assert peak[4_000_000] - peak[250_000] < 2 * 3_750_000, peak
