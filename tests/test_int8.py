@@ -141,12 +141,12 @@ def test_int8_safetensors_holds_int8_and_scales(exported, name):
         np.testing.assert_array_equal(tensors[k], ref[k])
 
 
-def test_rnn_cell_int8_onnx_matches_numpy():
-    """The rewrite on the cell no fixture trains: random weights, one step, exact."""
+def test_rnn_cell_int8_onnx_and_tflite_match_numpy(tmp_path):
+    """The rewrites on the cell no fixture trains: random weights, one step, exact."""
     import onnxruntime as ort
 
     from charrnn.export.onnx_graph import onnx_model
-    from charrnn.nn.step import NumpyOps, cell_step
+    from charrnn.nn.step import NumpyOps, Weights, cell_step
     from charrnn.nn.tensors import engine_weights, expected_shapes
 
     args = {"cell": "rnn", "num_layers": 2, "rnn_size": 32, "embedding_size": 16, "vocab_size": 40}
@@ -162,6 +162,14 @@ def test_rnn_cell_int8_onnx_matches_numpy():
     got = sess.run(None, {"ids": ids, "state_h_0": states[0], "state_h_1": states[1]})[0]
     ref, _ = cell_step(NumpyOps, w, ids, states)
     np.testing.assert_allclose(got, ref, atol=1e-5)
+    # TFLite: the engines' arrays, the [vocab, H] table int8 too
+    arrays = int8.engine_arrays(engine_weights("rnn", t).arrays())
+    q = int8.quantize_all(arrays)
+    w = Weights.from_arrays("rnn", int8.dequantized(arrays, q))
+    path = tmp_path / "rnn.tflite"
+    path.write_bytes(int8.tflite_int8(E.tflite_model(None, args, {}, weights=w), q))
+    got, _ = E.tflite_step(path, args)(ids, states)
+    np.testing.assert_allclose(got, cell_step(NumpyOps, w, ids, states)[0], atol=1e-5)
 
 
 def test_quantize_is_symmetric_per_channel():
