@@ -246,3 +246,18 @@ def test_int8_page_matches_the_dequantized_model(exported, driver, name):
     np.testing.assert_array_less(np.abs(got - ref), 1e-4 + 1e-4 * np.abs(ref))
     assert (got.argmax(1) == ref.argmax(1)).mean() > 0.95
     browser.assert_offline(driver, url)
+
+
+def test_model_export_int8_writes_the_clis_file(exported, tmp_path):
+    """Model.export(int8=True) is `charrnn export --int8`: the same bytes and figures; its
+    int8 options without int8 are the command's usage error, as a CharrnnError."""
+    import charrnn
+
+    done = exported["lstm", "safetensors"]
+    model = charrnn.load(done["run"])
+    info = model.export(tmp_path / "m.safetensors", int8=True)
+    assert (tmp_path / "m.safetensors").read_bytes() == done["file"].read_bytes()
+    for key in ("bytes", "float_bytes", "bits_per_char", "float_bits_per_char"):
+        assert info[key] == done["info"][key], key
+    with pytest.raises(charrnn.CharrnnError, match="go with --int8"):
+        model.export(tmp_path / "n.safetensors", int8_tolerance=0.1)

@@ -40,7 +40,7 @@ model), never by ``import charrnn``.
 
 from charrnn.api.datasets import human_size, prepare, summary_lines
 from charrnn.api.messages import OptionError, info, logger, warn
-from charrnn.api.models import Model, Page, load, make_request
+from charrnn.api.models import Model, Page, export_model, load, make_request
 from charrnn.api.training import TrainResult, train, train_resolved
 from charrnn.errors import CharrnnError, CharrnnWarning
 
@@ -48,6 +48,7 @@ __all__ = [
     "CharrnnError",
     "CharrnnWarning",
     "Model",
+    "export_model",
     "OptionError",
     "Page",
     "TrainResult",

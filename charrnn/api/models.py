@@ -242,13 +242,61 @@ class Model:
         return Page(visualize_page(data, page_title(name)), data)
 
     @options
-    def export(self, path: StrPath, *, format: str | None = None) -> dict:  # noqa: A002
+    def export(
+        self,
+        path: StrPath,
+        *,
+        format: str | None = None,  # noqa: A002
+        int8: bool = False,
+        int8_tolerance: float | None = None,
+        check_text: StrPath | None = None,
+    ) -> dict:
         """Write the model to ``path`` as ``charrnn export`` does (the format from the
         extension: .safetensors, .onnx, .tflite, .html; ``format`` to name it), checked
-        against this model before it is renamed into place; returns what was written."""
-        from charrnn.export.formats import export
+        against this model before it is renamed into place; returns what was written.
+        ``int8``: weight matrices as int8 with a scale per channel, refused when it loses more
+        than ``int8_tolerance`` bits per character (default 0.02) on ``check_text`` (default:
+        the run's validation split), as ``--int8``, ``--int8-tolerance``, ``--check-text``."""
+        return export_model(
+            self.path,
+            path,
+            self._checkpoint,
+            format,
+            int8=int8,
+            int8_tolerance=int8_tolerance,
+            check_text=check_text,
+        )
 
-        return export(self.path, path, checkpoint=self._checkpoint, fmt=format, on_warning=warn)
+
+def export_model(
+    run: StrPath,
+    out: StrPath,
+    checkpoint: StrPath = "best",
+    fmt: str | None = None,
+    *,
+    int8: bool = False,
+    int8_tolerance: float | None = None,
+    check_text: StrPath | None = None,
+) -> dict:
+    """``charrnn export RUN -o OUT``: the one path from the command and Model.export."""
+    from charrnn.export import formats
+
+    if (int8_tolerance is not None or check_text) and not int8:
+        raise CharrnnError("--int8-tolerance and --check-text go with --int8")
+    if not int8:
+        return formats.export(run, out, checkpoint=checkpoint, fmt=fmt, on_warning=warn)
+    from charrnn.analysis.quality import int8_scorer
+
+    return formats.export(
+        run,
+        out,
+        checkpoint=checkpoint,
+        fmt=fmt,
+        on_warning=warn,
+        int8=True,
+        score=int8_scorer(run, check_text, on_warning=warn),
+        tolerance=formats.INT8_TOLERANCE if int8_tolerance is None else int8_tolerance,
+    )
 
 
 def _seed(seed: int | None) -> int:

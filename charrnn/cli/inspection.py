@@ -3,17 +3,10 @@ taking it elsewhere."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
 import click
 
-from charrnn import backend
-from charrnn.api import human_size
+from charrnn import api, backend
 from charrnn.cli.group import cli, info, warn
-
-if TYPE_CHECKING:
-    from charrnn.nn.step import Weights
 
 
 def _evaluate_report(r: dict) -> None:
@@ -124,7 +117,6 @@ def evaluate(
     """  # noqa: E501
     import json
 
-    from charrnn import api
     from charrnn.analysis.evaluate import evaluate as score
 
     if as_json and per_line:
@@ -235,21 +227,8 @@ def export(
 
     if (int8_tolerance is not None or check_text) and not int8:
         raise click.UsageError("--int8-tolerance and --check-text go with --int8")
-    if int8:
-        if not out:
-            raise click.UsageError("--int8 needs -o OUT")
-        result = exporting.export(
-            run_dir,
-            out,
-            checkpoint=checkpoint,
-            fmt=fmt,
-            on_warning=warn,
-            int8=True,
-            score=int8_scorer(run_dir, check_text),
-            tolerance=exporting.INT8_TOLERANCE if int8_tolerance is None else int8_tolerance,
-        )
-        _export_report(result, as_json)
-        return
+    if int8 and not out:
+        raise click.UsageError("--int8 needs -o OUT")
     if not out:
         result = exporting.add_weights(run_dir, on_info=None if as_json else info)
         if as_json:
@@ -259,7 +238,15 @@ def export(
         elif not result["added"]:
             info(f"Every checkpoint of {run_dir} has its weights file already")
         return
-    result = exporting.export(run_dir, out, checkpoint=checkpoint, fmt=fmt, on_warning=warn)
+    result = api.export_model(
+        run_dir,
+        out,
+        checkpoint,
+        fmt,
+        int8=int8,
+        int8_tolerance=int8_tolerance,
+        check_text=check_text,
+    )
     _export_report(result, as_json)
 
 
@@ -270,7 +257,7 @@ def _export_report(result: dict, as_json: bool) -> None:
         click.echo(json.dumps(result, ensure_ascii=False))
     elif result.get("int8"):
         info(
-            f"Wrote {result['out']} ({result['format']} int8, {human_size(result['bytes'])}, "
+            f"Wrote {result['out']} ({result['format']} int8, {api.human_size(result['bytes'])}, "
             f"{result['bytes'] / result['float_bytes']:.0%} of float); "
             f"{result['bits_per_char']:.4f} bits/char on the check text, float "
             f"{result['float_bits_per_char']:.4f}"
@@ -285,69 +272,8 @@ def _export_report(result: dict, as_json: bool) -> None:
             if check
             else ""
         )
-        info(f"Wrote {result['out']} ({result['format']}, {human_size(result['bytes'])}){checked}")
-
-
-CHECK_CHARS = 100_000  # an int8 export is measured on at most this many characters
-
-
-def int8_scorer(run_dir: str, check_text: str | None) -> Callable[[Weights], float]:
-    """``score(weights)``: bits per character of a model (the engines' arrangement) on the
-    check text -- ``check_text``, else the run's validation split, its first CHECK_CHARS
-    characters -- under the one scoring definition (charrnn.analysis.scoring), read in one
-    pass from the zero state as `charrnn evaluate --streams 1` reads it."""
-    import numpy as np
-
-    from charrnn.analysis import scoring
-    from charrnn.errors import CharrnnError
-    from charrnn.nn.step import NumpyOps, cell_step
-    from charrnn.store import loader
-    from charrnn.store.dataset import load_dataset
-    from charrnn.text import read_text
-
-    header = loader.load(run_dir, read_weights=False)
-    if check_text:
-        text = read_text(check_text, newlines=header.newlines, on_warning=warn)[0][:CHECK_CHARS]
-    elif loader.is_weights_file(run_dir):
-        raise CharrnnError(
-            f"{run_dir} is a weights file, which has no validation split: give the text to "
-            "measure the int8 model on with --check-text FILE"
-        )
-    else:
-        data = header.config.get("data")
-        try:
-            ds = load_dataset(data or "")
-        except CharrnnError:
-            raise CharrnnError(
-                f"run {run_dir}'s dataset {data!r} is not there to measure the int8 model on; "
-                "give a text with --check-text FILE"
-            ) from None
-        dec, parts, n = ds.vocab.stream_decoder(), [], 0
-        val = ds.split("val")
-        for i in range(0, len(val), 1 << 16):
-            parts.append(dec.feed(val[i : i + (1 << 16)]))
-            n += len(parts[-1])
-            if n >= CHECK_CHARS:
-                break
-        text = ("".join(parts) + dec.flush())[:CHECK_CHARS]
-
-    def score(w: Weights) -> float:
-        def nats_of(ids: np.ndarray) -> np.ndarray:
-            out, states = np.full(len(ids), np.nan), w.zero_states(1)
-            with np.errstate(over="ignore", under="ignore"):
-                for t in range(len(ids) - 1):
-                    logits, states = cell_step(NumpyOps, w, ids[t : t + 1], states)
-                    z = logits[0].astype(np.float64)
-                    top = z.max()
-                    out[t + 1] = top + np.log(np.exp(z - top).sum()) - z[ids[t + 1]]
-            return out
-
-        scored = scoring.score_text(
-            None, header.vocab, text, name="the check text", nats_of=nats_of
-        )
-        return scored.figures()["bits_per_char"]
-
-    return score
+        size = api.human_size(result["bytes"])
+        info(f"Wrote {result['out']} ({result['format']}, {size}){checked}")
 
 
 # --- visualize ---------------------------------------------------------------
@@ -421,7 +347,6 @@ def visualize(
     backend.one_blas_thread()  # first: the model reads the text step by step
     import json
 
-    from charrnn import api
     from charrnn.atomic import write_text_atomic
     from charrnn.text import read_text
 
@@ -437,4 +362,4 @@ def visualize(
         click.echo(body)
     else:
         write_text_atomic(out, body)
-        info(f"Wrote {out} ({human_size(len(body.encode('utf-8')))})")
+        info(f"Wrote {out} ({api.human_size(len(body.encode('utf-8')))})")

@@ -145,8 +145,8 @@ META_KEY = "int8"  # metadata: JSON {name: channel axis} of the tensors stored a
 def safetensors_bytes(tensors: dict, quantized: dict, metadata: dict[str, str]) -> bytes:
     """The int8 weights file: every tensor of ``tensors`` under its name, int8 where
     ``quantized`` has it (with ``<name>.scale``), float32 elsewhere, and ``metadata``
-    (:func:`metadata`'s).  Key order fixed, as charrnn.store.weightsfile.encode's."""
-    from safetensors.numpy import save
+    (:func:`metadata`'s); the same weights give the same bytes (weightsfile.encode)."""
+    from charrnn.store.weightsfile import encode
 
     arrays = {}
     for name, a in tensors.items():
@@ -155,7 +155,7 @@ def safetensors_bytes(tensors: dict, quantized: dict, metadata: dict[str, str]) 
             arrays[name], arrays[name + SCALE] = q, scale
         else:
             arrays[name] = np.ascontiguousarray(a, np.float32)
-    return save(arrays, dict(sorted(metadata.items())))
+    return encode(arrays, metadata)
 
 
 def metadata(metadata: dict[str, str], quantized: dict) -> dict[str, str]:

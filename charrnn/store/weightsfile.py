@@ -97,10 +97,14 @@ def write(path: StrPath, tensors: dict[str, np.ndarray], metadata: dict[str, str
 
 def encode(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes:
     """The file's bytes: the same weights and metadata give the same bytes.  (safetensors
-    writes its metadata map in a random order each process; it is put in key order here.)"""
+    writes its metadata map in a random order each process; it is put in key order here.)
+    Float tensors are written as float32, others (an int8 export's) as they are."""
     from safetensors.numpy import save
 
-    data = save({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, metadata)
+    def stored(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a, np.float32 if a.dtype.kind == "f" else a.dtype)
+
+    data = save({k: stored(np.asarray(v)) for k, v in tensors.items()}, metadata)
     n = int.from_bytes(data[:8], "little")
     header = json.loads(data[8 : 8 + n])
     header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
