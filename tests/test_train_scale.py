@@ -89,17 +89,20 @@ def test_a_subset_piece_reads_its_warm_up_first(english_run):
     assert len(spans.first) == 3 and spans.scored == 3072 and not spans.whole
     assert spans.first[0] == 1 and spans.end[-1] == len(ids)  # from the start to the end
     assert np.all(np.diff(spans.first) >= 1024)  # no overlap
+    step = scoring.make_step(model)  # compiled once for every call below
     got = {}
-    for where, nll in spans.windows(model, ids):
+    for where, nll in spans.windows(model, ids, step):
         got.update(zip(where.tolist(), nll.tolist()))
     assert sorted(got) == [t for a, b in zip(spans.first, spans.end) for t in range(a, b)]
     for a, b in zip(spans.first.tolist(), spans.end.tolist()):
         lo = max(0, a - 1 - scoring.WARMUP)
-        alone = scoring.symbol_nats(model, ids[lo:b], pieces=1)
+        alone = scoring.symbol_nats(model, ids[lo:b], pieces=1, step=step)
         np.testing.assert_allclose(
             [got[t] for t in range(a, b)], alone[a - lo :], rtol=2e-4, atol=1e-5
         )
-    assert scoring.mean_nats(model, ids, spans=spans) == pytest.approx(np.mean(list(got.values())))
+    assert scoring.mean_nats(model, ids, step=step, spans=spans) == pytest.approx(
+        np.mean(list(got.values()))
+    )
     # the same subset again: same identity; another size: another
     assert scoring.Spans.subset(len(ids), 3072).identity(ids) == spans.identity(ids)
     assert scoring.Spans.subset(len(ids), 2048).identity(ids) != spans.identity(ids)
@@ -263,7 +266,11 @@ def test_ctrl_c_while_the_budget_is_timed_saves_and_plans_again_on_resume(big_va
         proc.kill()
     assert time.monotonic() - sent < 10 and proc.returncode == 130, stderr
     assert "planned " not in stderr and "interrupted at step" in stderr
-    again = ok(run("train", "--resume", "--out", out, "--max-time", "12s"))
+    # another budget: planned afresh, a few seconds past the training the run has had (the
+    # time to start and to time 20 steps; a fixed budget trained that long for nothing)
+    saved = json.loads(next((out / "checkpoints").glob("ckpt-*/manifest.json")).read_text())
+    budget = int(saved["train"]["elapsed"]) + 5
+    again = ok(run("train", "--resume", "--out", out, "--max-time", f"{budget}s"))
     assert "planned " in again.stderr, again.stderr
 
 
