@@ -180,7 +180,7 @@ def bench_cell(root: Path, cell: str, a) -> dict:
             "val_bits_float": info["float_bits_per_char"],
             "val_bits_int8": info["bits_per_char"],
         }
-    from charrnn.cli.inspection import int8_scorer
+    from charrnn.analysis.quality import int8_scorer
 
     loaded, named, engine = dequantized_weights(run)
     score = int8_scorer(str(run), str(held_out))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from clihelp import error_line, ok, run
 
+import charrnn
 from charrnn.export import formats as E
 from charrnn.export import int8
 
@@ -73,7 +74,7 @@ def test_int8_file_runs_the_dequantized_model(exported, name, fmt):
     loaded, w = _int8_reference(e["run"], fmt)
     ids, ref = E.greedy_path(w, loaded.vocab)
     args = loaded.model_args
-    make = {"onnx": E.onnx_step, "tflite": E.tflite_step, "safetensors": E.int8_numpy_step}
+    make = {"onnx": E.onnx_step, "tflite": E.tflite_step, "safetensors": E.numpy_step}
     step = make[fmt](e["file"], args)
     got = E.teacher_forced(step, ids, E._n_states(args), w.units)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
@@ -134,7 +135,7 @@ def test_int8_safetensors_holds_int8_and_scales(exported, name):
             assert scale.shape == (q.shape[axis],) and np.abs(q).max() == 127
         assert f.get_tensor("logits.bias").dtype == np.float32
     loaded, w = _int8_reference(e["run"], "safetensors")
-    tensors, _ = int8.read_safetensors(e["file"])
+    tensors = charrnn.load(e["file"]).loaded.tensors  # what sample, evaluate and the API read
     ref = int8.dequantized(loaded.tensors, int8.quantize_all(loaded.tensors))
     assert tensors.keys() == ref.keys()
     for k in ref:
@@ -251,8 +252,6 @@ def test_int8_page_matches_the_dequantized_model(exported, driver, name):
 def test_model_export_int8_writes_the_clis_file(exported, tmp_path):
     """Model.export(int8=True) is `charrnn export --int8`: the same bytes and figures; its
     int8 options without int8 are the command's usage error, as a CharrnnError."""
-    import charrnn
-
     done = exported["lstm", "safetensors"]
     model = charrnn.load(done["run"])
     info = model.export(tmp_path / "m.safetensors", int8=True)
@@ -261,3 +260,11 @@ def test_model_export_int8_writes_the_clis_file(exported, tmp_path):
         assert info[key] == done["info"][key], key
     with pytest.raises(charrnn.CharrnnError, match="go with --int8"):
         model.export(tmp_path / "n.safetensors", int8_tolerance=0.1)
+
+
+def test_int8_safetensors_is_read_by_sample_and_the_api(exported):
+    """An int8 .safetensors file is a model like any other: `charrnn sample` and
+    charrnn.load read it (its matrices dequantized) and write the same text."""
+    e = exported["gru", "safetensors"]
+    text = charrnn.load(e["file"]).generate("We ", n=80, seed=3)
+    assert ok(run("sample", e["file"], "--prime", "We ", "-n", "80", "--seed", "3")).stdout == text

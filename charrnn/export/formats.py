@@ -236,11 +236,6 @@ def numpy_step(path: StrPath, args: dict) -> StepFn:
     return numpy_step_of(weightsfile.read(path).weights)
 
 
-def int8_numpy_step(path: StrPath, args: dict) -> StepFn:
-    """An int8 .safetensors file's step: its tensors dequantized (charrnn.export.int8)."""
-    return numpy_step_of(engine_weights(args["cell"], int8.read_safetensors(path)[0]))
-
-
 def numpy_step_of(w: Weights) -> StepFn:
     def step(ids: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         with np.errstate(over="ignore", under="ignore"):
@@ -441,7 +436,7 @@ def _export_int8(run_path, out, checkpoint, fmt, on_warning, score, tolerance):
             os.fsync(f.fileno())
         if fmt != "web":  # the page's own step: tests/test_int8.py, in a browser
             ids, ref = greedy_path(w, run.vocab)
-            step = {"safetensors": int8_numpy_step, "onnx": onnx_step, "tflite": tflite_step}
+            step = {"safetensors": numpy_step, "onnx": onnx_step, "tflite": tflite_step}
             got = teacher_forced(
                 step[fmt](tmp, run.model_args), ids, _n_states(run.model_args), w.units
             )

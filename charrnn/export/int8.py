@@ -22,8 +22,8 @@ import json
 import numpy as np
 
 from charrnn.errors import CharrnnError
+from charrnn.nn.quant import META_KEY, QMAX, SCALE, dequantize, quantize  # noqa: F401
 
-QMAX = 127  # symmetric: -128 is never used, so q and -q are both representable
 ENGINE_MATRICES = ("W", "U", "WU", "F1", "F2")
 
 
@@ -39,22 +39,6 @@ def channel_axis(name: str, shape: tuple[int, ...]) -> int | None:
     if name.endswith("kernel") or name == "dense" or ("/" in name and tail in ENGINE_MATRICES):
         return 1  # x @ W: a column per output
     return None
-
-
-def quantize(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
-    """(q int8, scale float32 [w.shape[axis]]) of ``w``, symmetric per channel along ``axis``."""
-    w = np.asarray(w, np.float32)
-    other = tuple(a for a in range(w.ndim) if a != axis)
-    peak = np.abs(w).max(axis=other)
-    scale = np.where(peak > 0, peak / QMAX, 1.0).astype(np.float32)  # an all-zero channel: 1
-    q = np.clip(np.rint(w / np.expand_dims(scale, other)), -QMAX, QMAX).astype(np.int8)
-    return q, scale
-
-
-def dequantize(q: np.ndarray, scale: np.ndarray, axis: int) -> np.ndarray:
-    """``q * scale`` in float32, as every runtime computes it."""
-    other = tuple(a for a in range(q.ndim) if a != axis)
-    return q.astype(np.float32) * np.expand_dims(np.asarray(scale, np.float32), other)
 
 
 def quantize_all(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
@@ -138,9 +122,6 @@ def onnx_int8(model, quantized: dict) -> None:
 
 # --- .safetensors: int8 tensors under their names, float32 scales beside them ---------------
 
-SCALE = ".scale"  # the suffix of a quantized tensor's scales in an int8 .safetensors file
-META_KEY = "int8"  # metadata: JSON {name: channel axis} of the tensors stored as int8
-
 
 def safetensors_bytes(tensors: dict, quantized: dict, metadata: dict[str, str]) -> bytes:
     """The int8 weights file: every tensor of ``tensors`` under its name, int8 where
@@ -163,25 +144,6 @@ def metadata(metadata: dict[str, str], quantized: dict) -> dict[str, str]:
     stored as int8 (every format carries it; the .safetensors reader needs it)."""
     axes = {name: int(axis) for name, (_, _, axis) in sorted(quantized.items())}
     return {**metadata, META_KEY: json.dumps(axes)}
-
-
-def read_safetensors(path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """(float32 tensors, metadata) of an int8 weights file: each int8 tensor dequantized with
-    its scales along the axis the metadata gives."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as f:
-        meta = f.metadata() or {}
-        raw = {k: f.get_tensor(k) for k in f.keys()}
-    axes = json.loads(meta.get(META_KEY, "{}"))
-    tensors = {}
-    for name, a in raw.items():
-        if name.endswith(SCALE) and name[: -len(SCALE)] in axes:
-            continue
-        if name in axes:
-            a = dequantize(a, raw[name + SCALE], int(axes[name]))
-        tensors[name] = np.asarray(a, np.float32)
-    return tensors, meta
 
 
 # --- TFLite: each matrix constant -> int8 constant (per-channel) + a DEQUANTIZE op ----------

@@ -34,6 +34,7 @@ import numpy as np
 from charrnn import __version__
 from charrnn.atomic import StrPath, write_bytes_atomic
 from charrnn.errors import CharrnnError, first_line
+from charrnn.nn import quant
 from charrnn.nn.cells import CELLS, get
 from charrnn.nn.tensors import SHAPE_KEYS, expected_shapes, tensors_from_model
 from charrnn.store import checkpoints
@@ -203,8 +204,20 @@ def _open(path):
         raise CharrnnError(f"cannot read {path}: {e.strerror or e}") from None
 
 
+def _int8_axes(path: StrPath, meta: dict, want: dict) -> dict[str, int]:
+    """An int8 file's {matrix: channel axis} (``charrnn export --int8``; {} for float)."""
+    if quant.META_KEY not in meta:
+        return {}
+    axes = _json(path, meta, quant.META_KEY, dict)
+    for k, axis in axes.items():
+        if k not in want or len(want[k]) != 2 or axis not in (0, 1):
+            raise _bad(path, f"its int8 metadata names {k!r} with axis {axis!r}")
+    return axes
+
+
 def read(path: StrPath) -> LoadedModel:
-    """Read and check a weights file; any problem is one CharrnnError."""
+    """Read and check a weights file (float32, or int8 from ``charrnn export --int8``, whose
+    matrices are dequantized here); any problem is one CharrnnError."""
     from safetensors import SafetensorError, safe_open
 
     meta, specs = _open(path)
@@ -218,8 +231,11 @@ def read(path: StrPath) -> LoadedModel:
         )
     args = _model_args(path, meta)
     want = expected_shapes(args)
-    missing = sorted(set(want) - set(specs))
-    extra = sorted(set(specs) - set(want))
+    axes = _int8_axes(path, meta, want)
+    stored = {k: ("I8" if k in axes else "F32", shape) for k, shape in want.items()}
+    stored |= {k + quant.SCALE: ("F32", (want[k][axis],)) for k, axis in axes.items()}
+    missing = sorted(set(stored) - set(specs))
+    extra = sorted(set(specs) - set(stored))
     if missing or extra:
         raise _bad(
             path,
@@ -227,10 +243,11 @@ def read(path: StrPath) -> LoadedModel:
             if missing
             else "unexpected tensor(s) " + ", ".join(extra[:5]),
         )
-    for k, shape in want.items():
-        if specs[k] != ("F32", shape):
+    for k, (dtype, shape) in stored.items():
+        if specs[k] != (dtype, shape):
             raise _bad(
-                path, f"tensor {k} is {specs[k][0]} {list(specs[k][1])}, expected F32 {list(shape)}"
+                path,
+                f"tensor {k} is {specs[k][0]} {list(specs[k][1])}, expected {dtype} {list(shape)}",
             )
     vocab = _vocab(path, meta, args["vocab_size"])
     if meta.get("newlines", "lf") not in ("lf", "keep"):
@@ -246,6 +263,8 @@ def read(path: StrPath) -> LoadedModel:
     try:
         with safe_open(str(path), framework="numpy") as f:
             tensors = {k: np.ascontiguousarray(f.get_tensor(k), np.float32) for k in want}
+            for k, axis in axes.items():  # int8: dequantized once, as the runtimes compute
+                tensors[k] = quant.dequantize(f.get_tensor(k), f.get_tensor(k + quant.SCALE), axis)
     except (SafetensorError, OSError, ValueError) as e:
         raise _bad(path, f"cannot read its arrays ({first_line(e, 160)})") from None
     for k, a in tensors.items():
