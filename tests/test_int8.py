@@ -268,3 +268,23 @@ def test_int8_safetensors_is_read_by_sample_and_the_api(exported):
     e = exported["gru", "safetensors"]
     text = charrnn.load(e["file"]).generate("We ", n=80, seed=3)
     assert ok(run("sample", e["file"], "--prime", "We ", "-n", "80", "--seed", "3")).stdout == text
+
+
+def test_a_damaged_int8_header_is_one_error(exported, tmp_path):
+    """The int8 metadata is checked like the rest: a name that is no matrix, or a scale of
+    the wrong length, is one error line naming it."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    src = exported["lstm", "safetensors"]["file"]
+    with safe_open(str(src), framework="numpy") as f:
+        meta = f.metadata()
+    tensors = load_file(str(src))
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), {**meta, "int8": '{"logits.bias": 1}'})
+    line = error_line(run("sample", bad, "-n", "5"), only=True)
+    assert "int8 metadata names 'logits.bias'" in line
+    tensors["embedding.scale"] = tensors["embedding.scale"][:-1]
+    save_file(tensors, str(bad), meta)
+    line = error_line(run("sample", bad, "-n", "5"), only=True)
+    assert "tensor embedding.scale is F32" in line and "expected F32" in line
