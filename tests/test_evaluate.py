@@ -111,22 +111,32 @@ def held(english_run, tmp_path_factory):
     return {"path": path, "json": r, "whole": r["files"][0], "lines": lines}
 
 
+_FORWARD = {}  # id(model) -> (model, its traced forward pass), kept for the module
+
+
 def hand_nats(model, ids, pieces=1, warmup=256, firsts=None):
     """-ln p(ids[t] | ids[..t]) for every target t >= 1 (index t-1 of the result), from the
     plain Keras forward pass: ``pieces`` contiguous pieces (or pieces starting at the
     targets ``firsts``), each after the first reading ``warmup`` symbols before it from the
-    zero state, unscored."""
+    zero state, unscored.  The pieces are the rows of one batch, padded at their ends (a
+    row's padding comes after all it is scored on), so one trace serves them all."""
     from charrnn.backend import tensorflow
 
     tf = tensorflow()
-    forward = tf.function(lambda x: model(x))  # traced (eager is slow)
+    if id(model) not in _FORWARD:
+        _FORWARD[id(model)] = model, tf.function(lambda x: model(x))  # traced (eager is slow)
+    forward = _FORWARD[id(model)][1]
     m = len(ids) - 1
     per = -(-m // pieces)
     firsts = firsts or list(range(1, m + 1, per))
+    rows = [(max(0, a - 1 - warmup), a, e) for a, e in zip(firsts, firsts[1:] + [m + 1])]
+    x = np.zeros((len(rows), max(e - 1 - s for s, _, e in rows)), ids.dtype)
+    for i, (s, _, e) in enumerate(rows):
+        x[i, : e - 1 - s] = ids[s : e - 1]
+    batch = forward(tf.constant(x)).numpy().astype(np.float64)
     out = np.full(m, np.nan)
-    for a, e in zip(firsts, firsts[1:] + [m + 1]):  # targets a .. e-1
-        s = max(0, a - 1 - warmup)
-        logits = forward(tf.constant(ids[None, s : e - 1])).numpy()[0].astype(np.float64)
+    for (s, a, e), logits in zip(rows, batch):  # targets a .. e-1
+        logits = logits[: e - 1 - s]
         logp = logits - logits.max(-1, keepdims=True)
         logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
         nll = -logp[np.arange(e - 1 - s), ids[s + 1 : e]]
