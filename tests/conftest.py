@@ -7,23 +7,23 @@ import pytest
 # --- with pytest-xdist (setup.cfg: -n 2 --dist loadgroup): which worker runs what ---------
 
 # The groups that take longest (seconds of one worker in a two-worker run on the 2-core test
-# machine, 2026-12-07), started first so that the workers end together; the rest follow in
-# file order.
+# machine, 2026-12-07; "~": estimated from a one-worker run before and after a change), started
+# first so that the workers end together; the rest follow in file order.
 LONGEST_FIRST = [
-    "tests/test_evaluate.py",  # parts, jamo, memory in a child: 145
-    "tests/test_distribute.py",  # a two-process cluster, three times: 77
-    "tests/test_train.py",  # real training, time budgets: 73
-    "tests/test_train_scale.py",  # big splits, Ctrl-C in evaluations: 69
-    "tests/test_serve.py",  # real servers, worst requests, children: 60
-    "tests/test_sample.py",  # sample processes and their XLA children: 49
-    "tests/test_docs.py",  # README's and docs' blocks (python.md trains three times): 45
-    "tests/test_notebook.py",  # the tutorial on a Jupyter kernel, an interrupted cell: 40
-    "tests/test_api.py",  # the Python API against the CLI, trainings, the doctest: 35
+    "tests/test_evaluate.py",  # parts, jamo, memory in a child: ~95 (173 before fewer compiles)
+    "tests/test_distribute.py",  # a two-process cluster, three times: 91
+    "tests/test_train_scale.py",  # big splits, Ctrl-C in evaluations: ~78
+    "tests/test_train.py",  # real training, time budgets: 65
+    "tests/test_serve.py",  # real servers, worst requests, children: 61
+    "tests/test_export.py",  # 79 in the last run, killed_run's setup among it
+    "tests/test_docs.py",  # README's and docs' blocks (python.md trains three times): 47
     "tests/test_parallel_cells.py",  # 44
+    "tests/test_sample.py",  # sample processes and their XLA children: 39
+    "tests/test_notebook.py",  # the tutorial on a Jupyter kernel, an interrupted cell: 25
     "killed_run",  # training processes killed: 25
-    "tests/test_cells.py",  # every cell on every backend: 24
-    "tests/test_export.py",  # 22 besides killed_run
-    "tests/test_visualize.py",  # 25
+    "tests/test_visualize.py",  # ~25
+    "tests/test_api.py",  # the Python API against the CLI, trainings, the doctest: 21
+    "tests/test_cells.py",  # every cell on every backend: 20
     "tests/test_reliability.py",  # 14
     "tests/test_finetune.py",
 ]  # 12
