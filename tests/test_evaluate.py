@@ -447,7 +447,7 @@ def test_parts_follow_the_definition(english, english_run, held, chunk):
     part to part, so it is one pass exactly; lines crossing parts are whole."""
     text, path, whole, lines = HELD, held["path"], held["whole"], held["lines"]
     ids = english.vocab.encode(text)
-    chunk(1025)  # a one-pass part reads 1,024 or 1,025 symbols: widths 256 and 1
+    chunk(1025)  # a one-pass part reads 1,024, 1,025 or 256 symbols: widths 256 and 1
     # parts of 1,025 symbols: targets 1-1024, 1025-2049, 2050-2305, one piece each (auto) ...
     f = evaluate_json(english_run, path)["files"][0]
     want = hand_nats(english.model, ids, firsts=[1, 1025, 2050])
