@@ -467,6 +467,8 @@ def test_runnable_blocks_run_in_order(fresh_reader_dir):
     run_in_order(README, reader_dir)
     assert (reader_dir / "data" / "korean_constitution" / "vocab.json").exists()
     assert (reader_dir / "quick.html").stat().st_size > 10_000
+    size = {f: (reader_dir / f).stat().st_size for f in ("quick.int8.onnx", "quick.onnx")}
+    assert size["quick.int8.onnx"] < size["quick.onnx"] / 2, size
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,13 @@ import datetime
 import http.client
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -69,6 +71,25 @@ def test_models_and_a_completion(served, english_run):
     # echo: the prompt starts the text
     e = oa.completions.create(model=english_run.name, prompt="The ", seed=5, echo=True)
     assert e.choices[0].text == "The " + choice.text
+
+
+def test_the_readmes_openai_example_runs(served, english_run):
+    """README's client example, pointed at this server, prints `charrnn sample`'s text after
+    the prime and before the stop."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(import os\n\nfrom openai import .*?)```", readme, re.S)
+    code = code.group(1).replace("127.0.0.1:8000", f"127.0.0.1:{served.port}")
+    code = code.replace('model="quick"', f'model="{english_run.name}"')
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, CHARRNN_API_KEY=KEY),
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    text = cli_sample(english_run, "--prime", "We ", "-n", 100, "--seed", 1, "--stop", "\n\n")
+    assert p.stdout == text.removeprefix("We ").removesuffix("\n\n") + "\n"
 
 
 def test_stream_matches_the_whole_reply_and_usage_is_said(served, english_run):
