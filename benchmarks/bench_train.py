@@ -34,6 +34,7 @@ torch is only a benchmark reference (`pip install torch`), never a charrnn depen
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "data", "shakespeare.txt")  # ~470 KB, 65 symbols
@@ -49,11 +51,20 @@ CORPUS = os.path.join(ROOT, "data", "shakespeare.txt")  # ~470 KB, 65 symbols
 # name: (num_layers, rnn_size, batch_size, seq_length, steps per timed window)
 SHAPES = {
     "small": (2, 128, 64, 100, 30),
+    "medium": (2, 256, 64, 100, 10),
     "large": (3, 512, 50, 50, 5),
 }
 EMBEDDING = 64
 LEARNING_RATE = 0.002
 GRAD_CLIP = 5.0
+# set to run the references as on an older CPU (oneDNN's, MKL's and PyTorch's own kernels) or
+# TensorFlow as it runs by default on a CPU without AVX512_VNNI/BF16 (oneDNN ops off)
+EMULATION = (
+    "ONEDNN_MAX_CPU_ISA",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+)
 REFERENCES = ("charrnn", "charrnn-fp32", "keras", "torch", "keras-1thread")
 DEFAULT_REFERENCES = REFERENCES[:4]
 
@@ -262,13 +273,40 @@ def run_reference(name, dataset, shape, windows, workdir, cell):
 
 
 def machine():
+    """The CPU as the figures depend on it: model, CPUs, threads per core, caches, the flags
+    that pick kernels and precision auto, and the variables that emulate another CPU."""
     cpu = platform.processor() or platform.machine()
+    flags, per_core = set(), "?"
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
+            info = f.read().split("\n\n")[0]
+        fields = dict(ln.split(":", 1) for ln in info.splitlines() if ":" in ln)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        cpu, flags = fields.get("model name", cpu), set(fields.get("flags", "").split())
+        per_core = int(fields["siblings"]) // int(fields["cpu cores"])
+    except (OSError, KeyError, ValueError):
         pass
-    return f"{cpu}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    caches = []
+    for d in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        with contextlib.suppress(OSError):
+            level, kind = (d / "level").read_text().strip(), (d / "type").read_text().strip()
+            caches.append(
+                f"L{level}{kind[0].lower() if kind != 'Unified' else ''} "
+                f"{(d / 'size').read_text().strip()}"
+            )
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+    emulated = [f"{k}={os.environ[k]}" for k in EMULATION if k in os.environ]
+    sys.path.insert(0, ROOT)
+    from charrnn.training.distribute import cpu_flags  # as train's auto settings see them
+
+    auto = "mixed_bfloat16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else "float32"
+    return (
+        f"{cpu}, {os.cpu_count()} CPUs, {per_core} thread(s) per core, "
+        f"{' '.join(caches) or 'caches ?'}; flags: {' '.join(f for f in wanted if f in flags)}"
+        f"{'; emulating: ' + ' '.join(emulated) if emulated else ''}; "
+        f"charrnn's precision auto: {auto}; "
+        f"Python {platform.python_version()}"
+    )
 
 
 def versions():
@@ -305,8 +343,8 @@ def main():
     p.add_argument(
         "--shapes",
         default="small,large",
-        help="comma-separated: small (2x128, batch 64, seq 100), "
-        "large (3x512, batch 50, seq 50), or none",
+        help="comma-separated: small (2x128, batch 64, seq 100), medium (2x256, batch 64, "
+        "seq 100), large (3x512, batch 50, seq 50), or none",
     )
     p.add_argument(
         "--only",

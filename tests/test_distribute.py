@@ -442,13 +442,54 @@ def test_mixed_precision_is_finite_and_close_to_float32(
 
 def test_intra_op_threads_auto_is_one_only_for_small_steps_on_small_cpus(monkeypatch):
     monkeypatch.setattr(distribute, "cpu_count", lambda: 2)
+    monkeypatch.setattr(distribute, "cpu_flags", lambda: {"avx2", "avx512f"})
     assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 1  # 4M multiply-adds
     assert distribute.intra_op_threads("auto", 64, 256, "lstm") == 1  # 16M
     assert distribute.intra_op_threads("auto", 50, 512, "lstm") == 0  # 52M: TF's default
     assert distribute.intra_op_threads("auto", 50, 512, "rnn") == 1  # one gate: 13M
     assert distribute.intra_op_threads(3, 64, 128, "lstm") == 3  # explicit wins
+    # AVX2 only: one thread does these matmuls at half the speed, so the bound is lower
+    monkeypatch.setattr(distribute, "cpu_flags", lambda: {"avx2", "fma"})
+    assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 1  # 4M
+    assert distribute.intra_op_threads("auto", 64, 256, "lstm") == 0  # 16M: TF's default
+    assert distribute.intra_op_threads("auto", 64, 256, "gru") == 0  # 12M
+    assert distribute.intra_op_threads("auto", 64, 256, "rnn") == 1  # 4M
     monkeypatch.setattr(distribute, "cpu_count", lambda: 16)
     assert distribute.intra_op_threads("auto", 64, 128, "lstm") == 0  # not measured there
+
+
+@pytest.mark.parametrize(
+    "cap, kept",
+    [
+        (None, {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}),
+        ("AVX2", {"avx2"}),
+        ("avx2_vnni", {"avx2"}),
+        ("SSE41", {"avx2"}),
+        ("AVX512_CORE", {"avx2", "avx512f"}),
+        ("AVX512_CORE_BF16", {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}),
+    ],
+)
+def test_onednn_max_cpu_isa_withholds_flags_from_the_auto_settings(
+    monkeypatch, tmp_path, cap, kept
+):
+    """ONEDNN_MAX_CPU_ISA makes train's auto settings see the CPU its kernels emulate."""
+    import builtins
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n\n")
+    real_open = builtins.open
+    monkeypatch.setattr(
+        builtins,
+        "open",
+        lambda f, *a, **k: real_open(info if f == "/proc/cpuinfo" else f, *a, **k),
+    )
+    if cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert distribute.cpu_flags() == {"fpu"} | kept
+    bf16 = "mixed_bfloat16" if "avx512_bf16" in kept else "float32"
+    assert distribute.resolve_precision("auto") == bf16
 
 
 def test_embedding_rows_of_one_symbol_are_one_adam_update():

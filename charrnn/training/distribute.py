@@ -152,8 +152,10 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
 
 
 # Largest recurrent matmul of one time step (batch x rnn_size x gates * rnn_size
-# multiply-adds) for which auto uses one thread per op; see intra_op_threads.
+# multiply-adds) for which auto uses one thread per op, with AVX-512 GEMM kernels and with
+# AVX2 ones; see intra_op_threads.
 SMALL_STEP_MACS = 32 * 2**20
+SMALL_STEP_MACS_AVX2 = 8 * 2**20
 
 
 def cpu_count() -> int:
@@ -163,25 +165,46 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's flags as oneDNN's kernels see them: /proc/cpuinfo's, less what
+    ONEDNN_MAX_CPU_ISA withholds (AVX2 or older: no avx512*/amx*; AVX512_CORE[_VNNI]: no
+    bfloat16), so that variable emulates an older CPU for train's auto settings too."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = set(next((ln for ln in f if ln.startswith("flags")), ":").split(":")[1].split())
+    except OSError:
+        return set()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if cap.startswith("SSE") or cap in ("AVX", "AVX2") or cap.startswith("AVX2_"):
+        flags = {f for f in flags if not f.startswith(("avx512", "amx"))}
+    elif cap in ("AVX512_CORE", "AVX512_CORE_VNNI"):
+        flags = {f for f in flags if f != "avx512_bf16" and not f.startswith("amx")}
+    return flags
+
+
 def intra_op_threads(setting: int | str, batch_size: int, rnn_size: int, cell: str) -> int:
     """The intra-op thread count ``train.intra_op_threads`` stands for (0: TF's default).
 
     auto: 1 on a CPU-only machine of at most 2 cores when one time step's recurrent
-    matmul is small (<= SMALL_STEP_MACS): such a step is thousands of small ops, and
-    splitting each across the cores costs more than it saves, while with one thread
-    per op the two cores run independent ops side by side.  Measured with the real
-    `charrnn train` (median of 12 log windows, runs interleaved): 1.06x at 2x128 and
-    2x256 LSTM (batch 64, seq 100), but 0.96x at 3x512 (batch 50: 52M multiply-adds a
-    step), hence the bound; not measured on more cores, so TensorFlow's default there.
-    The parallel cells (mingru, minlstm: no recurrent matmul, an element-wise step) get
-    the same bound on their input projection's share of a step; not measured either.
+    matmul is small: such a step is thousands of small ops, and splitting each across the
+    cores costs more than it saves, while with one thread per op the two cores run
+    independent ops side by side.  Measured with the real `charrnn train` (median of 12 log
+    windows, runs interleaved) on AVX-512: 1.06x at 2x128 and 2x256 LSTM (batch 64, seq 100),
+    but 0.96x at 3x512 (batch 50: 52M multiply-adds a step), hence SMALL_STEP_MACS.  With
+    AVX2 kernels only (most laptops; TensorFlow then runs its matmuls through Eigen) one
+    thread does such a matmul at half the speed, so splitting pays sooner: a 2x256 step took
+    1.4x as long on one thread, a 2x128 step the same (benchmarks/RESULTS.md, emulated with
+    ONEDNN_MAX_CPU_ISA=AVX2), hence SMALL_STEP_MACS_AVX2.  Not measured on more cores, so
+    TensorFlow's default there.  The parallel cells (mingru, minlstm: no recurrent matmul,
+    an element-wise step) get the same bound on their input projection's share of a step;
+    not measured either.
     """
     if setting != "auto":
         return setting
     if tensorflow().config.list_physical_devices("GPU") or cpu_count() > 2:
         return 0
-    small = batch_size * rnn_size * get(cell).gates * rnn_size <= SMALL_STEP_MACS
-    return 1 if small else 0
+    bound = SMALL_STEP_MACS if "avx512f" in cpu_flags() else SMALL_STEP_MACS_AVX2
+    return 1 if batch_size * rnn_size * get(cell).gates * rnn_size <= bound else 0
 
 
 def set_intra_op_threads(n: int) -> int:
@@ -368,12 +391,7 @@ def resolve_precision(name: str = "auto") -> str:
         return name
     if tensorflow().config.list_physical_devices("GPU"):
         return "float32"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = set(next((ln for ln in f if ln.startswith("flags")), "").split())
-    except OSError:
-        return "float32"
-    return "mixed_bfloat16" if flags & {"avx512_bf16", "amx_bf16"} else "float32"
+    return "mixed_bfloat16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else "float32"
 
 
 def set_precision(name: str) -> str:

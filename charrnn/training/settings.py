@@ -351,7 +351,8 @@ SETTINGS: tuple[Setting, ...] = (
         AUTO_OR_INT,
         "auto",
         "Threads one TensorFlow op may use; 0: TensorFlow's default; auto: 1 for small "
-        "models on CPU-only machines of at most 2 cores (faster there), else 0.",
+        "models on CPU-only machines of at most 2 cores (faster there; smaller ones on CPUs "
+        "without AVX-512), else 0.",
         Check(lambda v: v == "auto" or v >= 0, "must be auto or >= 0"),
     ),
 )
