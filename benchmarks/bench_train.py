@@ -297,9 +297,9 @@ def machine():
     wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
     emulated = [f"{k}={os.environ[k]}" for k in EMULATION if k in os.environ]
     sys.path.insert(0, ROOT)
-    from charrnn.training.distribute import cpu_flags  # as train's auto settings see them
+    from charrnn.training.distribute import bfloat16_in_hardware  # as precision auto sees it
 
-    auto = "mixed_bfloat16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else "float32"
+    auto = "mixed_bfloat16" if bfloat16_in_hardware() else "float32"
     return (
         f"{cpu}, {os.cpu_count()} CPUs, {per_core} thread(s) per core, "
         f"{' '.join(caches) or 'caches ?'}; flags: {' '.join(f for f in wanted if f in flags)}"

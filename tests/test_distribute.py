@@ -473,16 +473,9 @@ def test_onednn_max_cpu_isa_withholds_flags_from_the_auto_settings(
     monkeypatch, tmp_path, cap, kept
 ):
     """ONEDNN_MAX_CPU_ISA makes train's auto settings see the CPU its kernels emulate."""
-    import builtins
-
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n\n")
-    real_open = builtins.open
-    monkeypatch.setattr(
-        builtins,
-        "open",
-        lambda f, *a, **k: real_open(info if f == "/proc/cpuinfo" else f, *a, **k),
-    )
+    monkeypatch.setattr(distribute, "CPUINFO", str(info))
     if cap is None:
         monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     else:

@@ -165,12 +165,15 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+CPUINFO = "/proc/cpuinfo"
+
+
 def cpu_flags() -> set[str]:
     """The CPU's flags as oneDNN's kernels see them: /proc/cpuinfo's, less what
     ONEDNN_MAX_CPU_ISA withholds (AVX2 or older: no avx512*/amx*; AVX512_CORE[_VNNI]: no
     bfloat16), so that variable emulates an older CPU for train's auto settings too."""
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+        with open(CPUINFO, encoding="ascii", errors="replace") as f:
             flags = set(next((ln for ln in f if ln.startswith("flags")), ":").split(":")[1].split())
     except OSError:
         return set()
@@ -180,6 +183,11 @@ def cpu_flags() -> set[str]:
     elif cap in ("AVX512_CORE", "AVX512_CORE_VNNI"):
         flags = {f for f in flags if f != "avx512_bf16" and not f.startswith("amx")}
     return flags
+
+
+def bfloat16_in_hardware() -> bool:
+    """Does this CPU (as oneDNN sees it) do bfloat16 matmuls in hardware (AVX512_BF16, AMX)?"""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 def intra_op_threads(setting: int | str, batch_size: int, rnn_size: int, cell: str) -> int:
@@ -391,7 +399,7 @@ def resolve_precision(name: str = "auto") -> str:
         return name
     if tensorflow().config.list_physical_devices("GPU"):
         return "float32"
-    return "mixed_bfloat16" if cpu_flags() & {"avx512_bf16", "amx_bf16"} else "float32"
+    return "mixed_bfloat16" if bfloat16_in_hardware() else "float32"
 
 
 def set_precision(name: str) -> str:
