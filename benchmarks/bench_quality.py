@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -185,17 +184,20 @@ def train_and_score(
     return row
 
 
-def calibrate(sizes, steps):
+def calibrate(sizes, steps, precision):
     """Training throughput of each size here (median chars/s of the log windows after the
-    first) and the probe: the constants of charrnn.training.autosize.CALIBRATION."""
+    first) and the probe: the constants of one of charrnn.training.autosize.CALIBRATIONS;
+    beside them, what the shipped calibration predicts here from the probe (the check of a
+    new machine, or of an emulated one)."""
     import statistics
 
     sys.path.insert(0, str(ROOT))
-    from charrnn.training import autosize
+    from charrnn.training import autosize, probe
 
     data, _ = prepare("tinyshakespeare.txt")
     vocab = len(json.loads((data / "vocab.json").read_text())["symbols"])
-    probes, rows = [autosize.probe()], []
+    table = autosize.machine_speed(vocab, 1.0, precision).table  # the run's kind of matmul
+    probes, rows = [probe.run(table)], []
     for size in sizes:
         layers, units = map(int, size.split("x"))
         out = WORK / "runs" / f"calibrate-{size}"
@@ -222,18 +224,30 @@ def calibrate(sizes, steps):
             "train.eval_every=100000",
             "--set",
             "train.sample_length=0",
+            "--set",
+            f"train.precision={precision}",
         )
         logged = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
         cps = statistics.median(m["chars_per_s"] for m in logged[1:] if "chars_per_s" in m)
         rows.append((size, autosize.macs_per_symbol(layers, units, vocab), cps))
-        probes.append(autosize.probe())
+        probes.append(probe.run(table))
+    factor = statistics.median(probes) / autosize.CALIBRATIONS[table]["probe"]
+    speed = autosize.Speed(factor, "", table)
+    print(f"# {machine()}; {table} probe {statistics.median(probes):.4g} multiply-adds/s")
+    print("\n| size | macs/symbol | chars/s | predicted | predicted / measured |")
+    print("|---|---:|---:|---:|---:|")
     for size, m, cps in rows:
-        print(f"{size:6} {m / 1e6:7.2f}M macs/symbol  {cps:9,.0f} chars/s")
+        layers, units = map(int, size.split("x"))
+        predicted = autosize.symbols_per_second(layers, units, vocab, "lstm", speed)
+        print(
+            f"| {size} | {m / 1e6:.2f}M | {cps:,.0f} | {predicted:,.0f} | {predicted / cps:.2f} |"
+        )
     print(
         json.dumps(
             {
                 "machine": machine(),
                 "date": time.strftime("%Y-%m-%d"),
+                "table_for": table,
                 "probe": statistics.median(probes),
                 "table": [(m, round(cps)) for _, m, cps in rows],
             }
@@ -242,8 +256,11 @@ def calibrate(sizes, steps):
 
 
 def machine():
-    load = os.getloadavg()[0]
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpu, load {load:.1f}"
+    """bench_train's machine line (CPU flags, caches, emulation, precision auto) and the load."""
+    sys.path.insert(0, str(HERE))
+    from bench_train import machine as cpu
+
+    return f"{cpu()}; load {os.getloadavg()[0]:.1f}"
 
 
 def pairs(jobs, parallel):
@@ -322,12 +339,13 @@ def main(argv=None):
         "--sizes", nargs="+", default=["1x128", "2x128", "2x256", "2x384", "2x512", "3x512"]
     )
     ca.add_argument("--steps", type=int, default=25)
+    ca.add_argument("--precision", default="auto", help="train.precision of the runs")
     tb = sub.add_parser("table", help="print the results")
     tb.add_argument("--filter", default="")
     a = p.parse_args(argv)
 
     if a.part == "calibrate":
-        calibrate(a.sizes, a.steps)
+        calibrate(a.sizes, a.steps, a.precision)
     elif a.part == "run":
         train_and_score(
             a.name, a.corpus, a.minutes, a.config, a.sets, a.seed, a.jamo, a.tree, a.windows

@@ -11,7 +11,8 @@ Side by side in one run, on the same machine, the same data and the same model s
            global_clipnorm, sparse CE from logits), model.fit on a tf.data pipeline of
            (x, y) windows; one epoch per timed window.
   torch    PyTorch nn.LSTM of the same shape, Adam, clip_grad_norm_, hidden state carried
-           (detached) across batches -- the classic char-rnn loop.
+           (detached) across batches -- the classic char-rnn loop.  --cell mingru: charrnn's
+           minGRU block written in PyTorch (embedding H wide, as charrnn's).
   keras-1thread  (only with --only) the keras reference with TF_NUM_INTRAOP_THREADS=1, the
            setting charrnn's train.intra_op_threads auto picks for small models on 2 cores.
 
@@ -29,6 +30,8 @@ its own batch x (seq + 1) ids, so it must not grow with the corpus.
     python benchmarks/bench_train.py --shapes small --rounds 1 --only keras,torch
     python benchmarks/bench_train.py --memory --shapes none
     python benchmarks/bench_train.py --cell gru           # the same with GRU layers everywhere
+    python benchmarks/bench_train.py --cell mingru        # charrnn's minGRU block, and the
+                                                          # same block in PyTorch (no Keras)
 
 torch is only a benchmark reference (`pip install torch`), never a charrnn dependency.
 """
@@ -145,7 +148,46 @@ def worker_torch(dataset, L, H, B, T, steps, windows, cell="lstm"):
             y, hidden = self.rnn(self.embedding(x), hidden)
             return self.out(y), hidden
 
-    model = CharRNN()
+    class MinGRUBlock(nn.Module):
+        """charrnn's block (charrnn/nn/cells/minimal.py): x += minGRU(rmsnorm(x)),
+        x += F2 relu(F1 rmsnorm(x))^2; the recurrence h = (1 - z) h + z h~ as a plain loop
+        (charrnn's own is a loop too: a parallel scan was slower on 2 cores)."""
+
+        def __init__(self):
+            super().__init__()
+            self.norm, self.ff_norm = nn.RMSNorm(H, eps=1e-6), nn.RMSNorm(H, eps=1e-6)
+            self.proj, self.ff_in, self.ff_out = (
+                nn.Linear(H, 2 * H),
+                nn.Linear(H, 4 * H),
+                nn.Linear(4 * H, H),
+            )
+
+        def forward(self, x, h):
+            z, candidate = self.proj(self.norm(x)).chunk(2, -1)
+            z = torch.sigmoid(z)
+            a, b, hs = 1 - z, z * candidate, []
+            for t in range(x.shape[1]):
+                h = a[:, t] * h + b[:, t]
+                hs.append(h)
+            x = x + torch.stack(hs, 1)
+            return x + self.ff_out(torch.relu(self.ff_in(self.ff_norm(x))) ** 2), h
+
+    class MinGRU(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(V, H)  # the residual stream, H wide
+            self.blocks = nn.ModuleList(MinGRUBlock() for _ in range(L))
+            self.norm, self.out = nn.RMSNorm(H, eps=1e-6), nn.Linear(H, V)
+
+        def forward(self, x, hidden):
+            x, new = self.embedding(x), []
+            hidden = hidden or [torch.zeros(x.shape[0], H) for _ in self.blocks]
+            for block, h in zip(self.blocks, hidden):
+                x, h = block(x, h)
+                new.append(h)
+            return self.out(self.norm(x)), new
+
+    model = MinGRU() if cell == "mingru" else CharRNN()
     opt = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     loss_fn = nn.CrossEntropyLoss()
     # B contiguous streams, consecutive batches continue them (truncated BPTT).
@@ -165,7 +207,7 @@ def worker_torch(dataset, L, H, B, T, steps, windows, cell="lstm"):
             )
             x, y = chunk[:, :-1], chunk[:, 1:]
             logits, hidden = model(x, hidden)
-            hidden = hidden.detach() if cell == "gru" else tuple(h.detach() for h in hidden)
+            hidden = hidden.detach() if cell == "gru" else type(hidden)(h.detach() for h in hidden)
             loss = loss_fn(logits.reshape(-1, V), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -351,7 +393,12 @@ def main():
         default=",".join(DEFAULT_REFERENCES),
         help=f"which references to run, of {', '.join(REFERENCES)}",
     )
-    p.add_argument("--cell", default="lstm", choices=("lstm", "gru"), help="the recurrent cell")
+    p.add_argument(
+        "--cell",
+        default="lstm",
+        choices=("lstm", "gru", "mingru"),
+        help="the recurrent cell (mingru: charrnn's block; no keras reference)",
+    )
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     p.add_argument("--windows", type=int, default=3, help="timed windows per process")
     p.add_argument("--memory", action="store_true", help="also check peak RSS vs corpus size")
@@ -367,6 +414,8 @@ def main():
 
     shapes = [s for s in a.shapes.split(",") if s and s != "none"]
     only = [r for r in REFERENCES if r in a.only.split(",")]
+    if a.cell == "mingru":  # Keras has no minGRU layer
+        only = [r for r in only if not r.startswith("keras")]
     report = {"machine": machine(), "versions": versions(), "cell": a.cell, "shapes": {}}
     print(
         f"# {report['machine']}; " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()),

@@ -43,8 +43,13 @@ def test_a_parallel_cell_s_multiply_adds_are_its_blocks_and_logits(cell):
     assert weights_from_model(model).macs_per_step() == forward
 
 
-def test_throughput_reproduces_the_calibration_and_falls_with_size():
-    for macs, measured in autosize.CALIBRATION["table"]:
+FLOAT32 = autosize.Speed(1.0, "", "float32")  # the calibration machines' own speeds
+BFLOAT16 = autosize.Speed(1.0, "", "bfloat16")
+
+
+@pytest.mark.parametrize("speed", [FLOAT32, BFLOAT16])
+def test_throughput_reproduces_the_calibration_and_falls_with_size(speed):
+    for macs, measured in autosize.CALIBRATIONS[speed.table]["table"]:
         layers, units = next(
             (
                 lu
@@ -54,14 +59,14 @@ def test_throughput_reproduces_the_calibration_and_falls_with_size():
             (0, 0),
         )
         if layers:
-            assert autosize.symbols_per_second(layers, units, 65, "lstm", 1.0) == pytest.approx(
+            assert autosize.symbols_per_second(layers, units, 65, "lstm", speed) == pytest.approx(
                 measured, rel=0.02
             )
-    speeds = [autosize.symbols_per_second(*lu, 65, "lstm", 1.0) for lu in autosize.LADDER]
+    speeds = [autosize.symbols_per_second(*lu, 65, "lstm", speed) for lu in autosize.LADDER]
     assert speeds == sorted(speeds, reverse=True)
-    assert autosize.symbols_per_second(2, 256, 65, "lstm", 2.0) == pytest.approx(
-        2 * autosize.symbols_per_second(2, 256, 65, "lstm", 1.0)
-    )
+    assert autosize.symbols_per_second(
+        2, 256, 65, "lstm", speed._replace(factor=2.0)
+    ) == pytest.approx(2 * autosize.symbols_per_second(2, 256, 65, "lstm", speed))
 
 
 def test_more_time_or_a_faster_machine_never_chooses_a_smaller_model():
@@ -94,7 +99,7 @@ def test_cell_auto_chooses_mingru_where_the_lstm_reads_the_data_few_times_or_sym
     assert autosize.choose_cell(964, 100_000, 600, speed) == "mingru"
     assert autosize.choose_cell(255, 100_000, 600, speed) == "lstm"
     # the boundary is the LSTM's reading of the data, whatever the budget and the corpus
-    layers, units, seen, _ = autosize._largest(65, 600, "lstm", speed[0])
+    layers, units, _, seen, _ = autosize._largest(65, 600, "lstm", speed, float("inf"))
     edge = seen / autosize.PARALLEL_BELOW_EPOCHS
     assert autosize.choose_cell(65, int(edge * 1.01), 600, speed) == "mingru"
     assert autosize.choose_cell(65, int(edge * 0.99), 600, speed) == "lstm"
@@ -122,8 +127,8 @@ MEASURED = {(1, 64): (9958, 172740), (2, 256): (3722, 17706)}
 def test_predicted_throughput_falls_with_the_vocabulary_as_measured():
     for (layers, units), (full, folded) in MEASURED.items():
         predicted = autosize.symbols_per_second(
-            layers, units, 250, "lstm", 1.0
-        ) / autosize.symbols_per_second(layers, units, 8779, "lstm", 1.0)
+            layers, units, 250, "lstm", FLOAT32
+        ) / autosize.symbols_per_second(layers, units, 8779, "lstm", FLOAT32)
         assert predicted == pytest.approx(folded / full, rel=0.15), (layers, units)
 
 
@@ -136,7 +141,7 @@ def test_a_large_vocabulary_gets_a_smaller_model_for_the_same_budget(monkeypatch
         seen = float(reason.split(" at about ")[1].split(" symbols/s")[0].replace(",", ""))
         assert seen == pytest.approx(
             autosize.symbols_per_second(
-                large["num_layers"], large["rnn_size"], 7639, "lstm", speed[0]
+                large["num_layers"], large["rnn_size"], 7639, "lstm", speed
             ),
             rel=1e-3,
         )
@@ -148,3 +153,55 @@ def test_a_large_vocabulary_gets_a_smaller_model_for_the_same_budget(monkeypatch
     )
     monkeypatch.setattr(autosize, "SOFTMAX_MACS", 0)
     assert autosize.choose(7639, 50_000_000, 7200, speed=speed)[0]["num_layers"] == 2
+
+
+def test_the_size_is_for_the_symbols_max_epochs_lets_the_run_read():
+    """A run that max_epochs / max_steps end before its budget reads fewer symbols: its
+    model is the one that many symbols train best, and the reason says why."""
+    speed = autosize.machine_speed(65, 30000.0)
+    free, reason = autosize.choose(65, 1_000_000, 3600, speed=speed)
+    assert "end it first" not in reason
+    seen = float(reason.split(" reads ")[1].split("M symbols")[0]) * 1e6
+    capped, why = autosize.choose(65, 1_000_000, 3600, speed=speed, most=seen / 8)
+    assert "M symbols (max_epochs / max_steps end it first), " in why
+    assert f"reads {seen / 8e6:,.1f}M symbols" in why
+    n = autosize.params(capped["num_layers"], capped["rnn_size"], 65)
+    assert n < autosize.params(free["num_layers"], free["rnn_size"], 65)
+    assert seen / 8 / n >= autosize.TOKENS_PER_PARAM
+    assert capped["dropout"] < free["dropout"]
+    # a limit beyond what the budget reads changes nothing
+    assert autosize.choose(65, 1_000_000, 3600, speed=speed, most=seen * 2) == (free, reason)
+    # and the cell rule reads the same symbols: few epochs allowed, the parallel cell
+    assert autosize.choose_cell(65, 1_000_000, 3600, speed) == "lstm"
+    assert autosize.choose_cell(65, 1_000_000, 3600, speed, most=2_000_000) == "mingru"
+
+
+def test_the_probe_measures_the_matmuls_of_the_run_s_precision(monkeypatch):
+    """machine_speed reads the calibration of the run's kind of matmul (bfloat16 where its
+    precision resolves to mixed_bfloat16: precision auto on a CPU with AVX512_BF16 or AMX,
+    not where ONEDNN_MAX_CPU_ISA=AVX2 withholds them) and scales it by the probe, a child
+    process timing TensorFlow's matmul in that dtype."""
+    import sys
+
+    from charrnn.errors import CharrnnError
+    from charrnn.training import distribute, probe
+
+    auto = autosize.machine_speed(65, precision="auto")
+    assert auto.table == ("bfloat16" if distribute.bfloat16_in_hardware() else "float32")
+    # a CPU core does more than 1e9 multiply-adds a second, less than 1e13
+    assert 1e9 < auto.factor * autosize.CALIBRATIONS[auto.table]["probe"] < 1e13
+    predicted = autosize.symbols_per_second(2, 256, 65, "lstm", auto)
+    assert auto.how == f"measured: about {predicted:,.0f} {auto.table} symbols/s at 2x256 here"
+    assert autosize.machine_speed(65, 3000.0, "float32").table == "float32"
+    assert autosize.machine_speed(65, 3000.0, "mixed_bfloat16").table == "bfloat16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert autosize.machine_speed(65, 3000.0).table == "float32"
+    # a child that fails, one that cannot start: one message, what to do instead
+    for dtype, why in [("float64", "not 'float64'"), ("float32", "No such file")]:
+        with pytest.raises(CharrnnError) as e:
+            probe.run(dtype)
+        message = str(e.value)
+        assert message.startswith("model auto could not measure this machine's speed (")
+        assert why in message
+        assert message.endswith("give it as model.auto_throughput (symbols/s of a 2x256 LSTM)")
+        monkeypatch.setattr(sys, "executable", "/nonexistent/python")

@@ -160,7 +160,10 @@ def test_model_auto_counts_a_parallel_cell_s_own_weights(english_data, tmp_path)
     out = tmp_path / "auto"
     vocab = len(json.loads((english_data / "vocab.json").read_text())["symbols"])
     train_symbols = len(np.load(english_data / "train.npy", mmap_mode="r"))
-    expect, _ = autosize.choose(vocab, train_symbols, 2.0, "mingru", throughput=3000.0)
+    # max_steps 2 of 8 x 16 lets the run read 256 symbols, whatever the budget
+    expect, _ = autosize.choose(
+        vocab, train_symbols, 2.0, "mingru", throughput=3000.0, most=2 * 8 * 16
+    )
     r = ok(
         run(
             "train",

@@ -718,6 +718,50 @@ def test_model_auto_chooses_for_the_budget_prints_stores_and_keeps_it_on_resume(
     assert not (tmp_path / "nobudget" / "model.json").exists()
 
 
+def test_model_auto_measures_this_machine_and_sizes_for_what_max_steps_lets_it_read(
+    english_data, tmp_path
+):
+    """No model.auto_throughput: the probe measures this machine (a child process); a run
+    that max_steps ends long before its hour reads few symbols, so the smallest size, and
+    a parallel cell, since the LSTM would read the split under 8 times."""
+    from charrnn.training import autosize
+
+    out = tmp_path / "measured"
+    result = ok(
+        run(
+            "train",
+            "--data",
+            english_data,
+            "--out",
+            out,
+            "--model-size",
+            "auto",
+            "--max-time",
+            "1h",
+            "--max-steps",
+            2,
+            "--set",
+            "model.cell=auto",
+            "--set",
+            "train.batch_size=8",
+            "--set",
+            "train.seq_length=16",
+        )
+    )
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("model auto: ")]
+    assert lines[0].startswith("model auto: mingru: ")
+    assert lines[0].endswith("times in 60 min (under 8)")
+    layers, units = autosize.LADDER[0]
+    assert lines[1].startswith(f"model auto: {layers}x{units} mingru, ")
+    assert " symbols/s reads 0.0M symbols (max_epochs / max_steps end it first), " in lines[1]
+    measured = re.search(
+        r"\(measured: about ([\d,]+) (float32|bfloat16) symbols/s at 2x256 here\)$", lines[1]
+    )
+    assert measured and int(measured[1].replace(",", "")) > 0, lines[1]
+    stored = json.loads((out / "model.json").read_text())
+    assert (stored["cell"], stored["num_layers"], stored["rnn_size"]) == ("mingru", layers, units)
+
+
 def test_a_plan_the_machine_cannot_keep_warns_once_and_stops_at_twice_the_budget(
     tiny, english_data, tmp_path
 ):

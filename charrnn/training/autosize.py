@@ -6,14 +6,15 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py; benchmarks/RES
 1. Throughput.  How many symbols a second each candidate size trains here is predicted from
    its cost per symbol (``cost_per_symbol``: its multiply-adds, and the softmax over the
    vocabulary counted as ``SOFTMAX_MACS`` multiply-adds a symbol of the vocabulary) by the
-   throughputs measured on one machine (``CALIBRATION``),
-   scaled by how fast this machine runs a small one-thread matrix-multiply probe now
-   against the probe on that machine (``probe``, NumPy, about 0.3 s, before TensorFlow
-   starts).  ``model.auto_throughput`` gives the symbols/s of the reference 2x256 LSTM
-   instead (no probe; what tests use).  The calibration is of LSTMs; other cells are
+   throughputs measured for the run's kind of matmul, float32 or bfloat16
+   (``CALIBRATIONS``), scaled by how fast this machine runs a one-thread matmul of that
+   dtype in TensorFlow now against the same probe then (charrnn.training.probe: a child
+   process, a few seconds).  ``model.auto_throughput`` gives the symbols/s of the reference
+   2x256 LSTM instead (no probe; what tests use).  The calibration is of LSTMs; other cells are
    predicted from their multiply-adds alike (for mingru/minlstm, whose matmuls span a
    whole window, this is not measured).
-2. Size.  Each candidate of ``LADDER`` would see ``budget x throughput`` symbols.  Take the
+2. Size.  Each candidate of ``LADDER`` would see ``budget x throughput`` symbols, or
+   fewer where max_epochs / max_steps end the run first.  Take the
    largest whose budget gives it at least ``TOKENS_PER_PARAM`` symbols per weight: below
    that a smaller network that sees more text wins in the same time.  Measured
    (benchmarks/RESULTS.md, Quality): at 3 minutes the winners read 77-85 symbols per weight
@@ -41,11 +42,12 @@ is refused.
 """
 
 import math
-import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from charrnn.nn.cells import embedding_size as cell_embedding_size
 from charrnn.nn.cells import get
+from charrnn.training import probe
 
 # (layers, units), smallest first; embedding 64 up to 256 units, then 128 (a parallel
 # cell's is its rnn_size).
@@ -57,25 +59,56 @@ DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 2.0, 0.1, 0.5
 # The softmax's cost per symbol of the vocabulary, in multiply-adds taking the same time:
 # fitted to training on 197 MB of Python with its 8,779 symbols and with the 250 that
 # --min-count 100 leaves (benchmarks/RESULTS.md, "Rare symbols"; chars per CPU-second, means
-# of 2 rounds): 17.3x faster at 1x64 and 4.8x at 2x256 measured, 16.4x and 5.1x predicted.
-# It is 4.8x the output layer's multiply-adds at 1x64 (3 x 64 a symbol): the logits, 6,400 x
-# 8,779 floats a step, are written and read several times, so the softmax is memory-bound.
-SOFTMAX_MACS = 925
-# Measured by `python benchmarks/bench_quality.py calibrate` (tiny-shakespeare, vocabulary 65,
-# batch 64 x 100): training multiply-adds per symbol -> symbols/s, and the probe's rate then.
-CALIBRATION = {
-    "machine": "2-vCPU AMD EPYC (AVX2, no AVX-512), 2026-11-26",
-    "vocab": 65,
-    "probe": 1.336e10,
-    "table": [
-        (0.32e6, 61014),
-        (0.71e6, 36195),
-        (2.61e6, 10659),
-        (5.97e6, 6720),
-        (10.32e6, 3537),
-        (16.61e6, 2057),
-    ],
+# of 2 rounds): 17.3x faster at 1x64 and 4.8x at 2x256 measured, 17.7x and 4.5x predicted
+# by the float32 calibration.  (Those runs were bfloat16, yet the bfloat16 calibration's flat
+# small end fits no constant: 9.3x at 1x64 with this one; the single cost axis cannot tell
+# matmuls that bfloat16 speeds up from a softmax it does not.)  It is 3.5x the output
+# layer's multiply-adds at 1x64 (3 x 64 a symbol): the logits, 6,400 x 8,779 floats a step,
+# are written and read several times, so the softmax is memory-bound.
+SOFTMAX_MACS = 675
+# Measured by `python benchmarks/bench_quality.py calibrate` (tiny-shakespeare, vocabulary
+# CALIBRATION_VOCAB, batch 64 x 100, precision auto), once for each kind of matmul a run does:
+# training multiply-adds per symbol -> symbols/s, and charrnn.training.probe's rate then.  Their
+# shapes differ (bfloat16 gains 1.5x at 1x128, 2.3-3.2x from 2x256 on: small steps are bound by
+# per-op costs that bfloat16 does not cut), so one table scaled by the probe would be 2-3x off
+# on the other kind (benchmarks/RESULTS.md, "model: auto's probe").
+CALIBRATION_VOCAB = 65
+CALIBRATIONS = {
+    "float32": {  # as TensorFlow runs on an AVX2-only CPU: Eigen matmuls, oneDNN ops off
+        "machine": "2-vCPU AMD EPYC emulating AVX2 (TF_ENABLE_ONEDNN_OPTS=0 "
+        "ONEDNN_MAX_CPU_ISA=AVX2), 2026-12-07",
+        "probe": 3.154e10,
+        "table": [
+            (0.32e6, 131505),
+            (0.71e6, 71747),
+            (2.61e6, 20346),
+            (5.97e6, 11485),
+            (10.32e6, 5758),
+            (16.61e6, 3941),
+        ],
+    },
+    "bfloat16": {  # oneDNN's AVX512_BF16 matmuls
+        "machine": "2-vCPU AMD EPYC (AVX-512, AVX512_BF16), 2026-12-07",
+        "probe": 1.651e11,
+        "table": [
+            (0.32e6, 191533),
+            (0.71e6, 125693),
+            (2.61e6, 57112),
+            (5.97e6, 26450),
+            (10.32e6, 18357),
+            (16.61e6, 9126),
+        ],
+    },
 }
+
+
+class Speed(NamedTuple):
+    """How fast this machine trains: ``factor`` x the ``table`` calibration's throughputs;
+    ``how``: how that was found, for the reason line."""
+
+    factor: float
+    how: str
+    table: str = "float32"
 
 
 def embedding_size(units: int, cell: str = "lstm") -> int:
@@ -115,54 +148,44 @@ def params(layers: int, units: int, vocab: int, cell: str = "lstm") -> int:
     )
 
 
-def probe(seconds: float = 0.3) -> float:
-    """Multiply-adds per second of LSTM-step-sized matmuls in NumPy, on this machine now.
-
-    The matmuls are small enough (4x512 by 512x128) for the BLAS to run each on one thread:
-    a multi-threaded probe read 10-20x slow whenever another process used the other core
-    (its threads wait for each other), and then chose the smallest model."""
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((256, 4, 512), dtype=np.float32)
-    b = rng.standard_normal((512, 128), dtype=np.float32)
-    n, start = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - start) < seconds or n < 10:
-        a @ b
-        n += 1
-    return n * a.size * b.shape[1] / elapsed
-
-
-def symbols_per_second(layers: int, units: int, vocab: int, cell: str, speed: float) -> float:
-    """Predicted training throughput, interpolated in log-log between the calibration
-    points (extrapolated along the end segments); ``speed``: this machine over that one."""
+def symbols_per_second(layers: int, units: int, vocab: int, cell: str, speed: Speed) -> float:
+    """Predicted training throughput, interpolated in log-log between the points of the
+    speed's calibration (extrapolated along the end segments), times its factor."""
     x = math.log(cost_per_symbol(layers, units, vocab, cell))
-    softmax = SOFTMAX_MACS * CALIBRATION["vocab"]  # the table's runs had their softmax too
-    table = [(math.log(m + softmax), math.log(s)) for m, s in CALIBRATION["table"]]
+    softmax = SOFTMAX_MACS * CALIBRATION_VOCAB  # the table's runs had their softmax too
+    table = [(math.log(m + softmax), math.log(s)) for m, s in CALIBRATIONS[speed.table]["table"]]
     i = min(max(1, sum(m < x for m, _ in table)), len(table) - 1)
     (x0, y0), (x1, y1) = table[i - 1], table[i]
-    return speed * math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
+    return speed.factor * math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
 
-def machine_speed(vocab: int, throughput: float | None = None) -> tuple[float, str]:
-    """(this machine's speed over the calibration machine's, how it was found)."""
-    if throughput:  # symbols/s of the reference size: the speed it implies
-        ref = symbols_per_second(*REFERENCE, vocab, "lstm", 1.0)  # what the setting measures
-        return throughput / ref, f"given throughput {throughput:,.0f} symbols/s at 2x256"
-    speed = probe() / CALIBRATION["probe"]
-    ref = symbols_per_second(*REFERENCE, vocab, "lstm", speed)
-    return speed, f"measured: about {ref:,.0f} symbols/s at 2x256 here"
+def machine_speed(vocab: int, throughput: float | None = None, precision: str = "auto") -> Speed:
+    """How fast a run in ``precision`` trains here: against the calibration of its kind of
+    matmul (bfloat16 where the run's precision resolves to mixed_bfloat16, else float32),
+    by charrnn.training.probe in that dtype unless ``throughput`` gives it."""
+    from charrnn.training.distribute import resolve_precision
+
+    table = "bfloat16" if resolve_precision(precision) == "mixed_bfloat16" else "float32"
+    if throughput:  # symbols/s of the reference size: the factor it implies
+        ref = symbols_per_second(*REFERENCE, vocab, "lstm", Speed(1.0, "", table))
+        how = f"given throughput {throughput:,.0f} symbols/s at 2x256"
+        return Speed(throughput / ref, how, table)
+    factor = probe.run(table) / CALIBRATIONS[table]["probe"]
+    ref = symbols_per_second(*REFERENCE, vocab, "lstm", Speed(factor, "", table))
+    return Speed(factor, f"measured: about {ref:,.0f} {table} symbols/s at 2x256 here", table)
 
 
 def choose_cell(
     vocab: int,
     train_symbols: int,
     budget_s: float,
-    speed: tuple[float, str],
+    speed: Speed,
     log: Callable[[str], None] | None = None,
+    most: float = math.inf,
 ) -> str:
-    """``model.cell: auto`` (rule 4): ``mingru`` or ``lstm``.  ``speed``: machine_speed's."""
-    layers, units, seen, _ = _largest(vocab, budget_s, "lstm", speed[0])
+    """``model.cell: auto`` (rule 4): ``mingru`` or ``lstm``.  ``speed``: machine_speed's;
+    ``most``: the symbols max_epochs / max_steps let the run read."""
+    layers, units, _, seen, _ = _largest(vocab, budget_s, "lstm", speed, most)
     epochs = seen / max(1, train_symbols)
     few, large = epochs < PARALLEL_BELOW_EPOCHS, vocab >= PARALLEL_FROM_VOCAB
     cell = "mingru" if few or large else "lstm"
@@ -176,14 +199,17 @@ def choose_cell(
     return cell
 
 
-def _largest(vocab, budget_s, cell, speed):
-    """(layers, units, symbols seen, parameters) of the size rule 2 picks."""
+def _largest(vocab, budget_s, cell, speed, most):
+    """(layers, units, symbols/s, symbols seen, parameters) of the size rule 2 picks:
+    the run reads for ``budget_s`` or until max_epochs / max_steps let it read no more
+    (``most`` symbols), whichever comes first."""
     best = None
     for layers, units in LADDER:
-        seen = budget_s * symbols_per_second(layers, units, vocab, cell, speed)
+        rate = symbols_per_second(layers, units, vocab, cell, speed)
+        seen = min(most, budget_s * rate)
         n = params(layers, units, vocab, cell)
         if best is None or seen / n >= TOKENS_PER_PARAM:
-            best = (layers, units, seen, n)
+            best = (layers, units, rate, seen, n)
     return best
 
 
@@ -194,13 +220,15 @@ def choose(
     cell: str = "lstm",
     throughput: float | None = None,
     log: Callable[[str], None] | None = None,
-    speed: tuple[float, str] | None = None,
+    speed: Speed | None = None,
+    most: float = math.inf,
 ) -> tuple[dict, str]:
     """The model settings for a ``budget_s`` run on ``train_symbols`` of data:
     {"num_layers", "rnn_size", "embedding_size", "dropout"} and a one-line reason.
-    ``speed``: ``machine_speed``'s (speed, how), found here if None."""
-    speed, how = speed or machine_speed(vocab, throughput)
-    layers, units, seen, n = _largest(vocab, budget_s, cell, speed)
+    ``speed``: ``machine_speed``'s, found here if None; ``most``: the symbols
+    max_epochs / max_steps let the run read."""
+    speed = speed or machine_speed(vocab, throughput)
+    layers, units, rate, seen, n = _largest(vocab, budget_s, cell, speed, most)
     epochs = seen / max(1, train_symbols)
     exposure = epochs * n / max(1, train_symbols)
     dropout = 0.0
@@ -222,9 +250,10 @@ def choose(
     reason = (
         f"model auto: {layers}x{units} {cell}, embedding {embedding}, dropout "
         f"{dropout:g} ({n:,} parameters): {budget_s / 60:g} min at about "
-        f"{seen / budget_s:,.0f} symbols/s reads {seen / 1e6:,.1f}M symbols, "
+        f"{rate:,.0f} symbols/s reads {seen / 1e6:,.1f}M symbols"
+        f"{' (max_epochs / max_steps end it first)' if seen < budget_s * rate else ''}, "
         f"{seen / n:.0f} per parameter ({why}), {epochs:.1f} epochs of {train_symbols:,}, "
-        f"exposure {exposure:.1f} ({how})"
+        f"exposure {exposure:.1f} ({speed.how})"
     )
     if log:
         log(reason)

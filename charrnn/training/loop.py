@@ -115,7 +115,7 @@ def train(
         )
 
     # --- model size: chosen once, for the time budget (model: auto) -------------------
-    run_setup.choose_size(config, ds, out, resume, role, log)
+    run_setup.choose_size(config, ds, batches, out, resume, role, log)
     model_settings = {
         "vocab_size": len(ds.vocab),
         **{k: config["model"][k] for k in MODEL_ARGS},
@@ -187,7 +187,7 @@ def _loop(run: _Run) -> TrainResult:
     batch_size, batches_per_epoch = train_cfg["batch_size"], batches.batches
     step, epoch, position, best = tstate.values()
     saved = ((tstate.last.manifest or {}).get("train") if tstate.last else None) or {}
-    budget = Budget(train_cfg, _step_limit(train_cfg, batches_per_epoch), step, saved)
+    budget = Budget(train_cfg, run_setup.step_limit(train_cfg, batches_per_epoch), step, saved)
     if reason := _limit_reached(train_cfg, budget, step, epoch):
         distribute.discard(write_dir, role)
         log(
@@ -470,29 +470,6 @@ def _evaluate(validation, setup, role, record, best, log, symbols_per_char, fina
     if final and validation.final_whole and not validation.spans.whole:
         record["val_loss_whole"] = validation.run_whole()
     return val_loss, best
-
-
-def _step_limit(train_cfg, batches_per_epoch):
-    """The step at which max_steps / max_epochs end the run (inf: neither is set)."""
-    limit = min(
-        n
-        for n in (
-            train_cfg["max_steps"],
-            train_cfg["max_epochs"] and train_cfg["max_epochs"] * batches_per_epoch,
-            float("inf"),
-        )
-        if n
-    )
-    if (
-        train_cfg["lr_schedule"] == "cosine"
-        and limit == float("inf")
-        and not (train_cfg["max_time"] or train_cfg["planned_steps"])
-    ):
-        raise CharrnnError(
-            "train.lr_schedule cosine needs train.max_steps, train.max_epochs or "
-            "train.max_time to know where the schedule ends"
-        )
-    return limit
 
 
 class _Accumulator:

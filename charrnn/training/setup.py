@@ -85,7 +85,13 @@ def symbols_per_char(meta: dict, split: str = "val") -> float | None:
 
 
 def choose_size(
-    config: dict, ds: Dataset, out: Path, resume: bool, role: distribute.Role, log: Log
+    config: dict,
+    ds: Dataset,
+    batches: Streams,
+    out: Path,
+    resume: bool,
+    role: distribute.Role,
+    log: Log,
 ) -> None:
     """``model.size: auto`` and ``model.cell: auto``: fill in the model settings
     (charrnn.training.autosize); a resumed run keeps the choice its model.json records."""
@@ -117,17 +123,43 @@ def choose_size(
             "(symbols/s of a 2x256 LSTM), so every worker chooses the same model"
         )
     vocab, symbols = len(ds.vocab), len(ds.split("train"))
-    speed = autosize.machine_speed(vocab, model_cfg["auto_throughput"])
+    speed = autosize.machine_speed(vocab, model_cfg["auto_throughput"], train_cfg["precision"])
+    # the symbols the run may read before max_epochs / max_steps end it
+    most = step_limit(train_cfg, batches.batches) * batches.batch_size * batches.seq_length
+    budget = train_cfg["max_time"]
     if model_cfg["cell"] == "auto":
-        model_cfg["cell"] = autosize.choose_cell(vocab, symbols, train_cfg["max_time"], speed, log)
+        model_cfg["cell"] = autosize.choose_cell(vocab, symbols, budget, speed, log, most)
     if model_cfg["size"] == "auto":
         chosen, _ = autosize.choose(
-            vocab, symbols, train_cfg["max_time"], model_cfg["cell"], log=log, speed=speed
+            vocab, symbols, budget, model_cfg["cell"], log=log, speed=speed, most=most
         )
         model_cfg.update(chosen)
     model_cfg["embedding_size"] = cell_embedding_size(
         model_cfg["cell"], model_cfg["rnn_size"], model_cfg["embedding_size"]
     )
+
+
+def step_limit(train_cfg, batches_per_epoch):
+    """The step at which max_steps / max_epochs end the run (inf: neither is set)."""
+    limit = min(
+        n
+        for n in (
+            train_cfg["max_steps"],
+            train_cfg["max_epochs"] and train_cfg["max_epochs"] * batches_per_epoch,
+            float("inf"),
+        )
+        if n
+    )
+    if (
+        train_cfg["lr_schedule"] == "cosine"
+        and limit == float("inf")
+        and not (train_cfg["max_time"] or train_cfg["planned_steps"])
+    ):
+        raise CharrnnError(
+            "train.lr_schedule cosine needs train.max_steps, train.max_epochs or "
+            "train.max_time to know where the schedule ends"
+        )
+    return limit
 
 
 # --- the run directory ----------------------------------------------------------------
