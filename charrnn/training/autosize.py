@@ -21,7 +21,7 @@ The rule (derived from the sweeps in benchmarks/bench_quality.py; benchmarks/RES
    and the losers 18 or fewer (tiny-shakespeare and C); at 10 minutes on a 6x faster
    machine a 2x256 LSTM that read 43 per weight beat a 2x128; at 30 minutes a 2x384 that
    read 24 (dropout 0.5) beat a 2x256 that read 51, by 0.018 nats on nanoGPT's split, and
-   at 3 minutes a 2x192 that read 29 tied a 2x128 that read 66 (benchmarks/RESULTS.md,
+   at 3 minutes a 2x192 that read 29 tied a 2x128 that read 88 (benchmarks/RESULTS.md,
    "model: auto's probe").  Hence 20, between the losers' 18 and the winners' 24.
 3. Dropout from how hard the budget can overfit: ``exposure = epochs x parameters / train
    symbols`` (how often the data is read, times the capacity to memorise it); none up to
