@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from charrnn.backend import tensorflow
 from charrnn.errors import CharrnnError
@@ -51,7 +52,10 @@ def measure(dtype: str = "float32", seconds: float = SECONDS) -> float:
 def run(dtype: str = "float32") -> float:
     """``measure`` in a child process (a few seconds, most of them TensorFlow's import).
     Raises CharrnnError if the child fails."""
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="2")
+    # the child imports this charrnn, wherever it was imported from
+    here = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="-1", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path)
     command = [sys.executable, "-m", "charrnn.training.probe", dtype]
     try:
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
