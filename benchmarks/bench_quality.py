@@ -196,7 +196,7 @@ def calibrate(sizes, steps, precision):
 
     data, _ = prepare("tinyshakespeare.txt")
     vocab = len(json.loads((data / "vocab.json").read_text())["symbols"])
-    table = autosize.machine_speed(vocab, 1.0, precision).table  # the run's kind of matmul
+    table = autosize.calibration_for(precision)
     probes, rows = [probe.run(table)], []
     for size in sizes:
         layers, units = map(int, size.split("x"))

@@ -161,13 +161,18 @@ def symbols_per_second(layers: int, units: int, vocab: int, cell: str, speed: Sp
     return speed.factor * math.exp(y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
 
-def machine_speed(vocab: int, throughput: float | None = None, precision: str = "auto") -> Speed:
-    """How fast a run in ``precision`` trains here: against the calibration of its kind of
-    matmul (bfloat16 where the run's precision resolves to mixed_bfloat16, else float32),
-    by charrnn.training.probe in that dtype unless ``throughput`` gives it."""
+def calibration_for(precision: str) -> str:
+    """The key of ``CALIBRATIONS`` a run in ``precision`` is predicted from: its kind of
+    matmul, bfloat16 where the precision resolves to mixed_bfloat16, else float32."""
     from charrnn.training.distribute import resolve_precision
 
-    table = "bfloat16" if resolve_precision(precision) == "mixed_bfloat16" else "float32"
+    return "bfloat16" if resolve_precision(precision) == "mixed_bfloat16" else "float32"
+
+
+def machine_speed(vocab: int, throughput: float | None = None, precision: str = "auto") -> Speed:
+    """How fast a run in ``precision`` trains here, against ``calibration_for`` it: by
+    charrnn.training.probe in that dtype unless ``throughput`` gives it."""
+    table = calibration_for(precision)
     if throughput:  # symbols/s of the reference size: the factor it implies
         ref = symbols_per_second(*REFERENCE, vocab, "lstm", Speed(1.0, "", table))
         how = f"given throughput {throughput:,.0f} symbols/s at 2x256"
