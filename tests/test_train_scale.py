@@ -226,7 +226,7 @@ def test_ctrl_c_during_a_long_evaluation_stops_it_within_seconds(big_val, tmp_pa
         out,
         "--max-steps",
         1000,
-        *sets("model.rnn_size=256", "train.eval_every=2", "train.eval_symbols=all"),
+        *sets("model.rnn_size=512", "train.eval_every=2", "train.eval_symbols=all"),
     )
     try:
         read_until(proc, r"^evaluating: window \d+/\d+")  # shown once it takes over 2 s
@@ -388,7 +388,7 @@ def test_on_a_terminal_a_long_evaluation_draws_a_bar_and_ctrl_c_stops_it(big_val
             str(out),
             "--max-steps",
             "1000",
-            *sets("model.rnn_size=256", "train.eval_every=2", "train.eval_symbols=all"),
+            *sets("model.rnn_size=512", "train.eval_every=2", "train.eval_symbols=all"),
         ],
         env=dict(os.environ),
         dimensions=(24, 120),
