@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 from conftest import TINY_SETS
@@ -239,6 +240,34 @@ def test_sampling_while_the_run_trains_and_rotates_never_fails(killed_run):
         assert r.exit_code == 0 and len(r.stdout) >= 10 and "Warning" not in r.stderr, r.stderr
     records = killed_run["records"]
     assert sum(r.get("best", False) for r in records) >= 20  # best/ rotated as often
+
+
+def test_a_listing_during_rotation_never_finds_no_checkpoint(tmp_path):
+    """The writer keeps one checkpoint at every moment (the new one is renamed in before the
+    old is rotated away), so a reader listing meanwhile must always find one: a name it listed
+    that has gone by the time it looks means a newer one is there."""
+    import tensorflow as tf
+
+    folder = tmp_path / "checkpoints"
+    ckpt = tf.train.Checkpoint(v=tf.Variable([1.0]))
+    checkpoints.save(ckpt, folder, 0, keep=1)
+    done = threading.Event()
+
+    def writer():
+        step = 0
+        while not done.is_set():
+            step += 1
+            checkpoints.save(ckpt, folder, step, keep=1)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        empty = sum(not checkpoints.list_in(folder) for _ in range(20000))
+    finally:
+        done.set()
+        thread.join()
+    assert empty == 0
+    assert len(checkpoints.list_in(folder)) == 1
 
 
 # --- kill -9 at random moments ------------------------------------------------------------------

@@ -91,21 +91,31 @@ class Checkpoint:
 
 
 def list_in(folder: StrPath) -> list[Checkpoint]:
-    """Every checkpoint in ``folder``, newest first (nothing is verified yet)."""
+    """Every checkpoint in ``folder``, newest first (nothing is verified yet).
+
+    A listing is a snapshot: a checkpoint it names can be rotated away before we look at it,
+    and the newer one that replaced it was written after the snapshot.  Then we list again, so
+    a reader never finds none while the writer always keeps one."""
     folder = Path(folder)
-    found = []
-    try:
-        entries = list(folder.iterdir())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    for p in entries:
-        m = _DIR.match(p.name)
-        if m and p.is_dir():
-            found.append(Checkpoint(str(p / TF_NAME), int(m.group(1)), dir=p))
-            continue
-        m = _LEGACY.match(p.name)
-        if m:
-            found.append(Checkpoint(str(folder / p.name[: -len(".index")]), int(m.group(1))))
+    for _ in range(_READ_TRIES):
+        try:
+            entries = list(folder.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        found, moved = [], False
+        for p in entries:
+            m = _DIR.match(p.name)
+            if m:
+                if p.is_dir():
+                    found.append(Checkpoint(str(p / TF_NAME), int(m.group(1)), dir=p))
+                else:
+                    moved = moved or not p.exists()
+                continue
+            m = _LEGACY.match(p.name)
+            if m:
+                found.append(Checkpoint(str(folder / p.name[: -len(".index")]), int(m.group(1))))
+        if not moved:
+            break
     # the new layout first where both hold a step (a run resumed after upgrading)
     return sorted(found, key=lambda c: (c.step, not c.legacy), reverse=True)
 
