@@ -98,7 +98,9 @@ def test_generate_equals_sample_with_the_same_seed_and_options(english, english_
     options, flags = CASES[case] or ({}, [])
     if case == "require":  # a word the free text lacks, so that the rejection must retry
         free = english.generate(PRIME, n=N, seed=SEED)[len(PRIME) :]
-        word = next(w for w in ("the", "and", "of", "to", "in", "we") if w not in free)
+        word = next(
+            w for w in ("the", "and", "of", "to", "in", "we", "on", "that") if w not in free
+        )
         options, flags = {"require": word}, ["--require", word]
     text = english.generate(PRIME, n=N, seed=SEED, **options)
     assert isinstance(text, str)
