@@ -95,13 +95,14 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_generate_equals_sample_with_the_same_seed_and_options(english, english_run, case):
-    options, flags = CASES[case] or ({}, [])
     if case == "require":  # a word the free text lacks, so that the rejection must retry
         free = english.generate(PRIME, n=N, seed=SEED)[len(PRIME) :]
         word = next(
             w for w in ("the", "and", "of", "to", "in", "we", "on", "that") if w not in free
         )
         options, flags = {"require": word}, ["--require", word]
+    else:
+        options, flags = CASES[case]
     text = english.generate(PRIME, n=N, seed=SEED, **options)
     assert isinstance(text, str)
     assert text == sample(english_run, "--prime", PRIME, "-n", N, "--seed", SEED, *flags)
